@@ -1,0 +1,668 @@
+#!/usr/bin/env bash
+# ficus load benchmark: ficus side by side with its references, on a 2-core box.
+#
+# Method (see docs/performance.md): the load generator alone on core 0, the
+# upstream and the proxy under test on core 1, one worker per proxy; every
+# scenario runs in every round, round-robin, and each scenario is reported as
+# its median and as ratios to nginx-as-proxy (and to bare pingora) measured in
+# the same round.
+#
+# Scenarios:
+#   direct     wrk -> upstream nginx (the ceiling)
+#   nginx      wrk -> nginx reverse proxy (1 worker, upstream keepalive 64) -> upstream
+#   bare       wrk -> bare-pingora (1 thread; benches/bare-pingora) -> upstream (the framework's floor)
+#   ficus      wrk -> ficus (threads = 1, access_log = "off", one plain route) -> upstream
+#   ficus-log  same as ficus with access_log = "json" written to a file
+#
+# Usage: bash benches/load.sh
+# Knobs (environment):
+#   SCENARIOS   default "direct nginx bare ficus ficus-log"
+#   ROUNDS      default 5
+#   DURATION    wrk (and oha) duration per sample, default 10s
+#   WARMUP      warm-up before each sample, default 2s
+#   CONNS       wrk/oha connections, default 32
+#   RATE        oha fixed offered load in requests/s, default 20000
+#   OHA         1 (default) to run the fixed-rate latency part when oha is available, 0 to skip it
+#   LOADGEN_CPU default 0; SERVER_CPU default 1
+#   SKIP_BUILD  1 to use the binaries already in target/release
+#   KEEP_TMP    1 to keep the temp dir (configs, logs) after the run
+# Results: a markdown summary on stdout, and the raw samples plus the summary
+# under target/bench-results/.
+set -euo pipefail
+
+SCENARIOS=${SCENARIOS:-"direct nginx bare ficus ficus-log"}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONNS=${CONNS:-32}
+RATE=${RATE:-20000}
+OHA=${OHA:-1}
+LOADGEN_CPU=${LOADGEN_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+SKIP_BUILD=${SKIP_BUILD:-0}
+KEEP_TMP=${KEEP_TMP:-0}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+log() { printf '[load.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    printf '\n[load.sh] ERROR: %s\n\n' "$*" >&2
+    exit 1
+}
+loud() {
+    printf '\n[load.sh] !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n' >&2
+    printf '[load.sh] !!! %s\n' "$@" >&2
+    printf '[load.sh] !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\n' >&2
+}
+
+# "10s" / "2m" / "500ms" / "10" -> whole seconds (rounded up), for timeouts and reports.
+to_seconds() {
+    python3 -c '
+import re, sys, math
+m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", sys.argv[1])
+if not m:
+    sys.exit("bad duration: " + sys.argv[1])
+v = float(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+print(max(1, math.ceil(v)))' "$1"
+}
+
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
+[[ "$RATE" =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer (got '$RATE')"
+for s in $SCENARIOS; do
+    case "$s" in
+        direct | nginx | bare | ficus | ficus-log) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-log)" ;;
+    esac
+done
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+# --------------------------------------------------------------------------
+# Tools
+# --------------------------------------------------------------------------
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null || die "need to install $* but apt-get is not available"
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        log "apt-get update"
+        "${sudo[@]}" apt-get update -qq >&2
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >&2
+}
+
+command -v python3 >/dev/null || apt_install python3
+command -v curl >/dev/null || apt_install curl
+command -v wrk >/dev/null || apt_install wrk
+command -v taskset >/dev/null || apt_install util-linux
+command -v pgrep >/dev/null || apt_install procps
+command -v timeout >/dev/null || apt_install coreutils
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    apt_install nginx-light || apt_install nginx
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x "$NGINX" ]] || die "nginx not found after install"
+command -v cargo >/dev/null || die "cargo not found (need a Rust toolchain)"
+
+OHA_BIN=""
+if [[ "$OHA" == 1 ]]; then
+    if command -v oha >/dev/null; then
+        OHA_BIN=$(command -v oha)
+    elif [[ -x "$HOME/.cargo/bin/oha" ]]; then
+        OHA_BIN="$HOME/.cargo/bin/oha"
+    else
+        log "oha not found: cargo install oha --locked (takes a few minutes on 2 cores)"
+        if cargo install oha --locked >&2; then
+            OHA_BIN=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+        else
+            loud "cargo install oha --locked FAILED" \
+                "the fixed-rate latency part (oha) will be SKIPPED; throughput (wrk) still runs"
+        fi
+    fi
+    if [[ -n "$OHA_BIN" ]] && ! "$OHA_BIN" --help 2>/dev/null | grep -q -- '--latency-correction'; then
+        loud "$OHA_BIN has no --latency-correction flag; the fixed-rate latency part will be SKIPPED"
+        OHA_BIN=""
+    fi
+fi
+OHA_JSON_FLAG=()
+if [[ -n "$OHA_BIN" ]]; then
+    if "$OHA_BIN" --help 2>/dev/null | grep -q -- '--output-format'; then
+        OHA_JSON_FLAG=(--output-format json)
+    else
+        OHA_JSON_FLAG=(-j)
+    fi
+fi
+
+# --------------------------------------------------------------------------
+# Build
+# --------------------------------------------------------------------------
+BARE_BIN="$ROOT/target/release/bare-pingora"
+FICUS_BIN="$ROOT/target/release/ficus"
+if [[ "$SKIP_BUILD" != 1 ]]; then
+    if want bare; then
+        log "cargo build --release -p bare-pingora --bin bare-pingora"
+        cargo build --release -p bare-pingora --bin bare-pingora >&2 || die "building bare-pingora failed"
+    fi
+    if want ficus || want ficus-log; then
+        log "cargo build --release --bin ficus"
+        cargo build --release --bin ficus >&2 ||
+            die "building ficus failed (run the other scenarios with e.g. SCENARIOS=\"direct nginx bare\")"
+    fi
+fi
+if want bare; then [[ -x "$BARE_BIN" ]] || die "$BARE_BIN missing"; fi
+if want ficus || want ficus-log; then [[ -x "$FICUS_BIN" ]] || die "$FICUS_BIN missing"; fi
+
+# --------------------------------------------------------------------------
+# Processes: everything started here is stopped on exit, by pid.
+# --------------------------------------------------------------------------
+TMP=$(mktemp -d /tmp/ficus-load.XXXXXX)
+chmod 755 "$TMP" # nginx workers run as nobody
+PIDS=()          # started pids, in start order
+declare -A STOPSIG=()
+declare -A PNAME=()
+FAILED_RUN=1
+
+stop_pid() {
+    local pid=$1 sig=$2 name=$3 i
+    kill -0 "$pid" 2>/dev/null || {
+        wait "$pid" 2>/dev/null || true
+        return 0
+    }
+    kill -"$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do # 10 s
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name (pid $pid) still running 10 s after SIG$sig: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$? i pid
+    trap - EXIT INT TERM
+    if ((${#PIDS[@]})); then
+        log "stopping ${#PIDS[@]} process(es)"
+        for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+            pid=${PIDS[i]}
+            stop_pid "$pid" "${STOPSIG[$pid]}" "${PNAME[$pid]}"
+        done
+    fi
+    if [[ "$KEEP_TMP" == 1 || $FAILED_RUN == 1 ]]; then
+        log "temp dir kept: $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME STOPSIG LOGFILE cmd... ; sets STARTED_PID
+start() {
+    local name=$1 sig=$2 logf=$3
+    shift 3
+    taskset -c "$SERVER_CPU" "$@" >>"$logf" 2>&1 </dev/null &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    STOPSIG[$STARTED_PID]=$sig
+    PNAME[$STARTED_PID]=$name
+    log "started $name: pid $STARTED_PID (core $SERVER_CPU): $*"
+}
+
+# wait_http NAME PID URL LOGFILE [EXPECT_BODY]: 200 within 30 s or die
+wait_http() {
+    local name=$1 pid=$2 url=$3 logf=$4 body=${5:-} code i
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "---- $logf" >&2
+            tail -n 40 "$logf" >&2 || true
+            die "$name (pid $pid) exited before it became ready"
+        fi
+        code=$(curl -s -o "$TMP/probe.out" -w '%{http_code}' --max-time 1 "$url" || true)
+        if [[ "$code" == 200 ]]; then
+            if [[ -n "$body" ]] && ! grep -qF "$body" "$TMP/probe.out"; then
+                echo "---- response body:" >&2
+                cat "$TMP/probe.out" >&2
+                die "$name answered $url with 200 but not the upstream's body '$body'"
+            fi
+            log "$name ready: $url"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "---- $logf" >&2
+    tail -n 40 "$logf" >&2 || true
+    die "$name did not answer 200 on $url within 30 s (last status: ${code:-none})"
+}
+
+# nginx worker pid = the only child of its master
+nginx_worker() {
+    local master=$1 w i
+    for ((i = 0; i < 100; i++)); do
+        w=$(pgrep -P "$master" | head -n1 || true)
+        if [[ -n "$w" ]]; then
+            echo "$w"
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "no worker process under nginx master $master"
+}
+
+# Free loopback ports: bind them all at once so they are distinct.
+read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN < <(python3 -c '
+import socket
+socks = []
+for _ in range(7):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))')
+
+NGINX_E=()
+if "$NGINX" -h 2>&1 | grep -q -- '-e filename'; then NGINX_E=(-e "$TMP/nginx-startup-error.log"); fi
+mkdir -p "$TMP/nginx-tmp"
+
+nginx_common() { # $1 = name
+    cat <<EOF
+worker_processes 1;
+pid $TMP/$1.pid;
+error_log $TMP/$1-error.log warn;
+events { worker_connections 4096; }
+EOF
+}
+nginx_http_common() {
+    cat <<EOF
+    access_log off;
+    default_type text/plain;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $TMP/nginx-tmp/body;
+    proxy_temp_path $TMP/nginx-tmp/proxy;
+    fastcgi_temp_path $TMP/nginx-tmp/fastcgi;
+    uwsgi_temp_path $TMP/nginx-tmp/uwsgi;
+    scgi_temp_path $TMP/nginx-tmp/scgi;
+EOF
+}
+
+{
+    nginx_common upstream
+    echo "http {"
+    nginx_http_common
+    cat <<EOF
+    server {
+        listen 127.0.0.1:$P_UP;
+        location / { return 200 "hello from upstream\n"; }
+    }
+}
+EOF
+} >"$TMP/upstream.conf"
+
+{
+    nginx_common nginx-proxy
+    echo "http {"
+    nginx_http_common
+    cat <<EOF
+    upstream up {
+        server 127.0.0.1:$P_UP;
+        keepalive 64;
+        keepalive_requests 10000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:$P_NGINX;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+} >"$TMP/nginx-proxy.conf"
+
+ficus_conf() { # $1 listen port, $2 admin port, $3 access_log
+    cat <<EOF
+[gateway]
+listen = ["127.0.0.1:$1"]
+admin = "127.0.0.1:$2"
+threads = 1
+access_log = "$3"
+
+[services.upstream]
+instances = ["127.0.0.1:$P_UP"]
+
+[[routes]]
+name = "plain"
+match = { path = "/**" }
+service = "upstream"
+EOF
+}
+ficus_conf "$P_FICUS" "$P_FICUS_ADMIN" off >"$TMP/ficus.toml"
+ficus_conf "$P_FLOG" "$P_FLOG_ADMIN" json >"$TMP/ficus-log.toml"
+
+for c in upstream nginx-proxy; do
+    "$NGINX" -t -q -p "$TMP" "${NGINX_E[@]}" -c "$TMP/$c.conf" -g 'daemon off;' >&2 ||
+        die "nginx rejected $TMP/$c.conf"
+done
+
+UPSTREAM_BODY="hello from upstream"
+declare -A URL=() SRV_PID=()
+
+start upstream QUIT "$TMP/upstream.out" "$NGINX" -p "$TMP" "${NGINX_E[@]}" -c "$TMP/upstream.conf" -g 'daemon off;'
+UP_MASTER=$STARTED_PID
+wait_http upstream "$UP_MASTER" "http://127.0.0.1:$P_UP/" "$TMP/upstream-error.log" "$UPSTREAM_BODY"
+UP_WORKER=$(nginx_worker "$UP_MASTER")
+URL[direct]="http://127.0.0.1:$P_UP/"
+SRV_PID[direct]=$UP_WORKER
+
+if want nginx; then
+    start nginx-proxy QUIT "$TMP/nginx-proxy.out" "$NGINX" -p "$TMP" "${NGINX_E[@]}" -c "$TMP/nginx-proxy.conf" -g 'daemon off;'
+    m=$STARTED_PID
+    wait_http nginx-proxy "$m" "http://127.0.0.1:$P_NGINX/" "$TMP/nginx-proxy-error.log" "$UPSTREAM_BODY"
+    URL[nginx]="http://127.0.0.1:$P_NGINX/"
+    SRV_PID[nginx]=$(nginx_worker "$m")
+fi
+
+if want bare; then
+    start bare-pingora INT "$TMP/bare.log" "$BARE_BIN" --listen "127.0.0.1:$P_BARE" --upstream "127.0.0.1:$P_UP" --threads 1
+    SRV_PID[bare]=$STARTED_PID
+    wait_http bare-pingora "$STARTED_PID" "http://127.0.0.1:$P_BARE/" "$TMP/bare.log" "$UPSTREAM_BODY"
+    URL[bare]="http://127.0.0.1:$P_BARE/"
+fi
+
+if want ficus; then
+    start ficus INT "$TMP/ficus.log" "$FICUS_BIN" run --config "$TMP/ficus.toml"
+    SRV_PID[ficus]=$STARTED_PID
+    wait_http ficus "$STARTED_PID" "http://127.0.0.1:$P_FICUS_ADMIN/readyz" "$TMP/ficus.log"
+    wait_http ficus "$STARTED_PID" "http://127.0.0.1:$P_FICUS/" "$TMP/ficus.log" "$UPSTREAM_BODY"
+    URL[ficus]="http://127.0.0.1:$P_FICUS/"
+fi
+
+FLOG_OUT="$TMP/ficus-log.access.jsonl"
+if want ficus-log; then
+    # stdout (the access log) appended to a file, stderr to another.
+    taskset -c "$SERVER_CPU" "$FICUS_BIN" run --config "$TMP/ficus-log.toml" \
+        >>"$FLOG_OUT" 2>>"$TMP/ficus-log.stderr" </dev/null &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    STOPSIG[$STARTED_PID]=INT
+    PNAME[$STARTED_PID]=ficus-log
+    log "started ficus-log: pid $STARTED_PID (core $SERVER_CPU), access log -> $FLOG_OUT"
+    SRV_PID[ficus-log]=$STARTED_PID
+    wait_http ficus-log "$STARTED_PID" "http://127.0.0.1:$P_FLOG_ADMIN/readyz" "$TMP/ficus-log.stderr"
+    wait_http ficus-log "$STARTED_PID" "http://127.0.0.1:$P_FLOG/" "$TMP/ficus-log.stderr" "$UPSTREAM_BODY"
+    URL[ficus-log]="http://127.0.0.1:$P_FLOG/"
+fi
+
+# --------------------------------------------------------------------------
+# Measurement
+# --------------------------------------------------------------------------
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # utime + stime (fields 14, 15) of a pid, all its threads
+    local rest
+    rest=$(<"/proc/$1/stat") || die "pid $1 is gone"
+    rest=${rest##*) } # drop "pid (comm) "; the next field is field 3
+    read -r -a f <<<"$rest"
+    echo $((f[11] + f[12]))
+}
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+RESULTS_DIR="$ROOT/target/bench-results"
+mkdir -p "$RESULTS_DIR"
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+CSV="$RESULTS_DIR/load-$STAMP.csv"
+SUMMARY="$RESULTS_DIR/load-$STAMP.md"
+echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note" >"$CSV"
+
+cat >"$TMP/parse.py" <<'PY'
+import json, re, sys
+
+def us(v, unit):
+    return float(v) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 60e6}[unit]
+
+def wrk(path):
+    t = open(path).read()
+    r = {}
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", t)
+    r["requests"] = int(m.group(1)) if m else 0
+    r["seconds"] = us(m.group(2), m.group(3)) / 1e6 if m else 0
+    m = re.search(r"Requests/sec:\s+([\d.]+)", t)
+    r["rps"] = float(m.group(1)) if m else 0
+    for p, key in (("50", "p50_us"), ("99", "p99_us")):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s|m)\s*$" % p, t, re.M)
+        r[key] = us(m.group(1), m.group(2)) if m else ""
+    r["p999_us"] = ""
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
+    r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    ok = r["requests"] > 0 and r["rps"] > 0 and r["p50_us"] != "" and r["p99_us"] != ""
+    r["ok"] = int(ok and r["socket_errors"] == 0 and r["non2xx"] == 0)
+    r["note"] = "" if ok else "unparsed wrk output"
+    return r
+
+def oha(path):
+    d = json.load(open(path))
+    s = d.get("summary", {})
+    lp = d.get("latencyPercentiles", {})
+    codes = d.get("statusCodeDistribution", {}) or {}
+    errs = d.get("errorDistribution", {}) or {}
+    total = sum(int(v) for v in codes.values())
+    non2xx = sum(int(v) for k, v in codes.items() if not str(k).startswith("2"))
+    nerr = sum(int(v) for v in errs.values())
+    g = lambda k: "" if lp.get(k) is None else float(lp[k]) * 1e6
+    r = {
+        "requests": total,
+        "seconds": s.get("total", 0) or 0,
+        "rps": s.get("requestsPerSec", 0) or 0,
+        "p50_us": g("p50"), "p99_us": g("p99"), "p999_us": g("p99.9"),
+        "socket_errors": nerr, "non2xx": non2xx,
+    }
+    r["ok"] = int(total > 0 and nerr == 0 and non2xx == 0 and r["p99_us"] != "")
+    r["note"] = ";".join("%s x%s" % (k.replace(",", " "), v) for k, v in errs.items())[:200]
+    return r
+
+kind, path = sys.argv[1], sys.argv[2]
+r = wrk(path) if kind == "wrk" else oha(path)
+fmt = lambda v: ("%.3f" % v) if isinstance(v, float) else str(v)
+print(" ".join(fmt(r[k]) if fmt(r[k]) != "" else "-" for k in
+      ("ok", "requests", "seconds", "rps", "p50_us", "p99_us", "p999_us", "socket_errors", "non2xx")))
+print(r["note"] or "-")
+PY
+
+DUR_S=$(to_seconds "$DURATION")
+WARM_S=$(to_seconds "$WARMUP")
+FAILED_SAMPLES=0
+
+# sample ROUND SCENARIO TOOL
+sample() {
+    local round=$1 sc=$2 tool=$3 url=${URL[$2]} pid=${SRV_PID[$2]} out c0 c1 u0 u1 rss
+    out="$TMP/r$round-$sc.$tool.out"
+    rss=$(rss_kb "$pid")
+    c0=$(cpu_ticks "$pid")
+    u0=$(cpu_ticks "$UP_WORKER")
+    if [[ "$tool" == wrk ]]; then
+        timeout -s INT $((DUR_S + 30)) taskset -c "$LOADGEN_CPU" \
+            wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$out" 2>&1 || true
+    else
+        timeout -s INT $((DUR_S + 30)) taskset -c "$LOADGEN_CPU" \
+            "$OHA_BIN" --no-tui "${OHA_JSON_FLAG[@]}" -z "$DURATION" -c "$CONNS" -q "$RATE" \
+            --latency-correction "$url" >"$out" 2>"$out.err" || true
+    fi
+    c1=$(cpu_ticks "$pid")
+    u1=$(cpu_ticks "$UP_WORKER")
+    local parsed ok req secs rps p50 p99 p999 serr non2xx note cpu ucpu offered=""
+    if ! parsed=$(python3 "$TMP/parse.py" "$tool" "$out" 2>"$out.parse-err"); then
+        parsed=$'0 0 0 0 - - - 0 0\nunparsable output'
+    fi
+    read -r ok req secs rps p50 p99 p999 serr non2xx <<<"$(sed -n 1p <<<"$parsed")"
+    note=$(sed -n 2p <<<"$parsed")
+    [[ "$note" == - ]] && note=""
+    [[ "$tool" == oha ]] && offered=$RATE
+    if ((req > 0)); then
+        cpu=$(python3 -c "print('%.3f' % (($c1-$c0)*1e6/$CLK_TCK/$req))")
+        ucpu=$(python3 -c "print('%.3f' % (($u1-$u0)*1e6/$CLK_TCK/$req))")
+    else
+        cpu=""
+        ucpu=""
+    fi
+    if [[ "$sc" == ficus-log && -f "$FLOG_OUT" ]]; then
+        note="${note:+$note; }access log lines $(wc -l <"$FLOG_OUT")"
+        : >"$FLOG_OUT" # O_APPEND, so truncating is safe
+    fi
+    [[ "$p50" == - ]] && p50=""
+    [[ "$p99" == - ]] && p99=""
+    [[ "$p999" == - ]] && p999=""
+    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\"" >>"$CSV"
+    if [[ "$ok" != 1 ]]; then
+        FAILED_SAMPLES=$((FAILED_SAMPLES + 1))
+        loud "FAILED SAMPLE: round $round, $sc, $tool: requests=$req socket_errors=$serr non2xx=$non2xx ${note}" \
+            "output: $out"
+        sed 's/^/    /' "$out" >&2 || true
+    fi
+    log "round $round $sc $tool: rps=$rps p50=${p50}us p99=${p99}us${p999:+ p99.9=${p999}us} cpu/req=${cpu}us rss=${rss}kB ${note}"
+}
+
+if pgrep -x rustc >/dev/null || pgrep -x cc1 >/dev/null; then
+    loud "compilers are running on this machine right now: expect noisy numbers" \
+        "(the interleaved rounds and same-round ratios are there to absorb this)"
+fi
+log "load average: $(cut -d' ' -f1-3 /proc/loadavg); scenarios: $SCENARIOS; rounds: $ROUNDS; duration: $DURATION"
+N_SC=$(wc -w <<<"$SCENARIOS")
+PER=$((WARM_S + DUR_S + 2))
+[[ -n "$OHA_BIN" ]] && PER=$((PER + DUR_S + 2))
+log "expected run time: about $((ROUNDS * N_SC * PER)) s"
+
+for ((round = 1; round <= ROUNDS; round++)); do
+    for sc in $SCENARIOS; do
+        # warm-up, results discarded
+        timeout -s INT $((WARM_S + 30)) taskset -c "$LOADGEN_CPU" \
+            wrk -t1 -c"$CONNS" -d"$WARMUP" "${URL[$sc]}" >/dev/null 2>&1 || true
+        sample "$round" "$sc" wrk
+        if [[ -n "$OHA_BIN" ]]; then
+            sample "$round" "$sc" oha
+        fi
+    done
+done
+
+# --------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------
+python3 - "$CSV" "$SCENARIOS" "$RATE" "${OHA_BIN:+1}" >"$SUMMARY" <<'PY'
+import csv, statistics as st, sys
+
+path, scenarios, rate, have_oha = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4] == "1"
+rows = list(csv.DictReader(open(path)))
+f = lambda v: float(v) if v not in ("", None) else None
+
+def samples(sc, tool):
+    return [r for r in rows if r["scenario"] == sc and r["tool"] == tool and r["ok"] == "1"]
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return st.median(xs) if xs else None
+
+def by_round(sc, tool, key):
+    return {r["round"]: f(r[key]) for r in samples(sc, tool) if f(r[key]) is not None}
+
+def ratio(sc, ref, tool, key):
+    if ref not in scenarios:
+        return "n/a"
+    a, b = by_round(sc, tool, key), by_round(ref, tool, key)
+    rs = [a[k] / b[k] for k in a if k in b and b[k]]
+    if not rs:
+        return "n/a"
+    return "%.2f (%.2f–%.2f)" % (st.median(rs), min(rs), max(rs))
+
+def num(v, fmt):
+    return "–" if v is None else fmt % v
+
+label = {
+    "direct": "direct to upstream nginx",
+    "nginx": "nginx as proxy",
+    "bare": "bare pingora",
+    "ficus": "ficus, plain route",
+    "ficus-log": "ficus, plain route, JSON access log",
+}
+n_rounds = len({r["round"] for r in rows})
+print("wrk -t1 -c32, %d round(s), medians over successful samples; ratios are per round "
+      "(median, min–max). CPU = utime+stime of the server process (nginx: its worker; "
+      "direct: the upstream worker) per request. RSS after warm-up." % n_rounds)
+print()
+print("| scenario | ok/rounds | median rps | median p50 | median p99 | median CPU µs/req "
+      "| RSS | rps ÷ nginx-proxy | CPU ÷ nginx-proxy | rps ÷ bare | CPU ÷ bare |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for sc in scenarios:
+    s = samples(sc, "wrk")
+    n_all = len([r for r in rows if r["scenario"] == sc and r["tool"] == "wrk"])
+    rss = med([f(r["rss_kb"]) for r in s])
+    print("| %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        label.get(sc, sc), len(s), n_all,
+        num(med([f(r["rps"]) for r in s]), "%.0f"),
+        num(med([f(r["p50_us"]) for r in s]), "%.0f µs"),
+        num(med([f(r["p99_us"]) for r in s]), "%.0f µs"),
+        num(med([f(r["cpu_us_per_req"]) for r in s]), "%.2f"),
+        num(rss / 1024 if rss else None, "%.1f MiB"),
+        ratio(sc, "nginx", "wrk", "rps"), ratio(sc, "nginx", "wrk", "cpu_us_per_req"),
+        ratio(sc, "bare", "wrk", "rps"), ratio(sc, "bare", "wrk", "cpu_us_per_req"),
+    ))
+for sc in ("ficus", "ficus-log"):
+    if sc in scenarios and "bare" in scenarios:
+        print()
+        print("%s ÷ bare pingora: rps %s, CPU per request %s" % (
+            sc, ratio(sc, "bare", "wrk", "rps"), ratio(sc, "bare", "wrk", "cpu_us_per_req")))
+
+if have_oha:
+    print()
+    print("Fixed offered load: oha -q %s --latency-correction -c32, %d round(s), medians." % (rate, n_rounds))
+    print()
+    print("| scenario | ok/rounds | achieved rps | p50 | p99 | p99.9 | CPU µs/req | p99 ÷ nginx-proxy |")
+    print("|---|---|---|---|---|---|---|---|")
+    for sc in scenarios:
+        s = samples(sc, "oha")
+        n_all = len([r for r in rows if r["scenario"] == sc and r["tool"] == "oha"])
+        print("| %s | %d/%d | %s | %s | %s | %s | %s | %s |" % (
+            label.get(sc, sc), len(s), n_all,
+            num(med([f(r["rps"]) for r in s]), "%.0f"),
+            num(med([f(r["p50_us"]) for r in s]), "%.0f µs"),
+            num(med([f(r["p99_us"]) for r in s]), "%.0f µs"),
+            num(med([f(r["p999_us"]) for r in s]), "%.0f µs"),
+            num(med([f(r["cpu_us_per_req"]) for r in s]), "%.2f"),
+            ratio(sc, "nginx", "oha", "p99_us"),
+        ))
+failed = [r for r in rows if r["ok"] != "1"]
+if failed:
+    print()
+    print("**%d failed sample(s) excluded:** %s" % (len(failed), ", ".join(
+        "round %s %s %s" % (r["round"], r["scenario"], r["tool"]) for r in failed)))
+PY
+
+{
+    echo
+    echo "================================================================================"
+    echo "ficus load benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
+    echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2)${OHA_BIN:+, $("$OHA_BIN" --version 2>/dev/null | head -n1)}"
+    [[ -z "$OHA_BIN" ]] && echo "fixed-rate latency part (oha): SKIPPED"
+    echo "================================================================================"
+    echo
+    cat "$SUMMARY"
+    echo
+    echo "raw samples: $CSV"
+    echo "summary:     $SUMMARY"
+}
+
+FAILED_RUN=0
+if ((FAILED_SAMPLES > 0)); then
+    FAILED_RUN=1
+    loud "$FAILED_SAMPLES sample(s) FAILED (errors or non-2xx); they are excluded from the medians above"
+    exit 1
+fi

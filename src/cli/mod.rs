@@ -1,0 +1,326 @@
+//! The `check` and `explain` commands. They compile the config exactly as `run` does and
+//! use the same router, so what they say is what the gateway does.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::config::diag::Severity;
+use crate::config::{self, ConfigError};
+use crate::router::normalize::{self, encode_path, is_wire_safe};
+use crate::router::RequestView;
+
+/// `ficus check`: returns (exit code, report). 0 clean, 1 warnings only, 2 errors.
+pub fn check(path: &Path) -> (i32, String) {
+    match config::load(path) {
+        Ok(cfg) => {
+            let mut out = String::new();
+            for w in &cfg.warnings {
+                let _ = writeln!(out, "{w}");
+            }
+            let routes = cfg.router.routes().len();
+            let services = cfg.services.len();
+            if cfg.warnings.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{}: ok ({routes} routes, {services} services)",
+                    path.display()
+                );
+                (0, out)
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{}: {} warning(s) ({routes} routes, {services} services)",
+                    path.display(),
+                    cfg.warnings.len()
+                );
+                (1, out)
+            }
+        }
+        Err(ConfigError::Invalid(items)) => {
+            let mut out = String::new();
+            for d in &items {
+                let _ = writeln!(out, "{d}");
+            }
+            let errors = items
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            let _ = writeln!(out, "{}: {errors} error(s)", path.display());
+            (2, out)
+        }
+        Err(e) => (2, format!("{e}\n")),
+    }
+}
+
+/// Why `explain` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("invalid method `{0}`")]
+    Method(String),
+    #[error("invalid header `{0}`: write it as 'Name: value'")]
+    Header(String),
+}
+
+/// `ficus explain METHOD URL [-H 'Name: value']...`: which route matches and why.
+pub fn explain(
+    path: &Path,
+    method: &str,
+    url: &str,
+    headers: &[String],
+) -> Result<String, ExplainError> {
+    let cfg = config::load(path)?;
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| ExplainError::Method(method.to_string()))?;
+    let mut map = HeaderMap::new();
+    for h in headers {
+        let (n, v) = h
+            .split_once(':')
+            .ok_or_else(|| ExplainError::Header(h.clone()))?;
+        let n = HeaderName::from_bytes(n.trim().as_bytes())
+            .map_err(|_| ExplainError::Header(h.clone()))?;
+        let v = HeaderValue::from_str(v.trim()).map_err(|_| ExplainError::Header(h.clone()))?;
+        map.append(n, v);
+    }
+    // Accept a full URL or just a path.
+    let (host, target) = match url.split_once("://") {
+        Some((_, rest)) => match rest.find('/') {
+            Some(i) => (Some(&rest[..i]), &rest[i..]),
+            None => (Some(rest), "/"),
+        },
+        None => (None, url),
+    };
+    let host = map
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or(host)
+        .map(|h| {
+            h.rsplit_once(':')
+                .map_or(h, |(a, p)| {
+                    if p.bytes().all(|b| b.is_ascii_digit()) {
+                        a
+                    } else {
+                        h
+                    }
+                })
+                .to_string()
+        });
+    let mut out = String::new();
+    let _ = writeln!(out, "request: {method} {url}");
+    let (raw_path, query) = normalize::split_target(target.as_bytes());
+    let normalized = match normalize::normalize(raw_path) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = writeln!(out, "result: 400 Bad Request ({e}); no route is consulted");
+            return Ok(out);
+        }
+    };
+    let shown = normalized.path.replace('\0', "%2F");
+    if shown.as_bytes() != raw_path {
+        let _ = writeln!(out, "normalized path: {shown}");
+    }
+    let view = RequestView {
+        method: &method,
+        host: host.as_deref(),
+        path: &normalized.path,
+        headers: &map,
+    };
+    let router = &cfg.router;
+    let found = router.find(&view);
+    match found {
+        None => {
+            let _ = writeln!(out, "result: 404, no route matches");
+        }
+        Some(i) => {
+            let r = router.route(i);
+            let _ = writeln!(out, "matched route: {} ({})", r.name, r.location);
+            let _ = writeln!(
+                out,
+                "  pattern: {}  (priority {} of {})",
+                r.pattern.source,
+                i + 1,
+                router.routes().len()
+            );
+            let mut why = vec![format!("path matches `{}`", r.pattern.source)];
+            if !r.methods.is_empty() {
+                why.push(format!("method {method} is allowed"));
+            }
+            if r.host.is_some() {
+                why.push("host matches".into());
+            }
+            if !r.headers.is_empty() {
+                why.push("header predicates hold".into());
+            }
+            let _ = writeln!(out, "  why: {}", why.join("; "));
+            let blocked = normalized.flags.without(r.allow);
+            if !blocked.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "result: 400, the path contains {} which route `{}` does not allow (add `allow = [{}]`)",
+                    blocked.names().join(", "),
+                    r.name,
+                    blocked.names().iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+                );
+            }
+            let query = query.map(|q| String::from_utf8_lossy(q).into_owned());
+            let upstream = if let Some(rw) = &r.rewrite {
+                let caps = r.pattern.captures(&normalized.path).unwrap_or_default();
+                rw.render(&caps, query.as_deref())
+            } else {
+                let p = match &r.strip_prefix {
+                    Some(prefix) => match normalized.path.strip_prefix(prefix.as_str()) {
+                        Some("") => "/",
+                        Some(rest) if rest.starts_with('/') => rest,
+                        _ => normalized.path.as_str(),
+                    },
+                    None => normalized.path.as_str(),
+                };
+                let mut t = String::new();
+                if is_wire_safe(p) {
+                    t.push_str(p);
+                } else {
+                    encode_path(p, &mut t);
+                }
+                if let Some(q) = &query {
+                    t.push('?');
+                    t.push_str(q);
+                }
+                t
+            };
+            let _ = writeln!(out, "upstream path: {upstream}");
+            let svc = &cfg.services[r.service];
+            let _ = writeln!(out, "service: {}", svc.name);
+            if svc.instances.is_empty() {
+                let _ = writeln!(out, "  instances: none (requests get 503)");
+            }
+            for inst in &svc.instances {
+                let _ = writeln!(
+                    out,
+                    "  instance {} weight {}{}",
+                    inst.addr,
+                    inst.weight,
+                    if svc.tls.is_some() { " tls" } else { "" }
+                );
+            }
+        }
+    }
+    // Near misses: routes ranked by how far their pattern got, excluding the winner.
+    let mut misses: Vec<(usize, usize, String, String)> = Vec::new();
+    for (i, r) in router.routes().iter().enumerate() {
+        if Some(i) == found {
+            continue;
+        }
+        let (depth, path_reason) = r.pattern.mismatch(&normalized.path);
+        let reason = match path_reason {
+            Some(p) => p,
+            None => match r.predicate_mismatch(&view) {
+                Some(p) => p,
+                None => match found {
+                    Some(w) if w < i => format!(
+                        "also matches, but `{}` is more specific or comes first",
+                        router.route(w).name
+                    ),
+                    _ => "matches".to_string(),
+                },
+            },
+        };
+        // Routes that matched the path rank nearest.
+        let closeness = if r.pattern.mismatch(&normalized.path).1.is_none() {
+            1000
+        } else {
+            depth
+        };
+        misses.push((
+            closeness,
+            i,
+            r.name.to_string(),
+            format!("{reason} ({})", r.location),
+        ));
+    }
+    misses.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    if !misses.is_empty() {
+        let _ = writeln!(out, "closest routes that did not match:");
+        for (_, _, name, reason) in misses.iter().take(5) {
+            let _ = writeln!(out, "  - {name}: {reason}");
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn write_config(body: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(body.as_bytes()).unwrap();
+        f
+    }
+
+    const CFG: &str = r#"
+[services.monolith]
+instances = ["127.0.0.1:8081"]
+[services.orders]
+instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
+[services.search]
+instances = ["127.0.0.1:8084"]
+
+[[routes]]
+name = "orders"
+match = { path = "/orders/**", methods = ["GET", "POST"] }
+service = "orders"
+strip_prefix = "/orders"
+
+[[routes]]
+name = "search"
+match = { path = "/google/{q}" }
+service = "search"
+rewrite = "/search?q={q}"
+
+[[routes]]
+name = "legacy"
+match = { path = "/**" }
+service = "monolith"
+"#;
+
+    #[test]
+    fn explain_shows_route_upstream_path_and_misses() {
+        let f = write_config(CFG);
+        let out = explain(f.path(), "GET", "http://shop.example/orders/42?x=1", &[]).unwrap();
+        assert!(out.contains("matched route: orders"), "{out}");
+        assert!(out.contains("upstream path: /42?x=1"), "{out}");
+        assert!(out.contains("instance 127.0.0.1:8083 weight 2"), "{out}");
+        assert!(out.contains("- legacy: also matches"), "{out}");
+        let out = explain(f.path(), "DELETE", "/orders/42", &[]).unwrap();
+        assert!(out.contains("matched route: legacy"), "{out}");
+        assert!(
+            out.contains("- orders: method DELETE is not one of [GET, POST]"),
+            "{out}"
+        );
+        let out = explain(f.path(), "GET", "/google/rust%20lang", &[]).unwrap();
+        assert!(
+            out.contains("upstream path: /search?q=rust%20lang"),
+            "{out}"
+        );
+        let out = explain(f.path(), "GET", "/public/%2e%2e/orders/1", &[]).unwrap();
+        assert!(out.contains("normalized path: /orders/1"), "{out}");
+    }
+
+    #[test]
+    fn check_exit_codes() {
+        let f = write_config(CFG);
+        assert_eq!(check(f.path()).0, 0);
+        let f = write_config(&format!(
+            "{CFG}\n[services.unused]\ninstances = [\"127.0.0.1:1\"]\n"
+        ));
+        let (code, out) = check(f.path());
+        assert_eq!(code, 1, "{out}");
+        let f = write_config(&CFG.replace("service = \"search\"", "service = \"serch\""));
+        let (code, out) = check(f.path());
+        assert_eq!(code, 2);
+        assert!(out.contains("did you mean `search`?"), "{out}");
+    }
+}

@@ -1,0 +1,210 @@
+//! Config diagnostics: errors and warnings that point at `file:line:column` with a hint.
+
+use std::fmt;
+use std::ops::Range;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One problem found in routes.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// The dotted key the problem is about, e.g. `routes[2].service`.
+    pub key: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{}:{}:{}: {sev}: {}",
+            self.file, self.line, self.column, self.message
+        )?;
+        if !self.key.is_empty() {
+            write!(f, " (key `{}`)", self.key)?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects diagnostics for one file, turning byte spans into line and column.
+pub struct Diagnostics<'a> {
+    file: String,
+    source: &'a str,
+    pub items: Vec<Diagnostic>,
+}
+
+impl<'a> Diagnostics<'a> {
+    pub fn new(file: &str, source: &'a str) -> Self {
+        Diagnostics {
+            file: file.to_string(),
+            source,
+            items: Vec::new(),
+        }
+    }
+
+    /// 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.source.len());
+        let before = &self.source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        (line, col)
+    }
+
+    pub fn location(&self, span: &Range<usize>) -> String {
+        let (l, c) = self.line_col(span.start);
+        format!("{}:{l}:{c}", self.file)
+    }
+
+    pub fn push(
+        &mut self,
+        severity: Severity,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let (line, column) = self.line_col(span.start);
+        self.items.push(Diagnostic {
+            severity,
+            file: self.file.clone(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+            hint,
+        });
+    }
+
+    pub fn error(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.push(Severity::Error, span, key, message, None);
+    }
+
+    pub fn error_hint(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.push(Severity::Error, span, key, message, Some(hint.into()));
+    }
+
+    pub fn warning(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.push(Severity::Warning, span, key, message, hint);
+    }
+
+    /// Records a serde/toml error (unknown key, wrong type) with its span.
+    pub fn toml_error(&mut self, err: &toml::de::Error, key: &str, fallback: Range<usize>) {
+        let span = err.span().unwrap_or(fallback);
+        let msg = err.message().trim().to_string();
+        let hint = if msg.contains("unknown field") {
+            Some(unknown_field_hint(&msg))
+        } else if msg.contains("did not match any variant") {
+            Some("expected an address string like \"127.0.0.1:8080\" or a table with `addr`".into())
+        } else {
+            None
+        };
+        self.push(Severity::Error, span, key, msg, hint);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// "unknown field `servce`, expected one of `name`, `service`" → a did-you-mean hint.
+fn unknown_field_hint(msg: &str) -> String {
+    let got = msg.split('`').nth(1).unwrap_or("");
+    let expected: Vec<&str> = msg
+        .split("expected")
+        .nth(1)
+        .map(|rest| rest.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    match did_you_mean(got, expected.iter().copied()) {
+        Some(s) => {
+            format!("did you mean `{s}`? unknown keys are errors so a typo never goes unnoticed")
+        }
+        None => "remove the key or check its spelling against docs/configuration.md".to_string(),
+    }
+}
+
+/// Levenshtein distance, for did-you-mean hints.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate within a small edit distance, if any.
+pub fn did_you_mean<'c>(got: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    let limit = (got.len() / 3).max(2);
+    candidates
+        .map(|c| (edit_distance(got, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        let d = Diagnostics::new("f", "a\nbc\nd");
+        assert_eq!(d.line_col(0), (1, 1));
+        assert_eq!(d.line_col(3), (2, 2));
+        assert_eq!(d.line_col(5), (3, 1));
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("order", ["orders", "monolith"].into_iter()),
+            Some("orders")
+        );
+        assert_eq!(did_you_mean("zzz", ["orders"].into_iter()), None);
+        assert!(
+            unknown_field_hint("unknown field `servce`, expected one of `name`, `service`")
+                .contains("`service`")
+        );
+    }
+}

@@ -1,0 +1,1042 @@
+//! routes.toml: parse (raw serde model with spans), validate, and compile into runtime types.
+//!
+//! Loading never stops at the first problem: every route and service is checked and all
+//! diagnostics are returned together, each with `file:line:column`, the key and a hint.
+//! The compiled [`Config`] holds only runtime types (matchers, header names, durations,
+//! socket addresses); nothing here is consulted as a string on the request path.
+
+pub mod diag;
+pub mod raw;
+
+use diag::{did_you_mean, Diagnostic, Diagnostics, Severity};
+use http::{HeaderName, HeaderValue, Method};
+use raw::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use crate::router::normalize::PathFlags;
+use crate::router::pattern::{HostPattern, PathPattern};
+use crate::router::{HeaderEdits, Rewrite, Route, Router, Timeouts};
+use crate::upstream::{Service, UpstreamTls};
+
+/// Why a config could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_diagnostics(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+fn render_diagnostics(d: &[Diagnostic]) -> String {
+    let errors = d.iter().filter(|d| d.severity == Severity::Error).count();
+    let mut out = format!("{errors} error(s) in config:");
+    for item in d {
+        out.push('\n');
+        out.push_str(&item.to_string());
+    }
+    out
+}
+
+/// Access log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    Text,
+    Json,
+    Off,
+}
+
+/// An IP network for `trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (
+                ip.trim().parse::<IpAddr>().ok()?,
+                Some(p.trim().parse::<u8>().ok()?),
+            ),
+            None => (s.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { addr: ip, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A certificate for a TLS listener.
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// Lowercase SNI names (exact or `*.suffix`) this certificate serves.
+    pub hosts: Vec<String>,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    /// TLS certificates; the first is the default for unknown or missing SNI.
+    pub tls: Vec<Certificate>,
+    pub http2: bool,
+    pub h2c: bool,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[gateway]`, compiled.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub listeners: Vec<Listener>,
+    pub admin: SocketAddr,
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub trusted_proxies: Vec<Cidr>,
+    pub access_log: AccessLog,
+    pub limits: Limits,
+}
+
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// A fully compiled routes.toml.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub gateway: GatewaySettings,
+    pub services: Vec<Arc<Service>>,
+    pub router: Router,
+    /// Warnings found while compiling (the config is still usable).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Config {
+    pub fn service_index(&self, name: &str) -> Option<usize> {
+        self.services.iter().position(|s| &*s.name == name)
+    }
+}
+
+/// Reads and compiles a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    compile(path, &source)
+}
+
+/// Parses a duration like `250ms`, `2s`, `1.5s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+fn span_of<T>(s: &Spanned<T>) -> Range<usize> {
+    s.span()
+}
+
+struct Compiler<'a> {
+    d: Diagnostics<'a>,
+    base_dir: PathBuf,
+}
+
+impl Compiler<'_> {
+    fn duration(&mut self, v: &Option<Spanned<String>>, key: &str) -> Option<Duration> {
+        let v = v.as_ref()?;
+        match parse_duration(v.get_ref()) {
+            Some(d) => Some(d),
+            None => {
+                self.d.error_hint(
+                    span_of(v),
+                    key,
+                    format!("`{}` is not a duration", v.get_ref()),
+                    "write a number with a unit: \"250ms\", \"2s\", \"1m\"",
+                );
+                None
+            }
+        }
+    }
+
+    fn timeouts(&mut self, t: &Option<RawTimeouts>, key: &str) -> Timeouts {
+        let Some(t) = t else {
+            return Timeouts::default();
+        };
+        Timeouts {
+            connect: self.duration(&t.connect, &format!("{key}.connect")),
+            read: self.duration(&t.read, &format!("{key}.read")),
+            total: self.duration(&t.total, &format!("{key}.total")),
+        }
+    }
+
+    fn resolve_path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn socket_addr(&mut self, s: &str, span: Range<usize>, key: &str) -> Option<SocketAddr> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Some(a);
+        }
+        match s.to_socket_addrs().map(|mut it| it.next()) {
+            Ok(Some(a)) => Some(a),
+            _ => {
+                self.d.error_hint(
+                    span,
+                    key,
+                    format!("`{s}` is not an address"),
+                    "write `ip:port` or `host:port`, e.g. \"127.0.0.1:8081\"",
+                );
+                None
+            }
+        }
+    }
+
+    fn header_edits(&mut self, raw: &RawHeaderEdits, key: &str) -> HeaderEdits {
+        let mut out = HeaderEdits::default();
+        for (list, dest) in [(&raw.set, "set"), (&raw.add, "add")] {
+            for (name, value) in list {
+                let k = format!("{key}.{dest}.{name}");
+                let n = HeaderName::from_bytes(name.as_bytes());
+                let v = HeaderValue::from_str(value.get_ref());
+                match (n, v) {
+                    (Ok(n), Ok(v)) => {
+                        if is_hop_by_hop(&n) {
+                            self.d.error_hint(
+                                span_of(value),
+                                k,
+                                format!(
+                                    "`{name}` is a hop-by-hop header and cannot be set per route"
+                                ),
+                                "hop-by-hop headers describe one connection; ficus manages them",
+                            );
+                        } else if dest == "set" {
+                            out.set.push((n, v));
+                        } else {
+                            out.add.push((n, v));
+                        }
+                    }
+                    (Err(_), _) => self.d.error(
+                        span_of(value),
+                        k,
+                        format!("`{name}` is not a valid header name"),
+                    ),
+                    (_, Err(_)) => self.d.error(
+                        span_of(value),
+                        k,
+                        "header value contains characters not allowed in HTTP headers",
+                    ),
+                }
+            }
+        }
+        for name in &raw.remove {
+            match HeaderName::from_bytes(name.get_ref().as_bytes()) {
+                Ok(n) => out.remove.push(n),
+                Err(_) => self.d.error(
+                    span_of(name),
+                    format!("{key}.remove"),
+                    format!("`{}` is not a valid header name", name.get_ref()),
+                ),
+            }
+        }
+        out
+    }
+}
+
+/// Header names that describe one connection and are never forwarded.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+    )
+}
+
+fn deserialize<'i, T: serde::Deserialize<'i>>(
+    c: &mut Compiler<'_>,
+    value: Spanned<DeValue<'i>>,
+    key: &str,
+) -> Option<T> {
+    let span = value.span();
+    match T::deserialize(ValueDeserializer::from(value)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            c.d.toml_error(&e, key, span);
+            None
+        }
+    }
+}
+
+/// Compiles config text; `path` is used for messages and to resolve relative file names.
+pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let mut c = Compiler {
+        d: Diagnostics::new(&file, source),
+        base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let doc = match DeTable::parse(source) {
+        Ok(doc) => doc,
+        Err(e) => {
+            c.d.toml_error(&e, "", 0..0);
+            return Err(ConfigError::Invalid(c.d.items));
+        }
+    };
+    let mut raw_gateway: Option<(RawGateway, Range<usize>)> = None;
+    let mut raw_services: Vec<(String, Range<usize>, RawService)> = Vec::new();
+    let mut raw_routes: Vec<(usize, Range<usize>, RawRoute)> = Vec::new();
+    let mut saw_services = false;
+
+    for (key, value) in doc.into_inner() {
+        let kspan = key.span();
+        match key.get_ref().as_ref() {
+            "gateway" => {
+                let span = value.span();
+                if let Some(g) = deserialize::<RawGateway>(&mut c, value, "gateway") {
+                    raw_gateway = Some((g, span));
+                }
+            }
+            "services" => {
+                saw_services = true;
+                let span = value.span();
+                match value.into_inner() {
+                    DeValue::Table(t) => {
+                        for (name, v) in t {
+                            let sspan = name.span();
+                            let name = name.into_inner().to_string();
+                            let key = format!("services.{name}");
+                            if let Some(s) = deserialize::<RawService>(&mut c, v, &key) {
+                                raw_services.push((name, sspan, s));
+                            }
+                        }
+                    }
+                    _ => c.d.error(
+                        span,
+                        "services",
+                        "`services` must be a table of named services",
+                    ),
+                }
+            }
+            "routes" => {
+                let span = value.span();
+                match value.into_inner() {
+                    DeValue::Array(items) => {
+                        for (i, v) in items.into_iter().enumerate() {
+                            let rspan = v.span();
+                            if let Some(r) =
+                                deserialize::<RawRoute>(&mut c, v, &format!("routes[{i}]"))
+                            {
+                                raw_routes.push((i, rspan, r));
+                            }
+                        }
+                    }
+                    _ => c.d.error_hint(
+                        span,
+                        "routes",
+                        "`routes` must be an array of tables",
+                        "write each route as a `[[routes]]` section",
+                    ),
+                }
+            }
+            other => {
+                let hint = match did_you_mean(other, ["gateway", "services", "routes"].into_iter())
+                {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => {
+                        "the top-level sections are `[gateway]`, `[services.NAME]` and `[[routes]]`"
+                            .into()
+                    }
+                };
+                c.d.error_hint(
+                    kspan,
+                    other,
+                    format!("unknown top-level key `{other}`"),
+                    hint,
+                );
+            }
+        }
+    }
+    if source.trim().is_empty() {
+        c.d.error_hint(
+            0..0,
+            "",
+            "the config is empty",
+            "see routes.toml in the repository for a starting point",
+        );
+    }
+
+    let gateway = compile_gateway(&mut c, raw_gateway.map(|(g, _)| g).unwrap_or_default());
+
+    // Services.
+    let mut services: Vec<Arc<Service>> = Vec::new();
+    let mut service_spans: Vec<Range<usize>> = Vec::new();
+    for (name, span, raw) in &raw_services {
+        let key = format!("services.{name}");
+        let mut instances = Vec::new();
+        let mut seen = HashSet::new();
+        for inst in &raw.instances {
+            let ispan = span_of(inst);
+            let (addr, weight) = match inst.get_ref() {
+                RawInstance::Addr(a) => (a.as_str(), 1),
+                RawInstance::Table(t) => (t.addr.as_str(), t.weight.unwrap_or(1)),
+            };
+            if let Some(a) = c.socket_addr(addr, ispan.clone(), &format!("{key}.instances")) {
+                if !seen.insert(a) {
+                    c.d.error(
+                        ispan.clone(),
+                        format!("{key}.instances"),
+                        format!("instance {a} is listed twice"),
+                    );
+                }
+                if weight == 0 {
+                    c.d.warning(
+                        ispan,
+                        format!("{key}.instances"),
+                        format!("instance {a} has weight 0 and gets no traffic"),
+                        None,
+                    );
+                }
+                instances.push((a, weight));
+            }
+        }
+        if raw.instances.is_empty() {
+            c.d.warning(
+                span.clone(),
+                key.clone(),
+                format!("service `{name}` has no instances; its routes answer 503"),
+                None,
+            );
+        }
+        let tls = raw.tls.as_ref().map(|t| {
+            let ca = t.ca_file.as_ref().and_then(|f| {
+                let p = c.resolve_path(f);
+                match read_pem_certs(&p) {
+                    Ok(certs) if !certs.is_empty() => Some(certs),
+                    Ok(_) => {
+                        c.d.error(span.clone(), format!("{key}.tls.ca_file"), format!("{} holds no PEM certificate", p.display()));
+                        None
+                    }
+                    Err(e) => {
+                        c.d.error(span.clone(), format!("{key}.tls.ca_file"), format!("cannot read {}: {e}", p.display()));
+                        None
+                    }
+                }
+            });
+            let sni = t.sni.clone().unwrap_or_default();
+            let verify = t.verify.unwrap_or(true);
+            if verify && sni.is_empty() {
+                c.d.error_hint(span.clone(), format!("{key}.tls.sni"), "upstream TLS with verification needs `sni`", "set `sni` to the name on the upstream's certificate, or `verify = false` (not recommended)");
+            }
+            UpstreamTls { sni, verify, ca }
+        });
+        let timeouts = c.timeouts(&raw.timeouts, &format!("{key}.timeouts"));
+        services.push(Arc::new(Service::new(name, instances, tls, timeouts)));
+        service_spans.push(span.clone());
+    }
+    let names: Vec<&str> = raw_services.iter().map(|(n, _, _)| n.as_str()).collect();
+
+    // Routes.
+    let mut routes = Vec::new();
+    let mut used = vec![false; services.len()];
+    let mut route_names: HashMap<String, Range<usize>> = HashMap::new();
+    for (i, span, raw) in &raw_routes {
+        let key = format!("routes[{i}]");
+        let name = raw.name.get_ref().clone();
+        if name.is_empty() {
+            c.d.error(
+                span_of(&raw.name),
+                format!("{key}.name"),
+                "route name is empty",
+            );
+        }
+        if let Some(prev) = route_names.get(&name) {
+            let at = c.d.location(prev);
+            c.d.error_hint(
+                span_of(&raw.name),
+                format!("{key}.name"),
+                format!("route name `{name}` is used twice"),
+                format!("first used at {at}; names label metrics and logs, so they must be unique"),
+            );
+        } else {
+            route_names.insert(name.clone(), span_of(&raw.name));
+        }
+        let svc = raw.service.get_ref();
+        let service = match names.iter().position(|n| n == svc) {
+            Some(idx) => {
+                used[idx] = true;
+                Some(idx)
+            }
+            None => {
+                let hint = match did_you_mean(svc, names.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if names.is_empty() => "define it under `[services.NAME]`".to_string(),
+                    None => format!("known services: {}", names.join(", ")),
+                };
+                c.d.error_hint(
+                    span_of(&raw.service),
+                    format!("{key}.service"),
+                    format!("unknown service `{svc}`"),
+                    hint,
+                );
+                None
+            }
+        };
+        let m = raw.matcher.get_ref();
+        let pattern = match PathPattern::parse(m.path.get_ref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                c.d.error_hint(
+                    span_of(&m.path),
+                    format!("{key}.match.path"),
+                    format!("bad path pattern `{}`: {e}", m.path.get_ref()),
+                    "patterns look like /exact, /users/{id}, /static/*, /orders/**",
+                );
+                None
+            }
+        };
+        let host = m
+            .host
+            .as_ref()
+            .and_then(|h| match HostPattern::parse(h.get_ref()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    c.d.error(
+                        span_of(h),
+                        format!("{key}.match.host"),
+                        format!("bad host pattern: {e}"),
+                    );
+                    None
+                }
+            });
+        let mut methods = Vec::new();
+        for meth in &m.methods {
+            let upper = meth.get_ref().to_ascii_uppercase();
+            match Method::from_bytes(upper.as_bytes()) {
+                Ok(mm) => {
+                    let standard = [
+                        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE",
+                        "CONNECT",
+                    ];
+                    if !standard.contains(&mm.as_str()) {
+                        let hint = did_you_mean(mm.as_str(), standard.into_iter())
+                            .map(|s| format!("did you mean `{s}`?"));
+                        c.d.warning(
+                            span_of(meth),
+                            format!("{key}.match.methods"),
+                            format!("`{}` is not a standard HTTP method", meth.get_ref()),
+                            hint,
+                        );
+                    }
+                    methods.push(mm);
+                }
+                Err(_) => c.d.error(
+                    span_of(meth),
+                    format!("{key}.match.methods"),
+                    format!("`{}` is not a valid method", meth.get_ref()),
+                ),
+            }
+        }
+        let mut headers = Vec::new();
+        for (hname, hval) in &m.headers {
+            let n = HeaderName::from_bytes(hname.as_bytes());
+            let v = if hval.get_ref() == "*" {
+                Ok(None)
+            } else {
+                HeaderValue::from_str(hval.get_ref()).map(Some)
+            };
+            match (n, v) {
+                (Ok(n), Ok(v)) => headers.push((n, v)),
+                _ => c.d.error(
+                    span_of(hval),
+                    format!("{key}.match.headers.{hname}"),
+                    "invalid header name or value",
+                ),
+            }
+        }
+        let mut allow = PathFlags::empty();
+        for a in &raw.allow {
+            match PathFlags::from_name(a.get_ref()) {
+                Some(f) => allow.insert(f),
+                None => {
+                    let opts = ["encoded_slash", "backslash", "semicolon"];
+                    let hint = did_you_mean(a.get_ref(), opts.into_iter()).map_or_else(
+                        || format!("allowed values: {}", opts.join(", ")),
+                        |s| format!("did you mean `{s}`?"),
+                    );
+                    c.d.error_hint(
+                        span_of(a),
+                        format!("{key}.allow"),
+                        format!("unknown path opt-in `{}`", a.get_ref()),
+                        hint,
+                    );
+                }
+            }
+        }
+        let mut strip_prefix = None;
+        if let (Some(sp), Some(p)) = (&raw.strip_prefix, &pattern) {
+            let s = sp.get_ref().trim_end_matches('/');
+            let lit = p.literal_prefix();
+            let on_boundary = lit == s || lit.starts_with(&format!("{s}/"));
+            if !s.starts_with('/') || !on_boundary {
+                c.d.error_hint(
+                    span_of(sp),
+                    format!("{key}.strip_prefix"),
+                    format!(
+                        "strip_prefix `{}` is not a leading part of the path pattern `{}`",
+                        sp.get_ref(),
+                        p.source
+                    ),
+                    format!("use a prefix of `{lit}` that ends at a `/`, or `rewrite`"),
+                );
+            } else if !s.is_empty() {
+                strip_prefix = Some(s.to_string());
+            }
+        }
+        let mut rewrite = None;
+        if let (Some(rw), Some(p)) = (&raw.rewrite, &pattern) {
+            match Rewrite::parse(rw.get_ref(), p) {
+                Ok(r) => rewrite = Some(r),
+                Err(e) => c.d.error(
+                    span_of(rw),
+                    format!("{key}.rewrite"),
+                    format!("bad rewrite: {e}"),
+                ),
+            }
+            if raw.strip_prefix.is_some() {
+                c.d.error_hint(span_of(rw), format!("{key}.rewrite"), "`rewrite` and `strip_prefix` cannot be combined", "a rewrite template already says the whole upstream path; use `{**}` for the rest of the path");
+            }
+        }
+        let request_headers =
+            c.header_edits(&raw.request_headers, &format!("{key}.request_headers"));
+        let response_headers =
+            c.header_edits(&raw.response_headers, &format!("{key}.response_headers"));
+        let timeouts = c.timeouts(&raw.timeouts, &format!("{key}.timeouts"));
+        if let (Some(pattern), Some(service)) = (pattern, service) {
+            let timeouts = timeouts.or(services[service].timeouts);
+            routes.push(Route {
+                name: name.as_str().into(),
+                file_order: *i,
+                location: c.d.location(span),
+                pattern,
+                host,
+                methods,
+                headers,
+                allow,
+                service,
+                strip_prefix,
+                rewrite,
+                request_headers,
+                response_headers,
+                timeouts,
+            });
+        }
+    }
+    // Warnings: unused services and shadowed routes.
+    for (idx, u) in used.iter().enumerate() {
+        if !u {
+            c.d.warning(
+                service_spans[idx].clone(),
+                format!("services.{}", services[idx].name),
+                format!("service `{}` is not used by any route", services[idx].name),
+                Some("remove it or add a route that sends traffic to it".into()),
+            );
+        }
+    }
+    if raw_routes.is_empty() && saw_services {
+        c.d.warning(0..0, "routes", "no routes: every request gets 404", None);
+    }
+    let mut shapes: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    let route_spans: HashMap<usize, Range<usize>> =
+        raw_routes.iter().map(|(i, s, _)| (*i, s.clone())).collect();
+    for r in &routes {
+        let span = route_spans.get(&r.file_order).cloned().unwrap_or(0..0);
+        let shape = format!(
+            "{}|{:?}|{:?}|{:?}",
+            r.pattern
+                .segments
+                .iter()
+                .map(|s| match s {
+                    crate::router::pattern::Segment::Literal(l) => l.to_string(),
+                    crate::router::pattern::Segment::Param(_) => "*".into(),
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+                + if r.pattern.tail { "/**" } else { "" },
+            r.host,
+            r.methods,
+            r.headers
+        );
+        match shapes.get(&shape) {
+            Some((first, _)) => {
+                let msg = format!("route `{}` can never match: route `{first}` has the same path and predicates and comes first", r.name);
+                c.d.warning(
+                    span.clone(),
+                    format!("routes[{}]", r.file_order),
+                    msg,
+                    Some("remove one of them or add a predicate (methods, host, headers)".into()),
+                );
+            }
+            None => {
+                shapes.insert(shape, (r.name.to_string(), r.file_order));
+            }
+        }
+    }
+
+    if c.d.has_errors() {
+        let mut items = c.d.items;
+        items.sort_by_key(|d| (std::cmp::Reverse(d.severity), d.line, d.column));
+        return Err(ConfigError::Invalid(items));
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        gateway,
+        services,
+        router: Router::new(routes),
+        warnings: c.d.items,
+    })
+}
+
+fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
+    let mut listeners = Vec::new();
+    for l in &g.listen {
+        let span = span_of(l);
+        let (addr, tls, http2, h2c) = match l.get_ref() {
+            RawListen::Addr(a) => (a.as_str(), None, false, false),
+            RawListen::Table(t) => (t.addr.as_str(), t.tls.as_ref(), t.http2, t.h2c),
+        };
+        let Some(addr) = c.socket_addr(addr, span.clone(), "gateway.listen") else {
+            continue;
+        };
+        let mut certs = Vec::new();
+        if let Some(tls) = tls {
+            if tls.certificates.is_empty() {
+                c.d.error(
+                    span.clone(),
+                    "gateway.listen.tls.certificates",
+                    "a TLS listener needs at least one certificate",
+                );
+            }
+            for cert in &tls.certificates {
+                let cert_path = c.resolve_path(&cert.cert);
+                let key_path = c.resolve_path(&cert.key);
+                for (p, what) in [(&cert_path, "certificate"), (&key_path, "key")] {
+                    if let Err(e) = std::fs::metadata(p) {
+                        c.d.error(
+                            span.clone(),
+                            "gateway.listen.tls.certificates",
+                            format!("cannot read {what} file {}: {e}", p.display()),
+                        );
+                    }
+                }
+                certs.push(Certificate {
+                    cert_path,
+                    key_path,
+                    hosts: cert.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                });
+            }
+        }
+        if h2c && !certs.is_empty() {
+            c.d.error_hint(
+                span.clone(),
+                "gateway.listen.h2c",
+                "`h2c` is for cleartext listeners",
+                "on a TLS listener use `http2 = true` (negotiated by ALPN)",
+            );
+        }
+        if http2 && certs.is_empty() {
+            c.d.error_hint(
+                span.clone(),
+                "gateway.listen.http2",
+                "`http2` needs TLS (ALPN)",
+                "for HTTP/2 without TLS use `h2c = true`",
+            );
+        }
+        listeners.push(Listener {
+            addr,
+            tls: certs,
+            http2,
+            h2c,
+        });
+    }
+    if g.listen.is_empty() {
+        listeners.push(Listener {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: Vec::new(),
+            http2: false,
+            h2c: false,
+        });
+    }
+    let admin = match &g.admin {
+        Some(a) => c.socket_addr(a.get_ref(), span_of(a), "gateway.admin"),
+        None => DEFAULT_ADMIN.parse().ok(),
+    }
+    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901)));
+    let threads = match g.threads {
+        Some(0) => {
+            c.d.error(0..0, "gateway.threads", "`threads` must be at least 1");
+            1
+        }
+        Some(t) => t,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let grace_period = c
+        .duration(&g.grace_period, "gateway.grace_period")
+        .unwrap_or(DEFAULT_GRACE);
+    let mut trusted_proxies = Vec::new();
+    for t in &g.trusted_proxies {
+        match Cidr::parse(t.get_ref()) {
+            Some(cidr) => trusted_proxies.push(cidr),
+            None => c.d.error_hint(
+                span_of(t),
+                "gateway.trusted_proxies",
+                format!("`{}` is not an IP address or CIDR", t.get_ref()),
+                "write e.g. \"10.0.0.0/8\" or \"127.0.0.1\"",
+            ),
+        }
+    }
+    let access_log = match g
+        .access_log
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), span_of(s)))
+    {
+        None | Some(("text", _)) => AccessLog::Text,
+        Some(("json", _)) => AccessLog::Json,
+        Some(("off", _)) => AccessLog::Off,
+        Some((other, span)) => {
+            c.d.error_hint(
+                span,
+                "gateway.access_log",
+                format!("unknown access log format `{other}`"),
+                "use \"text\", \"json\" or \"off\"",
+            );
+            AccessLog::Text
+        }
+    };
+    let d = Limits::default();
+    let l = &g.limits;
+    let limits = Limits {
+        max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
+        max_headers: l.max_headers.unwrap_or(d.max_headers),
+        max_uri_bytes: l.max_uri_bytes.unwrap_or(d.max_uri_bytes),
+        max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
+        header_read_timeout: c
+            .duration(&l.header_read_timeout, "gateway.limits.header_read_timeout")
+            .unwrap_or(d.header_read_timeout),
+        body_read_timeout: c
+            .duration(&l.body_read_timeout, "gateway.limits.body_read_timeout")
+            .unwrap_or(d.body_read_timeout),
+    };
+    GatewaySettings {
+        listeners,
+        admin,
+        threads,
+        grace_period,
+        trusted_proxies,
+        access_log,
+        limits,
+    }
+}
+
+/// Reads every PEM `CERTIFICATE` block of a file as DER.
+pub fn read_pem_certs(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .collect();
+    certs
+        .map(|v| v.into_iter().map(|c| c.to_vec()).collect())
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(src: &str) -> Vec<Diagnostic> {
+        match compile(Path::new("routes.toml"), src) {
+            Err(ConfigError::Invalid(d)) => d,
+            Ok(_) => vec![],
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    const BASE: &str = r#"
+[services.orders]
+instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
+"#;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2"), None);
+        assert_eq!(parse_duration("2 parsecs"), None);
+    }
+
+    #[test]
+    fn cidrs() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("127.0.0.1")
+            .unwrap()
+            .contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+    }
+
+    #[test]
+    fn unknown_service_has_position_and_hint() {
+        let src = format!("{BASE}\n[[routes]]\nname = \"o\"\nmatch = {{ path = \"/orders/**\" }}\nservice = \"order\"\n");
+        let d: Vec<Diagnostic> = errors(&src)
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("unknown service `order`"));
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `orders`?"));
+        assert_eq!(d[0].line, 8);
+        assert_eq!(d[0].column, 11);
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let src = format!(
+            "{BASE}\n[[routes]]\nname = \"a\"\nmatch = {{ path = \"orders\" }}\nservice = \"orders\"\n\n[[routes]]\nname = \"b\"\nmatch = {{ path = \"/x\" }}\nservcie = \"orders\"\n\n[[routes]]\nname = \"c\"\nmatch = {{ path = \"/y\" }}\nservice = \"nope\"\ntimeouts = {{ read = \"soon\" }}\n"
+        );
+        let d = errors(&src);
+        let msgs: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert!(
+            msgs.iter().any(|m| m.contains("bad path pattern")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("unknown field `servcie`")
+                    && m.contains("did you mean `service`")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("unknown service `nope`")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("is not a duration")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn warnings_for_shadowed_routes_and_unused_services() {
+        let src = format!("{BASE}\n[services.unused]\ninstances = [\"127.0.0.1:1\"]\n\n[[routes]]\nname = \"a\"\nmatch = {{ path = \"/o/{{id}}\" }}\nservice = \"orders\"\n\n[[routes]]\nname = \"b\"\nmatch = {{ path = \"/o/{{x}}\" }}\nservice = \"orders\"\n");
+        let cfg = compile(Path::new("routes.toml"), &src).unwrap();
+        let w: Vec<String> = cfg.warnings.iter().map(|d| d.to_string()).collect();
+        assert!(
+            w.iter().any(|m| m.contains("`unused` is not used")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|m| m.contains("route `b` can never match")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn strip_prefix_must_fit_the_pattern() {
+        let src = format!("{BASE}\n[[routes]]\nname = \"a\"\nmatch = {{ path = \"/orders/**\" }}\nservice = \"orders\"\nstrip_prefix = \"/ord\"\n");
+        let d = errors(&src);
+        assert!(d[0].message.contains("strip_prefix"), "{d:?}");
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        let d = errors("[gatway]\nlisten = []\n");
+        assert!(d[0].message.contains("unknown top-level key `gatway`"));
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `gateway`?"));
+    }
+}

@@ -1,0 +1,21 @@
+//! ficus: an API gateway and strangler-fig facade in front of a legacy monolith.
+//!
+//! The request flow: [`proxy::Gateway`] (pingora phases) → [`router`] (normalize, match) →
+//! [`upstream`] (pick an instance) → the origin. [`config`] compiles routes.toml into the
+//! types the router and upstreams use; [`runtime`] holds the current compiled snapshot;
+//! [`reload`] swaps it; [`admin`] serves health and metrics; [`server`] wires it all into
+//! pingora. See docs/architecture.md.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod ids;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod reload;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,272 @@
+//! Prometheus metrics: counters and histograms kept in atomics, rendered on scrape.
+//!
+//! Handles are created when a config is compiled and looked up by name, so counters survive
+//! reloads. The request path only touches atomics of handles it already holds; the maps
+//! here are locked only at reload and scrape time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Status codes counted without a lock; anything else goes to a locked overflow map.
+const COMMON_STATUSES: [u16; 24] = [
+    200, 201, 202, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 413, 414, 429,
+    431, 500, 502, 503, 504,
+];
+
+/// Upper bounds of the latency histogram, in seconds.
+pub const LATENCY_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// A latency histogram (non-cumulative buckets; made cumulative at render time).
+#[derive(Default, Debug)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let idx = LATENCY_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[idx].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let mut cumulative = 0;
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// Counters of one route (label pair route + service).
+#[derive(Default, Debug)]
+pub struct RouteMetrics {
+    common: [AtomicU64; COMMON_STATUSES.len()],
+    other: Mutex<BTreeMap<u16, u64>>,
+    pub latency: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        match COMMON_STATUSES.iter().position(|&s| s == status) {
+            Some(i) => {
+                self.common[i].fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                if let Ok(mut m) = self.other.lock() {
+                    *m.entry(status).or_default() += 1;
+                }
+            }
+        }
+        self.latency.observe(elapsed);
+    }
+
+    fn statuses(&self) -> BTreeMap<u16, u64> {
+        let mut out = BTreeMap::new();
+        for (i, s) in COMMON_STATUSES.iter().enumerate() {
+            let v = self.common[i].load(Ordering::Relaxed);
+            if v > 0 {
+                out.insert(*s, v);
+            }
+        }
+        if let Ok(m) = self.other.lock() {
+            for (s, v) in m.iter() {
+                out.insert(*s, *v);
+            }
+        }
+        out
+    }
+}
+
+/// Kinds of upstream failure, as a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    ConnectRefused,
+    ConnectTimeout,
+    ReadTimeout,
+    Closed,
+    Tls,
+    NoInstance,
+    Other,
+}
+
+impl UpstreamErrorKind {
+    pub const ALL: [UpstreamErrorKind; 7] = [
+        Self::ConnectRefused,
+        Self::ConnectTimeout,
+        Self::ReadTimeout,
+        Self::Closed,
+        Self::Tls,
+        Self::NoInstance,
+        Self::Other,
+    ];
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ConnectRefused => "connect_refused",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::ReadTimeout => "read_timeout",
+            Self::Closed => "closed",
+            Self::Tls => "tls",
+            Self::NoInstance => "no_instance",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Counters of one service.
+#[derive(Default, Debug)]
+pub struct ServiceMetrics {
+    errors: [AtomicU64; UpstreamErrorKind::ALL.len()],
+}
+
+impl ServiceMetrics {
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+        let i = UpstreamErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        self.errors[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// All metrics of the process.
+#[derive(Default, Debug)]
+pub struct Metrics {
+    routes: Mutex<HashMap<(String, String), Arc<RouteMetrics>>>,
+    services: Mutex<HashMap<String, Arc<ServiceMetrics>>>,
+    /// Requests that matched no route (or failed before routing).
+    pub unrouted: Arc<RouteMetrics>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+}
+
+impl Metrics {
+    pub fn route(&self, route: &str, service: &str) -> Arc<RouteMetrics> {
+        let mut m = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry((route.to_string(), service.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    pub fn service(&self, service: &str) -> Arc<ServiceMetrics> {
+        let mut m = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(service.to_string()).or_default().clone()
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self, inflight: usize) -> String {
+        let mut out = String::with_capacity(8192);
+        out.push_str("# HELP ficus_requests_total Requests by route, service and response status.\n# TYPE ficus_requests_total counter\n");
+        let routes: Vec<((String, String), Arc<RouteMetrics>)> = {
+            let m = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let all = routes
+            .iter()
+            .map(|((r, s), m)| (r.as_str(), s.as_str(), m.as_ref()))
+            .chain(std::iter::once(("", "", self.unrouted.as_ref())));
+        let all: Vec<_> = all.collect();
+        for (r, s, m) in &all {
+            for (status, v) in m.statuses() {
+                let _ = writeln!(
+                    out,
+                    "ficus_requests_total{{route=\"{}\",service=\"{}\",status=\"{status}\"}} {v}",
+                    escape(r),
+                    escape(s)
+                );
+            }
+        }
+        out.push_str("# HELP ficus_request_duration_seconds Time from request start to the end of logging.\n# TYPE ficus_request_duration_seconds histogram\n");
+        for (r, s, m) in &all {
+            let labels = format!("route=\"{}\",service=\"{}\"", escape(r), escape(s));
+            m.latency
+                .render("ficus_request_duration_seconds", &labels, &mut out);
+        }
+        out.push_str("# HELP ficus_upstream_errors_total Failed upstream attempts by service and kind.\n# TYPE ficus_upstream_errors_total counter\n");
+        let services: Vec<(String, Arc<ServiceMetrics>)> = {
+            let m = self.services.lock().unwrap_or_else(|p| p.into_inner());
+            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        for (name, m) in &services {
+            for (i, kind) in UpstreamErrorKind::ALL.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "ficus_upstream_errors_total{{service=\"{}\",kind=\"{}\"}} {}",
+                    escape(name),
+                    kind.label(),
+                    m.errors[i].load(Ordering::Relaxed)
+                );
+            }
+        }
+        out.push_str("# HELP ficus_config_reloads_total Config reload attempts by result.\n# TYPE ficus_config_reloads_total counter\n");
+        let _ = writeln!(
+            out,
+            "ficus_config_reloads_total{{result=\"ok\"}} {}",
+            self.reloads_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "ficus_config_reloads_total{{result=\"failed\"}} {}",
+            self.reloads_failed.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP ficus_requests_in_flight Requests being served now.\n# TYPE ficus_requests_in_flight gauge\n");
+        let _ = writeln!(out, "ficus_requests_in_flight {inflight}");
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::default();
+        let r = m.route("orders", "orders");
+        r.record(200, Duration::from_millis(3));
+        r.record(200, Duration::from_millis(30));
+        r.record(418, Duration::from_millis(1));
+        m.service("orders")
+            .upstream_error(UpstreamErrorKind::ConnectRefused);
+        let text = m.render(0);
+        assert!(text.contains(
+            "ficus_requests_total{route=\"orders\",service=\"orders\",status=\"200\"} 2"
+        ));
+        assert!(text.contains("status=\"418\"} 1"));
+        assert!(text.contains("ficus_request_duration_seconds_bucket{route=\"orders\",service=\"orders\",le=\"0.005\"} 2"));
+        assert!(text.contains(
+            "ficus_request_duration_seconds_count{route=\"orders\",service=\"orders\"} 3"
+        ));
+        assert!(text.contains(
+            "ficus_upstream_errors_total{service=\"orders\",kind=\"connect_refused\"} 1"
+        ));
+        // The same name returns the same counters (they survive a reload).
+        assert!(Arc::ptr_eq(&r, &m.route("orders", "orders")));
+    }
+}

@@ -1,0 +1,116 @@
+//! Per-request state, grouped by what it is about, and the access log line.
+
+use pingora_proxy::Session;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::respond::GatewayError;
+use crate::config::AccessLog;
+use crate::ids::TraceParent;
+use crate::runtime::{InflightGuard, Runtime, Shared};
+
+/// The routing decision for a request.
+#[derive(Debug)]
+pub struct Routed {
+    /// Index of the route in the snapshot's router.
+    pub index: usize,
+    /// The normalized path the route was chosen on.
+    pub path: String,
+    /// The wire-form target (path and query) for the upstream when it differs from the
+    /// incoming one.
+    pub target: Option<String>,
+}
+
+/// Everything the gateway knows about one request.
+pub struct RequestCtx {
+    /// The config snapshot this request uses from start to end.
+    pub runtime: Arc<Runtime>,
+    pub start: Instant,
+    pub request_id: String,
+    pub trace: Option<TraceParent>,
+    /// The TCP peer and whether it is a trusted proxy.
+    pub peer_ip: Option<IpAddr>,
+    pub peer_trusted: bool,
+    /// The original client (from X-Forwarded-For when the peer is trusted).
+    pub client_ip: Option<IpAddr>,
+    pub routed: Option<Routed>,
+    pub instance: Option<SocketAddr>,
+    pub upstream_start: Option<Instant>,
+    pub upstream_elapsed: Option<Duration>,
+    pub body_bytes: u64,
+    pub gateway_error: Option<GatewayError>,
+    /// Internal error text: logged, never sent to the client.
+    pub error_detail: Option<String>,
+    _inflight: InflightGuard,
+}
+
+impl RequestCtx {
+    pub fn new(shared: &Arc<Shared>) -> RequestCtx {
+        RequestCtx {
+            _inflight: shared.begin_request(),
+            runtime: shared.runtime(),
+            start: Instant::now(),
+            request_id: String::new(),
+            trace: None,
+            peer_ip: None,
+            peer_trusted: false,
+            client_ip: None,
+            routed: None,
+            instance: None,
+            upstream_start: None,
+            upstream_elapsed: None,
+            body_bytes: 0,
+            gateway_error: None,
+            error_detail: None,
+        }
+    }
+}
+
+/// Emits the access log line for a finished request.
+pub fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) {
+    let req = session.req_header();
+    let rt = &ctx.runtime;
+    let (route, service) = match &ctx.routed {
+        Some(r) => {
+            let route = rt.config.router.route(r.index);
+            (&*route.name, &*rt.config.services[route.service].name)
+        }
+        None => ("", ""),
+    };
+    let path = ctx.routed.as_ref().map_or_else(
+        || String::from_utf8_lossy(req.raw_path()).into_owned(),
+        |r| r.path.replace('\0', "%2F"),
+    );
+    let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let instance = ctx.instance.map(|a| a.to_string()).unwrap_or_default();
+    let upstream_ms = ctx
+        .upstream_elapsed
+        .map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
+    let trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str());
+    let error = ctx.gateway_error.map_or("", |e| e.message());
+    let detail = ctx.error_detail.as_deref().unwrap_or("");
+    tracing::info!(
+        target: "ficus::access",
+        request_id = %ctx.request_id,
+        trace_id,
+        client_ip = %client,
+        method = %req.method,
+        path = %path,
+        route,
+        service,
+        instance = %instance,
+        status,
+        bytes_sent = session.body_bytes_sent(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        upstream_ms,
+        error,
+        detail,
+    );
+}
+
+/// The access log format is chosen once at start-up (the subscriber is global); `off` can
+/// be toggled by reload.
+pub fn is_json(log: AccessLog) -> bool {
+    log == AccessLog::Json
+}

@@ -1,0 +1,348 @@
+//! The pingora `ProxyHttp` implementation: a thin dispatcher over the router, upstream
+//! selection and header policy.
+//!
+//! Phase by phase:
+//! - `new_ctx`: take one runtime snapshot for the whole request and count it in flight.
+//! - `request_filter`: request id, limits, path normalization, routing, plugins. Answers
+//!   the request itself (4xx) when it must.
+//! - `upstream_peer`: pick an instance of the route's service.
+//! - `upstream_request_filter`: forwarded path, hop-by-hop removal, X-Forwarded-*,
+//!   request id, traceparent, route header edits.
+//! - `response_filter`: hop-by-hop removal, request id, route header edits.
+//! - `fail_to_proxy`: the one place upstream errors become 502/503/504 JSON responses.
+//! - `logging`: metrics and the access log line.
+
+pub mod ctx;
+pub mod headers;
+pub mod respond;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::AccessLog;
+use crate::ids::{self, TraceParent};
+use crate::router::normalize::{self, encode_path, is_wire_safe};
+use crate::router::RequestView;
+use crate::runtime::Shared;
+use ctx::{RequestCtx, Routed};
+use respond::{classify, write_error, GatewayError};
+
+/// The gateway's proxy logic. Holds only process-wide state; everything reloadable is in
+/// the per-request snapshot.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+}
+
+impl Gateway {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Gateway { shared }
+    }
+
+    /// Checks limits, normalizes, and routes. Returns the routed request or the error to
+    /// answer with.
+    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Result<Routed, GatewayError> {
+        let rt = &ctx.runtime;
+        let limits = &rt.config.gateway.limits;
+        let req = session.req_header();
+        let raw = req.raw_path();
+        if raw.len() > limits.max_uri_bytes {
+            return Err(GatewayError::UriTooLong);
+        }
+        if req.headers.len() > limits.max_headers {
+            return Err(GatewayError::HeadersTooLarge);
+        }
+        let header_bytes: usize = req
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum();
+        if header_bytes > limits.max_header_bytes {
+            return Err(GatewayError::HeadersTooLarge);
+        }
+        if let Some(len) = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            if len > limits.max_body_bytes {
+                return Err(GatewayError::BodyTooLarge);
+            }
+        }
+        let (raw_path, query) = normalize::split_target(raw);
+        let raw_path: &[u8] = if raw_path.is_empty() { b"/" } else { raw_path };
+        let normalized = normalize::normalize(raw_path).map_err(GatewayError::BadPath)?;
+        let view = RequestView {
+            method: &req.method,
+            host: headers::request_host(req),
+            path: &normalized.path,
+            headers: &req.headers,
+        };
+        let Some(index) = rt.config.router.find(&view) else {
+            return Err(GatewayError::NoRoute);
+        };
+        let route = rt.config.router.route(index);
+        if !normalized.flags.without(route.allow).is_empty() {
+            return Err(GatewayError::PathNotAllowed);
+        }
+        let query = query.map(|q| String::from_utf8_lossy(q).into_owned());
+        // The target sent upstream: only rebuilt when it differs from what arrived.
+        let target = if let Some(rw) = &route.rewrite {
+            let caps = route.pattern.captures(&normalized.path).unwrap_or_default();
+            Some(rw.render(&caps, query.as_deref()))
+        } else {
+            let path = match &route.strip_prefix {
+                Some(prefix) => match normalized.path.strip_prefix(prefix.as_str()) {
+                    Some("") => "/",
+                    Some(rest) if rest.starts_with('/') => rest,
+                    _ => normalized.path.as_str(),
+                },
+                None => normalized.path.as_str(),
+            };
+            if path.as_bytes() == raw_path && route.strip_prefix.is_none() {
+                None
+            } else {
+                let mut t = String::with_capacity(path.len() + 16);
+                if is_wire_safe(path) {
+                    t.push_str(path);
+                } else {
+                    encode_path(path, &mut t);
+                }
+                if let Some(q) = &query {
+                    t.push('?');
+                    t.push_str(q);
+                }
+                Some(t)
+            }
+        };
+        Ok(Routed {
+            index,
+            path: normalized.path,
+            target,
+        })
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(&self.shared)
+    }
+
+    /// Runs before anything is sent upstream. `Ok(true)` means the gateway answered.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let limits = ctx.runtime.config.gateway.limits;
+        session.set_read_timeout(Some(limits.body_read_timeout));
+        let req = session.req_header();
+        ctx.request_id = match req.headers.get(&headers::X_REQUEST_ID) {
+            Some(v) if ids::is_acceptable_request_id(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
+            _ => ids::new_request_id(),
+        };
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let trusted = &ctx.runtime.config.gateway.trusted_proxies;
+        ctx.peer_trusted = headers::is_trusted(trusted, peer);
+        ctx.peer_ip = peer;
+        ctx.client_ip = headers::client_ip(trusted, peer, &req.headers);
+        ctx.trace = Some(
+            req.headers
+                .get(&headers::TRACEPARENT)
+                .and_then(|v| TraceParent::parse(v.as_bytes()))
+                .unwrap_or_else(TraceParent::new_root),
+        );
+        match self.route(session, ctx) {
+            Ok(routed) => {
+                ctx.routed = Some(routed);
+                Ok(false)
+            }
+            Err(e) => {
+                ctx.gateway_error = Some(e);
+                let keepalive = !matches!(e, GatewayError::BodyTooLarge);
+                write_error(session, e, &ctx.request_id, keepalive).await;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Counts request body bytes and stops bodies above the limit (for chunked uploads
+    /// whose size is not known up front).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+            if ctx.body_bytes > ctx.runtime.config.gateway.limits.max_body_bytes {
+                return Err(GatewayError::BodyTooLarge.into_pingora());
+            }
+        }
+        Ok(())
+    }
+
+    /// Picks an instance of the route's service.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(routed) = &ctx.routed else {
+            return Err(GatewayError::Internal.into_pingora());
+        };
+        let route = ctx.runtime.config.router.route(routed.index);
+        let service = &ctx.runtime.config.services[route.service];
+        let Some(instance) = service.pick() else {
+            return Err(GatewayError::NoInstance.into_pingora());
+        };
+        ctx.instance = Some(instance.addr);
+        ctx.upstream_start = Some(Instant::now());
+        Ok(service.peer_for(instance, route.timeouts, ctx.start.elapsed()))
+    }
+
+    /// Rewrites the request for the upstream.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(routed) = &ctx.routed else {
+            return Ok(());
+        };
+        if let Some(target) = &routed.target {
+            upstream
+                .set_raw_path(target.as_bytes())
+                .map_err(|_| GatewayError::Internal.into_pingora())?;
+        }
+        let upgrade = session.is_upgrade_req();
+        headers::strip_hop_by_hop_request(upstream, upgrade);
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let host = headers::request_host(session.req_header()).map(str::to_owned);
+        headers::set_forwarded(
+            upstream,
+            ctx.peer_ip,
+            ctx.peer_trusted,
+            tls,
+            host.as_deref(),
+        );
+        let _ = upstream.insert_header(
+            headers::X_REQUEST_ID.clone(),
+            headers::value(&ctx.request_id),
+        );
+        if let Some(tp) = &ctx.trace {
+            let _ = upstream.insert_header(
+                headers::TRACEPARENT.clone(),
+                headers::value(&tp.child_header()),
+            );
+        }
+        let route = ctx.runtime.config.router.route(routed.index);
+        if !route.request_headers.is_empty() {
+            headers::edit_request(upstream, &route.request_headers);
+        }
+        Ok(())
+    }
+
+    /// Adjusts the upstream's response for the client.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(start) = ctx.upstream_start {
+            ctx.upstream_elapsed = Some(start.elapsed());
+        }
+        headers::strip_hop_by_hop_response(resp);
+        let _ = resp.insert_header(
+            headers::X_REQUEST_ID.clone(),
+            headers::value(&ctx.request_id),
+        );
+        if let Some(routed) = &ctx.routed {
+            let route = ctx.runtime.config.router.route(routed.index);
+            if !route.response_headers.is_empty() {
+                headers::edit_response(resp, &route.response_headers);
+            }
+        }
+        Ok(())
+    }
+
+    /// Upstream connect failures: counted here; the request then fails (retries arrive with
+    /// the service-registry work).
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        e
+    }
+
+    /// The one place a proxying error becomes a client response.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let (err, kind) = classify(e);
+        if let (Some(kind), Some(routed)) = (kind, &ctx.routed) {
+            let route = ctx.runtime.config.router.route(routed.index);
+            ctx.runtime.service_metrics[route.service].upstream_error(kind);
+        }
+        ctx.gateway_error = Some(err);
+        ctx.error_detail = Some(e.to_string());
+        let downstream_gone = matches!(
+            e.etype(),
+            pingora_error::ErrorType::ConnectionClosed
+                | pingora_error::ErrorType::ReadError
+                | pingora_error::ErrorType::WriteError
+        ) && e.esource() == &pingora_error::ErrorSource::Downstream;
+        if downstream_gone {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        if session.response_written().is_none() {
+            write_error(session, err, &ctx.request_id, false).await;
+        }
+        FailToProxy {
+            error_code: err.status(),
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Metrics and the access log.
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.start.elapsed();
+        let rt = &ctx.runtime;
+        match &ctx.routed {
+            Some(r) => rt.route_metrics[r.index].record(status, elapsed),
+            None => self.shared.metrics.unrouted.record(status, elapsed),
+        }
+        if rt.config.gateway.access_log != AccessLog::Off {
+            ctx::access_log(session, ctx, status, elapsed);
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // Upstream failures are already in the access log line with their request id.
+        true
+    }
+}

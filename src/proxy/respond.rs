@@ -1,0 +1,196 @@
+//! Error responses written by the gateway itself, and the one place where internal errors
+//! become HTTP statuses.
+//!
+//! Every gateway-made error is a small JSON body `{"error": "...", "request_id": "..."}`
+//! with the request id also in `x-request-id`. Messages are fixed strings chosen here: no
+//! addresses, no library error text ever reaches a client.
+
+use bytes::Bytes;
+use pingora_error::{Error, ErrorSource, ErrorType};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use crate::metrics::UpstreamErrorKind;
+use crate::router::normalize::PathError;
+
+/// Why the gateway answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayError {
+    BadPath(PathError),
+    PathNotAllowed,
+    NoRoute,
+    UriTooLong,
+    HeadersTooLarge,
+    BodyTooLarge,
+    SlowClient,
+    NoInstance,
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    UpstreamFailed,
+    Internal,
+}
+
+impl GatewayError {
+    pub fn status(self) -> u16 {
+        match self {
+            GatewayError::BadPath(_) | GatewayError::PathNotAllowed => 400,
+            GatewayError::NoRoute => 404,
+            GatewayError::SlowClient => 408,
+            GatewayError::BodyTooLarge => 413,
+            GatewayError::UriTooLong => 414,
+            GatewayError::HeadersTooLarge => 431,
+            GatewayError::Internal => 500,
+            GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => 502,
+            GatewayError::NoInstance => 503,
+            GatewayError::UpstreamTimeout => 504,
+        }
+    }
+
+    /// The client-facing message.
+    pub fn message(self) -> &'static str {
+        match self {
+            GatewayError::BadPath(PathError::NotAbsolute) => "request path must start with /",
+            GatewayError::BadPath(PathError::InvalidEncoding) => "invalid percent-encoding in path",
+            GatewayError::BadPath(PathError::InvalidUtf8) => "path is not valid UTF-8",
+            GatewayError::BadPath(PathError::Nul) => "NUL byte in path",
+            GatewayError::BadPath(PathError::DoubleEncoding) => "double percent-encoding in path",
+            GatewayError::BadPath(PathError::AboveRoot) => "path climbs above the root",
+            GatewayError::BadPath(PathError::Control) => "control character in path",
+            GatewayError::PathNotAllowed => {
+                "path contains an encoded slash, backslash or ';' that this route does not accept"
+            }
+            GatewayError::NoRoute => "no route matches this request",
+            GatewayError::UriTooLong => "request URI too long",
+            GatewayError::HeadersTooLarge => "request headers too large",
+            GatewayError::BodyTooLarge => "request body too large",
+            GatewayError::SlowClient => "request not received in time",
+            GatewayError::NoInstance => "no healthy instance of the upstream service",
+            GatewayError::UpstreamUnreachable => "upstream service unreachable",
+            GatewayError::UpstreamTimeout => "upstream service timed out",
+            GatewayError::UpstreamFailed => "upstream service failed",
+            GatewayError::Internal => "internal gateway error",
+        }
+    }
+
+    /// Custom pingora error carrying this gateway error's status.
+    pub fn into_pingora(self) -> Box<Error> {
+        Error::new(ErrorType::HTTPStatus(self.status()))
+    }
+}
+
+/// Classifies a pingora error from proxying into a gateway error and, for upstream
+/// failures, the metrics label.
+pub fn classify(e: &Error) -> (GatewayError, Option<UpstreamErrorKind>) {
+    use ErrorType::*;
+    match (e.etype(), e.esource()) {
+        (HTTPStatus(413), _) => (GatewayError::BodyTooLarge, None),
+        (HTTPStatus(503), _) => (
+            GatewayError::NoInstance,
+            Some(UpstreamErrorKind::NoInstance),
+        ),
+        (HTTPStatus(_), _) => (GatewayError::Internal, None),
+        (ReadTimedout, ErrorSource::Downstream) => (GatewayError::SlowClient, None),
+        (ConnectTimedout, _) => (
+            GatewayError::UpstreamTimeout,
+            Some(UpstreamErrorKind::ConnectTimeout),
+        ),
+        (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => (
+            GatewayError::UpstreamTimeout,
+            Some(UpstreamErrorKind::ReadTimeout),
+        ),
+        (ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError, _) => (
+            GatewayError::UpstreamUnreachable,
+            Some(UpstreamErrorKind::ConnectRefused),
+        ),
+        (TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError, _) => (
+            GatewayError::UpstreamUnreachable,
+            Some(UpstreamErrorKind::Tls),
+        ),
+        (ConnectionClosed | ReadError | WriteError, ErrorSource::Upstream) => (
+            GatewayError::UpstreamFailed,
+            Some(UpstreamErrorKind::Closed),
+        ),
+        (_, ErrorSource::Upstream) => {
+            (GatewayError::UpstreamFailed, Some(UpstreamErrorKind::Other))
+        }
+        (InvalidHTTPHeader, ErrorSource::Downstream) => {
+            (GatewayError::BadPath(PathError::Control), None)
+        }
+        _ => (GatewayError::Internal, None),
+    }
+}
+
+/// Builds the JSON error body.
+pub fn error_body(err: GatewayError, request_id: &str) -> Bytes {
+    let mut s = String::with_capacity(64 + request_id.len());
+    s.push_str("{\"error\":\"");
+    s.push_str(err.message());
+    s.push_str("\",\"request_id\":\"");
+    // Request ids are validated to contain no quotes or backslashes.
+    s.push_str(request_id);
+    s.push_str("\"}\n");
+    Bytes::from(s)
+}
+
+/// Writes a gateway error response. Errors writing to a client that went away are ignored:
+/// there is nobody left to tell.
+pub async fn write_error(
+    session: &mut Session,
+    err: GatewayError,
+    request_id: &str,
+    keepalive: bool,
+) {
+    let body = error_body(err, request_id);
+    let Ok(mut resp) = ResponseHeader::build(err.status(), Some(4)) else {
+        return;
+    };
+    let _ = resp.insert_header("content-type", "application/json");
+    let _ = resp.insert_header("content-length", body.len().to_string());
+    let _ = resp.insert_header("x-request-id", request_id);
+    if err == GatewayError::NoInstance {
+        let _ = resp.insert_header("retry-after", "1");
+    }
+    if !keepalive {
+        session.set_keepalive(None);
+    }
+    if session
+        .write_response_header(Box::new(resp), false)
+        .await
+        .is_ok()
+    {
+        let _ = session.write_response_body(Some(body), true).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_bodies() {
+        assert_eq!(GatewayError::NoRoute.status(), 404);
+        assert_eq!(GatewayError::HeadersTooLarge.status(), 431);
+        let b = error_body(GatewayError::UpstreamUnreachable, "abc");
+        assert_eq!(
+            &b[..],
+            b"{\"error\":\"upstream service unreachable\",\"request_id\":\"abc\"}\n"
+        );
+    }
+
+    #[test]
+    fn classification() {
+        let mut e = Error::new(ErrorType::ConnectRefused);
+        e.as_up();
+        assert_eq!(classify(&e).0.status(), 502);
+        let mut e = Error::new(ErrorType::ReadTimedout);
+        e.as_up();
+        assert_eq!(classify(&e).0.status(), 504);
+        let mut e = Error::new(ErrorType::ReadTimedout);
+        e.as_down();
+        assert_eq!(classify(&e).0.status(), 408);
+        assert_eq!(
+            classify(&Error::new(ErrorType::HTTPStatus(413))).0.status(),
+            413
+        );
+    }
+}

@@ -1,0 +1,357 @@
+//! The router: compiled routes, their priority, and matching a request to one route.
+//!
+//! Routes are sorted once by priority (most specific first, then file order) so a route's
+//! index *is* its rank. Paths are looked up in a segment trie; every route whose pattern
+//! matches is a candidate and the lowest index among candidates whose predicates (host,
+//! methods, headers) hold wins. Matching allocates nothing.
+//!
+//! This module knows nothing about pingora or upstreams; it must stay cheap enough to run on
+//! every request (see benches/route_match.rs).
+
+pub mod normalize;
+pub mod pattern;
+pub mod rewrite;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use normalize::PathFlags;
+use pattern::{split_segment, HostPattern, PathPattern, Segment};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use rewrite::Rewrite;
+
+/// Header edits applied to a request or response.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Per-route upstream timeouts. `None` means the service's (or the built-in) default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
+    pub total: Option<Duration>,
+}
+
+impl Timeouts {
+    /// `self` with unset values taken from `fallback`.
+    pub fn or(self, fallback: Timeouts) -> Timeouts {
+        Timeouts {
+            connect: self.connect.or(fallback.connect),
+            read: self.read.or(fallback.read),
+            total: self.total.or(fallback.total),
+        }
+    }
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    /// Position in routes.toml (0-based), the last tie-breaker.
+    pub file_order: usize,
+    /// `file:line:column` of the route, for explain and logs.
+    pub location: String,
+    pub pattern: PathPattern,
+    pub host: Option<HostPattern>,
+    pub methods: Vec<Method>,
+    /// Header predicates: the value must equal, or with `None` the header must be present.
+    pub headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// Ambiguous path constructs this route accepts.
+    pub allow: PathFlags,
+    /// Index of the route's service in the runtime's service list.
+    pub service: usize,
+    pub strip_prefix: Option<String>,
+    pub rewrite: Option<Rewrite>,
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+    pub timeouts: Timeouts,
+}
+
+impl Route {
+    fn predicate_weight(&self) -> usize {
+        self.host.as_ref().map_or(0, HostPattern::weight)
+            + usize::from(!self.methods.is_empty())
+            + self.headers.len()
+    }
+
+    /// Whether the non-path predicates hold.
+    pub fn predicates_hold(&self, req: &RequestView<'_>) -> bool {
+        self.predicate_mismatch(req).is_none()
+    }
+
+    /// The first predicate that fails, described for `ficus explain`.
+    pub fn predicate_mismatch(&self, req: &RequestView<'_>) -> Option<String> {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method) {
+            let list: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+            return Some(format!(
+                "method {} is not one of [{}]",
+                req.method,
+                list.join(", ")
+            ));
+        }
+        if let Some(h) = &self.host {
+            let ok = req.host.is_some_and(|host| h.matches(host));
+            if !ok {
+                return Some(format!(
+                    "host `{}` does not match `{}`",
+                    req.host.unwrap_or("(none)"),
+                    match h {
+                        HostPattern::Exact(e) => e.to_string(),
+                        HostPattern::Suffix(s) => format!("*{s}"),
+                    }
+                ));
+            }
+        }
+        for (name, want) in &self.headers {
+            match (req.headers.get(name), want) {
+                (None, _) => return Some(format!("header `{name}` is missing")),
+                (Some(got), Some(want)) if got != want => {
+                    return Some(format!(
+                        "header `{name}` is `{}`, route wants `{}`",
+                        String::from_utf8_lossy(got.as_bytes()),
+                        String::from_utf8_lossy(want.as_bytes())
+                    ))
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// What the router needs to know about a request.
+pub struct RequestView<'a> {
+    pub method: &'a Method,
+    /// Host without port, as sent (any case).
+    pub host: Option<&'a str>,
+    /// The normalized path.
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+#[derive(Default, Debug)]
+struct Node {
+    literals: HashMap<Box<str>, usize>,
+    param: Option<usize>,
+    /// Routes whose pattern ends exactly here, by rank.
+    exact: Vec<usize>,
+    /// Routes whose pattern ends here with `/**`, by rank.
+    tail: Vec<usize>,
+}
+
+/// All routes, ordered by priority, plus the lookup trie.
+#[derive(Debug, Default)]
+pub struct Router {
+    routes: Vec<Route>,
+    nodes: Vec<Node>,
+}
+
+impl Router {
+    /// Builds the router; `routes` may be in file order, they are sorted by priority here.
+    pub fn new(mut routes: Vec<Route>) -> Router {
+        routes.sort_by(|a, b| {
+            let ka = (a.pattern.specificity(), a.predicate_weight());
+            let kb = (b.pattern.specificity(), b.predicate_weight());
+            kb.cmp(&ka).then(a.file_order.cmp(&b.file_order))
+        });
+        let mut nodes = vec![Node::default()];
+        for (rank, route) in routes.iter().enumerate() {
+            let mut at = 0;
+            for seg in &route.pattern.segments {
+                at = match seg {
+                    Segment::Literal(l) => match nodes[at].literals.get(l) {
+                        Some(&n) => n,
+                        None => {
+                            nodes.push(Node::default());
+                            let n = nodes.len() - 1;
+                            nodes[at].literals.insert(l.clone(), n);
+                            n
+                        }
+                    },
+                    Segment::Param(_) => match nodes[at].param {
+                        Some(n) => n,
+                        None => {
+                            nodes.push(Node::default());
+                            let n = nodes.len() - 1;
+                            nodes[at].param = Some(n);
+                            n
+                        }
+                    },
+                };
+            }
+            if route.pattern.tail {
+                nodes[at].tail.push(rank);
+            } else {
+                nodes[at].exact.push(rank);
+            }
+        }
+        Router { routes, nodes }
+    }
+
+    /// Routes in priority order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn route(&self, index: usize) -> &Route {
+        &self.routes[index]
+    }
+
+    /// The index of the best route for this request, if any.
+    pub fn find(&self, req: &RequestView<'_>) -> Option<usize> {
+        let rest = req.path.strip_prefix('/').filter(|r| !r.is_empty());
+        let mut best = usize::MAX;
+        self.walk(0, rest, req, &mut best);
+        (best != usize::MAX).then_some(best)
+    }
+
+    fn best_of(&self, list: &[usize], req: &RequestView<'_>, best: &mut usize) {
+        // `list` is sorted by rank, so the first route passing its predicates is the list's
+        // best; stop as soon as the remaining ranks cannot beat the current best.
+        for &r in list {
+            if r >= *best {
+                return;
+            }
+            if self.routes[r].predicates_hold(req) {
+                *best = r;
+                return;
+            }
+        }
+    }
+
+    fn walk(&self, node: usize, rest: Option<&str>, req: &RequestView<'_>, best: &mut usize) {
+        let n = &self.nodes[node];
+        self.best_of(&n.tail, req, best);
+        let Some(rest) = rest else {
+            self.best_of(&n.exact, req, best);
+            return;
+        };
+        let (head, next) = split_segment(rest);
+        if let Some(&child) = n.literals.get(head) {
+            self.walk(child, next, req, best);
+        }
+        if let Some(child) = n.param {
+            if !head.is_empty() {
+                self.walk(child, next, req, best);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn route(name: &str, path: &str, order: usize) -> Route {
+        Route {
+            name: name.into(),
+            file_order: order,
+            location: String::new(),
+            pattern: PathPattern::parse(path).unwrap(),
+            host: None,
+            methods: vec![],
+            headers: vec![],
+            allow: PathFlags::empty(),
+            service: 0,
+            strip_prefix: None,
+            rewrite: None,
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    fn find<'a>(r: &'a Router, method: &Method, host: Option<&str>, path: &str) -> Option<&'a str> {
+        let headers = HeaderMap::new();
+        let view = RequestView {
+            method,
+            host,
+            path,
+            headers: &headers,
+        };
+        r.find(&view).map(|i| &*r.route(i).name)
+    }
+
+    #[test]
+    fn priority_table() {
+        let r = Router::new(vec![
+            route("all", "/**", 0),
+            route("orders-tail", "/orders/**", 1),
+            route("orders-id", "/orders/{id}", 2),
+            route("orders-42", "/orders/42", 3),
+            route("star", "/orders/*/items", 4),
+            route("root", "/", 5),
+        ]);
+        let get = Method::GET;
+        assert_eq!(find(&r, &get, None, "/orders/42"), Some("orders-42"));
+        assert_eq!(find(&r, &get, None, "/orders/43"), Some("orders-id"));
+        assert_eq!(find(&r, &get, None, "/orders/43/items"), Some("star"));
+        assert_eq!(find(&r, &get, None, "/orders/43/x"), Some("orders-tail"));
+        assert_eq!(find(&r, &get, None, "/orders"), Some("orders-tail"));
+        assert_eq!(find(&r, &get, None, "/orders/"), Some("orders-tail"));
+        assert_eq!(find(&r, &get, None, "/other"), Some("all"));
+        assert_eq!(find(&r, &get, None, "/"), Some("root"));
+    }
+
+    #[test]
+    fn file_order_breaks_ties_and_predicates_filter() {
+        let mut a = route("a", "/x/**", 0);
+        a.methods = vec![Method::POST];
+        let b = route("b", "/x/**", 1);
+        let mut c = route("c", "/x/**", 2);
+        c.host = Some(HostPattern::parse("api.example.com").unwrap());
+        let r = Router::new(vec![a, b, c]);
+        // a and c carry predicates, so they rank above b; an exact host outweighs a method list.
+        assert_eq!(find(&r, &Method::GET, None, "/x/1"), Some("b"));
+        assert_eq!(find(&r, &Method::POST, None, "/x/1"), Some("a"));
+        assert_eq!(
+            find(&r, &Method::POST, Some("api.example.com"), "/x/1"),
+            Some("c")
+        );
+        let r2 = Router::new(vec![route("first", "/y", 0), route("second", "/y", 1)]);
+        assert_eq!(find(&r2, &Method::GET, None, "/y"), Some("first"));
+    }
+
+    #[test]
+    fn no_match_is_none() {
+        let r = Router::new(vec![route("a", "/a", 0)]);
+        assert_eq!(find(&r, &Method::GET, None, "/b"), None);
+        assert_eq!(find(&r, &Method::GET, None, "/a/b"), None);
+    }
+
+    #[test]
+    fn header_predicates() {
+        let mut a = route("canary", "/**", 0);
+        a.headers = vec![(
+            HeaderName::from_static("x-canary"),
+            Some(HeaderValue::from_static("1")),
+        )];
+        let r = Router::new(vec![a, route("default", "/**", 1)]);
+        let mut headers = HeaderMap::new();
+        let view = |h: &HeaderMap| {
+            let v = RequestView {
+                method: &Method::GET,
+                host: None,
+                path: "/z",
+                headers: h,
+            };
+            r.find(&v).map(|i| r.route(i).name.to_string())
+        };
+        assert_eq!(view(&headers).as_deref(), Some("default"));
+        headers.insert("x-canary", HeaderValue::from_static("1"));
+        assert_eq!(view(&headers).as_deref(), Some("canary"));
+        headers.insert("x-canary", HeaderValue::from_static("2"));
+        assert_eq!(view(&headers).as_deref(), Some("default"));
+    }
+}

@@ -1,0 +1,395 @@
+//! Request-path normalization: the one path used for matching, policy and forwarding.
+//!
+//! The gateway must never match on one form of a path and forward another, or a rule on
+//! `/admin/**` can be bypassed with `/public/../admin`. So the raw request target is turned,
+//! once, into a canonical path: percent-decoding applied once, `.` and `..` segments
+//! resolved, `//` merged. Matching sees that path and the upstream receives exactly that
+//! path (re-encoded where a character cannot appear raw in a request line).
+//!
+//! Some constructs are ambiguous between the gateway and the upstream (an encoded `/`, a
+//! backslash, `;` path parameters). They are reported as [`PathFlags`] and refused unless
+//! the matched route opts in. Constructs that are never legitimate (NUL, broken escapes,
+//! double encoding, climbing above the root) are errors here.
+
+use thiserror::Error;
+
+/// Why a request path was refused outright (always a 400).
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    #[error("the request path must start with `/`")]
+    NotAbsolute,
+    #[error("invalid percent-encoding in the request path")]
+    InvalidEncoding,
+    #[error("the request path decodes to invalid UTF-8")]
+    InvalidUtf8,
+    #[error("NUL byte in the request path")]
+    Nul,
+    #[error("double percent-encoding in the request path")]
+    DoubleEncoding,
+    #[error("the request path climbs above the root with `..`")]
+    AboveRoot,
+    #[error("control character in the request path")]
+    Control,
+}
+
+/// Ambiguous constructs found in a path; a route must opt in to each one it accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathFlags(u8);
+
+impl PathFlags {
+    /// An encoded slash (`%2F`): kept encoded, so it stays inside one segment.
+    pub const ENCODED_SLASH: PathFlags = PathFlags(1);
+    /// A backslash, raw or as `%5C`: some servers treat it as `/`.
+    pub const BACKSLASH: PathFlags = PathFlags(2);
+    /// A `;` in the path: some servers strip `;params` from segments.
+    pub const SEMICOLON: PathFlags = PathFlags(4);
+
+    pub const fn empty() -> Self {
+        PathFlags(0)
+    }
+    pub fn insert(&mut self, other: PathFlags) {
+        self.0 |= other.0;
+    }
+    pub fn contains(self, other: PathFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn union(self, other: PathFlags) -> PathFlags {
+        PathFlags(self.0 | other.0)
+    }
+    /// The flags in `self` that `allowed` does not cover.
+    pub fn without(self, allowed: PathFlags) -> PathFlags {
+        PathFlags(self.0 & !allowed.0)
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// The routes.toml `allow` names of the set flags.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.contains(Self::ENCODED_SLASH) {
+            out.push("encoded_slash");
+        }
+        if self.contains(Self::BACKSLASH) {
+            out.push("backslash");
+        }
+        if self.contains(Self::SEMICOLON) {
+            out.push("semicolon");
+        }
+        out
+    }
+    /// Parses one routes.toml `allow` entry.
+    pub fn from_name(name: &str) -> Option<PathFlags> {
+        match name {
+            "encoded_slash" => Some(Self::ENCODED_SLASH),
+            "backslash" => Some(Self::BACKSLASH),
+            "semicolon" => Some(Self::SEMICOLON),
+            _ => None,
+        }
+    }
+}
+
+/// Stand-in for a decoded `%2F` inside the normalized path. NUL is refused in requests, so
+/// it can never appear otherwise; matching treats it as an ordinary segment character and
+/// [`encode_path`] writes it back as `%2F`.
+pub const ENCODED_SLASH_MARK: char = '\0';
+
+/// A normalized path plus the ambiguous constructs it contained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedPath {
+    pub path: String,
+    pub flags: PathFlags,
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Splits a raw request target into (path, query). Absolute-form targets
+/// (`http://host/path`) are reduced to their path.
+pub fn split_target(raw: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let mut target = raw;
+    if let Some(pos) = find_scheme_end(target) {
+        let rest = &target[pos..];
+        let path_start = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
+        target = &rest[path_start..];
+    }
+    match target.iter().position(|&b| b == b'?') {
+        Some(q) => (&target[..q], Some(&target[q + 1..])),
+        None => (target, None),
+    }
+}
+
+fn find_scheme_end(raw: &[u8]) -> Option<usize> {
+    let lower_starts = |p: &[u8]| raw.len() >= p.len() && raw[..p.len()].eq_ignore_ascii_case(p);
+    if lower_starts(b"http://") {
+        Some(7)
+    } else if lower_starts(b"https://") {
+        Some(8)
+    } else {
+        None
+    }
+}
+
+/// Normalizes the path part of a request target (no query).
+pub fn normalize(raw: &[u8]) -> Result<NormalizedPath, PathError> {
+    if raw.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let mut flags = PathFlags::empty();
+    // Pass 1: decode percent-escapes once, byte by byte.
+    let mut decoded: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        match b {
+            b'%' => {
+                let (h, l) = match (raw.get(i + 1), raw.get(i + 2)) {
+                    (Some(&h), Some(&l)) => (h, l),
+                    _ => return Err(PathError::InvalidEncoding),
+                };
+                let v = match (hex_val(h), hex_val(l)) {
+                    (Some(h), Some(l)) => h << 4 | l,
+                    _ => return Err(PathError::InvalidEncoding),
+                };
+                match v {
+                    0 => return Err(PathError::Nul),
+                    b'/' => {
+                        flags.insert(PathFlags::ENCODED_SLASH);
+                        decoded.push(0);
+                    }
+                    b'\\' => {
+                        flags.insert(PathFlags::BACKSLASH);
+                        decoded.push(b'\\');
+                    }
+                    b';' => {
+                        flags.insert(PathFlags::SEMICOLON);
+                        decoded.push(b';');
+                    }
+                    b'%' => {
+                        // `%25` followed by two hex digits is an escape hidden behind another
+                        // escape: one decoder sees `%2e`, the next sees `.`.
+                        let next = raw.get(i + 3..i + 5);
+                        if let Some(n) = next {
+                            if hex_val(n[0]).is_some() && hex_val(n[1]).is_some() {
+                                return Err(PathError::DoubleEncoding);
+                            }
+                        }
+                        // A `%25` followed by a further escape of hex digits (`%25%32%65`)
+                        // is the same trick one level down.
+                        if raw.get(i + 3) == Some(&b'%') {
+                            return Err(PathError::DoubleEncoding);
+                        }
+                        decoded.push(b'%');
+                    }
+                    c if c < 0x20 || c == 0x7f => return Err(PathError::Control),
+                    c => decoded.push(c),
+                }
+                i += 3;
+            }
+            0 => return Err(PathError::Nul),
+            b'\\' => {
+                flags.insert(PathFlags::BACKSLASH);
+                decoded.push(b'\\');
+                i += 1;
+            }
+            b';' => {
+                flags.insert(PathFlags::SEMICOLON);
+                decoded.push(b';');
+                i += 1;
+            }
+            c if c < 0x20 || c == 0x7f => return Err(PathError::Control),
+            c => {
+                decoded.push(c);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8(decoded).map_err(|_| PathError::InvalidUtf8)?;
+
+    // Pass 2: resolve dot-segments and merge empty segments.
+    let trailing_slash = decoded.len() > 1 && decoded.ends_with('/');
+    let mut segments: Vec<&str> = Vec::new();
+    let mut ends_in_dir = trailing_slash;
+    for seg in decoded.split('/') {
+        match seg {
+            "" => {}
+            "." => ends_in_dir = true,
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+                ends_in_dir = true;
+            }
+            s => {
+                segments.push(s);
+                ends_in_dir = trailing_slash;
+            }
+        }
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for s in &segments {
+        path.push('/');
+        path.push_str(s);
+    }
+    if path.is_empty() || ends_in_dir {
+        path.push('/');
+    }
+    if path.len() > 1 && path.ends_with("//") {
+        path.pop();
+    }
+    Ok(NormalizedPath { path, flags })
+}
+
+/// True for bytes that may appear unescaped in a path segment (RFC 3986 `pchar` plus `/`).
+fn is_path_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+        )
+}
+
+/// Writes a normalized path in wire form: every byte that cannot appear raw in a path is
+/// percent-encoded (so a literal `%` becomes `%25` and an upstream decoding once gets back
+/// exactly the normalized path).
+pub fn encode_path(path: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in path.as_bytes() {
+        if b == 0 {
+            out.push_str("%2F");
+        } else if is_path_char(b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+}
+
+/// Percent-encodes a value for use inside a query string (a rewrite that moves a captured
+/// path parameter into the query).
+pub fn encode_query_component(value: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in value.as_bytes() {
+        if b == 0 {
+            out.push_str("%2F");
+        } else if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+}
+
+/// True when `encode_path(path)` would return `path` unchanged.
+pub fn is_wire_safe(path: &str) -> bool {
+    path.bytes().all(|b| b != 0 && is_path_char(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> Result<String, PathError> {
+        normalize(p.as_bytes()).map(|n| n.path)
+    }
+
+    #[test]
+    fn plain_paths_are_unchanged() {
+        assert_eq!(n("/").unwrap(), "/");
+        assert_eq!(n("/a/b").unwrap(), "/a/b");
+        assert_eq!(n("/a/b/").unwrap(), "/a/b/");
+    }
+
+    #[test]
+    fn dot_segments_and_double_slashes() {
+        assert_eq!(n("/public/../admin").unwrap(), "/admin");
+        assert_eq!(n("/public/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(n("/public/%2E%2E/admin").unwrap(), "/admin");
+        assert_eq!(n("//admin").unwrap(), "/admin");
+        assert_eq!(n("/a//b///c").unwrap(), "/a/b/c");
+        assert_eq!(n("/a/./b").unwrap(), "/a/b");
+        assert_eq!(n("/a/b/..").unwrap(), "/a/");
+        assert_eq!(n("/a/.").unwrap(), "/a/");
+        assert_eq!(n("/..").unwrap_err(), PathError::AboveRoot);
+        assert_eq!(n("/a/../../b").unwrap_err(), PathError::AboveRoot);
+    }
+
+    #[test]
+    fn escapes_are_decoded_once() {
+        assert_eq!(n("/caf%C3%A9").unwrap(), "/café");
+        assert_eq!(n("/a%20b").unwrap(), "/a b");
+        assert_eq!(n("/100%25").unwrap(), "/100%");
+        assert_eq!(
+            n("/%252e%252e/admin").unwrap_err(),
+            PathError::DoubleEncoding
+        );
+        assert_eq!(n("/%25%32%65").unwrap_err(), PathError::DoubleEncoding);
+        assert_eq!(n("/%zz").unwrap_err(), PathError::InvalidEncoding);
+        assert_eq!(n("/%4").unwrap_err(), PathError::InvalidEncoding);
+        assert_eq!(n("/a%00b").unwrap_err(), PathError::Nul);
+        assert_eq!(n("/%ff").unwrap_err(), PathError::InvalidUtf8);
+        assert_eq!(n("/a%0ab").unwrap_err(), PathError::Control);
+    }
+
+    #[test]
+    fn ambiguous_constructs_are_flagged() {
+        let p = normalize(b"/a%2Fb").unwrap();
+        assert_eq!(p.path, "/a\0b");
+        assert!(p.flags.contains(PathFlags::ENCODED_SLASH));
+        let p = normalize(b"/admin;x=1").unwrap();
+        assert!(p.flags.contains(PathFlags::SEMICOLON));
+        let p = normalize(b"/a\\b").unwrap();
+        assert!(p.flags.contains(PathFlags::BACKSLASH));
+        let p = normalize(b"/a%5cb").unwrap();
+        assert!(p.flags.contains(PathFlags::BACKSLASH));
+        assert!(normalize(b"/plain").unwrap().flags.is_empty());
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let mut out = String::new();
+        encode_path("/a b/100%/x\0y", &mut out);
+        assert_eq!(out, "/a%20b/100%25/x%2Fy");
+        assert_eq!(normalize(out.as_bytes()).unwrap().path, "/a b/100%/x\0y");
+        assert!(is_wire_safe("/orders/42"));
+        assert!(!is_wire_safe("/a b"));
+    }
+
+    #[test]
+    fn split_target_handles_query_and_absolute_form() {
+        assert_eq!(split_target(b"/a?b=1"), (&b"/a"[..], Some(&b"b=1"[..])));
+        assert_eq!(
+            split_target(b"http://h:1/a/b?x"),
+            (&b"/a/b"[..], Some(&b"x"[..]))
+        );
+        assert_eq!(split_target(b"/a"), (&b"/a"[..], None));
+    }
+}

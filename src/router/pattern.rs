@@ -1,0 +1,366 @@
+//! Path patterns (`/orders/{id}`, `/static/*`, `/orders/**`) and host patterns
+//! (`api.example.com`, `*.example.com`), parsed once at config compile time.
+
+use thiserror::Error;
+
+/// A problem with a path or host pattern in routes.toml.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PatternError {
+    #[error("a path pattern must start with `/`")]
+    NotAbsolute,
+    #[error("`**` is only allowed as the last segment")]
+    InnerDoubleStar,
+    #[error("`{0}` mixes a wildcard with literal text; a wildcard must be a whole segment")]
+    PartialWildcard(String),
+    #[error("parameter name `{0}` is not a valid identifier (letters, digits, `_`)")]
+    BadParamName(String),
+    #[error("parameter `{0}` is captured twice")]
+    DuplicateParam(String),
+    #[error("empty host pattern")]
+    EmptyHost,
+    #[error("`*` in a host pattern is only allowed as the whole first label (`*.example.com`)")]
+    BadHostWildcard,
+}
+
+/// One segment of a path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Matches exactly this (already normalized) text.
+    Literal(Box<str>),
+    /// Matches any one non-empty segment; `name` is set for `{name}`, `None` for `*`.
+    Param(Option<Box<str>>),
+}
+
+/// A compiled path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    pub segments: Vec<Segment>,
+    /// Trailing `/**`: matches zero or more further segments.
+    pub tail: bool,
+    pub source: String,
+}
+
+/// How specific a pattern is, compared so that the most specific route wins.
+/// Field order is the priority order: see docs/configuration.md "Route priority".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Specificity {
+    pub exact: bool,
+    pub literals: usize,
+    pub no_tail: bool,
+    pub params: usize,
+}
+
+impl PathPattern {
+    pub fn parse(src: &str) -> Result<PathPattern, PatternError> {
+        let Some(rest) = src.strip_prefix('/') else {
+            return Err(PatternError::NotAbsolute);
+        };
+        let mut segments = Vec::new();
+        let mut tail = false;
+        let mut names: Vec<&str> = Vec::new();
+        if !rest.is_empty() {
+            let parts: Vec<&str> = rest.split('/').collect();
+            for (i, part) in parts.iter().enumerate() {
+                let last = i + 1 == parts.len();
+                if *part == "**" {
+                    if !last {
+                        return Err(PatternError::InnerDoubleStar);
+                    }
+                    tail = true;
+                } else if *part == "*" {
+                    segments.push(Segment::Param(None));
+                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
+                {
+                    if name.is_empty()
+                        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
+                        return Err(PatternError::BadParamName(name.to_string()));
+                    }
+                    if names.contains(&name) {
+                        return Err(PatternError::DuplicateParam(name.to_string()));
+                    }
+                    names.push(name);
+                    segments.push(Segment::Param(Some(name.into())));
+                } else if part.contains(['*', '{', '}']) {
+                    return Err(PatternError::PartialWildcard(part.to_string()));
+                } else {
+                    segments.push(Segment::Literal((*part).into()));
+                }
+            }
+        }
+        Ok(PathPattern {
+            segments,
+            tail,
+            source: src.to_string(),
+        })
+    }
+
+    pub fn specificity(&self) -> Specificity {
+        let literals = self
+            .segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count();
+        let params = self.segments.len() - literals;
+        Specificity {
+            exact: !self.tail && params == 0,
+            literals,
+            no_tail: !self.tail,
+            params,
+        }
+    }
+
+    /// The names of the captures this pattern produces, in order (`**` is named `**`).
+    pub fn capture_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Param(Some(n)) => Some(&**n),
+                _ => None,
+            })
+            .collect();
+        if self.tail {
+            names.push("**");
+        }
+        names
+    }
+
+    /// The literal text before the first wildcard, e.g. `/orders` for `/orders/{id}`.
+    pub fn literal_prefix(&self) -> String {
+        let mut out = String::new();
+        for s in &self.segments {
+            match s {
+                Segment::Literal(l) => {
+                    out.push('/');
+                    out.push_str(l);
+                }
+                Segment::Param(_) => break,
+            }
+        }
+        out
+    }
+
+    /// Captured values for a path this pattern matches, in `capture_names` order.
+    /// Returns `None` when the path does not match.
+    pub fn captures<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
+        let mut out = Vec::new();
+        let rest = path.strip_prefix('/')?;
+        let mut rest: Option<&'p str> = if rest.is_empty() && !self.segments.is_empty() {
+            None
+        } else if rest.is_empty() {
+            None
+        } else {
+            Some(rest)
+        };
+        for seg in &self.segments {
+            let r = rest?;
+            let (head, next) = split_segment(r);
+            match seg {
+                Segment::Literal(l) if **l == *head => {}
+                Segment::Literal(_) => return None,
+                Segment::Param(name) => {
+                    if head.is_empty() {
+                        return None;
+                    }
+                    if name.is_some() {
+                        out.push(head);
+                    }
+                }
+            }
+            rest = next;
+        }
+        if self.tail {
+            out.push(rest.unwrap_or(""));
+            Some(out)
+        } else if rest.is_none() {
+            Some(out)
+        } else {
+            None
+        }
+    }
+
+    /// Why a path does not match, for `ficus explain`: `None` when it matches. Also returns
+    /// how many leading segments matched, to rank near misses.
+    pub fn mismatch(&self, path: &str) -> (usize, Option<String>) {
+        let mut rest = path.strip_prefix('/').filter(|r| !r.is_empty());
+        for (i, seg) in self.segments.iter().enumerate() {
+            let Some(r) = rest else {
+                return (
+                    i,
+                    Some(format!(
+                        "path has {i} segment(s); pattern `{}` needs at least {}",
+                        self.source,
+                        self.segments.len()
+                    )),
+                );
+            };
+            let (head, next) = split_segment(r);
+            match seg {
+                Segment::Literal(l) if **l == *head => {}
+                Segment::Literal(l) => {
+                    return (
+                        i,
+                        Some(format!(
+                            "segment {} is `{}`, pattern `{}` wants `{}`",
+                            i + 1,
+                            head.replace('\0', "%2F"),
+                            self.source,
+                            l
+                        )),
+                    )
+                }
+                Segment::Param(_) if head.is_empty() => {
+                    return (
+                        i,
+                        Some(format!(
+                            "segment {} is empty, pattern `{}` needs a value there",
+                            i + 1,
+                            self.source
+                        )),
+                    )
+                }
+                Segment::Param(_) => {}
+            }
+            rest = next;
+        }
+        if rest.is_some() && !self.tail {
+            return (
+                self.segments.len(),
+                Some(format!(
+                    "path is longer than pattern `{}` (no trailing `/**`)",
+                    self.source
+                )),
+            );
+        }
+        (self.segments.len(), None)
+    }
+}
+
+/// Splits `a/b/c` into (`a`, Some(`b/c`)); `a` into (`a`, None); `a/` into (`a`, Some(``)).
+pub fn split_segment(rest: &str) -> (&str, Option<&str>) {
+    match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    }
+}
+
+/// A compiled host pattern. Both forms are stored lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(Box<str>),
+    /// `*.example.com` stored as `.example.com`: one or more labels before the suffix.
+    Suffix(Box<str>),
+}
+
+impl HostPattern {
+    pub fn parse(src: &str) -> Result<HostPattern, PatternError> {
+        let src = src.trim().to_ascii_lowercase();
+        if src.is_empty() {
+            return Err(PatternError::EmptyHost);
+        }
+        if let Some(suffix) = src.strip_prefix("*.") {
+            if suffix.is_empty() || suffix.contains('*') {
+                return Err(PatternError::BadHostWildcard);
+            }
+            return Ok(HostPattern::Suffix(format!(".{suffix}").into()));
+        }
+        if src.contains('*') {
+            return Err(PatternError::BadHostWildcard);
+        }
+        Ok(HostPattern::Exact(src.into()))
+    }
+
+    /// `host` is the request's host without port, in any case.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
+            HostPattern::Suffix(s) => {
+                host.len() > s.len()
+                    && host.is_char_boundary(host.len() - s.len())
+                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        }
+    }
+
+    /// Exact hosts rank above wildcards.
+    pub fn weight(&self) -> usize {
+        match self {
+            HostPattern::Exact(_) => 2,
+            HostPattern::Suffix(_) => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_patterns() {
+        let p = PathPattern::parse("/orders/{id}/items/**").unwrap();
+        assert_eq!(p.segments.len(), 3);
+        assert!(p.tail);
+        assert_eq!(p.capture_names(), vec!["id", "**"]);
+        assert_eq!(p.literal_prefix(), "/orders");
+        assert_eq!(
+            PathPattern::parse("/a/**/b").unwrap_err(),
+            PatternError::InnerDoubleStar
+        );
+        assert!(matches!(
+            PathPattern::parse("/a/x*").unwrap_err(),
+            PatternError::PartialWildcard(_)
+        ));
+        assert!(matches!(
+            PathPattern::parse("/{a}/{a}").unwrap_err(),
+            PatternError::DuplicateParam(_)
+        ));
+        assert_eq!(
+            PathPattern::parse("a").unwrap_err(),
+            PatternError::NotAbsolute
+        );
+        let root = PathPattern::parse("/").unwrap();
+        assert!(root.segments.is_empty() && !root.tail);
+    }
+
+    #[test]
+    fn captures_and_mismatch() {
+        let p = PathPattern::parse("/google/{q}").unwrap();
+        assert_eq!(p.captures("/google/rust"), Some(vec!["rust"]));
+        assert_eq!(p.captures("/google"), None);
+        assert_eq!(p.captures("/google/a/b"), None);
+        let t = PathPattern::parse("/orders/**").unwrap();
+        assert_eq!(t.captures("/orders"), Some(vec![""]));
+        assert_eq!(t.captures("/orders/1/2"), Some(vec!["1/2"]));
+        assert_eq!(t.captures("/ordersx"), None);
+        assert!(p.mismatch("/bing/x").1.unwrap().contains("segment 1"));
+        assert!(p.mismatch("/google/x").1.is_none());
+        let root = PathPattern::parse("/").unwrap();
+        assert_eq!(root.captures("/"), Some(vec![]));
+        assert_eq!(root.captures("/a"), None);
+        let all = PathPattern::parse("/**").unwrap();
+        assert_eq!(all.captures("/"), Some(vec![""]));
+    }
+
+    #[test]
+    fn host_patterns() {
+        let h = HostPattern::parse("*.Example.com").unwrap();
+        assert!(h.matches("api.example.com"));
+        assert!(h.matches("a.b.EXAMPLE.com"));
+        assert!(!h.matches("example.com"));
+        let e = HostPattern::parse("api.example.com").unwrap();
+        assert!(e.matches("API.example.com"));
+        assert!(!e.matches("x.api.example.com"));
+        assert!(HostPattern::parse("a.*.com").is_err());
+    }
+
+    #[test]
+    fn specificity_orders_as_documented() {
+        let s = |p: &str| PathPattern::parse(p).unwrap().specificity();
+        assert!(s("/orders/42") > s("/orders/{id}"));
+        assert!(s("/orders/{id}") > s("/orders/**"));
+        assert!(s("/orders/**") > s("/**"));
+        assert!(s("/a/b/{x}") > s("/a/{x}/{y}"));
+        assert!(s("/") > s("/**"));
+    }
+}

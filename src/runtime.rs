@@ -1,0 +1,148 @@
+//! The reloadable state of the gateway and the process-wide state around it.
+//!
+//! [`Runtime`] is one immutable snapshot of a compiled routes.toml plus the metric handles
+//! for its routes and services. [`Shared`] holds the current snapshot behind an `ArcSwap`;
+//! a request loads it once and keeps it to the end, so a reload never shows it half a
+//! config. A failed reload leaves the current snapshot in place.
+
+use arc_swap::ArcSwap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::config::{self, Config, ConfigError};
+use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics};
+
+/// One compiled config with its metric handles (indexed like the router's routes and the
+/// config's services).
+pub struct Runtime {
+    pub config: Config,
+    pub route_metrics: Vec<Arc<RouteMetrics>>,
+    pub service_metrics: Vec<Arc<ServiceMetrics>>,
+    /// Monotonic number of this snapshot (1 = the config loaded at start).
+    pub generation: u64,
+}
+
+impl Runtime {
+    pub fn new(config: Config, metrics: &Metrics, generation: u64) -> Runtime {
+        let route_metrics = config
+            .router
+            .routes()
+            .iter()
+            .map(|r| metrics.route(&r.name, &config.services[r.service].name))
+            .collect();
+        let service_metrics = config
+            .services
+            .iter()
+            .map(|s| metrics.service(&s.name))
+            .collect();
+        Runtime {
+            config,
+            route_metrics,
+            service_metrics,
+            generation,
+        }
+    }
+}
+
+/// Process-wide state shared by the proxy, the admin listener and background tasks.
+pub struct Shared {
+    runtime: ArcSwap<Runtime>,
+    pub metrics: Metrics,
+    inflight: AtomicUsize,
+    draining: AtomicBool,
+    pub config_path: PathBuf,
+}
+
+/// Counts a request as in flight until dropped.
+pub struct InflightGuard(Arc<Shared>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    Applied { generation: u64, warnings: usize },
+    Unchanged,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Arc<Shared> {
+        let metrics = Metrics::default();
+        let path = config.path.clone();
+        let runtime = Runtime::new(config, &metrics, 1);
+        Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            inflight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            config_path: path,
+        })
+    }
+
+    /// The current snapshot.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    pub fn begin_request(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(self.clone())
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Reads, compiles and swaps in the config file. On error nothing changes and the
+    /// failure is counted.
+    pub fn reload(&self) -> Result<ReloadOutcome, ConfigError> {
+        self.reload_from(&self.config_path)
+    }
+
+    pub fn reload_from(&self, path: &Path) -> Result<ReloadOutcome, ConfigError> {
+        match config::load(path) {
+            Ok(cfg) => {
+                let current = self.runtime.load();
+                if cfg.gateway.listeners.iter().map(|l| l.addr).ne(current
+                    .config
+                    .gateway
+                    .listeners
+                    .iter()
+                    .map(|l| l.addr))
+                    || cfg.gateway.admin != current.config.gateway.admin
+                {
+                    tracing::warn!(
+                        "listen/admin addresses changed in {}; they apply at the next restart",
+                        path.display()
+                    );
+                }
+                let warnings = cfg.warnings.len();
+                let generation = current.generation + 1;
+                self.runtime
+                    .store(Arc::new(Runtime::new(cfg, &self.metrics, generation)));
+                self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                Ok(ReloadOutcome::Applied {
+                    generation,
+                    warnings,
+                })
+            }
+            Err(e) => {
+                self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+}

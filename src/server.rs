@@ -1,0 +1,279 @@
+//! Wires ficus into a pingora server: proxy listeners (plain, h2c, TLS with SNI), the admin
+//! listener, background services, and our own signal handling.
+//!
+//! Pingora's stock SIGTERM handling sleeps for the whole grace period even when nothing is
+//! in flight. ficus instead stops accepting, waits until in-flight requests reach zero or the
+//! configured grace period ends, and exits. SIGINT exits at once.
+
+use async_trait::async_trait;
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+use crate::admin::Admin;
+use crate::config::{Certificate, Config, Listener};
+use crate::proxy::Gateway;
+use crate::reload::ConfigWatcher;
+use crate::runtime::Shared;
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("TLS certificate {path}: {message}")]
+    Certificate { path: String, message: String },
+    #[error("cannot start the server: {0}")]
+    Start(String),
+}
+
+/// How often the drain watcher checks the in-flight count after SIGTERM.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Builds and runs the server until a signal stops it. Extra services (the demo's sample
+/// origins) can be added by the caller through `extra`.
+pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), ServerError> {
+    let gateway = config.gateway.clone();
+    let shared = Shared::new(config);
+
+    let conf = ServerConf {
+        threads: gateway.threads,
+        work_stealing: false,
+        grace_period_seconds: Some(gateway.grace_period.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let (h2c, plain): (Vec<&Listener>, Vec<&Listener>) =
+        gateway.listeners.iter().partition(|l| l.h2c);
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(shared.clone()),
+        "ficus proxy",
+    );
+    for l in &plain {
+        add_listener(&mut proxy, l)?;
+    }
+    server.add_service(proxy);
+    if !h2c.is_empty() {
+        let mut proxy = pingora_proxy::http_proxy_service_with_name(
+            &server.configuration,
+            Gateway::new(shared.clone()),
+            "ficus proxy (h2c)",
+        );
+        if let Some(app) = proxy.app_logic_mut() {
+            let mut opts = pingora_core::apps::HttpServerOptions::default();
+            opts.h2c = true;
+            app.server_options = Some(opts);
+        }
+        for l in &h2c {
+            add_listener(&mut proxy, l)?;
+        }
+        server.add_service(proxy);
+    }
+
+    let mut admin = Service::new(
+        "ficus admin".to_string(),
+        Admin {
+            shared: shared.clone(),
+        },
+    );
+    admin.threads = Some(1);
+    admin.add_tcp(&gateway.admin.to_string());
+    server.add_service(admin);
+
+    server.add_service(background_service(
+        "config watcher",
+        ConfigWatcher::new(shared.clone()),
+    ));
+    extra(&mut server);
+
+    tracing::info!(
+        listen = ?gateway.listeners.iter().map(|l| l.addr.to_string()).collect::<Vec<_>>(),
+        admin = %gateway.admin,
+        threads = gateway.threads,
+        "ficus started"
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals {
+            shared,
+            grace: gateway.grace_period,
+        }),
+    });
+    Ok(())
+}
+
+fn add_listener<A>(svc: &mut Service<A>, l: &Listener) -> Result<(), ServerError>
+where
+    A: pingora_core::apps::ServerApp + Send + Sync + 'static,
+{
+    let addr = l.addr.to_string();
+    if l.tls.is_empty() {
+        svc.add_tcp(&addr);
+        return Ok(());
+    }
+    let resolver = SniResolver::load(&l.tls)?;
+    let mut settings =
+        TlsSettings::intermediate("", "").map_err(|e| ServerError::Start(e.to_string()))?;
+    settings.set_cert_resolver(Arc::new(resolver));
+    if l.http2 {
+        settings.enable_h2();
+    }
+    svc.add_tls_with_settings(&addr, None, settings);
+    Ok(())
+}
+
+/// Chooses a listener certificate by SNI: exact names, then `*.suffix` names, then the
+/// first certificate.
+#[derive(Debug)]
+pub struct SniResolver {
+    default: Arc<rustls::sign::CertifiedKey>,
+    exact: HashMap<String, Arc<rustls::sign::CertifiedKey>>,
+    wildcard: Vec<(String, Arc<rustls::sign::CertifiedKey>)>,
+}
+
+impl SniResolver {
+    pub fn load(certs: &[Certificate]) -> Result<SniResolver, ServerError> {
+        let mut exact = HashMap::new();
+        let mut wildcard = Vec::new();
+        let mut default = None;
+        for c in certs {
+            let key = Arc::new(load_certified_key(&c.cert_path, &c.key_path)?);
+            if default.is_none() {
+                default = Some(key.clone());
+            }
+            for h in &c.hosts {
+                match h.strip_prefix("*.") {
+                    Some(suffix) => wildcard.push((format!(".{suffix}"), key.clone())),
+                    None => {
+                        exact.insert(h.clone(), key.clone());
+                    }
+                }
+            }
+        }
+        let default = default.ok_or_else(|| ServerError::Certificate {
+            path: String::new(),
+            message: "a TLS listener needs at least one certificate".into(),
+        })?;
+        Ok(SniResolver {
+            default,
+            exact,
+            wildcard,
+        })
+    }
+
+    fn pick(&self, sni: Option<&str>) -> Arc<rustls::sign::CertifiedKey> {
+        if let Some(name) = sni.map(str::to_ascii_lowercase) {
+            if let Some(k) = self.exact.get(&name) {
+                return k.clone();
+            }
+            if let Some((_, k)) = self
+                .wildcard
+                .iter()
+                .find(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()))
+            {
+                return k.clone();
+            }
+        }
+        self.default.clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for SniResolver {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.pick(hello.server_name()))
+    }
+}
+
+fn load_certified_key(cert: &Path, key: &Path) -> Result<rustls::sign::CertifiedKey, ServerError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let err = |p: &Path, m: String| ServerError::Certificate {
+        path: p.display().to_string(),
+        message: m,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| err(cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(err(cert, "no PEM certificate found".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| err(key, e.to_string()))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
+        .map_err(|e| err(key, e.to_string()))?;
+    Ok(rustls::sign::CertifiedKey::new(chain, signing))
+}
+
+/// ficus's signal handling (see the module docs).
+struct Signals {
+    shared: Arc<Shared>,
+    grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping now");
+                ShutdownSignal::FastShutdown
+            }
+            _ = term.recv() => self.drain("SIGTERM"),
+            _ = quit.recv() => self.drain("SIGQUIT"),
+        }
+    }
+}
+
+impl Signals {
+    /// Marks the gateway as draining and starts the watcher that exits the process once the
+    /// last in-flight request is done or the grace period is over. Pingora closes the
+    /// listeners when this returns.
+    fn drain(&self, signal: &str) -> ShutdownSignal {
+        tracing::info!(grace = ?self.grace, inflight = self.shared.inflight(), "{signal}: draining");
+        self.shared.set_draining();
+        let shared = self.shared.clone();
+        let deadline = Instant::now() + self.grace;
+        std::thread::spawn(move || {
+            // Give pingora a moment to close the listening sockets before the first check, so
+            // a request accepted just before the signal is counted.
+            std::thread::sleep(DRAIN_POLL * 5);
+            loop {
+                let inflight = shared.inflight();
+                if inflight == 0 {
+                    tracing::info!("drained: no requests in flight, exiting");
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        inflight,
+                        "grace period over, exiting with requests in flight"
+                    );
+                    break;
+                }
+                std::thread::sleep(DRAIN_POLL);
+            }
+            crate::logging::flush();
+            std::process::exit(0);
+        });
+        ShutdownSignal::GracefulTerminate
+    }
+}

@@ -1,0 +1,205 @@
+//! Services, their instances, and picking an instance for a request.
+//!
+//! A [`Service`] is compiled from routes.toml. Each instance carries a ready-made
+//! [`HttpPeer`] template (address, TLS, SNI, timeouts) so the request path only clones it.
+//! Selection is weighted round robin over a precomputed, smoothly interleaved sequence and
+//! one atomic cursor: no lock on the request path.
+//!
+//! This module must not block or do I/O: discovery and health run elsewhere and will publish
+//! into the instance set.
+
+use pingora_core::upstreams::peer::HttpPeer;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::router::Timeouts;
+
+/// Built-in upstream timeouts, used when neither the route nor the service sets one.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle upstream connections are kept this long in the pool.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Upstream TLS settings of a service.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub sni: String,
+    pub verify: bool,
+    /// DER certificates of a private CA, if configured.
+    pub ca: Option<Vec<Vec<u8>>>,
+}
+
+/// One instance of a service.
+#[derive(Debug)]
+pub struct Instance {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    /// Peer template cloned per request; timeouts are adjusted per route.
+    pub peer: HttpPeer,
+}
+
+/// A named set of instances behind a route.
+#[derive(Debug)]
+pub struct Service {
+    pub name: Arc<str>,
+    pub instances: Vec<Instance>,
+    pub tls: Option<UpstreamTls>,
+    pub timeouts: Timeouts,
+    /// Instance indices in smooth weighted round-robin order.
+    schedule: Vec<u32>,
+    cursor: AtomicUsize,
+}
+
+/// Upper bound on the precomputed schedule; weights are scaled down past it.
+const MAX_SCHEDULE: u64 = 4096;
+
+impl Service {
+    pub fn new(
+        name: &str,
+        instances: Vec<(SocketAddr, u32)>,
+        tls: Option<UpstreamTls>,
+        timeouts: Timeouts,
+    ) -> Service {
+        let instances: Vec<Instance> = instances
+            .into_iter()
+            .map(|(addr, weight)| Instance {
+                addr,
+                weight,
+                peer: make_peer(addr, tls.as_ref()),
+            })
+            .collect();
+        let weights: Vec<u32> = instances.iter().map(|i| i.weight).collect();
+        Service {
+            name: name.into(),
+            schedule: smooth_wrr_schedule(&weights),
+            instances,
+            tls,
+            timeouts,
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next instance in weighted round-robin order, or `None` for an empty service.
+    pub fn pick(&self) -> Option<&Instance> {
+        if self.schedule.is_empty() {
+            return None;
+        }
+        let n = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let idx = self.schedule[n % self.schedule.len()] as usize;
+        self.instances.get(idx)
+    }
+
+    /// A peer for `instance` with the effective timeouts. `elapsed` is how long the request
+    /// has already spent in the gateway, so `total` bounds the wait for the response head.
+    pub fn peer_for(&self, instance: &Instance, t: Timeouts, elapsed: Duration) -> Box<HttpPeer> {
+        let mut peer = Box::new(instance.peer.clone());
+        let connect = t.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let mut read = t.read.unwrap_or(DEFAULT_READ_TIMEOUT);
+        let mut connect_total = connect;
+        if let Some(total) = t.total {
+            let left = total.saturating_sub(elapsed).max(Duration::from_millis(1));
+            read = read.min(left);
+            connect_total = connect_total.min(left);
+        }
+        peer.options.connection_timeout = Some(connect_total);
+        peer.options.total_connection_timeout = Some(connect_total + connect);
+        peer.options.read_timeout = Some(read);
+        peer.options.write_timeout = Some(read);
+        peer
+    }
+}
+
+fn make_peer(addr: SocketAddr, tls: Option<&UpstreamTls>) -> HttpPeer {
+    let mut peer = match tls {
+        Some(t) => HttpPeer::new(addr, true, t.sni.clone()),
+        None => HttpPeer::new(addr, false, String::new()),
+    };
+    peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+    if let Some(t) = tls {
+        peer.options.verify_cert = t.verify;
+        peer.options.verify_hostname = t.verify;
+        if let Some(ca) = &t.ca {
+            use pingora_core::utils::tls::{parse_x509, WrappedX509};
+            let certs: Vec<WrappedX509> = ca
+                .iter()
+                .map(|der| WrappedX509::new(der.clone(), parse_x509))
+                .collect();
+            peer.options.ca = Some(Arc::from(certs.into_boxed_slice()));
+        }
+    }
+    peer
+}
+
+/// nginx's smooth weighted round robin, unrolled into a fixed sequence: weights 5,1,1 give
+/// a a b a c a a rather than a a a a a b c, so a heavy instance never gets a burst.
+pub fn smooth_wrr_schedule(weights: &[u32]) -> Vec<u32> {
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    // Keep the schedule bounded for absurd weights; proportions survive the scaling.
+    let scale = total.div_ceil(MAX_SCHEDULE);
+    let weights: Vec<i64> = weights
+        .iter()
+        .map(|&w| {
+            if w == 0 {
+                0
+            } else {
+                (u64::from(w) / scale).max(1) as i64
+            }
+        })
+        .collect();
+    let total: i64 = weights.iter().sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for i in 0..weights.len() {
+            current[i] += weights[i];
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(best as u32);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smooth_schedule_is_proportional_and_interleaved() {
+        let s = smooth_wrr_schedule(&[5, 1, 1]);
+        assert_eq!(s.len(), 7);
+        assert_eq!(s.iter().filter(|&&i| i == 0).count(), 5);
+        assert_eq!(s, vec![0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(smooth_wrr_schedule(&[1, 2]), vec![1, 0, 1]);
+        assert!(smooth_wrr_schedule(&[]).is_empty());
+        assert!(smooth_wrr_schedule(&[0]).is_empty());
+    }
+
+    #[test]
+    fn pick_follows_weights() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let svc = Service::new("s", vec![(a, 1), (b, 2)], None, Timeouts::default());
+        let mut counts = [0; 2];
+        for _ in 0..300 {
+            let i = svc.pick().unwrap();
+            counts[usize::from(i.addr == b)] += 1;
+        }
+        assert_eq!(counts, [100, 200]);
+    }
+
+    #[test]
+    fn huge_weights_stay_bounded() {
+        let s = smooth_wrr_schedule(&[u32::MAX, 1]);
+        assert!(s.len() <= 4097);
+        assert!(s.contains(&1));
+    }
+}

@@ -1,0 +1,321 @@
+mod common;
+use common::*;
+use std::path::PathBuf;
+
+const BASE: &str = r#"[gateway]
+listen = ["127.0.0.1:18080"]
+admin = "127.0.0.1:19901"
+
+[services.orders]
+instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
+"#;
+
+fn write_cfg(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let p = dir.path().join("routes.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// 1-based line number of the first line containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in config")
+        + 1
+}
+
+fn check(text: &str) -> (i32, String, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_cfg(&dir, text);
+    let (code, out, err) = ficus(&["check", p.to_str().unwrap()]);
+    (code, format!("{out}\n{err}"), p, dir)
+}
+
+/// Output must contain `PATH:LINE:COL` for the given line.
+fn assert_location(output: &str, path: &PathBuf, line: usize) {
+    let prefix = format!("{}:{}:", path.display(), line);
+    let ok = output.match_indices(&prefix).any(|(i, _)| {
+        output[i + prefix.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    });
+    assert!(
+        ok,
+        "expected a location `{prefix}<col>` in output:\n{output}"
+    );
+}
+
+#[test]
+fn check_clean_config_exits_0() {
+    let cfg = BASE.to_string()
+        + r#"
+[[routes]]
+name = "orders"
+match = { path = "/orders/**", methods = ["GET", "POST"] }
+service = "orders"
+strip_prefix = "/orders"
+"#;
+    let (code, out, _, _d) = check(&cfg);
+    assert_eq!(code, 0, "output:\n{out}");
+}
+
+#[test]
+fn check_unused_service_is_warning_exit_1() {
+    let cfg = BASE.to_string()
+        + r#"
+[services.legacy]
+instances = ["127.0.0.1:9000"]
+
+[[routes]]
+name = "orders"
+match = { path = "/orders/**" }
+service = "orders"
+"#;
+    let (code, out, _, _d) = check(&cfg);
+    assert_eq!(code, 1, "output:\n{out}");
+    assert!(
+        out.contains("legacy"),
+        "warning should name the unused service:\n{out}"
+    );
+}
+
+#[test]
+fn check_shadowed_route_is_warning_exit_1() {
+    let cfg = BASE.to_string()
+        + r#"
+[[routes]]
+name = "first"
+match = { path = "/x/**" }
+service = "orders"
+
+[[routes]]
+name = "second"
+match = { path = "/x/**" }
+service = "orders"
+"#;
+    let (code, out, _, _d) = check(&cfg);
+    assert_eq!(code, 1, "output:\n{out}");
+    assert!(
+        out.contains("second"),
+        "warning should name the unreachable route:\n{out}"
+    );
+}
+
+#[test]
+fn check_unknown_service_suggests_closest() {
+    let cfg = BASE.to_string()
+        + r#"
+[[routes]]
+name = "orders"
+match = { path = "/orders/**" }
+service = "order"
+"#;
+    let (code, out, path, _d) = check(&cfg);
+    assert_eq!(code, 2, "output:\n{out}");
+    assert!(out.contains("unknown service"), "{out}");
+    assert!(out.contains("did you mean"), "{out}");
+    assert!(out.contains("orders"), "{out}");
+    assert_location(&out, &path, line_of(&cfg, "service = \"order\""));
+}
+
+#[test]
+fn check_unknown_key_is_error() {
+    let cfg = BASE.to_string()
+        + r#"
+[[routes]]
+name = "orders"
+match = { path = "/orders/**" }
+service = "orders"
+colour = "red"
+"#;
+    let (code, out, path, _d) = check(&cfg);
+    assert_eq!(code, 2, "output:\n{out}");
+    assert!(out.contains("colour"), "{out}");
+    assert_location(&out, &path, line_of(&cfg, "colour"));
+}
+
+#[test]
+fn check_reports_every_error() {
+    let cfg = BASE.to_string()
+        + r#"
+[[routes]]
+name = "one"
+match = { path = "/one/**" }
+service = "order"
+
+[[routes]]
+name = "two"
+match = { path = "/two/**" }
+service = "orders"
+colour = "red"
+
+[[routes]]
+name = "three"
+match = { path = "/three/**" }
+service = "nope-nothing-like-it"
+"#;
+    let (code, out, path, _d) = check(&cfg);
+    assert_eq!(code, 2, "output:\n{out}");
+    assert_location(&out, &path, line_of(&cfg, "service = \"order\""));
+    assert_location(&out, &path, line_of(&cfg, "colour"));
+    assert_location(&out, &path, line_of(&cfg, "nope-nothing-like-it"));
+}
+
+#[test]
+fn check_invalid_values_are_errors_with_location() {
+    let cases: &[(&str, &str)] = &[
+        ("syntax", "match = { path = \"/a/**\" \n"),
+        ("glob in the middle", "match = { path = \"/a/**/b\" }\n"),
+        (
+            "bad duration",
+            "match = { path = \"/a/**\" }\ntimeouts = { read = \"10 parsecs\" }\n",
+        ),
+        (
+            "unknown allow item",
+            "match = { path = \"/a/**\" }\nallow = [\"dotdot\"]\n",
+        ),
+        (
+            "unknown match key",
+            "match = { path = \"/a/**\", colour = \"red\" }\n",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, route_body) in cases {
+        let cfg =
+            BASE.to_string() + "\n[[routes]]\nname = \"r\"\nservice = \"orders\"\n" + route_body;
+        let (code, out, path, _d) = check(&cfg);
+        if code != 2 {
+            failures.push(format!("{what}: exit {code}, expected 2; output: {out}"));
+            continue;
+        }
+        if !out.contains(&format!("{}:", path.display())) {
+            failures.push(format!("{what}: no file location in output: {out}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn check_missing_file_is_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("nope.toml");
+    let (code, out, err) = ficus(&["check", p.to_str().unwrap()]);
+    assert_eq!(code, 2, "stdout {out} stderr {err}");
+}
+
+const EXPLAIN_CFG: &str = r#"
+[services.legacy]
+instances = ["127.0.0.1:9000"]
+
+[[routes]]
+name = "legacy"
+match = { path = "/**" }
+service = "legacy"
+
+[[routes]]
+name = "orders-canary"
+match = { path = "/orders/**", headers = { "x-canary" = "1" } }
+service = "orders"
+strip_prefix = "/orders"
+
+[[routes]]
+name = "orders-post"
+match = { path = "/orders/**", methods = ["POST"] }
+service = "orders"
+"#;
+
+#[test]
+fn explain_matched_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_cfg(&dir, &(BASE.to_string() + EXPLAIN_CFG));
+    let (code, out, err) = ficus(&[
+        "explain",
+        "--config",
+        p.to_str().unwrap(),
+        "GET",
+        "http://api.example.com/orders/42?x=1",
+        "-H",
+        "x-canary: 1",
+    ]);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    assert!(out.contains("matched route: orders-canary"), "{out}");
+    assert!(out.contains("upstream path: /42"), "{out}");
+    assert!(out.contains("orders"), "{out}");
+    assert!(
+        out.contains("127.0.0.1:8082") && out.contains("127.0.0.1:8083"),
+        "instances missing:\n{out}"
+    );
+    assert!(
+        out.contains("orders-post"),
+        "closest non-matching route missing:\n{out}"
+    );
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        lower.contains("method"),
+        "reason for orders-post should mention the method:\n{out}"
+    );
+}
+
+#[test]
+fn explain_fallback_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_cfg(&dir, &(BASE.to_string() + EXPLAIN_CFG));
+    let (code, out, err) = ficus(&[
+        "explain",
+        "--config",
+        p.to_str().unwrap(),
+        "GET",
+        "http://api.example.com/orders/42",
+    ]);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    assert!(out.contains("matched route: legacy"), "{out}");
+    assert!(out.contains("upstream path: /orders/42"), "{out}");
+    assert!(out.contains("127.0.0.1:9000"), "{out}");
+    assert!(
+        out.contains("orders-canary"),
+        "closest non-matching route missing:\n{out}"
+    );
+    assert!(
+        out.to_ascii_lowercase().contains("x-canary"),
+        "reason should mention the header:\n{out}"
+    );
+}
+
+#[test]
+fn explain_uses_normalized_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_cfg(&dir, &(BASE.to_string() + EXPLAIN_CFG));
+    let (code, out, err) = ficus(&[
+        "explain",
+        "--config",
+        p.to_str().unwrap(),
+        "GET",
+        "http://api.example.com/foo/../orders/%34%32",
+        "-H",
+        "X-Canary: 1",
+    ]);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    assert!(out.contains("matched route: orders-canary"), "{out}");
+    assert!(out.contains("upstream path: /42"), "{out}");
+}
+
+#[test]
+fn run_without_subcommand() {
+    let o = Origin::start("o");
+    let cfg = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "all"
+match = { path = "/**" }
+service = "o"
+"#),
+        &[&o],
+    );
+    let gw = Gateway::start_with_args(&cfg, |p| vec!["--config".into(), p.display().to_string()]);
+    assert_eq!(gw.get("/x").origin().as_deref(), Some("o"));
+}

@@ -1,0 +1,258 @@
+mod common;
+use common::*;
+
+fn setup(trusted: Option<&str>) -> (Gateway, Origin) {
+    let o = Origin::start("o");
+    let gateway = match trusted {
+        Some(t) => GATEWAY.replace(
+            "threads = 2",
+            &format!("threads = 2\ntrusted_proxies = [\"{t}\"]"),
+        ),
+        None => GATEWAY.to_string(),
+    };
+    let cfg = with_origins(
+        &(gateway
+            + r#"
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "all"
+match = { path = "/**" }
+service = "o"
+"#),
+        &[&o],
+    );
+    (Gateway::start(&cfg), o)
+}
+
+fn spoofed(gw: &Gateway) -> RawResponse {
+    get_raw(
+        gw.listen,
+        "/x",
+        "api.example.com",
+        &[
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil.example"),
+        ],
+    )
+}
+
+#[test]
+fn forwarded_headers_from_untrusted_peer_are_replaced() {
+    let (gw, _o) = setup(None);
+    let r = spoofed(&gw);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.origin_header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        r.origin_header("x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        r.origin_header("x-forwarded-host").as_deref(),
+        Some("api.example.com")
+    );
+}
+
+#[test]
+fn forwarded_headers_from_untrusted_peer_other_cidr() {
+    // a trusted_proxies list that does not include the client
+    let (gw, _o) = setup(Some("10.0.0.0/8"));
+    let r = spoofed(&gw);
+    assert_eq!(
+        r.origin_header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        r.origin_header("x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        r.origin_header("x-forwarded-host").as_deref(),
+        Some("api.example.com")
+    );
+}
+
+#[test]
+fn forwarded_headers_from_trusted_peer_are_kept_and_appended() {
+    let (gw, _o) = setup(Some("127.0.0.1/32"));
+    let r = spoofed(&gw);
+    assert_eq!(r.status, 200);
+    let xff = r.origin_header("x-forwarded-for").unwrap_or_default();
+    let parts: Vec<_> = xff.split(',').map(str::trim).collect();
+    assert_eq!(parts, vec!["1.2.3.4", "127.0.0.1"], "XFF was {xff:?}");
+    assert_eq!(
+        r.origin_header("x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(
+        r.origin_header("x-forwarded-host").as_deref(),
+        Some("evil.example")
+    );
+
+    // trusted peer without incoming headers: gateway fills them in
+    let r = get_raw(gw.listen, "/x", "api.example.com", &[]);
+    assert_eq!(
+        r.origin_header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        r.origin_header("x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        r.origin_header("x-forwarded-host").as_deref(),
+        Some("api.example.com")
+    );
+}
+
+fn is_sane_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+#[test]
+fn request_id_propagated_or_generated() {
+    let (gw, _o) = setup(None);
+    let r = get_raw(gw.listen, "/x", "t", &[("X-Request-Id", "abc-123")]);
+    assert_eq!(r.origin_header("x-request-id").as_deref(), Some("abc-123"));
+    assert_eq!(r.header("x-request-id"), Some("abc-123"));
+
+    let r1 = get_raw(gw.listen, "/x", "t", &[]);
+    let r2 = get_raw(gw.listen, "/x", "t", &[]);
+    let id1 = r1
+        .origin_header("x-request-id")
+        .expect("generated id sent upstream");
+    let id2 = r2
+        .origin_header("x-request-id")
+        .expect("generated id sent upstream");
+    assert!(is_sane_id(&id1), "{id1:?}");
+    assert_ne!(id1, id2, "generated ids must be unique");
+    assert_eq!(
+        r1.header("x-request-id"),
+        Some(id1.as_str()),
+        "response carries the same id"
+    );
+
+    // insane values are replaced
+    let long = "a".repeat(200);
+    let r = get_raw(gw.listen, "/x", "t", &[("X-Request-Id", &long)]);
+    let id = r.origin_header("x-request-id").unwrap();
+    assert_ne!(id, long);
+    assert!(is_sane_id(&id), "{id:?}");
+    assert_eq!(r.header("x-request-id"), Some(id.as_str()));
+    let r = get_raw(gw.listen, "/x", "t", &[("X-Request-Id", "has space")]);
+    let id = r.origin_header("x-request-id").unwrap();
+    assert_ne!(id, "has space");
+    assert!(is_sane_id(&id), "{id:?}");
+}
+
+fn parse_traceparent(tp: &str) -> Option<(String, String, String)> {
+    let p: Vec<_> = tp.split('-').collect();
+    if p.len() != 4 || p[0] != "00" {
+        return None;
+    }
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !hex(p[1], 32) || !hex(p[2], 16) || !hex(p[3], 2) {
+        return None;
+    }
+    if p[1].bytes().all(|b| b == b'0') || p[2].bytes().all(|b| b == b'0') {
+        return None;
+    }
+    Some((p[1].to_string(), p[2].to_string(), p[3].to_string()))
+}
+
+#[test]
+fn traceparent_continues_trace_with_new_parent() {
+    let (gw, _o) = setup(None);
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = get_raw(gw.listen, "/x", "t", &[("traceparent", incoming)]);
+    let tp = r
+        .origin_header("traceparent")
+        .expect("traceparent upstream");
+    let (trace, parent, _) =
+        parse_traceparent(&tp).unwrap_or_else(|| panic!("invalid traceparent {tp:?}"));
+    assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(
+        parent, "00f067aa0ba902b7",
+        "parent-id must be the gateway's own span"
+    );
+}
+
+#[test]
+fn traceparent_generated_when_absent_or_invalid() {
+    let (gw, _o) = setup(None);
+    let mut traces = Vec::new();
+    for incoming in [
+        None,
+        Some("garbage"),
+        Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01"),
+        Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+    ] {
+        let headers: Vec<(&str, &str)> = incoming
+            .map(|v| vec![("traceparent", v)])
+            .unwrap_or_default();
+        let r = get_raw(gw.listen, "/x", "t", &headers);
+        let tp = r
+            .origin_header("traceparent")
+            .unwrap_or_else(|| panic!("no traceparent upstream for incoming {incoming:?}"));
+        let (trace, _, _) = parse_traceparent(&tp)
+            .unwrap_or_else(|| panic!("invalid traceparent {tp:?} for incoming {incoming:?}"));
+        assert!(
+            !trace.eq_ignore_ascii_case("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "invalid incoming {incoming:?} must not be continued"
+        );
+        traces.push(trace);
+    }
+    traces.sort();
+    traces.dedup();
+    assert_eq!(traces.len(), 5, "fresh trace ids must differ");
+}
+
+#[test]
+fn hop_by_hop_headers_removed() {
+    let (gw, o) = setup(None);
+    let req = "GET /x HTTP/1.1\r\nHost: t\r\n\
+               Connection: keep-alive, X-Secret-Hop\r\n\
+               X-Secret-Hop: 1\r\n\
+               Keep-Alive: timeout=5\r\n\
+               Proxy-Connection: keep-alive\r\n\
+               TE: trailers\r\n\
+               Trailer: X-Foo\r\n\
+               Upgrade: h2c-ish\r\n\
+               X-Normal: yes\r\n\r\n";
+    let r = raw_request(gw.listen, req.as_bytes());
+    assert_eq!(r.status, 200);
+    let seen = o.last().unwrap();
+    let mut leaked = Vec::new();
+    for h in [
+        "x-secret-hop",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
+        if let Some(v) = seen.header(h) {
+            leaked.push(format!("{h}: {v}"));
+        }
+    }
+    if let Some(c) = seen.header("connection") {
+        if c.to_ascii_lowercase().contains("x-secret-hop") {
+            leaked.push(format!("connection: {c}"));
+        }
+    }
+    assert!(
+        leaked.is_empty(),
+        "hop-by-hop headers forwarded: {leaked:?}"
+    );
+    assert_eq!(seen.header("x-normal"), Some("yes"));
+}

@@ -1,0 +1,177 @@
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+const LIMITS: &str = r#"
+[gateway.limits]
+max_header_bytes = 4096
+max_headers = 20
+max_uri_bytes = 1024
+max_body_bytes = 1000
+body_read_timeout = "1s"
+
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "all"
+match = { path = "/**" }
+service = "o"
+"#;
+
+fn setup() -> (Gateway, Origin) {
+    let o = Origin::start("o");
+    let cfg = with_origins(&(GATEWAY.to_string() + LIMITS), &[&o]);
+    (Gateway::start(&cfg), o)
+}
+
+fn get_with_headers(gw: &Gateway, path: &str, headers: &[(String, String)]) -> RawResponse {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    raw_request(gw.listen, req.as_bytes())
+}
+
+fn assert_json_error(r: &RawResponse) {
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("application/json"),
+        "status {} content-type {:?}",
+        r.status,
+        r.header("content-type")
+    );
+    let j = r.json();
+    assert!(j["error"].is_string(), "{j}");
+    assert_eq!(r.header("x-request-id"), j["request_id"].as_str());
+}
+
+#[test]
+fn too_many_headers_is_431() {
+    let (gw, o) = setup();
+    let few: Vec<_> = (0..10)
+        .map(|i| (format!("x-h{i}"), "v".to_string()))
+        .collect();
+    assert_eq!(get_with_headers(&gw, "/ok", &few).status, 200);
+    let many: Vec<_> = (0..30)
+        .map(|i| (format!("x-h{i}"), "v".to_string()))
+        .collect();
+    let r = get_with_headers(&gw, "/many", &many);
+    assert_eq!(r.status, 431, "30 headers with max_headers = 20");
+    assert_json_error(&r);
+    assert_eq!(
+        o.requests(),
+        1,
+        "the rejected request must not reach the origin"
+    );
+}
+
+#[test]
+fn oversized_headers_is_431() {
+    let (gw, o) = setup();
+    let ok = vec![("x-big".to_string(), "a".repeat(2000))];
+    assert_eq!(get_with_headers(&gw, "/ok", &ok).status, 200);
+    let one_big = vec![("x-big".to_string(), "a".repeat(5000))];
+    assert_eq!(
+        get_with_headers(&gw, "/big", &one_big).status,
+        431,
+        "one 5000-byte header, limit 4096"
+    );
+    let many_medium: Vec<_> = (0..10)
+        .map(|i| (format!("x-m{i}"), "b".repeat(500)))
+        .collect();
+    assert_eq!(
+        get_with_headers(&gw, "/medium", &many_medium).status,
+        431,
+        "10 x 500-byte headers (sum > 4096)"
+    );
+    assert_eq!(o.requests(), 1);
+}
+
+#[test]
+fn long_uri_is_414() {
+    let (gw, o) = setup();
+    let ok = format!("/{}", "a".repeat(900));
+    assert_eq!(gw.get(&ok).status, 200);
+    let long_path = format!("/{}", "a".repeat(2000));
+    let r = gw.get(&long_path);
+    assert_eq!(r.status, 414, "2001-byte path, limit 1024");
+    assert_json_error(&r);
+    let long_query = format!("/x?q={}", "q".repeat(2000));
+    assert_eq!(
+        gw.get(&long_query).status,
+        414,
+        "long query counts towards the URI"
+    );
+    assert_eq!(o.requests(), 1);
+}
+
+fn post_cl(gw: &Gateway, len: usize, declared: usize) -> RawResponse {
+    let mut req =
+        format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n")
+            .into_bytes();
+    req.extend(std::iter::repeat_n(b'x', len));
+    raw_request(gw.listen, &req)
+}
+
+fn post_chunked(gw: &Gateway, total: usize, chunk: usize) -> RawResponse {
+    let mut req = b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(chunk);
+        req.extend(format!("{n:x}\r\n").as_bytes());
+        req.extend(std::iter::repeat_n(b'y', n));
+        req.extend(b"\r\n");
+        left -= n;
+    }
+    req.extend(b"0\r\n\r\n");
+    raw_request(gw.listen, &req)
+}
+
+#[test]
+fn content_length_over_limit_is_413() {
+    let (gw, o) = setup();
+    let r = post_cl(&gw, 500, 500);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["body_len"], 500);
+    let r = post_cl(&gw, 1000, 1000);
+    assert_eq!(r.status, 200, "exactly max_body_bytes is allowed");
+    assert_eq!(r.json()["body_len"], 1000);
+    let r = post_cl(&gw, 2000, 2000);
+    assert_eq!(r.status, 413);
+    assert_json_error(&r);
+    // declared only, no body sent: must be rejected from the header alone
+    let r = post_cl(&gw, 0, 50_000_000);
+    assert_eq!(r.status, 413);
+    assert_eq!(o.requests(), 2, "413s must not reach the origin");
+}
+
+#[test]
+fn chunked_body_over_limit_is_413() {
+    let (gw, _o) = setup();
+    let r = post_chunked(&gw, 500, 100);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["body_len"], 500);
+    let r = post_chunked(&gw, 3000, 500);
+    assert_eq!(r.status, 413, "3000-byte chunked body, limit 1000");
+}
+
+#[test]
+fn slow_body_is_408() {
+    let (gw, _o) = setup();
+    let start = Instant::now();
+    let mut req =
+        b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    req.extend(b"0123456789"); // 10 of 100 bytes, then nothing
+    let r =
+        try_raw_request(gw.listen, &req, Duration::from_secs(15)).expect("a response, not a hang");
+    let el = start.elapsed();
+    assert_eq!(r.status, 408, "body_read_timeout = 1s");
+    assert!(
+        el >= Duration::from_millis(800) && el < Duration::from_secs(8),
+        "408 after {el:?}"
+    );
+}

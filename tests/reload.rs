@@ -1,0 +1,231 @@
+mod common;
+use common::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn versioned(o: &Origin, version: &str) -> String {
+    with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "all"
+match = { path = "/**" }
+service = "o"
+response_headers = { set = { "x-version" = "VERSION" } }
+"#)
+        .replace("VERSION", version),
+        &[o],
+    )
+}
+
+fn reloads(gw: &Gateway, result: &str) -> f64 {
+    metric_sum(
+        &gw.metrics(),
+        "ficus_config_reloads_total",
+        &[("result", result)],
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_drops_no_request() {
+    let o = Origin::start("o");
+    let gw = Gateway::start(&versioned(&o, "v0"));
+    let ok_before = reloads(&gw, "ok");
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicUsize::new(0));
+    let bad = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (stop, total, bad) = (stop.clone(), total.clone(), bad.clone());
+        let url = gw.url("/load");
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Ordering::SeqCst) {
+                match c.get(&url).send().await {
+                    Ok(r) => {
+                        let st = r.status();
+                        let body = r.text().await;
+                        if st != 200 || body.is_err() {
+                            bad.lock()
+                                .unwrap()
+                                .push(format!("status {st} body {body:?}"));
+                        }
+                    }
+                    Err(e) => bad.lock().unwrap().push(format!("error: {e:?}")),
+                }
+                total.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    // let the load get going
+    let t0 = Instant::now();
+    while total.load(Ordering::SeqCst) < 20 && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 1..=20 {
+        gw.rewrite_config(&versioned(&o, &format!("v{i}")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // the last version must become visible
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last_seen = String::new();
+    while Instant::now() < deadline {
+        if let Ok(r) = c.get(gw.url("/probe")).send().await {
+            last_seen = r
+                .headers()
+                .get("x-version")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            if last_seen == "v20" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // keep the load running a little after the final reload
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let bad = bad.lock().unwrap();
+    let total = total.load(Ordering::SeqCst);
+    assert!(
+        bad.is_empty(),
+        "{} of {total} requests failed during reloads, first: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+    assert!(
+        total >= 100,
+        "only {total} requests were made; load too light to be meaningful"
+    );
+    assert_eq!(last_seen, "v20", "final config not applied");
+    assert!(
+        reloads(&gw, "ok") > ok_before,
+        "ficus_config_reloads_total{{result=\"ok\"}} did not increase"
+    );
+}
+
+#[test]
+fn invalid_reload_keeps_old_routes_and_counts_failure() {
+    let a = Origin::start("a");
+    let b = Origin::start("b");
+    let cfg_a = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services.a]
+instances = ["{origin:a}"]
+
+[[routes]]
+name = "a"
+match = { path = "/a/**" }
+service = "a"
+"#),
+        &[&a],
+    );
+    let gw = Gateway::start(&cfg_a);
+    assert_eq!(gw.get("/a/x").origin().as_deref(), Some("a"));
+    let failed0 = reloads(&gw, "failed");
+
+    let invalid_semantic = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services.b]
+instances = ["{origin:b}"]
+
+[[routes]]
+name = "b"
+match = { path = "/b/**" }
+service = "does-not-exist"
+"#),
+        &[&b],
+    );
+    gw.rewrite_config(&invalid_semantic);
+    let failed1 = poll_until(Duration::from_secs(5), || {
+        let f = reloads(&gw, "failed");
+        (f > failed0).then_some(f)
+    })
+    .expect("failed reload counter did not increase after an invalid config");
+    assert_eq!(
+        gw.get("/a/x").origin().as_deref(),
+        Some("a"),
+        "old routes must keep working"
+    );
+    assert_eq!(
+        gw.get("/b/x").status,
+        404,
+        "routes from the invalid file must not be applied"
+    );
+
+    gw.rewrite_config("this is [not valid toml\n");
+    poll_until(Duration::from_secs(5), || {
+        (reloads(&gw, "failed") > failed1).then_some(())
+    })
+    .expect("failed reload counter did not increase after a syntax error");
+    assert_eq!(gw.get("/a/x").origin().as_deref(), Some("a"));
+    let r = gw.admin_get("/readyz").unwrap();
+    assert_eq!(r.status, 200, "still ready after failed reloads");
+
+    // now a valid one
+    let ok0 = reloads(&gw, "ok");
+    let cfg_b = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services.b]
+instances = ["{origin:b}"]
+
+[[routes]]
+name = "b"
+match = { path = "/b/**" }
+service = "b"
+"#),
+        &[&b],
+    );
+    let t = Instant::now();
+    gw.rewrite_config(&cfg_b);
+    poll_until(Duration::from_secs(5), || {
+        (gw.get("/b/x").origin().as_deref() == Some("b")).then_some(())
+    })
+    .expect("valid config not applied within 5s");
+    let el = t.elapsed();
+    assert!(
+        el < Duration::from_secs(3),
+        "valid reload took {el:?} (spec: ~2s)"
+    );
+    assert_eq!(gw.get("/a/x").status, 404, "route a was removed");
+    assert!(reloads(&gw, "ok") > ok0);
+}
+
+#[test]
+fn in_place_write_is_picked_up() {
+    let o = Origin::start("o");
+    let gw = Gateway::start(&versioned(&o, "one"));
+    assert_eq!(gw.get("/x").header("x-version"), Some("one"));
+    std::fs::write(gw.config_path(), gw.subst(&versioned(&o, "two"))).unwrap();
+    poll_until(Duration::from_secs(5), || {
+        (gw.get("/x").header("x-version") == Some("two")).then_some(())
+    })
+    .expect("in-place edit not applied within 5s");
+}
+
+#[test]
+fn sighup_triggers_reload() {
+    let o = Origin::start("o");
+    let mut gw = Gateway::start(&versioned(&o, "one"));
+    let ok0 = reloads(&gw, "ok");
+    gw.signal(libc::SIGHUP);
+    poll_until(Duration::from_secs(5), || {
+        (reloads(&gw, "ok") > ok0).then_some(())
+    })
+    .expect("SIGHUP did not cause a (successful) reload");
+    assert!(gw.is_running(), "SIGHUP must not terminate the gateway");
+    assert_eq!(gw.get("/x").status, 200);
+}

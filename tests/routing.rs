@@ -1,0 +1,354 @@
+mod common;
+use common::*;
+
+fn served_by(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> String {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if method == "POST" || method == "PUT" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    let r = raw_request(gw.listen, req.as_bytes());
+    if r.status == 200 {
+        r.origin()
+            .unwrap_or_else(|| format!("<200 without origin: {}>", r.text()))
+    } else {
+        format!("<{}>", r.status)
+    }
+}
+
+fn check_cases(gw: &Gateway, cases: &[(&str, &str, &str, &[(&str, &str)], &str)]) {
+    let mut failures = Vec::new();
+    for (method, path, host, headers, want) in cases {
+        let got = served_by(gw, method, path, host, headers);
+        if got != *want {
+            failures.push(format!(
+                "{method} {path} (Host: {host}, headers {headers:?}): expected {want}, got {got}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "routing mismatches:\n  {}",
+        failures.join("\n  ")
+    );
+}
+
+#[test]
+fn priority_table_from_spec() {
+    // file order deliberately least-specific first
+    let (cfg, _o) = per_route_config(
+        GATEWAY,
+        &[
+            ("catchall", r#"match = { path = "/**" }"#),
+            ("orders_glob", r#"match = { path = "/orders/**" }"#),
+            ("orders_param", r#"match = { path = "/orders/{id}" }"#),
+            ("orders_exact", r#"match = { path = "/orders/42" }"#),
+        ],
+    );
+    let gw = Gateway::start(&cfg);
+    check_cases(
+        &gw,
+        &[
+            ("GET", "/orders/42", "t", &[], "orders_exact"),
+            ("GET", "/orders/43", "t", &[], "orders_param"),
+            ("GET", "/orders/43/items", "t", &[], "orders_glob"),
+            ("GET", "/orders", "t", &[], "orders_glob"),
+            ("GET", "/other", "t", &[], "catchall"),
+            ("GET", "/", "t", &[], "catchall"),
+        ],
+    );
+}
+
+#[test]
+fn priority_literals_globs_predicates_and_file_order() {
+    let (cfg, _o) = per_route_config(
+        GATEWAY,
+        &[
+            // more literal segments wins
+            ("a_two_params", r#"match = { path = "/a/{x}/{y}" }"#),
+            ("a_b_param", r#"match = { path = "/a/b/{y}" }"#),
+            // a pattern without ** beats one with ** (same literal count)
+            ("x_glob", r#"match = { path = "/x/**" }"#),
+            ("x_param", r#"match = { path = "/x/{p}" }"#),
+            // more predicates win
+            ("p_any", r#"match = { path = "/p/**" }"#),
+            (
+                "p_post",
+                r#"match = { path = "/p/**", methods = ["POST"] }"#,
+            ),
+            ("m_get", r#"match = { path = "/m/**", methods = ["GET"] }"#),
+            (
+                "m_get_host",
+                r#"match = { path = "/m/**", methods = ["GET"], host = "api.example.com" }"#,
+            ),
+            // file order breaks ties
+            ("t_first", r#"match = { path = "/t/{a}" }"#),
+            ("t_second", r#"match = { path = "/t/{b}" }"#),
+            // exact pattern beats wildcard pattern even when the latter has more predicates
+            (
+                "e_param_preds",
+                r#"match = { path = "/e/{id}", methods = ["GET"], host = "api.example.com" }"#,
+            ),
+            ("e_exact", r#"match = { path = "/e/1" }"#),
+            // single-segment wildcard
+            ("s_star", r#"match = { path = "/s/*/x" }"#),
+        ],
+    );
+    let gw = Gateway::start(&cfg);
+    check_cases(
+        &gw,
+        &[
+            ("GET", "/a/b/c", "t", &[], "a_b_param"),
+            ("GET", "/a/z/c", "t", &[], "a_two_params"),
+            ("GET", "/x/1", "t", &[], "x_param"),
+            ("GET", "/x/1/2", "t", &[], "x_glob"),
+            ("GET", "/x", "t", &[], "x_glob"),
+            ("POST", "/p/1", "t", &[], "p_post"),
+            ("GET", "/p/1", "t", &[], "p_any"),
+            ("GET", "/m/1", "api.example.com", &[], "m_get_host"),
+            ("GET", "/m/1", "other.example.org", &[], "m_get"),
+            ("POST", "/m/1", "api.example.com", &[], "<404>"),
+            ("GET", "/t/1", "t", &[], "t_first"),
+            ("GET", "/e/1", "api.example.com", &[], "e_exact"),
+            ("GET", "/e/2", "api.example.com", &[], "e_param_preds"),
+            ("GET", "/e/2", "other.example.org", &[], "<404>"),
+            ("GET", "/s/anything/x", "t", &[], "s_star"),
+            ("GET", "/s/a/b/x", "t", &[], "<404>"),
+            ("GET", "/s/a", "t", &[], "<404>"),
+        ],
+    );
+}
+
+#[test]
+fn host_and_header_predicates() {
+    let (cfg, _o) = per_route_config(
+        GATEWAY,
+        &[
+            ("h_any", r#"match = { path = "/h/**" }"#),
+            (
+                "h_exact",
+                r#"match = { path = "/h/**", host = "api.example.com" }"#,
+            ),
+            (
+                "h_wild",
+                r#"match = { path = "/h/**", host = "*.example.com" }"#,
+            ),
+            ("hd_any", r#"match = { path = "/hd/**" }"#),
+            (
+                "hd_canary",
+                r#"match = { path = "/hd/**", headers = { "x-canary" = "1" } }"#,
+            ),
+            (
+                "hd_beta",
+                r#"match = { path = "/hd/**", headers = { "x-beta" = "*" } }"#,
+            ),
+        ],
+    );
+    let gw = Gateway::start(&cfg);
+    check_cases(
+        &gw,
+        &[
+            ("GET", "/h/1", "api.example.com", &[], "h_exact"),
+            ("GET", "/h/1", "www.example.com", &[], "h_wild"),
+            ("GET", "/h/1", "a.b.example.com", &[], "h_wild"),
+            ("GET", "/h/1", "example.com", &[], "h_any"),
+            ("GET", "/h/1", "evilexample.com", &[], "h_any"),
+            ("GET", "/h/1", "other.org", &[], "h_any"),
+            ("GET", "/hd/1", "t", &[("x-canary", "1")], "hd_canary"),
+            ("GET", "/hd/1", "t", &[("X-Canary", "1")], "hd_canary"),
+            ("GET", "/hd/1", "t", &[("x-canary", "2")], "hd_any"),
+            ("GET", "/hd/1", "t", &[("x-beta", "whatever")], "hd_beta"),
+            ("GET", "/hd/1", "t", &[], "hd_any"),
+        ],
+    );
+}
+
+/// Clients always send the port in Host for non-default ports; host predicates must still match.
+#[test]
+fn host_predicate_ignores_port_and_case() {
+    let (cfg, _o) = per_route_config(
+        GATEWAY,
+        &[
+            ("h_any", r#"match = { path = "/h/**" }"#),
+            (
+                "h_exact",
+                r#"match = { path = "/h/**", host = "api.example.com" }"#,
+            ),
+        ],
+    );
+    let gw = Gateway::start(&cfg);
+    check_cases(
+        &gw,
+        &[
+            ("GET", "/h/1", "api.example.com:8080", &[], "h_exact"),
+            ("GET", "/h/1", "API.Example.COM", &[], "h_exact"),
+        ],
+    );
+}
+
+#[test]
+fn no_route_is_404_json_with_request_id() {
+    let (cfg, origins) = per_route_config(GATEWAY, &[("only", r#"match = { path = "/only/**" }"#)]);
+    let gw = Gateway::start(&cfg);
+    let r = gw.get("/nope");
+    assert_eq!(r.status, 404, "body: {}", r.text());
+    let ct = r.header("content-type").unwrap_or("");
+    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
+    let j = r.json();
+    assert!(j["error"].is_string(), "error field missing: {j}");
+    let rid = j["request_id"].as_str().expect("request_id in body");
+    assert!(!rid.is_empty());
+    assert_eq!(
+        r.header("x-request-id"),
+        Some(rid),
+        "x-request-id header must equal body request_id"
+    );
+    assert_eq!(origins[0].requests(), 0);
+    // sanity: the route itself works
+    assert_eq!(gw.get("/only/x").origin().as_deref(), Some("only"));
+}
+
+#[test]
+fn strip_prefix_and_rewrite() {
+    let o = Origin::start("o");
+    let cfg = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "strip"
+match = { path = "/orders/**" }
+service = "o"
+strip_prefix = "/orders"
+
+[[routes]]
+name = "rw_param"
+match = { path = "/search/{q}" }
+service = "o"
+rewrite = "/find?q={q}"
+
+[[routes]]
+name = "rw_swap"
+match = { path = "/legacy/{a}/{b}" }
+service = "o"
+rewrite = "/new/{b}/{a}"
+
+[[routes]]
+name = "rw_tail"
+match = { path = "/v1/users/{id}/**" }
+service = "o"
+rewrite = "/api/users/{id}/{**}"
+"#),
+        &[&o],
+    );
+    let gw = Gateway::start(&cfg);
+    let cases = [
+        ("/orders/42", "/42"),
+        ("/orders/42/items?x=1&y=%2F", "/42/items?x=1&y=%2F"),
+        ("/orders", "/"),
+        ("/orders?a=1", "/?a=1"),
+        ("/search/shoes", "/find?q=shoes"),
+        ("/legacy/x/y", "/new/y/x"),
+        ("/v1/users/7/posts/3", "/api/users/7/posts/3"),
+    ];
+    let mut failures = Vec::new();
+    for (req, want) in cases {
+        let r = gw.get(req);
+        let got = if r.status == 200 {
+            r.origin_path().unwrap_or_default()
+        } else {
+            format!("<{}>", r.status)
+        };
+        if got != want {
+            failures.push(format!(
+                "GET {req}: upstream path expected {want:?}, got {got:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn request_and_response_header_rules() {
+    let o = Origin::builder("o")
+        .header("x-c", "from-origin")
+        .header("x-keep", "yes")
+        .start();
+    let cfg = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "hdr"
+match = { path = "/**" }
+service = "o"
+request_headers = { set = { "x-a" = "b" }, remove = ["x-b"] }
+response_headers = { set = { "x-c" = "d" }, remove = ["server"] }
+"#),
+        &[&o],
+    );
+    let gw = Gateway::start(&cfg);
+    let r = get_raw(
+        gw.listen,
+        "/x",
+        "t",
+        &[("x-a", "client"), ("x-b", "secret"), ("x-other", "1")],
+    );
+    assert_eq!(r.status, 200);
+    let seen = o.last().expect("origin saw request");
+    assert_eq!(
+        seen.header_all("x-a"),
+        vec!["b"],
+        "x-a must be replaced by the configured value"
+    );
+    assert!(
+        seen.header("x-b").is_none(),
+        "x-b must be removed, origin saw {:?}",
+        seen.header("x-b")
+    );
+    assert_eq!(seen.header("x-other"), Some("1"), "other headers untouched");
+    assert_eq!(
+        r.header_all("x-c"),
+        vec!["d"],
+        "response x-c must be set (replacing the origin's)"
+    );
+    assert!(
+        r.header("server").is_none(),
+        "server header must be removed, got {:?}",
+        r.header("server")
+    );
+    assert_eq!(r.header("x-keep"), Some("yes"));
+    assert_eq!(r.header("x-origin"), Some("o"));
+}
+
+#[test]
+fn methods_predicate_without_fallback_is_404() {
+    let (cfg, origins) = per_route_config(
+        GATEWAY,
+        &[(
+            "get_only",
+            r#"match = { path = "/g/**", methods = ["GET"] }"#,
+        )],
+    );
+    let gw = Gateway::start(&cfg);
+    assert_eq!(gw.get("/g/1").origin().as_deref(), Some("get_only"));
+    let r = raw_request(
+        gw.listen,
+        b"DELETE /g/1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(origins[0].requests(), 1);
+}

@@ -1,0 +1,179 @@
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn config(o: &Origin, grace: &str, read_timeout: &str) -> String {
+    with_origins(
+        &(GATEWAY.replace(
+            "threads = 2",
+            &format!("threads = 2\ngrace_period = \"{grace}\""),
+        ) + r#"
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "all"
+match = { path = "/**" }
+service = "o"
+timeouts = { read = "READ" }
+"#)
+        .replace("READ", read_timeout),
+        &[o],
+    )
+}
+
+fn spawn_request(
+    gw: &Gateway,
+    timeout: Duration,
+) -> std::thread::JoinHandle<std::io::Result<RawResponse>> {
+    let addr = gw.listen;
+    std::thread::spawn(move || {
+        try_raw_request(
+            addr,
+            b"GET /inflight HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            timeout,
+        )
+    })
+}
+
+#[test]
+fn sigint_exits_fast() {
+    let o = Origin::start("o");
+    let mut gw = Gateway::start(&config(&o, "10s", "30s"));
+    assert_eq!(gw.get("/x").status, 200);
+    let t = Instant::now();
+    gw.signal(libc::SIGINT);
+    let st = gw.wait_exit(Duration::from_secs(5));
+    let el = t.elapsed();
+    assert!(st.is_some(), "still running 5s after SIGINT");
+    assert!(
+        el < Duration::from_millis(1500),
+        "SIGINT exit took {el:?} (spec: within 1s)"
+    );
+}
+
+#[test]
+fn sigterm_when_idle_exits_promptly() {
+    let o = Origin::start("o");
+    let mut gw = Gateway::start(&config(&o, "10s", "30s"));
+    assert_eq!(gw.get("/x").status, 200);
+    let t = Instant::now();
+    gw.signal(libc::SIGTERM);
+    let st = gw.wait_exit(Duration::from_secs(12));
+    let el = t.elapsed();
+    assert!(st.is_some(), "still running 12s after SIGTERM");
+    assert!(
+        el < Duration::from_secs(3),
+        "idle SIGTERM exit took {el:?}; grace_period is 10s but nothing was in flight"
+    );
+}
+
+#[test]
+fn sigterm_lets_inflight_request_finish_and_refuses_new_ones() {
+    let o = Origin::builder("o")
+        .delay(Duration::from_millis(1500))
+        .start();
+    let mut gw = Gateway::start(&config(&o, "10s", "30s"));
+    let inflight = spawn_request(&gw, Duration::from_secs(15));
+    assert!(
+        o.wait_requests(1, Duration::from_secs(5)),
+        "request never reached origin"
+    );
+    let t = Instant::now();
+    gw.signal(libc::SIGTERM);
+
+    std::thread::sleep(Duration::from_millis(300)); // let the gateway notice the signal
+    let late = try_raw_request(
+        gw.listen,
+        b"GET /late HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(4),
+    );
+    if let Ok(r) = &late {
+        assert_ne!(
+            r.status, 200,
+            "a new connection after SIGTERM was served normally"
+        );
+    }
+
+    let r = inflight
+        .join()
+        .unwrap()
+        .expect("in-flight request must complete");
+    assert_eq!(
+        r.status,
+        200,
+        "in-flight request must get its response: {}",
+        r.text()
+    );
+    assert_eq!(r.origin().as_deref(), Some("o"));
+    let st = gw.wait_exit(Duration::from_secs(10));
+    assert!(st.is_some(), "did not exit after draining");
+    let el = t.elapsed();
+    assert!(
+        el < Duration::from_secs(5),
+        "exit {el:?} after SIGTERM; in-flight work was ~1.5s"
+    );
+}
+
+#[test]
+fn readyz_is_503_while_draining() {
+    let o = Origin::builder("o").delay(Duration::from_secs(3)).start();
+    let mut gw = Gateway::start(&config(&o, "10s", "30s"));
+    assert_eq!(gw.admin_get("/healthz").unwrap().status, 200);
+    let inflight = spawn_request(&gw, Duration::from_secs(15));
+    assert!(o.wait_requests(1, Duration::from_secs(5)));
+    gw.signal(libc::SIGTERM);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut got_503 = false;
+    while Instant::now() < deadline {
+        match gw.admin_get("/readyz") {
+            Ok(r) => {
+                seen.push(r.status.to_string());
+                if r.status == 503 {
+                    got_503 = true;
+                    break;
+                }
+            }
+            Err(e) => seen.push(format!("{:?}", e.kind())),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        got_503,
+        "/readyz never returned 503 while draining; saw {seen:?}"
+    );
+    let r = inflight
+        .join()
+        .unwrap()
+        .expect("in-flight request must complete");
+    assert_eq!(r.status, 200);
+    assert!(gw.wait_exit(Duration::from_secs(10)).is_some());
+}
+
+#[test]
+fn grace_period_bounds_drain_of_hanging_request() {
+    let o = Origin::builder("o").hang().start();
+    let mut gw = Gateway::start(&config(&o, "1s", "30s"));
+    let _inflight = spawn_request(&gw, Duration::from_secs(20));
+    assert!(
+        o.wait_requests(1, Duration::from_secs(5)),
+        "request never reached origin"
+    );
+    let t = Instant::now();
+    gw.signal(libc::SIGTERM);
+    let st = gw.wait_exit(Duration::from_secs(10));
+    let el = t.elapsed();
+    assert!(
+        st.is_some(),
+        "still running 10s after SIGTERM with grace_period = 1s"
+    );
+    assert!(
+        el >= Duration::from_millis(800),
+        "exited after {el:?}: did not wait for the in-flight request"
+    );
+    assert!(
+        el < Duration::from_millis(3500),
+        "exited after {el:?}; grace_period is 1s"
+    );
+}
