@@ -85,12 +85,7 @@ impl BackgroundService for ConfigWatcher {
                 _ = shutdown.changed() => return,
                 Some(()) = rx.recv() => {
                     // Coalesce the burst of events one save produces.
-                    loop {
-                        match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                            Ok(Some(())) => continue,
-                            _ => break,
-                        }
-                    }
+                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
                     self.reload("file change");
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::config::diag::Severity;
 use crate::config::{self, ConfigError};
-use crate::router::normalize::{self, encode_path, is_wire_safe};
+use crate::router::normalize;
 use crate::router::RequestView;
 
 /// `ficus check`: returns (exit code, report). 0 clean, 1 warnings only, 2 errors.
@@ -164,31 +164,8 @@ pub fn explain(
                     blocked.names().iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
                 );
             }
-            let query = query.map(|q| String::from_utf8_lossy(q).into_owned());
-            let upstream = if let Some(rw) = &r.rewrite {
-                let caps = r.pattern.captures(&normalized.path).unwrap_or_default();
-                rw.render(&caps, query.as_deref())
-            } else {
-                let p = match &r.strip_prefix {
-                    Some(prefix) => match normalized.path.strip_prefix(prefix.as_str()) {
-                        Some("") => "/",
-                        Some(rest) if rest.starts_with('/') => rest,
-                        _ => normalized.path.as_str(),
-                    },
-                    None => normalized.path.as_str(),
-                };
-                let mut t = String::new();
-                if is_wire_safe(p) {
-                    t.push_str(p);
-                } else {
-                    encode_path(p, &mut t);
-                }
-                if let Some(q) = &query {
-                    t.push('?');
-                    t.push_str(q);
-                }
-                t
-            };
+            let query = query.map(String::from_utf8_lossy);
+            let upstream = r.upstream_target(&normalized.path, query.as_deref());
             let _ = writeln!(out, "upstream path: {upstream}");
             let svc = &cfg.services[r.service];
             let _ = writeln!(out, "service: {}", svc.name);

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use crate::config::AccessLog;
 use crate::ids::{self, TraceParent};
-use crate::router::normalize::{self, encode_path, is_wire_safe};
+use crate::router::normalize;
 use crate::router::RequestView;
 use crate::runtime::Shared;
 use ctx::{RequestCtx, Routed};
@@ -91,36 +91,11 @@ impl Gateway {
         if !normalized.flags.without(route.allow).is_empty() {
             return Err(GatewayError::PathNotAllowed);
         }
-        let query = query.map(|q| String::from_utf8_lossy(q).into_owned());
         // The target sent upstream: only rebuilt when it differs from what arrived.
-        let target = if let Some(rw) = &route.rewrite {
-            let caps = route.pattern.captures(&normalized.path).unwrap_or_default();
-            Some(rw.render(&caps, query.as_deref()))
-        } else {
-            let path = match &route.strip_prefix {
-                Some(prefix) => match normalized.path.strip_prefix(prefix.as_str()) {
-                    Some("") => "/",
-                    Some(rest) if rest.starts_with('/') => rest,
-                    _ => normalized.path.as_str(),
-                },
-                None => normalized.path.as_str(),
-            };
-            if path.as_bytes() == raw_path && route.strip_prefix.is_none() {
-                None
-            } else {
-                let mut t = String::with_capacity(path.len() + 16);
-                if is_wire_safe(path) {
-                    t.push_str(path);
-                } else {
-                    encode_path(path, &mut t);
-                }
-                if let Some(q) = &query {
-                    t.push('?');
-                    t.push_str(q);
-                }
-                Some(t)
-            }
-        };
+        let target = route.changes_target(&normalized.path, raw_path).then(|| {
+            let query = query.map(String::from_utf8_lossy);
+            route.upstream_target(&normalized.path, query.as_deref())
+        });
         Ok(Routed {
             index,
             path: normalized.path,

@@ -79,6 +79,40 @@ pub struct Route {
 }
 
 impl Route {
+    /// The wire-form target (path and query) to send upstream for a normalized path:
+    /// the rewrite template, or the path minus `strip_prefix`, re-encoded where needed.
+    pub fn upstream_target(&self, path: &str, query: Option<&str>) -> String {
+        if let Some(rw) = &self.rewrite {
+            let caps = self.pattern.captures(path).unwrap_or_default();
+            return rw.render(&caps, query);
+        }
+        let path = match &self.strip_prefix {
+            Some(prefix) => match path.strip_prefix(prefix.as_str()) {
+                Some("") => "/",
+                Some(rest) if rest.starts_with('/') => rest,
+                _ => path,
+            },
+            None => path,
+        };
+        let mut t = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+        if normalize::is_wire_safe(path) {
+            t.push_str(path);
+        } else {
+            normalize::encode_path(path, &mut t);
+        }
+        if let Some(q) = query {
+            t.push('?');
+            t.push_str(q);
+        }
+        t
+    }
+
+    /// Whether the upstream target differs from the incoming raw path, so the request line
+    /// must be rewritten.
+    pub fn changes_target(&self, normalized: &str, raw_path: &[u8]) -> bool {
+        self.rewrite.is_some() || self.strip_prefix.is_some() || normalized.as_bytes() != raw_path
+    }
+
     fn predicate_weight(&self) -> usize {
         self.host.as_ref().map_or(0, HostPattern::weight)
             + usize::from(!self.methods.is_empty())

@@ -146,13 +146,7 @@ impl PathPattern {
     pub fn captures<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
         let mut out = Vec::new();
         let rest = path.strip_prefix('/')?;
-        let mut rest: Option<&'p str> = if rest.is_empty() && !self.segments.is_empty() {
-            None
-        } else if rest.is_empty() {
-            None
-        } else {
-            Some(rest)
-        };
+        let mut rest: Option<&'p str> = Some(rest).filter(|r| !r.is_empty());
         for seg in &self.segments {
             let r = rest?;
             let (head, next) = split_segment(r);
