@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::admin::Admin;
 use crate::config::{Certificate, Config, Listener};
+use crate::proxy::header_deadline::HeaderDeadline;
 use crate::proxy::Gateway;
 use crate::reload::ConfigWatcher;
 use crate::runtime::Shared;
@@ -52,10 +53,16 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
 
     let (h2c, plain): (Vec<&Listener>, Vec<&Listener>) =
         gateway.listeners.iter().partition(|l| l.h2c);
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(shared.clone()),
-        "ficus proxy",
+    // Cleartext HTTP/1 connections get the request-head deadline (slowloris guard).
+    let mut proxy = Service::new(
+        "ficus proxy".to_string(),
+        HeaderDeadline {
+            inner: Arc::new(pingora_proxy::http_proxy(
+                &server.configuration,
+                Gateway::new(shared.clone()),
+            )),
+            shared: shared.clone(),
+        },
     );
     for l in &plain {
         add_listener(&mut proxy, l)?;

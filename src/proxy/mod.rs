@@ -13,6 +13,7 @@
 //! - `logging`: metrics and the access log line.
 
 pub mod ctx;
+pub mod header_deadline;
 pub mod headers;
 pub mod respond;
 
