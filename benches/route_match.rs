@@ -5,10 +5,10 @@
 //! exact route, a param route, a tail route and the catch-all in turn.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use http::{HeaderMap, Method};
 use ficus::router::normalize::PathFlags;
 use ficus::router::pattern::PathPattern;
 use ficus::router::{HeaderEdits, RequestView, Route, Router, Timeouts};
+use http::{HeaderMap, Method};
 use std::hint::black_box;
 
 fn route(i: usize, path: String) -> Route {
@@ -18,7 +18,11 @@ fn route(i: usize, path: String) -> Route {
         location: String::new(),
         pattern: PathPattern::parse(&path).expect("bench patterns are valid"),
         host: None,
-        methods: if i % 3 == 0 { vec![Method::GET, Method::POST] } else { vec![] },
+        methods: if i % 3 == 0 {
+            vec![Method::GET, Method::POST]
+        } else {
+            vec![]
+        },
         headers: vec![],
         allow: PathFlags::empty(),
         service: 0,
@@ -27,6 +31,8 @@ fn route(i: usize, path: String) -> Route {
         request_headers: HeaderEdits::default(),
         response_headers: HeaderEdits::default(),
         timeouts: Timeouts::default(),
+        fallback: None,
+        retries: Default::default(),
     }
 }
 

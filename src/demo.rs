@@ -68,7 +68,7 @@ pub fn run(path: &Path) -> Result<(), DemoError> {
     let cfg = config::load(path)?;
     let addr_of = |name: &str| {
         cfg.service_index(name)
-            .and_then(|i| cfg.services[i].instances.first())
+            .and_then(|i| cfg.services[i].statics.first())
             .map(|inst| inst.addr)
             .ok_or_else(|| DemoError::MissingService(path.display().to_string()))
     };

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod registry;
 pub mod reload;
 pub mod router;
 pub mod runtime;

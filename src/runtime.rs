@@ -12,11 +12,14 @@ use std::sync::Arc;
 
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics};
+use crate::registry::{Registry, ServiceState};
 
 /// One compiled config with its metric handles (indexed like the router's routes and the
 /// config's services).
 pub struct Runtime {
     pub config: Config,
+    /// Live service states, indexed like `config.services`.
+    pub services: Vec<Arc<ServiceState>>,
     pub route_metrics: Vec<Arc<RouteMetrics>>,
     pub service_metrics: Vec<Arc<ServiceMetrics>>,
     /// Monotonic number of this snapshot (1 = the config loaded at start).
@@ -24,7 +27,8 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: Config, metrics: &Metrics, generation: u64) -> Runtime {
+    pub fn new(config: Config, metrics: &Metrics, registry: &Registry, generation: u64) -> Runtime {
+        let services = registry.apply(&config.services, config.registry.clone());
         let route_metrics = config
             .router
             .routes()
@@ -38,6 +42,7 @@ impl Runtime {
             .collect();
         Runtime {
             config,
+            services,
             route_metrics,
             service_metrics,
             generation,
@@ -49,6 +54,7 @@ impl Runtime {
 pub struct Shared {
     runtime: ArcSwap<Runtime>,
     pub metrics: Metrics,
+    pub registry: Arc<Registry>,
     inflight: AtomicUsize,
     draining: AtomicBool,
     pub config_path: PathBuf,
@@ -73,11 +79,13 @@ pub enum ReloadOutcome {
 impl Shared {
     pub fn new(config: Config) -> Arc<Shared> {
         let metrics = Metrics::default();
+        let registry = Arc::new(Registry::default());
         let path = config.path.clone();
-        let runtime = Runtime::new(config, &metrics, 1);
+        let runtime = Runtime::new(config, &metrics, &registry, 1);
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
+            registry,
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             config_path: path,
@@ -131,8 +139,12 @@ impl Shared {
                 }
                 let warnings = cfg.warnings.len();
                 let generation = current.generation + 1;
-                self.runtime
-                    .store(Arc::new(Runtime::new(cfg, &self.metrics, generation)));
+                self.runtime.store(Arc::new(Runtime::new(
+                    cfg,
+                    &self.metrics,
+                    &self.registry,
+                    generation,
+                )));
                 self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 Ok(ReloadOutcome::Applied {
                     generation,

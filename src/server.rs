@@ -21,6 +21,7 @@ use crate::admin::Admin;
 use crate::config::{Certificate, Config, Listener};
 use crate::proxy::header_deadline::HeaderDeadline;
 use crate::proxy::Gateway;
+use crate::registry::background::RegistryTasks;
 use crate::reload::ConfigWatcher;
 use crate::runtime::Shared;
 
@@ -98,6 +99,10 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
     server.add_service(background_service(
         "config watcher",
         ConfigWatcher::new(shared.clone()),
+    ));
+    server.add_service(background_service(
+        "service registry",
+        RegistryTasks::new(shared.registry.clone()),
     ));
     extra(&mut server);
 

@@ -168,17 +168,12 @@ pub fn explain(
             let upstream = r.upstream_target(&normalized.path, query.as_deref());
             let _ = writeln!(out, "upstream path: {upstream}");
             let svc = &cfg.services[r.service];
-            let _ = writeln!(out, "service: {}", svc.name);
-            if svc.instances.is_empty() {
-                let _ = writeln!(out, "  instances: none (requests get 503)");
-            }
-            for inst in &svc.instances {
+            describe_service(&mut out, &cfg, svc);
+            if let Some(fb) = r.fallback {
                 let _ = writeln!(
                     out,
-                    "  instance {} weight {}{}",
-                    inst.addr,
-                    inst.weight,
-                    if svc.tls.is_some() { " tls" } else { "" }
+                    "fallback: {} (used when `{}` is unavailable)",
+                    cfg.services[fb].name, svc.name
                 );
             }
         }
@@ -226,6 +221,107 @@ pub fn explain(
     Ok(out)
 }
 
+/// Prints a service's configured sources and, when the gateway is running, its live
+/// instances and their health (from the admin listener's `/registry`).
+fn describe_service(
+    out: &mut String,
+    cfg: &config::Config,
+    svc: &crate::registry::spec::ServiceSpec,
+) {
+    let _ = writeln!(out, "service: {}  (lb {})", svc.name, svc.lb.label());
+    for inst in &svc.statics {
+        let _ = writeln!(
+            out,
+            "  static instance {} weight {}{}{}",
+            inst.addr,
+            inst.weight,
+            inst.zone
+                .as_deref()
+                .map(|z| format!(" zone {z}"))
+                .unwrap_or_default(),
+            if svc.tls.is_some() { " tls" } else { "" }
+        );
+    }
+    if let Some(d) = &svc.dns {
+        let _ = writeln!(out, "  dns discovery: {:?}", d.query);
+    }
+    if svc.registration && cfg.registry.registration {
+        let _ = writeln!(out, "  accepts self-registration");
+    }
+    match live_instances(cfg.gateway.admin, &svc.name) {
+        Some(lines) if lines.is_empty() => {
+            let _ = writeln!(
+                out,
+                "  live (from {}): no instances; requests get 503",
+                cfg.gateway.admin
+            );
+        }
+        Some(lines) => {
+            let _ = writeln!(out, "  live (from {}):", cfg.gateway.admin);
+            for l in lines {
+                let _ = writeln!(out, "    {l}");
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  live state: gateway admin at {} not reachable; showing configuration only",
+                cfg.gateway.admin
+            );
+        }
+    }
+}
+
+/// Asks a running gateway for a service's live instances. `None` when it is not reachable.
+fn live_instances(admin: std::net::SocketAddr, service: &str) -> Option<Vec<String>> {
+    use std::io::{Read, Write as _};
+    use std::time::Duration;
+    let timeout = Duration::from_millis(500);
+    let mut s = std::net::TcpStream::connect_timeout(&admin, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(
+        format!("GET /registry HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let body = text.split_once("\r\n\r\n")?.1;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let svc = v["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == service)?;
+    let mut lines = Vec::new();
+    let breaker = svc["breaker"]["state"].as_str().unwrap_or("");
+    if breaker == "open" || breaker == "half_open" {
+        lines.push(format!("circuit breaker {breaker}"));
+    }
+    for i in svc["instances"].as_array()? {
+        let mut l = format!(
+            "{} {} [{}]",
+            i["addr"].as_str().unwrap_or("?"),
+            i["health"].as_str().unwrap_or("?"),
+            i["sources"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default()
+        );
+        if i["ejected"].as_bool() == Some(true) {
+            l.push_str(" EJECTED");
+        }
+        if let Some(err) = i["last_probe"]["error"].as_str() {
+            l.push_str(&format!(" last probe: {err}"));
+        }
+        lines.push(l);
+    }
+    Some(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,7 +365,10 @@ service = "monolith"
         let out = explain(f.path(), "GET", "http://shop.example/orders/42?x=1", &[]).unwrap();
         assert!(out.contains("matched route: orders"), "{out}");
         assert!(out.contains("upstream path: /42?x=1"), "{out}");
-        assert!(out.contains("instance 127.0.0.1:8083 weight 2"), "{out}");
+        assert!(
+            out.contains("static instance 127.0.0.1:8083 weight 2"),
+            "{out}"
+        );
         assert!(out.contains("- legacy: also matches"), "{out}");
         let out = explain(f.path(), "DELETE", "/orders/42", &[]).unwrap();
         assert!(out.contains("matched route: legacy"), "{out}");

@@ -15,16 +15,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use crate::registry::dns::DnsQuery;
+use crate::registry::spec::*;
 use crate::router::normalize::PathFlags;
 use crate::router::pattern::{HostPattern, PathPattern};
 use crate::router::{HeaderEdits, Rewrite, Route, Router, Timeouts};
-use crate::upstream::{Service, UpstreamTls};
+use crate::upstream::UpstreamTls;
 
 /// Why a config could not be loaded.
 #[derive(Debug, Error)]
@@ -158,6 +159,7 @@ pub struct GatewaySettings {
     pub trusted_proxies: Vec<Cidr>,
     pub access_log: AccessLog,
     pub limits: Limits,
+    pub zone: Option<String>,
 }
 
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -168,7 +170,8 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 pub struct Config {
     pub path: PathBuf,
     pub gateway: GatewaySettings,
-    pub services: Vec<Arc<Service>>,
+    pub services: Vec<ServiceSpec>,
+    pub registry: RegistrySettings,
     pub router: Router,
     /// Warnings found while compiling (the config is still usable).
     pub warnings: Vec<Diagnostic>,
@@ -176,7 +179,7 @@ pub struct Config {
 
 impl Config {
     pub fn service_index(&self, name: &str) -> Option<usize> {
-        self.services.iter().position(|s| &*s.name == name)
+        self.services.iter().position(|s| s.name == name)
     }
 }
 
@@ -369,6 +372,7 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
     let mut raw_services: Vec<(String, Range<usize>, RawService)> = Vec::new();
     let mut raw_routes: Vec<(usize, Range<usize>, RawRoute)> = Vec::new();
     let mut saw_services = false;
+    let mut raw_registry = RawRegistry::default();
 
     for (key, value) in doc.into_inner() {
         let kspan = key.span();
@@ -400,6 +404,11 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                     ),
                 }
             }
+            "registry" => {
+                if let Some(r) = deserialize::<RawRegistry>(&mut c, value, "registry") {
+                    raw_registry = r;
+                }
+            }
             "routes" => {
                 let span = value.span();
                 match value.into_inner() {
@@ -422,11 +431,11 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                 }
             }
             other => {
-                let hint = match did_you_mean(other, ["gateway", "services", "routes"].into_iter())
+                let hint = match did_you_mean(other, ["gateway", "registry", "services", "routes"].into_iter())
                 {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => {
-                        "the top-level sections are `[gateway]`, `[services.NAME]` and `[[routes]]`"
+                        "the top-level sections are `[gateway]`, `[registry]`, `[services.NAME]` and `[[routes]]`"
                             .into()
                     }
                 };
@@ -450,70 +459,13 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
 
     let gateway = compile_gateway(&mut c, raw_gateway.map(|(g, _)| g).unwrap_or_default());
 
+    let registry = compile_registry(&mut c, raw_registry, gateway.zone.clone());
+
     // Services.
-    let mut services: Vec<Arc<Service>> = Vec::new();
+    let mut services: Vec<ServiceSpec> = Vec::new();
     let mut service_spans: Vec<Range<usize>> = Vec::new();
     for (name, span, raw) in &raw_services {
-        let key = format!("services.{name}");
-        let mut instances = Vec::new();
-        let mut seen = HashSet::new();
-        for inst in &raw.instances {
-            let ispan = span_of(inst);
-            let (addr, weight) = match inst.get_ref() {
-                RawInstance::Addr(a) => (a.as_str(), 1),
-                RawInstance::Table(t) => (t.addr.as_str(), t.weight.unwrap_or(1)),
-            };
-            if let Some(a) = c.socket_addr(addr, ispan.clone(), &format!("{key}.instances")) {
-                if !seen.insert(a) {
-                    c.d.error(
-                        ispan.clone(),
-                        format!("{key}.instances"),
-                        format!("instance {a} is listed twice"),
-                    );
-                }
-                if weight == 0 {
-                    c.d.warning(
-                        ispan,
-                        format!("{key}.instances"),
-                        format!("instance {a} has weight 0 and gets no traffic"),
-                        None,
-                    );
-                }
-                instances.push((a, weight));
-            }
-        }
-        if raw.instances.is_empty() {
-            c.d.warning(
-                span.clone(),
-                key.clone(),
-                format!("service `{name}` has no instances; its routes answer 503"),
-                None,
-            );
-        }
-        let tls = raw.tls.as_ref().map(|t| {
-            let ca = t.ca_file.as_ref().and_then(|f| {
-                let p = c.resolve_path(f);
-                match read_pem_certs(&p) {
-                    Ok(certs) if !certs.is_empty() => Some(certs),
-                    Ok(_) => {
-                        c.d.error(span.clone(), format!("{key}.tls.ca_file"), format!("{} holds no PEM certificate", p.display()));
-                        None
-                    }
-                    Err(e) => {
-                        c.d.error(span.clone(), format!("{key}.tls.ca_file"), format!("cannot read {}: {e}", p.display()));
-                        None
-                    }
-                }
-            });
-            let sni = t.sni.clone().unwrap_or_default();
-            let verify = t.verify.unwrap_or(true);
-            if verify && sni.is_empty() {
-                c.d.error_hint(span.clone(), format!("{key}.tls.sni"), "upstream TLS with verification needs `sni`", "set `sni` to the name on the upstream's certificate, or `verify = false` (not recommended)");
-            }
-            UpstreamTls { sni, verify, ca }
-        });
-        let timeouts = c.timeouts(&raw.timeouts, &format!("{key}.timeouts"));
-        services.push(Arc::new(Service::new(name, instances, tls, timeouts)));
+        services.push(compile_service(&mut c, name, span, raw, &registry));
         service_spans.push(span.clone());
     }
     let names: Vec<&str> = raw_services.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -694,6 +646,53 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
         let response_headers =
             c.header_edits(&raw.response_headers, &format!("{key}.response_headers"));
         let timeouts = c.timeouts(&raw.timeouts, &format!("{key}.timeouts"));
+        let fallback = raw.fallback.as_ref().and_then(|f| {
+            let fname = f.get_ref();
+            match names.iter().position(|n| n == fname) {
+                Some(idx) if Some(idx) == service => {
+                    c.d.error(
+                        span_of(f),
+                        format!("{key}.fallback"),
+                        "a route's fallback must be a different service",
+                    );
+                    None
+                }
+                Some(idx) => {
+                    used[idx] = true;
+                    Some(idx)
+                }
+                None => {
+                    let hint = did_you_mean(fname, names.iter().copied()).map_or_else(
+                        || format!("known services: {}", names.join(", ")),
+                        |s| format!("did you mean `{s}`?"),
+                    );
+                    c.d.error_hint(
+                        span_of(f),
+                        format!("{key}.fallback"),
+                        format!("unknown fallback service `{fname}`"),
+                        hint,
+                    );
+                    None
+                }
+            }
+        });
+        let retries = match &raw.retries {
+            None => RetryPolicy::default(),
+            Some(r) => {
+                let attempts = r.attempts.unwrap_or(RetryPolicy::default().attempts);
+                if attempts == 0 || attempts > 10 {
+                    c.d.error(
+                        span.clone(),
+                        format!("{key}.retries.attempts"),
+                        "attempts must be between 1 (no retry) and 10",
+                    );
+                }
+                RetryPolicy {
+                    attempts: attempts.clamp(1, 10),
+                    non_idempotent: r.non_idempotent,
+                }
+            }
+        };
         if let (Some(pattern), Some(service)) = (pattern, service) {
             let timeouts = timeouts.or(services[service].timeouts);
             routes.push(Route {
@@ -711,6 +710,8 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                 request_headers,
                 response_headers,
                 timeouts,
+                fallback,
+                retries,
             });
         }
     }
@@ -774,9 +775,411 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         gateway,
         services,
+        registry,
         router: Router::new(routes),
         warnings: c.d.items,
     })
+}
+
+fn compile_registry(
+    c: &mut Compiler<'_>,
+    r: RawRegistry,
+    zone: Option<String>,
+) -> RegistrySettings {
+    let d = RegistrySettings::default();
+    let mut token = r.token.as_ref().map(|t| t.get_ref().clone());
+    if let Some(env) = &r.token_env {
+        match std::env::var(env.get_ref()) {
+            Ok(v) if !v.is_empty() => token = Some(v),
+            _ => c.d.error_hint(
+                span_of(env),
+                "registry.token_env",
+                format!("environment variable `{}` is not set", env.get_ref()),
+                "export it before starting ficus, or use `token`",
+            ),
+        }
+    }
+    if token.as_deref() == Some("") {
+        c.d.error(0..0, "registry.token", "the registry token is empty");
+        token = None;
+    }
+    let dns_resolver = r
+        .dns_resolver
+        .as_ref()
+        .and_then(|a| c.socket_addr(a.get_ref(), span_of(a), "registry.dns_resolver"));
+    RegistrySettings {
+        registration: r.registration.unwrap_or(d.registration),
+        token,
+        dns_resolver,
+        default_ttl: c
+            .duration(&r.default_ttl, "registry.default_ttl")
+            .unwrap_or(d.default_ttl),
+        zone,
+    }
+}
+
+fn compile_service(
+    c: &mut Compiler<'_>,
+    name: &str,
+    span: &Range<usize>,
+    raw: &RawService,
+    registry: &RegistrySettings,
+) -> ServiceSpec {
+    let key = format!("services.{name}");
+    let mut statics = Vec::new();
+    let mut seen = HashSet::new();
+    for inst in &raw.instances {
+        let ispan = span_of(inst);
+        let (addr, weight, zone) = match inst.get_ref() {
+            RawInstance::Addr(a) => (a.as_str(), 1, None),
+            RawInstance::Table(t) => (t.addr.as_str(), t.weight.unwrap_or(1), t.zone.clone()),
+        };
+        if let Some(a) = c.socket_addr(addr, ispan.clone(), &format!("{key}.instances")) {
+            if !seen.insert(a) {
+                c.d.error(
+                    ispan.clone(),
+                    format!("{key}.instances"),
+                    format!("instance {a} is listed twice"),
+                );
+            }
+            if weight == 0 {
+                c.d.warning(
+                    ispan,
+                    format!("{key}.instances"),
+                    format!("instance {a} has weight 0 and gets no traffic"),
+                    None,
+                );
+            }
+            statics.push(StaticInstance {
+                addr: a,
+                weight,
+                zone,
+            });
+        }
+    }
+    let registration = raw.registration.unwrap_or(registry.registration);
+    if raw.instances.is_empty() && raw.dns.is_none() && !registration {
+        c.d.warning(span.clone(), key.clone(), format!("service `{name}` has no instances, no DNS discovery and no registration; its routes answer 503"), None);
+    }
+    let tls = raw.tls.as_ref().map(|t| {
+        let ca = t.ca_file.as_ref().and_then(|f| {
+            let p = c.resolve_path(f);
+            match read_pem_certs(&p) {
+                Ok(certs) if !certs.is_empty() => Some(certs),
+                Ok(_) => {
+                    c.d.error(span.clone(), format!("{key}.tls.ca_file"), format!("{} holds no PEM certificate", p.display()));
+                    None
+                }
+                Err(e) => {
+                    c.d.error(span.clone(), format!("{key}.tls.ca_file"), format!("cannot read {}: {e}", p.display()));
+                    None
+                }
+            }
+        });
+        let sni = t.sni.clone().unwrap_or_default();
+        let verify = t.verify.unwrap_or(true);
+        if verify && sni.is_empty() {
+            c.d.error_hint(span.clone(), format!("{key}.tls.sni"), "upstream TLS with verification needs `sni`", "set `sni` to the name on the upstream's certificate, or `verify = false` (not recommended)");
+        }
+        UpstreamTls { sni, verify, ca }
+    });
+    let timeouts = c.timeouts(&raw.timeouts, &format!("{key}.timeouts"));
+    let dns = raw.dns.as_ref().and_then(|d| {
+        let dspan = span_of(d);
+        let d = d.get_ref();
+        let query = match (&d.name, d.port, &d.srv) {
+            (Some(n), Some(port), None) => Some(DnsQuery::Host { name: n.clone(), port }),
+            (None, None, Some(srv)) => Some(DnsQuery::Srv { name: srv.clone() }),
+            (Some(_), None, None) => {
+                c.d.error_hint(dspan.clone(), format!("{key}.dns.port"), "A/AAAA discovery needs a `port`", "add `port = 8080`, or use `srv = \"_http._tcp.NAME\"` to take ports from SRV records");
+                None
+            }
+            _ => {
+                c.d.error_hint(dspan.clone(), format!("{key}.dns"), "set either `name` and `port` (A/AAAA records) or `srv` (SRV records)", "e.g. dns = { name = \"orders.internal\", port = 8080 }");
+                None
+            }
+        }?;
+        let min_ttl = c.duration(&d.min_ttl, &format!("{key}.dns.min_ttl")).unwrap_or(Duration::from_secs(1));
+        let max_ttl = c.duration(&d.max_ttl, &format!("{key}.dns.max_ttl")).unwrap_or(Duration::from_secs(300));
+        if min_ttl > max_ttl {
+            c.d.error(dspan.clone(), format!("{key}.dns"), "`min_ttl` is larger than `max_ttl`");
+        }
+        let resolver = d.resolver.as_ref().and_then(|a| c.socket_addr(a.get_ref(), span_of(a), &format!("{key}.dns.resolver")));
+        Some(DnsSpec { query, min_ttl, max_ttl, resolver })
+    });
+    let health = raw.health.as_ref().and_then(|h| {
+        let hspan = span_of(h);
+        let h = h.get_ref();
+        let hk = format!("{key}.health");
+        let kind = match h.kind.as_deref() {
+            Some("tcp") => {
+                if h.path.is_some() {
+                    c.d.error(
+                        hspan.clone(),
+                        format!("{hk}.path"),
+                        "a `tcp` probe has no path",
+                    );
+                }
+                ProbeKind::Tcp
+            }
+            Some("http") | None => {
+                let path = h.path.clone().unwrap_or_else(|| "/".to_string());
+                if !path.starts_with('/') || path.contains([' ', '\r', '\n']) {
+                    c.d.error(
+                        hspan.clone(),
+                        format!("{hk}.path"),
+                        format!("`{path}` is not a valid probe path"),
+                    );
+                }
+                let method = match Method::from_bytes(
+                    h.method
+                        .as_deref()
+                        .unwrap_or("GET")
+                        .to_ascii_uppercase()
+                        .as_bytes(),
+                ) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        c.d.error(
+                            hspan.clone(),
+                            format!("{hk}.method"),
+                            "invalid probe method",
+                        );
+                        Method::GET
+                    }
+                };
+                let status = match h.expect_status.as_deref().map(parse_status_range) {
+                    None => (200, 399),
+                    Some(Some(r)) => r,
+                    Some(None) => {
+                        c.d.error_hint(
+                            hspan.clone(),
+                            format!("{hk}.expect_status"),
+                            "invalid status range",
+                            "write \"200\" or \"200-399\"",
+                        );
+                        (200, 399)
+                    }
+                };
+                ProbeKind::Http {
+                    method,
+                    path,
+                    host: h.host.clone(),
+                    status,
+                    body_contains: h.body_contains.clone(),
+                }
+            }
+            Some(other) => {
+                c.d.error_hint(
+                    hspan.clone(),
+                    format!("{hk}.type"),
+                    format!("unknown probe type `{other}`"),
+                    "use \"http\" or \"tcp\"",
+                );
+                return None;
+            }
+        };
+        let interval = c
+            .duration(&h.interval, &format!("{hk}.interval"))
+            .unwrap_or(Duration::from_secs(5));
+        let timeout = c
+            .duration(&h.timeout, &format!("{hk}.timeout"))
+            .unwrap_or(Duration::from_secs(1));
+        if interval < Duration::from_millis(10) {
+            c.d.error(
+                hspan.clone(),
+                format!("{hk}.interval"),
+                "probe interval must be at least 10ms",
+            );
+        }
+        Some(HealthSpec {
+            kind,
+            interval,
+            timeout,
+            jitter: h.jitter.unwrap_or(0.1).clamp(0.0, 1.0),
+            healthy_after: h.healthy_after.unwrap_or(2).max(1),
+            unhealthy_after: h.unhealthy_after.unwrap_or(3).max(1),
+            start_healthy: h.start_healthy,
+        })
+    });
+    let outlier = match &raw.outlier {
+        None => Some(OutlierSpec::default()),
+        Some(o) => {
+            let d = OutlierSpec::default();
+            let o = o.get_ref();
+            let pct = o.max_ejection_percent.unwrap_or(d.max_ejection_percent);
+            if pct > 100 {
+                c.d.error(
+                    span.clone(),
+                    format!("{key}.outlier.max_ejection_percent"),
+                    "must be between 0 and 100",
+                );
+            }
+            let consecutive = o.consecutive_failures.unwrap_or(d.consecutive_failures);
+            (consecutive > 0).then(|| OutlierSpec {
+                consecutive_failures: consecutive,
+                base_ejection_time: c
+                    .duration(
+                        &o.base_ejection_time,
+                        &format!("{key}.outlier.base_ejection_time"),
+                    )
+                    .unwrap_or(d.base_ejection_time),
+                max_ejection_time: c
+                    .duration(
+                        &o.max_ejection_time,
+                        &format!("{key}.outlier.max_ejection_time"),
+                    )
+                    .unwrap_or(d.max_ejection_time),
+                max_ejection_percent: pct.min(100),
+            })
+        }
+    };
+    let breaker = raw.breaker.as_ref().map(|b| {
+        let d = BreakerSpec::default();
+        let bspan = span_of(b);
+        let b = b.get_ref();
+        let rate = b.failure_rate.unwrap_or(d.failure_rate);
+        if !(0.0..=1.0).contains(&rate) || rate == 0.0 {
+            c.d.error(
+                bspan,
+                format!("{key}.breaker.failure_rate"),
+                "failure_rate must be in (0, 1]",
+            );
+        }
+        BreakerSpec {
+            consecutive_failures: b
+                .consecutive_failures
+                .unwrap_or(d.consecutive_failures)
+                .max(1),
+            failure_rate: rate,
+            min_requests: b.min_requests.unwrap_or(d.min_requests),
+            window: c
+                .duration(&b.window, &format!("{key}.breaker.window"))
+                .unwrap_or(d.window),
+            open_for: c
+                .duration(&b.open_for, &format!("{key}.breaker.open_for"))
+                .unwrap_or(d.open_for),
+            half_open_requests: b.half_open_requests.unwrap_or(d.half_open_requests).max(1),
+        }
+    });
+    let lb = match raw.lb.as_ref().map(|l| (l.get_ref().as_str(), span_of(l))) {
+        None | Some(("round_robin", _)) => LbPolicy::RoundRobin,
+        Some(("least_request", _)) => LbPolicy::LeastRequest,
+        Some(("hash", lspan)) => {
+            let on = raw.hash_on.as_ref().map(|h| h.get_ref().as_str());
+            match on {
+                Some("client_ip") => LbPolicy::Hash(HashKey::ClientIp),
+                Some(h) if h.starts_with("header:") => {
+                    match HeaderName::from_bytes(h["header:".len()..].trim().as_bytes()) {
+                        Ok(n) => LbPolicy::Hash(HashKey::Header(n)),
+                        Err(_) => {
+                            c.d.error(lspan, format!("{key}.hash_on"), "invalid header name");
+                            LbPolicy::RoundRobin
+                        }
+                    }
+                }
+                Some(h) if h.starts_with("cookie:") && h.len() > "cookie:".len() => {
+                    LbPolicy::Hash(HashKey::Cookie(h["cookie:".len()..].trim().to_string()))
+                }
+                _ => {
+                    c.d.error_hint(
+                        lspan,
+                        format!("{key}.hash_on"),
+                        "`lb = \"hash\"` needs `hash_on`",
+                        "use \"header:NAME\", \"cookie:NAME\" or \"client_ip\"",
+                    );
+                    LbPolicy::RoundRobin
+                }
+            }
+        }
+        Some((other, lspan)) => {
+            let opts = ["round_robin", "least_request", "hash"];
+            let hint = did_you_mean(other, opts.into_iter()).map_or_else(
+                || format!("use one of: {}", opts.join(", ")),
+                |s| format!("did you mean `{s}`?"),
+            );
+            c.d.error_hint(
+                lspan,
+                format!("{key}.lb"),
+                format!("unknown load-balancing policy `{other}`"),
+                hint,
+            );
+            LbPolicy::RoundRobin
+        }
+    };
+    if raw.hash_on.is_some() && !matches!(lb, LbPolicy::Hash(_)) {
+        if let Some(h) = &raw.hash_on {
+            c.d.warning(
+                span_of(h),
+                format!("{key}.hash_on"),
+                "`hash_on` only applies with `lb = \"hash\"`",
+                None,
+            );
+        }
+    }
+    if raw.prefer_zone && registry.zone.is_none() {
+        c.d.warning(
+            span.clone(),
+            format!("{key}.prefer_zone"),
+            "`prefer_zone` needs `[gateway] zone`",
+            Some("set the gateway's own zone, e.g. zone = \"eu-1\"".into()),
+        );
+    }
+    if let Some(t) = raw.panic_threshold {
+        if !(0.0..=1.0).contains(&t) {
+            c.d.error(
+                span.clone(),
+                format!("{key}.panic_threshold"),
+                "panic_threshold must be between 0 and 1",
+            );
+        }
+    }
+    if raw.max_concurrent == Some(0) {
+        c.d.error(
+            span.clone(),
+            format!("{key}.max_concurrent"),
+            "max_concurrent must be at least 1",
+        );
+    }
+    let retry_budget = raw
+        .retry_budget
+        .as_ref()
+        .map_or_else(RetryBudgetSpec::default, |b| {
+            let d = RetryBudgetSpec::default();
+            RetryBudgetSpec {
+                ratio: b.ratio.unwrap_or(d.ratio).clamp(0.0, 10.0),
+                min_retries: b.min_retries.unwrap_or(d.min_retries),
+            }
+        });
+    ServiceSpec {
+        name: name.to_string(),
+        statics,
+        dns,
+        registration,
+        tls,
+        timeouts,
+        health,
+        outlier,
+        breaker,
+        max_concurrent: raw.max_concurrent,
+        lb,
+        prefer_zone: raw.prefer_zone,
+        panic_threshold: raw.panic_threshold,
+        retry_budget,
+    }
+}
+
+/// `"200"` or `"200-399"`.
+fn parse_status_range(s: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+        None => {
+            let v: u16 = s.trim().parse().ok()?;
+            (v, v)
+        }
+    };
+    (100..=599).contains(&lo).then_some(())?;
+    (lo <= hi && hi <= 599).then_some((lo, hi))
 }
 
 fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
@@ -917,6 +1320,7 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
         trusted_proxies,
         access_log,
         limits,
+        zone: g.zone.clone(),
     }
 }
 

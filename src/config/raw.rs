@@ -22,6 +22,24 @@ pub struct RawGateway {
     pub access_log: Option<Spanned<String>>,
     #[serde(default)]
     pub limits: RawLimits,
+    /// This gateway's zone, for zone-aware load balancing.
+    pub zone: Option<String>,
+}
+
+/// `[registry]`: the embedded service registry.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    /// Accept self-registration through the admin API (default true).
+    pub registration: Option<bool>,
+    /// Bearer token required for registry writes.
+    pub token: Option<Spanned<String>>,
+    /// Environment variable holding the bearer token (keeps secrets out of the file).
+    pub token_env: Option<Spanned<String>>,
+    /// DNS server for `dns` discovery (default: the system resolver).
+    pub dns_resolver: Option<Spanned<String>>,
+    /// TTL of a registration when the registrant gives none.
+    pub default_ttl: Option<Spanned<String>>,
 }
 
 /// One listener: a bare address string or a table.
@@ -78,6 +96,93 @@ pub struct RawService {
     pub instances: Vec<Spanned<RawInstance>>,
     pub tls: Option<RawUpstreamTls>,
     pub timeouts: Option<RawTimeouts>,
+    pub dns: Option<Spanned<RawDns>>,
+    /// Accept self-registrations for this service (default: `[registry] registration`).
+    pub registration: Option<bool>,
+    pub health: Option<Spanned<RawHealth>>,
+    pub outlier: Option<Spanned<RawOutlier>>,
+    pub breaker: Option<Spanned<RawBreaker>>,
+    pub max_concurrent: Option<usize>,
+    pub lb: Option<Spanned<String>>,
+    pub hash_on: Option<Spanned<String>>,
+    #[serde(default)]
+    pub prefer_zone: bool,
+    pub panic_threshold: Option<f64>,
+    pub retry_budget: Option<RawRetryBudget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// A/AAAA name (needs `port`).
+    pub name: Option<String>,
+    pub port: Option<u16>,
+    /// SRV name, e.g. `_http._tcp.orders.example`.
+    pub srv: Option<String>,
+    pub min_ttl: Option<Spanned<String>>,
+    pub max_ttl: Option<Spanned<String>>,
+    /// DNS server for this service (overrides `[registry] dns_resolver`).
+    pub resolver: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// `http` (default when `path` is set) or `tcp`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    pub method: Option<String>,
+    /// Expected status range, e.g. `"200-399"` or `"200"`.
+    pub expect_status: Option<String>,
+    pub body_contains: Option<String>,
+    pub host: Option<String>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    /// Random extra delay as a fraction of `interval` (default 0.1).
+    pub jitter: Option<f64>,
+    pub healthy_after: Option<u32>,
+    pub unhealthy_after: Option<u32>,
+    /// Whether a new instance gets traffic before its first successful probes.
+    #[serde(default)]
+    pub start_healthy: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlier {
+    pub consecutive_failures: Option<u32>,
+    pub base_ejection_time: Option<Spanned<String>>,
+    pub max_ejection_time: Option<Spanned<String>>,
+    pub max_ejection_percent: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub consecutive_failures: Option<u32>,
+    pub failure_rate: Option<f64>,
+    pub min_requests: Option<u32>,
+    pub window: Option<Spanned<String>>,
+    pub open_for: Option<Spanned<String>>,
+    pub half_open_requests: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryBudget {
+    pub ratio: Option<f64>,
+    pub min_retries: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    /// Total tries including the first (1 = no retry).
+    pub attempts: Option<u32>,
+    /// Also retry non-idempotent methods (POST, PATCH) when the request was not sent.
+    #[serde(default)]
+    pub non_idempotent: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +197,7 @@ pub enum RawInstance {
 pub struct RawInstanceTable {
     pub addr: String,
     pub weight: Option<u32>,
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +233,9 @@ pub struct RawRoute {
     pub timeouts: Option<RawTimeouts>,
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
+    /// Service to use when this route's service is unavailable (breaker open, no instance).
+    pub fallback: Option<Spanned<String>>,
+    pub retries: Option<RawRetries>,
 }
 
 #[derive(Debug, Deserialize)]

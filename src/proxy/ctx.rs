@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::respond::GatewayError;
 use crate::config::AccessLog;
 use crate::ids::TraceParent;
+use crate::registry::{BulkheadPermit, InstancePermit, Member, ServiceState};
 use crate::runtime::{InflightGuard, Runtime, Shared};
 
 /// The routing decision for a request.
@@ -20,6 +21,31 @@ pub struct Routed {
     /// The wire-form target (path and query) for the upstream when it differs from the
     /// incoming one.
     pub target: Option<String>,
+}
+
+/// One try at an upstream instance.
+pub struct Attempt {
+    pub service: Arc<ServiceState>,
+    pub member: Arc<Member>,
+    /// Admitted as a half-open circuit-breaker trial.
+    pub trial: bool,
+    /// Whether its outcome was already reported to outlier detection and the breaker.
+    pub recorded: bool,
+    pub _permit: InstancePermit,
+}
+
+/// The upstream side of a request: which service, which tries.
+#[derive(Default)]
+pub struct Upstream {
+    /// Index of the service in use (the route's, or its fallback).
+    pub service: Option<usize>,
+    pub fell_back: bool,
+    pub attempts: u32,
+    pub tried: Vec<SocketAddr>,
+    pub current: Option<Attempt>,
+    pub bulkhead: Option<BulkheadPermit>,
+    pub breaker_trial: bool,
+    pub retry_after: Option<Duration>,
 }
 
 /// Everything the gateway knows about one request.
@@ -35,6 +61,7 @@ pub struct RequestCtx {
     /// The original client (from X-Forwarded-For when the peer is trusted).
     pub client_ip: Option<IpAddr>,
     pub routed: Option<Routed>,
+    pub upstream: Upstream,
     pub instance: Option<SocketAddr>,
     pub upstream_start: Option<Instant>,
     pub upstream_elapsed: Option<Duration>,
@@ -57,6 +84,7 @@ impl RequestCtx {
             peer_trusted: false,
             client_ip: None,
             routed: None,
+            upstream: Upstream::default(),
             instance: None,
             upstream_start: None,
             upstream_elapsed: None,
@@ -74,7 +102,8 @@ pub fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Dur
     let (route, service) = match &ctx.routed {
         Some(r) => {
             let route = rt.config.router.route(r.index);
-            (&*route.name, &*rt.config.services[route.service].name)
+            let svc = ctx.upstream.service.unwrap_or(route.service);
+            (&*route.name, rt.config.services[svc].name.as_str())
         }
         None => ("", ""),
     };
@@ -104,6 +133,8 @@ pub fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Dur
         bytes_sent = session.body_bytes_sent(),
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         upstream_ms,
+        attempts = ctx.upstream.attempts,
+        fallback = ctx.upstream.fell_back,
         error,
         detail,
     );

@@ -16,6 +16,7 @@ pub mod ctx;
 pub mod header_deadline;
 pub mod headers;
 pub mod respond;
+pub mod select;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -146,7 +147,7 @@ impl ProxyHttp for Gateway {
             Err(e) => {
                 ctx.gateway_error = Some(e);
                 let keepalive = !matches!(e, GatewayError::BodyTooLarge);
-                write_error(session, e, &ctx.request_id, keepalive).await;
+                write_error(session, e, &ctx.request_id, keepalive, None).await;
                 Ok(true)
             }
         }
@@ -170,23 +171,23 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// Picks an instance of the route's service.
+    /// Picks an instance (breaker, bulkhead, fallback, load balancing). Called again for
+    /// each retry.
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some(routed) = &ctx.routed else {
-            return Err(GatewayError::Internal.into_pingora());
-        };
-        let route = ctx.runtime.config.router.route(routed.index);
-        let service = &ctx.runtime.config.services[route.service];
-        let Some(instance) = service.pick() else {
-            return Err(GatewayError::NoInstance.into_pingora());
-        };
-        ctx.instance = Some(instance.addr);
-        ctx.upstream_start = Some(Instant::now());
-        Ok(service.peer_for(instance, route.timeouts, ctx.start.elapsed()))
+        match select::choose(ctx, &session.req_header().headers) {
+            Ok(peer) => {
+                ctx.upstream_start = Some(Instant::now());
+                Ok(peer)
+            }
+            Err(e) => {
+                ctx.gateway_error = Some(e);
+                Err(e.into_pingora())
+            }
+        }
     }
 
     /// Rewrites the request for the upstream.
@@ -256,15 +257,53 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// Upstream connect failures: counted here; the request then fails (retries arrive with
-    /// the service-registry work).
-    fn fail_to_connect(
+    /// Records the attempt's outcome as soon as the upstream answers.
+    async fn upstream_response_filter(
         &self,
         _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !resp.status.is_informational() {
+            select::finish_attempt(ctx, resp.status.as_u16() < 500);
+        }
+        Ok(())
+    }
+
+    /// A connect failure: the request was not sent, so it may go to another instance.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
         _peer: &HttpPeer,
-        _ctx: &mut RequestCtx,
-        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
     ) -> Box<Error> {
+        select::finish_attempt(ctx, false);
+        let retry = select::may_retry(ctx, &session.req_header().method);
+        e.set_retry(retry);
+        e
+    }
+
+    /// A failure on an established upstream connection before the response: retried only
+    /// for idempotent requests (or routes that opt in) whose body can be replayed.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        if e.esource() == &pingora_error::ErrorSource::Upstream {
+            select::finish_attempt(ctx, false);
+        }
+        let replayable = !session.as_ref().retry_buffer_truncated();
+        let retry = replayable
+            && e.esource() == &pingora_error::ErrorSource::Upstream
+            && session.response_written().is_none()
+            && select::may_retry(ctx, &session.req_header().method);
+        e.set_retry(retry);
         e
     }
 
@@ -275,10 +314,18 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let (err, kind) = classify(e);
+        let (classified, kind) = classify(e);
+        // Errors decided by the gateway itself (breaker, bulkhead, no instance) were recorded
+        // when they happened; everything else is classified from pingora's error.
+        let err = match ctx.gateway_error {
+            Some(own) if matches!(e.etype(), pingora_error::ErrorType::HTTPStatus(_)) => own,
+            _ => classified,
+        };
+        select::finish_attempt(ctx, false);
         if let (Some(kind), Some(routed)) = (kind, &ctx.routed) {
             let route = ctx.runtime.config.router.route(routed.index);
-            ctx.runtime.service_metrics[route.service].upstream_error(kind);
+            let svc = ctx.upstream.service.unwrap_or(route.service);
+            ctx.runtime.service_metrics[svc].upstream_error(kind);
         }
         ctx.gateway_error = Some(err);
         ctx.error_detail = Some(e.to_string());
@@ -295,7 +342,14 @@ impl ProxyHttp for Gateway {
             };
         }
         if session.response_written().is_none() {
-            write_error(session, err, &ctx.request_id, false).await;
+            write_error(
+                session,
+                err,
+                &ctx.request_id,
+                false,
+                ctx.upstream.retry_after,
+            )
+            .await;
         }
         FailToProxy {
             error_code: err.status(),
@@ -304,7 +358,8 @@ impl ProxyHttp for Gateway {
     }
 
     /// Metrics and the access log.
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        select::finish_attempt(ctx, e.is_none());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
         let rt = &ctx.runtime;

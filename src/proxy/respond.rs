@@ -24,6 +24,10 @@ pub enum GatewayError {
     BodyTooLarge,
     SlowClient,
     NoInstance,
+    /// The service's circuit breaker is open.
+    CircuitOpen,
+    /// The service's bulkhead (`max_concurrent`) is full.
+    AtCapacity,
     UpstreamUnreachable,
     UpstreamTimeout,
     UpstreamFailed,
@@ -41,7 +45,7 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => 431,
             GatewayError::Internal => 500,
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => 502,
-            GatewayError::NoInstance => 503,
+            GatewayError::NoInstance | GatewayError::CircuitOpen | GatewayError::AtCapacity => 503,
             GatewayError::UpstreamTimeout => 504,
         }
     }
@@ -65,6 +69,8 @@ impl GatewayError {
             GatewayError::BodyTooLarge => "request body too large",
             GatewayError::SlowClient => "request not received in time",
             GatewayError::NoInstance => "no healthy instance of the upstream service",
+            GatewayError::CircuitOpen => "upstream service is failing; circuit breaker open",
+            GatewayError::AtCapacity => "upstream service is at its concurrency limit",
             GatewayError::UpstreamUnreachable => "upstream service unreachable",
             GatewayError::UpstreamTimeout => "upstream service timed out",
             GatewayError::UpstreamFailed => "upstream service failed",
@@ -139,6 +145,7 @@ pub async fn write_error(
     err: GatewayError,
     request_id: &str,
     keepalive: bool,
+    retry_after: Option<std::time::Duration>,
 ) {
     let body = error_body(err, request_id);
     let Ok(mut resp) = ResponseHeader::build(err.status(), Some(4)) else {
@@ -147,8 +154,10 @@ pub async fn write_error(
     let _ = resp.insert_header("content-type", "application/json");
     let _ = resp.insert_header("content-length", body.len().to_string());
     let _ = resp.insert_header("x-request-id", request_id);
-    if err == GatewayError::NoInstance {
-        let _ = resp.insert_header("retry-after", "1");
+    if err.status() == 503 {
+        // Whole seconds, rounded up, at least 1.
+        let secs = retry_after.map_or(1, |d| d.as_millis().div_ceil(1000).max(1) as u64);
+        let _ = resp.insert_header("retry-after", secs.to_string());
     }
     if !keepalive {
         session.set_keepalive(None);

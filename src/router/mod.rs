@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::registry::spec::RetryPolicy;
 pub use rewrite::Rewrite;
 
 /// Header edits applied to a request or response.
@@ -76,6 +77,9 @@ pub struct Route {
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
     pub timeouts: Timeouts,
+    /// Service index to use when the route's service is unavailable.
+    pub fallback: Option<usize>,
+    pub retries: RetryPolicy,
 }
 
 impl Route {
@@ -303,6 +307,8 @@ mod tests {
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
             timeouts: Timeouts::default(),
+            fallback: None,
+            retries: RetryPolicy::default(),
         }
     }
 

@@ -1,16 +1,11 @@
-//! Services, their instances, and picking an instance for a request.
+//! Upstream connection details: peer templates (address, TLS, SNI, CA, pool idle time),
+//! per-attempt timeouts, and the smooth weighted round-robin schedule.
 //!
-//! A [`Service`] is compiled from routes.toml. Each instance carries a ready-made
-//! [`HttpPeer`] template (address, TLS, SNI, timeouts) so the request path only clones it.
-//! Selection is weighted round robin over a precomputed, smoothly interleaved sequence and
-//! one atomic cursor: no lock on the request path.
-//!
-//! This module must not block or do I/O: discovery and health run elsewhere and will publish
-//! into the instance set.
+//! Each instance carries a ready-made [`HttpPeer`] template so the request path only clones
+//! it. Which instance to use is decided by the registry (src/registry).
 
 use pingora_core::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,87 +26,28 @@ pub struct UpstreamTls {
     pub ca: Option<Vec<Vec<u8>>>,
 }
 
-/// One instance of a service.
-#[derive(Debug)]
-pub struct Instance {
-    pub addr: SocketAddr,
-    pub weight: u32,
-    /// Peer template cloned per request; timeouts are adjusted per route.
-    pub peer: HttpPeer,
+/// A peer for one attempt: the instance's template with the effective timeouts.
+/// `elapsed` is how long the request has already spent in the gateway, so `total` bounds
+/// the wait for the response head from the start of the request.
+pub fn peer_with_timeouts(template: &HttpPeer, t: Timeouts, elapsed: Duration) -> Box<HttpPeer> {
+    let mut peer = Box::new(template.clone());
+    let connect = t.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let mut read = t.read.unwrap_or(DEFAULT_READ_TIMEOUT);
+    let mut connect_total = connect;
+    if let Some(total) = t.total {
+        let left = total.saturating_sub(elapsed).max(Duration::from_millis(1));
+        read = read.min(left);
+        connect_total = connect_total.min(left);
+    }
+    peer.options.connection_timeout = Some(connect_total);
+    peer.options.total_connection_timeout = Some(connect_total + connect);
+    peer.options.read_timeout = Some(read);
+    peer.options.write_timeout = Some(read);
+    peer
 }
 
-/// A named set of instances behind a route.
-#[derive(Debug)]
-pub struct Service {
-    pub name: Arc<str>,
-    pub instances: Vec<Instance>,
-    pub tls: Option<UpstreamTls>,
-    pub timeouts: Timeouts,
-    /// Instance indices in smooth weighted round-robin order.
-    schedule: Vec<u32>,
-    cursor: AtomicUsize,
-}
-
-/// Upper bound on the precomputed schedule; weights are scaled down past it.
-const MAX_SCHEDULE: u64 = 4096;
-
-impl Service {
-    pub fn new(
-        name: &str,
-        instances: Vec<(SocketAddr, u32)>,
-        tls: Option<UpstreamTls>,
-        timeouts: Timeouts,
-    ) -> Service {
-        let instances: Vec<Instance> = instances
-            .into_iter()
-            .map(|(addr, weight)| Instance {
-                addr,
-                weight,
-                peer: make_peer(addr, tls.as_ref()),
-            })
-            .collect();
-        let weights: Vec<u32> = instances.iter().map(|i| i.weight).collect();
-        Service {
-            name: name.into(),
-            schedule: smooth_wrr_schedule(&weights),
-            instances,
-            tls,
-            timeouts,
-            cursor: AtomicUsize::new(0),
-        }
-    }
-
-    /// The next instance in weighted round-robin order, or `None` for an empty service.
-    pub fn pick(&self) -> Option<&Instance> {
-        if self.schedule.is_empty() {
-            return None;
-        }
-        let n = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let idx = self.schedule[n % self.schedule.len()] as usize;
-        self.instances.get(idx)
-    }
-
-    /// A peer for `instance` with the effective timeouts. `elapsed` is how long the request
-    /// has already spent in the gateway, so `total` bounds the wait for the response head.
-    pub fn peer_for(&self, instance: &Instance, t: Timeouts, elapsed: Duration) -> Box<HttpPeer> {
-        let mut peer = Box::new(instance.peer.clone());
-        let connect = t.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let mut read = t.read.unwrap_or(DEFAULT_READ_TIMEOUT);
-        let mut connect_total = connect;
-        if let Some(total) = t.total {
-            let left = total.saturating_sub(elapsed).max(Duration::from_millis(1));
-            read = read.min(left);
-            connect_total = connect_total.min(left);
-        }
-        peer.options.connection_timeout = Some(connect_total);
-        peer.options.total_connection_timeout = Some(connect_total + connect);
-        peer.options.read_timeout = Some(read);
-        peer.options.write_timeout = Some(read);
-        peer
-    }
-}
-
-fn make_peer(addr: SocketAddr, tls: Option<&UpstreamTls>) -> HttpPeer {
+/// The peer template of an instance: address, TLS and SNI, pool idle time, CA.
+pub fn make_peer(addr: SocketAddr, tls: Option<&UpstreamTls>) -> HttpPeer {
     let mut peer = match tls {
         Some(t) => HttpPeer::new(addr, true, t.sni.clone()),
         None => HttpPeer::new(addr, false, String::new()),
@@ -131,6 +67,9 @@ fn make_peer(addr: SocketAddr, tls: Option<&UpstreamTls>) -> HttpPeer {
     }
     peer
 }
+
+/// Upper bound on the precomputed schedule; weights are scaled down past it.
+const MAX_SCHEDULE: u64 = 4096;
 
 /// nginx's smooth weighted round robin, unrolled into a fixed sequence: weights 5,1,1 give
 /// a a b a c a a rather than a a a a a b c, so a heavy instance never gets a burst.
@@ -181,19 +120,6 @@ mod tests {
         assert_eq!(smooth_wrr_schedule(&[1, 2]), vec![1, 0, 1]);
         assert!(smooth_wrr_schedule(&[]).is_empty());
         assert!(smooth_wrr_schedule(&[0]).is_empty());
-    }
-
-    #[test]
-    fn pick_follows_weights() {
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let svc = Service::new("s", vec![(a, 1), (b, 2)], None, Timeouts::default());
-        let mut counts = [0; 2];
-        for _ in 0..300 {
-            let i = svc.pick().unwrap();
-            counts[usize::from(i.addr == b)] += 1;
-        }
-        assert_eq!(counts, [100, 200]);
     }
 
     #[test]

@@ -1,0 +1,178 @@
+//! Upstream selection for one request: circuit breaker, bulkhead, fallback service,
+//! instance choice, retries, and reporting each attempt's outcome.
+//!
+//! Called from the proxy phases; everything here is atomics and small vectors, no locks
+//! and no I/O.
+
+use http::{HeaderMap, Method};
+use pingora_core::upstreams::peer::HttpPeer;
+
+use super::ctx::{Attempt, RequestCtx};
+use super::respond::GatewayError;
+use crate::registry::breaker::Admission;
+use crate::registry::spec::{HashKey, LbPolicy};
+use crate::registry::{stable_hash, NoPick, PickContext};
+use crate::upstream::peer_with_timeouts;
+
+/// Admits the request to a service: breaker, then bulkhead.
+fn admit(ctx: &mut RequestCtx, service: usize) -> Result<(), GatewayError> {
+    let svc = ctx.runtime.services[service].clone();
+    let spec = svc.spec();
+    let mut trial = false;
+    if let Some(b) = &spec.breaker {
+        match svc.breaker.admit(b) {
+            Admission::Allowed => {}
+            Admission::Trial => trial = true,
+            Admission::Rejected(left) => {
+                ctx.upstream.retry_after = Some(left);
+                return Err(GatewayError::CircuitOpen);
+            }
+        }
+    }
+    let permit = match spec.max_concurrent {
+        Some(max) => match svc.try_acquire(max) {
+            Some(p) => p,
+            None => {
+                if trial {
+                    // Give the trial slot back: this request never reached the upstream.
+                    svc.breaker.record(
+                        spec.breaker.as_ref().unwrap_or(&Default::default()),
+                        true,
+                        true,
+                    );
+                }
+                return Err(GatewayError::AtCapacity);
+            }
+        },
+        None => svc.enter(),
+    };
+    svc.budget.request();
+    ctx.upstream.service = Some(service);
+    ctx.upstream.bulkhead = Some(permit);
+    ctx.upstream.breaker_trial = trial;
+    Ok(())
+}
+
+fn hash_key(policy: &LbPolicy, headers: &HeaderMap, ctx: &RequestCtx) -> Option<u64> {
+    let LbPolicy::Hash(key) = policy else {
+        return None;
+    };
+    match key {
+        HashKey::Header(name) => headers.get(name).map(|v| stable_hash(v.as_bytes())),
+        HashKey::Cookie(name) => headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| stable_hash(v.as_bytes())),
+        HashKey::ClientIp => ctx
+            .client_ip
+            .map(|ip| stable_hash(ip.to_string().as_bytes())),
+    }
+}
+
+/// Chooses the instance for the next attempt and returns its peer.
+pub fn choose(ctx: &mut RequestCtx, headers: &HeaderMap) -> Result<Box<HttpPeer>, GatewayError> {
+    let Some(routed) = &ctx.routed else {
+        return Err(GatewayError::Internal);
+    };
+    let rt = ctx.runtime.clone();
+    let route = rt.config.router.route(routed.index);
+    if ctx.upstream.attempts == 0 {
+        if let Err(e) = admit(ctx, route.service) {
+            let fallback = route.fallback.ok_or(e)?;
+            ctx.upstream.fell_back = true;
+            admit(ctx, fallback)?;
+        }
+    }
+    ctx.upstream.attempts += 1;
+    loop {
+        let service = ctx.upstream.service.unwrap_or(route.service);
+        let svc = rt.services[service].clone();
+        let spec = svc.spec();
+        let hash = hash_key(&spec.lb, headers, ctx);
+        let zone = rt.config.registry.zone.as_deref();
+        let picked = svc.pick(&PickContext {
+            exclude: &ctx.upstream.tried,
+            hash,
+            zone,
+        });
+        match picked {
+            Ok((member, permit)) => {
+                ctx.upstream.tried.push(member.addr);
+                ctx.instance = Some(member.addr);
+                let timeouts = route.timeouts.or(spec.timeouts);
+                let peer = peer_with_timeouts(&member.peer, timeouts, ctx.start.elapsed());
+                let trial = std::mem::take(&mut ctx.upstream.breaker_trial);
+                ctx.upstream.current = Some(Attempt {
+                    service: svc,
+                    member,
+                    trial,
+                    recorded: false,
+                    _permit: permit,
+                });
+                return Ok(peer);
+            }
+            Err(NoPick::Empty | NoPick::NoneHealthy) => {
+                // The strangler's safety net: an unavailable new service falls back.
+                if !ctx.upstream.fell_back && ctx.upstream.attempts == 1 {
+                    if let Some(fb) = route.fallback {
+                        ctx.upstream.fell_back = true;
+                        ctx.upstream.bulkhead = None;
+                        admit(ctx, fb)?;
+                        continue;
+                    }
+                }
+                return Err(GatewayError::NoInstance);
+            }
+        }
+    }
+}
+
+/// Reports the current attempt's outcome to outlier detection and the circuit breaker
+/// (once per attempt).
+pub fn finish_attempt(ctx: &mut RequestCtx, ok: bool) {
+    let Some(a) = ctx.upstream.current.as_mut() else {
+        return;
+    };
+    if a.recorded {
+        return;
+    }
+    a.recorded = true;
+    a.service.record(&a.member, ok);
+    let spec = a.service.spec();
+    if let Some(b) = &spec.breaker {
+        a.service.breaker.record(b, ok, a.trial);
+    }
+}
+
+/// Whether a failed attempt may be tried again on another instance: the route allows more
+/// attempts, the method is idempotent (or the route opts in), and the service's retry
+/// budget has room.
+pub fn may_retry(ctx: &RequestCtx, method: &Method) -> bool {
+    let Some(routed) = &ctx.routed else {
+        return false;
+    };
+    let route = ctx.runtime.config.router.route(routed.index);
+    if ctx.upstream.attempts >= route.retries.attempts {
+        return false;
+    }
+    if !method.is_idempotent() && !route.retries.non_idempotent {
+        return false;
+    }
+    let Some(a) = &ctx.upstream.current else {
+        return false;
+    };
+    let spec = a.service.spec();
+    if a.service.budget.try_retry(&spec.retry_budget) {
+        a.service
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        true
+    } else {
+        tracing::debug!(service = %a.service.name, "retry budget exhausted");
+        false
+    }
+}

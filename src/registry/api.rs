@@ -1,0 +1,355 @@
+//! The registry's admin API: self-registration writes and the JSON view the dashboard
+//! renders.
+//!
+//! ```text
+//! GET    /registry                                        JSON of every service and instance
+//! GET    /registry/ui                                     the dashboard page
+//! POST   /registry/services/{name}/instances              register {addr, weight?, zone?, version?, metadata?, ttl?}
+//! PUT    /registry/services/{name}/instances/{id}/heartbeat   renew the TTL
+//! DELETE /registry/services/{name}/instances/{id}         deregister
+//! ```
+//! Writes need `Authorization: Bearer <token>` when `[registry] token` is set.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::breaker::BreakerState;
+use super::clock::now_ms;
+use super::{Registry, RegistryError};
+use crate::config::parse_duration;
+
+/// A registration request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub addr: String,
+    pub weight: Option<u32>,
+    pub zone: Option<String>,
+    pub version: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// `"30s"` or a number of seconds.
+    pub ttl: Option<Value>,
+}
+
+/// An API answer: status and JSON body.
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+fn error(status: u16, msg: impl Into<String>) -> ApiResponse {
+    ApiResponse {
+        status,
+        body: json!({ "error": msg.into() }),
+    }
+}
+
+fn registry_error(e: RegistryError) -> ApiResponse {
+    let status = match e {
+        RegistryError::UnknownService(_) | RegistryError::UnknownInstance(..) => 404,
+        RegistryError::RegistrationDisabled(_) => 403,
+        RegistryError::Invalid(_) => 400,
+    };
+    error(status, e.to_string())
+}
+
+/// Compares in constant time so a token cannot be guessed byte by byte from timings.
+fn token_matches(given: &[u8], want: &[u8]) -> bool {
+    if given.len() != want.len() {
+        return false;
+    }
+    given
+        .iter()
+        .zip(want)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// Checks the bearer token for writes. `authorization` is the raw header value.
+pub fn authorized(registry: &Registry, authorization: Option<&[u8]>) -> bool {
+    let settings = registry.settings();
+    let Some(token) = &settings.token else {
+        return true;
+    };
+    match authorization.and_then(|v| v.strip_prefix(b"Bearer ".as_slice())) {
+        Some(given) => token_matches(given, token.as_bytes()),
+        None => false,
+    }
+}
+
+fn parse_ttl(v: &Value) -> Option<Duration> {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map(Duration::from_secs_f64),
+        Value::String(s) => parse_duration(s),
+        _ => None,
+    }
+}
+
+/// Handles a write (`POST`/`PUT`/`DELETE` under `/registry/services/`). Returns `None` for
+/// paths that are not registry writes.
+pub fn write(registry: &Registry, method: &str, path: &str, body: &[u8]) -> Option<ApiResponse> {
+    let rest = path.strip_prefix("/registry/services/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    Some(match (method, parts.as_slice()) {
+        ("POST", [service, "instances"]) => {
+            let req: RegisterRequest = match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return Some(error(400, format!("invalid registration body: {e}"))),
+            };
+            let Ok(addr) = req.addr.parse::<SocketAddr>() else {
+                return Some(error(
+                    400,
+                    format!("`{}` is not an ip:port address", req.addr),
+                ));
+            };
+            let ttl = match &req.ttl {
+                None => None,
+                Some(v) => match parse_ttl(v) {
+                    Some(t) => Some(t),
+                    None => {
+                        return Some(error(400, "ttl must be seconds or a duration like \"30s\""))
+                    }
+                },
+            };
+            match registry.register(
+                service,
+                super::NewInstance {
+                    addr,
+                    weight: req.weight.unwrap_or(1),
+                    zone: req.zone,
+                    version: req.version,
+                    metadata: req.metadata,
+                    ttl,
+                },
+            ) {
+                Ok((id, ttl)) => ApiResponse {
+                    status: 201,
+                    body: json!({ "id": id, "service": service, "addr": addr.to_string(), "ttl_seconds": ttl.as_secs_f64() }),
+                },
+                Err(e) => registry_error(e),
+            }
+        }
+        ("PUT", [service, "instances", id, "heartbeat"]) => match registry.heartbeat(service, id) {
+            Ok(ttl) => ApiResponse {
+                status: 200,
+                body: json!({ "id": id, "ttl_seconds": ttl.as_secs_f64() }),
+            },
+            Err(e) => registry_error(e),
+        },
+        ("DELETE", [service, "instances", id]) => match registry.deregister(service, id) {
+            Ok(()) => ApiResponse {
+                status: 200,
+                body: json!({ "id": id, "deregistered": true }),
+            },
+            Err(e) => registry_error(e),
+        },
+        _ => error(404, "unknown registry endpoint"),
+    })
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// The JSON view of the whole registry.
+pub fn snapshot(registry: &Registry) -> Value {
+    let now = now_ms();
+    let settings = registry.settings();
+    let services: Vec<Value> = registry
+        .services()
+        .iter()
+        .map(|svc| {
+            let spec = svc.spec();
+            let members = svc.members();
+            let registrations = svc.registrations();
+            let mut healthy = 0;
+            let instances: Vec<Value> = members
+                .instances
+                .iter()
+                .map(|m| {
+                    let live = &m.live;
+                    let health = if spec.health.is_some() {
+                        live.health().label()
+                    } else {
+                        // Without probes an instance counts as healthy unless ejected.
+                        "healthy"
+                    };
+                    let ejected_for = live.ejected_for(now);
+                    if health == "healthy" && ejected_for.is_none() {
+                        healthy += 1;
+                    }
+                    let last_probe = live
+                        .last_probe
+                        .lock()
+                        .ok()
+                        .and_then(|p| p.clone())
+                        .map(|p| {
+                            json!({
+                                "ok": p.ok,
+                                "status": p.status,
+                                "latency_ms": (p.latency.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+                                "error": p.error,
+                                "ms_ago": now.saturating_sub(p.at_ms),
+                            })
+                        });
+                    let expires = m
+                        .registrations
+                        .iter()
+                        .filter_map(|id| registrations.get(id))
+                        .map(|r| r.expires_at_ms.saturating_sub(now))
+                        .max();
+                    json!({
+                        "id": m.registrations.first().cloned().unwrap_or_else(|| m.addr.to_string()),
+                        "addr": m.addr.to_string(),
+                        "weight": m.weight,
+                        "zone": m.zone,
+                        "version": m.version,
+                        "metadata": m.metadata,
+                        "sources": m.source_names(),
+                        "health": health,
+                        "ejected": ejected_for.is_some(),
+                        "ejected_for_ms": ejected_for.map(ms),
+                        "ejections": live.ejections(),
+                        "last_probe": last_probe,
+                        "inflight": live.inflight(),
+                        "expires_in_ms": expires,
+                    })
+                })
+                .collect();
+            let mut sources: Vec<&str> = Vec::new();
+            if !spec.statics.is_empty() {
+                sources.push("static");
+            }
+            if spec.registration && settings.registration {
+                sources.push("registered");
+            }
+            if spec.dns.is_some() {
+                sources.push("dns");
+            }
+            let breaker = match &spec.breaker {
+                Some(b) => json!({
+                    "state": match svc.breaker.state() {
+                        BreakerState::Closed => "closed",
+                        BreakerState::Open => "open",
+                        BreakerState::HalfOpen => "half_open",
+                    },
+                    "open_for_ms": svc.breaker.open_for(b).map(ms),
+                    "consecutive_failures": svc.breaker.consecutive_failures(),
+                }),
+                None => json!({ "state": "disabled", "open_for_ms": null, "consecutive_failures": 0 }),
+            };
+            let dns = spec.dns.as_ref().map(|d| {
+                let st = svc.dns_status.lock().map(|s| s.clone()).unwrap_or_default();
+                json!({
+                    "query": match &d.query {
+                        super::dns::DnsQuery::Host { name, port } => format!("{name}:{port}"),
+                        super::dns::DnsQuery::Srv { name } => name.clone(),
+                    },
+                    "last_ok_ms_ago": st.last_ok_ms.map(|t| now.saturating_sub(t)),
+                    "last_error": st.last_error,
+                    "failures": st.failures,
+                    "next_in_ms": st.next_ms.saturating_sub(now),
+                })
+            });
+            json!({
+                "name": svc.name,
+                "lb": spec.lb.label(),
+                "breaker": breaker,
+                "inflight": svc.inflight(),
+                "max_concurrent": spec.max_concurrent,
+                "healthy": healthy,
+                "total": members.instances.len(),
+                "sources": sources,
+                "dns": dns,
+                "retries": svc.retries.load(std::sync::atomic::Ordering::Relaxed),
+                "ejections_total": svc.ejections_total.load(std::sync::atomic::Ordering::Relaxed),
+                "instances": instances,
+            })
+        })
+        .collect();
+    json!({
+        "generated_at_ms": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        "zone": settings.zone,
+        "services": services,
+    })
+}
+
+/// Extra Prometheus lines about services (instance health, breakers, DNS, retries).
+pub fn metrics(registry: &Registry, out: &mut String) {
+    use std::fmt::Write;
+    let now = now_ms();
+    out.push_str("# HELP ficus_service_instances Instances by service and state.\n# TYPE ficus_service_instances gauge\n");
+    let services = registry.services();
+    for svc in &services {
+        let spec = svc.spec();
+        let (mut healthy, mut unhealthy, mut ejected) = (0, 0, 0);
+        for m in svc.members().instances.iter() {
+            if m.live.ejected_for(now).is_some() {
+                ejected += 1;
+            } else if spec.health.is_none() || m.live.health() == super::Health::Healthy {
+                healthy += 1;
+            } else {
+                unhealthy += 1;
+            }
+        }
+        for (state, n) in [
+            ("healthy", healthy),
+            ("unhealthy", unhealthy),
+            ("ejected", ejected),
+        ] {
+            let _ = writeln!(
+                out,
+                "ficus_service_instances{{service=\"{}\",state=\"{state}\"}} {n}",
+                svc.name
+            );
+        }
+    }
+    out.push_str("# HELP ficus_circuit_breaker_open 1 when the service's breaker is open or half-open.\n# TYPE ficus_circuit_breaker_open gauge\n");
+    for svc in &services {
+        let open = u8::from(svc.breaker.state() != BreakerState::Closed);
+        let _ = writeln!(
+            out,
+            "ficus_circuit_breaker_open{{service=\"{}\"}} {open}",
+            svc.name
+        );
+    }
+    out.push_str("# HELP ficus_retries_total Retried upstream attempts.\n# TYPE ficus_retries_total counter\n");
+    for svc in &services {
+        let _ = writeln!(
+            out,
+            "ficus_retries_total{{service=\"{}\"}} {}",
+            svc.name,
+            svc.retries.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    out.push_str("# HELP ficus_outlier_ejections_total Instances ejected by outlier detection.\n# TYPE ficus_outlier_ejections_total counter\n");
+    for svc in &services {
+        let _ = writeln!(
+            out,
+            "ficus_outlier_ejections_total{{service=\"{}\"}} {}",
+            svc.name,
+            svc.ejections_total
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    out.push_str("# HELP ficus_dns_failures_total Failed DNS discovery lookups.\n# TYPE ficus_dns_failures_total counter\n");
+    for svc in &services {
+        if svc.spec().dns.is_some() {
+            let failures = svc.dns_status.lock().map(|s| s.failures).unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "ficus_dns_failures_total{{service=\"{}\"}} {failures}",
+                svc.name
+            );
+        }
+    }
+}
