@@ -128,7 +128,12 @@ if [[ "$OHA" == 1 ]]; then
     fi
 fi
 OHA_JSON_FLAG=()
+OHA_EXTRA=()
 if [[ -n "$OHA_BIN" ]]; then
+    # one runtime thread (it is pinned to one core); finish in-flight requests at the
+    # deadline instead of counting them as aborted.
+    "$OHA_BIN" --help 2>/dev/null | grep -q -- '--worker-threads' && OHA_EXTRA+=(--worker-threads 1)
+    "$OHA_BIN" --help 2>/dev/null | grep -q -- '--wait-ongoing-requests-after-deadline' && OHA_EXTRA+=(-w)
     if "$OHA_BIN" --help 2>/dev/null | grep -q -- '--output-format'; then
         OHA_JSON_FLAG=(--output-format json)
     else
@@ -486,6 +491,8 @@ FAILED_SAMPLES=0
 sample() {
     local round=$1 sc=$2 tool=$3 url=${URL[$2]} pid=${SRV_PID[$2]} out c0 c1 u0 u1 rss
     out="$TMP/r$round-$sc.$tool.out"
+    # O_APPEND, so truncating is safe; afterwards its lines are this sample's requests
+    [[ "$sc" == ficus-log ]] && : >"$FLOG_OUT"
     rss=$(rss_kb "$pid")
     c0=$(cpu_ticks "$pid")
     u0=$(cpu_ticks "$UP_WORKER")
@@ -494,7 +501,7 @@ sample() {
             wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$out" 2>&1 || true
     else
         timeout -s INT $((DUR_S + 30)) taskset -c "$LOADGEN_CPU" \
-            "$OHA_BIN" --no-tui "${OHA_JSON_FLAG[@]}" -z "$DURATION" -c "$CONNS" -q "$RATE" \
+            "$OHA_BIN" --no-tui "${OHA_JSON_FLAG[@]}" "${OHA_EXTRA[@]}" -z "$DURATION" -c "$CONNS" -q "$RATE" \
             --latency-correction "$url" >"$out" 2>"$out.err" || true
     fi
     c1=$(cpu_ticks "$pid")
@@ -516,7 +523,7 @@ sample() {
     fi
     if [[ "$sc" == ficus-log && -f "$FLOG_OUT" ]]; then
         note="${note:+$note; }access log lines $(wc -l <"$FLOG_OUT")"
-        : >"$FLOG_OUT" # O_APPEND, so truncating is safe
+        : >"$FLOG_OUT"
     fi
     [[ "$p50" == - ]] && p50=""
     [[ "$p99" == - ]] && p99=""

@@ -18,7 +18,7 @@ fn route(i: usize, path: String) -> Route {
         location: String::new(),
         pattern: PathPattern::parse(&path).expect("bench patterns are valid"),
         host: None,
-        methods: if i % 3 == 0 {
+        methods: if i.is_multiple_of(3) {
             vec![Method::GET, Method::POST]
         } else {
             vec![]

@@ -137,6 +137,14 @@ fn request_id_propagated_or_generated() {
         "response carries the same id"
     );
 
+    // boundary: 128 visible characters is still sane
+    let max = "b".repeat(128);
+    let r = get_raw(gw.listen, "/x", "t", &[("X-Request-Id", &max)]);
+    assert_eq!(
+        r.origin_header("x-request-id").as_deref(),
+        Some(max.as_str())
+    );
+
     // insane values are replaced
     let long = "a".repeat(200);
     let r = get_raw(gw.listen, "/x", "t", &[("X-Request-Id", &long)]);

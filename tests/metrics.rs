@@ -45,14 +45,18 @@ service = "dead"
         ("service", "orders"),
         ("status", "200"),
     ];
+    // metrics are recorded after the response is sent: poll until all of them have landed
     let text = poll_until(Duration::from_secs(3), || {
         let t = gw.metrics();
-        (metric_sum(&t, "ficus_requests_total", &labels) == Some(5.0)).then_some(t)
+        (metric_sum(&t, "ficus_requests_total", &labels) == Some(5.0)
+            && metric_sum(&t, "ficus_requests_total", &[("status", "502")]) == Some(2.0)
+            && metric_sum(&t, "ficus_requests_total", &[("status", "404")]) == Some(1.0))
+        .then_some(t)
     })
     .unwrap_or_else(|| {
         let t = gw.metrics();
         panic!(
-            "ficus_requests_total{{route=\"orders\",service=\"orders\",status=\"200\"}} != 5 (got {:?})\n{t}",
+            "expected ficus_requests_total: orders/200 = 5, 502 = 2, 404 = 1 (orders/200 got {:?})\n{t}",
             metric_sum(&t, "ficus_requests_total", &labels)
         )
     });

@@ -97,6 +97,10 @@ async fn reload_under_load_drops_no_request() {
     }
     let bad = bad.lock().unwrap();
     let total = total.load(Ordering::SeqCst);
+    eprintln!(
+        "reload under load: {total} requests, {} failures",
+        bad.len()
+    );
     assert!(
         bad.is_empty(),
         "{} of {total} requests failed during reloads, first: {:?}",

@@ -258,6 +258,10 @@ rewrite = "/api/users/{id}/{**}"
         ("/orders/42/items?x=1&y=%2F", "/42/items?x=1&y=%2F"),
         ("/orders", "/"),
         ("/orders?a=1", "/?a=1"),
+        // normalization happens before strip_prefix
+        ("/x/../orders/42", "/42"),
+        ("/orders//42/./items", "/42/items"),
+        ("/orders/%34%32", "/42"),
         ("/search/shoes", "/find?q=shoes"),
         ("/legacy/x/y", "/new/y/x"),
         ("/v1/users/7/posts/3", "/api/users/7/posts/3"),

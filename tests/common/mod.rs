@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_ficus");
+/// The binary under test: `$FICUS_BIN` if set (e.g. a release build), else cargo's build.
+pub fn bin() -> String {
+    std::env::var("FICUS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ficus").to_string())
+}
 
 // ---------------------------------------------------------------------------------------------
 // Origin
@@ -742,6 +745,26 @@ impl Gateway {
         config: &str,
         args: impl Fn(&Path) -> Vec<String>,
     ) -> Result<Gateway, String> {
+        Self::try_start_opts(dir, config, args, true)
+    }
+
+    /// Start and return as soon as `/readyz` is 200, without waiting for the proxy listeners.
+    pub fn start_strict(config: &str) -> Gateway {
+        Self::try_start_opts(
+            tempfile::tempdir().unwrap(),
+            config,
+            |p| vec!["run".into(), "--config".into(), p.display().to_string()],
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_start_opts(
+        dir: tempfile::TempDir,
+        config: &str,
+        args: impl Fn(&Path) -> Vec<String>,
+        wait_listeners: bool,
+    ) -> Result<Gateway, String> {
         let a = free_addrs(4);
         let config_path = dir.path().join("routes.toml");
         let (listen, listen2, listen3, admin) = (a[0], a[1], a[2], a[3]);
@@ -749,14 +772,14 @@ impl Gateway {
         std::fs::write(&config_path, &text).unwrap();
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(args(&config_path))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
-            .map_err(|e| format!("spawn {BIN}: {e}"))?;
+            .map_err(|e| format!("spawn {}: {e}", bin()))?;
         let mut gw = Gateway {
             child,
             config_path,
@@ -784,7 +807,36 @@ impl Gateway {
                 Duration::from_secs(2),
             ) {
                 if r.status == 200 {
-                    return Ok(gw);
+                    if !wait_listeners {
+                        return Ok(gw);
+                    }
+                    // Known race (see tests/readiness.rs): /readyz can answer before the proxy
+                    // listeners accept. Wait for the configured listeners so that unrelated tests
+                    // don't flake on it; readiness.rs asserts the strict behaviour.
+                    let addrs: Vec<SocketAddr> = [
+                        ("{listen}", listen),
+                        ("{listen2}", listen2),
+                        ("{listen3}", listen3),
+                    ]
+                    .into_iter()
+                    .filter(|(ph, _)| config.contains(ph))
+                    .map(|(_, a)| a)
+                    .collect();
+                    let all_up = poll_until(Duration::from_secs(10), || {
+                        addrs
+                            .iter()
+                            .all(|a| {
+                                StdTcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok()
+                            })
+                            .then_some(())
+                    });
+                    if all_up.is_some() {
+                        return Ok(gw);
+                    }
+                    return Err(format!(
+                        "ficus /readyz is 200 but listeners {addrs:?} do not accept\nlogs:\n{}",
+                        gw.logs()
+                    ));
                 }
             }
             if Instant::now() > deadline {
@@ -914,7 +966,7 @@ impl Drop for Gateway {
             eprintln!(
                 "==== ficus logs (pid {}) ====\n{}",
                 self.child.id(),
-                self.logs()
+                truncate_lines(&self.logs(), 60, 60)
             );
         }
         if self.try_exit().is_none() {
@@ -922,6 +974,20 @@ impl Drop for Gateway {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Keep the first `head` and last `tail` lines of a long text.
+pub fn truncate_lines(text: &str, head: usize, tail: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= head + tail {
+        return text.to_string();
+    }
+    format!(
+        "{}\n... ({} lines omitted) ...\n{}",
+        lines[..head].join("\n"),
+        lines.len() - head - tail,
+        lines[lines.len() - tail..].join("\n")
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1266,7 +1332,7 @@ pub fn ficus(args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let out_p = dir.path().join("out");
     let err_p = dir.path().join("err");
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
