@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-use crate::admin::Admin;
+use crate::admin::AdminServer;
 use crate::config::{Certificate, Config, Listener};
 use crate::proxy::header_deadline::HeaderDeadline;
 use crate::proxy::Gateway;
@@ -86,15 +86,9 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
         server.add_service(proxy);
     }
 
-    let mut admin = Service::new(
-        "ficus admin".to_string(),
-        Admin {
-            shared: shared.clone(),
-        },
-    );
-    admin.threads = Some(1);
-    admin.add_tcp(&gateway.admin.to_string());
-    server.add_service(admin);
+    let admin = AdminServer::bind(gateway.admin, shared.clone())
+        .map_err(|e| ServerError::Start(format!("admin listener {}: {e}", gateway.admin)))?;
+    server.add_service(background_service("admin listener", admin));
 
     server.add_service(background_service(
         "config watcher",

@@ -102,6 +102,67 @@ pub fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// Runs the admin listener as a background service rather than a pingora listening
+/// service, so it keeps answering while the proxy drains after SIGTERM (`/readyz` then says
+/// 503 and load balancers take the gateway out of rotation).
+pub struct AdminServer {
+    app: Arc<Admin>,
+    listener: std::sync::Mutex<Option<std::net::TcpListener>>,
+}
+
+impl AdminServer {
+    /// Binds the admin address now, so a busy port is a start-up error.
+    pub fn bind(addr: std::net::SocketAddr, shared: Arc<Shared>) -> std::io::Result<AdminServer> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(AdminServer {
+            app: Arc::new(Admin { shared }),
+            listener: std::sync::Mutex::new(Some(listener)),
+        })
+    }
+}
+
+#[async_trait]
+impl pingora_core::services::background::BackgroundService for AdminServer {
+    async fn start(&self, _shutdown: pingora_core::server::ShutdownWatch) {
+        use pingora_core::apps::HttpServerApp;
+        let Some(std_listener) = self.listener.lock().ok().and_then(|mut l| l.take()) else {
+            return;
+        };
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("admin listener: {e}");
+                return;
+            }
+        };
+        // Never signalled: the admin listener lives until the process exits.
+        let (_keep, never) = tokio::sync::watch::channel(false);
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let app = self.app.clone();
+            let never = never.clone();
+            tokio::spawn(async move {
+                let stream: pingora_core::protocols::Stream =
+                    Box::new(pingora_core::protocols::l4::stream::Stream::from(stream));
+                let mut session = ServerSession::new_http1(stream);
+                session.set_keepalive(Some(60));
+                let mut reused = app.process_new_http(session, &never).await;
+                while let Some(r) = reused {
+                    let (stream, settings) = r.consume();
+                    let mut session = ServerSession::new_http1(stream);
+                    if let Some(s) = settings {
+                        s.apply_to_session(&mut session);
+                    }
+                    reused = app.process_new_http(session, &never).await;
+                }
+            });
+        }
+    }
+}
+
 /// The dashboard page (no build step, no CDN: everything is in this one file).
 const DASHBOARD: &str = include_str!("dashboard.html");
 

@@ -114,7 +114,10 @@ impl Route {
     /// Whether the upstream target differs from the incoming raw path, so the request line
     /// must be rewritten.
     pub fn changes_target(&self, normalized: &str, raw_path: &[u8]) -> bool {
-        self.rewrite.is_some() || self.strip_prefix.is_some() || normalized.as_bytes() != raw_path
+        self.rewrite.is_some()
+            || self.strip_prefix.is_some()
+            || normalized.as_bytes() != raw_path
+            || !normalize::is_wire_safe(normalized)
     }
 
     fn predicate_weight(&self) -> usize {
