@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)          # pingora (libz-ng-sys)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# A real DNS server for discovery tests (/usr/sbin may not be on PATH).
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+# Headless browser for the registry dashboard test.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
