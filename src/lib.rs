@@ -6,6 +6,7 @@
 //! [`reload`] swaps it; [`admin`] serves health and metrics; [`server`] wires it all into
 //! pingora. See docs/architecture.md.
 
+pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;

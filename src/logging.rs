@@ -30,6 +30,7 @@ pub fn init(json: bool) {
 
 /// Flushes buffered log lines (before a deliberate `process::exit`).
 pub fn flush() {
+    crate::access_log::flush();
     if let Some(m) = GUARD.get() {
         if let Ok(mut g) = m.lock() {
             g.take();

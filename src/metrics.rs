@@ -229,6 +229,12 @@ impl Metrics {
             "ficus_config_reloads_total{{result=\"failed\"}} {}",
             self.reloads_failed.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP ficus_access_log_dropped_total Access log lines dropped because stdout could not keep up.\n# TYPE ficus_access_log_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "ficus_access_log_dropped_total {}",
+            crate::access_log::dropped()
+        );
         out.push_str("# HELP ficus_requests_in_flight Requests being served now.\n# TYPE ficus_requests_in_flight gauge\n");
         let _ = writeln!(out, "ficus_requests_in_flight {inflight}");
         out

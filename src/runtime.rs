@@ -57,6 +57,7 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     inflight: AtomicUsize,
     draining: AtomicBool,
+    listening: AtomicBool,
     pub config_path: PathBuf,
 }
 
@@ -88,6 +89,7 @@ impl Shared {
             registry,
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
             config_path: path,
         })
     }
@@ -112,6 +114,16 @@ impl Shared {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Marks the proxy listeners as accepting connections.
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::Release);
+    }
+
+    /// Ready to serve: the proxy listeners accept and the gateway is not draining.
+    pub fn is_ready(&self) -> bool {
+        self.listening.load(Ordering::Acquire) && !self.is_draining()
     }
 
     /// Reads, compiles and swaps in the config file. On error nothing changes and the

@@ -240,8 +240,11 @@ impl ShutdownSignalWatch for Signals {
         };
         tokio::select! {
             _ = int.recv() => {
+                // Exit directly: pingora's fast shutdown can leave accept loops spinning on a
+                // runtime that is shutting down. Ctrl-C means "stop now".
                 tracing::info!("SIGINT: stopping now");
-                ShutdownSignal::FastShutdown
+                crate::logging::flush();
+                std::process::exit(0);
             }
             _ = term.recv() => self.drain("SIGTERM"),
             _ = quit.recv() => self.drain("SIGQUIT"),

@@ -32,7 +32,7 @@ fn check(text: &str) -> (i32, String, PathBuf, tempfile::TempDir) {
 }
 
 /// Output must contain `PATH:LINE:COL` for the given line.
-fn assert_location(output: &str, path: &PathBuf, line: usize) {
+fn assert_location(output: &str, path: &std::path::Path, line: usize) {
     let prefix = format!("{}:{}:", path.display(), line);
     let ok = output.match_indices(&prefix).any(|(i, _)| {
         output[i + prefix.len()..]

@@ -25,7 +25,10 @@ fn served_by(
     }
 }
 
-fn check_cases(gw: &Gateway, cases: &[(&str, &str, &str, &[(&str, &str)], &str)]) {
+/// (method, host, path, headers, expected origin)
+type Case<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+
+fn check_cases(gw: &Gateway, cases: &[Case<'_>]) {
     let mut failures = Vec::new();
     for (method, path, host, headers, want) in cases {
         let got = served_by(gw, method, path, host, headers);

@@ -51,10 +51,12 @@ impl Admin {
         match path {
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
             "/readyz" => {
-                if self.shared.is_draining() {
+                if self.shared.is_ready() {
+                    reply(StatusCode::OK, "text/plain", "ready\n")
+                } else if self.shared.is_draining() {
                     reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
                 } else {
-                    reply(StatusCode::OK, "text/plain", "ready\n")
+                    reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n")
                 }
             }
             "/metrics" => {
@@ -136,6 +138,7 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
                 return;
             }
         };
+        tokio::spawn(wait_for_listeners(self.app.shared.clone()));
         // Never signalled: the admin listener lives until the process exits.
         let (_keep, never) = tokio::sync::watch::channel(false);
         loop {
@@ -161,6 +164,35 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
             });
         }
     }
+}
+
+/// Marks the gateway ready once every proxy listener accepts a TCP connection (pingora
+/// binds them on its own schedule, possibly after the admin listener).
+async fn wait_for_listeners(shared: Arc<Shared>) {
+    let addrs: Vec<std::net::SocketAddr> = shared
+        .runtime()
+        .config
+        .gateway
+        .listeners
+        .iter()
+        .map(|l| {
+            let mut a = l.addr;
+            if a.ip().is_unspecified() {
+                a.set_ip(if a.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            a
+        })
+        .collect();
+    for addr in addrs {
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    shared.set_listening();
 }
 
 /// The dashboard page (no build step, no CDN: everything is in this one file).

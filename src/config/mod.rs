@@ -373,6 +373,7 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
     let mut raw_routes: Vec<(usize, Range<usize>, RawRoute)> = Vec::new();
     let mut saw_services = false;
     let mut raw_registry = RawRegistry::default();
+    let mut route_service_refs: Vec<(usize, String, Range<usize>)> = Vec::new();
 
     for (key, value) in doc.into_inner() {
         let kspan = key.span();
@@ -415,6 +416,13 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                     DeValue::Array(items) => {
                         for (i, v) in items.into_iter().enumerate() {
                             let rspan = v.span();
+                            // Keep the service reference even if the route fails to
+                            // deserialize, so it is still checked and counted as used.
+                            if let Some(svc) = v.get_ref().get("service") {
+                                if let Some(name) = svc.get_ref().as_str() {
+                                    route_service_refs.push((i, name.to_string(), svc.span()));
+                                }
+                            }
                             if let Some(r) =
                                 deserialize::<RawRoute>(&mut c, v, &format!("routes[{i}]"))
                             {
@@ -713,6 +721,27 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                 fallback,
                 retries,
             });
+        }
+    }
+    // Routes that failed to deserialize still name a service: check it and count it used.
+    for (i, svc, sspan) in &route_service_refs {
+        if raw_routes.iter().any(|(j, _, _)| j == i) {
+            continue;
+        }
+        match names.iter().position(|n| n == svc) {
+            Some(idx) => used[idx] = true,
+            None => {
+                let hint = match did_you_mean(svc, names.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known services: {}", names.join(", ")),
+                };
+                c.d.error_hint(
+                    sspan.clone(),
+                    format!("routes[{i}].service"),
+                    format!("unknown service `{svc}`"),
+                    hint,
+                );
+            }
         }
     }
     // Warnings: unused services and shadowed routes.

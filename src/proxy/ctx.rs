@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::respond::GatewayError;
+use crate::access_log;
 use crate::config::AccessLog;
 use crate::ids::TraceParent;
 use crate::registry::{BulkheadPermit, InstancePermit, Member, ServiceState};
@@ -111,37 +112,27 @@ pub fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Dur
         || String::from_utf8_lossy(req.raw_path()).into_owned(),
         |r| r.path.replace('\0', "%2F"),
     );
-    let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let instance = ctx.instance.map(|a| a.to_string()).unwrap_or_default();
-    let upstream_ms = ctx
-        .upstream_elapsed
-        .map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
-    let trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str());
-    let error = ctx.gateway_error.map_or("", |e| e.message());
-    let detail = ctx.error_detail.as_deref().unwrap_or("");
-    tracing::info!(
-        target: "ficus::access",
-        request_id = %ctx.request_id,
-        trace_id,
-        client_ip = %client,
-        method = %req.method,
-        path = %path,
+    let entry = access_log::Entry {
+        request_id: &ctx.request_id,
+        trace_id: ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
+        client_ip: ctx.client_ip,
+        method: req.method.as_str(),
+        path: &path,
         route,
         service,
-        instance = %instance,
+        instance: ctx.instance,
         status,
-        bytes_sent = session.body_bytes_sent(),
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        upstream_ms,
-        attempts = ctx.upstream.attempts,
-        fallback = ctx.upstream.fell_back,
-        error,
-        detail,
-    );
-}
-
-/// The access log format is chosen once at start-up (the subscriber is global); `off` can
-/// be toggled by reload.
-pub fn is_json(log: AccessLog) -> bool {
-    log == AccessLog::Json
+        bytes: session.body_bytes_sent(),
+        duration: elapsed,
+        upstream: ctx.upstream_elapsed,
+        attempts: ctx.upstream.attempts,
+        fallback: ctx.upstream.fell_back,
+        error: ctx.gateway_error.map_or("", |e| e.message()),
+        detail: ctx.error_detail.as_deref().unwrap_or(""),
+    };
+    let line = match rt.config.gateway.access_log {
+        AccessLog::Json => access_log::json_line(&entry),
+        _ => access_log::text_line(&entry),
+    };
+    access_log::emit(line);
 }

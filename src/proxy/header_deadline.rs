@@ -102,7 +102,7 @@ async fn answer_408(mut stream: Box<L4Stream>) {
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(&body).await;
     let _ = stream.flush().await;
-    tracing::info!(target: "ficus::access", request_id = %id, status = 408u16, error = GatewayError::SlowClient.message(), "request head not received in time");
+    tracing::info!(request_id = %id, "request head not received in time: answered 408");
 }
 
 #[async_trait]

@@ -1443,9 +1443,6 @@ pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
-#[cfg(test)]
-mod harness_selftest {}
-
 /// Sanity checks for the harness itself (run from every test binary that includes them).
 pub fn selftest() {
     // RFC 6455 example
