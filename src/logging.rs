@@ -11,21 +11,40 @@ static GUARD: OnceLock<Mutex<Option<WorkerGuard>>> = OnceLock::new();
 /// Default filter: our own info logs, pingora's warnings only. `RUST_LOG` overrides.
 const DEFAULT_FILTER: &str = "info,pingora_core=warn,pingora_proxy=warn,pingora=warn";
 
-/// Installs the global subscriber. `json` selects JSON lines. Safe to call once.
+/// Installs the global subscriber: diagnostics through tracing-subscriber's formatter,
+/// access-log events (target `ficus::access`) through [`crate::access_log::AccessLayer`].
+/// `json` selects JSON lines for both. Safe to call once.
 pub fn init(json: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let _ = GUARD.set(Mutex::new(Some(guard)));
+    crate::access_log::set_json(json);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let not_access =
+        tracing_subscriber::filter::filter_fn(|m| m.target() != crate::access_log::TARGET);
+    let diagnostics = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(false);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    let diagnostics = if json {
+        diagnostics
+            .json()
+            .flatten_event(true)
+            .with_filter(not_access)
+            .boxed()
     } else {
-        builder.try_init()
+        diagnostics.with_filter(not_access).boxed()
     };
+    let access =
+        crate::access_log::AccessLayer.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() == crate::access_log::TARGET
+        }));
+    let _ = tracing_subscriber::registry()
+        .with(diagnostics.with_filter(filter))
+        .with(access)
+        .try_init();
 }
 
 /// Flushes buffered log lines (before a deliberate `process::exit`).

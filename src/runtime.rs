@@ -150,6 +150,9 @@ impl Shared {
                     );
                 }
                 let warnings = cfg.warnings.len();
+                crate::access_log::set_json(
+                    cfg.gateway.access_log == crate::config::AccessLog::Json,
+                );
                 let generation = current.generation + 1;
                 self.runtime.store(Arc::new(Runtime::new(
                     cfg,

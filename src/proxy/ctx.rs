@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use super::respond::GatewayError;
 use crate::access_log;
-use crate::config::AccessLog;
 use crate::ids::TraceParent;
 use crate::registry::{BulkheadPermit, InstancePermit, Member, ServiceState};
 use crate::runtime::{InflightGuard, Runtime, Shared};
@@ -112,27 +111,48 @@ pub fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Dur
         || String::from_utf8_lossy(req.raw_path()).into_owned(),
         |r| r.path.replace('\0', "%2F"),
     );
-    let entry = access_log::Entry {
-        request_id: &ctx.request_id,
-        trace_id: ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
-        client_ip: ctx.client_ip,
-        method: req.method.as_str(),
-        path: &path,
+    let trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str());
+    let client = ctx
+        .client_ip
+        .map(DisplayOr::Some)
+        .unwrap_or(DisplayOr::Dash);
+    let instance = ctx.instance.map(DisplayOr::Some).unwrap_or(DisplayOr::Dash);
+    let upstream_ms = ctx
+        .upstream_elapsed
+        .map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
+    let error = ctx.gateway_error.map_or("", |e| e.message());
+    tracing::info!(
+        target: access_log::TARGET,
+        request_id = ctx.request_id.as_str(),
+        method = req.method.as_str(),
+        path = path.as_str(),
+        status,
         route,
         service,
-        instance: ctx.instance,
-        status,
-        bytes: session.body_bytes_sent(),
-        duration: elapsed,
-        upstream: ctx.upstream_elapsed,
-        attempts: ctx.upstream.attempts,
-        fallback: ctx.upstream.fell_back,
-        error: ctx.gateway_error.map_or("", |e| e.message()),
-        detail: ctx.error_detail.as_deref().unwrap_or(""),
-    };
-    let line = match rt.config.gateway.access_log {
-        AccessLog::Json => access_log::json_line(&entry),
-        _ => access_log::text_line(&entry),
-    };
-    access_log::emit(line);
+        instance = %instance,
+        client_ip = %client,
+        bytes = session.body_bytes_sent() as u64,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        upstream_ms,
+        attempts = ctx.upstream.attempts,
+        fallback = ctx.upstream.fell_back,
+        trace_id,
+        error,
+        detail = ctx.error_detail.as_deref().unwrap_or(""),
+    );
+}
+
+/// Displays a value or `-`, without allocating.
+enum DisplayOr<T> {
+    Some(T),
+    Dash,
+}
+
+impl<T: std::fmt::Display> std::fmt::Display for DisplayOr<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisplayOr::Some(v) => v.fmt(f),
+            DisplayOr::Dash => f.write_str("-"),
+        }
+    }
 }
