@@ -36,7 +36,6 @@ impl ConfigWatcher {
             }) => {
                 tracing::info!(generation, warnings, trigger = why, "config reloaded")
             }
-            Ok(ReloadOutcome::Unchanged) => {}
             Err(e) => tracing::error!(
                 trigger = why,
                 "config reload failed, keeping the running config:\n{e}"

@@ -50,6 +50,40 @@ impl Runtime {
     }
 }
 
+/// Settings that only take effect at start-up, by name, when they differ.
+fn restart_only_changes(
+    old: &crate::config::GatewaySettings,
+    new: &crate::config::GatewaySettings,
+) -> Vec<&'static str> {
+    let listener_key = |l: &crate::config::Listener| {
+        (
+            l.addr,
+            l.http2,
+            l.h2c,
+            l.tls
+                .iter()
+                .map(|c| (c.cert_path.clone(), c.key_path.clone(), c.hosts.clone()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut out = Vec::new();
+    if old
+        .listeners
+        .iter()
+        .map(listener_key)
+        .ne(new.listeners.iter().map(listener_key))
+    {
+        out.push("`listen` (addresses, TLS certificates, http2, h2c)");
+    }
+    if old.admin != new.admin {
+        out.push("`admin`");
+    }
+    if old.threads != new.threads {
+        out.push("`threads`");
+    }
+    out
+}
+
 /// Process-wide state shared by the proxy, the admin listener and background tasks.
 pub struct Shared {
     runtime: ArcSwap<Runtime>,
@@ -74,7 +108,6 @@ impl Drop for InflightGuard {
 #[derive(Debug)]
 pub enum ReloadOutcome {
     Applied { generation: u64, warnings: usize },
-    Unchanged,
 }
 
 impl Shared {
@@ -136,16 +169,9 @@ impl Shared {
         match config::load(path) {
             Ok(cfg) => {
                 let current = self.runtime.load();
-                if cfg.gateway.listeners.iter().map(|l| l.addr).ne(current
-                    .config
-                    .gateway
-                    .listeners
-                    .iter()
-                    .map(|l| l.addr))
-                    || cfg.gateway.admin != current.config.gateway.admin
-                {
+                for what in restart_only_changes(&current.config.gateway, &cfg.gateway) {
                     tracing::warn!(
-                        "listen/admin addresses changed in {}; they apply at the next restart",
+                        "{what} changed in {}; this applies at the next restart",
                         path.display()
                     );
                 }

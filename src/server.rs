@@ -33,6 +33,9 @@ pub enum ServerError {
     Start(String),
 }
 
+/// pingora's own post-SIGTERM wait; never reached in practice (see `Signals::drain`).
+const PINGORA_GRACE_BACKSTOP_SECS: u64 = 24 * 3600;
+
 /// How often the drain watcher checks the in-flight count after SIGTERM.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
@@ -45,7 +48,10 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
     let conf = ServerConf {
         threads: gateway.threads,
         work_stealing: false,
-        grace_period_seconds: Some(gateway.grace_period.as_secs().max(1)),
+        // Our drain watcher exits the process when the drain is done or `grace_period` (read
+        // at signal time, so it follows reloads) is over; pingora's own wait is only a
+        // backstop.
+        grace_period_seconds: Some(PINGORA_GRACE_BACKSTOP_SECS),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
@@ -107,10 +113,7 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
         "ficus started"
     );
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals {
-            shared,
-            grace: gateway.grace_period,
-        }),
+        shutdown_signal: Box::new(Signals { shared }),
     });
     Ok(())
 }
@@ -223,7 +226,6 @@ fn load_certified_key(cert: &Path, key: &Path) -> Result<rustls::sign::Certified
 /// ficus's signal handling (see the module docs).
 struct Signals {
     shared: Arc<Shared>,
-    grace: Duration,
 }
 
 #[async_trait]
@@ -257,10 +259,15 @@ impl Signals {
     /// last in-flight request is done or the grace period is over. Pingora closes the
     /// listeners when this returns.
     fn drain(&self, signal: &str) -> ShutdownSignal {
-        tracing::info!(grace = ?self.grace, inflight = self.shared.inflight(), "{signal}: draining");
+        let grace = self.shared.runtime().config.gateway.grace_period;
+        tracing::info!(
+            ?grace,
+            inflight = self.shared.inflight(),
+            "{signal}: draining"
+        );
         self.shared.set_draining();
         let shared = self.shared.clone();
-        let deadline = Instant::now() + self.grace;
+        let deadline = Instant::now() + grace;
         std::thread::spawn(move || {
             // Give pingora a moment to close the listening sockets before the first check, so
             // a request accepted just before the signal is counted.

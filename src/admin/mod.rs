@@ -34,19 +34,19 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Re
 impl Admin {
     /// Routes an admin request. Kept separate from the session for unit tests.
     pub fn handle(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
-        if path == "/registry" {
-            let body = crate::registry::api::snapshot(&self.shared.registry);
-            return reply(StatusCode::OK, "application/json", format!("{body}\n"));
-        }
-        if path == "/registry/ui" || path == "/" {
-            return reply(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD);
-        }
         if method != http::Method::GET && method != http::Method::HEAD {
             return reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "application/json",
                 "{\"error\":\"method not allowed\"}\n",
             );
+        }
+        if path == "/registry" {
+            let body = crate::registry::api::snapshot(&self.shared.registry);
+            return reply(StatusCode::OK, "application/json", format!("{body}\n"));
+        }
+        if path == "/registry/ui" || path == "/" {
+            return reply(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD);
         }
         match path {
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),

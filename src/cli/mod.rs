@@ -164,9 +164,11 @@ pub fn explain(
                     blocked.names().iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
                 );
             }
-            let query = query.map(String::from_utf8_lossy);
-            let upstream = r.upstream_target(&normalized.path, query.as_deref());
-            let _ = writeln!(out, "upstream path: {upstream}");
+            if blocked.is_empty() {
+                let query = query.map(String::from_utf8_lossy);
+                let upstream = r.upstream_target(&normalized.path, query.as_deref());
+                let _ = writeln!(out, "upstream path: {upstream}");
+            }
             let svc = &cfg.services[r.service];
             describe_service(&mut out, &cfg, svc);
             if let Some(fb) = r.fallback {

@@ -702,7 +702,6 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
             }
         };
         if let (Some(pattern), Some(service)) = (pattern, service) {
-            let timeouts = timeouts.or(services[service].timeouts);
             routes.push(Route {
                 name: name.as_str().into(),
                 file_order: *i,
@@ -720,6 +719,7 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                 timeouts,
                 fallback,
                 retries,
+                plugins: Default::default(),
             });
         }
     }
@@ -776,8 +776,20 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                 .join("/")
                 + if r.pattern.tail { "/**" } else { "" },
             r.host,
-            r.methods,
-            r.headers
+            {
+                let mut m: Vec<&str> = r.methods.iter().map(|m| m.as_str()).collect();
+                m.sort_unstable();
+                m
+            },
+            {
+                let mut h: Vec<String> = r
+                    .headers
+                    .iter()
+                    .map(|(n, v)| format!("{n}={v:?}"))
+                    .collect();
+                h.sort_unstable();
+                h
+            }
         );
         match shapes.get(&shape) {
             Some((first, _)) => {
@@ -1031,6 +1043,16 @@ fn compile_service(
             start_healthy: h.start_healthy,
         })
     });
+    if let (Some(h), Some(_)) = (&health, &tls) {
+        if matches!(h.kind, ProbeKind::Http { .. }) {
+            c.d.warning(
+                span.clone(),
+                format!("{key}.health"),
+                "health probes speak plain HTTP, but this service uses TLS: the probe will fail",
+                Some("use `type = \"tcp\"` for TLS services".into()),
+            );
+        }
+    }
     let outlier = match &raw.outlier {
         None => Some(OutlierSpec::default()),
         Some(o) => {

@@ -180,7 +180,8 @@ pub struct RawRetryBudget {
 pub struct RawRetries {
     /// Total tries including the first (1 = no retry).
     pub attempts: Option<u32>,
-    /// Also retry non-idempotent methods (POST, PATCH) when the request was not sent.
+    /// Also retry non-idempotent methods (POST, PATCH). Retries happen only after a connect
+    /// failure or a broken connection before the response, never after a timeout or a 5xx.
     #[serde(default)]
     pub non_idempotent: bool,
 }

@@ -106,6 +106,60 @@ impl Gateway {
     }
 }
 
+/// Runs the route's plugins; `Some` when one answers the request itself. Headers the
+/// plugins add for the upstream are applied to the downstream request header, which
+/// pingora copies to the upstream request.
+fn run_plugins(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    index: usize,
+    path: &str,
+) -> Option<ficus_plugins::Response> {
+    let route = ctx.runtime.config.router.route(index);
+    let req = session.req_header();
+    let query = std::str::from_utf8(
+        normalize::split_target(req.raw_path())
+            .1
+            .unwrap_or_default(),
+    )
+    .ok();
+    let mut info = ficus_plugins::RequestInfo {
+        method: &req.method,
+        path,
+        query,
+        headers: &req.headers,
+        client_ip: ctx.client_ip,
+        route: &route.name,
+        upstream_headers: Vec::new(),
+    };
+    for p in route.plugins.iter() {
+        if let ficus_plugins::Outcome::Respond(r) = p.on_request(&mut info) {
+            return Some(r);
+        }
+    }
+    let add = std::mem::take(&mut info.upstream_headers);
+    for (n, v) in add {
+        let _ = session.req_header_mut().insert_header(n, v);
+    }
+    None
+}
+
+async fn write_plugin_response(
+    session: &mut Session,
+    resp: ficus_plugins::Response,
+    request_id: &str,
+) -> Result<bool> {
+    let mut head = ResponseHeader::build(resp.status.as_u16(), Some(resp.headers.len() + 2))?;
+    for (n, v) in resp.headers {
+        let _ = head.append_header(n, v);
+    }
+    let _ = head.insert_header("content-length", resp.body.len().to_string());
+    let _ = head.insert_header("x-request-id", request_id);
+    session.write_response_header(Box::new(head), false).await?;
+    session.write_response_body(Some(resp.body), true).await?;
+    Ok(true)
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
@@ -141,6 +195,13 @@ impl ProxyHttp for Gateway {
         );
         match self.route(session, ctx) {
             Ok(routed) => {
+                let route = ctx.runtime.config.router.route(routed.index);
+                if !route.plugins.is_empty() {
+                    if let Some(resp) = run_plugins(session, ctx, routed.index, &routed.path) {
+                        ctx.routed = Some(routed);
+                        return write_plugin_response(session, resp, &ctx.request_id).await;
+                    }
+                }
                 ctx.routed = Some(routed);
                 Ok(false)
             }
@@ -299,7 +360,13 @@ impl ProxyHttp for Gateway {
             select::finish_attempt(ctx, false);
         }
         let replayable = !session.as_ref().retry_buffer_truncated();
+        // A read timeout means the upstream may be working on the request: never retried.
+        let timed_out = matches!(
+            e.etype(),
+            pingora_error::ErrorType::ReadTimedout | pingora_error::ErrorType::WriteTimedout
+        );
         let retry = replayable
+            && !timed_out
             && e.esource() == &pingora_error::ErrorSource::Upstream
             && session.response_written().is_none()
             && select::may_retry(ctx, &session.req_header().method);
@@ -321,7 +388,11 @@ impl ProxyHttp for Gateway {
             Some(own) if matches!(e.etype(), pingora_error::ErrorType::HTTPStatus(_)) => own,
             _ => classified,
         };
-        select::finish_attempt(ctx, false);
+        // Only upstream failures count against the instance; a client that went away or sent
+        // a body that was too large or too slow says nothing about the upstream.
+        if e.esource() == &pingora_error::ErrorSource::Upstream {
+            select::finish_attempt(ctx, false);
+        }
         if let (Some(kind), Some(routed)) = (kind, &ctx.routed) {
             let route = ctx.runtime.config.router.route(routed.index);
             let svc = ctx.upstream.service.unwrap_or(route.service);
@@ -359,7 +430,9 @@ impl ProxyHttp for Gateway {
 
     /// Metrics and the access log.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        select::finish_attempt(ctx, e.is_none());
+        let upstream_failed =
+            e.is_some_and(|e| e.esource() == &pingora_error::ErrorSource::Upstream);
+        select::finish_attempt(ctx, !upstream_failed);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
         let rt = &ctx.runtime;

@@ -17,6 +17,8 @@ use crate::router::normalize::PathError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GatewayError {
     BadPath(PathError),
+    /// A request the gateway cannot parse (bad header).
+    BadRequest,
     PathNotAllowed,
     NoRoute,
     UriTooLong,
@@ -37,7 +39,9 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(self) -> u16 {
         match self {
-            GatewayError::BadPath(_) | GatewayError::PathNotAllowed => 400,
+            GatewayError::BadPath(_) | GatewayError::PathNotAllowed | GatewayError::BadRequest => {
+                400
+            }
             GatewayError::NoRoute => 404,
             GatewayError::SlowClient => 408,
             GatewayError::BodyTooLarge => 413,
@@ -60,6 +64,7 @@ impl GatewayError {
             GatewayError::BadPath(PathError::DoubleEncoding) => "double percent-encoding in path",
             GatewayError::BadPath(PathError::AboveRoot) => "path climbs above the root",
             GatewayError::BadPath(PathError::Control) => "control character in path",
+            GatewayError::BadRequest => "malformed request",
             GatewayError::PathNotAllowed => {
                 "path contains an encoded slash, backslash or ';' that this route does not accept"
             }
@@ -119,9 +124,7 @@ pub fn classify(e: &Error) -> (GatewayError, Option<UpstreamErrorKind>) {
         (_, ErrorSource::Upstream) => {
             (GatewayError::UpstreamFailed, Some(UpstreamErrorKind::Other))
         }
-        (InvalidHTTPHeader, ErrorSource::Downstream) => {
-            (GatewayError::BadPath(PathError::Control), None)
-        }
+        (InvalidHTTPHeader, ErrorSource::Downstream) => (GatewayError::BadRequest, None),
         _ => (GatewayError::Internal, None),
     }
 }

@@ -527,7 +527,8 @@ impl ServiceState {
         };
         for &(zone, exclude) in passes {
             let ok = |m: &Member| {
-                (!exclude || !cx.exclude.contains(&m.addr))
+                m.weight > 0
+                    && (!exclude || !cx.exclude.contains(&m.addr))
                     && zone.is_none_or(|z| m.zone.as_deref() == Some(z))
                     && (panic || m.live.usable(&spec, now))
             };

@@ -76,10 +76,36 @@ pub struct Route {
     pub rewrite: Option<Rewrite>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
+    /// Route-level timeouts; unset values come from the service actually used.
     pub timeouts: Timeouts,
     /// Service index to use when the route's service is unavailable.
     pub fallback: Option<usize>,
     pub retries: RetryPolicy,
+    /// Request plugins, run in order after routing (authentication, rate limits, CORS).
+    /// Built-in plugins arrive with the authentication work; routes.toml has no key for
+    /// them yet.
+    pub plugins: Plugins,
+}
+
+/// A route's plugin chain.
+#[derive(Default, Clone)]
+pub struct Plugins(pub Vec<Arc<dyn ficus_plugins::Plugin>>);
+
+impl Plugins {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn ficus_plugins::Plugin>> {
+        self.0.iter()
+    }
+}
+
+impl std::fmt::Debug for Plugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|p| p.name()))
+            .finish()
+    }
 }
 
 impl Route {
@@ -312,6 +338,7 @@ mod tests {
             timeouts: Timeouts::default(),
             fallback: None,
             retries: RetryPolicy::default(),
+            plugins: Plugins::default(),
         }
     }
 

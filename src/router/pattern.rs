@@ -16,6 +16,10 @@ pub enum PatternError {
     BadParamName(String),
     #[error("parameter `{0}` is captured twice")]
     DuplicateParam(String),
+    #[error("empty segment (`//`): requests are normalized, so it could never match")]
+    EmptySegment,
+    #[error("a host pattern has no port: the port is ignored when matching")]
+    HostWithPort,
     #[error("empty host pattern")]
     EmptyHost,
     #[error("`*` in a host pattern is only allowed as the whole first label (`*.example.com`)")]
@@ -62,6 +66,9 @@ impl PathPattern {
             let parts: Vec<&str> = rest.split('/').collect();
             for (i, part) in parts.iter().enumerate() {
                 let last = i + 1 == parts.len();
+                if part.is_empty() && !last {
+                    return Err(PatternError::EmptySegment);
+                }
                 if *part == "**" {
                     if !last {
                         return Err(PatternError::InnerDoubleStar);
@@ -262,6 +269,13 @@ impl HostPattern {
         if src.contains('*') {
             return Err(PatternError::BadHostWildcard);
         }
+        if src
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            && !src.contains(']')
+        {
+            return Err(PatternError::HostWithPort);
+        }
         Ok(HostPattern::Exact(src.into()))
     }
 
@@ -346,6 +360,14 @@ mod tests {
         assert!(e.matches("API.example.com"));
         assert!(!e.matches("x.api.example.com"));
         assert!(HostPattern::parse("a.*.com").is_err());
+        assert_eq!(
+            HostPattern::parse("api.example.com:8080"),
+            Err(PatternError::HostWithPort)
+        );
+        assert_eq!(
+            PathPattern::parse("/x//y").unwrap_err(),
+            PatternError::EmptySegment
+        );
     }
 
     #[test]
