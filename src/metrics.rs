@@ -103,17 +103,21 @@ pub enum UpstreamErrorKind {
     Closed,
     Tls,
     NoInstance,
+    CircuitOpen,
+    AtCapacity,
     Other,
 }
 
 impl UpstreamErrorKind {
-    pub const ALL: [UpstreamErrorKind; 7] = [
+    pub const ALL: [UpstreamErrorKind; 9] = [
         Self::ConnectRefused,
         Self::ConnectTimeout,
         Self::ReadTimeout,
         Self::Closed,
         Self::Tls,
         Self::NoInstance,
+        Self::CircuitOpen,
+        Self::AtCapacity,
         Self::Other,
     ];
     pub fn label(self) -> &'static str {
@@ -124,6 +128,8 @@ impl UpstreamErrorKind {
             Self::Closed => "closed",
             Self::Tls => "tls",
             Self::NoInstance => "no_instance",
+            Self::CircuitOpen => "circuit_open",
+            Self::AtCapacity => "at_capacity",
             Self::Other => "other",
         }
     }

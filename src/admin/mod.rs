@@ -166,6 +166,9 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
     }
 }
 
+/// The longest readiness waits for the first DNS lookups.
+const FIRST_DNS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Marks the gateway ready once every proxy listener accepts a TCP connection (pingora
 /// binds them on its own schedule, possibly after the admin listener).
 async fn wait_for_listeners(shared: Arc<Shared>) {
@@ -191,6 +194,22 @@ async fn wait_for_listeners(shared: Arc<Shared>) {
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+    // Services discovered through DNS have no instances until their first lookup: wait for
+    // it (successful or not), but never longer than FIRST_DNS_WAIT.
+    let deadline = tokio::time::Instant::now() + FIRST_DNS_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let pending = shared.registry.services().iter().any(|s| {
+            s.spec().dns.is_some()
+                && s.dns_status
+                    .lock()
+                    .map(|d| d.last_ok_ms.is_none() && d.failures == 0)
+                    .unwrap_or(false)
+        });
+        if !pending {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     shared.set_listening();
 }

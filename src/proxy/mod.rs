@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use crate::config::AccessLog;
 use crate::ids::{self, TraceParent};
+use crate::metrics::UpstreamErrorKind;
 use crate::router::normalize;
 use crate::router::RequestView;
 use crate::runtime::Shared;
@@ -384,9 +385,17 @@ impl ProxyHttp for Gateway {
         let (classified, kind) = classify(e);
         // Errors decided by the gateway itself (breaker, bulkhead, no instance) were recorded
         // when they happened; everything else is classified from pingora's error.
-        let err = match ctx.gateway_error {
-            Some(own) if matches!(e.etype(), pingora_error::ErrorType::HTTPStatus(_)) => own,
-            _ => classified,
+        let (err, kind) = match ctx.gateway_error {
+            Some(own) if matches!(e.etype(), pingora_error::ErrorType::HTTPStatus(_)) => {
+                let kind = match own {
+                    GatewayError::CircuitOpen => Some(UpstreamErrorKind::CircuitOpen),
+                    GatewayError::AtCapacity => Some(UpstreamErrorKind::AtCapacity),
+                    GatewayError::NoInstance => Some(UpstreamErrorKind::NoInstance),
+                    _ => kind,
+                };
+                (own, kind)
+            }
+            _ => (classified, kind),
         };
         // Only upstream failures count against the instance; a client that went away or sent
         // a body that was too large or too slow says nothing about the upstream.

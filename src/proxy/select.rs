@@ -34,12 +34,8 @@ fn admit(ctx: &mut RequestCtx, service: usize) -> Result<(), GatewayError> {
             Some(p) => p,
             None => {
                 if trial {
-                    // Give the trial slot back: this request never reached the upstream.
-                    svc.breaker.record(
-                        spec.breaker.as_ref().unwrap_or(&Default::default()),
-                        true,
-                        true,
-                    );
+                    // This request never reaches the upstream: its trial proves nothing.
+                    svc.breaker.release_trial();
                 }
                 return Err(GatewayError::AtCapacity);
             }
@@ -116,6 +112,9 @@ pub fn choose(ctx: &mut RequestCtx, headers: &HeaderMap) -> Result<Box<HttpPeer>
                 return Ok(peer);
             }
             Err(NoPick::Empty | NoPick::NoneHealthy) => {
+                if std::mem::take(&mut ctx.upstream.breaker_trial) {
+                    svc.breaker.release_trial();
+                }
                 // The strangler's safety net: an unavailable new service falls back.
                 if !ctx.upstream.fell_back && ctx.upstream.attempts == 1 {
                     if let Some(fb) = route.fallback {

@@ -75,9 +75,12 @@ pub fn authorized(registry: &Registry, authorization: Option<&[u8]>) -> bool {
     let Some(token) = &settings.token else {
         return true;
     };
-    match authorization.and_then(|v| v.strip_prefix(b"Bearer ".as_slice())) {
-        Some(given) => token_matches(given, token.as_bytes()),
-        None => false,
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
+    match authorization {
+        Some(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") => {
+            token_matches(&v[7..], token.as_bytes())
+        }
+        _ => false,
     }
 }
 

@@ -18,6 +18,9 @@ const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
 const HALF_OPEN: u8 = 2;
 
+/// How long half-open may wait for its trials at least, before starting new ones.
+const HALF_OPEN_STALL: Duration = Duration::from_secs(5);
+
 /// Number of buckets the failure-rate window is split into.
 const BUCKETS: usize = 10;
 
@@ -49,6 +52,7 @@ struct Bucket {
 pub struct Breaker {
     state: AtomicU8,
     opened_at: AtomicU64,
+    half_opened_at: AtomicU64,
     consecutive: AtomicU32,
     trials_started: AtomicU32,
     trials_ok: AtomicU32,
@@ -93,6 +97,7 @@ impl Breaker {
                 {
                     self.trials_started.store(0, Ordering::Release);
                     self.trials_ok.store(0, Ordering::Release);
+                    self.half_opened_at.store(now_ms(), Ordering::Release);
                     tracing::info!("circuit breaker half-open: sending trial requests");
                 }
                 self.admit_trial(spec)
@@ -104,11 +109,27 @@ impl Breaker {
     fn admit_trial(&self, spec: &BreakerSpec) -> Admission {
         let n = self.trials_started.fetch_add(1, Ordering::AcqRel);
         if n < spec.half_open_requests.max(1) {
-            Admission::Trial
-        } else {
-            self.trials_started.fetch_sub(1, Ordering::AcqRel);
-            Admission::Rejected(Duration::from_secs(1))
+            return Admission::Trial;
         }
+        self.trials_started.fetch_sub(1, Ordering::AcqRel);
+        // Trials that never report back (a lost request) must not keep the breaker
+        // half-open forever: after a while, start a fresh round of trials.
+        let stuck_ms = spec.open_for.max(HALF_OPEN_STALL).as_millis() as u64;
+        if now_ms().saturating_sub(self.half_opened_at.load(Ordering::Acquire)) > stuck_ms {
+            self.trials_started.store(0, Ordering::Release);
+            self.trials_ok.store(0, Ordering::Release);
+            self.half_opened_at.store(now_ms(), Ordering::Release);
+            return self.admit_trial(spec);
+        }
+        Admission::Rejected(Duration::from_secs(1))
+    }
+
+    /// Gives back a trial slot whose request never reached an instance (bulkhead full, no
+    /// healthy instance): it says nothing about the upstream.
+    pub fn release_trial(&self) {
+        let _ = self
+            .trials_started
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// Reports the outcome of an admitted request.

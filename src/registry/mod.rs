@@ -372,7 +372,15 @@ impl ServiceState {
     }
 
     fn set_spec(&self, spec: ServiceSpec) {
-        let dns_changed = self.spec.load().dns != spec.dns;
+        let old = self.spec.load_full();
+        let dns_changed = old.dns != spec.dns;
+        if old.health.is_none() && spec.health.is_some() {
+            // Instances that were serving a moment ago keep serving until probes say
+            // otherwise; only instances that appear later wait for their first probes.
+            for l in lock(&self.live).values() {
+                l.health.store(HEALTH_HEALTHY, Ordering::Release);
+            }
+        }
         self.spec.store(Arc::new(spec));
         if dns_changed {
             lock(&self.sources).dns.clear();
@@ -582,7 +590,13 @@ impl ServiceState {
                 if sched.is_empty() {
                     return all.iter().find(|m| ok(m));
                 }
-                let n = self.cursor.fetch_add(1, Ordering::Relaxed);
+                // A retry scans on from the cursor without moving it, so retries do not push
+                // the next request's first attempt onto the instance that just failed.
+                let n = if cx.exclude.is_empty() {
+                    self.cursor.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    self.cursor.load(Ordering::Relaxed)
+                };
                 (0..sched.len())
                     .map(|k| &all[sched[(n + k) % sched.len()] as usize])
                     .find(|m| ok(m))

@@ -49,6 +49,9 @@ pub fn peer_with_timeouts(template: &HttpPeer, t: Timeouts, elapsed: Duration) -
 /// The peer template of an instance: address, TLS and SNI, pool idle time, CA.
 pub fn make_peer(addr: SocketAddr, tls: Option<&UpstreamTls>) -> HttpPeer {
     let mut peer = match tls {
+        // Without a configured name (only allowed with `verify = false`), present the
+        // address: rustls cannot start a handshake with an empty server name.
+        Some(t) if t.sni.is_empty() => HttpPeer::new(addr, true, addr.ip().to_string()),
         Some(t) => HttpPeer::new(addr, true, t.sni.clone()),
         None => HttpPeer::new(addr, false, String::new()),
     };

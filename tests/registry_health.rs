@@ -1,0 +1,472 @@
+//! Active health checks of the service registry: which instances get traffic, recovery after
+//! an instance goes away and comes back, no flapping, `start_healthy`, probe kinds, and
+//! `ficus explain` showing live health.
+
+mod common;
+#[path = "common/flex_origin.rs"]
+mod flex_origin;
+
+use common::*;
+use flex_origin::*;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ROUTE: &str = r#"
+[[routes]]
+name = "orders"
+match = { path = "/orders/**" }
+service = "orders"
+"#;
+
+/// A loopback port with nothing listening (bound once, then released).
+fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn orders(service_body: &str) -> String {
+    format!("{GATEWAY}\n[services.orders]\n{service_body}\n{ROUTE}")
+}
+
+#[test]
+fn only_healthy_instances_get_traffic() {
+    let up = FlexOrigin::start("up");
+    let sick = FlexOrigin::start("sick");
+    sick.set_health(503);
+    let dead = closed_port();
+    let gw = Gateway::start(&orders(&format!(
+        r#"instances = ["{}", "{}", "{dead}"]
+health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 2 }}"#,
+        up.addr(),
+        sick.addr()
+    )));
+    let t = Duration::from_secs(15);
+    wait_health(&gw, "orders", up.addr(), "healthy", t);
+    wait_health(&gw, "orders", sick.addr(), "unhealthy", t);
+    wait_health(&gw, "orders", dead, "unhealthy", t);
+
+    for i in 0..30 {
+        let r = gw.get(&format!("/orders/{i}"));
+        assert_eq!(r.status, 200, "request {i}: {} {}", r.status, r.text());
+        assert_eq!(served_by(&r), "up", "request {i}");
+    }
+    assert_eq!(sick.requests(), 0, "an unhealthy instance got traffic");
+    assert!(
+        sick.health_checks() >= 2,
+        "the sick instance was never probed"
+    );
+    assert_eq!(
+        metric(&gw, "ficus_retries_total", &[("service", "orders")]),
+        0.0,
+        "requests were sent to an unhealthy instance and retried"
+    );
+
+    let svc = service(&gw, "orders");
+    assert_eq!(svc["healthy"], 1, "{svc:#}");
+    assert_eq!(svc["total"], 3, "{svc:#}");
+    let dead_inst = instance(&gw, "orders", dead).unwrap();
+    assert_eq!(dead_inst["last_probe"]["ok"], false, "{dead_inst:#}");
+    assert!(
+        dead_inst["last_probe"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connect")),
+        "probe error of a refusing instance should mention connect: {dead_inst:#}"
+    );
+    let sick_inst = instance(&gw, "orders", sick.addr()).unwrap();
+    assert_eq!(sick_inst["last_probe"]["status"], 503, "{sick_inst:#}");
+
+    let m = gw.metrics();
+    let state = |s: &str| {
+        metric_sum(
+            &m,
+            "ficus_service_instances",
+            &[("service", "orders"), ("state", s)],
+        )
+    };
+    assert_eq!(state("healthy"), Some(1.0), "{m}");
+    assert_eq!(state("unhealthy"), Some(2.0), "{m}");
+    assert_eq!(state("ejected"), Some(0.0), "{m}");
+}
+
+#[test]
+fn instance_stopped_under_load_loses_no_request_and_recovers() {
+    let a = FlexOrigin::start("a");
+    let b = FlexOrigin::start("b");
+    let gw = Gateway::start(&orders(&format!(
+        r#"instances = ["{}", "{}"]
+health = {{ path = "/health", interval = "200ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 3 }}
+outlier = {{ consecutive_failures = 3, base_ejection_time = "1s", max_ejection_time = "2s" }}"#,
+        a.addr(),
+        b.addr()
+    )));
+    let t = Duration::from_secs(15);
+    wait_health(&gw, "orders", a.addr(), "healthy", t);
+    wait_health(&gw, "orders", b.addr(), "healthy", t);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad = Arc::new(Mutex::new(Vec::<String>::new()));
+    let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listen = gw.listen;
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (stop, bad, total) = (stop.clone(), bad.clone(), total.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let req = format!(
+                        "GET /orders/w{w}-{i} HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n"
+                    );
+                    match try_raw_request(listen, req.as_bytes(), Duration::from_secs(20)) {
+                        Ok(r) if r.status == 200 => {}
+                        Ok(r) => bad
+                            .lock()
+                            .unwrap()
+                            .push(format!("w{w}-{i}: {} {}", r.status, r.text())),
+                        Err(e) => bad.lock().unwrap().push(format!("w{w}-{i}: io error {e}")),
+                    }
+                    total.fetch_add(1, Ordering::SeqCst);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_secs(1));
+    let b_before = b.requests();
+    b.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let bad = bad.lock().unwrap().clone();
+    let total = total.load(Ordering::SeqCst);
+    eprintln!("{total} requests under load, {} failed", bad.len());
+    assert!(total >= 40, "load too small to mean anything: {total}");
+    assert!(b_before > 0, "b got no traffic before it stopped");
+    assert!(
+        bad.is_empty(),
+        "{} of {total} client requests failed while an instance went away (retries, ejection and \
+         probes should hide it); first: {:?}\n{}",
+        bad.len(),
+        &bad[..bad.len().min(10)],
+        truncate_lines(&gw.logs(), 40, 40)
+    );
+    wait_health(
+        &gw,
+        "orders",
+        b.addr(),
+        "unhealthy",
+        Duration::from_secs(10),
+    );
+    let b_inst = instance(&gw, "orders", b.addr()).unwrap();
+    assert_eq!(b_inst["last_probe"]["ok"], false, "{b_inst:#}");
+
+    // Back again: healthy, and it gets traffic again.
+    b.restart();
+    let b_after_restart = b.requests();
+    wait_health(&gw, "orders", b.addr(), "healthy", Duration::from_secs(15));
+    let got = poll_until(Duration::from_secs(20), || {
+        let r = gw.get("/orders/again");
+        assert_eq!(r.status, 200, "{}", r.text());
+        (b.requests() > b_after_restart).then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "restarted instance is healthy but gets no traffic; registry: {:#}",
+        registry(&gw)
+    );
+}
+
+#[test]
+fn alternating_probe_results_never_flip_health() {
+    let a = FlexOrigin::start("a");
+    let b = FlexOrigin::start("b");
+    b.set_health(503);
+    let gw = Gateway::start(&orders(&format!(
+        r#"instances = ["{}", "{}"]
+health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 3 }}"#,
+        a.addr(),
+        b.addr()
+    )));
+    let t = Duration::from_secs(15);
+    wait_health(&gw, "orders", a.addr(), "healthy", t);
+    wait_health(&gw, "orders", b.addr(), "unhealthy", t);
+
+    a.set_health_alternating();
+    b.set_health_alternating();
+    let (a0, b0) = (a.health_checks(), b.health_checks());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut samples = 0;
+    while a.health_checks() < a0 + 20 || b.health_checks() < b0 + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 20 probes per instance in 60s: a {} b {}",
+            a.health_checks() - a0,
+            b.health_checks() - b0
+        );
+        let doc = registry(&gw);
+        let svc = service_of(&doc, "orders").unwrap();
+        for inst in svc["instances"].as_array().unwrap() {
+            let want = if inst["addr"] == a.addr().to_string() {
+                "healthy"
+            } else {
+                "unhealthy"
+            };
+            assert_eq!(
+                inst["health"], want,
+                "health flipped after {samples} samples with alternating probe results: {inst:#}"
+            );
+        }
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(samples >= 10, "only {samples} samples");
+    // Traffic kept going to the (still healthy) instance only.
+    for i in 0..6 {
+        let r = gw.get(&format!("/orders/{i}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(served_by(&r), "a");
+    }
+    assert_eq!(b.requests(), 0);
+}
+
+#[test]
+fn registered_instance_gets_no_traffic_before_it_is_healthy() {
+    let a = FlexOrigin::start("a");
+    let b = FlexOrigin::start("b");
+    b.set_health(503);
+    let gw = Gateway::start(&orders(&format!(
+        r#"instances = ["{}"]
+health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 2, start_healthy = false }}"#,
+        a.addr()
+    )));
+    wait_health(&gw, "orders", a.addr(), "healthy", Duration::from_secs(15));
+    register(
+        &gw,
+        "orders",
+        None,
+        &format!(r#"{{"addr":"{}","ttl":"60s"}}"#, b.addr()),
+    );
+    let inst = instance(&gw, "orders", b.addr()).expect("registered instance in /registry");
+    assert_ne!(inst["health"], "healthy", "{inst:#}");
+    // Probed, still failing: no traffic at all.
+    assert!(b.wait_health_checks(3, Duration::from_secs(15)));
+    for i in 0..20 {
+        let r = gw.get(&format!("/orders/{i}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            served_by(&r),
+            "a",
+            "request {i} went to a not-yet-healthy instance"
+        );
+    }
+    assert_eq!(b.requests(), 0);
+
+    b.set_health(200);
+    wait_health(&gw, "orders", b.addr(), "healthy", Duration::from_secs(15));
+    let got = poll_until(Duration::from_secs(10), || {
+        let r = gw.get("/orders/x");
+        assert_eq!(r.status, 200, "{}", r.text());
+        (b.requests() > 0).then_some(())
+    });
+    assert!(got.is_some(), "healthy registered instance gets no traffic");
+}
+
+#[test]
+fn start_healthy_decides_traffic_before_the_first_probes() {
+    let cold = FlexOrigin::start("cold");
+    let warm = FlexOrigin::start("warm");
+    // healthy_after = 2 with a long interval: the second successful probe comes ~10 s after
+    // start, so before that only `start_healthy` instances may be used.
+    let gw = Gateway::start(&format!(
+        r#"{GATEWAY}
+[services.cold]
+instances = ["{}"]
+health = {{ path = "/health", interval = "10s", healthy_after = 2, start_healthy = false }}
+
+[services.warm]
+instances = ["{}"]
+health = {{ path = "/health", interval = "10s", healthy_after = 2, start_healthy = true }}
+
+[[routes]]
+name = "cold"
+match = {{ path = "/cold/**" }}
+service = "cold"
+
+[[routes]]
+name = "warm"
+match = {{ path = "/warm/**" }}
+service = "warm"
+"#,
+        cold.addr(),
+        warm.addr()
+    ));
+    let r = gw.get("/warm/1");
+    assert_eq!(
+        r.status,
+        200,
+        "start_healthy instance refused: {}",
+        r.text()
+    );
+    assert_eq!(served_by(&r), "warm");
+    let r = gw.get("/cold/1");
+    assert_eq!(
+        r.status,
+        503,
+        "instance used before `healthy_after` probes passed: {} {}",
+        r.status,
+        r.text()
+    );
+    assert_eq!(cold.requests(), 0);
+    // After the second probe it is healthy and serves.
+    wait_health(&gw, "cold", cold.addr(), "healthy", Duration::from_secs(30));
+    let r = gw.get("/cold/2");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(served_by(&r), "cold");
+}
+
+#[test]
+fn probe_checks_status_range_and_body() {
+    let good = FlexOrigin::start("good");
+    let wrong_body = FlexOrigin::start("wrong_body");
+    wrong_body.set_health_body(Some("starting"));
+    let redirect = FlexOrigin::start("redirect");
+    redirect.set_health(302);
+    let gw = Gateway::start(&orders(&format!(
+        r#"instances = ["{}", "{}", "{}"]
+health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1, expect_status = "200-299", body_contains = "ok" }}"#,
+        good.addr(),
+        wrong_body.addr(),
+        redirect.addr()
+    )));
+    let t = Duration::from_secs(15);
+    wait_health(&gw, "orders", good.addr(), "healthy", t);
+    wait_health(&gw, "orders", wrong_body.addr(), "unhealthy", t);
+    wait_health(&gw, "orders", redirect.addr(), "unhealthy", t);
+    let wb = instance(&gw, "orders", wrong_body.addr()).unwrap();
+    assert_eq!(wb["last_probe"]["status"], 200, "{wb:#}");
+    assert!(
+        wb["last_probe"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ok")),
+        "{wb:#}"
+    );
+    let rd = instance(&gw, "orders", redirect.addr()).unwrap();
+    assert_eq!(rd["last_probe"]["status"], 302, "{rd:#}");
+    for i in 0..9 {
+        let r = gw.get(&format!("/orders/{i}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(served_by(&r), "good");
+    }
+    // The body check passes once the body is right.
+    wrong_body.set_health_body(Some("all ok"));
+    wait_health(&gw, "orders", wrong_body.addr(), "healthy", t);
+}
+
+#[test]
+fn tcp_probe_only_checks_the_connect() {
+    let listening = FlexOrigin::start("listening");
+    listening.set_health(503); // irrelevant to a TCP probe
+    let dead = closed_port();
+    let gw = Gateway::start(&orders(&format!(
+        r#"instances = ["{}", "{dead}"]
+health = {{ type = "tcp", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }}"#,
+        listening.addr()
+    )));
+    let t = Duration::from_secs(15);
+    wait_health(&gw, "orders", listening.addr(), "healthy", t);
+    wait_health(&gw, "orders", dead, "unhealthy", t);
+    assert_eq!(
+        listening.health_checks(),
+        0,
+        "a TCP probe sent an HTTP request"
+    );
+    for i in 0..6 {
+        let r = gw.get(&format!("/orders/{i}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Going away is noticed by the TCP probe too.
+    listening.stop();
+    wait_health(&gw, "orders", listening.addr(), "unhealthy", t);
+    let r = gw.get("/orders/none");
+    assert_eq!(r.status, 503, "{}", r.text());
+}
+
+#[test]
+fn explain_shows_live_instance_health() {
+    let up = FlexOrigin::start("up");
+    let sick = FlexOrigin::start("sick");
+    sick.set_health(503);
+    let reg = FlexOrigin::start("reg");
+    let gw = Gateway::start(&orders(&format!(
+        r#"instances = ["{}", "{}"]
+health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }}"#,
+        up.addr(),
+        sick.addr()
+    )));
+    let t = Duration::from_secs(15);
+    register(
+        &gw,
+        "orders",
+        None,
+        &format!(r#"{{"addr":"{}","ttl":"60s"}}"#, reg.addr()),
+    );
+    wait_health(&gw, "orders", up.addr(), "healthy", t);
+    wait_health(&gw, "orders", sick.addr(), "unhealthy", t);
+    wait_health(&gw, "orders", reg.addr(), "healthy", t);
+
+    let config = gw.config_path().to_str().unwrap().to_string();
+    let (code, out, err) = ficus(&[
+        "explain",
+        "--config",
+        &config,
+        "GET",
+        "http://test.local/orders/42",
+    ]);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    assert!(
+        out.contains(&format!("live (from {}):", gw.admin)),
+        "no live section:\n{out}"
+    );
+    let line_of = |addr: SocketAddr| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{addr} ")))
+            .unwrap_or_else(|| panic!("no live line for {addr}:\n{out}"))
+            .trim()
+            .to_string()
+    };
+    let l = line_of(up.addr());
+    assert!(
+        l.contains(" healthy") && l.contains("[static]"),
+        "{l}\n{out}"
+    );
+    let l = line_of(sick.addr());
+    assert!(
+        l.contains(" unhealthy") && l.contains("[static]"),
+        "{l}\n{out}"
+    );
+    let l = line_of(reg.addr());
+    assert!(
+        l.contains(" healthy") && l.contains("[registered]"),
+        "{l}\n{out}"
+    );
+
+    // Without a running gateway explain says so and still shows the configuration.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("routes.toml");
+    std::fs::copy(&config, &copy).unwrap();
+    drop(gw);
+    let (code, out, err) = ficus(&[
+        "explain",
+        "--config",
+        copy.to_str().unwrap(),
+        "GET",
+        "http://test.local/orders/42",
+    ]);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    assert!(out.contains("not reachable"), "{out}");
+    assert!(!out.contains("live (from"), "{out}");
+}

@@ -1,0 +1,239 @@
+//! Registry state across config reloads: registrations, ejections and breakers survive an
+//! edit that keeps the service; removing the service removes its state.
+
+mod common;
+#[path = "common/flex_origin.rs"]
+mod flex_origin;
+
+use common::*;
+use flex_origin::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn generation(gw: &Gateway) -> u64 {
+    let r = gw.admin_get("/config").expect("GET /config");
+    assert_eq!(r.status, 200);
+    r.json()["generation"].as_u64().expect("generation")
+}
+
+/// Rewrites the config and waits until the new generation is live.
+fn reload(gw: &Gateway, config: &str) {
+    let before = generation(gw);
+    gw.rewrite_config(config);
+    let applied = poll_until(Duration::from_secs(20), || {
+        (generation(gw) > before).then_some(())
+    });
+    assert!(
+        applied.is_some(),
+        "config not reloaded within 20 s\n{}",
+        gw.logs()
+    );
+}
+
+fn config(a: SocketAddr, dead: SocketAddr, header: &str, with_orders: bool) -> String {
+    let mut c = format!(
+        r#"{GATEWAY}
+[services.other]
+instances = ["{a}"]
+
+[[routes]]
+name = "other"
+match = {{ path = "/other/**" }}
+service = "other"
+"#
+    );
+    if with_orders {
+        c.push_str(&format!(
+            r#"
+[services.orders]
+instances = ["{a}", "{dead}"]
+outlier = {{ consecutive_failures = 2, base_ejection_time = "60s" }}
+breaker = {{ consecutive_failures = 50, open_for = "60s" }}
+
+[[routes]]
+name = "orders"
+match = {{ path = "/orders/**" }}
+service = "orders"
+response_headers = {{ set = {{ x-config = "{header}" }} }}
+"#
+        ));
+    }
+    c
+}
+
+#[test]
+fn reload_keeps_registrations_and_ejections_and_drops_removed_services() {
+    let a = FlexOrigin::start("a");
+    let reg = FlexOrigin::start("reg");
+    let dead = closed_port();
+    let gw = Gateway::start(&config(a.addr(), dead, "v1", true));
+
+    // An ejected instance (connect failures) and a registered one.
+    let ejected = poll_until(Duration::from_secs(10), || {
+        let r = gw.get("/orders/x");
+        assert_eq!(r.status, 200, "{}", r.text());
+        instance(&gw, "orders", dead).filter(|i| i["ejected"] == true)
+    });
+    assert!(ejected.is_some(), "{:#}", registry(&gw));
+    let id = register(
+        &gw,
+        "orders",
+        None,
+        &format!(r#"{{"addr":"{}","ttl":"120s"}}"#, reg.addr()),
+    );
+    let r = gw.get("/orders/v1");
+    assert_eq!(r.header("x-config"), Some("v1"));
+
+    // An edit that keeps the service.
+    reload(&gw, &config(a.addr(), dead, "v2", true));
+    let r = gw.get("/orders/v2");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-config"), Some("v2"), "new config not in use");
+    let svc = service(&gw, "orders");
+    assert_eq!(svc["total"], 3, "{svc:#}");
+    let inst = instance(&gw, "orders", reg.addr()).expect("registration lost on reload");
+    assert_eq!(inst["id"], id.as_str());
+    assert_eq!(inst["sources"], serde_json::json!(["registered"]));
+    let d = instance(&gw, "orders", dead).unwrap();
+    assert_eq!(d["ejected"], true, "ejection lost on reload: {d:#}");
+    assert_eq!(d["ejections"], 1, "{d:#}");
+    // Traffic still avoids the ejected instance and reaches the registered one.
+    let before = reg.requests();
+    for i in 0..6 {
+        let r = gw.get(&format!("/orders/after{i}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert!(reg.requests() > before);
+    assert_eq!(
+        metric(
+            &gw,
+            "ficus_outlier_ejections_total",
+            &[("service", "orders")]
+        ),
+        1.0
+    );
+    // The registration can still be renewed with its id.
+    let hb = format!("/registry/services/orders/instances/{id}/heartbeat");
+    assert_eq!(admin_request(&gw, "PUT", &hb, None, None).status, 200);
+
+    // Remove the service: gone from /registry, registrations too.
+    reload(&gw, &config(a.addr(), dead, "v3", false));
+    let doc = registry(&gw);
+    assert!(service_of(&doc, "orders").is_none(), "{doc:#}");
+    assert!(service_of(&doc, "other").is_some(), "{doc:#}");
+    assert_eq!(gw.get("/orders/gone").status, 404);
+    assert_eq!(admin_request(&gw, "PUT", &hb, None, None).status, 404);
+
+    // Added back: fresh state, no registration, nothing ejected.
+    reload(&gw, &config(a.addr(), dead, "v4", true));
+    let svc = service(&gw, "orders");
+    assert_eq!(svc["total"], 2, "{svc:#}");
+    assert!(instance(&gw, "orders", reg.addr()).is_none());
+    assert_eq!(instance(&gw, "orders", dead).unwrap()["ejected"], false);
+}
+
+#[test]
+fn reload_keeps_an_open_breaker_and_health() {
+    let o = FlexOrigin::start("o");
+    o.set_status(500);
+    let sick = FlexOrigin::start("sick");
+    sick.set_health(503);
+    let cfg = |open_for: &str| {
+        format!(
+            r#"{GATEWAY}
+[services.orders]
+instances = ["{}", "{}"]
+outlier = {{ consecutive_failures = 0 }}
+breaker = {{ consecutive_failures = 3, min_requests = 1000, open_for = "{open_for}" }}
+health = {{ path = "/health", interval = "5s", healthy_after = 1, unhealthy_after = 1 }}
+
+[[routes]]
+name = "orders"
+match = {{ path = "/orders/**" }}
+service = "orders"
+"#,
+            o.addr(),
+            sick.addr()
+        )
+    };
+    let gw = Gateway::start(&cfg("60s"));
+    wait_health(&gw, "orders", o.addr(), "healthy", Duration::from_secs(15));
+    wait_health(
+        &gw,
+        "orders",
+        sick.addr(),
+        "unhealthy",
+        Duration::from_secs(15),
+    );
+    for _ in 0..3 {
+        assert_eq!(gw.get("/orders/x").status, 500);
+    }
+    assert_eq!(service(&gw, "orders")["breaker"]["state"], "open");
+    let probes = (o.health_checks(), sick.health_checks());
+    reload(&gw, &cfg("50s"));
+    assert_eq!(
+        service(&gw, "orders")["breaker"]["state"],
+        "open",
+        "breaker reset by reload"
+    );
+    assert_eq!(gw.get("/orders/y").status, 503);
+    assert_eq!(o.requests(), 3);
+    // Health is kept too (the 5 s interval means no new probe decided it).
+    assert_eq!(
+        instance(&gw, "orders", o.addr()).unwrap()["health"],
+        "healthy"
+    );
+    assert_eq!(
+        instance(&gw, "orders", sick.addr()).unwrap()["health"],
+        "unhealthy"
+    );
+    assert!(
+        o.health_checks() <= probes.0 + 1 && sick.health_checks() <= probes.1 + 1,
+        "reload restarted probing"
+    );
+}
+
+/// Turning on health checks for a service that is serving must not take its instances out of
+/// rotation until the new probes pass (they were fine a moment ago).
+#[test]
+fn adding_health_checks_by_reload_keeps_serving_instances() {
+    let a = FlexOrigin::start("a");
+    let base = format!(
+        r#"{GATEWAY}
+[services.orders]
+instances = ["{}"]
+"#,
+        a.addr()
+    );
+    let route = r#"
+[[routes]]
+name = "orders"
+match = { path = "/orders/**" }
+service = "orders"
+"#;
+    let gw = Gateway::start(&format!("{base}{route}"));
+    assert_eq!(gw.get("/orders/before").status, 200);
+    reload(
+        &gw,
+        &format!(
+            "{base}health = {{ path = \"/health\", interval = \"5s\", healthy_after = 2 }}\n{route}"
+        ),
+    );
+    let mut statuses = Vec::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        statuses.push(gw.get("/orders/after").status);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "a serving instance was taken out of rotation by a reload that added health checks: \
+         {statuses:?}; instance {:#}",
+        instance(&gw, "orders", a.addr()).unwrap()
+    );
+}
