@@ -657,6 +657,9 @@ PY
     echo "================================================================================"
     echo "ficus load benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
+    echo "source: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(
+        [[ -n "$(git -C "$ROOT" status --porcelain -- src plugins benches Cargo.toml Cargo.lock 2>/dev/null)" ]] &&
+            echo ' + uncommitted changes')"
     echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2)${OHA_BIN:+, $("$OHA_BIN" --version 2>/dev/null | head -n1)}"
     [[ -z "$OHA_BIN" ]] && echo "fixed-rate latency part (oha): SKIPPED"
     echo "================================================================================"

@@ -21,8 +21,17 @@ pub fn init(json: bool) {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let _ = GUARD.set(Mutex::new(Some(guard)));
     crate::access_log::set_json(json);
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let from_env = EnvFilter::try_from_default_env().ok();
+    // Records from crates that use `log` (pingora, notify) reach tracing through LogTracer.
+    // Without a level cap every `debug!` on pingora's request path would be formatted and
+    // dispatched before being filtered out (≈10k instructions per request, measured).
+    let log_level = match from_env.as_ref().and_then(|f| f.max_level_hint()) {
+        Some(l) if l >= tracing::level_filters::LevelFilter::TRACE => log::LevelFilter::Trace,
+        Some(l) if l >= tracing::level_filters::LevelFilter::DEBUG => log::LevelFilter::Debug,
+        Some(l) if l >= tracing::level_filters::LevelFilter::INFO => log::LevelFilter::Info,
+        _ => log::LevelFilter::Warn,
+    };
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
     let not_access =
         tracing_subscriber::filter::filter_fn(|m| m.target() != crate::access_log::TARGET);
     let diagnostics = tracing_subscriber::fmt::layer()
@@ -45,6 +54,7 @@ pub fn init(json: bool) {
         .with(diagnostics.with_filter(filter))
         .with(access)
         .try_init();
+    log::set_max_level(log_level);
 }
 
 /// Flushes buffered log lines (before a deliberate `process::exit`).

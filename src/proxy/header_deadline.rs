@@ -17,10 +17,11 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
+use pingora_timeout::fast_timeout::fast_timeout;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::Instant;
 
 use super::respond::{error_body, GatewayError};
 use crate::ids;
@@ -54,10 +55,15 @@ fn head_complete(buf: &[u8]) -> bool {
 
 async fn read_head(stream: &mut L4Stream, idle: Duration, deadline: Duration, max: usize) -> Head {
     let mut buf = BytesMut::with_capacity(4096);
-    // Waiting for the first byte is keep-alive idleness, not slowness.
-    match tokio::time::timeout(idle, stream.read_buf(&mut buf)).await {
+    // Waiting for the first byte is keep-alive idleness, not slowness. pingora's timer
+    // wheel is much cheaper per request than tokio's timers.
+    match fast_timeout(idle, stream.read_buf(&mut buf)).await {
         Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Head::Gone,
         Ok(Ok(_)) => {}
+    }
+    // The common case: the whole head arrived in the first read.
+    if head_complete(&buf) {
+        return Head::Ready(buf);
     }
     let until = Instant::now() + deadline;
     loop {
@@ -67,7 +73,8 @@ async fn read_head(stream: &mut L4Stream, idle: Duration, deadline: Duration, ma
         if buf.len() > max {
             return Head::Oversized(buf);
         }
-        match tokio::time::timeout_at(until, stream.read_buf(&mut buf)).await {
+        let left = until.saturating_duration_since(Instant::now());
+        match fast_timeout(left, stream.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Head::Gone,
             Ok(Ok(_)) => {}
             Err(_) => return Head::TooSlow,

@@ -278,15 +278,9 @@ impl ProxyHttp for Gateway {
             tls,
             host.as_deref(),
         );
-        let _ = upstream.insert_header(
-            headers::X_REQUEST_ID.clone(),
-            headers::value(&ctx.request_id),
-        );
+        let _ = upstream.insert_header("X-Request-Id", headers::value(&ctx.request_id));
         if let Some(tp) = &ctx.trace {
-            let _ = upstream.insert_header(
-                headers::TRACEPARENT.clone(),
-                headers::value(&tp.child_header()),
-            );
+            let _ = upstream.insert_header("traceparent", headers::value(&tp.child_header()));
         }
         let route = ctx.runtime.config.router.route(routed.index);
         if !route.request_headers.is_empty() {
@@ -306,10 +300,7 @@ impl ProxyHttp for Gateway {
             ctx.upstream_elapsed = Some(start.elapsed());
         }
         headers::strip_hop_by_hop_response(resp);
-        let _ = resp.insert_header(
-            headers::X_REQUEST_ID.clone(),
-            headers::value(&ctx.request_id),
-        );
+        let _ = resp.insert_header("X-Request-Id", headers::value(&ctx.request_id));
         if let Some(routed) = &ctx.routed {
             let route = ctx.runtime.config.router.route(routed.index);
             if !route.response_headers.is_empty() {
