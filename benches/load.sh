@@ -13,6 +13,9 @@
 #   bare       wrk -> bare-pingora (1 thread; benches/bare-pingora) -> upstream (the framework's floor)
 #   ficus      wrk -> ficus (threads = 1, access_log = "off", one plain route) -> upstream
 #   ficus-log  same as ficus with access_log = "json" written to a file
+#   ficus-registry  same as ficus with the registry's per-request bookkeeping switched on:
+#              active health probes, outlier detection, a circuit breaker, a bulkhead and
+#              least-request balancing (the service-registry issue's "must not show" case)
 #
 # Usage: bash benches/load.sh
 # Knobs (environment):
@@ -30,7 +33,7 @@
 # under target/bench-results/.
 set -euo pipefail
 
-SCENARIOS=${SCENARIOS:-"direct nginx bare ficus ficus-log"}
+SCENARIOS=${SCENARIOS:-"direct nginx bare ficus ficus-registry ficus-log"}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
@@ -71,8 +74,8 @@ print(max(1, math.ceil(v)))' "$1"
 [[ "$RATE" =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer (got '$RATE')"
 for s in $SCENARIOS; do
     case "$s" in
-        direct | nginx | bare | ficus | ficus-log) ;;
-        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-log)" ;;
+        direct | nginx | bare | ficus | ficus-registry | ficus-log) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-registry ficus-log)" ;;
     esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
@@ -151,14 +154,14 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
         log "cargo build --release -p bare-pingora --bin bare-pingora"
         cargo build --release -p bare-pingora --bin bare-pingora >&2 || die "building bare-pingora failed"
     fi
-    if want ficus || want ficus-log; then
+    if want ficus || want ficus-log || want ficus-registry; then
         log "cargo build --release --bin ficus"
         cargo build --release --bin ficus >&2 ||
             die "building ficus failed (run the other scenarios with e.g. SCENARIOS=\"direct nginx bare\")"
     fi
 fi
 if want bare; then [[ -x "$BARE_BIN" ]] || die "$BARE_BIN missing"; fi
-if want ficus || want ficus-log; then [[ -x "$FICUS_BIN" ]] || die "$FICUS_BIN missing"; fi
+if want ficus || want ficus-log || want ficus-registry; then [[ -x "$FICUS_BIN" ]] || die "$FICUS_BIN missing"; fi
 
 # --------------------------------------------------------------------------
 # Processes: everything started here is stopped on exit, by pid.
@@ -262,10 +265,10 @@ nginx_worker() {
 }
 
 # Free loopback ports: bind them all at once so they are distinct.
-read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN < <(python3 -c '
+read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_FREG_ADMIN < <(python3 -c '
 import socket
 socks = []
-for _ in range(7):
+for _ in range(9):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -352,6 +355,27 @@ EOF
 }
 ficus_conf "$P_FICUS" "$P_FICUS_ADMIN" off >"$TMP/ficus.toml"
 ficus_conf "$P_FLOG" "$P_FLOG_ADMIN" json >"$TMP/ficus-log.toml"
+# Same route and upstream, with every registry feature that does per-request work.
+cat >"$TMP/ficus-registry.toml" <<EOF
+[gateway]
+listen = ["127.0.0.1:$P_FREG"]
+admin = "127.0.0.1:$P_FREG_ADMIN"
+threads = 1
+access_log = "off"
+
+[services.upstream]
+instances = ["127.0.0.1:$P_UP"]
+health = { path = "/", interval = "1s", timeout = "500ms" }
+outlier = { consecutive_failures = 5, base_ejection_time = "30s" }
+breaker = { consecutive_failures = 5, failure_rate = 0.5, min_requests = 20, window = "10s", open_for = "10s" }
+max_concurrent = 1000
+lb = "least_request"
+
+[[routes]]
+name = "plain"
+match = { path = "/**" }
+service = "upstream"
+EOF
 
 for c in upstream nginx-proxy; do
     "$NGINX" -t -q -p "$TMP" "${NGINX_E[@]}" -c "$TMP/$c.conf" -g 'daemon off;' >&2 ||
@@ -389,6 +413,14 @@ if want ficus; then
     wait_http ficus "$STARTED_PID" "http://127.0.0.1:$P_FICUS_ADMIN/readyz" "$TMP/ficus.log"
     wait_http ficus "$STARTED_PID" "http://127.0.0.1:$P_FICUS/" "$TMP/ficus.log" "$UPSTREAM_BODY"
     URL[ficus]="http://127.0.0.1:$P_FICUS/"
+fi
+
+if want ficus-registry; then
+    start ficus-registry INT "$TMP/ficus-registry.log" "$FICUS_BIN" run --config "$TMP/ficus-registry.toml"
+    SRV_PID[ficus-registry]=$STARTED_PID
+    wait_http ficus-registry "$STARTED_PID" "http://127.0.0.1:$P_FREG_ADMIN/readyz" "$TMP/ficus-registry.log"
+    wait_http ficus-registry "$STARTED_PID" "http://127.0.0.1:$P_FREG/" "$TMP/ficus-registry.log" "$UPSTREAM_BODY"
+    URL[ficus-registry]="http://127.0.0.1:$P_FREG/"
 fi
 
 FLOG_OUT="$TMP/ficus-log.access.jsonl"
@@ -598,6 +630,7 @@ label = {
     "bare": "bare pingora",
     "ficus": "ficus, plain route",
     "ficus-log": "ficus, plain route, JSON access log",
+    "ficus-registry": "ficus, registry features on",
 }
 n_rounds = len({r["round"] for r in rows})
 print("wrk -t1 -c32, %d round(s), medians over successful samples; ratios are per round "
@@ -621,7 +654,11 @@ for sc in scenarios:
         ratio(sc, "nginx", "wrk", "rps"), ratio(sc, "nginx", "wrk", "cpu_us_per_req"),
         ratio(sc, "bare", "wrk", "rps"), ratio(sc, "bare", "wrk", "cpu_us_per_req"),
     ))
-for sc in ("ficus", "ficus-log"):
+if "ficus" in scenarios and "ficus-registry" in scenarios:
+    print()
+    print("ficus-registry ÷ ficus: rps %s, CPU per request %s" % (
+        ratio("ficus-registry", "ficus", "wrk", "rps"), ratio("ficus-registry", "ficus", "wrk", "cpu_us_per_req")))
+for sc in ("ficus", "ficus-registry", "ficus-log"):
     if sc in scenarios and "bare" in scenarios:
         print()
         print("%s ÷ bare pingora: rps %s, CPU per request %s" % (

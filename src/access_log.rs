@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Lines buffered between workers and the writer thread.
 const QUEUE: usize = 16 * 1024;
+/// How long the writer waits between batches (the longest a line waits before `write`).
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
 
 enum Msg {
     Line(String),
@@ -49,6 +51,10 @@ fn writer(rx: Receiver<Msg>) {
             pending = rx.try_recv().ok();
         }
         let _ = out.flush();
+        // Let lines collect before the next write: a worker whose send finds the writer
+        // asleep here wakes nobody, so under load the cost is one write per batch instead
+        // of a thread wake-up per line.
+        std::thread::sleep(BATCH_PAUSE);
     }
 }
 
@@ -143,7 +149,28 @@ impl tracing::field::Visit for LineVisitor {
     }
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
         self.key(field.name());
-        let _ = write!(self.out, "{}", (value * 1000.0).round() / 1000.0);
+        // Three decimals with integer arithmetic (float formatting is slow).
+        if value.is_finite() && value.abs() < 1e12 {
+            let thousandths = (value * 1000.0).round() as i64;
+            if thousandths < 0 {
+                self.out.push('-');
+            }
+            let t = thousandths.unsigned_abs();
+            let _ = write!(self.out, "{}", t / 1000);
+            let frac = t % 1000;
+            if frac != 0 {
+                self.out.push('.');
+                self.out.push((b'0' + (frac / 100) as u8) as char);
+                if !frac.is_multiple_of(100) {
+                    self.out.push((b'0' + (frac / 10 % 10) as u8) as char);
+                    if !frac.is_multiple_of(10) {
+                        self.out.push((b'0' + (frac % 10) as u8) as char);
+                    }
+                }
+            }
+        } else {
+            self.out.push_str("null");
+        }
     }
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
         self.key(field.name());
@@ -196,7 +223,31 @@ fn timestamp(out: &mut String) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
+    // The date and time of day change once a second: format them once per second and
+    // thread, then append the milliseconds.
+    thread_local! {
+        static CACHE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let secs = now.as_secs();
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            c.1.clear();
+            format_seconds(&mut c.1, secs);
+            c.0 = secs;
+        }
+        out.push_str(&c.1);
+    });
+    let ms = now.subsec_millis();
+    out.push('.');
+    out.push((b'0' + (ms / 100) as u8) as char);
+    out.push((b'0' + (ms / 10 % 10) as u8) as char);
+    out.push((b'0' + (ms % 10) as u8) as char);
+    out.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for seconds since the epoch.
+fn format_seconds(out: &mut String, secs: u64) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -211,16 +262,21 @@ fn timestamp(out: &mut String) {
     let y = yoe + era * 400 + i64::from(m <= 2);
     let _ = write!(
         out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         (rem / 60) % 60,
-        rem % 60,
-        now.subsec_millis()
+        rem % 60
     );
 }
 
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
+    // Almost every value needs no escaping: copy it in one go.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -300,6 +356,24 @@ mod tests {
             tracing::info!(target: "other", x = 1, "not an access line");
         });
         assert_eq!(dropped(), 0);
+    }
+
+    #[test]
+    fn numbers_format_like_display() {
+        for (v, want) in [
+            (1.5, "1.5"),
+            (2.0, "2"),
+            (0.125, "0.125"),
+            (12.3456, "12.346"),
+            (-1.0, "-1"),
+        ] {
+            let mut l = LineVisitor {
+                out: String::new(),
+                json: true,
+            };
+            tracing::field::Visit::record_f64(&mut l, &field("status"), v);
+            assert_eq!(l.out, format!(",\"status\":{want}"));
+        }
     }
 
     #[test]
