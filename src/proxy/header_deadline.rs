@@ -40,9 +40,9 @@ pub struct HeaderDeadline<A> {
 
 enum Head {
     /// A complete request head (and maybe more) was read.
-    Ready(BytesMut),
+    Ready,
     /// Too large to be a valid head: let the proxy reject it with its own status.
-    Oversized(BytesMut),
+    Oversized,
     /// The peer closed, or stayed idle past the keep-alive time without sending anything.
     Gone,
     /// Part of a head arrived, but not all of it in time.
@@ -53,28 +53,34 @@ fn head_complete(buf: &[u8]) -> bool {
     buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n")
 }
 
-async fn read_head(stream: &mut L4Stream, idle: Duration, deadline: Duration, max: usize) -> Head {
-    let mut buf = BytesMut::with_capacity(4096);
+async fn read_head(
+    stream: &mut L4Stream,
+    buf: &mut BytesMut,
+    idle: Duration,
+    deadline: Duration,
+    max: usize,
+) -> Head {
+    buf.clear();
     // Waiting for the first byte is keep-alive idleness, not slowness. pingora's timer
     // wheel is much cheaper per request than tokio's timers.
-    match fast_timeout(idle, stream.read_buf(&mut buf)).await {
+    match fast_timeout(idle, stream.read_buf(buf)).await {
         Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Head::Gone,
         Ok(Ok(_)) => {}
     }
     // The common case: the whole head arrived in the first read.
-    if head_complete(&buf) {
-        return Head::Ready(buf);
+    if head_complete(buf) {
+        return Head::Ready;
     }
     let until = Instant::now() + deadline;
     loop {
-        if head_complete(&buf) {
-            return Head::Ready(buf);
+        if head_complete(buf) {
+            return Head::Ready;
         }
         if buf.len() > max {
-            return Head::Oversized(buf);
+            return Head::Oversized;
         }
         let left = until.saturating_duration_since(Instant::now());
-        match fast_timeout(left, stream.read_buf(&mut buf)).await {
+        match fast_timeout(left, stream.read_buf(buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Head::Gone,
             Ok(Ok(_)) => {}
             Err(_) => return Head::TooSlow,
@@ -132,6 +138,8 @@ where
         };
         let mut persistent = None;
         let mut first = true;
+        // One read buffer per connection, reused for every request head.
+        let mut buf = BytesMut::with_capacity(4096);
         loop {
             let limits = self.shared.runtime().config.gateway.limits;
             let idle = if first {
@@ -142,13 +150,17 @@ where
             // Pingora refuses heads over 1 MiB itself; reading a little past our own limit is
             // enough for the proxy to answer 431.
             let max = limits.max_header_bytes.saturating_mul(2).max(64 * 1024);
-            let head = tokio::select! {
-                biased;
-                _ = wait_shutdown(shutdown), if !first => return None,
-                h = read_head(&mut l4, idle, limits.header_read_timeout, max) => h,
-            };
+            // While shutting down, a keep-alive connection is closed instead of waiting for
+            // (or serving) another request; clients retry on a fresh connection.
+            if !first && *shutdown.borrow() {
+                return None;
+            }
+            let head = read_head(&mut l4, &mut buf, idle, limits.header_read_timeout, max).await;
+            if !first && *shutdown.borrow() {
+                return None;
+            }
             match head {
-                Head::Ready(buf) | Head::Oversized(buf) => l4.rewind(&buf),
+                Head::Ready | Head::Oversized => l4.rewind(&buf),
                 Head::Gone => return None,
                 Head::TooSlow => {
                     answer_408(l4).await;
@@ -181,14 +193,5 @@ where
 
     async fn cleanup(&self) {
         self.inner.http_cleanup().await;
-    }
-}
-
-async fn wait_shutdown(shutdown: &ShutdownWatch) {
-    let mut s = shutdown.clone();
-    while !*s.borrow() {
-        if s.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
     }
 }
