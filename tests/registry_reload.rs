@@ -237,3 +237,42 @@ service = "orders"
         instance(&gw, "orders", a.addr()).unwrap()
     );
 }
+
+/// Many reloads in a row leave exactly one probe loop per instance: the probe rate stays
+/// one per interval (a duplicate per reload would multiply it).
+#[test]
+fn reloads_never_duplicate_probes() {
+    let o = FlexOrigin::start("o");
+    let cfg = |tag: usize| {
+        format!(
+            r#"{GATEWAY}
+[services.orders]
+instances = ["{}"]
+health = {{ path = "/health", interval = "200ms", timeout = "200ms", jitter = 0.0 }}
+
+[[routes]]
+name = "orders"
+match = {{ path = "/orders/**" }}
+service = "orders"
+response_headers = {{ set = {{ "x-generation" = "{tag}" }} }}
+"#,
+            o.addr()
+        )
+    };
+    let gw = Gateway::start(&cfg(0));
+    for i in 1..=10 {
+        reload(&gw, &cfg(i));
+    }
+    assert_eq!(gw.get("/orders/x").header("x-generation"), Some("10"));
+    let before = o.health_checks();
+    let start = std::time::Instant::now();
+    // Measuring a rate needs wall time.
+    std::thread::sleep(Duration::from_secs(2));
+    let probes = o.health_checks() - before;
+    let secs = start.elapsed().as_secs_f64();
+    // One probe per 200 ms is ~10 in 2 s; eleven duplicated loops would be ~110.
+    assert!(
+        probes >= 4 && (probes as f64) <= secs / 0.2 + 4.0,
+        "{probes} probes in {secs:.2}s after 10 reloads"
+    );
+}
