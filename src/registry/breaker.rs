@@ -150,7 +150,9 @@ impl Breaker {
         }
         let (requests, failures) = self.count(spec, ok);
         if ok {
-            self.consecutive.store(0, Ordering::Relaxed);
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
             return;
         }
         let consecutive = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
@@ -164,7 +166,8 @@ impl Breaker {
         }
     }
 
-    /// Adds an outcome to the window and returns (requests, failures) in the window.
+    /// Adds an outcome to the window and returns (requests, failures) in the window; the
+    /// totals are only summed for failures (a success cannot trip the breaker).
     fn count(&self, spec: &BreakerSpec, ok: bool) -> (u32, u32) {
         let width = (spec.window.as_millis() as u64 / BUCKETS as u64).max(1);
         let epoch = now_ms() / width;
@@ -174,9 +177,10 @@ impl Breaker {
             b.failures.store(0, Ordering::Release);
         }
         b.requests.fetch_add(1, Ordering::AcqRel);
-        if !ok {
-            b.failures.fetch_add(1, Ordering::AcqRel);
+        if ok {
+            return (0, 0);
         }
+        b.failures.fetch_add(1, Ordering::AcqRel);
         let mut requests = 0;
         let mut failures = 0;
         for b in &self.buckets {

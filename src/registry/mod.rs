@@ -566,24 +566,22 @@ impl ServiceState {
                     .find(|m| ok(m))
             }
             (LbPolicy::LeastRequest, _) => {
-                let candidates: Vec<&Arc<Member>> = all.iter().filter(|m| ok(m)).collect();
-                match candidates.len() {
-                    0 => None,
-                    1 => Some(candidates[0]),
-                    n => {
-                        let r = mix(self.cursor.fetch_add(1, Ordering::Relaxed) as u64 ^ now_ms());
-                        let a = candidates[(r % n as u64) as usize];
-                        let mut b = candidates[((r >> 32) % n as u64) as usize];
-                        if std::ptr::eq(a, b) {
-                            b = candidates[(((r >> 32) + 1) % n as u64) as usize];
-                        }
-                        // Compare load per unit of weight: inflight / weight.
-                        let load = |m: &Member| {
-                            (m.live.inflight() as u64 + 1) * 1000 / u64::from(m.weight.max(1))
-                        };
-                        Some(if load(b) < load(a) { b } else { a })
-                    }
+                // Power of two choices without collecting candidates: two random starting
+                // points, each moved forward to the next usable instance.
+                let n = all.len();
+                let r = mix(self.cursor.fetch_add(1, Ordering::Relaxed) as u64);
+                let usable_from =
+                    |start: usize| (0..n).map(|k| &all[(start + k) % n]).find(|m| ok(m));
+                let a = usable_from((r % n as u64) as usize)?;
+                let mut second = ((r >> 32) % n as u64) as usize;
+                if std::ptr::eq(&all[second], a) {
+                    second = (second + 1) % n;
                 }
+                let b = usable_from(second).unwrap_or(a);
+                // Compare load per unit of weight: inflight / weight.
+                let load =
+                    |m: &Member| (m.live.inflight() as u64 + 1) * 1000 / u64::from(m.weight.max(1));
+                Some(if load(b) < load(a) { b } else { a })
             }
             _ => {
                 let sched = &members.schedule;
