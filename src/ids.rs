@@ -60,11 +60,11 @@ pub fn is_acceptable_request_id(v: &[u8]) -> bool {
             .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
-/// A parsed W3C `traceparent`.
+/// A parsed W3C `traceparent`, kept inline (no allocation per request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceParent {
-    pub trace_id: String,
-    pub flags: String,
+    trace_id: [u8; 32],
+    flags: [u8; 2],
 }
 
 fn is_lower_hex(s: &str) -> bool {
@@ -94,33 +94,49 @@ impl TraceParent {
         if flags.len() != 2 || !is_lower_hex(flags) {
             return None;
         }
-        Some(TraceParent {
-            trace_id: trace.to_string(),
-            flags: flags.to_string(),
-        })
+        let mut t = TraceParent {
+            trace_id: [0; 32],
+            flags: [0; 2],
+        };
+        t.trace_id.copy_from_slice(trace.as_bytes());
+        t.flags.copy_from_slice(flags.as_bytes());
+        Some(t)
     }
 
     /// A new trace, sampled flag set.
     pub fn new_root() -> TraceParent {
-        let mut trace_id = String::with_capacity(32);
-        push_hex(&mut trace_id, random_u64());
-        push_hex(&mut trace_id, random_u64());
-        TraceParent {
-            trace_id,
-            flags: "01".to_string(),
-        }
+        let mut t = TraceParent {
+            trace_id: [0; 32],
+            flags: *b"01",
+        };
+        hex_into(&mut t.trace_id[..16], random_u64());
+        hex_into(&mut t.trace_id[16..], random_u64());
+        t
+    }
+
+    /// The 32 lowercase hex digits of the trace id.
+    pub fn trace_id(&self) -> &str {
+        // Only ever filled with ASCII hex digits.
+        std::str::from_utf8(&self.trace_id).unwrap_or("")
     }
 
     /// The header value for the upstream: same trace, a new span id for the gateway hop.
-    pub fn child_header(&self) -> String {
-        let mut s = String::with_capacity(55);
-        s.push_str("00-");
-        s.push_str(&self.trace_id);
-        s.push('-');
-        push_hex(&mut s, random_u64());
-        s.push('-');
-        s.push_str(&self.flags);
-        s
+    pub fn child_header(&self) -> http::HeaderValue {
+        let mut b = [0u8; 55];
+        b[..3].copy_from_slice(b"00-");
+        b[3..35].copy_from_slice(&self.trace_id);
+        b[35] = b'-';
+        hex_into(&mut b[36..52], random_u64());
+        b[52] = b'-';
+        b[53..].copy_from_slice(&self.flags);
+        http::HeaderValue::from_bytes(&b).unwrap_or_else(|_| http::HeaderValue::from_static(""))
+    }
+}
+
+/// Writes `v` as 16 lowercase hex digits into `out` (which must be 16 bytes).
+fn hex_into(out: &mut [u8], v: u64) {
+    for (i, slot) in out.iter_mut().enumerate().take(16) {
+        *slot = HEX[((v >> ((15 - i) * 4)) & 15) as usize];
     }
 }
 
@@ -145,8 +161,9 @@ mod tests {
     fn traceparent() {
         let tp =
             TraceParent::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        assert_eq!(tp.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(tp.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let child = tp.child_header();
+        let child = child.to_str().unwrap();
         assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(child.ends_with("-01"));
         assert!(!child.contains("00f067aa0ba902b7"));
@@ -161,5 +178,6 @@ mod tests {
         );
         assert!(TraceParent::parse(b"garbage").is_none());
         assert!(TraceParent::parse(TraceParent::new_root().child_header().as_bytes()).is_some());
+        assert_eq!(TraceParent::new_root().trace_id().len(), 32);
     }
 }

@@ -54,6 +54,8 @@ pub struct RequestCtx {
     pub runtime: Arc<Runtime>,
     pub start: Instant,
     pub request_id: String,
+    /// `request_id` as a header value (cheap to clone).
+    pub request_id_value: http::HeaderValue,
     pub trace: Option<TraceParent>,
     /// The TCP peer and whether it is a trusted proxy.
     pub peer_ip: Option<IpAddr>,
@@ -79,6 +81,7 @@ impl RequestCtx {
             runtime: shared.runtime(),
             start: Instant::now(),
             request_id: String::new(),
+            request_id_value: http::HeaderValue::from_static(""),
             trace: None,
             peer_ip: None,
             peer_trusted: false,
@@ -111,7 +114,7 @@ pub fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Dur
         || String::from_utf8_lossy(req.raw_path()).into_owned(),
         |r| r.path.replace('\0', "%2F"),
     );
-    let trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id.as_str());
+    let trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id());
     let client = ctx
         .client_ip
         .map(DisplayOr::Some)

@@ -174,11 +174,18 @@ impl ProxyHttp for Gateway {
         let limits = ctx.runtime.config.gateway.limits;
         session.set_read_timeout(Some(limits.body_read_timeout));
         let req = session.req_header();
-        ctx.request_id = match req.headers.get(&headers::X_REQUEST_ID) {
-            Some(v) if ids::is_acceptable_request_id(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
+        // The id as a string (logs, error bodies) and as a header value, built once and
+        // shared by the upstream request and the response.
+        (ctx.request_id, ctx.request_id_value) = match req.headers.get(&headers::X_REQUEST_ID) {
+            Some(v) if ids::is_acceptable_request_id(v.as_bytes()) => (
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                v.clone(),
+            ),
+            _ => {
+                let id = ids::new_request_id();
+                let v = headers::value(&id);
+                (id, v)
             }
-            _ => ids::new_request_id(),
         };
         let peer = session
             .client_addr()
@@ -270,17 +277,11 @@ impl ProxyHttp for Gateway {
         let upgrade = session.is_upgrade_req();
         headers::strip_hop_by_hop_request(upstream, upgrade);
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let host = headers::request_host(session.req_header()).map(str::to_owned);
-        headers::set_forwarded(
-            upstream,
-            ctx.peer_ip,
-            ctx.peer_trusted,
-            tls,
-            host.as_deref(),
-        );
-        let _ = upstream.insert_header("X-Request-Id", headers::value(&ctx.request_id));
+        let host = headers::request_host(session.req_header());
+        headers::set_forwarded(upstream, ctx.peer_ip, ctx.peer_trusted, tls, host);
+        let _ = upstream.insert_header("X-Request-Id", ctx.request_id_value.clone());
         if let Some(tp) = &ctx.trace {
-            let _ = upstream.insert_header("traceparent", headers::value(&tp.child_header()));
+            let _ = upstream.insert_header("traceparent", tp.child_header());
         }
         let route = ctx.runtime.config.router.route(routed.index);
         if !route.request_headers.is_empty() {
@@ -300,7 +301,7 @@ impl ProxyHttp for Gateway {
             ctx.upstream_elapsed = Some(start.elapsed());
         }
         headers::strip_hop_by_hop_response(resp);
-        let _ = resp.insert_header("X-Request-Id", headers::value(&ctx.request_id));
+        let _ = resp.insert_header("X-Request-Id", ctx.request_id_value.clone());
         if let Some(routed) = &ctx.routed {
             let route = ctx.runtime.config.router.route(routed.index);
             if !route.response_headers.is_empty() {
