@@ -1,6 +1,6 @@
 //! The registry's background service: active probes, DNS refresh and registration expiry.
 //!
-//! One loop per process, ticking every [`TICK`]. Each tick it looks at the *current*
+//! One loop per process, ticking every 50 ms (`TICK`). Each tick it looks at the *current*
 //! services and instances and starts whatever work is due, so a reload can never leave a
 //! probe running twice or orphaned: an instance that left the set is simply no longer
 //! visited, and an instance already being probed is skipped until its probe returns.

@@ -383,6 +383,41 @@ mod tests {
         assert!(!is_wire_safe("/a b"));
     }
 
+    /// For arbitrary input: no panic, and whatever is forwarded (the encoded normalized path)
+    /// normalizes back to exactly the path that was matched. This is the property that
+    /// stops "match one form, forward another" bypasses.
+    #[test]
+    fn forwarded_form_normalizes_to_the_matched_form() {
+        let alphabet: &[u8] = b"/.%2eEfF5cC0a;\\ ?#x\x00\x7f\xc3\xa9";
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 24) as usize;
+            let mut input = vec![b'/'];
+            let mut x = state;
+            for _ in 0..len {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                input.push(alphabet[(x >> 33) as usize % alphabet.len()]);
+            }
+            if let Ok(n) = normalize(&input) {
+                let mut wire = String::new();
+                encode_path(&n.path, &mut wire);
+                let again = normalize(wire.as_bytes()).expect("forwarded form must be valid");
+                assert_eq!(
+                    again.path,
+                    n.path,
+                    "input {:?}",
+                    String::from_utf8_lossy(&input)
+                );
+                assert!(!again.path.contains("/../") && !again.path.contains("//"));
+            }
+        }
+    }
+
     #[test]
     fn split_target_handles_query_and_absolute_form() {
         assert_eq!(split_target(b"/a?b=1"), (&b"/a"[..], Some(&b"b=1"[..])));
