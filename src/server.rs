@@ -43,6 +43,12 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// origins) can be added by the caller through `extra`.
 pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), ServerError> {
     let gateway = config.gateway.clone();
+    // Fail fast with a clear message when a listen address is taken: pingora would retry
+    // for 30 s and then stop with a bind error.
+    for l in &gateway.listeners {
+        std::net::TcpListener::bind(l.addr)
+            .map_err(|e| ServerError::Start(format!("cannot listen on {}: {e}", l.addr)))?;
+    }
     let shared = Shared::new(config);
 
     let conf = ServerConf {
