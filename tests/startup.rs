@@ -44,14 +44,11 @@ fn run_until_exit(config: &str, limit: Duration) -> (Option<i32>, String, Durati
     (code, text, start.elapsed())
 }
 
-#[test]
-fn listen_address_in_use_fails_fast_with_a_clear_error() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
-    let config = format!(
+fn config(listen: u16, admin: u16) -> String {
+    format!(
         r#"[gateway]
-listen = ["127.0.0.1:{port}"]
-admin = "127.0.0.1:{}"
+listen = ["127.0.0.1:{listen}"]
+admin = "127.0.0.1:{admin}"
 
 [services.s]
 instances = ["127.0.0.1:1"]
@@ -60,44 +57,37 @@ instances = ["127.0.0.1:1"]
 name = "all"
 match = {{ path = "/**" }}
 service = "s"
-"#,
-        free_port()
-    );
-    let (code, out, elapsed) = run_until_exit(&config, Duration::from_secs(10));
+"#
+    )
+}
+
+/// Starts ficus with `config`, expects exit code 1 within 5 s and `message` in its output.
+fn assert_fails_fast(config: &str, message: &str) {
+    let (code, out, elapsed) = run_until_exit(config, Duration::from_secs(10));
     assert_eq!(code, Some(1), "expected exit 1, output:\n{out}");
     assert!(
-        out.contains(&format!("cannot listen on 127.0.0.1:{port}")),
-        "output:\n{out}"
+        out.contains(message),
+        "expected `{message}` in output:\n{out}"
     );
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
-    drop(taken);
+}
+
+#[test]
+fn listen_address_in_use_fails_fast_with_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    assert_fails_fast(
+        &config(port, free_port()),
+        &format!("cannot listen on 127.0.0.1:{port}"),
+    );
 }
 
 #[test]
 fn admin_address_in_use_fails_fast_with_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let config = format!(
-        r#"[gateway]
-listen = ["127.0.0.1:{}"]
-admin = "127.0.0.1:{port}"
-
-[services.s]
-instances = ["127.0.0.1:1"]
-
-[[routes]]
-name = "all"
-match = {{ path = "/**" }}
-service = "s"
-"#,
-        free_port()
+    assert_fails_fast(
+        &config(free_port(), port),
+        &format!("admin listener 127.0.0.1:{port}"),
     );
-    let (code, out, elapsed) = run_until_exit(&config, Duration::from_secs(10));
-    assert_eq!(code, Some(1), "expected exit 1, output:\n{out}");
-    assert!(
-        out.contains(&format!("admin listener 127.0.0.1:{port}")),
-        "output:\n{out}"
-    );
-    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
-    drop(taken);
 }
