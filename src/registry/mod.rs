@@ -233,14 +233,10 @@ impl NewInstance {
     }
 }
 
-/// A self-registered instance.
+/// A self-registered instance: what the registrant sent, with its effective TTL.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    pub addr: SocketAddr,
-    pub weight: u32,
-    pub zone: Option<String>,
-    pub version: Option<String>,
-    pub metadata: BTreeMap<String, String>,
+    pub instance: NewInstance,
     pub ttl: Duration,
     pub expires_at_ms: u64,
 }
@@ -415,7 +411,8 @@ impl ServiceState {
                 },
             );
         }
-        for (id, r) in &sources.registered {
+        for (id, reg) in &sources.registered {
+            let r = &reg.instance;
             let e = by_addr.entry(r.addr).or_insert_with(|| Entry {
                 weight: r.weight,
                 zone: None,
@@ -668,7 +665,7 @@ impl ServiceState {
         s.registered.retain(|id, r| {
             let keep = r.expires_at_ms > now;
             if !keep {
-                tracing::info!(service = %self.name, id, instance = %r.addr, "registration expired");
+                tracing::info!(service = %self.name, id, instance = %r.instance.addr, "registration expired");
             }
             keep
         });
@@ -781,27 +778,21 @@ impl Registry {
         if !settings.registration || !state.spec().registration {
             return Err(RegistryError::RegistrationDisabled(service.to_string()));
         }
-        let NewInstance {
-            addr,
-            weight,
-            zone,
-            version,
-            metadata,
-            ttl,
-        } = new;
-        if weight == 0 || weight > 10_000 {
+        let addr = new.addr;
+        if new.weight == 0 || new.weight > 10_000 {
             return Err(RegistryError::Invalid(
                 "weight must be between 1 and 10000".into(),
             ));
         }
-        let ttl = ttl
+        let ttl = new
+            .ttl
             .unwrap_or(settings.default_ttl)
             .clamp(Duration::from_secs(1), Duration::from_secs(3600));
         // Re-registering the same address replaces the earlier registration.
         let existing = state
             .registrations()
             .into_iter()
-            .find(|(_, r)| r.addr == addr)
+            .find(|(_, r)| r.instance.addr == addr)
             .map(|(id, _)| id);
         let id = existing.unwrap_or_else(|| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -811,11 +802,7 @@ impl Registry {
         state.register(
             id.clone(),
             Registration {
-                addr,
-                weight,
-                zone,
-                version,
-                metadata,
+                instance: new,
                 ttl,
                 expires_at_ms: now_ms() + ttl.as_millis() as u64,
             },
