@@ -51,6 +51,14 @@ pub fn new_request_id() -> String {
     s
 }
 
+/// A new request id as a header value, built without an intermediate string.
+pub fn new_request_id_value() -> http::HeaderValue {
+    let mut b = [0u8; 32];
+    hex_into(&mut b[..16], random_u64());
+    hex_into(&mut b[16..], random_u64());
+    http::HeaderValue::from_bytes(&b).unwrap_or_else(|_| http::HeaderValue::from_static("-"))
+}
+
 /// Whether a client-supplied request id is safe to propagate and log: 1–128 visible ASCII
 /// characters, no quotes or backslashes (it ends up in JSON and log lines).
 pub fn is_acceptable_request_id(v: &[u8]) -> bool {

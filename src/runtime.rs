@@ -132,6 +132,11 @@ impl Shared {
         self.runtime.load_full()
     }
 
+    /// The current request limits, without taking a reference on the snapshot.
+    pub fn limits(&self) -> crate::config::Limits {
+        self.runtime.load().config.gateway.limits
+    }
+
     pub fn begin_request(self: &Arc<Self>) -> InflightGuard {
         self.inflight.fetch_add(1, Ordering::AcqRel);
         InflightGuard(self.clone())

@@ -175,3 +175,30 @@ fn slow_body_is_408() {
         "408 after {el:?}"
     );
 }
+
+/// Beyond what pingora's parser accepts at all (256 header lines, a 1 MiB head) the answer
+/// must still be 431 (or 414 for a request line that never ends), not a generic 400.
+#[test]
+fn heads_beyond_the_parsers_own_limits_are_431_or_414() {
+    let (gw, o) = setup();
+    let lots: Vec<_> = (0..300)
+        .map(|i| (format!("x-h{i}"), "v".to_string()))
+        .collect();
+    let r = get_with_headers(&gw, "/lots", &lots);
+    assert_eq!(r.status, 431, "300 header lines");
+    assert_json_error(&r);
+
+    let huge = vec![("x-huge".to_string(), "h".repeat(2 * 1024 * 1024))];
+    let r = get_with_headers(&gw, "/huge", &huge);
+    assert_eq!(r.status, 431, "one 2 MiB header");
+    assert_json_error(&r);
+
+    let endless_line = format!("GET /{} HTTP/1.1\r\n", "p".repeat(2 * 1024 * 1024));
+    let r = raw_request(gw.listen, endless_line.as_bytes());
+    assert_eq!(r.status, 414, "a 2 MiB request line");
+    assert_json_error(&r);
+
+    assert_eq!(o.requests(), 0, "none of them may reach the origin");
+    // The gateway is still there for the next client.
+    assert_eq!(gw.get("/after").status, 200);
+}

@@ -1217,6 +1217,7 @@ fn compile_service(
         prefer_zone: raw.prefer_zone,
         panic_threshold: raw.panic_threshold,
         retry_budget,
+        pool_idle_timeout: c.duration(&raw.pool_idle_timeout, &format!("{key}.pool_idle_timeout")),
     }
 }
 

@@ -109,6 +109,9 @@ pub struct RawService {
     pub prefer_zone: bool,
     pub panic_threshold: Option<f64>,
     pub retry_budget: Option<RawRetryBudget>,
+    /// Close pooled upstream connections idle this long (default: keep them until the
+    /// upstream closes them; dead peers are found by TCP keep-alive).
+    pub pool_idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,6 +34,50 @@ pub struct Attempt {
     pub _permit: InstancePermit,
 }
 
+/// The instances a request already tried: inline for the usual few attempts, so the
+/// first pick does not allocate.
+pub struct Tried {
+    len: usize,
+    first: [SocketAddr; TRIED_INLINE],
+    more: Vec<SocketAddr>,
+}
+
+const TRIED_INLINE: usize = 4;
+const UNSPECIFIED: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+impl Default for Tried {
+    fn default() -> Self {
+        Tried {
+            len: 0,
+            first: [UNSPECIFIED; TRIED_INLINE],
+            more: Vec::new(),
+        }
+    }
+}
+
+impl Tried {
+    pub fn push(&mut self, addr: SocketAddr) {
+        if self.len < TRIED_INLINE {
+            self.first[self.len] = addr;
+        } else {
+            if self.len == TRIED_INLINE {
+                self.more.extend_from_slice(&self.first);
+            }
+            self.more.push(addr);
+        }
+        self.len += 1;
+    }
+
+    pub fn as_slice(&self) -> &[SocketAddr] {
+        if self.len <= TRIED_INLINE {
+            &self.first[..self.len]
+        } else {
+            &self.more
+        }
+    }
+}
+
 /// The upstream side of a request: which service, which tries.
 #[derive(Default)]
 pub struct Upstream {
@@ -41,7 +85,7 @@ pub struct Upstream {
     pub service: Option<usize>,
     pub fell_back: bool,
     pub attempts: u32,
-    pub tried: Vec<SocketAddr>,
+    pub tried: Tried,
     pub current: Option<Attempt>,
     pub bulkhead: Option<BulkheadPermit>,
     pub breaker_trial: bool,
@@ -53,8 +97,8 @@ pub struct RequestCtx {
     /// The config snapshot this request uses from start to end.
     pub runtime: Arc<Runtime>,
     pub start: Instant,
-    pub request_id: String,
-    /// `request_id` as a header value (cheap to clone).
+    /// The request id as a header value (cheap to clone); always visible ASCII, see
+    /// [`RequestCtx::request_id`].
     pub request_id_value: http::HeaderValue,
     pub trace: Option<TraceParent>,
     /// The TCP peer and whether it is a trusted proxy.
@@ -80,7 +124,6 @@ impl RequestCtx {
             _inflight: shared.begin_request(),
             runtime: shared.runtime(),
             start: Instant::now(),
-            request_id: String::new(),
             request_id_value: http::HeaderValue::from_static(""),
             trace: None,
             peer_ip: None,
@@ -95,6 +138,14 @@ impl RequestCtx {
             gateway_error: None,
             error_detail: None,
         }
+    }
+}
+
+impl RequestCtx {
+    /// The request id for logs and error bodies. Only ids of visible ASCII are accepted or
+    /// generated, so the conversion cannot fail in practice.
+    pub fn request_id(&self) -> &str {
+        self.request_id_value.to_str().unwrap_or("-")
     }
 }
 
@@ -126,7 +177,7 @@ pub fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Dur
     let error = ctx.gateway_error.map_or("", |e| e.message());
     tracing::info!(
         target: access_log::TARGET,
-        request_id = ctx.request_id.as_str(),
+        request_id = ctx.request_id(),
         method = req.method.as_str(),
         path = path.as_str(),
         status,
@@ -156,6 +207,24 @@ impl<T: std::fmt::Display> std::fmt::Display for DisplayOr<T> {
         match self {
             DisplayOr::Some(v) => v.fmt(f),
             DisplayOr::Dash => f.write_str("-"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tried_keeps_every_address_in_order_past_the_inline_part() {
+        let mut t = Tried::default();
+        assert!(t.as_slice().is_empty());
+        let addrs: Vec<SocketAddr> = (1..=7)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        for (i, a) in addrs.iter().enumerate() {
+            t.push(*a);
+            assert_eq!(t.as_slice(), &addrs[..=i]);
         }
     }
 }

@@ -17,11 +17,11 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
-use pingora_timeout::fast_timeout::fast_timeout;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
 use super::respond::{error_body, GatewayError};
 use crate::ids;
@@ -39,9 +39,9 @@ pub struct HeaderDeadline<A> {
 }
 
 enum Head {
-    /// A complete request head (and maybe more) was read.
-    Ready,
-    /// Too large to be a valid head: let the proxy reject it with its own status.
+    /// A complete request head (and maybe more) was read; it ends at this offset.
+    Ready(usize),
+    /// Too large to be a valid head: no end of head within the limit.
     Oversized,
     /// The peer closed, or stayed idle past the keep-alive time without sending anything.
     Gone,
@@ -49,41 +49,87 @@ enum Head {
     TooSlow,
 }
 
-fn head_complete(buf: &[u8]) -> bool {
-    buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n")
+/// Where the request head ends (just past `\r\n\r\n` or `\n\n`), if it is complete.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            match buf.get(i + 1) {
+                Some(b'\n') => return Some(i + 2),
+                Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
+/// What to answer before the proxy sees the request, when the head breaks a limit the
+/// proxy's parser would only report as a generic 400: more header lines than allowed, or
+/// no end of head within the size limit (414 when even the request line did not end).
+fn head_violation(buf: &[u8], head: &Head, max_headers: usize) -> Option<GatewayError> {
+    match *head {
+        // Each header line is at least 4 bytes (`a:\r\n`), so short heads cannot have
+        // too many: the common case costs no count.
+        Head::Ready(end) if end > max_headers.saturating_mul(4) => {
+            let lines = buf[..end].iter().filter(|&&b| b == b'\n').count();
+            // The request line and the empty line that ends the head are not headers.
+            (lines.saturating_sub(2) > max_headers).then_some(GatewayError::HeadersTooLarge)
+        }
+        Head::Oversized if !buf.contains(&b'\n') => Some(GatewayError::UriTooLong),
+        Head::Oversized => Some(GatewayError::HeadersTooLarge),
+        _ => None,
+    }
+}
+
+/// One read, or `None` when the connection's timer fires first.
+async fn read_or_timeout(
+    stream: &mut L4Stream,
+    buf: &mut BytesMut,
+    timer: Pin<&mut Sleep>,
+) -> Option<std::io::Result<usize>> {
+    tokio::select! {
+        biased;
+        r = stream.read_buf(buf) => Some(r),
+        _ = timer => None,
+    }
+}
+
+/// Reads one request head. The connection's single timer is moved forward for each wait
+/// instead of arming a new timer per request: pushing a tokio timer's deadline later is
+/// one atomic update, and the timer wheel only sees it again when the old deadline comes.
 async fn read_head(
     stream: &mut L4Stream,
     buf: &mut BytesMut,
+    mut timer: Pin<&mut Sleep>,
     idle: Duration,
     deadline: Duration,
     max: usize,
 ) -> Head {
     buf.clear();
-    // Waiting for the first byte is keep-alive idleness, not slowness. pingora's timer
-    // wheel is much cheaper per request than tokio's timers.
-    match fast_timeout(idle, stream.read_buf(buf)).await {
-        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Head::Gone,
-        Ok(Ok(_)) => {}
+    // Waiting for the first byte is keep-alive idleness, not slowness.
+    timer.as_mut().reset(Instant::now() + idle);
+    match read_or_timeout(stream, buf, timer.as_mut()).await {
+        Some(Ok(0)) | Some(Err(_)) | None => return Head::Gone,
+        Some(Ok(_)) => {}
     }
     // The common case: the whole head arrived in the first read.
-    if head_complete(buf) {
-        return Head::Ready;
+    if let Some(end) = head_end(buf) {
+        return Head::Ready(end);
     }
-    let until = Instant::now() + deadline;
+    timer.as_mut().reset(Instant::now() + deadline);
     loop {
-        if head_complete(buf) {
-            return Head::Ready;
+        if let Some(end) = head_end(buf) {
+            return Head::Ready(end);
         }
         if buf.len() > max {
             return Head::Oversized;
         }
-        let left = until.saturating_duration_since(Instant::now());
-        match fast_timeout(left, stream.read_buf(buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return Head::Gone,
-            Ok(Ok(_)) => {}
-            Err(_) => return Head::TooSlow,
+        match read_or_timeout(stream, buf, timer.as_mut()).await {
+            Some(Ok(0)) | Some(Err(_)) => return Head::Gone,
+            Some(Ok(_)) => {}
+            None => return Head::TooSlow,
         }
     }
 }
@@ -105,17 +151,24 @@ fn unreachable_stream() -> Stream {
     unreachable!("downcast after a successful type check")
 }
 
-async fn answer_408(mut stream: Box<L4Stream>) {
+/// Answers a request the proxy never sees (slow or oversized head) and closes.
+async fn answer_and_close(mut stream: Box<L4Stream>, err: GatewayError, shared: &Shared) {
     let id = ids::new_request_id();
-    let body = error_body(GatewayError::SlowClient, &id);
+    let body = error_body(err, &id);
+    let status = err.status();
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
     let head = format!(
-        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n",
         body.len()
     );
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(&body).await;
     let _ = stream.flush().await;
-    tracing::info!(request_id = %id, "request head not received in time: answered 408");
+    shared.metrics.unrouted.record(status, Duration::ZERO);
+    tracing::info!(request_id = %id, status, "request head rejected: {}", err.message());
 }
 
 #[async_trait]
@@ -138,32 +191,45 @@ where
         };
         let mut persistent = None;
         let mut first = true;
-        // One read buffer per connection, reused for every request head.
+        // One read buffer and one timer per connection, reused for every request head.
         let mut buf = BytesMut::with_capacity(4096);
+        let mut timer = Box::pin(tokio::time::sleep(KEEPALIVE_IDLE));
         loop {
-            let limits = self.shared.runtime().config.gateway.limits;
+            let limits = self.shared.limits();
             let idle = if first {
                 limits.header_read_timeout
             } else {
                 KEEPALIVE_IDLE
             };
-            // Pingora refuses heads over 1 MiB itself; reading a little past our own limit is
-            // enough for the proxy to answer 431.
+            // A head without its end this far in is refused with 431 (or 414) right here,
+            // long before pingora's own 1 MiB limit.
             let max = limits.max_header_bytes.saturating_mul(2).max(64 * 1024);
             // While shutting down, a keep-alive connection is closed instead of waiting for
             // (or serving) another request; clients retry on a fresh connection.
             if !first && *shutdown.borrow() {
                 return None;
             }
-            let head = read_head(&mut l4, &mut buf, idle, limits.header_read_timeout, max).await;
+            let head = read_head(
+                &mut l4,
+                &mut buf,
+                timer.as_mut(),
+                idle,
+                limits.header_read_timeout,
+                max,
+            )
+            .await;
             if !first && *shutdown.borrow() {
                 return None;
             }
+            if let Some(err) = head_violation(&buf, &head, limits.max_headers) {
+                answer_and_close(l4, err, &self.shared).await;
+                return None;
+            }
             match head {
-                Head::Ready | Head::Oversized => l4.rewind(&buf),
+                Head::Ready(_) | Head::Oversized => l4.rewind(&buf),
                 Head::Gone => return None,
                 Head::TooSlow => {
-                    answer_408(l4).await;
+                    answer_and_close(l4, GatewayError::SlowClient, &self.shared).await;
                     return None;
                 }
             }
@@ -193,5 +259,43 @@ where
 
     async fn cleanup(&self) {
         self.inner.http_cleanup().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_end_finds_crlf_and_bare_lf_heads() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\n"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
+        assert_eq!(head_end(b""), None);
+    }
+
+    #[test]
+    fn too_many_header_lines_are_431_and_a_huge_request_line_is_414() {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..300 {
+            head.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        let end = head_end(&head).unwrap();
+        assert_eq!(
+            head_violation(&head, &Head::Ready(end), 100),
+            Some(GatewayError::HeadersTooLarge)
+        );
+        assert_eq!(head_violation(&head, &Head::Ready(end), 300), None);
+        let short = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(head_violation(short, &Head::Ready(short.len()), 1), None);
+        assert_eq!(
+            head_violation(&[b'a'; 100], &Head::Oversized, 100),
+            Some(GatewayError::UriTooLong)
+        );
+        assert_eq!(
+            head_violation(b"GET / HTTP/1.1\r\nx: aaaa", &Head::Oversized, 100),
+            Some(GatewayError::HeadersTooLarge)
+        );
     }
 }

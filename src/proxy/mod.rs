@@ -176,16 +176,9 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         // The id as a string (logs, error bodies) and as a header value, built once and
         // shared by the upstream request and the response.
-        (ctx.request_id, ctx.request_id_value) = match req.headers.get(&headers::X_REQUEST_ID) {
-            Some(v) if ids::is_acceptable_request_id(v.as_bytes()) => (
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                v.clone(),
-            ),
-            _ => {
-                let id = ids::new_request_id();
-                let v = headers::value(&id);
-                (id, v)
-            }
+        ctx.request_id_value = match req.headers.get(&headers::X_REQUEST_ID) {
+            Some(v) if ids::is_acceptable_request_id(v.as_bytes()) => v.clone(),
+            _ => ids::new_request_id_value(),
         };
         let peer = session
             .client_addr()
@@ -207,7 +200,7 @@ impl ProxyHttp for Gateway {
                 if !route.plugins.is_empty() {
                     if let Some(resp) = run_plugins(session, ctx, routed.index, &routed.path) {
                         ctx.routed = Some(routed);
-                        return write_plugin_response(session, resp, &ctx.request_id).await;
+                        return write_plugin_response(session, resp, ctx.request_id()).await;
                     }
                 }
                 ctx.routed = Some(routed);
@@ -216,7 +209,7 @@ impl ProxyHttp for Gateway {
             Err(e) => {
                 ctx.gateway_error = Some(e);
                 let keepalive = !matches!(e, GatewayError::BodyTooLarge);
-                write_error(session, e, &ctx.request_id, keepalive, None).await;
+                write_error(session, e, ctx.request_id(), keepalive, None).await;
                 Ok(true)
             }
         }
@@ -249,7 +242,10 @@ impl ProxyHttp for Gateway {
     ) -> Result<Box<HttpPeer>> {
         match select::choose(ctx, &session.req_header().headers) {
             Ok(peer) => {
-                ctx.upstream_start = Some(Instant::now());
+                // Upstream time is only reported in the access log: no clock read without it.
+                if ctx.runtime.config.gateway.access_log != AccessLog::Off {
+                    ctx.upstream_start = Some(Instant::now());
+                }
                 Ok(peer)
             }
             Err(e) => {
@@ -417,7 +413,7 @@ impl ProxyHttp for Gateway {
             write_error(
                 session,
                 err,
-                &ctx.request_id,
+                ctx.request_id(),
                 false,
                 ctx.upstream.retry_after,
             )

@@ -91,7 +91,7 @@ pub fn choose(ctx: &mut RequestCtx, headers: &HeaderMap) -> Result<Box<HttpPeer>
         let hash = hash_key(&spec.lb, headers, ctx);
         let zone = rt.config.registry.zone.as_deref();
         let picked = svc.pick(&PickContext {
-            exclude: &ctx.upstream.tried,
+            exclude: ctx.upstream.tried.as_slice(),
             hash,
             zone,
         });
@@ -100,7 +100,7 @@ pub fn choose(ctx: &mut RequestCtx, headers: &HeaderMap) -> Result<Box<HttpPeer>
                 ctx.upstream.tried.push(member.addr);
                 ctx.instance = Some(member.addr);
                 let timeouts = route.timeouts.or(spec.timeouts);
-                let peer = peer_with_timeouts(&member.peer, timeouts, ctx.start.elapsed());
+                let peer = peer_with_timeouts(&member.peer, timeouts, ctx.start);
                 let trial = std::mem::take(&mut ctx.upstream.breaker_trial);
                 ctx.upstream.current = Some(Attempt {
                     service: svc,

@@ -468,7 +468,7 @@ impl ServiceState {
                     metadata: e.metadata,
                     sources: e.sources,
                     registrations: e.registrations,
-                    peer: make_peer(addr, spec.tls.as_ref()),
+                    peer: make_peer(addr, spec.tls.as_ref(), spec.pool_idle_timeout),
                     live: l,
                 })
             })

@@ -159,6 +159,9 @@ pub struct ServiceSpec {
     pub prefer_zone: bool,
     pub panic_threshold: Option<f64>,
     pub retry_budget: RetryBudgetSpec,
+    /// Idle time after which a pooled upstream connection is closed; `None` keeps it until
+    /// the upstream closes it (no per-request timer).
+    pub pool_idle_timeout: Option<Duration>,
 }
 
 impl ServiceSpec {
@@ -185,6 +188,7 @@ impl ServiceSpec {
             lb: LbPolicy::RoundRobin,
             prefer_zone: false,
             panic_threshold: None,
+            pool_idle_timeout: None,
             retry_budget: RetryBudgetSpec::default(),
         }
     }

@@ -4,18 +4,27 @@
 //! Each instance carries a ready-made [`HttpPeer`] template so the request path only clones
 //! it. Which instance to use is decided by the registry (src/registry).
 
+use pingora_core::protocols::l4::ext::TcpKeepalive;
 use pingora_core::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::router::Timeouts;
 
 /// Built-in upstream timeouts, used when neither the route nor the service sets one.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Idle upstream connections are kept this long in the pool.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// TCP keep-alive on upstream connections: a pooled connection whose peer vanished (host
+/// gone, a middlebox dropped the flow) is detected by the kernel after about
+/// idle + interval × count, without a timer per request in the gateway.
+pub const UPSTREAM_KEEPALIVE: TcpKeepalive = TcpKeepalive {
+    idle: Duration::from_secs(60),
+    interval: Duration::from_secs(10),
+    count: 3,
+    #[cfg(target_os = "linux")]
+    user_timeout: Duration::from_secs(0),
+};
 
 /// Upstream TLS settings of a service.
 #[derive(Debug, Clone)]
@@ -27,15 +36,17 @@ pub struct UpstreamTls {
 }
 
 /// A peer for one attempt: the instance's template with the effective timeouts.
-/// `elapsed` is how long the request has already spent in the gateway, so `total` bounds
-/// the wait for the response head from the start of the request.
-pub fn peer_with_timeouts(template: &HttpPeer, t: Timeouts, elapsed: Duration) -> Box<HttpPeer> {
+/// `start` is when the request arrived, so `total` bounds the wait for the response head
+/// from the start of the request (the clock is only read when a total is set).
+pub fn peer_with_timeouts(template: &HttpPeer, t: Timeouts, start: Instant) -> Box<HttpPeer> {
     let mut peer = Box::new(template.clone());
     let connect = t.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let mut read = t.read.unwrap_or(DEFAULT_READ_TIMEOUT);
     let mut connect_total = connect;
     if let Some(total) = t.total {
-        let left = total.saturating_sub(elapsed).max(Duration::from_millis(1));
+        let left = total
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(1));
         read = read.min(left);
         connect_total = connect_total.min(left);
     }
@@ -47,7 +58,16 @@ pub fn peer_with_timeouts(template: &HttpPeer, t: Timeouts, elapsed: Duration) -
 }
 
 /// The peer template of an instance: address, TLS and SNI, pool idle time, CA.
-pub fn make_peer(addr: SocketAddr, tls: Option<&UpstreamTls>) -> HttpPeer {
+///
+/// Without `pool_idle`, a pooled connection stays until the upstream closes it (pingora
+/// watches every idle connection and drops it the moment the peer closes) or the pool
+/// evicts it; an idle timeout costs one timer registration per request, see
+/// docs/performance.md.
+pub fn make_peer(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    pool_idle: Option<Duration>,
+) -> HttpPeer {
     let mut peer = match tls {
         // Without a configured name (only allowed with `verify = false`), present the
         // address: rustls cannot start a handshake with an empty server name.
@@ -55,7 +75,8 @@ pub fn make_peer(addr: SocketAddr, tls: Option<&UpstreamTls>) -> HttpPeer {
         Some(t) => HttpPeer::new(addr, true, t.sni.clone()),
         None => HttpPeer::new(addr, false, String::new()),
     };
-    peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+    peer.options.idle_timeout = pool_idle;
+    peer.options.tcp_keepalive = Some(UPSTREAM_KEEPALIVE.clone());
     if let Some(t) = tls {
         peer.options.verify_cert = t.verify;
         peer.options.verify_hostname = t.verify;
