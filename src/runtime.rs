@@ -7,7 +7,7 @@
 
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{self, Config, ConfigError};
@@ -92,6 +92,9 @@ pub struct Shared {
     inflight: AtomicUsize,
     draining: AtomicBool,
     listening: AtomicBool,
+    /// The snapshot's generation, readable without touching the snapshot (connection
+    /// loops use it to refresh what they cached).
+    generation: AtomicU64,
     pub config_path: PathBuf,
 }
 
@@ -123,6 +126,7 @@ impl Shared {
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),
+            generation: AtomicU64::new(1),
             config_path: path,
         })
     }
@@ -130,6 +134,11 @@ impl Shared {
     /// The current snapshot.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.runtime.load_full()
+    }
+
+    /// The generation of the current snapshot (1 at start, +1 per applied reload).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The current request limits, without taking a reference on the snapshot.
@@ -191,6 +200,7 @@ impl Shared {
                     &self.registry,
                     generation,
                 )));
+                self.generation.store(generation, Ordering::Release);
                 self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 Ok(ReloadOutcome::Applied {
                     generation,

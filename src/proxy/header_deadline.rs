@@ -194,8 +194,15 @@ where
         // One read buffer and one timer per connection, reused for every request head.
         let mut buf = BytesMut::with_capacity(4096);
         let mut timer = Box::pin(tokio::time::sleep(KEEPALIVE_IDLE));
+        // The limits, refreshed only when a reload applied a new snapshot.
+        let mut generation = self.shared.generation();
+        let mut limits = self.shared.limits();
         loop {
-            let limits = self.shared.limits();
+            let current = self.shared.generation();
+            if current != generation {
+                generation = current;
+                limits = self.shared.limits();
+            }
             let idle = if first {
                 limits.header_read_timeout
             } else {

@@ -163,14 +163,20 @@ async fn write_plugin_response(
 
 #[async_trait]
 impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
+    /// Boxed: pingora keeps the context inside its per-request futures, which are moved
+    /// a few times per request; a pointer moves cheaper than the whole context.
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(&self.shared)
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::new(RequestCtx::new(&self.shared))
     }
 
     /// Runs before anything is sent upstream. `Ok(true)` means the gateway answered.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Box<RequestCtx>,
+    ) -> Result<bool> {
         let limits = ctx.runtime.config.gateway.limits;
         session.set_read_timeout(Some(limits.body_read_timeout));
         let req = session.req_header();
@@ -222,7 +228,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         if let Some(b) = body {
             ctx.body_bytes += b.len() as u64;
@@ -238,7 +244,7 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
         match select::choose(ctx, &session.req_header().headers) {
             Ok(peer) => {
@@ -260,7 +266,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let Some(routed) = &ctx.routed else {
             return Ok(());
@@ -291,7 +297,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         if let Some(start) = ctx.upstream_start {
             ctx.upstream_elapsed = Some(start.elapsed());
@@ -312,7 +318,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         if !resp.status.is_informational() {
             select::finish_attempt(ctx, resp.status.as_u16() < 500);
@@ -325,7 +331,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
         select::finish_attempt(ctx, false);
@@ -341,7 +347,7 @@ impl ProxyHttp for Gateway {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer: {peer}"));
@@ -368,7 +374,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> FailToProxy {
         let (classified, kind) = classify(e);
         // Errors decided by the gateway itself (breaker, bulkhead, no instance) were recorded
@@ -426,7 +432,7 @@ impl ProxyHttp for Gateway {
     }
 
     /// Metrics and the access log.
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
         let upstream_failed =
             e.is_some_and(|e| e.esource() == &pingora_error::ErrorSource::Upstream);
         select::finish_attempt(ctx, !upstream_failed);
@@ -442,7 +448,12 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+    fn suppress_error_log(
+        &self,
+        _session: &Session,
+        _ctx: &Box<RequestCtx>,
+        _error: &Error,
+    ) -> bool {
         // Upstream failures are already in the access log line with their request id.
         true
     }
