@@ -13,13 +13,15 @@
 #   bare       wrk -> bare-pingora (1 thread; benches/bare-pingora) -> upstream (the framework's floor)
 #   ficus      wrk -> ficus (threads = 1, access_log = "off", one plain route) -> upstream
 #   ficus-log  same as ficus with access_log = "json" written to a file
+#   ficus-canonical  same as ficus with preserve_header_case = false (header names in
+#              canonical case, no second table of original spellings to keep up)
 #   ficus-registry  same as ficus with the registry's per-request bookkeeping switched on:
 #              active health probes, outlier detection, a circuit breaker, a bulkhead and
 #              least-request balancing (the service-registry issue's "must not show" case)
 #
 # Usage: bash benches/load.sh
 # Knobs (environment):
-#   SCENARIOS   default "direct nginx bare ficus ficus-log"
+#   SCENARIOS   default "direct nginx bare ficus ficus-canonical ficus-registry ficus-log"
 #   ROUNDS      default 5
 #   DURATION    wrk (and oha) duration per sample, default 10s
 #   WARMUP      warm-up before each sample, default 2s
@@ -33,7 +35,7 @@
 # under target/bench-results/.
 set -euo pipefail
 
-SCENARIOS=${SCENARIOS:-"direct nginx bare ficus ficus-registry ficus-log"}
+SCENARIOS=${SCENARIOS:-"direct nginx bare ficus ficus-canonical ficus-registry ficus-log"}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
@@ -74,8 +76,8 @@ print(max(1, math.ceil(v)))' "$1"
 [[ "$RATE" =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer (got '$RATE')"
 for s in $SCENARIOS; do
     case "$s" in
-        direct | nginx | bare | ficus | ficus-registry | ficus-log) ;;
-        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-registry ficus-log)" ;;
+        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log)" ;;
     esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
@@ -154,14 +156,14 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
         log "cargo build --release -p bare-pingora --bin bare-pingora"
         cargo build --release -p bare-pingora --bin bare-pingora >&2 || die "building bare-pingora failed"
     fi
-    if want ficus || want ficus-log || want ficus-registry; then
+    if want ficus || want ficus-canonical || want ficus-log || want ficus-registry; then
         log "cargo build --release --bin ficus"
         cargo build --release --bin ficus >&2 ||
             die "building ficus failed (run the other scenarios with e.g. SCENARIOS=\"direct nginx bare\")"
     fi
 fi
 if want bare; then [[ -x "$BARE_BIN" ]] || die "$BARE_BIN missing"; fi
-if want ficus || want ficus-log || want ficus-registry; then [[ -x "$FICUS_BIN" ]] || die "$FICUS_BIN missing"; fi
+if want ficus || want ficus-canonical || want ficus-log || want ficus-registry; then [[ -x "$FICUS_BIN" ]] || die "$FICUS_BIN missing"; fi
 
 # --------------------------------------------------------------------------
 # Processes: everything started here is stopped on exit, by pid.
@@ -265,10 +267,10 @@ nginx_worker() {
 }
 
 # Free loopback ports: bind them all at once so they are distinct.
-read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_FREG_ADMIN < <(python3 -c '
+read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_FREG_ADMIN P_FCAN P_FCAN_ADMIN < <(python3 -c '
 import socket
 socks = []
-for _ in range(9):
+for _ in range(11):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -355,6 +357,7 @@ EOF
 }
 ficus_conf "$P_FICUS" "$P_FICUS_ADMIN" off >"$TMP/ficus.toml"
 ficus_conf "$P_FLOG" "$P_FLOG_ADMIN" json >"$TMP/ficus-log.toml"
+ficus_conf "$P_FCAN" "$P_FCAN_ADMIN" off | sed 's/^threads = 1$/threads = 1\npreserve_header_case = false/' >"$TMP/ficus-canonical.toml"
 # Same route and upstream, with every registry feature that does per-request work.
 cat >"$TMP/ficus-registry.toml" <<EOF
 [gateway]
@@ -413,6 +416,14 @@ if want ficus; then
     wait_http ficus "$STARTED_PID" "http://127.0.0.1:$P_FICUS_ADMIN/readyz" "$TMP/ficus.log"
     wait_http ficus "$STARTED_PID" "http://127.0.0.1:$P_FICUS/" "$TMP/ficus.log" "$UPSTREAM_BODY"
     URL[ficus]="http://127.0.0.1:$P_FICUS/"
+fi
+
+if want ficus-canonical; then
+    start ficus-canonical INT "$TMP/ficus-canonical.log" "$FICUS_BIN" run --config "$TMP/ficus-canonical.toml"
+    SRV_PID[ficus-canonical]=$STARTED_PID
+    wait_http ficus-canonical "$STARTED_PID" "http://127.0.0.1:$P_FCAN_ADMIN/readyz" "$TMP/ficus-canonical.log"
+    wait_http ficus-canonical "$STARTED_PID" "http://127.0.0.1:$P_FCAN/" "$TMP/ficus-canonical.log" "$UPSTREAM_BODY"
+    URL[ficus-canonical]="http://127.0.0.1:$P_FCAN/"
 fi
 
 if want ficus-registry; then
@@ -630,6 +641,7 @@ label = {
     "bare": "bare pingora",
     "ficus": "ficus, plain route",
     "ficus-log": "ficus, plain route, JSON access log",
+    "ficus-canonical": "ficus, plain route, preserve_header_case = false",
     "ficus-registry": "ficus, registry features on",
 }
 n_rounds = len({r["round"] for r in rows})
@@ -658,7 +670,7 @@ if "ficus" in scenarios and "ficus-registry" in scenarios:
     print()
     print("ficus-registry ÷ ficus: rps %s, CPU per request %s" % (
         ratio("ficus-registry", "ficus", "wrk", "rps"), ratio("ficus-registry", "ficus", "wrk", "cpu_us_per_req")))
-for sc in ("ficus", "ficus-registry", "ficus-log"):
+for sc in ("ficus", "ficus-canonical", "ficus-registry", "ficus-log"):
     if sc in scenarios and "bare" in scenarios:
         print()
         print("%s ÷ bare pingora: rps %s, CPU per request %s" % (

@@ -264,3 +264,91 @@ fn hop_by_hop_headers_removed() {
     );
     assert_eq!(seen.header("x-normal"), Some("yes"));
 }
+
+fn case_setup(preserve: Option<bool>) -> (Gateway, Origin) {
+    let o = Origin::builder("o").header("X-Upstream-Mixed", "1").start();
+    let gateway = match preserve {
+        Some(p) => GATEWAY.replace(
+            "threads = 2",
+            &format!("threads = 2\npreserve_header_case = {p}"),
+        ),
+        None => GATEWAY.to_string(),
+    };
+    let cfg = with_origins(
+        &(gateway
+            + r#"
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "all"
+match = { path = "/**" }
+service = "o"
+request_headers = { set = { "X-Route-Set" = "r" } }
+response_headers = { set = { "X-Resp-Set" = "s" } }
+"#),
+        &[&o],
+    );
+    (Gateway::start(&cfg), o)
+}
+
+const MIXED_CASE_REQUEST: &str = "GET /case HTTP/1.1\r\nHost: t\r\nX-Legacy-Token: abc\r\nx-lower: 1\r\nConnection: close\r\n\r\n";
+
+/// By default (and with `preserve_header_case = true`) names keep the spelling they came
+/// with, both ways: legacy backends that compare header names case-sensitively keep working.
+#[test]
+fn header_names_keep_their_spelling_by_default() {
+    for preserve in [None, Some(true)] {
+        let (gw, o) = case_setup(preserve);
+        let r = raw_request(gw.listen, MIXED_CASE_REQUEST.as_bytes());
+        assert_eq!(r.status, 200);
+        let seen = o.last().expect("request reached the origin");
+        let names: Vec<&str> = seen.headers.iter().map(|(n, _)| n.as_str()).collect();
+        for want in [
+            "X-Legacy-Token",
+            "x-lower",
+            "X-Forwarded-For",
+            "X-Request-Id",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        let resp_names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(
+            resp_names.contains(&"X-Upstream-Mixed"),
+            "response names: {resp_names:?}"
+        );
+        assert_eq!(r.header("x-resp-set"), Some("s"));
+        assert_eq!(seen.header("x-route-set"), Some("r"));
+    }
+}
+
+/// With `preserve_header_case = false` names go out in canonical form (standard names
+/// Title-Case, others lowercase); values and every gateway header are unchanged.
+#[test]
+fn canonical_header_case_when_not_preserved() {
+    let (gw, o) = case_setup(Some(false));
+    let r = raw_request(gw.listen, MIXED_CASE_REQUEST.as_bytes());
+    assert_eq!(r.status, 200);
+    let seen = o.last().expect("request reached the origin");
+    let names: Vec<&str> = seen.headers.iter().map(|(n, _)| n.as_str()).collect();
+    for want in [
+        "x-legacy-token",
+        "x-lower",
+        "Host",
+        "x-forwarded-for",
+        "x-request-id",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert_eq!(seen.header("x-legacy-token"), Some("abc"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-route-set"), Some("r"));
+    assert!(seen.header("traceparent").is_some());
+    assert_eq!(seen.header("x-request-id"), r.header("x-request-id"));
+    let resp_names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        resp_names.contains(&"x-upstream-mixed"),
+        "response names: {resp_names:?}"
+    );
+    assert_eq!(r.header("x-resp-set"), Some("s"));
+}

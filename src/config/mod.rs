@@ -160,6 +160,8 @@ pub struct GatewaySettings {
     pub access_log: AccessLog,
     pub limits: Limits,
     pub zone: Option<String>,
+    /// Keep header names' original spelling on the way through (else canonical case).
+    pub preserve_header_case: bool,
 }
 
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -1373,6 +1375,7 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
         access_log,
         limits,
         zone: g.zone.clone(),
+        preserve_header_case: g.preserve_header_case.unwrap_or(true),
     }
 }
 

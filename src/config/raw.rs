@@ -24,6 +24,8 @@ pub struct RawGateway {
     pub limits: RawLimits,
     /// This gateway's zone, for zone-aware load balancing.
     pub zone: Option<String>,
+    /// Send header names with the spelling the client or upstream used (default true).
+    pub preserve_header_case: Option<bool>,
 }
 
 /// `[registry]`: the embedded service registry.

@@ -17,6 +17,91 @@ pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// Where header edits go: a pingora request or response header (through its
+/// case-preserving API, which keeps a second map of original spellings in step), or a
+/// plain [`HeaderMap`] of a header that no longer keeps spellings (one map, no name
+/// parsing, no allocation for a static name). See `preserve_header_case`.
+pub trait HeaderSink {
+    fn map(&self) -> &HeaderMap;
+    /// Replaces every value of a header the gateway itself sets; `title` is its spelling
+    /// when case is kept.
+    fn put(&mut self, name: &HeaderName, title: &'static str, value: HeaderValue);
+    /// Replaces every value of a configured header.
+    fn put_named(&mut self, name: &HeaderName, value: HeaderValue);
+    fn add(&mut self, name: &HeaderName, value: HeaderValue);
+    fn del(&mut self, name: &HeaderName);
+}
+
+impl HeaderSink for HeaderMap {
+    fn map(&self) -> &HeaderMap {
+        self
+    }
+    fn put(&mut self, name: &HeaderName, _title: &'static str, value: HeaderValue) {
+        self.insert(name.clone(), value);
+    }
+    fn put_named(&mut self, name: &HeaderName, value: HeaderValue) {
+        self.insert(name.clone(), value);
+    }
+    fn add(&mut self, name: &HeaderName, value: HeaderValue) {
+        self.append(name.clone(), value);
+    }
+    fn del(&mut self, name: &HeaderName) {
+        self.remove(name);
+    }
+}
+
+macro_rules! pingora_sink {
+    ($t:ty) => {
+        impl HeaderSink for $t {
+            fn map(&self) -> &HeaderMap {
+                &self.headers
+            }
+            fn put(&mut self, _name: &HeaderName, title: &'static str, value: HeaderValue) {
+                let _ = self.insert_header(title, value);
+            }
+            fn put_named(&mut self, name: &HeaderName, value: HeaderValue) {
+                let _ = self.insert_header(name.clone(), value);
+            }
+            fn add(&mut self, name: &HeaderName, value: HeaderValue) {
+                let _ = self.append_header(name.clone(), value);
+            }
+            fn del(&mut self, name: &HeaderName) {
+                self.remove_header(name);
+            }
+        }
+    };
+}
+pingora_sink!(RequestHeader);
+pingora_sink!(ResponseHeader);
+
+/// Whether the request target is origin-form (`/path?query`), the only form a header
+/// rebuilt from its parts (see [`without_case_request`]) sends unchanged.
+pub fn is_origin_form(req: &RequestHeader) -> bool {
+    req.uri.authority().is_none()
+        && req
+            .uri
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str().as_bytes() == req.raw_path())
+}
+
+/// Runs `edit` on the header's map after dropping pingora's record of original header
+/// spellings: names then go out in canonical form (Title-Case for standard names,
+/// lowercase otherwise), which HTTP defines as equivalent.
+pub fn without_case_request(req: &mut RequestHeader, edit: impl FnOnce(&mut HeaderMap)) {
+    let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts: http::request::Parts = std::mem::replace(req, empty).into();
+    edit(&mut parts.headers);
+    *req = RequestHeader::from(parts);
+}
+
+/// The same for a response (its reason phrase becomes the canonical one for the status).
+pub fn without_case_response(resp: &mut ResponseHeader, edit: impl FnOnce(&mut HeaderMap)) {
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts: http::response::Parts = std::mem::replace(resp, empty).into();
+    edit(&mut parts.headers);
+    *resp = ResponseHeader::from(parts);
+}
+
 /// Whether `ip` is one of the configured trusted proxies.
 pub fn is_trusted(trusted: &[Cidr], ip: Option<IpAddr>) -> bool {
     match ip {
@@ -52,54 +137,113 @@ pub fn client_ip(trusted: &[Cidr], peer: Option<IpAddr>, headers: &HeaderMap) ->
 /// Removes hop-by-hop headers, including any named in `Connection`. For protocol upgrades
 /// (WebSocket) `Upgrade` and `Connection: upgrade` are kept so the upgrade reaches the
 /// upstream.
-pub fn strip_hop_by_hop_request(req: &mut RequestHeader, upgrade: bool) {
+pub fn strip_hop_by_hop_request(req: &mut impl HeaderSink, upgrade: bool) {
     // Most requests carry no hop-by-hop header at all: one pass to find out is far cheaper
-    // than seven removals (each touches two maps in pingora's case-preserving header).
-    if !req.headers.keys().any(is_hop_by_hop_name) {
+    // than seven removals.
+    if !req.map().keys().any(is_hop_by_hop_name) {
         if upgrade {
-            let _ = req.insert_header("Connection", HeaderValue::from_static("upgrade"));
+            req.put(
+                &header::CONNECTION,
+                "Connection",
+                HeaderValue::from_static("upgrade"),
+            );
         }
         return;
     }
-    let named: Vec<HeaderName> = connection_tokens(&req.headers);
+    let named: Vec<HeaderName> = connection_tokens(req.map());
     for n in named {
         if upgrade && n == header::UPGRADE {
             continue;
         }
-        req.remove_header(&n);
+        req.del(&n);
     }
-    req.remove_header(&KEEP_ALIVE);
-    req.remove_header(&PROXY_CONNECTION);
-    req.remove_header(&header::TE);
-    req.remove_header(&header::TRAILER);
-    req.remove_header(&header::PROXY_AUTHORIZATION);
+    req.del(&KEEP_ALIVE);
+    req.del(&PROXY_CONNECTION);
+    req.del(&header::TE);
+    req.del(&header::TRAILER);
+    req.del(&header::PROXY_AUTHORIZATION);
     if upgrade {
-        let _ = req.insert_header(header::CONNECTION, "upgrade");
+        req.put(
+            &header::CONNECTION,
+            "Connection",
+            HeaderValue::from_static("upgrade"),
+        );
     } else {
-        req.remove_header(&header::CONNECTION);
-        req.remove_header(&header::UPGRADE);
+        req.del(&header::CONNECTION);
+        req.del(&header::UPGRADE);
     }
 }
 
-/// Same for a response; a `101 Switching Protocols` keeps its upgrade headers.
-pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
-    if !resp.headers.keys().any(is_hop_by_hop_name) {
+/// Same for a response; a `101 Switching Protocols` (`switching`) keeps its upgrade
+/// headers. `connection_rewritten`: the downstream is HTTP/1, where pingora replaces
+/// `Connection` with its own keep-alive decision anyway, so a `Connection` that names no
+/// other header (the usual `keep-alive` from an upstream) needs no work here.
+pub fn strip_hop_by_hop_response(
+    resp: &mut impl HeaderSink,
+    switching: bool,
+    connection_rewritten: bool,
+) {
+    let mut present = 0u8;
+    for n in resp.map().keys() {
+        present |= hop_by_hop_bit(n);
+    }
+    if present == 0 {
         return;
     }
-    let upgrade = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    for n in connection_tokens(&resp.headers) {
-        if upgrade && n == header::UPGRADE {
+    let tokens = if present & CONNECTION_BIT != 0 {
+        connection_tokens(resp.map())
+    } else {
+        Vec::new()
+    };
+    if present == CONNECTION_BIT && connection_rewritten && tokens.is_empty() {
+        return;
+    }
+    for n in tokens {
+        if switching && n == header::UPGRADE {
             continue;
         }
-        resp.remove_header(&n);
+        resp.del(&n);
     }
-    resp.remove_header(&KEEP_ALIVE);
-    resp.remove_header(&PROXY_CONNECTION);
-    resp.remove_header(&header::TRAILER);
-    resp.remove_header(&header::PROXY_AUTHENTICATE);
-    if !upgrade {
-        resp.remove_header(&header::CONNECTION);
-        resp.remove_header(&header::UPGRADE);
+    for (bit, name) in RESPONSE_HOP_BY_HOP {
+        let kept = switching && (bit == CONNECTION_BIT || bit == UPGRADE_BIT);
+        if present & bit != 0 && !kept {
+            resp.del(name);
+        }
+    }
+}
+
+const CONNECTION_BIT: u8 = 1;
+const UPGRADE_BIT: u8 = 2;
+
+/// The hop-by-hop headers removed from responses, with their bit in
+/// [`hop_by_hop_bit`]'s mask.
+static RESPONSE_HOP_BY_HOP: [(u8, &HeaderName); 6] = [
+    (CONNECTION_BIT, &header::CONNECTION),
+    (UPGRADE_BIT, &header::UPGRADE),
+    (4, &KEEP_ALIVE),
+    (8, &PROXY_CONNECTION),
+    (16, &header::TRAILER),
+    (32, &header::PROXY_AUTHENTICATE),
+];
+
+/// A bit per hop-by-hop header name (0 for any other name).
+fn hop_by_hop_bit(n: &HeaderName) -> u8 {
+    if n == header::CONNECTION {
+        CONNECTION_BIT
+    } else if n == header::UPGRADE {
+        UPGRADE_BIT
+    } else if n == KEEP_ALIVE {
+        4
+    } else if n == PROXY_CONNECTION {
+        8
+    } else if n == header::TRAILER {
+        16
+    } else if n == header::PROXY_AUTHENTICATE {
+        32
+    } else if n == header::TE || n == header::PROXY_AUTHORIZATION {
+        64
+    } else {
+        0
     }
 }
 
@@ -138,11 +282,11 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Sets X-Forwarded-For/-Proto/-Host. Incoming values are kept only from trusted proxies.
 pub fn set_forwarded(
-    req: &mut RequestHeader,
+    req: &mut impl HeaderSink,
     peer: Option<IpAddr>,
     trusted: bool,
     tls: bool,
-    host: Option<&str>,
+    host: Option<HeaderValue>,
 ) {
     let mut peer_s = String::with_capacity(40);
     if let Some(p) = peer {
@@ -150,7 +294,7 @@ pub fn set_forwarded(
     }
     let xff = if trusted {
         let prior: Vec<&str> = req
-            .headers
+            .map()
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -163,28 +307,18 @@ pub fn set_forwarded(
     } else {
         peer_s
     };
-    // Static, title-cased names: pingora keeps header case, and a `&'static str` name costs
-    // no copy.
-    if req.headers.contains_key(&X_FORWARDED_FOR) {
-        req.remove_header(&X_FORWARDED_FOR);
+    match HeaderValue::try_from(xff) {
+        Ok(v) if !v.is_empty() => req.put(&X_FORWARDED_FOR, "X-Forwarded-For", v),
+        _ => req.del(&X_FORWARDED_FOR),
     }
-    if let Ok(v) = HeaderValue::try_from(xff) {
-        if !v.is_empty() {
-            let _ = req.insert_header("X-Forwarded-For", v);
-        }
-    }
-    if !(trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
+    if !(trusted && req.map().contains_key(&X_FORWARDED_PROTO)) {
         let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
-        let _ = req.insert_header("X-Forwarded-Proto", proto);
+        req.put(&X_FORWARDED_PROTO, "X-Forwarded-Proto", proto);
     }
-    if !(trusted && req.headers.contains_key(&X_FORWARDED_HOST)) {
+    if !(trusted && req.map().contains_key(&X_FORWARDED_HOST)) {
         match host {
-            Some(h) => {
-                let _ = req.insert_header("X-Forwarded-Host", h);
-            }
-            None => {
-                req.remove_header(&X_FORWARDED_HOST);
-            }
+            Some(h) => req.put(&X_FORWARDED_HOST, "X-Forwarded-Host", h),
+            None => req.del(&X_FORWARDED_HOST),
         }
     }
 }
@@ -215,29 +349,16 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
-/// Applies per-route header edits to a request.
-pub fn edit_request(req: &mut RequestHeader, edits: &HeaderEdits) {
+/// Applies per-route header edits (to a request or a response).
+pub fn edit(h: &mut impl HeaderSink, edits: &HeaderEdits) {
     for n in &edits.remove {
-        req.remove_header(n);
+        h.del(n);
     }
     for (n, v) in &edits.set {
-        let _ = req.insert_header(n.clone(), v.clone());
+        h.put_named(n, v.clone());
     }
     for (n, v) in &edits.add {
-        let _ = req.append_header(n.clone(), v.clone());
-    }
-}
-
-/// Applies per-route header edits to a response.
-pub fn edit_response(resp: &mut ResponseHeader, edits: &HeaderEdits) {
-    for n in &edits.remove {
-        resp.remove_header(n);
-    }
-    for (n, v) in &edits.set {
-        let _ = resp.insert_header(n.clone(), v.clone());
-    }
-    for (n, v) in &edits.add {
-        let _ = resp.append_header(n.clone(), v.clone());
+        h.add(n, v.clone());
     }
 }
 
@@ -248,6 +369,23 @@ pub fn request_host(req: &RequestHeader) -> Option<&str> {
         .host()
         .or_else(|| req.headers.get(header::HOST).and_then(|v| v.to_str().ok()))?;
     Some(strip_port(raw))
+}
+
+/// [`request_host`] as a header value for X-Forwarded-Host: the Host header's own value
+/// (no copy) when it carries no port.
+pub fn forwarded_host(req: &RequestHeader) -> Option<HeaderValue> {
+    if req.uri.host().is_none() {
+        if let Some(v) = req.headers.get(header::HOST) {
+            let s = v.to_str().ok()?;
+            let host = strip_port(s);
+            return if host.len() == s.len() {
+                Some(v.clone())
+            } else {
+                HeaderValue::from_str(host).ok()
+            };
+        }
+    }
+    request_host(req).and_then(|h| HeaderValue::from_str(h).ok())
 }
 
 fn strip_port(h: &str) -> &str {
@@ -286,6 +424,62 @@ mod tests {
         assert_eq!(client_ip(&trusted, untrusted_peer, &h), untrusted_peer);
     }
 
+    fn response(headers: &[(&'static str, &'static str)], status: u16) -> ResponseHeader {
+        let mut r = ResponseHeader::build(status, None).unwrap();
+        for (n, v) in headers {
+            r.append_header(*n, *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn response_hop_by_hop_handling() {
+        // HTTP/1 client: pingora rewrites a plain `Connection: keep-alive` itself.
+        let mut r = response(&[("Connection", "keep-alive"), ("X-Keep", "1")], 200);
+        strip_hop_by_hop_response(&mut r, false, true);
+        assert!(r.headers.contains_key("connection"));
+        // HTTP/2 client: connection-specific headers must go.
+        strip_hop_by_hop_response(&mut r, false, false);
+        assert!(!r.headers.contains_key("connection"));
+        assert!(r.headers.contains_key("x-keep"));
+        // A nominated header goes in both cases, and so do the fixed hop-by-hop ones.
+        let mut r = response(
+            &[
+                ("Connection", "keep-alive, X-Private"),
+                ("X-Private", "s"),
+                ("Keep-Alive", "timeout=5"),
+                ("Proxy-Authenticate", "Basic"),
+                ("Trailer", "X-T"),
+                ("X-Keep", "1"),
+            ],
+            200,
+        );
+        strip_hop_by_hop_response(&mut r, false, true);
+        for gone in [
+            "connection",
+            "x-private",
+            "keep-alive",
+            "proxy-authenticate",
+            "trailer",
+        ] {
+            assert!(!r.headers.contains_key(gone), "{gone} still there");
+        }
+        assert!(r.headers.contains_key("x-keep"));
+        // 101 keeps what the upgrade needs.
+        let mut r = response(
+            &[
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Keep-Alive", "x"),
+            ],
+            101,
+        );
+        strip_hop_by_hop_response(&mut r, true, true);
+        assert!(r.headers.contains_key("upgrade"));
+        assert!(r.headers.contains_key("connection"));
+        assert!(!r.headers.contains_key("keep-alive"));
+    }
+
     #[test]
     fn strips_hop_by_hop() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
@@ -313,7 +507,7 @@ mod tests {
             Some("127.0.0.1".parse().unwrap()),
             false,
             false,
-            Some("h"),
+            Some(HeaderValue::from_static("h")),
         );
         assert_eq!(req.headers["x-forwarded-for"], "127.0.0.1");
         assert_eq!(req.headers["x-forwarded-proto"], "http");
@@ -326,7 +520,7 @@ mod tests {
             Some("127.0.0.1".parse().unwrap()),
             true,
             false,
-            Some("h"),
+            Some(HeaderValue::from_static("h")),
         );
         assert_eq!(req.headers["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
         assert_eq!(req.headers["x-forwarded-proto"], "https");

@@ -34,6 +34,7 @@ use crate::router::normalize;
 use crate::router::RequestView;
 use crate::runtime::Shared;
 use ctx::{RequestCtx, Routed};
+use headers::HeaderSink;
 use respond::{classify, write_error, GatewayError};
 
 /// The gateway's proxy logic. Holds only process-wide state; everything reloadable is in
@@ -143,6 +144,46 @@ fn run_plugins(
         let _ = session.req_header_mut().insert_header(n, v);
     }
     None
+}
+
+/// The gateway's changes to the upstream request's headers: hop-by-hop removal,
+/// X-Forwarded-*, request id, trace context, the route's edits.
+fn upstream_headers(h: &mut impl HeaderSink, session: &Session, ctx: &RequestCtx, route: usize) {
+    let upgrade = session.is_upgrade_req();
+    headers::strip_hop_by_hop_request(h, upgrade);
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    let host = headers::forwarded_host(session.req_header());
+    headers::set_forwarded(h, ctx.peer_ip, ctx.peer_trusted, tls, host);
+    h.put(
+        &headers::X_REQUEST_ID,
+        "X-Request-Id",
+        ctx.request_id_value.clone(),
+    );
+    if let Some(tp) = &ctx.trace {
+        h.put(&headers::TRACEPARENT, "traceparent", tp.child_header());
+    }
+    let route = ctx.runtime.config.router.route(route);
+    if !route.request_headers.is_empty() {
+        headers::edit(h, &route.request_headers);
+    }
+}
+
+/// The gateway's changes to the response's headers.
+/// `switching`: the response is a `101 Switching Protocols`, which keeps its upgrade
+/// headers; `h1`: the client speaks HTTP/1 (pingora then sets `Connection` itself).
+fn response_headers(h: &mut impl HeaderSink, ctx: &RequestCtx, switching: bool, h1: bool) {
+    headers::strip_hop_by_hop_response(h, switching, h1);
+    h.put(
+        &headers::X_REQUEST_ID,
+        "X-Request-Id",
+        ctx.request_id_value.clone(),
+    );
+    if let Some(routed) = &ctx.routed {
+        let route = ctx.runtime.config.router.route(routed.index);
+        if !route.response_headers.is_empty() {
+            headers::edit(h, &route.response_headers);
+        }
+    }
 }
 
 async fn write_plugin_response(
@@ -276,18 +317,13 @@ impl ProxyHttp for Gateway {
                 .set_raw_path(target.as_bytes())
                 .map_err(|_| GatewayError::Internal.into_pingora())?;
         }
-        let upgrade = session.is_upgrade_req();
-        headers::strip_hop_by_hop_request(upstream, upgrade);
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let host = headers::request_host(session.req_header());
-        headers::set_forwarded(upstream, ctx.peer_ip, ctx.peer_trusted, tls, host);
-        let _ = upstream.insert_header("X-Request-Id", ctx.request_id_value.clone());
-        if let Some(tp) = &ctx.trace {
-            let _ = upstream.insert_header("traceparent", tp.child_header());
-        }
-        let route = ctx.runtime.config.router.route(routed.index);
-        if !route.request_headers.is_empty() {
-            headers::edit_request(upstream, &route.request_headers);
+        let preserve = ctx.runtime.config.gateway.preserve_header_case;
+        if !preserve && headers::is_origin_form(upstream) {
+            headers::without_case_request(upstream, |h| {
+                upstream_headers(h, session, ctx, routed.index)
+            });
+        } else {
+            upstream_headers(upstream, session, ctx, routed.index);
         }
         Ok(())
     }
@@ -295,20 +331,19 @@ impl ProxyHttp for Gateway {
     /// Adjusts the upstream's response for the client.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         if let Some(start) = ctx.upstream_start {
             ctx.upstream_elapsed = Some(start.elapsed());
         }
-        headers::strip_hop_by_hop_response(resp);
-        let _ = resp.insert_header("X-Request-Id", ctx.request_id_value.clone());
-        if let Some(routed) = &ctx.routed {
-            let route = ctx.runtime.config.router.route(routed.index);
-            if !route.response_headers.is_empty() {
-                headers::edit_response(resp, &route.response_headers);
-            }
+        let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        let h1 = !session.is_http2();
+        if ctx.runtime.config.gateway.preserve_header_case {
+            response_headers(resp, ctx, switching, h1);
+        } else {
+            headers::without_case_response(resp, |h| response_headers(h, ctx, switching, h1));
         }
         Ok(())
     }
