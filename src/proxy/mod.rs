@@ -61,6 +61,9 @@ impl Gateway {
         if req.headers.len() > limits.max_headers {
             return Err(GatewayError::HeadersTooLarge);
         }
+        if !host_is_sound(req) {
+            return Err(GatewayError::BadRequest);
+        }
         let header_bytes: usize = req
             .headers
             .iter()
@@ -105,6 +108,21 @@ impl Gateway {
             path: normalized.path,
             target,
         })
+    }
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one `Host` (unless its target carries
+/// the authority), and its value must be a plain `host[:port]`. A gateway that let the
+/// others through would route on one reading of the host while the upstream sees another.
+fn host_is_sound(req: &RequestHeader) -> bool {
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => false,
+        (Some(h), None) => h
+            .as_bytes()
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && !matches!(b, b'/' | b'\\' | b'?' | b'#' | b'@')),
+        (None, _) => req.version != http::Version::HTTP_11 || req.uri.authority().is_some(),
     }
 }
 

@@ -124,7 +124,13 @@ pub fn classify(e: &Error) -> (GatewayError, Option<UpstreamErrorKind>) {
         (_, ErrorSource::Upstream) => {
             (GatewayError::UpstreamFailed, Some(UpstreamErrorKind::Other))
         }
-        (InvalidHTTPHeader, ErrorSource::Downstream) => (GatewayError::BadRequest, None),
+        (InvalidHTTPHeader | H1Error | InvalidH2, ErrorSource::Downstream) => {
+            (GatewayError::BadRequest, None)
+        }
+        // A request body that breaks its own framing (bad chunk size, bad trailer).
+        (Custom("InvalidChunk" | "InvalidTrailerEnd"), ErrorSource::Downstream) => {
+            (GatewayError::BadRequest, None)
+        }
         _ => (GatewayError::Internal, None),
     }
 }

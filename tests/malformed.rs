@@ -1,0 +1,151 @@
+//! What attackers and broken clients send: framing tricks (request smuggling), malformed
+//! heads and ambiguous hosts. Each must get a 4xx from the gateway and never reach the
+//! upstream in a form the upstream could read differently.
+
+mod common;
+use common::*;
+
+fn setup() -> (Gateway, Origin) {
+    let o = Origin::start("o");
+    let cfg = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "all"
+match = { path = "/**" }
+service = "o"
+"#),
+        &[&o],
+    );
+    (Gateway::start(&cfg), o)
+}
+
+fn send(gw: &Gateway, req: &str) -> RawResponse {
+    raw_request(gw.listen, req.as_bytes())
+}
+
+fn assert_4xx(r: &RawResponse, what: &str) {
+    assert!(
+        (400..500).contains(&r.status),
+        "{what}: status {} (body {:?})",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+/// `Content-Length` and `Transfer-Encoding` together: a request smuggling classic. Either
+/// refused, or forwarded framed by `Transfer-Encoding` alone (RFC 9112 §6.3), never with
+/// both headers.
+#[test]
+fn content_length_with_transfer_encoding_is_not_forwarded_ambiguously() {
+    let (gw, o) = setup();
+    let r = send(
+        &gw,
+        "POST /cl-te HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    for seen in o.received() {
+        assert_ne!(
+            seen.path, "/smuggled",
+            "a smuggled request reached the origin"
+        );
+        assert!(
+            !(seen.header("content-length").is_some()
+                && seen.header("transfer-encoding").is_some()),
+            "forwarded with both framing headers: {:?}",
+            seen.headers
+        );
+    }
+    if o.requests() == 0 {
+        assert_4xx(&r, "CL+TE");
+    }
+}
+
+#[test]
+fn conflicting_content_lengths_are_400() {
+    let (gw, o) = setup();
+    let r = send(
+        &gw,
+        "POST /two-cl HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcde",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(o.requests(), 0);
+}
+
+#[test]
+fn unknown_transfer_coding_is_refused() {
+    let (gw, o) = setup();
+    let r = send(
+        &gw,
+        "POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    assert!(
+        (400..=501).contains(&r.status) && r.status != 404,
+        "status {}",
+        r.status
+    );
+    assert_eq!(o.requests(), 0);
+}
+
+#[test]
+fn malformed_heads_are_400() {
+    let (gw, o) = setup();
+    for (what, req) in [
+        (
+            "space in a header name",
+            "GET /a HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n",
+        ),
+        ("no colon", "GET /a HTTP/1.1\r\nHost: t\r\nnocolon\r\n\r\n"),
+        ("garbage request line", "HELLO\r\n\r\n"),
+        (
+            "NUL in a header value",
+            "GET /a HTTP/1.1\r\nHost: t\r\nX-A: a\0b\r\n\r\n",
+        ),
+        (
+            "obsolete line folding",
+            "GET /a HTTP/1.1\r\nHost: t\r\nX-A: a\r\n  b\r\n\r\n",
+        ),
+    ] {
+        let r = send(&gw, req);
+        assert_4xx(&r, what);
+    }
+    assert_eq!(o.requests(), 0, "none of them may reach the origin");
+    assert_eq!(gw.get("/still-up").status, 200);
+}
+
+/// A body that breaks its own chunked framing is the client's fault: 400, not a 5xx. (The
+/// head may already be on its way upstream, since bodies are streamed.)
+#[test]
+fn broken_chunked_body_is_400() {
+    let (gw, _o) = setup();
+    let r = send(
+        &gw,
+        "POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "body {:?}", String::from_utf8_lossy(&r.body));
+    assert!(r.header("x-request-id").is_some());
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or with two, is refused.
+#[test]
+fn missing_or_repeated_host_is_400() {
+    let (gw, o) = setup();
+    let r = send(&gw, "GET /nohost HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 400, "no Host");
+    let r = send(
+        &gw,
+        "GET /twohosts HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "two Hosts");
+    let r = send(
+        &gw,
+        "GET /badhost HTTP/1.1\r\nHost: a/b@c\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "a Host that is not host[:port]");
+    assert_eq!(o.requests(), 0);
+    // HTTP/1.0 needs no Host.
+    let r = send(&gw, "GET /old HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 200);
+}
