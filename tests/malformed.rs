@@ -149,3 +149,68 @@ fn missing_or_repeated_host_is_400() {
     let r = send(&gw, "GET /old HTTP/1.0\r\n\r\n");
     assert_eq!(r.status, 200);
 }
+
+/// Read whatever the gateway sends on one connection until it closes or goes quiet.
+fn read_all(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// RFC 9112 §9.3.2: pipelined requests are answered in order. (pingora alone would answer
+/// the first and drop the rest without closing, leaving the client waiting.)
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    use std::io::Write;
+    let (gw, o) = setup();
+    let mut s = std::net::TcpStream::connect(gw.listen).unwrap();
+    s.write_all(
+        b"GET /p1 HTTP/1.1\r\nHost: t\r\n\r\nGET /p2 HTTP/1.1\r\nHost: t\r\n\r\nGET /p3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = String::from_utf8_lossy(&read_all(&mut s)).into_owned();
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the connection should close after the third answer"
+    );
+    let paths: Vec<String> = o.received().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/p1", "/p2", "/p3"]);
+    let (a, b, c) = (
+        out.find("\"/p1\"").unwrap(),
+        out.find("\"/p2\"").unwrap(),
+        out.find("\"/p3\"").unwrap(),
+    );
+    assert!(a < b && b < c, "answers out of order: {out}");
+}
+
+/// A pipelined request behind one with a body: either answered too, or the connection is
+/// closed after the first answer, never left hanging.
+#[test]
+fn pipelining_behind_a_body_never_hangs() {
+    use std::io::Write;
+    let (gw, o) = setup();
+    let mut s = std::net::TcpStream::connect(gw.listen).unwrap();
+    s.write_all(
+        b"POST /b1 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcGET /b2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = String::from_utf8_lossy(&read_all(&mut s)).into_owned();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "left hanging: {out}"
+    );
+    assert_eq!(o.received()[0].body, b"abc");
+}

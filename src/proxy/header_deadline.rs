@@ -65,6 +65,28 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// What of the bytes read goes to the proxy now: the head, and when the request has a body
+/// everything read so far. When a request without a body is followed by more bytes, the
+/// client is pipelining: those bytes stay in `buf` as the start of the next request, and
+/// the proxy sees one request at a time (pingora would otherwise drop them and leave the
+/// client waiting for answers that never come).
+fn to_proxy_now(buf: &[u8], end: usize) -> usize {
+    if end == buf.len() || has_body_framing(&buf[..end]) {
+        buf.len()
+    } else {
+        end
+    }
+}
+
+/// Whether a request head announces a body (`Content-Length` or `Transfer-Encoding`).
+fn has_body_framing(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+    })
+}
+
 /// What to answer before the proxy sees the request, when the head breaks a limit the
 /// proxy's parser would only report as a generic 400: more header lines than allowed, or
 /// no end of head within the size limit (414 when even the request line did not end).
@@ -107,12 +129,14 @@ async fn read_head(
     deadline: Duration,
     max: usize,
 ) -> Head {
-    buf.clear();
-    // Waiting for the first byte is keep-alive idleness, not slowness.
-    timer.as_mut().reset(Instant::now() + idle);
-    match read_or_timeout(stream, buf, timer.as_mut()).await {
-        Some(Ok(0)) | Some(Err(_)) | None => return Head::Gone,
-        Some(Ok(_)) => {}
+    // `buf` may already hold the start of a pipelined request (see `split_pipelined`).
+    if buf.is_empty() {
+        // Waiting for the first byte is keep-alive idleness, not slowness.
+        timer.as_mut().reset(Instant::now() + idle);
+        match read_or_timeout(stream, buf, timer.as_mut()).await {
+            Some(Ok(0)) | Some(Err(_)) | None => return Head::Gone,
+            Some(Ok(_)) => {}
+        }
     }
     // The common case: the whole head arrived in the first read.
     if let Some(end) = head_end(buf) {
@@ -233,7 +257,20 @@ where
                 return None;
             }
             match head {
-                Head::Ready(_) | Head::Oversized => l4.rewind(&buf),
+                Head::Ready(end) => {
+                    let n = to_proxy_now(&buf, end);
+                    l4.rewind(&buf[..n]);
+                    if n == buf.len() {
+                        buf.clear();
+                    } else {
+                        // Keep the pipelined rest for the next round.
+                        let _ = buf.split_to(n);
+                    }
+                }
+                Head::Oversized => {
+                    l4.rewind(&buf);
+                    buf.clear();
+                }
                 Head::Gone => return None,
                 Head::TooSlow => {
                     answer_and_close(l4, GatewayError::SlowClient, &self.shared).await;
@@ -272,6 +309,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipelined_requests_without_bodies_are_split_off() {
+        let two = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n";
+        let end = head_end(two).unwrap();
+        assert_eq!(to_proxy_now(two, end), 28, "only the first request");
+        let rest = &two[28..];
+        assert_eq!(to_proxy_now(rest, head_end(rest).unwrap()), rest.len());
+        // With a body everything goes to the proxy, which knows where the body ends.
+        let post =
+            b"POST / HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(to_proxy_now(post, head_end(post).unwrap()), post.len());
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(
+            to_proxy_now(chunked, head_end(chunked).unwrap()),
+            chunked.len()
+        );
+    }
 
     #[test]
     fn head_end_finds_crlf_and_bare_lf_heads() {
