@@ -262,6 +262,11 @@ fn is_hop_by_hop_name(n: &HeaderName) -> bool {
 fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
     let mut out = Vec::new();
     for v in headers.get_all(header::CONNECTION) {
+        // The usual value names no other header.
+        let raw = v.as_bytes();
+        if raw.eq_ignore_ascii_case(b"keep-alive") || raw.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
         if let Ok(s) = v.to_str() {
             for t in s.split(',') {
                 let t = t.trim();
@@ -389,12 +394,19 @@ pub fn forwarded_host(req: &RequestHeader) -> Option<HeaderValue> {
 }
 
 fn strip_port(h: &str) -> &str {
-    if h.starts_with('[') {
+    let b = h.as_bytes();
+    if b.first() == Some(&b'[') {
         return h.split_once(']').map_or(h, |(a, _)| &a[1..]);
     }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => h,
+    // A byte scan from the end: the port, if any, is the digits after the last ':'.
+    let mut i = b.len();
+    while i > 0 && b[i - 1].is_ascii_digit() {
+        i -= 1;
+    }
+    if i > 0 && b[i - 1] == b':' {
+        &h[..i - 1]
+    } else {
+        h
     }
 }
 
@@ -541,5 +553,9 @@ mod tests {
         assert_eq!(strip_port("a.com:8080"), "a.com");
         assert_eq!(strip_port("[::1]:80"), "::1");
         assert_eq!(strip_port("a.com"), "a.com");
+        assert_eq!(strip_port("a.com:"), "a.com");
+        assert_eq!(strip_port("a:b"), "a:b");
+        assert_eq!(strip_port("8080"), "8080");
+        assert_eq!(strip_port(":80"), "");
     }
 }
