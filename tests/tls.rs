@@ -9,6 +9,11 @@ struct TlsSetup {
 }
 
 fn setup() -> TlsSetup {
+    setup_with("")
+}
+
+/// `extra` is appended to the `[gateway]` table (e.g. `[gateway.limits]`).
+fn setup_with(extra: &str) -> TlsSetup {
     let o = Origin::start("o");
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
@@ -24,6 +29,7 @@ fn setup() -> TlsSetup {
     );
     let cfg = with_origins(
         &(GATEWAY.replace(r#"listen = ["{listen}"]"#, &listen)
+            + extra
             + r#"
 [services.o]
 instances = ["{origin:o}"]
@@ -118,4 +124,71 @@ async fn h2c_prior_knowledge_and_plain_http1() {
     let r = client().get(s.gw.url("/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_11);
+}
+
+/// A raw TLS connection to the gateway's TLS listener, trusting the test CA, HTTP/1.1 only.
+fn raw_tls(
+    ca: &TestCa,
+    addr: SocketAddr,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls_pki_types::ServerName::try_from("a.example").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(8)))
+        .unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+fn read_until_close(s: &mut impl std::io::Read) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The request-head deadline also holds on TLS listeners: a client that never finishes its
+/// head gets 408, and a well-behaved client (keep-alive, pipelined) is served as before.
+#[test]
+fn slow_request_head_over_tls_is_408() {
+    use std::io::Write;
+    let s = setup_with("\n[gateway.limits]\nheader_read_timeout = \"1s\"\n");
+    let mut slow = raw_tls(&s.ca, s.gw.listen2);
+    let started = std::time::Instant::now();
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: a.example\r\nX-Trickle: ")
+        .unwrap();
+    let out = read_until_close(&mut slow);
+    let took = started.elapsed();
+    assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    assert!(out.contains("\"request_id\""), "{out}");
+    assert!(
+        took >= std::time::Duration::from_millis(800) && took < std::time::Duration::from_secs(6),
+        "408 after {took:?}"
+    );
+
+    let mut ok = raw_tls(&s.ca, s.gw.listen2);
+    ok.write_all(
+        b"GET /t1 HTTP/1.1\r\nHost: a.example\r\n\r\nGET /t2 HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let out = read_until_close(&mut ok);
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+    assert!(out.find("\"/t1\"").unwrap() < out.find("\"/t2\"").unwrap());
+    assert!(out.contains("\"x-forwarded-proto\":\"https\""), "{out}");
 }

@@ -1,28 +1,30 @@
-//! A deadline on reading request headers, for cleartext HTTP/1 connections.
+//! A deadline on reading request heads, for HTTP/1 connections (cleartext and TLS).
 //!
 //! Pingora bounds each socket read (60 s) but not the whole request head, so a client that
 //! trickles one header byte at a time can hold a connection open forever (slowloris). This
-//! app sits between the listener and the proxy: for every request on a cleartext HTTP/1
-//! connection it reads until the end of the head within `header_read_timeout`, then puts
-//! the bytes back into the stream (pingora's rewind buffer) and lets the proxy parse the
-//! request as usual. A client that is too slow gets `408` with a JSON body and is closed.
+//! app sits between the listener and the proxy: for every request on an HTTP/1 connection
+//! it reads until the end of the head within `header_read_timeout`, then gives the bytes
+//! back (pingora's rewind buffer on plain TCP, a [`Replay`] wrapper on TLS) and lets the
+//! proxy parse the request as usual. A client that is too slow gets `408` with a JSON body
+//! and is closed; heads over the size limits get `431`/`414` the same way.
 //!
-//! TLS, HTTP/2 and h2c connections are handed to the proxy unchanged; for them pingora's
-//! per-read timeouts apply (documented in docs/configuration.md).
+//! HTTP/2 (ALPN `h2`) and h2c listeners are handed to the proxy unchanged; for them
+//! pingora's per-read timeouts apply (documented in docs/configuration.md).
 
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::protocols::Stream;
+use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
+use super::replay::Replay;
 use super::respond::{error_body, GatewayError};
 use crate::ids;
 use crate::runtime::Shared;
@@ -106,8 +108,8 @@ fn head_violation(buf: &[u8], head: &Head, max_headers: usize) -> Option<Gateway
 }
 
 /// One read, or `None` when the connection's timer fires first.
-async fn read_or_timeout(
-    stream: &mut L4Stream,
+async fn read_or_timeout<R: AsyncRead + Unpin + ?Sized>(
+    stream: &mut R,
     buf: &mut BytesMut,
     timer: Pin<&mut Sleep>,
 ) -> Option<std::io::Result<usize>> {
@@ -121,8 +123,8 @@ async fn read_or_timeout(
 /// Reads one request head. The connection's single timer is moved forward for each wait
 /// instead of arming a new timer per request: pushing a tokio timer's deadline later is
 /// one atomic update, and the timer wheel only sees it again when the old deadline comes.
-async fn read_head(
-    stream: &mut L4Stream,
+async fn read_head<R: AsyncRead + Unpin + ?Sized>(
+    stream: &mut R,
     buf: &mut BytesMut,
     mut timer: Pin<&mut Sleep>,
     idle: Duration,
@@ -175,8 +177,80 @@ fn unreachable_stream() -> Stream {
     unreachable!("downcast after a successful type check")
 }
 
+/// A downstream HTTP/1 connection between requests.
+enum Conn {
+    /// Plain TCP: pingora's own stream, which can take bytes back.
+    Plain(Box<L4Stream>),
+    /// Anything else that speaks HTTP/1 (TLS): bytes go back through a [`Replay`].
+    Other(Stream),
+}
+
+impl Conn {
+    /// `None` for connections this layer does not handle.
+    fn classify(stream: Stream) -> Result<Conn, Stream> {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return Err(stream);
+        }
+        match as_l4(stream) {
+            Ok(l4) => Ok(Conn::Plain(l4)),
+            Err(s) if s.get_ssl_digest().is_some() => Ok(Conn::Other(s)),
+            Err(s) => Err(s),
+        }
+    }
+
+    /// The connection as pingora gets it for one request, starting with `head`.
+    fn hand_over(self, head: &[u8]) -> Stream {
+        match self {
+            Conn::Plain(mut l4) => {
+                l4.rewind(head);
+                l4
+            }
+            Conn::Other(s) => Box::new(Replay::new(head, s)),
+        }
+    }
+
+    /// The connection back from pingora after a request; `None` if it still holds bytes
+    /// pingora did not read (it then cannot be reused safely).
+    fn take_back(stream: Stream) -> Option<Conn> {
+        let stream = match as_l4(stream) {
+            Ok(l4) => return Some(Conn::Plain(l4)),
+            Err(s) => s,
+        };
+        if stream.as_any().is::<Replay>() {
+            let replay = stream.into_any().downcast::<Replay>().ok()?;
+            return replay.unwrap_drained().ok().map(Conn::Other);
+        }
+        Some(Conn::Other(stream))
+    }
+
+    async fn read_head(
+        &mut self,
+        buf: &mut BytesMut,
+        timer: Pin<&mut Sleep>,
+        idle: Duration,
+        deadline: Duration,
+        max: usize,
+    ) -> Head {
+        match self {
+            Conn::Plain(l4) => read_head(&mut **l4, buf, timer, idle, deadline, max).await,
+            Conn::Other(s) => read_head(&mut **s, buf, timer, idle, deadline, max).await,
+        }
+    }
+
+    async fn answer_and_close(mut self, err: GatewayError, shared: &Shared) {
+        match &mut self {
+            Conn::Plain(l4) => answer_and_close(&mut **l4, err, shared).await,
+            Conn::Other(s) => answer_and_close(&mut **s, err, shared).await,
+        }
+    }
+}
+
 /// Answers a request the proxy never sees (slow or oversized head) and closes.
-async fn answer_and_close(mut stream: Box<L4Stream>, err: GatewayError, shared: &Shared) {
+async fn answer_and_close<W: AsyncWrite + Unpin + ?Sized>(
+    stream: &mut W,
+    err: GatewayError,
+    shared: &Shared,
+) {
     let id = ids::new_request_id();
     let body = error_body(err, &id);
     let status = err.status();
@@ -206,11 +280,11 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let h2c = self.inner.server_options().is_some_and(|o| o.h2c);
-        if h2c || stream.get_ssl_digest().is_some() {
+        if h2c {
             return self.inner.process_new(stream, shutdown).await;
         }
-        let mut l4 = match as_l4(stream) {
-            Ok(s) => s,
+        let mut conn = match Conn::classify(stream) {
+            Ok(c) => c,
             Err(other) => return self.inner.process_new(other, shutdown).await,
         };
         let mut persistent = None;
@@ -240,44 +314,47 @@ where
             if !first && *shutdown.borrow() {
                 return None;
             }
-            let head = read_head(
-                &mut l4,
-                &mut buf,
-                timer.as_mut(),
-                idle,
-                limits.header_read_timeout,
-                max,
-            )
-            .await;
+            let head = conn
+                .read_head(
+                    &mut buf,
+                    timer.as_mut(),
+                    idle,
+                    limits.header_read_timeout,
+                    max,
+                )
+                .await;
             if !first && *shutdown.borrow() {
                 return None;
             }
             if let Some(err) = head_violation(&buf, &head, limits.max_headers) {
-                answer_and_close(l4, err, &self.shared).await;
+                conn.answer_and_close(err, &self.shared).await;
                 return None;
             }
-            match head {
+            let stream = match head {
                 Head::Ready(end) => {
                     let n = to_proxy_now(&buf, end);
-                    l4.rewind(&buf[..n]);
+                    let stream = conn.hand_over(&buf[..n]);
                     if n == buf.len() {
                         buf.clear();
                     } else {
                         // Keep the pipelined rest for the next round.
                         let _ = buf.split_to(n);
                     }
+                    stream
                 }
                 Head::Oversized => {
-                    l4.rewind(&buf);
+                    let stream = conn.hand_over(&buf);
                     buf.clear();
+                    stream
                 }
                 Head::Gone => return None,
                 Head::TooSlow => {
-                    answer_and_close(l4, GatewayError::SlowClient, &self.shared).await;
+                    conn.answer_and_close(GatewayError::SlowClient, &self.shared)
+                        .await;
                     return None;
                 }
-            }
-            let mut session = ServerSession::new_http1(l4);
+            };
+            let mut session = ServerSession::new_http1(stream);
             match persistent.take() {
                 Some(p) => {
                     pingora_core::apps::HttpPersistentSettings::apply_to_session(p, &mut session)
@@ -294,10 +371,7 @@ where
             let (stream, settings) = reused.consume();
             persistent = settings;
             first = false;
-            l4 = match as_l4(stream) {
-                Ok(s) => s,
-                Err(other) => return self.inner.process_new(other, shutdown).await,
-            };
+            conn = Conn::take_back(stream)?;
         }
     }
 

@@ -15,6 +15,7 @@
 pub mod ctx;
 pub mod header_deadline;
 pub mod headers;
+pub mod replay;
 pub mod respond;
 pub mod select;
 
