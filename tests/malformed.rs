@@ -214,3 +214,18 @@ fn pipelining_behind_a_body_never_hangs() {
     );
     assert_eq!(o.received()[0].body, b"abc");
 }
+
+/// RFC 9112 §3.2.2: servers must accept the absolute form. It is routed on its path, and
+/// the upstream gets the request in origin form.
+#[test]
+fn absolute_form_target_is_routed_on_its_path() {
+    let (gw, o) = setup();
+    let r = send(
+        &gw,
+        "GET http://t/abs/x?y=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let seen = o.last().unwrap();
+    assert_eq!(seen.path, "/abs/x?y=1");
+    assert_eq!(seen.header("host"), Some("t"));
+}

@@ -83,6 +83,17 @@ impl Gateway {
                 return Err(GatewayError::BodyTooLarge);
             }
         }
+        // Absolute form (`GET http://host/path`, RFC 9112 §3.2.2): routed on its path and
+        // sent upstream in origin form.
+        // (pingora keeps the whole target as the raw path and only its path in the URI.)
+        let absolute = !raw.starts_with(b"/") && raw.windows(3).any(|w| w == b"://");
+        let raw = if absolute {
+            req.uri
+                .path_and_query()
+                .map_or(&b"/"[..], |pq| pq.as_str().as_bytes())
+        } else {
+            raw
+        };
         let (raw_path, query) = normalize::split_target(raw);
         let raw_path: &[u8] = if raw_path.is_empty() { b"/" } else { raw_path };
         let normalized = normalize::normalize(raw_path).map_err(GatewayError::BadPath)?;
@@ -100,7 +111,7 @@ impl Gateway {
             return Err(GatewayError::PathNotAllowed);
         }
         // The target sent upstream: only rebuilt when it differs from what arrived.
-        let target = route.changes_target(&normalized.path, raw_path).then(|| {
+        let target = (absolute || route.changes_target(&normalized.path, raw_path)).then(|| {
             let query = query.map(String::from_utf8_lossy);
             route.upstream_target(&normalized.path, query.as_deref())
         });
