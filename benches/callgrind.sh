@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Instructions per request, by function, for ficus or bare-pingora: the steady figure for
+# "did this change make the hot path cheaper" (wall time on this box is too noisy for that).
+#
+# Starts an nginx `return 200` upstream, runs the proxy under valgrind's callgrind with one
+# worker thread, warms it up with wrk, zeroes the counters, measures a fixed-length wrk run,
+# dumps, and prints instructions per request: in total and for the top functions (self
+# cost), plus the inclusive cost of ficus's own proxy phases.
+#
+# Usage: bash benches/callgrind.sh [ficus|bare] [extra [gateway] TOML lines]
+#   bash benches/callgrind.sh ficus
+#   bash benches/callgrind.sh ficus 'preserve_header_case = false'
+#   bash benches/callgrind.sh bare
+# Knobs: SECS (measured seconds, default 6), TOP (functions listed, default 30),
+#        SKIP_BUILD=1 (use target/release as is), KEEP=1 (keep the temp dir).
+set -euo pipefail
+
+WHICH=${1:-ficus}
+EXTRA=${2:-}
+SECS=${SECS:-6}
+TOP=${TOP:-30}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+die() { echo "callgrind.sh: $*" >&2; exit 1; }
+[[ "$WHICH" == ficus || "$WHICH" == bare ]] || die "first argument must be ficus or bare"
+
+need=()
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+    echo "installing ${need[*]}" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2 ||
+        die "could not install ${need[*]}"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    if [[ "$WHICH" == bare ]]; then
+        cargo build --release -p bare-pingora --bin bare-pingora >&2
+    else
+        cargo build --release --bin ficus >&2
+    fi
+fi
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+    [[ -f "$TMP/nginx.pid" ]] && kill -QUIT "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
+    [[ "${KEEP:-0}" == 1 ]] && echo "kept $TMP" >&2 || rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+read -r P_UP P_PROXY P_ADMIN < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(3)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))')
+
+cat >"$TMP/nginx.conf" <<EOF
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $TMP;
+  server { listen 127.0.0.1:$P_UP; location / { return 200 "hello from upstream\n"; } }
+}
+EOF
+"$NGINX" -c "$TMP/nginx.conf" -e "$TMP/nginx-startup.log" 2>/dev/null || "$NGINX" -c "$TMP/nginx.conf"
+
+if [[ "$WHICH" == bare ]]; then
+    CMD=(target/release/bare-pingora --listen "127.0.0.1:$P_PROXY" --upstream "127.0.0.1:$P_UP" --threads 1)
+else
+    cat >"$TMP/ficus.toml" <<EOF
+[gateway]
+listen = ["127.0.0.1:$P_PROXY"]
+admin = "127.0.0.1:$P_ADMIN"
+threads = 1
+access_log = "off"
+$EXTRA
+
+[services.upstream]
+instances = ["127.0.0.1:$P_UP"]
+
+[[routes]]
+name = "plain"
+match = { path = "/**" }
+service = "upstream"
+EOF
+    CMD=(target/release/ficus run --config "$TMP/ficus.toml")
+fi
+
+valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" "${CMD[@]}" >"$TMP/proxy.log" 2>&1 &
+VG=$!
+PIDS+=("$VG")
+for _ in $(seq 150); do
+    curl -s -o /dev/null "http://127.0.0.1:$P_PROXY/" && break
+    kill -0 "$VG" 2>/dev/null || die "the proxy exited: $(tail -5 "$TMP/proxy.log")"
+    sleep 0.2
+done
+curl -sf -o /dev/null "http://127.0.0.1:$P_PROXY/" || die "the proxy did not come up: $(tail -5 "$TMP/proxy.log")"
+
+wrk -t1 -c16 -d2s "http://127.0.0.1:$P_PROXY/" >/dev/null
+callgrind_control -z "$VG" >/dev/null
+OUT=$(wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:$P_PROXY/")
+callgrind_control -d "$VG" >/dev/null
+REQS=$(awk '/requests in/{print $1}' <<<"$OUT")
+grep -q "Non-2xx" <<<"$OUT" && die "non-2xx responses during the run: $OUT"
+[[ -n "$REQS" && "$REQS" -gt 0 ]] || die "no requests measured: $OUT"
+DUMP=$(ls "$TMP"/cg.out.* 2>/dev/null | head -1)
+[[ -n "$DUMP" ]] || die "callgrind wrote no dump"
+
+python3 - "$DUMP" "$REQS" "$TOP" "$WHICH" <<'PY'
+import re, subprocess, sys
+dump, reqs, top, which = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def rows(inclusive):
+    args = ["callgrind_annotate", "--threshold=100"] + (["--inclusive=yes"] if inclusive else []) + [dump]
+    out = subprocess.run(args, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(.*)", line)
+        if m:
+            yield int(m.group(1).replace(",", "")), float(m.group(2)), re.sub(r"^\?\?\?:| \[.*\]$", "", m.group(3))
+total = next((n for n, _, f in rows(False) if "PROGRAM TOTALS" in f), None)
+if total is None:
+    total = max(n for n, _, _ in rows(True))
+print(f"{which}: {reqs} requests measured, {total / reqs:,.0f} instructions per request")
+print()
+print("self cost per request, top functions:")
+shown = 0
+for n, pct, f in rows(False):
+    if "PROGRAM TOTALS" in f or pct > 50:
+        continue
+    print(f"{n / reqs:9,.0f}  {f[:140]}")
+    shown += 1
+    if shown >= top:
+        break
+if which == "ficus":
+    print()
+    print("inclusive cost per request of ficus's own code:")
+    for n, pct, f in rows(True):
+        if ("ficus::" in f or "HeaderDeadline" in f) and pct < 99 and n / reqs >= 100 \
+                and "drop_in_place" not in f:
+            print(f"{n / reqs:9,.0f}  {f[:140]}")
+PY
