@@ -37,26 +37,24 @@ pub fn random_u64() -> u64 {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn push_hex(out: &mut String, v: u64) {
-    for i in (0..16).rev() {
-        out.push(HEX[((v >> (i * 4)) & 15) as usize] as char);
-    }
+/// 32 random lowercase hex digits.
+fn request_id_bytes() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    hex_into(&mut b[..16], random_u64());
+    hex_into(&mut b[16..], random_u64());
+    b
 }
 
 /// A new request id: 32 lowercase hex characters.
 pub fn new_request_id() -> String {
-    let mut s = String::with_capacity(32);
-    push_hex(&mut s, random_u64());
-    push_hex(&mut s, random_u64());
-    s
+    // Only ASCII hex digits, so always valid UTF-8.
+    String::from_utf8_lossy(&request_id_bytes()).into_owned()
 }
 
 /// A new request id as a header value, built without an intermediate string.
 pub fn new_request_id_value() -> http::HeaderValue {
-    let mut b = [0u8; 32];
-    hex_into(&mut b[..16], random_u64());
-    hex_into(&mut b[16..], random_u64());
-    http::HeaderValue::from_bytes(&b).unwrap_or_else(|_| http::HeaderValue::from_static("-"))
+    http::HeaderValue::from_bytes(&request_id_bytes())
+        .unwrap_or_else(|_| http::HeaderValue::from_static("-"))
 }
 
 /// Whether a client-supplied request id is safe to propagate and log: 1–128 visible ASCII

@@ -267,29 +267,9 @@ fn hop_by_hop_headers_removed() {
 
 fn case_setup(preserve: Option<bool>) -> (Gateway, Origin) {
     let o = Origin::builder("o").header("X-Upstream-Mixed", "1").start();
-    let gateway = match preserve {
-        Some(p) => GATEWAY.replace(
-            "threads = 2",
-            &format!("threads = 2\npreserve_header_case = {p}"),
-        ),
-        None => GATEWAY.to_string(),
-    };
-    let cfg = with_origins(
-        &(gateway
-            + r#"
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-request_headers = { set = { "X-Route-Set" = "r" } }
-response_headers = { set = { "X-Resp-Set" = "s" } }
-"#),
-        &[&o],
-    );
-    (Gateway::start(&cfg), o)
+    let gateway_extra = preserve.map_or(String::new(), |p| format!("preserve_header_case = {p}\n"));
+    let route_extra = "request_headers = { set = { \"X-Route-Set\" = \"r\" } }\nresponse_headers = { set = { \"X-Resp-Set\" = \"s\" } }";
+    (catch_all_gateway(&o, &gateway_extra, route_extra), o)
 }
 
 const MIXED_CASE_REQUEST: &str = "GET /case HTTP/1.1\r\nHost: t\r\nX-Legacy-Token: abc\r\nx-lower: 1\r\nConnection: close\r\n\r\n";

@@ -7,20 +7,7 @@ use common::*;
 
 fn setup() -> (Gateway, Origin) {
     let o = Origin::start("o");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-"#),
-        &[&o],
-    );
-    (Gateway::start(&cfg), o)
+    (catch_all_gateway(&o, "", ""), o)
 }
 
 fn send(gw: &Gateway, req: &str) -> RawResponse {
@@ -150,20 +137,11 @@ fn missing_or_repeated_host_is_400() {
     assert_eq!(r.status, 200);
 }
 
-/// Read whatever the gateway sends on one connection until it closes or goes quiet.
-fn read_all(stream: &mut std::net::TcpStream) -> Vec<u8> {
-    use std::io::Read;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+fn connect(gw: &Gateway) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(gw.listen).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
         .unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
+    s
 }
 
 /// RFC 9112 §9.3.2: pipelined requests are answered in order. (pingora alone would answer
@@ -172,13 +150,13 @@ fn read_all(stream: &mut std::net::TcpStream) -> Vec<u8> {
 fn pipelined_requests_are_answered_in_order() {
     use std::io::Write;
     let (gw, o) = setup();
-    let mut s = std::net::TcpStream::connect(gw.listen).unwrap();
+    let mut s = connect(&gw);
     s.write_all(
         b"GET /p1 HTTP/1.1\r\nHost: t\r\n\r\nGET /p2 HTTP/1.1\r\nHost: t\r\n\r\nGET /p3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let out = String::from_utf8_lossy(&read_all(&mut s)).into_owned();
+    let out = read_until_close(&mut s);
     assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{out}");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(2),
@@ -200,13 +178,13 @@ fn pipelined_requests_are_answered_in_order() {
 fn pipelining_behind_a_body_never_hangs() {
     use std::io::Write;
     let (gw, o) = setup();
-    let mut s = std::net::TcpStream::connect(gw.listen).unwrap();
+    let mut s = connect(&gw);
     s.write_all(
         b"POST /b1 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcGET /b2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let out = String::from_utf8_lossy(&read_all(&mut s)).into_owned();
+    let out = read_until_close(&mut s);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(2),

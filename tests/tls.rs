@@ -151,18 +151,6 @@ fn raw_tls(
     rustls::StreamOwned::new(conn, sock)
 }
 
-fn read_until_close(s: &mut impl std::io::Read) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The request-head deadline also holds on TLS listeners: a client that never finishes its
 /// head gets 408, and a well-behaved client (keep-alive, pipelined) is served as before.
 #[test]

@@ -220,27 +220,18 @@ impl Conn {
         Some(Conn::Other(stream))
     }
 
-    async fn read_head(
-        &mut self,
-        buf: &mut BytesMut,
-        timer: Pin<&mut Sleep>,
-        idle: Duration,
-        deadline: Duration,
-        max: usize,
-    ) -> Head {
+    /// The connection's byte stream, for reading heads and writing refusals.
+    fn io(&mut self) -> &mut dyn HeadIo {
         match self {
-            Conn::Plain(l4) => read_head(&mut **l4, buf, timer, idle, deadline, max).await,
-            Conn::Other(s) => read_head(&mut **s, buf, timer, idle, deadline, max).await,
-        }
-    }
-
-    async fn answer_and_close(mut self, err: GatewayError, shared: &Shared) {
-        match &mut self {
-            Conn::Plain(l4) => answer_and_close(&mut **l4, err, shared).await,
-            Conn::Other(s) => answer_and_close(&mut **s, err, shared).await,
+            Conn::Plain(l4) => &mut **l4,
+            Conn::Other(s) => s,
         }
     }
 }
+
+/// What the head layer needs from a connection.
+trait HeadIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> HeadIo for T {}
 
 /// Answers a request the proxy never sees (slow or oversized head) and closes.
 async fn answer_and_close<W: AsyncWrite + Unpin + ?Sized>(
@@ -311,20 +302,20 @@ where
             if !first && *shutdown.borrow() {
                 return None;
             }
-            let head = conn
-                .read_head(
-                    &mut buf,
-                    timer.as_mut(),
-                    idle,
-                    limits.header_read_timeout,
-                    max,
-                )
-                .await;
+            let head = read_head(
+                conn.io(),
+                &mut buf,
+                timer.as_mut(),
+                idle,
+                limits.header_read_timeout,
+                max,
+            )
+            .await;
             if !first && *shutdown.borrow() {
                 return None;
             }
             if let Some(err) = head_violation(&buf, &head, limits.max_headers) {
-                conn.answer_and_close(err, &self.shared).await;
+                answer_and_close(conn.io(), err, &self.shared).await;
                 return None;
             }
             let stream = match head {
@@ -339,15 +330,10 @@ where
                     }
                     stream
                 }
-                Head::Oversized => {
-                    let stream = conn.hand_over(&buf);
-                    buf.clear();
-                    stream
-                }
-                Head::Gone => return None,
+                // An oversized head was answered (431/414) just above.
+                Head::Oversized | Head::Gone => return None,
                 Head::TooSlow => {
-                    conn.answer_and_close(GatewayError::SlowClient, &self.shared)
-                        .await;
+                    answer_and_close(conn.io(), GatewayError::SlowClient, &self.shared).await;
                     return None;
                 }
             };

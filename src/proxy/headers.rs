@@ -140,7 +140,7 @@ pub fn client_ip(trusted: &[Cidr], peer: Option<IpAddr>, headers: &HeaderMap) ->
 pub fn strip_hop_by_hop_request(req: &mut impl HeaderSink, upgrade: bool) {
     // Most requests carry no hop-by-hop header at all: one pass to find out is far cheaper
     // than seven removals.
-    if !req.map().keys().any(is_hop_by_hop_name) {
+    if !req.map().keys().any(|n| hop_by_hop_bit(n) != 0) {
         if upgrade {
             req.put(
                 &header::CONNECTION,
@@ -226,7 +226,8 @@ static RESPONSE_HOP_BY_HOP: [(u8, &HeaderName); 6] = [
     (32, &header::PROXY_AUTHENTICATE),
 ];
 
-/// A bit per hop-by-hop header name (0 for any other name).
+/// A bit per hop-by-hop header name, 0 for any other name. `TE` and
+/// `Proxy-Authorization` (request-only) share one bit.
 fn hop_by_hop_bit(n: &HeaderName) -> u8 {
     if n == header::CONNECTION {
         CONNECTION_BIT
@@ -245,18 +246,6 @@ fn hop_by_hop_bit(n: &HeaderName) -> u8 {
     } else {
         0
     }
-}
-
-/// Headers that only describe one connection.
-fn is_hop_by_hop_name(n: &HeaderName) -> bool {
-    n == header::CONNECTION
-        || n == header::UPGRADE
-        || n == header::TE
-        || n == header::TRAILER
-        || n == header::PROXY_AUTHORIZATION
-        || n == header::PROXY_AUTHENTICATE
-        || n == KEEP_ALIVE
-        || n == PROXY_CONNECTION
 }
 
 fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
@@ -408,11 +397,6 @@ fn strip_port(h: &str) -> &str {
     } else {
         h
     }
-}
-
-/// A header value from a string that is known to be valid (hex ids).
-pub fn value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]

@@ -1488,3 +1488,29 @@ pub fn per_route_config(gateway: &str, routes: &[(&str, &str)]) -> (String, Vec<
     }
     (cfg, origins)
 }
+
+/// A gateway in front of `o` with one catch-all route `all` to service `o`. `gateway_extra`
+/// is appended to the `[gateway]` table (keys, or a sub-table such as `[gateway.limits]`);
+/// `route_extra` to the route.
+pub fn catch_all_gateway(o: &Origin, gateway_extra: &str, route_extra: &str) -> Gateway {
+    let cfg = format!(
+        "{GATEWAY}{gateway_extra}\n[services.{name}]\ninstances = [\"{addr}\"]\n\n[[routes]]\nname = \"all\"\nmatch = {{ path = \"/**\" }}\nservice = \"{name}\"\n{route_extra}\n",
+        name = o.name(),
+        addr = o.addr(),
+    );
+    Gateway::start(&cfg)
+}
+
+/// Everything a peer sends until it closes the connection or goes quiet for the stream's
+/// read timeout (set one before calling).
+pub fn read_until_close(s: &mut impl Read) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
