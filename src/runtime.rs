@@ -81,6 +81,11 @@ fn restart_only_changes(
     if old.threads != new.threads {
         out.push("`threads`");
     }
+    if old.limits.keepalive_timeout != new.limits.keepalive_timeout {
+        out.push(
+            "`limits.keepalive_timeout` for HTTP/2 connections (HTTP/1 uses the new value now)",
+        );
+    }
     out
 }
 

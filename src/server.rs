@@ -66,33 +66,31 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
 
     let (h2c, plain): (Vec<&Listener>, Vec<&Listener>) =
         gateway.listeners.iter().partition(|l| l.h2c);
-    // Cleartext HTTP/1 connections get the request-head deadline (slowloris guard).
-    let mut proxy = Service::new(
-        "ficus proxy".to_string(),
-        HeaderDeadline {
-            inner: Arc::new(pingora_proxy::http_proxy(
-                &server.configuration,
-                Gateway::new(shared.clone()),
-            )),
-            shared: shared.clone(),
-        },
-    );
-    for l in &plain {
-        add_listener(&mut proxy, l)?;
-    }
-    server.add_service(proxy);
-    if !h2c.is_empty() {
-        let mut proxy = pingora_proxy::http_proxy_service_with_name(
-            &server.configuration,
-            Gateway::new(shared.clone()),
-            "ficus proxy (h2c)",
-        );
-        if let Some(app) = proxy.app_logic_mut() {
-            let mut opts = pingora_core::apps::HttpServerOptions::default();
-            opts.h2c = true;
-            app.server_options = Some(opts);
+    // Every listener gets the request-head layer (slowloris guard, head limits, HTTP/2
+    // preface deadline); listeners with h2c get a proxy that also speaks cleartext HTTP/2.
+    for (listeners, h2c, name) in [
+        (plain, false, "ficus proxy"),
+        (h2c, true, "ficus proxy (h2c)"),
+    ] {
+        if listeners.is_empty() {
+            continue;
         }
-        for l in &h2c {
+        let mut inner =
+            pingora_proxy::http_proxy(&server.configuration, Gateway::new(shared.clone()));
+        let mut opts = pingora_core::apps::HttpServerOptions::default();
+        opts.h2c = h2c;
+        // An HTTP/2 connection with no stream open is closed after the keep-alive time,
+        // as an idle HTTP/1 connection is (the value from start; reloads do not change it).
+        opts.h2_idle_timeout = Some(gateway.limits.keepalive_timeout);
+        inner.server_options = Some(opts);
+        let mut proxy = Service::new(
+            name.to_string(),
+            HeaderDeadline {
+                inner: Arc::new(inner),
+                shared: shared.clone(),
+            },
+        );
+        for l in &listeners {
             add_listener(&mut proxy, l)?;
         }
         server.add_service(proxy);

@@ -131,6 +131,15 @@ fn raw_tls(
     ca: &TestCa,
     addr: SocketAddr,
 ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    raw_tls_alpn(ca, addr, b"http/1.1")
+}
+
+/// The same, offering one ALPN protocol.
+fn raw_tls_alpn(
+    ca: &TestCa,
+    addr: SocketAddr,
+    alpn: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()) {
@@ -142,7 +151,7 @@ fn raw_tls(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     let name = rustls_pki_types::ServerName::try_from("a.example").unwrap();
     let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
     let sock = std::net::TcpStream::connect(addr).unwrap();
@@ -179,4 +188,115 @@ fn slow_request_head_over_tls_is_408() {
     assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
     assert!(out.find("\"/t1\"").unwrap() < out.find("\"/t2\"").unwrap());
     assert!(out.contains("\"x-forwarded-proto\":\"https\""), "{out}");
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty HTTP/2 SETTINGS frame.
+const H2_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+fn raw_tcp(addr: SocketAddr) -> std::net::TcpStream {
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(8)))
+        .unwrap();
+    sock
+}
+
+/// Runs `f`, which reads until the gateway closes, and returns how long that took.
+fn closed_after(f: impl FnOnce() -> String) -> (String, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let out = f();
+    (out, started.elapsed())
+}
+
+fn within(took: std::time::Duration, lo_ms: u64, hi_ms: u64) -> bool {
+    took >= std::time::Duration::from_millis(lo_ms)
+        && took < std::time::Duration::from_millis(hi_ms)
+}
+
+/// HTTP/1 clients on an h2c listener get the same head deadline as anywhere else, and short
+/// HTTP/1 requests (fewer bytes than the HTTP/2 preface) are answered, not left waiting.
+#[test]
+fn h2c_listener_guards_http1_heads_too() {
+    use std::io::Write;
+    let s = setup_with("\n[gateway.limits]\nheader_read_timeout = \"1s\"\n");
+    let mut slow = raw_tcp(s.gw.listen3);
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\nX-Trickle: ")
+        .unwrap();
+    let (out, took) = closed_after(|| read_until_close(&mut slow));
+    assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    assert!(within(took, 800, 6000), "408 after {took:?}");
+
+    let mut short = raw_tcp(s.gw.listen3);
+    short.write_all(b"GET /s HTTP/1.0\r\n\r\n").unwrap();
+    let (out, took) = closed_after(|| read_until_close(&mut short));
+    assert!(
+        out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"),
+        "{out:?}"
+    );
+    assert!(out.contains("\"/s\""), "{out}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "answered after {took:?}"
+    );
+
+    // Too many header lines on the h2c listener: the JSON 431, not pingora's bare 400.
+    let mut big = raw_tcp(s.gw.listen3);
+    let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..300 {
+        head.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    big.write_all(&head).unwrap();
+    let out = read_until_close(&mut big);
+    assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
+    assert!(out.contains("\"request_id\""), "{out}");
+}
+
+/// A client that starts the HTTP/2 preface and stalls, on h2c or on TLS with ALPN h2, is
+/// closed after the head deadline instead of holding the connection forever.
+#[test]
+fn stalled_http2_preface_is_closed() {
+    use std::io::Write;
+    let s = setup_with("\n[gateway.limits]\nheader_read_timeout = \"1s\"\n");
+    let mut h2c = raw_tcp(s.gw.listen3);
+    h2c.write_all(&H2_PREFACE[..10]).unwrap();
+    let (out, took) = closed_after(|| read_until_close(&mut h2c));
+    assert!(out.is_empty(), "{out:?}");
+    assert!(within(took, 800, 6000), "closed after {took:?}");
+
+    let mut tls = raw_tls_alpn(&s.ca, s.gw.listen2, b"h2");
+    // Finish the TLS handshake (a TLS-level write), then send nothing at the HTTP/2 level.
+    tls.conn.complete_io(&mut tls.sock).unwrap();
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    let (out, took) = closed_after(|| read_until_close(&mut tls));
+    assert!(out.is_empty(), "{out:?}");
+    assert!(within(took, 800, 6000), "closed after {took:?}");
+
+    // A complete preface is served: the gateway answers with its own SETTINGS frame.
+    let mut ok = raw_tcp(s.gw.listen3);
+    ok.write_all(H2_PREFACE).unwrap();
+    ok.write_all(H2_SETTINGS).unwrap();
+    let mut frame = [0u8; 9];
+    std::io::Read::read_exact(&mut ok, &mut frame).unwrap();
+    assert_eq!(frame[3], 4, "a SETTINGS frame first: {frame:?}");
+}
+
+/// `keepalive_timeout` closes idle client connections: HTTP/1 between requests, HTTP/2
+/// with no stream open.
+#[test]
+fn idle_connections_close_after_keepalive_timeout() {
+    use std::io::Write;
+    let s = setup_with("\n[gateway.limits]\nkeepalive_timeout = \"1s\"\n");
+    let mut h1 = raw_tcp(s.gw.listen);
+    h1.write_all(b"GET /k HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let (out, took) = closed_after(|| read_until_close(&mut h1));
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    assert!(within(took, 800, 6000), "closed after {took:?}");
+
+    let mut h2 = raw_tcp(s.gw.listen3);
+    h2.write_all(H2_PREFACE).unwrap();
+    h2.write_all(H2_SETTINGS).unwrap();
+    let (out, took) = closed_after(|| read_until_close(&mut h2));
+    assert!(!out.is_empty(), "the server's SETTINGS came first");
+    assert!(within(took, 800, 6000), "closed after {took:?}");
 }

@@ -134,6 +134,9 @@ pub struct Limits {
     pub max_body_bytes: u64,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    /// How long a client connection may sit idle between requests (HTTP/1 keep-alive, and
+    /// HTTP/2 with no stream open).
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -145,6 +148,7 @@ impl Default for Limits {
             max_body_bytes: 10 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -1365,7 +1369,20 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
         body_read_timeout: c
             .duration(&l.body_read_timeout, "gateway.limits.body_read_timeout")
             .unwrap_or(d.body_read_timeout),
+        keepalive_timeout: c
+            .duration(&l.keepalive_timeout, "gateway.limits.keepalive_timeout")
+            .unwrap_or(d.keepalive_timeout),
     };
+    if limits.keepalive_timeout.is_zero() {
+        if let Some(v) = &l.keepalive_timeout {
+            c.d.error_hint(
+                span_of(v),
+                "gateway.limits.keepalive_timeout",
+                "a keep-alive time of zero would close every connection as soon as it is idle",
+                "use at least \"1s\"; the default is \"60s\"",
+            );
+        }
+    }
     GatewaySettings {
         listeners,
         admin,
@@ -1466,6 +1483,25 @@ instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
         );
         assert!(
             msgs.iter().any(|m| m.contains("is not a duration")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn keepalive_timeout_is_read_and_zero_is_refused() {
+        let ok = format!("[gateway.limits]\nkeepalive_timeout = \"5s\"\n{BASE}");
+        let cfg = compile(Path::new("routes.toml"), &ok).unwrap();
+        assert_eq!(cfg.gateway.limits.keepalive_timeout, Duration::from_secs(5));
+        let dflt = compile(Path::new("routes.toml"), BASE).unwrap();
+        assert_eq!(
+            dflt.gateway.limits.keepalive_timeout,
+            Duration::from_secs(60)
+        );
+        let zero = format!("[gateway.limits]\nkeepalive_timeout = \"0s\"\n{BASE}");
+        let msgs: Vec<String> = errors(&zero).iter().map(|d| d.to_string()).collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("keepalive_timeout") && m.contains("at least")),
             "{msgs:?}"
         );
     }

@@ -1,4 +1,4 @@
-//! A deadline on reading request heads, for HTTP/1 connections (cleartext and TLS).
+//! A deadline on reading request heads, for every client connection.
 //!
 //! Pingora bounds each socket read (60 s) but not the whole request head, so a client that
 //! trickles one header byte at a time can hold a connection open forever (slowloris). This
@@ -8,8 +8,11 @@
 //! proxy parse the request as usual. A client that is too slow gets `408` with a JSON body
 //! and is closed; heads over the size limits get `431`/`414` the same way.
 //!
-//! HTTP/2 (ALPN `h2`) and h2c listeners are handed to the proxy unchanged; for them
-//! pingora's per-read timeouts apply (documented in docs/configuration.md).
+//! HTTP/2 connections (ALPN `h2`, or the h2c preface on a listener with `h2c`) must send
+//! their connection preface within `header_read_timeout`; after that pingora's HTTP/2
+//! server runs them, closing a connection that has had no stream open for
+//! `keepalive_timeout`. On an `h2c` listener, connections that do not start with the
+//! preface are HTTP/1 and get everything above.
 
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -29,10 +32,8 @@ use super::respond::{error_body, GatewayError};
 use crate::ids;
 use crate::runtime::Shared;
 
-/// How long an idle keep-alive connection may wait for its next request.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
-/// pingora's keep-alive setting for a fresh connection, in seconds.
-const KEEPALIVE_SECS: u64 = 60;
+/// What every HTTP/2 connection sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Wraps the proxy app with the header deadline.
 pub struct HeaderDeadline<A> {
@@ -183,15 +184,15 @@ enum Conn {
 }
 
 impl Conn {
-    /// `None` for connections this layer does not handle.
-    fn classify(stream: Stream) -> Result<Conn, Stream> {
+    /// What kind of connection a new stream is.
+    fn classify(stream: Stream) -> Accepted {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return Err(stream);
+            return Accepted::H2(stream);
         }
         match as_l4(stream) {
-            Ok(l4) => Ok(Conn::Plain(l4)),
-            Err(s) if s.get_ssl_digest().is_some() => Ok(Conn::Other(s)),
-            Err(s) => Err(s),
+            Ok(l4) => Accepted::Http(Conn::Plain(l4)),
+            Err(s) if s.get_ssl_digest().is_some() => Accepted::Http(Conn::Other(s)),
+            Err(s) => Accepted::Unknown(s),
         }
     }
 
@@ -225,6 +226,49 @@ impl Conn {
         match self {
             Conn::Plain(l4) => &mut **l4,
             Conn::Other(s) => s,
+        }
+    }
+}
+
+/// A new client connection, by what it speaks.
+enum Accepted {
+    /// HTTP/1, or on an `h2c` listener still to be told apart from h2c by its first bytes.
+    Http(Conn),
+    /// TLS with ALPN `h2`.
+    H2(Stream),
+    /// A transport this layer does not know; pingora gets it unchanged.
+    Unknown(Stream),
+}
+
+/// How the first bytes of a connection on an `h2c` listener turned out.
+#[derive(Debug, PartialEq)]
+enum Opening {
+    /// The HTTP/2 preface, complete.
+    H2,
+    /// Anything else: HTTP/1 (the bytes stay in the buffer as the start of the request).
+    Http1,
+    /// Closed, silent or stalled before the kind was known.
+    Gone,
+}
+
+/// Reads until the buffer either holds the whole HTTP/2 preface or cannot be its start.
+/// `timer` must already be armed with the deadline.
+async fn read_opening<R: AsyncRead + Unpin + ?Sized>(
+    stream: &mut R,
+    buf: &mut BytesMut,
+    mut timer: Pin<&mut Sleep>,
+) -> Opening {
+    loop {
+        let n = buf.len().min(H2_PREFACE.len());
+        if buf[..n] != H2_PREFACE[..n] {
+            return Opening::Http1;
+        }
+        if n == H2_PREFACE.len() {
+            return Opening::H2;
+        }
+        match read_or_timeout(stream, buf, timer.as_mut()).await {
+            Some(Ok(0)) | Some(Err(_)) | None => return Opening::Gone,
+            Some(Ok(_)) => {}
         }
     }
 }
@@ -267,22 +311,42 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let h2c = self.inner.server_options().is_some_and(|o| o.h2c);
-        if h2c {
-            return self.inner.process_new(stream, shutdown).await;
-        }
-        let mut conn = match Conn::classify(stream) {
-            Ok(c) => c,
-            Err(other) => return self.inner.process_new(other, shutdown).await,
-        };
-        let mut persistent = None;
-        let mut first = true;
         // One read buffer and one timer per connection, reused for every request head.
         let mut buf = BytesMut::with_capacity(4096);
-        let mut timer = Box::pin(tokio::time::sleep(KEEPALIVE_IDLE));
         // The limits, refreshed only when a reload applied a new snapshot.
         let mut generation = self.shared.generation();
         let mut limits = self.shared.limits();
+        let mut timer = Box::pin(tokio::time::sleep(limits.header_read_timeout));
+        let mut conn = match Conn::classify(stream) {
+            Accepted::Http(c) => c,
+            Accepted::H2(mut s) => {
+                // ALPN promised HTTP/2: the preface must come in time, or the connection
+                // goes (pingora's handshake would otherwise wait for it without a limit).
+                return match read_opening(&mut s, &mut buf, timer.as_mut()).await {
+                    Opening::H2 => {
+                        let replay: Stream = Box::new(Replay::new(&buf, s));
+                        self.inner.process_new(replay, shutdown).await
+                    }
+                    Opening::Http1 | Opening::Gone => None,
+                };
+            }
+            Accepted::Unknown(s) => return self.inner.process_new(s, shutdown).await,
+        };
+        let h2c = self.inner.server_options().is_some_and(|o| o.h2c);
+        if h2c && matches!(conn, Conn::Plain(_)) {
+            match read_opening(conn.io(), &mut buf, timer.as_mut()).await {
+                // pingora reads the preface again (from the rewind buffer) and speaks h2.
+                Opening::H2 => {
+                    let stream = conn.hand_over(&buf);
+                    return self.inner.process_new(stream, shutdown).await;
+                }
+                // The bytes read so far stay in `buf` as the start of the first request.
+                Opening::Http1 => {}
+                Opening::Gone => return None,
+            }
+        }
+        let mut persistent = None;
+        let mut first = true;
         loop {
             let current = self.shared.generation();
             if current != generation {
@@ -292,7 +356,7 @@ where
             let idle = if first {
                 limits.header_read_timeout
             } else {
-                KEEPALIVE_IDLE
+                limits.keepalive_timeout
             };
             // A head without its end this far in is refused with 431 (or 414) right here,
             // long before pingora's own 1 MiB limit.
@@ -346,7 +410,7 @@ where
                     if *shutdown.borrow() {
                         session.set_keepalive(None);
                     } else {
-                        session.set_keepalive(Some(KEEPALIVE_SECS));
+                        session.set_keepalive(Some(limits.keepalive_timeout.as_secs().max(1)));
                     }
                 }
             }
