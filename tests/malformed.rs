@@ -207,3 +207,80 @@ fn absolute_form_target_is_routed_on_its_path() {
     assert_eq!(seen.path, "/abs/x?y=1");
     assert_eq!(seen.header("host"), Some("t"));
 }
+
+/// An absolute-form target whose authority differs from the `Host` header is ambiguous:
+/// one reading of the host could pick the route while the upstream sees the other. It is
+/// refused (pingora's parser does this) and reaches no upstream; a matching pair is served,
+/// routed on that host.
+#[test]
+fn absolute_form_with_a_different_host_header_reaches_no_upstream() {
+    let a = Origin::start("a");
+    let b = Origin::start("b");
+    let cfg = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services.a]
+instances = ["{origin:a}"]
+[services.b]
+instances = ["{origin:b}"]
+
+[[routes]]
+name = "admin-host"
+match = { path = "/**", host = "admin.example" }
+service = "a"
+
+[[routes]]
+name = "rest"
+match = { path = "/**" }
+service = "b"
+"#),
+        &[&a, &b],
+    );
+    let gw = Gateway::start(&cfg);
+    for req in [
+        "GET http://admin.example/x HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n",
+        "GET http://public.example/y HTTP/1.1\r\nHost: admin.example\r\nConnection: close\r\n\r\n",
+    ] {
+        let r = send(&gw, req);
+        assert_eq!(r.status, 400, "{req:?}");
+    }
+    assert!(a.received().is_empty() && b.received().is_empty());
+
+    let r = send(
+        &gw,
+        "GET http://admin.example/z HTTP/1.1\r\nHost: admin.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = a.last().expect("routed on the host");
+    assert_eq!(seen.path, "/z");
+    assert_eq!(seen.header("host"), Some("admin.example"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("admin.example"));
+    assert!(b.received().is_empty());
+}
+
+/// `OPTIONS *` asks about the server as a whole (RFC 9110 §9.3.7): the gateway answers it
+/// itself, with no upstream involved. `*` with any other method is malformed.
+#[test]
+fn options_asterisk_is_answered_by_the_gateway() {
+    let (gw, o) = setup();
+    let r = send(
+        &gw,
+        "OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let allow = r.header("allow").expect("an Allow header");
+    assert!(
+        allow.contains("GET") && allow.contains("OPTIONS"),
+        "{allow}"
+    );
+    assert!(r.header("x-request-id").is_some());
+    assert!(r.body.is_empty());
+    assert!(o.received().is_empty(), "OPTIONS * reached the upstream");
+
+    let r = send(
+        &gw,
+        "GET * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400);
+    assert!(o.received().is_empty());
+}

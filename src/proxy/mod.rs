@@ -216,6 +216,20 @@ fn response_headers(h: &mut impl HeaderSink, ctx: &RequestCtx, switching: bool, 
     }
 }
 
+/// `OPTIONS *` asks what the server as a whole supports (RFC 9110 §9.3.7). No single
+/// upstream speaks for the whole gateway, so the gateway answers: the methods it proxies.
+async fn write_options_asterisk(
+    session: &mut Session,
+    request_id: http::HeaderValue,
+) -> Result<bool> {
+    let mut head = ResponseHeader::build(200, Some(3))?;
+    head.insert_header("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")?;
+    head.insert_header("Content-Length", "0")?;
+    head.insert_header("X-Request-Id", request_id)?;
+    session.write_response_header(Box::new(head), true).await?;
+    Ok(true)
+}
+
 async fn write_plugin_response(
     session: &mut Session,
     resp: ficus_plugins::Response,
@@ -271,6 +285,9 @@ impl ProxyHttp for Gateway {
                 .and_then(|v| TraceParent::parse(v.as_bytes()))
                 .unwrap_or_else(TraceParent::new_root),
         );
+        if req.method == http::Method::OPTIONS && req.raw_path() == b"*" {
+            return write_options_asterisk(session, ctx.request_id_value.clone()).await;
+        }
         match self.route(session, ctx) {
             Ok(routed) => {
                 let route = ctx.runtime.config.router.route(routed.index);
