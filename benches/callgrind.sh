@@ -12,7 +12,8 @@
 #   bash benches/callgrind.sh ficus 'preserve_header_case = false'
 #   bash benches/callgrind.sh bare
 # Knobs: SECS (measured seconds, default 6), TOP (functions listed, default 30),
-#        SKIP_BUILD=1 (use target/release as is), KEEP=1 (keep the temp dir).
+#        SKIP_BUILD=1 (use target/release as is), KEEP=1 (keep the temp dir),
+#        REQUEST_HEADERS=browser (send benches/browser-headers.txt with every request).
 set -euo pipefail
 
 WHICH=${1:-ficus}
@@ -21,6 +22,16 @@ SECS=${SECS:-6}
 TOP=${TOP:-30}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+HDR_ARGS=()
+case "${REQUEST_HEADERS:-minimal}" in
+minimal) ;;
+browser)
+    while IFS= read -r h; do
+        [[ -n "$h" ]] && HDR_ARGS+=(-H "$h")
+    done <benches/browser-headers.txt
+    ;;
+*) echo "callgrind.sh: REQUEST_HEADERS must be minimal or browser" >&2; exit 2 ;;
+esac
 
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
 [[ "$WHICH" == ficus || "$WHICH" == bare ]] || die "first argument must be ficus or bare"
@@ -106,9 +117,9 @@ for _ in $(seq 150); do
 done
 curl -sf -o /dev/null "http://127.0.0.1:$P_PROXY/" || die "the proxy did not come up: $(tail -5 "$TMP/proxy.log")"
 
-wrk -t1 -c16 -d2s "http://127.0.0.1:$P_PROXY/" >/dev/null
+wrk -t1 -c16 -d2s "${HDR_ARGS[@]}" "http://127.0.0.1:$P_PROXY/" >/dev/null
 callgrind_control -z "$VG" >/dev/null
-OUT=$(wrk -t1 -c16 -d"${SECS}s" "http://127.0.0.1:$P_PROXY/")
+OUT=$(wrk -t1 -c16 -d"${SECS}s" "${HDR_ARGS[@]}" "http://127.0.0.1:$P_PROXY/")
 callgrind_control -d "$VG" >/dev/null
 REQS=$(awk '/requests in/{print $1}' <<<"$OUT")
 grep -q "Non-2xx" <<<"$OUT" && die "non-2xx responses during the run: $OUT"

@@ -29,6 +29,8 @@
 #   RATE        oha fixed offered load in requests/s, default 20000
 #   OHA         1 (default) to run the fixed-rate latency part when oha is available, 0 to skip it
 #   LOADGEN_CPU default 0; SERVER_CPU default 1
+#   REQUEST_HEADERS  "minimal" (default: wrk's own request, Host only) or "browser" (ten
+#               headers a browser sends on a page load: User-Agent, Accept, Cookie, ...)
 #   SKIP_BUILD  1 to use the binaries already in target/release
 #   KEEP_TMP    1 to keep the temp dir (configs, logs) after the run
 # Results: a markdown summary on stdout, and the raw samples plus the summary
@@ -36,6 +38,21 @@
 set -euo pipefail
 
 SCENARIOS=${SCENARIOS:-"direct nginx bare ficus ficus-canonical ficus-registry ficus-log"}
+REQUEST_HEADERS=${REQUEST_HEADERS:-minimal}
+HDR_ARGS=()
+case "$REQUEST_HEADERS" in
+minimal) ;;
+browser)
+    # The headers a browser sends on a page load (benches/browser-headers.txt).
+    while IFS= read -r h; do
+        [[ -n "$h" ]] && HDR_ARGS+=(-H "$h")
+    done <"$(dirname "${BASH_SOURCE[0]}")/browser-headers.txt"
+    ;;
+*)
+    echo "REQUEST_HEADERS must be minimal or browser, not '$REQUEST_HEADERS'" >&2
+    exit 2
+    ;;
+esac
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
@@ -461,6 +478,13 @@ cpu_ticks() { # utime + stime (fields 14, 15) of a pid, all its threads
     read -r -a f <<<"$rest"
     echo $((f[11] + f[12]))
 }
+user_ticks() { # utime (field 14) alone: the process's own code, not the kernel's work for it
+    local rest
+    rest=$(<"/proc/$1/stat") || die "pid $1 is gone"
+    rest=${rest##*) }
+    read -r -a f <<<"$rest"
+    echo "${f[11]}"
+}
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 RESULTS_DIR="$ROOT/target/bench-results"
@@ -468,7 +492,7 @@ mkdir -p "$RESULTS_DIR"
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 CSV="$RESULTS_DIR/load-$STAMP.csv"
 SUMMARY="$RESULTS_DIR/load-$STAMP.md"
-echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note" >"$CSV"
+echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note,user_cpu_us_per_req" >"$CSV"
 
 cat >"$TMP/parse.py" <<'PY'
 import json, re, sys
@@ -538,18 +562,20 @@ sample() {
     [[ "$sc" == ficus-log ]] && : >"$FLOG_OUT"
     rss=$(rss_kb "$pid")
     c0=$(cpu_ticks "$pid")
+    k0=$(user_ticks "$pid")
     u0=$(cpu_ticks "$UP_WORKER")
     if [[ "$tool" == wrk ]]; then
         timeout -s INT $((DUR_S + 30)) taskset -c "$LOADGEN_CPU" \
-            wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$out" 2>&1 || true
+            wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${HDR_ARGS[@]}" "$url" >"$out" 2>&1 || true
     else
         timeout -s INT $((DUR_S + 30)) taskset -c "$LOADGEN_CPU" \
-            "$OHA_BIN" --no-tui "${OHA_JSON_FLAG[@]}" "${OHA_EXTRA[@]}" -z "$DURATION" -c "$CONNS" -q "$RATE" \
+            "$OHA_BIN" --no-tui "${OHA_JSON_FLAG[@]}" "${OHA_EXTRA[@]}" "${HDR_ARGS[@]}" -z "$DURATION" -c "$CONNS" -q "$RATE" \
             --latency-correction "$url" >"$out" 2>"$out.err" || true
     fi
     c1=$(cpu_ticks "$pid")
+    k1=$(user_ticks "$pid")
     u1=$(cpu_ticks "$UP_WORKER")
-    local parsed ok req secs rps p50 p99 p999 serr non2xx note cpu ucpu offered=""
+    local parsed ok req secs rps p50 p99 p999 serr non2xx note cpu ucpu kcpu offered=""
     if ! parsed=$(python3 "$TMP/parse.py" "$tool" "$out" 2>"$out.parse-err"); then
         parsed=$'0 0 0 0 - - - 0 0\nunparsable output'
     fi
@@ -560,9 +586,11 @@ sample() {
     if ((req > 0)); then
         cpu=$(python3 -c "print('%.3f' % (($c1-$c0)*1e6/$CLK_TCK/$req))")
         ucpu=$(python3 -c "print('%.3f' % (($u1-$u0)*1e6/$CLK_TCK/$req))")
+        kcpu=$(python3 -c "print('%.3f' % (($k1-$k0)*1e6/$CLK_TCK/$req))")
     else
         cpu=""
         ucpu=""
+        kcpu=""
     fi
     if [[ "$sc" == ficus-log && -f "$FLOG_OUT" ]]; then
         note="${note:+$note; }access log lines $(wc -l <"$FLOG_OUT")"
@@ -571,7 +599,7 @@ sample() {
     [[ "$p50" == - ]] && p50=""
     [[ "$p99" == - ]] && p99=""
     [[ "$p999" == - ]] && p999=""
-    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\"" >>"$CSV"
+    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\",$kcpu" >>"$CSV"
     if [[ "$ok" != 1 ]]; then
         FAILED_SAMPLES=$((FAILED_SAMPLES + 1))
         loud "FAILED SAMPLE: round $round, $sc, $tool: requests=$req socket_errors=$serr non2xx=$non2xx ${note}" \
@@ -585,7 +613,7 @@ if pgrep -x rustc >/dev/null || pgrep -x cc1 >/dev/null; then
     loud "compilers are running on this machine right now: expect noisy numbers" \
         "(the interleaved rounds and same-round ratios are there to absorb this)"
 fi
-log "load average: $(cut -d' ' -f1-3 /proc/loadavg); scenarios: $SCENARIOS; rounds: $ROUNDS; duration: $DURATION"
+log "load average: $(cut -d' ' -f1-3 /proc/loadavg); scenarios: $SCENARIOS; rounds: $ROUNDS; duration: $DURATION; request headers: $REQUEST_HEADERS"
 N_SC=$(wc -w <<<"$SCENARIOS")
 PER=$((WARM_S + DUR_S + 2))
 [[ -n "$OHA_BIN" ]] && PER=$((PER + DUR_S + 2))
@@ -595,7 +623,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for sc in $SCENARIOS; do
         # warm-up, results discarded
         timeout -s INT $((WARM_S + 30)) taskset -c "$LOADGEN_CPU" \
-            wrk -t1 -c"$CONNS" -d"$WARMUP" "${URL[$sc]}" >/dev/null 2>&1 || true
+            wrk -t1 -c"$CONNS" -d"$WARMUP" "${HDR_ARGS[@]}" "${URL[$sc]}" >/dev/null 2>&1 || true
         sample "$round" "$sc" wrk
         if [[ -n "$OHA_BIN" ]]; then
             sample "$round" "$sc" oha
@@ -606,10 +634,11 @@ done
 # --------------------------------------------------------------------------
 # Summary
 # --------------------------------------------------------------------------
-python3 - "$CSV" "$SCENARIOS" "$RATE" "${OHA_BIN:+1}" >"$SUMMARY" <<'PY'
+python3 - "$CSV" "$SCENARIOS" "$RATE" "${OHA_BIN:+1}" "$REQUEST_HEADERS" >"$SUMMARY" <<'PY'
 import csv, statistics as st, sys
 
 path, scenarios, rate, have_oha = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4] == "1"
+request_headers = sys.argv[5]
 rows = list(csv.DictReader(open(path)))
 f = lambda v: float(v) if v not in ("", None) else None
 
@@ -645,23 +674,25 @@ label = {
     "ficus-registry": "ficus, registry features on",
 }
 n_rounds = len({r["round"] for r in rows})
-print("wrk -t1 -c32, %d round(s), medians over successful samples; ratios are per round "
-      "(median, min–max). CPU = utime+stime of the server process (nginx: its worker; "
-      "direct: the upstream worker) per request. RSS after warm-up." % n_rounds)
+print("wrk -t1 -c32, %d round(s), request headers: %s; medians over successful samples; "
+      "ratios are per round (median, min–max). CPU = utime+stime of the server process "
+      "(nginx: its worker; direct: the upstream worker) per request. RSS after warm-up."
+      % (n_rounds, request_headers))
 print()
 print("| scenario | ok/rounds | median rps | median p50 | median p99 | median CPU µs/req "
-      "| RSS | rps ÷ nginx-proxy | CPU ÷ nginx-proxy | rps ÷ bare | CPU ÷ bare |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+      "| of which user | RSS | rps ÷ nginx-proxy | CPU ÷ nginx-proxy | rps ÷ bare | CPU ÷ bare |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for sc in scenarios:
     s = samples(sc, "wrk")
     n_all = len([r for r in rows if r["scenario"] == sc and r["tool"] == "wrk"])
     rss = med([f(r["rss_kb"]) for r in s])
-    print("| %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    print("| %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         label.get(sc, sc), len(s), n_all,
         num(med([f(r["rps"]) for r in s]), "%.0f"),
         num(med([f(r["p50_us"]) for r in s]), "%.0f µs"),
         num(med([f(r["p99_us"]) for r in s]), "%.0f µs"),
         num(med([f(r["cpu_us_per_req"]) for r in s]), "%.2f"),
+        num(med([f(r.get("user_cpu_us_per_req")) for r in s]), "%.2f"),
         num(rss / 1024 if rss else None, "%.1f MiB"),
         ratio(sc, "nginx", "wrk", "rps"), ratio(sc, "nginx", "wrk", "cpu_us_per_req"),
         ratio(sc, "bare", "wrk", "rps"), ratio(sc, "bare", "wrk", "cpu_us_per_req"),

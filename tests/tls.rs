@@ -300,3 +300,46 @@ fn idle_connections_close_after_keepalive_timeout() {
     assert!(!out.is_empty(), "the server's SETTINGS came first");
     assert!(within(took, 800, 6000), "closed after {took:?}");
 }
+
+/// pingora reads HTTP/2 request bodies without a timeout, so `body_read_timeout` cannot
+/// apply there; a client that stalls mid-body is ended by the service's upstream `read`
+/// timeout instead (the upstream waits for the rest of the body and stays silent): a 504
+/// with a request id, and the stream does not hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_http2_body_ends_with_the_upstream_read_timeout() {
+    let o = Origin::start("o");
+    let cfg = with_origins(
+        &(GATEWAY.replace(r#"listen = ["{listen}"]"#, r#"listen = [{ addr = "{listen}", h2c = true }]"#)
+            + r#"
+[services.o]
+instances = ["{origin:o}"]
+timeouts = { read = "1s" }
+
+[[routes]]
+name = "all"
+match = { path = "/**" }
+service = "o"
+"#),
+        &[&o],
+    );
+    let gw = Gateway::start(&cfg);
+    let tcp = tokio::net::TcpStream::connect(gw.listen).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("http://{}/upload", gw.listen))
+        .header("content-length", "100")
+        .body(())
+        .unwrap();
+    let (resp, mut body) = client.send_request(req, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(b"only ten b"), false)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(8), resp)
+        .await
+        .expect("an answer, not a hang")
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    assert!(resp.headers().contains_key("x-request-id"));
+    assert!(within(took, 800, 6000), "504 after {took:?}");
+}
