@@ -284,3 +284,67 @@ fn options_asterisk_is_answered_by_the_gateway() {
     assert_eq!(r.status, 400);
     assert!(o.received().is_empty());
 }
+
+/// Only `chunked` is a transfer coding the gateway forwards. Anything else (`identity,
+/// chunked`, `gzip, chunked`, ...) is a coding the upstream may read differently from the
+/// gateway, the root of many request-smuggling tricks: refused with 501 (RFC 9112 §6.1),
+/// and the connection is closed because the body's framing is unknown.
+#[test]
+fn transfer_codings_other_than_chunked_are_501() {
+    let (gw, o) = setup();
+    for te in ["identity, chunked", "gzip, chunked", "chunked, chunked"] {
+        let r = send(
+            &gw,
+            &format!("POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: {te}\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+        );
+        assert_eq!(
+            r.status,
+            501,
+            "{te}: {:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(String::from_utf8_lossy(&r.body).contains("\"request_id\""));
+        assert_eq!(r.header("connection"), Some("close"), "{te}");
+    }
+    assert_eq!(
+        o.requests(),
+        0,
+        "an odd transfer coding reached the upstream"
+    );
+    // Plain chunked (any case) is fine and reaches the upstream as chunked.
+    let r = send(
+        &gw,
+        "POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = o.last().unwrap();
+    assert_eq!(seen.body, b"abc");
+}
+
+/// `Content-Length: 5, 5` (a list of equal values, which RFC 9110 §8.6 lets a recipient
+/// accept) reaches the upstream as one plain number, never as the list.
+#[test]
+fn content_length_list_is_forwarded_as_one_number_or_refused() {
+    let (gw, o) = setup();
+    for cl in ["5, 5", "5,5", "05, 5"] {
+        let r = send(
+            &gw,
+            &format!("POST /cl HTTP/1.1\r\nHost: t\r\nContent-Length: {cl}\r\nConnection: close\r\n\r\nhello"),
+        );
+        if r.status == 200 {
+            let seen = o.last().unwrap();
+            assert_eq!(seen.header("content-length"), Some("5"), "{cl}");
+            assert_eq!(seen.body, b"hello");
+        } else {
+            assert_eq!(r.status, 400, "{cl}");
+        }
+    }
+    assert_eq!(o.requests(), 0, "the list reached the upstream");
+    // A plain number with surrounding spaces is fine.
+    let r = send(
+        &gw,
+        "POST /cl HTTP/1.1\r\nHost: t\r\nContent-Length:  5 \r\nConnection: close\r\n\r\nhello",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(o.last().unwrap().body, b"hello");
+}

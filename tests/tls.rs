@@ -309,8 +309,10 @@ fn idle_connections_close_after_keepalive_timeout() {
 async fn stalled_http2_body_ends_with_the_upstream_read_timeout() {
     let o = Origin::start("o");
     let cfg = with_origins(
-        &(GATEWAY.replace(r#"listen = ["{listen}"]"#, r#"listen = [{ addr = "{listen}", h2c = true }]"#)
-            + r#"
+        &(GATEWAY.replace(
+            r#"listen = ["{listen}"]"#,
+            r#"listen = [{ addr = "{listen}", h2c = true }]"#,
+        ) + r#"
 [services.o]
 instances = ["{origin:o}"]
 timeouts = { read = "1s" }

@@ -73,14 +73,16 @@ impl Gateway {
         if header_bytes > limits.max_header_bytes {
             return Err(GatewayError::HeadersTooLarge);
         }
-        if let Some(len) = req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            if len > limits.max_body_bytes {
+        if let Some(len) = req.headers.get(http::header::CONTENT_LENGTH) {
+            if content_length(len.as_bytes())? > limits.max_body_bytes {
                 return Err(GatewayError::BodyTooLarge);
+            }
+        }
+        if let Some(te) = req.headers.get(http::header::TRANSFER_ENCODING) {
+            // pingora frames on the last coding and forwards plain `chunked`: any other
+            // coding would be silently dropped on the way, so it is refused instead.
+            if !te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(GatewayError::UnsupportedTransferCoding);
             }
         }
         // Absolute form (`GET http://host/path`, RFC 9112 §3.2.2): routed on its path and
@@ -121,6 +123,21 @@ impl Gateway {
             target,
         })
     }
+}
+
+/// A `Content-Length` must be one plain decimal number. RFC 9110 §8.6 lets a recipient
+/// either refuse a list like `5, 5` or forward one number in its place; pingora forwards
+/// the list unchanged, which an upstream could read differently, so it is refused.
+fn content_length(v: &[u8]) -> Result<u64, GatewayError> {
+    let v = v.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return Err(GatewayError::BadRequest);
+    }
+    // Twenty digits or more overflow; no body is that large.
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(GatewayError::BodyTooLarge)
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one `Host` (unless its target carries
@@ -302,7 +319,14 @@ impl ProxyHttp for Gateway {
             }
             Err(e) => {
                 ctx.gateway_error = Some(e);
-                let keepalive = !matches!(e, GatewayError::BodyTooLarge);
+                // After a refusal whose body framing is doubtful (or too large to read),
+                // the connection is closed rather than reused.
+                let keepalive = !matches!(
+                    e,
+                    GatewayError::BodyTooLarge
+                        | GatewayError::BadRequest
+                        | GatewayError::UnsupportedTransferCoding
+                );
                 write_error(session, e, ctx.request_id(), keepalive, None).await;
                 Ok(true)
             }

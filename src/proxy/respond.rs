@@ -24,6 +24,8 @@ pub enum GatewayError {
     UriTooLong,
     HeadersTooLarge,
     BodyTooLarge,
+    /// A `Transfer-Encoding` other than plain `chunked`.
+    UnsupportedTransferCoding,
     SlowClient,
     NoInstance,
     /// The service's circuit breaker is open.
@@ -48,6 +50,7 @@ impl GatewayError {
             GatewayError::UriTooLong => 414,
             GatewayError::HeadersTooLarge => 431,
             GatewayError::Internal => 500,
+            GatewayError::UnsupportedTransferCoding => 501,
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => 502,
             GatewayError::NoInstance | GatewayError::CircuitOpen | GatewayError::AtCapacity => 503,
             GatewayError::UpstreamTimeout => 504,
@@ -73,6 +76,9 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => "request headers too large",
             GatewayError::BodyTooLarge => "request body too large",
             GatewayError::SlowClient => "request not received in time",
+            GatewayError::UnsupportedTransferCoding => {
+                "transfer coding not supported (only chunked)"
+            }
             GatewayError::NoInstance => "no healthy instance of the upstream service",
             GatewayError::CircuitOpen => "upstream service is failing; circuit breaker open",
             GatewayError::AtCapacity => "upstream service is at its concurrency limit",
