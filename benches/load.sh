@@ -29,6 +29,8 @@
 #   RATE        oha fixed offered load in requests/s, default 20000
 #   OHA         1 (default) to run the fixed-rate latency part when oha is available, 0 to skip it
 #   LOADGEN_CPU default 0; SERVER_CPU default 1
+#   ALT_BIN     another ficus binary, for the scenario "ficus-alt" (same config as "ficus"):
+#               A/B two builds in the same rounds, e.g. before and after a change
 #   REQUEST_HEADERS  "minimal" (default: wrk's own request, Host only) or "browser" (ten
 #               headers a browser sends on a page load: User-Agent, Accept, Cookie, ...)
 #   SKIP_BUILD  1 to use the binaries already in target/release
@@ -93,8 +95,8 @@ print(max(1, math.ceil(v)))' "$1"
 [[ "$RATE" =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer (got '$RATE')"
 for s in $SCENARIOS; do
     case "$s" in
-        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log) ;;
-        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log)" ;;
+        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt)" ;;
     esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
@@ -284,10 +286,10 @@ nginx_worker() {
 }
 
 # Free loopback ports: bind them all at once so they are distinct.
-read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_FREG_ADMIN P_FCAN P_FCAN_ADMIN < <(python3 -c '
+read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_FREG_ADMIN P_FCAN P_FCAN_ADMIN P_FALT P_FALT_ADMIN < <(python3 -c '
 import socket
 socks = []
-for _ in range(11):
+for _ in range(13):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -374,6 +376,7 @@ EOF
 }
 ficus_conf "$P_FICUS" "$P_FICUS_ADMIN" off >"$TMP/ficus.toml"
 ficus_conf "$P_FLOG" "$P_FLOG_ADMIN" json >"$TMP/ficus-log.toml"
+ficus_conf "$P_FALT" "$P_FALT_ADMIN" off >"$TMP/ficus-alt.toml"
 ficus_conf "$P_FCAN" "$P_FCAN_ADMIN" off | sed 's/^threads = 1$/threads = 1\npreserve_header_case = false/' >"$TMP/ficus-canonical.toml"
 # Same route and upstream, with every registry feature that does per-request work.
 cat >"$TMP/ficus-registry.toml" <<EOF
@@ -443,6 +446,15 @@ if want ficus-canonical; then
     URL[ficus-canonical]="http://127.0.0.1:$P_FCAN/"
 fi
 
+if want ficus-alt; then
+    [[ -x "${ALT_BIN:-}" ]] || die "scenario ficus-alt needs ALT_BIN=/path/to/another/ficus binary"
+    start ficus-alt INT "$TMP/ficus-alt.log" "$ALT_BIN" run --config "$TMP/ficus-alt.toml"
+    SRV_PID[ficus-alt]=$STARTED_PID
+    wait_http ficus-alt "$STARTED_PID" "http://127.0.0.1:$P_FALT_ADMIN/readyz" "$TMP/ficus-alt.log"
+    wait_http ficus-alt "$STARTED_PID" "http://127.0.0.1:$P_FALT/" "$TMP/ficus-alt.log" "$UPSTREAM_BODY"
+    URL[ficus-alt]="http://127.0.0.1:$P_FALT/"
+fi
+
 if want ficus-registry; then
     start ficus-registry INT "$TMP/ficus-registry.log" "$FICUS_BIN" run --config "$TMP/ficus-registry.toml"
     SRV_PID[ficus-registry]=$STARTED_PID
@@ -486,13 +498,17 @@ user_ticks() { # utime (field 14) alone: the process's own code, not the kernel'
     echo "${f[11]}"
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# Time the hypervisor gave this VM's CPUs to someone else (the `steal` column of
+# /proc/stat, all CPUs): a noisy neighbour shows up here, not in our processes' CPU time.
+steal_ticks() { awk '/^cpu / {print $9}' /proc/stat; }
+NCPU=$(nproc)
 
 RESULTS_DIR="$ROOT/target/bench-results"
 mkdir -p "$RESULTS_DIR"
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 CSV="$RESULTS_DIR/load-$STAMP.csv"
 SUMMARY="$RESULTS_DIR/load-$STAMP.md"
-echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note,user_cpu_us_per_req" >"$CSV"
+echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note,user_cpu_us_per_req,steal_pct" >"$CSV"
 
 cat >"$TMP/parse.py" <<'PY'
 import json, re, sys
@@ -563,6 +579,7 @@ sample() {
     rss=$(rss_kb "$pid")
     c0=$(cpu_ticks "$pid")
     k0=$(user_ticks "$pid")
+    st0=$(steal_ticks)
     u0=$(cpu_ticks "$UP_WORKER")
     if [[ "$tool" == wrk ]]; then
         timeout -s INT $((DUR_S + 30)) taskset -c "$LOADGEN_CPU" \
@@ -574,8 +591,9 @@ sample() {
     fi
     c1=$(cpu_ticks "$pid")
     k1=$(user_ticks "$pid")
+    st1=$(steal_ticks)
     u1=$(cpu_ticks "$UP_WORKER")
-    local parsed ok req secs rps p50 p99 p999 serr non2xx note cpu ucpu kcpu offered=""
+    local parsed ok req secs rps p50 p99 p999 serr non2xx note cpu ucpu kcpu steal offered=""
     if ! parsed=$(python3 "$TMP/parse.py" "$tool" "$out" 2>"$out.parse-err"); then
         parsed=$'0 0 0 0 - - - 0 0\nunparsable output'
     fi
@@ -583,6 +601,7 @@ sample() {
     note=$(sed -n 2p <<<"$parsed")
     [[ "$note" == - ]] && note=""
     [[ "$tool" == oha ]] && offered=$RATE
+    steal=$(python3 -c "print('%.1f' % (($st1-$st0)*100/($CLK_TCK*$DUR_S*$NCPU)))")
     if ((req > 0)); then
         cpu=$(python3 -c "print('%.3f' % (($c1-$c0)*1e6/$CLK_TCK/$req))")
         ucpu=$(python3 -c "print('%.3f' % (($u1-$u0)*1e6/$CLK_TCK/$req))")
@@ -599,14 +618,14 @@ sample() {
     [[ "$p50" == - ]] && p50=""
     [[ "$p99" == - ]] && p99=""
     [[ "$p999" == - ]] && p999=""
-    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\",$kcpu" >>"$CSV"
+    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\",$kcpu,$steal" >>"$CSV"
     if [[ "$ok" != 1 ]]; then
         FAILED_SAMPLES=$((FAILED_SAMPLES + 1))
         loud "FAILED SAMPLE: round $round, $sc, $tool: requests=$req socket_errors=$serr non2xx=$non2xx ${note}" \
             "output: $out"
         sed 's/^/    /' "$out" >&2 || true
     fi
-    log "round $round $sc $tool: rps=$rps p50=${p50}us p99=${p99}us${p999:+ p99.9=${p999}us} cpu/req=${cpu}us rss=${rss}kB ${note}"
+    log "round $round $sc $tool: rps=$rps p50=${p50}us p99=${p99}us${p999:+ p99.9=${p999}us} cpu/req=${cpu}us rss=${rss}kB steal=${steal}% ${note}"
 }
 
 if pgrep -x rustc >/dev/null || pgrep -x cc1 >/dev/null; then
@@ -671,6 +690,7 @@ label = {
     "ficus": "ficus, plain route",
     "ficus-log": "ficus, plain route, JSON access log",
     "ficus-canonical": "ficus, plain route, preserve_header_case = false",
+    "ficus-alt": "ALT_BIN (another ficus build), plain route",
     "ficus-registry": "ficus, registry features on",
 }
 n_rounds = len({r["round"] for r in rows})
@@ -701,7 +721,11 @@ if "ficus" in scenarios and "ficus-registry" in scenarios:
     print()
     print("ficus-registry ÷ ficus: rps %s, CPU per request %s" % (
         ratio("ficus-registry", "ficus", "wrk", "rps"), ratio("ficus-registry", "ficus", "wrk", "cpu_us_per_req")))
-for sc in ("ficus", "ficus-canonical", "ficus-registry", "ficus-log"):
+if "ficus" in scenarios and "ficus-alt" in scenarios:
+    print()
+    print("ficus ÷ ficus-alt (this build ÷ ALT_BIN): rps %s, CPU per request %s" % (
+        ratio("ficus", "ficus-alt", "wrk", "rps"), ratio("ficus", "ficus-alt", "wrk", "cpu_us_per_req")))
+for sc in ("ficus", "ficus-canonical", "ficus-registry", "ficus-log", "ficus-alt"):
     if sc in scenarios and "bare" in scenarios:
         print()
         print("%s ÷ bare pingora: rps %s, CPU per request %s" % (
@@ -725,6 +749,12 @@ if have_oha:
             num(med([f(r["cpu_us_per_req"]) for r in s]), "%.2f"),
             ratio(sc, "nginx", "oha", "p99_us"),
         ))
+steals = [f(r.get("steal_pct")) for r in rows if f(r.get("steal_pct")) is not None]
+if steals:
+    print()
+    print("CPU steal (time the hypervisor gave this VM's CPUs to other guests) per sample: "
+          "median %.1f%%, max %.1f%%. Above a few percent, absolute figures and even "
+          "same-round ratios get noisy." % (st.median(steals), max(steals)))
 failed = [r for r in rows if r["ok"] != "1"]
 if failed:
     print()
