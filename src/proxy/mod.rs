@@ -269,6 +269,11 @@ impl ProxyHttp for Gateway {
     /// a few times per request; a pointer moves cheaper than the whole context.
     type CTX = Box<RequestCtx>;
 
+    /// No downstream modules. pingora's default registers its response-compression module
+    /// switched off, which still builds, calls and drops a module context on every request;
+    /// ficus does not compress.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Box<RequestCtx> {
         Box::new(RequestCtx::new(&self.shared))
     }
