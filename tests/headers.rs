@@ -265,6 +265,57 @@ fn hop_by_hop_headers_removed() {
     assert_eq!(seen.header("x-normal"), Some("yes"));
 }
 
+/// The rest of the hop-by-hop set, an h2c upgrade (forwarded as a plain request), a
+/// nomination a client must not be able to use to make the gateway drop a header (400),
+/// and `Content-Length` next to chunked framing (the upstream gets the chunked framing
+/// alone).
+#[test]
+fn hop_by_hop_edge_cases() {
+    let (gw, o) = setup(None);
+    let req = "GET /y HTTP/1.1\r\nHost: t\r\n\
+               Connection: Upgrade, HTTP2-Settings\r\n\
+               Upgrade: h2c\r\n\
+               HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\
+               Proxy-Authorization: Basic Zm9vOmJhcg==\r\n\
+               Proxy-Authenticate: Basic\r\n\r\n";
+    let r = raw_request(gw.listen, req.as_bytes());
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let seen = o.last().unwrap();
+    for h in [
+        "connection",
+        "upgrade",
+        "http2-settings",
+        "proxy-authorization",
+        "proxy-authenticate",
+    ] {
+        assert_eq!(seen.header(h), None, "{h} was forwarded");
+    }
+
+    for nominated in ["X-Forwarded-For", "host", "\"x-forwarded-proto\"", ":path"] {
+        let req = format!("GET /z HTTP/1.1\r\nHost: t\r\nConnection: close, {nominated}\r\n\r\n");
+        let r = raw_request(gw.listen, req.as_bytes());
+        assert_eq!(r.status, 400, "Connection: close, {nominated}");
+    }
+    assert_eq!(
+        o.received().len(),
+        1,
+        "a refused nomination reached the upstream"
+    );
+
+    let r = raw_request(
+        gw.listen,
+        b"POST /te HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    if r.status == 200 {
+        let seen = o.last().unwrap();
+        assert_eq!(seen.header("content-length"), None);
+        assert_eq!(seen.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(seen.body, b"abc");
+    } else {
+        assert_eq!(r.status, 400);
+    }
+}
+
 fn case_setup(preserve: Option<bool>) -> (Gateway, Origin) {
     let o = Origin::builder("o").header("X-Upstream-Mixed", "1").start();
     let gateway_extra = preserve.map_or(String::new(), |p| format!("preserve_header_case = {p}\n"));

@@ -16,6 +16,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Where header edits go: a pingora request or response header (through its
 /// case-preserving API, which keeps a second map of original spellings in step), or a
@@ -134,44 +135,85 @@ pub fn client_ip(trusted: &[Cidr], peer: Option<IpAddr>, headers: &HeaderMap) ->
     found
 }
 
-/// Removes hop-by-hop headers, including any named in `Connection`. For protocol upgrades
-/// (WebSocket) `Upgrade` and `Connection: upgrade` are kept so the upgrade reaches the
-/// upstream.
-pub fn strip_hop_by_hop_request(req: &mut impl HeaderSink, upgrade: bool) {
-    // Most requests carry no hop-by-hop header at all: one pass to find out is far cheaper
-    // than seven removals.
-    if !req.map().keys().any(|n| hop_by_hop_bit(n) != 0) {
-        if upgrade {
-            req.put(
-                &header::CONNECTION,
-                "Connection",
-                HeaderValue::from_static("upgrade"),
-            );
-        }
+/// Removes hop-by-hop headers from the upstream request (RFC 9110 §7.6.1): every header
+/// named in `Connection`, and `Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`,
+/// `Trailer`, `Upgrade`, `HTTP2-Settings`, `Proxy-Authorization`, `Proxy-Authenticate`.
+/// A WebSocket upgrade (`websocket`) keeps `Upgrade` and gets `Connection: upgrade`; any
+/// other upgrade is forwarded as a plain request. With `Transfer-Encoding` (only `chunked`
+/// gets this far) a `Content-Length` is dropped: the chunked framing is what the body has.
+///
+/// This is the gateway's only pass: pingora's own (ten lookups per request whether or
+/// not such headers exist) is switched off per peer, see `upstream::make_peer`. The
+/// `Connection` nominations pingora would refuse are refused earlier, in
+/// [`connection_is_sound`].
+pub fn strip_hop_by_hop_request(req: &mut impl HeaderSink, websocket: bool) {
+    // Most requests carry no hop-by-hop header at all: one pass over the names finds out.
+    let mut present = 0u16;
+    for n in req.map().keys() {
+        present |= hop_by_hop_bit(n);
+    }
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = connection_tokens(req.map());
-    for n in named {
-        if upgrade && n == header::UPGRADE {
-            continue;
+    if present & CONNECTION_BIT != 0 {
+        for n in connection_tokens(req.map()) {
+            if !(websocket && n == header::UPGRADE) {
+                req.del(&n);
+            }
         }
-        req.del(&n);
     }
-    req.del(&KEEP_ALIVE);
-    req.del(&PROXY_CONNECTION);
-    req.del(&header::TE);
-    req.del(&header::TRAILER);
-    req.del(&header::PROXY_AUTHORIZATION);
-    if upgrade {
+    if present & TRANSFER_ENCODING_BIT != 0 {
+        req.del(&header::CONTENT_LENGTH);
+    }
+    for (bit, name) in REQUEST_HOP_BY_HOP {
+        let kept = websocket && bit == UPGRADE_BIT;
+        if present & bit != 0 && !kept {
+            req.del(name);
+        }
+    }
+    if websocket {
         req.put(
             &header::CONNECTION,
             "Connection",
             HeaderValue::from_static("upgrade"),
         );
-    } else {
-        req.del(&header::CONNECTION);
-        req.del(&header::UPGRADE);
     }
+}
+
+/// Whether a `Connection` header can be honoured (RFC 9110 §7.6.1). Refused, as pingora
+/// refuses them: more than nine options, an option that is not a `token` (for instance a
+/// quoted `"X-Forwarded-For"` that slips past a name check), a pseudo-header, or one that
+/// names `Host` or an `X-Forwarded-*` header, which a client must not be able to make a
+/// proxy drop.
+pub fn connection_is_sound(headers: &HeaderMap) -> bool {
+    let mut count = 0;
+    for v in headers.get_all(header::CONNECTION) {
+        for t in v.as_bytes().split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.is_empty() {
+                continue;
+            }
+            count += 1;
+            if count > 9 || !t.iter().all(|&b| is_tchar(b)) {
+                return false;
+            }
+            let protected = [
+                &b"host"[..],
+                b"x-forwarded-for",
+                b"x-forwarded-host",
+                b"x-forwarded-proto",
+            ];
+            if protected.iter().any(|p| t.eq_ignore_ascii_case(p)) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A `tchar` (RFC 9110 §5.6.2), the bytes of a `token`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Same for a response; a `101 Switching Protocols` (`switching`) keeps its upgrade
@@ -183,11 +225,11 @@ pub fn strip_hop_by_hop_response(
     switching: bool,
     connection_rewritten: bool,
 ) {
-    let mut present = 0u8;
+    let mut present = 0u16;
     for n in resp.map().keys() {
         present |= hop_by_hop_bit(n);
     }
-    if present == 0 {
+    if present & RESPONSE_BITS == 0 {
         return;
     }
     let tokens = if present & CONNECTION_BIT != 0 {
@@ -195,7 +237,7 @@ pub fn strip_hop_by_hop_response(
     } else {
         Vec::new()
     };
-    if present == CONNECTION_BIT && connection_rewritten && tokens.is_empty() {
+    if present & RESPONSE_BITS == CONNECTION_BIT && connection_rewritten && tokens.is_empty() {
         return;
     }
     for n in tokens {
@@ -212,12 +254,13 @@ pub fn strip_hop_by_hop_response(
     }
 }
 
-const CONNECTION_BIT: u8 = 1;
-const UPGRADE_BIT: u8 = 2;
+const CONNECTION_BIT: u16 = 1;
+const UPGRADE_BIT: u16 = 2;
+const TRANSFER_ENCODING_BIT: u16 = 256;
 
 /// The hop-by-hop headers removed from responses, with their bit in
 /// [`hop_by_hop_bit`]'s mask.
-static RESPONSE_HOP_BY_HOP: [(u8, &HeaderName); 6] = [
+static RESPONSE_HOP_BY_HOP: [(u16, &HeaderName); 6] = [
     (CONNECTION_BIT, &header::CONNECTION),
     (UPGRADE_BIT, &header::UPGRADE),
     (4, &KEEP_ALIVE),
@@ -225,10 +268,25 @@ static RESPONSE_HOP_BY_HOP: [(u8, &HeaderName); 6] = [
     (16, &header::TRAILER),
     (32, &header::PROXY_AUTHENTICATE),
 ];
+/// The bits of [`RESPONSE_HOP_BY_HOP`].
+const RESPONSE_BITS: u16 = 63;
+
+/// The hop-by-hop headers removed from upstream requests.
+static REQUEST_HOP_BY_HOP: [(u16, &HeaderName); 9] = [
+    (CONNECTION_BIT, &header::CONNECTION),
+    (UPGRADE_BIT, &header::UPGRADE),
+    (4, &KEEP_ALIVE),
+    (8, &PROXY_CONNECTION),
+    (16, &header::TRAILER),
+    (32, &header::PROXY_AUTHENTICATE),
+    (64, &header::TE),
+    (64, &header::PROXY_AUTHORIZATION),
+    (128, &HTTP2_SETTINGS),
+];
 
 /// A bit per hop-by-hop header name, 0 for any other name. `TE` and
 /// `Proxy-Authorization` (request-only) share one bit.
-fn hop_by_hop_bit(n: &HeaderName) -> u8 {
+fn hop_by_hop_bit(n: &HeaderName) -> u16 {
     if n == header::CONNECTION {
         CONNECTION_BIT
     } else if n == header::UPGRADE {
@@ -243,6 +301,10 @@ fn hop_by_hop_bit(n: &HeaderName) -> u8 {
         32
     } else if n == header::TE || n == header::PROXY_AUTHORIZATION {
         64
+    } else if n == HTTP2_SETTINGS {
+        128
+    } else if n == header::TRANSFER_ENCODING {
+        TRANSFER_ENCODING_BIT
     } else {
         0
     }
@@ -491,6 +553,58 @@ mod tests {
             assert!(!req.headers.contains_key(gone), "{gone}");
         }
         assert!(req.headers.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn strips_every_standard_hop_by_hop_name_and_keeps_websocket_upgrades() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (n, v) in [
+            ("Proxy-Authorization", "Basic x"),
+            ("Proxy-Authenticate", "Basic"),
+            ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+            ("Trailer", "x-t"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade, X-Hop"),
+            ("X-Hop", "1"),
+        ] {
+            req.append_header(n, v).unwrap();
+        }
+        let mut ws = req.clone();
+        strip_hop_by_hop_request(&mut req, false);
+        assert_eq!(req.headers.len(), 0, "{:?}", req.headers);
+        strip_hop_by_hop_request(&mut ws, true);
+        assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
+        assert_eq!(ws.headers.get("connection").unwrap(), "upgrade");
+        assert_eq!(ws.headers.len(), 2, "{:?}", ws.headers);
+    }
+
+    #[test]
+    fn chunked_framing_wins_over_content_length() {
+        let mut req = RequestHeader::build("POST", b"/", None).unwrap();
+        req.append_header("Content-Length", "6").unwrap();
+        req.append_header("Transfer-Encoding", "chunked").unwrap();
+        strip_hop_by_hop_request(&mut req, false);
+        assert!(!req.headers.contains_key("content-length"));
+        assert_eq!(req.headers.get("transfer-encoding").unwrap(), "chunked");
+    }
+
+    #[test]
+    fn connection_options_that_are_refused() {
+        let ok = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.append(header::CONNECTION, HeaderValue::from_str(v).unwrap());
+            connection_is_sound(&h)
+        };
+        assert!(connection_is_sound(&HeaderMap::new()));
+        assert!(ok("keep-alive"));
+        assert!(ok("close, X-Custom, te"));
+        assert!(!ok("X-Forwarded-For"));
+        assert!(!ok("keep-alive, host"));
+        assert!(!ok("\"x-forwarded-for\""));
+        assert!(!ok(":authority"));
+        assert!(ok("a,b,c,d,e,f,g,h,i"));
+        assert!(!ok("a,b,c,d,e,f,g,h,i,j"));
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl Gateway {
         if req.headers.len() > limits.max_headers {
             return Err(GatewayError::HeadersTooLarge);
         }
-        if !host_is_sound(req) {
+        if !host_is_sound(req) || !headers::connection_is_sound(&req.headers) {
             return Err(GatewayError::BadRequest);
         }
         let header_bytes: usize = req
@@ -196,8 +196,14 @@ fn run_plugins(
 /// The gateway's changes to the upstream request's headers: hop-by-hop removal,
 /// X-Forwarded-*, request id, trace context, the route's edits.
 fn upstream_headers(h: &mut impl HeaderSink, session: &Session, ctx: &RequestCtx, route: usize) {
-    let upgrade = session.is_upgrade_req();
-    headers::strip_hop_by_hop_request(h, upgrade);
+    // Only WebSocket upgrades are passed on (as pingora's own policy does).
+    let websocket = session.is_upgrade_req()
+        && session
+            .req_header()
+            .headers
+            .get(http::header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    headers::strip_hop_by_hop_request(h, websocket);
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let host = headers::forwarded_host(session.req_header());
     headers::set_forwarded(h, ctx.peer_ip, ctx.peer_trusted, tls, host);

@@ -5,7 +5,7 @@
 //! it. Which instance to use is decided by the registry (src/registry).
 
 use pingora_core::protocols::l4::ext::TcpKeepalive;
-use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::upstreams::peer::{HttpPeer, HttpUpstreamRequestPolicy};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,6 +76,10 @@ pub fn make_peer(
         None => HttpPeer::new(addr, false, String::new()),
     };
     peer.options.idle_timeout = pool_idle;
+    // The gateway removes hop-by-hop headers itself, in one pass over the names
+    // (`proxy::headers::strip_hop_by_hop_request`); pingora's standard pass would look
+    // each of ten names up again on every request.
+    peer.options.http_upstream_request_policy = HttpUpstreamRequestPolicy::preserve();
     peer.options.tcp_keepalive = Some(UPSTREAM_KEEPALIVE.clone());
     if let Some(t) = tls {
         peer.options.verify_cert = t.verify;
