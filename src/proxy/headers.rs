@@ -165,7 +165,7 @@ pub fn strip_hop_by_hop_request(req: &mut impl HeaderSink, websocket: bool) {
     if present & TRANSFER_ENCODING_BIT != 0 {
         req.del(&header::CONTENT_LENGTH);
     }
-    for (bit, name) in REQUEST_HOP_BY_HOP {
+    for &(bit, name) in &HOP_BY_HOP {
         let kept = websocket && bit == UPGRADE_BIT;
         if present & bit != 0 && !kept {
             req.del(name);
@@ -246,7 +246,7 @@ pub fn strip_hop_by_hop_response(
         }
         resp.del(&n);
     }
-    for (bit, name) in RESPONSE_HOP_BY_HOP {
+    for &(bit, name) in &HOP_BY_HOP[..RESPONSE_SET] {
         let kept = switching && (bit == CONNECTION_BIT || bit == UPGRADE_BIT);
         if present & bit != 0 && !kept {
             resp.del(name);
@@ -258,21 +258,10 @@ const CONNECTION_BIT: u16 = 1;
 const UPGRADE_BIT: u16 = 2;
 const TRANSFER_ENCODING_BIT: u16 = 256;
 
-/// The hop-by-hop headers removed from responses, with their bit in
-/// [`hop_by_hop_bit`]'s mask.
-static RESPONSE_HOP_BY_HOP: [(u16, &HeaderName); 6] = [
-    (CONNECTION_BIT, &header::CONNECTION),
-    (UPGRADE_BIT, &header::UPGRADE),
-    (4, &KEEP_ALIVE),
-    (8, &PROXY_CONNECTION),
-    (16, &header::TRAILER),
-    (32, &header::PROXY_AUTHENTICATE),
-];
-/// The bits of [`RESPONSE_HOP_BY_HOP`].
-const RESPONSE_BITS: u16 = 63;
-
-/// The hop-by-hop headers removed from upstream requests.
-static REQUEST_HOP_BY_HOP: [(u16, &HeaderName); 9] = [
+/// The hop-by-hop headers, with their bit in [`hop_by_hop_bit`]'s mask. All are removed
+/// from upstream requests; the first [`RESPONSE_SET`] from responses (the others only
+/// occur in requests).
+static HOP_BY_HOP: [(u16, &HeaderName); 9] = [
     (CONNECTION_BIT, &header::CONNECTION),
     (UPGRADE_BIT, &header::UPGRADE),
     (4, &KEEP_ALIVE),
@@ -283,6 +272,9 @@ static REQUEST_HOP_BY_HOP: [(u16, &HeaderName); 9] = [
     (64, &header::PROXY_AUTHORIZATION),
     (128, &HTTP2_SETTINGS),
 ];
+const RESPONSE_SET: usize = 6;
+/// The bits of the response set.
+const RESPONSE_BITS: u16 = 63;
 
 /// A bit per hop-by-hop header name, 0 for any other name. `TE` and
 /// `Proxy-Authorization` (request-only) share one bit.
