@@ -158,6 +158,47 @@ fn request_id_propagated_or_generated() {
     assert!(is_sane_id(&id), "{id:?}");
 }
 
+/// A catch-all gateway with `trace_context = "<mode>"`.
+fn trace_setup(mode: &str) -> (Gateway, Origin) {
+    let o = Origin::start("o");
+    let gw = catch_all_gateway(&o, &format!("trace_context = \"{mode}\"\n"), "");
+    (gw, o)
+}
+
+/// `continue`: a valid client trace is continued, nothing is started, an invalid one is
+/// dropped. `off`: the client's header goes through byte for byte, and none is added.
+#[test]
+fn trace_context_continue_and_off() {
+    let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (gw, o) = trace_setup("continue");
+    let r = get_raw(gw.listen, "/x", "t", &[("traceparent", valid)]);
+    let tp = r.origin_header("traceparent").expect("continued");
+    let (trace, parent, _) = parse_traceparent(&tp).unwrap();
+    assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(parent, "00f067aa0ba902b7");
+    get_raw(gw.listen, "/x", "t", &[]);
+    assert_eq!(
+        o.last().unwrap().header("traceparent"),
+        None,
+        "none started"
+    );
+    get_raw(gw.listen, "/x", "t", &[("traceparent", "garbage")]);
+    assert_eq!(
+        o.last().unwrap().header("traceparent"),
+        None,
+        "invalid dropped"
+    );
+    drop(gw);
+
+    let (gw, o) = trace_setup("off");
+    for incoming in [valid, "garbage"] {
+        get_raw(gw.listen, "/x", "t", &[("traceparent", incoming)]);
+        assert_eq!(o.last().unwrap().header("traceparent"), Some(incoming));
+    }
+    get_raw(gw.listen, "/x", "t", &[]);
+    assert_eq!(o.last().unwrap().header("traceparent"), None);
+}
+
 fn parse_traceparent(tp: &str) -> Option<(String, String, String)> {
     let p: Vec<_> = tp.split('-').collect();
     if p.len() != 4 || p[0] != "00" {

@@ -166,6 +166,19 @@ pub struct GatewaySettings {
     pub zone: Option<String>,
     /// Keep header names' original spelling on the way through (else canonical case).
     pub preserve_header_case: bool,
+    pub trace_context: TraceContext,
+}
+
+/// What the gateway does with W3C trace context (`traceparent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceContext {
+    /// Continue the client's trace with a new parent id for the gateway's hop, or start a
+    /// new sampled trace when the client sent none (or an invalid one).
+    Start,
+    /// Continue the client's trace; without a valid one the upstream gets none.
+    Continue,
+    /// Leave `traceparent` alone: forwarded exactly as the client sent it, or not at all.
+    Off,
 }
 
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -238,6 +251,31 @@ impl Compiler<'_> {
                 None
             }
         }
+    }
+
+    /// A string key with a fixed set of values; the first is the default. An unknown value
+    /// is an error that lists the allowed ones.
+    fn one_of<T: Copy>(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        what: &str,
+        choices: &[(&str, T)],
+    ) -> T {
+        let Some(v) = v else {
+            return choices[0].1;
+        };
+        if let Some((_, t)) = choices.iter().find(|(name, _)| *name == v.get_ref()) {
+            return *t;
+        }
+        let allowed: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        self.d.error_hint(
+            span_of(v),
+            key,
+            format!("unknown {what} `{}`", v.get_ref()),
+            format!("use {}", allowed.join(", ")),
+        );
+        choices[0].1
     }
 
     fn timeouts(&mut self, t: &Option<RawTimeouts>, key: &str) -> Timeouts {
@@ -1338,24 +1376,26 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
             ),
         }
     }
-    let access_log = match g
-        .access_log
-        .as_ref()
-        .map(|s| (s.get_ref().as_str(), span_of(s)))
-    {
-        None | Some(("text", _)) => AccessLog::Text,
-        Some(("json", _)) => AccessLog::Json,
-        Some(("off", _)) => AccessLog::Off,
-        Some((other, span)) => {
-            c.d.error_hint(
-                span,
-                "gateway.access_log",
-                format!("unknown access log format `{other}`"),
-                "use \"text\", \"json\" or \"off\"",
-            );
-            AccessLog::Text
-        }
-    };
+    let access_log = c.one_of(
+        &g.access_log,
+        "gateway.access_log",
+        "access log format",
+        &[
+            ("text", AccessLog::Text),
+            ("json", AccessLog::Json),
+            ("off", AccessLog::Off),
+        ],
+    );
+    let trace_context = c.one_of(
+        &g.trace_context,
+        "gateway.trace_context",
+        "trace context mode",
+        &[
+            ("start", TraceContext::Start),
+            ("continue", TraceContext::Continue),
+            ("off", TraceContext::Off),
+        ],
+    );
     let d = Limits::default();
     let l = &g.limits;
     let limits = Limits {
@@ -1393,6 +1433,7 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
         limits,
         zone: g.zone.clone(),
         preserve_header_case: g.preserve_header_case.unwrap_or(true),
+        trace_context,
     }
 }
 
@@ -1502,6 +1543,27 @@ instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
         assert!(
             msgs.iter()
                 .any(|m| m.contains("keepalive_timeout") && m.contains("at least")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn trace_context_modes() {
+        let mode = |m: &str| {
+            let src = format!("[gateway]\ntrace_context = \"{m}\"\n{BASE}");
+            compile(Path::new("routes.toml"), &src).map(|c| c.gateway.trace_context)
+        };
+        assert_eq!(mode("start").unwrap(), TraceContext::Start);
+        assert_eq!(mode("continue").unwrap(), TraceContext::Continue);
+        assert_eq!(mode("off").unwrap(), TraceContext::Off);
+        let dflt = compile(Path::new("routes.toml"), BASE).unwrap();
+        assert_eq!(dflt.gateway.trace_context, TraceContext::Start);
+        let src = format!("[gateway]\ntrace_context = \"sometimes\"\n{BASE}");
+        let msgs: Vec<String> = errors(&src).iter().map(|d| d.to_string()).collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("unknown trace context mode `sometimes`")
+                    && m.contains("\"continue\"")),
             "{msgs:?}"
         );
     }

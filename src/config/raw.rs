@@ -26,6 +26,8 @@ pub struct RawGateway {
     pub zone: Option<String>,
     /// Send header names with the spelling the client or upstream used (default true).
     pub preserve_header_case: Option<bool>,
+    /// W3C trace context: "start" (default), "continue" or "off".
+    pub trace_context: Option<Spanned<String>>,
 }
 
 /// `[registry]`: the embedded service registry.

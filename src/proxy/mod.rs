@@ -28,7 +28,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::AccessLog;
+use crate::config::{AccessLog, TraceContext};
 use crate::ids::{self, TraceParent};
 use crate::metrics::UpstreamErrorKind;
 use crate::router::normalize;
@@ -212,8 +212,15 @@ fn upstream_headers(h: &mut impl HeaderSink, session: &Session, ctx: &RequestCtx
         "X-Request-Id",
         ctx.request_id_value.clone(),
     );
-    if let Some(tp) = &ctx.trace {
-        h.put(&headers::TRACEPARENT, "traceparent", tp.child_header());
+    match &ctx.trace {
+        Some(tp) => h.put(&headers::TRACEPARENT, "traceparent", tp.child_header()),
+        // `continue` without a valid incoming trace: nothing (an invalid one is dropped).
+        None if ctx.runtime.config.gateway.trace_context == TraceContext::Continue
+            && h.map().contains_key(&headers::TRACEPARENT) =>
+        {
+            h.del(&headers::TRACEPARENT)
+        }
+        None => {}
     }
     let route = ctx.runtime.config.router.route(route);
     if !route.request_headers.is_empty() {
@@ -307,12 +314,16 @@ impl ProxyHttp for Gateway {
         ctx.peer_trusted = headers::is_trusted(trusted, peer);
         ctx.peer_ip = peer;
         ctx.client_ip = headers::client_ip(trusted, peer, &req.headers);
-        ctx.trace = Some(
+        let incoming = || {
             req.headers
                 .get(&headers::TRACEPARENT)
                 .and_then(|v| TraceParent::parse(v.as_bytes()))
-                .unwrap_or_else(TraceParent::new_root),
-        );
+        };
+        ctx.trace = match ctx.runtime.config.gateway.trace_context {
+            TraceContext::Start => Some(incoming().unwrap_or_else(TraceParent::new_root)),
+            TraceContext::Continue => incoming(),
+            TraceContext::Off => None,
+        };
         if req.method == http::Method::OPTIONS && req.raw_path() == b"*" {
             return write_options_asterisk(session, ctx.request_id_value.clone()).await;
         }
