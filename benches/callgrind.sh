@@ -22,16 +22,8 @@ SECS=${SECS:-6}
 TOP=${TOP:-30}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-HDR_ARGS=()
-case "${REQUEST_HEADERS:-minimal}" in
-minimal) ;;
-browser)
-    while IFS= read -r h; do
-        [[ -n "$h" ]] && HDR_ARGS+=(-H "$h")
-    done <benches/browser-headers.txt
-    ;;
-*) echo "callgrind.sh: REQUEST_HEADERS must be minimal or browser" >&2; exit 2 ;;
-esac
+# shellcheck source=benches/request-headers.sh
+source benches/request-headers.sh
 
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
 [[ "$WHICH" == ficus || "$WHICH" == bare ]] || die "first argument must be ficus or bare"

@@ -40,21 +40,8 @@
 set -euo pipefail
 
 SCENARIOS=${SCENARIOS:-"direct nginx bare ficus ficus-canonical ficus-registry ficus-log"}
-REQUEST_HEADERS=${REQUEST_HEADERS:-minimal}
-HDR_ARGS=()
-case "$REQUEST_HEADERS" in
-minimal) ;;
-browser)
-    # The headers a browser sends on a page load (benches/browser-headers.txt).
-    while IFS= read -r h; do
-        [[ -n "$h" ]] && HDR_ARGS+=(-H "$h")
-    done <"$(dirname "${BASH_SOURCE[0]}")/browser-headers.txt"
-    ;;
-*)
-    echo "REQUEST_HEADERS must be minimal or browser, not '$REQUEST_HEADERS'" >&2
-    exit 2
-    ;;
-esac
+# shellcheck source=benches/request-headers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/request-headers.sh"
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
@@ -430,38 +417,21 @@ if want bare; then
     URL[bare]="http://127.0.0.1:$P_BARE/"
 fi
 
-if want ficus; then
-    start ficus INT "$TMP/ficus.log" "$FICUS_BIN" run --config "$TMP/ficus.toml"
-    SRV_PID[ficus]=$STARTED_PID
-    wait_http ficus "$STARTED_PID" "http://127.0.0.1:$P_FICUS_ADMIN/readyz" "$TMP/ficus.log"
-    wait_http ficus "$STARTED_PID" "http://127.0.0.1:$P_FICUS/" "$TMP/ficus.log" "$UPSTREAM_BODY"
-    URL[ficus]="http://127.0.0.1:$P_FICUS/"
-fi
-
-if want ficus-canonical; then
-    start ficus-canonical INT "$TMP/ficus-canonical.log" "$FICUS_BIN" run --config "$TMP/ficus-canonical.toml"
-    SRV_PID[ficus-canonical]=$STARTED_PID
-    wait_http ficus-canonical "$STARTED_PID" "http://127.0.0.1:$P_FCAN_ADMIN/readyz" "$TMP/ficus-canonical.log"
-    wait_http ficus-canonical "$STARTED_PID" "http://127.0.0.1:$P_FCAN/" "$TMP/ficus-canonical.log" "$UPSTREAM_BODY"
-    URL[ficus-canonical]="http://127.0.0.1:$P_FCAN/"
-fi
-
+# Starts a ficus scenario: $1 name, $2 binary, $3 port, $4 admin port (config $TMP/$1.toml).
+start_ficus() {
+    start "$1" INT "$TMP/$1.log" "$2" run --config "$TMP/$1.toml"
+    SRV_PID[$1]=$STARTED_PID
+    wait_http "$1" "$STARTED_PID" "http://127.0.0.1:$4/readyz" "$TMP/$1.log"
+    wait_http "$1" "$STARTED_PID" "http://127.0.0.1:$3/" "$TMP/$1.log" "$UPSTREAM_BODY"
+    URL[$1]="http://127.0.0.1:$3/"
+}
+want ficus && start_ficus ficus "$FICUS_BIN" "$P_FICUS" "$P_FICUS_ADMIN"
+want ficus-canonical && start_ficus ficus-canonical "$FICUS_BIN" "$P_FCAN" "$P_FCAN_ADMIN"
 if want ficus-alt; then
     [[ -x "${ALT_BIN:-}" ]] || die "scenario ficus-alt needs ALT_BIN=/path/to/another/ficus binary"
-    start ficus-alt INT "$TMP/ficus-alt.log" "$ALT_BIN" run --config "$TMP/ficus-alt.toml"
-    SRV_PID[ficus-alt]=$STARTED_PID
-    wait_http ficus-alt "$STARTED_PID" "http://127.0.0.1:$P_FALT_ADMIN/readyz" "$TMP/ficus-alt.log"
-    wait_http ficus-alt "$STARTED_PID" "http://127.0.0.1:$P_FALT/" "$TMP/ficus-alt.log" "$UPSTREAM_BODY"
-    URL[ficus-alt]="http://127.0.0.1:$P_FALT/"
+    start_ficus ficus-alt "$ALT_BIN" "$P_FALT" "$P_FALT_ADMIN"
 fi
-
-if want ficus-registry; then
-    start ficus-registry INT "$TMP/ficus-registry.log" "$FICUS_BIN" run --config "$TMP/ficus-registry.toml"
-    SRV_PID[ficus-registry]=$STARTED_PID
-    wait_http ficus-registry "$STARTED_PID" "http://127.0.0.1:$P_FREG_ADMIN/readyz" "$TMP/ficus-registry.log"
-    wait_http ficus-registry "$STARTED_PID" "http://127.0.0.1:$P_FREG/" "$TMP/ficus-registry.log" "$UPSTREAM_BODY"
-    URL[ficus-registry]="http://127.0.0.1:$P_FREG/"
-fi
+want ficus-registry && start_ficus ficus-registry "$FICUS_BIN" "$P_FREG" "$P_FREG_ADMIN"
 
 FLOG_OUT="$TMP/ficus-log.access.jsonl"
 if want ficus-log; then
@@ -483,19 +453,12 @@ fi
 # Measurement
 # --------------------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { # utime + stime (fields 14, 15) of a pid, all its threads
+ticks() { # "utime stime" (fields 14, 15) of a pid, all its threads, in clock ticks
     local rest
     rest=$(<"/proc/$1/stat") || die "pid $1 is gone"
     rest=${rest##*) } # drop "pid (comm) "; the next field is field 3
     read -r -a f <<<"$rest"
-    echo $((f[11] + f[12]))
-}
-user_ticks() { # utime (field 14) alone: the process's own code, not the kernel's work for it
-    local rest
-    rest=$(<"/proc/$1/stat") || die "pid $1 is gone"
-    rest=${rest##*) }
-    read -r -a f <<<"$rest"
-    echo "${f[11]}"
+    echo "${f[11]} ${f[12]}"
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # Time the hypervisor gave this VM's CPUs to someone else (the `steal` column of
@@ -577,10 +540,9 @@ sample() {
     # O_APPEND, so truncating is safe; afterwards its lines are this sample's requests
     [[ "$sc" == ficus-log ]] && : >"$FLOG_OUT"
     rss=$(rss_kb "$pid")
-    c0=$(cpu_ticks "$pid")
-    k0=$(user_ticks "$pid")
+    t=$(ticks "$pid") && read -r k0 sy0 <<<"$t"
     st0=$(steal_ticks)
-    u0=$(cpu_ticks "$UP_WORKER")
+    t=$(ticks "$UP_WORKER") && read -r uu0 us0 <<<"$t"
     if [[ "$tool" == wrk ]]; then
         timeout -s INT $((DUR_S + 30)) taskset -c "$LOADGEN_CPU" \
             wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${HDR_ARGS[@]}" "$url" >"$out" 2>&1 || true
@@ -589,10 +551,10 @@ sample() {
             "$OHA_BIN" --no-tui "${OHA_JSON_FLAG[@]}" "${OHA_EXTRA[@]}" "${HDR_ARGS[@]}" -z "$DURATION" -c "$CONNS" -q "$RATE" \
             --latency-correction "$url" >"$out" 2>"$out.err" || true
     fi
-    c1=$(cpu_ticks "$pid")
-    k1=$(user_ticks "$pid")
+    t=$(ticks "$pid") && read -r k1 sy1 <<<"$t"
     st1=$(steal_ticks)
-    u1=$(cpu_ticks "$UP_WORKER")
+    t=$(ticks "$UP_WORKER") && read -r uu1 us1 <<<"$t"
+    c0=$((k0 + sy0)) c1=$((k1 + sy1)) u0=$((uu0 + us0)) u1=$((uu1 + us1))
     local parsed ok req secs rps p50 p99 p999 serr non2xx note cpu ucpu kcpu steal offered=""
     if ! parsed=$(python3 "$TMP/parse.py" "$tool" "$out" 2>"$out.parse-err"); then
         parsed=$'0 0 0 0 - - - 0 0\nunparsable output'

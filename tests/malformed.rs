@@ -292,7 +292,12 @@ fn options_asterisk_is_answered_by_the_gateway() {
 #[test]
 fn transfer_codings_other_than_chunked_are_501() {
     let (gw, o) = setup();
-    for te in ["identity, chunked", "gzip, chunked", "chunked, chunked"] {
+    for te in [
+        "identity, chunked",
+        "gzip, chunked",
+        "chunked, chunked",
+        "chunked\r\nTransfer-Encoding: chunked",
+    ] {
         let r = send(
             &gw,
             &format!("POST /te HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: {te}\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),

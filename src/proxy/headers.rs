@@ -197,19 +197,21 @@ pub fn connection_is_sound(headers: &HeaderMap) -> bool {
             if count > 9 || !t.iter().all(|&b| is_tchar(b)) {
                 return false;
             }
-            let protected = [
-                &b"host"[..],
-                b"x-forwarded-for",
-                b"x-forwarded-host",
-                b"x-forwarded-proto",
-            ];
-            if protected.iter().any(|p| t.eq_ignore_ascii_case(p)) {
+            if NOT_NOMINABLE.iter().any(|p| t.eq_ignore_ascii_case(p)) {
                 return false;
             }
         }
     }
     true
 }
+
+/// Headers a `Connection` option may not name.
+const NOT_NOMINABLE: [&[u8]; 4] = [
+    b"host",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-proto",
+];
 
 /// A `tchar` (RFC 9110 §5.6.2), the bytes of a `token`.
 fn is_tchar(b: u8) -> bool {

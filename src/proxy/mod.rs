@@ -78,12 +78,13 @@ impl Gateway {
                 return Err(GatewayError::BodyTooLarge);
             }
         }
-        if let Some(te) = req.headers.get(http::header::TRANSFER_ENCODING) {
-            // pingora frames on the last coding and forwards plain `chunked`: any other
-            // coding would be silently dropped on the way, so it is refused instead.
-            if !te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(GatewayError::UnsupportedTransferCoding);
-            }
+        // Only one plain `chunked` is forwarded: any other coding (or `chunked` twice, in
+        // two header lines) would reach the upstream as something pingora did not frame.
+        let mut te = req.headers.get_all(http::header::TRANSFER_ENCODING).iter();
+        match (te.next(), te.next()) {
+            (None, _) => {}
+            (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") => {}
+            _ => return Err(GatewayError::UnsupportedTransferCoding),
         }
         // Absolute form (`GET http://host/path`, RFC 9112 §3.2.2): routed on its path and
         // sent upstream in origin form.
