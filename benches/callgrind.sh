@@ -13,7 +13,8 @@
 #   bash benches/callgrind.sh bare
 # Knobs: SECS (measured seconds, default 6), TOP (functions listed, default 30),
 #        SKIP_BUILD=1 (use target/release as is), KEEP=1 (keep the temp dir),
-#        REQUEST_HEADERS=browser (send benches/browser-headers.txt with every request).
+#        REQUEST_HEADERS=browser (send benches/browser-headers.txt with every request),
+#        FICUS_BIN=path (measure that ficus binary instead of target/release/ficus; no build).
 set -euo pipefail
 
 WHICH=${1:-ficus}
@@ -40,7 +41,9 @@ if ((${#need[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+if [[ -n "${FICUS_BIN:-}" ]]; then
+    [[ "$WHICH" == ficus && -x "$FICUS_BIN" ]] || die "FICUS_BIN must be an executable ficus, with the ficus scenario"
+elif [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     if [[ "$WHICH" == bare ]]; then
         cargo build --release -p bare-pingora --bin bare-pingora >&2
     else
@@ -96,7 +99,7 @@ name = "plain"
 match = { path = "/**" }
 service = "upstream"
 EOF
-    CMD=(target/release/ficus run --config "$TMP/ficus.toml")
+    CMD=("${FICUS_BIN:-target/release/ficus}" run --config "$TMP/ficus.toml")
 fi
 
 valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" "${CMD[@]}" >"$TMP/proxy.log" 2>&1 &

@@ -205,6 +205,8 @@ fn upstream_headers(h: &mut impl HeaderSink, session: &Session, ctx: &RequestCtx
             .get(http::header::UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     headers::strip_hop_by_hop_request(h, websocket);
+    let route = ctx.runtime.config.router.route(route);
+    h.reserve(UPSTREAM_ADDED + route.request_headers.additions());
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let host = headers::forwarded_host(session.req_header());
     headers::set_forwarded(h, ctx.peer_ip, ctx.peer_trusted, tls, host);
@@ -223,24 +225,33 @@ fn upstream_headers(h: &mut impl HeaderSink, session: &Session, ctx: &RequestCtx
         }
         None => {}
     }
-    let route = ctx.runtime.config.router.route(route);
     if !route.request_headers.is_empty() {
         headers::edit(h, &route.request_headers);
     }
 }
+
+/// Headers the gateway adds to every upstream request: X-Forwarded-For, -Proto and -Host,
+/// X-Request-Id and traceparent.
+const UPSTREAM_ADDED: usize = 5;
 
 /// The gateway's changes to the response's headers.
 /// `switching`: the response is a `101 Switching Protocols`, which keeps its upgrade
 /// headers; `h1`: the client speaks HTTP/1 (pingora then sets `Connection` itself).
 fn response_headers(h: &mut impl HeaderSink, ctx: &RequestCtx, switching: bool, h1: bool) {
     headers::strip_hop_by_hop_response(h, switching, h1);
+    let route = ctx
+        .routed
+        .as_ref()
+        .map(|r| ctx.runtime.config.router.route(r.index));
+    // X-Request-Id, the route's own, and one free slot: pingora then sets Date and
+    // Connection, and even an insert that replaces a value grows a full map.
+    h.reserve(2 + route.map_or(0, |r| r.response_headers.additions()));
     h.put(
         &headers::X_REQUEST_ID,
         "X-Request-Id",
         ctx.request_id_value.clone(),
     );
-    if let Some(routed) = &ctx.routed {
-        let route = ctx.runtime.config.router.route(routed.index);
+    if let Some(route) = route {
         if !route.response_headers.is_empty() {
             headers::edit(h, &route.response_headers);
         }

@@ -34,6 +34,11 @@ impl HeaderEdits {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
+
+    /// The most headers these edits can add to a message.
+    pub fn additions(&self) -> usize {
+        self.set.len() + self.add.len()
+    }
 }
 
 /// Per-route upstream timeouts. `None` means the service's (or the built-in) default.
