@@ -33,8 +33,9 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 fn writer(rx: Receiver<Msg>) {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    // Not `stdout().lock()`: the diagnostics writer shares stdout, and a lock held for
+    // the thread's life would block it for good. `Stdout` locks once per flushed batch.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
     while let Ok(msg) = rx.recv() {
         let mut pending = Some(msg);
         // Write everything queued, then flush once.

@@ -244,18 +244,27 @@ impl ShutdownSignalWatch for Signals {
             tracing::error!("cannot install signal handlers; stopping");
             return ShutdownSignal::FastShutdown;
         };
-        tokio::select! {
-            _ = int.recv() => {
-                // Exit directly: pingora's fast shutdown can leave accept loops spinning on a
-                // runtime that is shutting down. Ctrl-C means "stop now".
-                tracing::info!("SIGINT: stopping now");
-                crate::logging::flush();
-                std::process::exit(0);
-            }
+        let signal = tokio::select! {
+            _ = int.recv() => stop_now(),
             _ = term.recv() => self.drain("SIGTERM"),
             _ = quit.recv() => self.drain("SIGQUIT"),
-        }
+        };
+        // Ctrl-C still means "stop now" while draining. pingora's server runtime is a
+        // multi-thread one, so this task keeps running after `recv` has returned.
+        tokio::spawn(async move {
+            int.recv().await;
+            stop_now();
+        });
+        signal
     }
+}
+
+/// Exits directly: pingora's fast shutdown can leave accept loops spinning on a runtime that
+/// is shutting down. Ctrl-C means "stop now".
+fn stop_now() -> ShutdownSignal {
+    tracing::info!("SIGINT: stopping now");
+    crate::logging::flush();
+    std::process::exit(0);
 }
 
 impl Signals {

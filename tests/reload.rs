@@ -158,6 +158,13 @@ service = "does-not-exist"
         (f > failed0).then_some(f)
     })
     .expect("failed reload counter did not increase after an invalid config");
+    // The errors are logged, also after access-log lines have been written (the access
+    // log's writer once held stdout's lock for good and silenced every later diagnostic).
+    poll_until(Duration::from_secs(3), || {
+        let logs = gw.logs();
+        (logs.contains("config reload failed") && logs.contains("does-not-exist")).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the failed reload was not logged:\n{}", gw.logs()));
     assert_eq!(
         gw.get("/a/x").origin().as_deref(),
         Some("a"),

@@ -46,8 +46,10 @@ fn sigint_exits_fast() {
     let st = gw.wait_exit(Duration::from_secs(5));
     let el = t.elapsed();
     assert!(st.is_some(), "still running 5s after SIGINT");
+    // Within 1 s also after access-log lines were written (the log writers once held it
+    // up by their 1 s flush timeout).
     assert!(
-        el < Duration::from_millis(1500),
+        el < Duration::from_secs(1),
         "SIGINT exit took {el:?} (spec: within 1s)"
     );
 }
@@ -63,7 +65,7 @@ fn sigterm_when_idle_exits_promptly() {
     let el = t.elapsed();
     assert!(st.is_some(), "still running 12s after SIGTERM");
     assert!(
-        el < Duration::from_secs(3),
+        el < Duration::from_secs(1),
         "idle SIGTERM exit took {el:?}; grace_period is 10s but nothing was in flight"
     );
 }
@@ -172,5 +174,34 @@ fn grace_period_bounds_drain_of_hanging_request() {
     assert!(
         el < Duration::from_millis(3500),
         "exited after {el:?}; grace_period is 1s"
+    );
+}
+
+#[test]
+fn sigint_stops_a_drain_at_once() {
+    let o = Origin::builder("o").hang().start();
+    let mut gw = Gateway::start(&config(&o, "10s", "30s"));
+    let _inflight = spawn_request(&gw, Duration::from_secs(20));
+    assert!(
+        o.wait_requests(1, Duration::from_secs(5)),
+        "request never reached origin"
+    );
+    gw.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        gw.wait_exit(Duration::from_millis(10)).is_none(),
+        "SIGTERM with a request in flight must drain, not exit"
+    );
+    let t = Instant::now();
+    gw.signal(libc::SIGINT);
+    let st = gw.wait_exit(Duration::from_secs(5));
+    let el = t.elapsed();
+    assert!(
+        st.is_some(),
+        "SIGINT during a 10 s drain did not stop the gateway"
+    );
+    assert!(
+        el < Duration::from_secs(1),
+        "SIGINT during a drain took {el:?} (spec: Ctrl-C stops within 1s)"
     );
 }
