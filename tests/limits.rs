@@ -202,3 +202,46 @@ fn heads_beyond_the_parsers_own_limits_are_431_or_414() {
     // The gateway is still there for the next client.
     assert_eq!(gw.get("/after").status, 200);
 }
+
+/// A client that stops sending its body while the upstream waits for it is the slow one:
+/// 408, and nothing counted against the upstream, even when the route's upstream `read`
+/// timeout runs out before `body_read_timeout` (else a few stalled uploads open a breaker).
+#[test]
+fn stalled_upload_is_the_clients_fault_not_the_upstreams() {
+    let o = Origin::start("o");
+    let cfg = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[gateway.limits]
+body_read_timeout = "2s"
+
+[services.o]
+instances = ["{origin:o}"]
+breaker = { consecutive_failures = 2, open_for = "30s" }
+timeouts = { read = "500ms" }
+
+[[routes]]
+name = "all"
+match = { path = "/**" }
+service = "o"
+"#),
+        &[&o],
+    );
+    let gw = Gateway::start(&cfg);
+    for i in 0..3 {
+        let req = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello";
+        let r = try_raw_request(gw.listen, req, Duration::from_secs(10))
+            .expect("a response, not a hang");
+        assert_eq!(r.status, 408, "stalled upload #{i}: {}", r.text());
+        assert_json_error(&r);
+    }
+    let r = gw.get("/after");
+    assert_eq!(r.status, 200, "the breaker must stay closed: {}", r.text());
+    let metrics = gw.admin_get("/metrics").unwrap().text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"ficus_upstream_errors_total{service="o",kind="read_timeout"} 0"#),
+        "no upstream read timeout may be counted:\n{metrics}"
+    );
+}

@@ -491,6 +491,15 @@ impl ProxyHttp for Gateway {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer: {peer}"));
+        // An upstream that is still waiting for the rest of the request body has nothing to
+        // say yet: when its read timeout fires then, the client is the slow one (408), and
+        // the instance must not be blamed (a few stalled uploads would open its breaker).
+        if e.etype == pingora_error::ErrorType::ReadTimedout
+            && e.esource == pingora_error::ErrorSource::Upstream
+            && !session.is_body_done()
+        {
+            e.esource = pingora_error::ErrorSource::Downstream;
+        }
         if e.esource() == &pingora_error::ErrorSource::Upstream {
             select::finish_attempt(ctx, false);
         }

@@ -115,6 +115,9 @@ pub fn classify(e: &Error) -> (GatewayError, Option<UpstreamErrorKind>) {
             GatewayError::UpstreamTimeout,
             Some(UpstreamErrorKind::ReadTimeout),
         ),
+        // pingora reports some client framing errors (bytes after the end of a request
+        // body) as connect errors of the downstream: they are the client's.
+        (ConnectError, ErrorSource::Downstream) => (GatewayError::BadRequest, None),
         (ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError, _) => (
             GatewayError::UpstreamUnreachable,
             Some(UpstreamErrorKind::ConnectRefused),
