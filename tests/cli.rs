@@ -319,3 +319,38 @@ service = "o"
     let gw = Gateway::start_with_args(&cfg, |p| vec!["--config".into(), p.display().to_string()]);
     assert_eq!(gw.get("/x").origin().as_deref(), Some("o"));
 }
+
+#[test]
+fn check_huge_duration_is_an_error_not_a_crash() {
+    let cfg = BASE.replace(
+        "[gateway]\n",
+        "[gateway]\ngrace_period = \"999999999999999999999h\"\n",
+    ) + r#"
+[[routes]]
+name = "orders"
+match = { path = "/orders/**" }
+service = "orders"
+timeouts = { read = "3000000000000000h", connect = "0s" }
+"#;
+    let (code, out, path, _d) = check(&cfg);
+    assert_eq!(code, 2, "output:\n{out}");
+    assert!(out.contains("at most one year"), "{out}");
+    assert!(out.contains("is zero"), "{out}");
+    assert_location(&out, &path, line_of(&cfg, "grace_period"));
+    assert_location(&out, &path, line_of(&cfg, "timeouts = "));
+}
+
+#[test]
+fn check_colliding_listeners_exit_2() {
+    let cfg = BASE
+        .replace(
+            "listen = [\"127.0.0.1:18080\"]",
+            "listen = [\"127.0.0.1:18080\", \"0.0.0.0:18080\"]",
+        )
+        .replace("admin = \"127.0.0.1:19901\"", "admin = \"127.0.0.1:18080\"")
+        + "\n[[routes]]\nname = \"o\"\nmatch = { path = \"/o/**\" }\nservice = \"orders\"\n";
+    let (code, out, path, _d) = check(&cfg);
+    assert_eq!(code, 2, "output:\n{out}");
+    assert!(out.contains("collides with listener"), "{out}");
+    assert_location(&out, &path, line_of(&cfg, "admin = "));
+}

@@ -47,25 +47,43 @@ impl fmt::Display for Diagnostic {
 pub struct Diagnostics<'a> {
     file: String,
     source: &'a str,
+    /// Byte offset where each line starts, so a position is a binary search rather than a
+    /// scan from the top of the file (a file with 20,000 routes asks for one per route).
+    line_starts: Vec<usize>,
     pub items: Vec<Diagnostic>,
 }
 
+/// A UTF-8 byte order mark: spans count it, editors do not show it.
+const BOM: &str = "\u{feff}";
+
 impl<'a> Diagnostics<'a> {
     pub fn new(file: &str, source: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Diagnostics {
             file: file.to_string(),
             source,
+            line_starts,
             items: Vec::new(),
         }
     }
 
-    /// 1-based line and column of a byte offset.
+    /// 1-based line and column of a byte offset. The column counts characters, as editors
+    /// do, and a leading byte order mark does not count.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.source.len());
-        let before = &self.source[..offset];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
-        (line, col)
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let mut start = self.line_starts[line - 1];
+        if start == 0 && self.source.starts_with(BOM) {
+            start = BOM.len().min(offset);
+        }
+        // Count characters by their first bytes; this cannot panic on an offset inside one.
+        let col = self.source.as_bytes()[start..offset]
+            .iter()
+            .filter(|b| (**b & 0xC0) != 0x80)
+            .count();
+        (line, col + 1)
     }
 
     pub fn location(&self, span: &Range<usize>) -> String {
@@ -193,6 +211,17 @@ mod tests {
         assert_eq!(d.line_col(0), (1, 1));
         assert_eq!(d.line_col(3), (2, 2));
         assert_eq!(d.line_col(5), (3, 1));
+    }
+
+    #[test]
+    fn columns_count_characters_and_skip_a_bom() {
+        let d = Diagnostics::new("f", "x = \"\u{e9}\u{e9}\"\ny");
+        // The closing quote is the 8th character but the 10th byte.
+        assert_eq!(d.line_col(9), (1, 8));
+        assert_eq!(d.line_col(11), (2, 1));
+        let d = Diagnostics::new("f", "\u{feff}a = 1");
+        assert_eq!(d.line_col(3), (1, 1));
+        assert_eq!(d.line_col(7), (1, 5));
     }
 
     #[test]

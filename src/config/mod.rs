@@ -211,21 +211,72 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     compile(path, &source)
 }
 
-/// Parses a duration like `250ms`, `2s`, `1.5s`, `5m`, `1h`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return None,
-    };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+/// The longest duration any key accepts. Timers add durations to `Instant`s, which
+/// overflows long before `Duration::MAX`; a year is far beyond any sensible setting and
+/// safely inside what every clock can represent.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The shortest non-zero duration: ficus's timers count milliseconds.
+pub const MIN_NONZERO_DURATION: Duration = Duration::from_millis(1);
+
+/// Why a duration string was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DurationError {
+    #[error("not a number followed by a unit")]
+    Syntax,
+    #[error("longer than the maximum of one year")]
+    TooLong,
+    #[error("shorter than 1ms but not zero")]
+    BelowMillisecond,
 }
+
+/// Parses a duration like `250ms`, `2s`, `1.5s`, `5m`, `1h` (a space between the number
+/// and the unit is allowed). Never panics: values over [`MAX_DURATION`] and non-zero values
+/// under a millisecond are errors.
+pub fn try_parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or(DurationError::Syntax)?;
+    let (num, unit) = s.split_at(split);
+    if !num.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(DurationError::Syntax);
+    }
+    let value: f64 = num.parse().map_err(|_| DurationError::Syntax)?;
+    let unit_secs = match unit.trim_start() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(DurationError::Syntax),
+    };
+    let secs = value * unit_secs;
+    if !secs.is_finite() || secs > MAX_DURATION.as_secs_f64() {
+        return Err(DurationError::TooLong);
+    }
+    let d = Duration::try_from_secs_f64(secs).map_err(|_| DurationError::TooLong)?;
+    if secs > 0.0 && d < MIN_NONZERO_DURATION {
+        return Err(DurationError::BelowMillisecond);
+    }
+    Ok(d)
+}
+
+/// [`try_parse_duration`] for callers that only need to know whether it is valid.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    try_parse_duration(s).ok()
+}
+
+/// Whether a duration key may be zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Zero {
+    /// Zero has a meaning (e.g. `grace_period = "0s"`: exit at once).
+    Allowed,
+    /// Zero would fail every request or connection; the hint says what zero would do.
+    Refused(&'static str),
+}
+
+/// What a zero timeout does to every request, for the upstream `timeouts` keys.
+const ZERO_TIMEOUT: &str = "a zero timeout fails every request";
 
 fn span_of<T>(s: &Spanned<T>) -> Range<usize> {
     s.span()
@@ -237,20 +288,50 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
+    /// A duration key whose zero value has a meaning (or is harmless).
     fn duration(&mut self, v: &Option<Spanned<String>>, key: &str) -> Option<Duration> {
+        self.duration_with(v, key, Zero::Allowed)
+    }
+
+    /// A duration key that must be at least 1ms.
+    fn positive_duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        zero_means: &'static str,
+    ) -> Option<Duration> {
+        self.duration_with(v, key, Zero::Refused(zero_means))
+    }
+
+    fn duration_with(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        zero: Zero,
+    ) -> Option<Duration> {
         let v = v.as_ref()?;
-        match parse_duration(v.get_ref()) {
-            Some(d) => Some(d),
-            None => {
-                self.d.error_hint(
-                    span_of(v),
-                    key,
-                    format!("`{}` is not a duration", v.get_ref()),
-                    "write a number with a unit: \"250ms\", \"2s\", \"1m\"",
-                );
-                None
-            }
-        }
+        let text = v.get_ref();
+        let (message, hint) = match (try_parse_duration(text), zero) {
+            (Ok(d), Zero::Refused(what)) if d.is_zero() => (
+                format!("`{text}` is zero: {what}"),
+                "use at least \"1ms\"; leave the key out for the default".to_string(),
+            ),
+            (Ok(d), _) => return Some(d),
+            (Err(DurationError::Syntax), _) => (
+                format!("`{text}` is not a duration"),
+                "write a number with a unit: \"250ms\", \"2s\", \"1m\"".to_string(),
+            ),
+            (Err(DurationError::TooLong), _) => (
+                format!("`{text}` is too long: durations are at most one year"),
+                "use at most \"8760h\"".to_string(),
+            ),
+            (Err(DurationError::BelowMillisecond), _) => (
+                format!("`{text}` is shorter than a millisecond"),
+                "ficus's timers count milliseconds: use \"0s\" or at least \"1ms\"".to_string(),
+            ),
+        };
+        self.d.error_hint(span_of(v), key, message, hint);
+        None
     }
 
     /// A string key with a fixed set of values; the first is the default. An unknown value
@@ -283,9 +364,9 @@ impl Compiler<'_> {
             return Timeouts::default();
         };
         Timeouts {
-            connect: self.duration(&t.connect, &format!("{key}.connect")),
-            read: self.duration(&t.read, &format!("{key}.read")),
-            total: self.duration(&t.total, &format!("{key}.total")),
+            connect: self.positive_duration(&t.connect, &format!("{key}.connect"), ZERO_TIMEOUT),
+            read: self.positive_duration(&t.read, &format!("{key}.read"), ZERO_TIMEOUT),
+            total: self.positive_duration(&t.total, &format!("{key}.total"), ZERO_TIMEOUT),
         }
     }
 
@@ -316,7 +397,33 @@ impl Compiler<'_> {
         }
     }
 
-    fn header_edits(&mut self, raw: &RawHeaderEdits, key: &str) -> HeaderEdits {
+    /// Why a header cannot be edited per route, if it cannot: hop-by-hop headers describe
+    /// one connection, and the framing headers say where the body ends, so editing them
+    /// would truncate or hang messages. `host` is a legitimate request override but
+    /// means nothing on a response.
+    fn uneditable(name: &HeaderName, side: HeaderSide) -> Option<(String, &'static str)> {
+        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+            return Some((
+                format!("`{name}` frames the message body and cannot be edited per route"),
+                "ficus and pingora set framing headers from the body they actually send",
+            ));
+        }
+        if is_hop_by_hop(name) {
+            return Some((
+                format!("`{name}` is a hop-by-hop header and cannot be set per route"),
+                "hop-by-hop headers describe one connection; ficus manages them",
+            ));
+        }
+        if side == HeaderSide::Response && name == http::header::HOST {
+            return Some((
+                "`host` is a request header; setting it on a response has no meaning".into(),
+                "to change the Host the upstream sees, use `request_headers`",
+            ));
+        }
+        None
+    }
+
+    fn header_edits(&mut self, raw: &RawHeaderEdits, key: &str, side: HeaderSide) -> HeaderEdits {
         let mut out = HeaderEdits::default();
         for (list, dest) in [(&raw.set, "set"), (&raw.add, "add")] {
             for (name, value) in list {
@@ -325,15 +432,8 @@ impl Compiler<'_> {
                 let v = HeaderValue::from_str(value.get_ref());
                 match (n, v) {
                     (Ok(n), Ok(v)) => {
-                        if is_hop_by_hop(&n) {
-                            self.d.error_hint(
-                                span_of(value),
-                                k,
-                                format!(
-                                    "`{name}` is a hop-by-hop header and cannot be set per route"
-                                ),
-                                "hop-by-hop headers describe one connection; ficus manages them",
-                            );
+                        if let Some((message, hint)) = Self::uneditable(&n, side) {
+                            self.d.error_hint(span_of(value), k, message, hint);
                         } else if dest == "set" {
                             out.set.push((n, v));
                         } else {
@@ -355,6 +455,17 @@ impl Compiler<'_> {
         }
         for name in &raw.remove {
             match HeaderName::from_bytes(name.get_ref().as_bytes()) {
+                Ok(n)
+                    if n == http::header::CONTENT_LENGTH
+                        || n == http::header::TRANSFER_ENCODING =>
+                {
+                    self.d.error_hint(
+                        span_of(name),
+                        format!("{key}.remove"),
+                        format!("`{n}` frames the message body and cannot be removed"),
+                        "without it the receiver cannot tell where the body ends",
+                    )
+                }
                 Ok(n) => out.remove.push(n),
                 Err(_) => self.d.error(
                     span_of(name),
@@ -365,6 +476,13 @@ impl Compiler<'_> {
         }
         out
     }
+}
+
+/// Which message a route's header edits apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeaderSide {
+    Request,
+    Response,
 }
 
 /// Header names that describe one connection and are never forwarded.
@@ -693,10 +811,16 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                 c.d.error_hint(span_of(rw), format!("{key}.rewrite"), "`rewrite` and `strip_prefix` cannot be combined", "a rewrite template already says the whole upstream path; use `{**}` for the rest of the path");
             }
         }
-        let request_headers =
-            c.header_edits(&raw.request_headers, &format!("{key}.request_headers"));
-        let response_headers =
-            c.header_edits(&raw.response_headers, &format!("{key}.response_headers"));
+        let request_headers = c.header_edits(
+            &raw.request_headers,
+            &format!("{key}.request_headers"),
+            HeaderSide::Request,
+        );
+        let response_headers = c.header_edits(
+            &raw.response_headers,
+            &format!("{key}.response_headers"),
+            HeaderSide::Response,
+        );
         let timeouts = c.timeouts(&raw.timeouts, &format!("{key}.timeouts"));
         let fallback = raw.fallback.as_ref().and_then(|f| {
             let fname = f.get_ref();
@@ -897,7 +1021,11 @@ fn compile_registry(
         token,
         dns_resolver,
         default_ttl: c
-            .duration(&r.default_ttl, "registry.default_ttl")
+            .positive_duration(
+                &r.default_ttl,
+                "registry.default_ttl",
+                "registrations would expire as soon as they are made",
+            )
             .unwrap_or(d.default_ttl),
         zone,
     }
@@ -985,7 +1113,7 @@ fn compile_service(
             }
         }?;
         let min_ttl = c.duration(&d.min_ttl, &format!("{key}.dns.min_ttl")).unwrap_or(Duration::from_secs(1));
-        let max_ttl = c.duration(&d.max_ttl, &format!("{key}.dns.max_ttl")).unwrap_or(Duration::from_secs(300));
+        let max_ttl = c.positive_duration(&d.max_ttl, &format!("{key}.dns.max_ttl"), "the service would be looked up again without pause").unwrap_or(Duration::from_secs(300));
         if min_ttl > max_ttl {
             c.d.error(dspan.clone(), format!("{key}.dns"), "`min_ttl` is larger than `max_ttl`");
         }
@@ -1068,7 +1196,11 @@ fn compile_service(
             .duration(&h.interval, &format!("{hk}.interval"))
             .unwrap_or(Duration::from_secs(5));
         let timeout = c
-            .duration(&h.timeout, &format!("{hk}.timeout"))
+            .positive_duration(
+                &h.timeout,
+                &format!("{hk}.timeout"),
+                "every probe would fail",
+            )
             .unwrap_or(Duration::from_secs(1));
         if interval < Duration::from_millis(10) {
             c.d.error(
@@ -1149,7 +1281,11 @@ fn compile_service(
             failure_rate: rate,
             min_requests: b.min_requests.unwrap_or(d.min_requests),
             window: c
-                .duration(&b.window, &format!("{key}.breaker.window"))
+                .positive_duration(
+                    &b.window,
+                    &format!("{key}.breaker.window"),
+                    "the failure rate would be measured over no time at all",
+                )
                 .unwrap_or(d.window),
             open_for: c
                 .duration(&b.open_for, &format!("{key}.breaker.open_for"))
@@ -1261,7 +1397,11 @@ fn compile_service(
         prefer_zone: raw.prefer_zone,
         panic_threshold: raw.panic_threshold,
         retry_budget,
-        pool_idle_timeout: c.duration(&raw.pool_idle_timeout, &format!("{key}.pool_idle_timeout")),
+        pool_idle_timeout: c.positive_duration(
+            &raw.pool_idle_timeout,
+            &format!("{key}.pool_idle_timeout"),
+            "no pooled connection would ever be reused",
+        ),
     }
 }
 
@@ -1280,6 +1420,7 @@ fn parse_status_range(s: &str) -> Option<(u16, u16)> {
 
 fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
     let mut listeners = Vec::new();
+    let mut listener_spans = Vec::new();
     for l in &g.listen {
         let span = span_of(l);
         let (addr, tls, http2, h2c) = match l.get_ref() {
@@ -1333,6 +1474,7 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
                 "for HTTP/2 without TLS use `h2c = true`",
             );
         }
+        listener_spans.push(span.clone());
         listeners.push(Listener {
             addr,
             tls: certs,
@@ -1341,6 +1483,7 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
         });
     }
     if g.listen.is_empty() {
+        listener_spans.push(0..0);
         listeners.push(Listener {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls: Vec::new(),
@@ -1353,6 +1496,7 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
         None => DEFAULT_ADMIN.parse().ok(),
     }
     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901)));
+    check_listener_collisions(c, &g, &listeners, &listener_spans, admin);
     let threads = match g.threads {
         Some(0) => {
             c.d.error(0..0, "gateway.threads", "`threads` must be at least 1");
@@ -1404,25 +1548,27 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
         max_uri_bytes: l.max_uri_bytes.unwrap_or(d.max_uri_bytes),
         max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
         header_read_timeout: c
-            .duration(&l.header_read_timeout, "gateway.limits.header_read_timeout")
+            .positive_duration(
+                &l.header_read_timeout,
+                "gateway.limits.header_read_timeout",
+                "every request would time out before its headers arrive",
+            )
             .unwrap_or(d.header_read_timeout),
         body_read_timeout: c
-            .duration(&l.body_read_timeout, "gateway.limits.body_read_timeout")
+            .positive_duration(
+                &l.body_read_timeout,
+                "gateway.limits.body_read_timeout",
+                "every request body would time out",
+            )
             .unwrap_or(d.body_read_timeout),
         keepalive_timeout: c
-            .duration(&l.keepalive_timeout, "gateway.limits.keepalive_timeout")
+            .positive_duration(
+                &l.keepalive_timeout,
+                "gateway.limits.keepalive_timeout",
+                "every connection would be closed as soon as it is idle",
+            )
             .unwrap_or(d.keepalive_timeout),
     };
-    if limits.keepalive_timeout.is_zero() {
-        if let Some(v) = &l.keepalive_timeout {
-            c.d.error_hint(
-                span_of(v),
-                "gateway.limits.keepalive_timeout",
-                "a keep-alive time of zero would close every connection as soon as it is idle",
-                "use at least \"1s\"; the default is \"60s\"",
-            );
-        }
-    }
     GatewaySettings {
         listeners,
         admin,
@@ -1434,6 +1580,54 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
         zone: g.zone.clone(),
         preserve_header_case: g.preserve_header_case.unwrap_or(true),
         trace_context,
+    }
+}
+
+/// Whether two sockets cannot both be bound: the same port on the same address, or on an
+/// address that a wildcard (`0.0.0.0`, `[::]`) already covers. Port 0 asks the system for
+/// a free port, so it never collides.
+fn sockets_collide(a: SocketAddr, b: SocketAddr) -> bool {
+    // `[::]` also takes IPv4 on Linux (dual stack), so it covers every address.
+    let covers = |w: IpAddr, other: IpAddr| w.is_unspecified() && (w.is_ipv6() || other.is_ipv4());
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || covers(a.ip(), b.ip()) || covers(b.ip(), a.ip()))
+}
+
+/// Refuses listen addresses that collide with each other or with the admin listener: the
+/// server could not bind them all.
+fn check_listener_collisions(
+    c: &mut Compiler<'_>,
+    g: &RawGateway,
+    listeners: &[Listener],
+    spans: &[Range<usize>],
+    admin: SocketAddr,
+) {
+    for (i, (l, span)) in listeners.iter().zip(spans).enumerate() {
+        let span = span.clone();
+        if let Some(prev) = listeners[..i]
+            .iter()
+            .find(|p| sockets_collide(p.addr, l.addr))
+        {
+            c.d.error_hint(
+                span.clone(),
+                "gateway.listen",
+                format!("listener {} collides with listener {}", l.addr, prev.addr),
+                "each listener needs its own port (or its own address on that port); remove the duplicate",
+            );
+        }
+        if sockets_collide(l.addr, admin) {
+            let admin_span = g.admin.as_ref().map_or(span, span_of);
+            c.d.error_hint(
+                admin_span,
+                "gateway.admin",
+                format!(
+                    "the admin listener {admin} collides with listener {}",
+                    l.addr
+                ),
+                "give the admin listener a port of its own, e.g. \"127.0.0.1:9901\"",
+            );
+        }
     }
 }
 
@@ -1474,6 +1668,141 @@ instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
         assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("2"), None);
         assert_eq!(parse_duration("2 parsecs"), None);
+    }
+
+    #[test]
+    fn durations_never_panic_and_are_bounded() {
+        for huge in [
+            "999999999999999999999h",
+            "18446744073709551615s",
+            "3000000000000000h",
+        ] {
+            assert_eq!(
+                try_parse_duration(huge),
+                Err(DurationError::TooLong),
+                "{huge}"
+            );
+        }
+        assert_eq!(try_parse_duration("8760h"), Ok(MAX_DURATION));
+        assert_eq!(try_parse_duration("8761h"), Err(DurationError::TooLong));
+        assert_eq!(
+            try_parse_duration("0.0000001ms"),
+            Err(DurationError::BelowMillisecond)
+        );
+        assert_eq!(try_parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(try_parse_duration("5 s"), Ok(Duration::from_secs(5)));
+        assert_eq!(try_parse_duration(".5s"), Err(DurationError::Syntax));
+        assert_eq!(try_parse_duration("5 seconds"), Err(DurationError::Syntax));
+    }
+
+    fn messages(src: &str) -> Vec<String> {
+        errors(src).iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn huge_durations_are_errors_with_location() {
+        let src = format!("[gateway]\ngrace_period = \"999999999999999999999h\"\n{BASE}");
+        let d = errors(&src);
+        assert_eq!((d[0].line, d[0].column), (2, 16), "{d:?}");
+        assert!(d[0].message.contains("at most one year"), "{d:?}");
+        let src = format!(
+            "[gateway.limits]\nheader_read_timeout = \"3000000000000000h\"\n{BASE}timeouts = {{ total = \"3000000000000000h\" }}\n"
+        );
+        let m = messages(&src);
+        assert_eq!(
+            m.iter().filter(|m| m.contains("too long")).count(),
+            2,
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_are_errors_but_a_zero_grace_period_is_not() {
+        let src = format!(
+            "[gateway]\ngrace_period = \"0s\"\n[gateway.limits]\nheader_read_timeout = \"0s\"\nbody_read_timeout = \"0ms\"\n{BASE}timeouts = {{ connect = \"0s\", read = \"0s\", total = \"0.0001ms\" }}\n"
+        );
+        let m = messages(&src);
+        for key in [
+            "header_read_timeout",
+            "body_read_timeout",
+            "timeouts.connect",
+            "timeouts.read",
+        ] {
+            assert!(
+                m.iter().any(|m| m.contains(key) && m.contains("is zero")),
+                "{key}: {m:?}"
+            );
+        }
+        assert!(
+            m.iter()
+                .any(|m| m.contains("timeouts.total") && m.contains("shorter than a millisecond")),
+            "{m:?}"
+        );
+        assert!(!m.iter().any(|m| m.contains("grace_period")), "{m:?}");
+        let ok = format!("[gateway]\ngrace_period = \"0s\"\n{BASE}");
+        let cfg = compile(Path::new("routes.toml"), &ok).unwrap();
+        assert_eq!(cfg.gateway.grace_period, Duration::ZERO);
+    }
+
+    const ROUTE: &str =
+        "[[routes]]\nname = \"o\"\nmatch = { path = \"/o/**\" }\nservice = \"orders\"\n";
+
+    #[test]
+    fn framing_headers_cannot_be_edited() {
+        let src = format!(
+            "{BASE}{ROUTE}request_headers = {{ set = {{ \"content-length\" = \"3\", host = \"upstream.example\" }}, remove = [\"transfer-encoding\"] }}\nresponse_headers = {{ add = {{ \"Content-Length\" = \"5\", host = \"x\" }}, remove = [\"content-length\"] }}\n"
+        );
+        let m = messages(&src);
+        assert_eq!(
+            m.iter()
+                .filter(|m| m.contains("frames the message body"))
+                .count(),
+            4,
+            "{m:?}"
+        );
+        assert!(
+            m.iter().any(|m| m.contains("response_headers.add.host")),
+            "{m:?}"
+        );
+        assert!(
+            !m.iter().any(|m| m.contains("request_headers.set.host")),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn colliding_listeners_are_errors() {
+        let cases = [
+            (
+                "listen = [\"127.0.0.1:7000\", \"127.0.0.1:7000\"]",
+                "collides with listener",
+            ),
+            (
+                "listen = [\"0.0.0.0:7000\", \"127.0.0.1:7000\"]",
+                "collides with listener",
+            ),
+            (
+                "listen = [\"127.0.0.1:7000\"]\nadmin = \"127.0.0.1:7000\"",
+                "admin listener",
+            ),
+            (
+                "listen = [\"127.0.0.1:7000\"]\nadmin = \"0.0.0.0:7000\"",
+                "admin listener",
+            ),
+            ("admin = \"127.0.0.1:8080\"", "admin listener"),
+        ];
+        for (gateway, want) in cases {
+            let m = messages(&format!("[gateway]\n{gateway}\n{BASE}{ROUTE}"));
+            assert!(m.iter().any(|m| m.contains(want)), "{gateway}: {m:?}");
+        }
+        for gateway in [
+            "listen = [\"127.0.0.1:7000\", \"127.0.0.2:7000\"]",
+            "listen = [\"127.0.0.1:0\", \"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"",
+            "listen = [\"127.0.0.1:7000\", \"[::1]:7000\"]",
+        ] {
+            let src = format!("[gateway]\n{gateway}\n{BASE}{ROUTE}");
+            assert!(compile(Path::new("routes.toml"), &src).is_ok(), "{gateway}");
+        }
     }
 
     #[test]
