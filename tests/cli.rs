@@ -10,6 +10,13 @@ admin = "127.0.0.1:19901"
 instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
 "#;
 
+/// BASE plus one route `orders` on `/orders/**` with extra keys.
+fn with_orders_route(extra: &str) -> String {
+    format!(
+        "{BASE}\n[[routes]]\nname = \"orders\"\nmatch = {{ path = \"/orders/**\" }}\nservice = \"orders\"\n{extra}"
+    )
+}
+
 fn write_cfg(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     let p = dir.path().join("routes.toml");
     std::fs::write(&p, text).unwrap();
@@ -121,14 +128,7 @@ service = "order"
 
 #[test]
 fn check_unknown_key_is_error() {
-    let cfg = BASE.to_string()
-        + r#"
-[[routes]]
-name = "orders"
-match = { path = "/orders/**" }
-service = "orders"
-colour = "red"
-"#;
+    let cfg = with_orders_route("colour = \"red\"\n");
     let (code, out, path, _d) = check(&cfg);
     assert_eq!(code, 2, "output:\n{out}");
     assert!(out.contains("colour"), "{out}");
@@ -322,16 +322,11 @@ service = "o"
 
 #[test]
 fn check_huge_duration_is_an_error_not_a_crash() {
-    let cfg = BASE.replace(
-        "[gateway]\n",
-        "[gateway]\ngrace_period = \"999999999999999999999h\"\n",
-    ) + r#"
-[[routes]]
-name = "orders"
-match = { path = "/orders/**" }
-service = "orders"
-timeouts = { read = "3000000000000000h", connect = "0s" }
-"#;
+    let cfg = with_orders_route("timeouts = { read = \"3000000000000000h\", connect = \"0s\" }\n")
+        .replace(
+            "[gateway]\n",
+            "[gateway]\ngrace_period = \"999999999999999999999h\"\n",
+        );
     let (code, out, path, _d) = check(&cfg);
     assert_eq!(code, 2, "output:\n{out}");
     assert!(out.contains("at most one year"), "{out}");
@@ -353,4 +348,29 @@ fn check_colliding_listeners_exit_2() {
     assert_eq!(code, 2, "output:\n{out}");
     assert!(out.contains("collides with listener"), "{out}");
     assert_location(&out, &path, line_of(&cfg, "admin = "));
+}
+
+#[test]
+fn check_reports_every_error_in_one_route_without_follow_ons() {
+    let cfg = with_orders_route("strip_prefx = \"/x\"\nretires = { attempts = 3 }\n");
+    let (code, out, path, _d) = check(&cfg);
+    assert_eq!(code, 2, "output:\n{out}");
+    assert_location(&out, &path, line_of(&cfg, "strip_prefx"));
+    assert_location(&out, &path, line_of(&cfg, "retires"));
+    assert!(!out.contains("no routes"), "{out}");
+    assert!(!out.contains("not used"), "{out}");
+    assert!(out.contains(": 2 error(s)"), "{out}");
+}
+
+#[test]
+fn check_routeless_files() {
+    for (text, want_code, want) in [
+        ("# only a comment\n", 2, "the config is empty"),
+        ("[gateway]\n", 1, "no routes: every request gets 404"),
+        (BASE, 1, "no routes: every request gets 404"),
+    ] {
+        let (code, out, _, _d) = check(text);
+        assert_eq!(code, want_code, "{text:?}:\n{out}");
+        assert!(out.contains(want), "{text:?}:\n{out}");
+    }
 }

@@ -140,8 +140,15 @@ impl<'a> Diagnostics<'a> {
         self.push(Severity::Warning, span, key, message, hint);
     }
 
-    /// Records a serde/toml error (unknown key, wrong type) with its span.
-    pub fn toml_error(&mut self, err: &toml::de::Error, key: &str, fallback: Range<usize>) {
+    /// Records a serde/toml error (syntax, unknown key, wrong type) with its span; `hint`
+    /// is used when the message itself suggests none.
+    pub fn toml_error(
+        &mut self,
+        err: &toml::de::Error,
+        key: &str,
+        hint: Option<String>,
+        fallback: Range<usize>,
+    ) {
         let span = err.span().unwrap_or(fallback);
         let msg = err.message().trim().to_string();
         let hint = if msg.contains("unknown field") {
@@ -149,7 +156,7 @@ impl<'a> Diagnostics<'a> {
         } else if msg.contains("did not match any variant") {
             Some("expected an address string like \"127.0.0.1:8080\" or a table with `addr`".into())
         } else {
-            None
+            hint
         };
         self.push(Severity::Error, span, key, msg, hint);
     }

@@ -7,6 +7,7 @@
 
 pub mod diag;
 pub mod raw;
+mod recover;
 
 use diag::{did_you_mean, Diagnostic, Diagnostics, Severity};
 use http::{HeaderName, HeaderValue, Method};
@@ -17,7 +18,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::registry::dns::DnsQuery;
@@ -501,18 +502,63 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// Deserializes one section, recording every unknown key and type error in it.
 fn deserialize<'i, T: serde::Deserialize<'i>>(
     c: &mut Compiler<'_>,
     value: Spanned<DeValue<'i>>,
     key: &str,
 ) -> Option<T> {
-    let span = value.span();
-    match T::deserialize(ValueDeserializer::from(value)) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            c.d.toml_error(&e, key, span);
-            None
+    match recover::deserialize_all(&mut c.d, value, key) {
+        recover::Outcome::Parsed(v) => Some(v),
+        recover::Outcome::Failed => None,
+    }
+}
+
+/// The services routes can name, for lookups and "did you mean" hints.
+struct ServiceNames<'n> {
+    names: Vec<&'n str>,
+    index: HashMap<&'n str, usize>,
+    /// Services whose own section had errors: already reported, so not "unknown".
+    failed: &'n HashSet<String>,
+}
+
+impl<'n> ServiceNames<'n> {
+    fn new(names: Vec<&'n str>, failed: &'n HashSet<String>) -> Self {
+        let index = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        ServiceNames {
+            names,
+            index,
+            failed,
         }
+    }
+
+    /// The index of the service a route names (`what` is "service" or "fallback
+    /// service"); an unknown name is an error with a hint.
+    fn resolve(
+        &self,
+        d: &mut Diagnostics<'_>,
+        name: &Spanned<String>,
+        key: &str,
+        what: &str,
+    ) -> Option<usize> {
+        let n = name.get_ref();
+        if let Some(&idx) = self.index.get(n.as_str()) {
+            return Some(idx);
+        }
+        if self.failed.contains(n) {
+            return None;
+        }
+        let same_but_case = self.names.iter().find(|s| s.eq_ignore_ascii_case(n));
+        let hint = match same_but_case
+            .copied()
+            .or_else(|| did_you_mean(n, self.names.iter().copied()))
+        {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if self.names.is_empty() => "define it under `[services.NAME]`".to_string(),
+            None => format!("known services: {}", self.names.join(", ")),
+        };
+        d.error_hint(span_of(name), key, format!("unknown {what} `{n}`"), hint);
+        None
     }
 }
 
@@ -526,17 +572,24 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
     let doc = match DeTable::parse(source) {
         Ok(doc) => doc,
         Err(e) => {
-            c.d.toml_error(&e, "", 0..0);
+            c.d.toml_error(&e, "", None, 0..0);
             return Err(ConfigError::Invalid(c.d.items));
         }
     };
     let mut raw_gateway: Option<(RawGateway, Range<usize>)> = None;
     let mut raw_services: Vec<(String, Range<usize>, RawService)> = Vec::new();
     let mut raw_routes: Vec<(usize, Range<usize>, RawRoute)> = Vec::new();
-    let mut saw_services = false;
+    // Services whose section had errors: routes naming them are not told "unknown service".
+    let mut failed_services: HashSet<String> = HashSet::new();
+    let mut saw_routes = false;
+    // A route that did not deserialize may have named any service, so "not used" warnings
+    // would be guesses.
+    let mut some_route_failed = false;
     let mut raw_registry = RawRegistry::default();
-    let mut route_service_refs: Vec<(usize, String, Range<usize>)> = Vec::new();
+    let mut route_service_refs: Vec<(usize, Spanned<String>)> = Vec::new();
 
+    // No keys at all: an empty file, or only comments (as after a truncated write).
+    let no_keys = doc.get_ref().is_empty();
     for (key, value) in doc.into_inner() {
         let kspan = key.span();
         match key.get_ref().as_ref() {
@@ -547,7 +600,6 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                 }
             }
             "services" => {
-                saw_services = true;
                 let span = value.span();
                 match value.into_inner() {
                     DeValue::Table(t) => {
@@ -555,8 +607,11 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                             let sspan = name.span();
                             let name = name.into_inner().to_string();
                             let key = format!("services.{name}");
-                            if let Some(s) = deserialize::<RawService>(&mut c, v, &key) {
-                                raw_services.push((name, sspan, s));
+                            match deserialize::<RawService>(&mut c, v, &key) {
+                                Some(s) => raw_services.push((name, sspan, s)),
+                                None => {
+                                    failed_services.insert(name);
+                                }
                             }
                         }
                     }
@@ -573,6 +628,7 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                 }
             }
             "routes" => {
+                saw_routes = true;
                 let span = value.span();
                 match value.into_inner() {
                     DeValue::Array(items) => {
@@ -582,13 +638,13 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                             // deserialize, so it is still checked and counted as used.
                             if let Some(svc) = v.get_ref().get("service") {
                                 if let Some(name) = svc.get_ref().as_str() {
-                                    route_service_refs.push((i, name.to_string(), svc.span()));
+                                    route_service_refs
+                                        .push((i, Spanned::new(svc.span(), name.to_string())));
                                 }
                             }
-                            if let Some(r) =
-                                deserialize::<RawRoute>(&mut c, v, &format!("routes[{i}]"))
-                            {
-                                raw_routes.push((i, rspan, r));
+                            match deserialize::<RawRoute>(&mut c, v, &format!("routes[{i}]")) {
+                                Some(r) => raw_routes.push((i, rspan, r)),
+                                None => some_route_failed = true,
                             }
                         }
                     }
@@ -618,14 +674,6 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
             }
         }
     }
-    if source.trim().is_empty() {
-        c.d.error_hint(
-            0..0,
-            "",
-            "the config is empty",
-            "see routes.toml in the repository for a starting point",
-        );
-    }
 
     let gateway = compile_gateway(&mut c, raw_gateway.map(|(g, _)| g).unwrap_or_default());
 
@@ -638,7 +686,10 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
         services.push(compile_service(&mut c, name, span, raw, &registry));
         service_spans.push(span.clone());
     }
-    let names: Vec<&str> = raw_services.iter().map(|(n, _, _)| n.as_str()).collect();
+    let names = ServiceNames::new(
+        raw_services.iter().map(|(n, _, _)| n.as_str()).collect(),
+        &failed_services,
+    );
 
     // Routes.
     let mut routes = Vec::new();
@@ -665,27 +716,10 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
         } else {
             route_names.insert(name.clone(), span_of(&raw.name));
         }
-        let svc = raw.service.get_ref();
-        let service = match names.iter().position(|n| n == svc) {
-            Some(idx) => {
-                used[idx] = true;
-                Some(idx)
-            }
-            None => {
-                let hint = match did_you_mean(svc, names.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None if names.is_empty() => "define it under `[services.NAME]`".to_string(),
-                    None => format!("known services: {}", names.join(", ")),
-                };
-                c.d.error_hint(
-                    span_of(&raw.service),
-                    format!("{key}.service"),
-                    format!("unknown service `{svc}`"),
-                    hint,
-                );
-                None
-            }
-        };
+        let service = names.resolve(&mut c.d, &raw.service, &format!("{key}.service"), "service");
+        if let Some(idx) = service {
+            used[idx] = true;
+        }
         let m = raw.matcher.get_ref();
         let pattern = match PathPattern::parse(m.path.get_ref()) {
             Ok(p) => Some(p),
@@ -823,32 +857,19 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
         );
         let timeouts = c.timeouts(&raw.timeouts, &format!("{key}.timeouts"));
         let fallback = raw.fallback.as_ref().and_then(|f| {
-            let fname = f.get_ref();
-            match names.iter().position(|n| n == fname) {
-                Some(idx) if Some(idx) == service => {
+            let fkey = format!("{key}.fallback");
+            match names.resolve(&mut c.d, f, &fkey, "fallback service")? {
+                idx if Some(idx) == service => {
                     c.d.error(
                         span_of(f),
-                        format!("{key}.fallback"),
+                        fkey,
                         "a route's fallback must be a different service",
                     );
                     None
                 }
-                Some(idx) => {
+                idx => {
                     used[idx] = true;
                     Some(idx)
-                }
-                None => {
-                    let hint = did_you_mean(fname, names.iter().copied()).map_or_else(
-                        || format!("known services: {}", names.join(", ")),
-                        |s| format!("did you mean `{s}`?"),
-                    );
-                    c.d.error_hint(
-                        span_of(f),
-                        format!("{key}.fallback"),
-                        format!("unknown fallback service `{fname}`"),
-                        hint,
-                    );
-                    None
                 }
             }
         });
@@ -892,29 +913,19 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
         }
     }
     // Routes that failed to deserialize still name a service: check it and count it used.
-    for (i, svc, sspan) in &route_service_refs {
-        if raw_routes.iter().any(|(j, _, _)| j == i) {
+    let parsed: HashSet<usize> = raw_routes.iter().map(|(i, _, _)| *i).collect();
+    for (i, svc) in &route_service_refs {
+        if parsed.contains(i) {
             continue;
         }
-        match names.iter().position(|n| n == svc) {
-            Some(idx) => used[idx] = true,
-            None => {
-                let hint = match did_you_mean(svc, names.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("known services: {}", names.join(", ")),
-                };
-                c.d.error_hint(
-                    sspan.clone(),
-                    format!("routes[{i}].service"),
-                    format!("unknown service `{svc}`"),
-                    hint,
-                );
-            }
+        if let Some(idx) = names.resolve(&mut c.d, svc, &format!("routes[{i}].service"), "service")
+        {
+            used[idx] = true;
         }
     }
     // Warnings: unused services and shadowed routes.
     for (idx, u) in used.iter().enumerate() {
-        if !u {
+        if !u && !some_route_failed {
             c.d.warning(
                 service_spans[idx].clone(),
                 format!("services.{}", services[idx].name),
@@ -923,8 +934,20 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
             );
         }
     }
-    if raw_routes.is_empty() && saw_services {
-        c.d.warning(0..0, "routes", "no routes: every request gets 404", None);
+    if no_keys {
+        c.d.error_hint(
+            0..0,
+            "",
+            "the config is empty",
+            "see routes.toml in the repository for a starting point",
+        );
+    } else if !saw_routes {
+        c.d.warning(
+            0..0,
+            "routes",
+            "no routes: every request gets 404",
+            Some("add a `[[routes]]` section".into()),
+        );
     }
     let mut shapes: BTreeMap<String, (String, usize)> = BTreeMap::new();
     let route_spans: HashMap<usize, Range<usize>> =
@@ -1802,6 +1825,95 @@ instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
         ] {
             let src = format!("[gateway]\n{gateway}\n{BASE}{ROUTE}");
             assert!(compile(Path::new("routes.toml"), &src).is_ok(), "{gateway}");
+        }
+    }
+
+    #[test]
+    fn every_unknown_key_and_type_error_in_one_table_is_reported() {
+        let src = "[gateway]\ngrace_period = 10\nthreads = \"4\"\ncolour = 1\n\n[services.monolith]\ninstances = [\"127.0.0.1:1\"]\nmax_concurrent = \"x\"\n\n[[routes]]\nname = \"legacy\"\nmatch = { path = \"/**\", methods = \"GET\" }\nservice = \"monolith\"\nstrip_prefx = \"/x\"\nretires = { attempts = 3 }\ntimeouts = { read = 5 }\n";
+        let d = errors(src);
+        let at: Vec<(usize, usize, &str)> = d
+            .iter()
+            .map(|d| (d.line, d.column, d.key.as_str()))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                (2, 16, "gateway.grace_period"),
+                (3, 11, "gateway.threads"),
+                (4, 1, "gateway.colour"),
+                (8, 18, "services.monolith.max_concurrent"),
+                (12, 35, "routes[0].match.methods"),
+                (14, 1, "routes[0].strip_prefx"),
+                (15, 1, "routes[0].retires"),
+                (16, 21, "routes[0].timeouts.read"),
+            ],
+            "{d:#?}"
+        );
+        assert!(d[0].hint.as_deref().unwrap().contains("\"10s\""), "{d:?}");
+        assert!(d[4].hint.as_deref().unwrap().contains("is a list"), "{d:?}");
+        assert!(
+            d[5].hint.as_deref().unwrap().contains("`strip_prefix`"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn no_follow_on_errors_after_a_section_fails() {
+        // A misspelled required key: the route cannot be built, but neither "missing field"
+        // nor "no routes" nor "service not used" is reported on top of the typo.
+        let src = format!("{BASE}[[routes]]\nname = \"o\"\nmatch = {{ path = \"/o/**\" }}\nservcie = \"orders\"\n");
+        let d = errors(&src);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].message.contains("unknown field `servcie`"), "{d:?}");
+        // A service whose own table is broken is not "unknown" to its routes.
+        let src = "[services.monolith]\ninstances = \"127.0.0.1:1\"\nbogus = 1\n[services.orders]\ninstances = [\"127.0.0.1:2\"]\n[[routes]]\nname = \"m\"\nmatch = { path = \"/**\" }\nservice = \"monolith\"\nfallback = \"orders\"\n";
+        let d = errors(src);
+        assert!(
+            !d.iter().any(|d| d.message.contains("unknown service")),
+            "{d:#?}"
+        );
+        assert_eq!(d.len(), 2, "{d:#?}");
+    }
+
+    #[test]
+    fn a_failing_section_reports_unfixable_errors_once() {
+        // A route without `match` cannot be repaired by dropping keys.
+        let src = format!("{BASE}[[routes]]\nname = \"o\"\nservice = \"orders\"\n");
+        let d = errors(&src);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].message.contains("missing field `match`"), "{d:?}");
+    }
+
+    #[test]
+    fn service_name_differing_in_case_gets_a_hint() {
+        let src = format!("{BASE}{}", ROUTE.replace("\"orders\"", "\"ORDERS\""));
+        let d = errors(&src);
+        assert_eq!(
+            d[0].hint.as_deref(),
+            Some("did you mean `orders`?"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn files_without_routes() {
+        for empty in ["", "  \n", "# only a comment\n"] {
+            let d = errors(empty);
+            assert!(
+                d[0].message.contains("the config is empty"),
+                "{empty:?}: {d:?}"
+            );
+        }
+        for routeless in ["[gateway]\n", BASE] {
+            let cfg = compile(Path::new("routes.toml"), routeless).unwrap();
+            assert!(
+                cfg.warnings
+                    .iter()
+                    .any(|w| w.message.contains("no routes: every request gets 404")),
+                "{routeless:?}: {:?}",
+                cfg.warnings
+            );
         }
     }
 

@@ -1,0 +1,194 @@
+//! Deserializing one section of routes.toml while collecting every error in it.
+//!
+//! serde stops at the first unknown key or wrong type in a table. To report them all, the
+//! offending entry is removed from the parsed document and deserialization is tried again,
+//! a bounded number of times. Positions come from the spans of the original document, so
+//! they point into the file as written. This module only reports problems that serde sees;
+//! the checks on values live in `config::compile`.
+
+use std::ops::Range;
+use toml::de::{DeArray, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use super::diag::{did_you_mean, Diagnostics};
+
+/// How many errors one section may report before the rest of it is given up on. Each retry
+/// removes one entry, so this also bounds the work on a pathological file.
+const MAX_ERRORS_PER_SECTION: usize = 64;
+
+/// An entry removed from the document because serde refused it.
+struct Removed {
+    /// Dotted path from the section's root, e.g. `timeouts.read` or `instances[1]`.
+    path: String,
+    /// The entry's own key (empty for an array element).
+    key: String,
+    /// Span of the table the entry was in.
+    table: Range<usize>,
+}
+
+/// The outcome of deserializing one section.
+pub enum Outcome<T> {
+    /// The section deserialized, possibly after dropping entries that had errors (those
+    /// errors are recorded).
+    Parsed(T),
+    /// The section could not be deserialized at all; its errors are recorded.
+    Failed,
+}
+
+/// Deserializes `value` as `T`, recording every unknown key and type error at its own
+/// position under `key` (the section's dotted name).
+pub fn deserialize_all<'i, T: serde::Deserialize<'i>>(
+    d: &mut Diagnostics<'_>,
+    mut value: Spanned<DeValue<'i>>,
+    key: &str,
+) -> Outcome<T> {
+    let mut removed: Vec<Removed> = Vec::new();
+    for _ in 0..MAX_ERRORS_PER_SECTION {
+        let err = match T::deserialize(ValueDeserializer::from(value.clone())) {
+            Ok(v) => return Outcome::Parsed(v),
+            Err(e) => e,
+        };
+        let span = err.span().unwrap_or_else(|| value.span());
+        if is_follow_on(&err, &span, &removed) {
+            return Outcome::Failed;
+        }
+        match remove_offending(&mut value, &span) {
+            Some(r) => {
+                let full = if r.path.starts_with('[') {
+                    format!("{key}{}", r.path)
+                } else {
+                    format!("{key}.{}", r.path)
+                };
+                d.toml_error(&err, &full, type_hint(&r.key, err.message()), span);
+                removed.push(r);
+            }
+            None => {
+                d.toml_error(&err, key, None, span);
+                return Outcome::Failed;
+            }
+        }
+    }
+    Outcome::Failed
+}
+
+/// "missing field `service`" after `service` (or a misspelling of it, `servcie`) was
+/// removed from the same table is a consequence of the error already reported.
+fn is_follow_on(err: &toml::de::Error, span: &Range<usize>, removed: &[Removed]) -> bool {
+    let Some(field) = err
+        .message()
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return false;
+    };
+    removed.iter().any(|r| {
+        r.table == *span && (r.key == field || did_you_mean(&r.key, [field].into_iter()).is_some())
+    })
+}
+
+fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// Removes the innermost entry of `value` whose key or value holds `target`. `None` when
+/// the error is about `value` itself (a missing field, or a wrong type for the whole
+/// section), which nothing inside can fix.
+fn remove_offending(value: &mut Spanned<DeValue<'_>>, target: &Range<usize>) -> Option<Removed> {
+    let table_span = value.span();
+    // A container that holds the target strictly inside: the error is deeper.
+    let deeper = |v: &Spanned<DeValue<'_>>| {
+        v.span() != *target && matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_))
+    };
+    match value.get_mut() {
+        DeValue::Table(t) => {
+            let mut hit = None;
+            for (k, v) in t.iter_mut() {
+                if contains(&k.span(), target) {
+                    hit = Some(k.clone());
+                    break;
+                }
+                if contains(&v.span(), target) {
+                    if deeper(v) {
+                        if let Some(mut r) = remove_offending(v, target) {
+                            r.path = if r.path.starts_with('[') {
+                                format!("{}{}", k.get_ref(), r.path)
+                            } else {
+                                format!("{}.{}", k.get_ref(), r.path)
+                            };
+                            return Some(r);
+                        }
+                    }
+                    hit = Some(k.clone());
+                    break;
+                }
+            }
+            let key = hit?;
+            t.remove(&key);
+            let name = key.into_inner().into_owned();
+            Some(Removed {
+                path: name.clone(),
+                key: name,
+                table: table_span,
+            })
+        }
+        DeValue::Array(a) => {
+            let i = a.iter().position(|v| contains(&v.span(), target))?;
+            if deeper(&a[i]) {
+                if let Some(mut r) = remove_offending(&mut a.as_mut()[i], target) {
+                    r.path = if r.path.starts_with('[') {
+                        format!("[{i}]{}", r.path)
+                    } else {
+                        format!("[{i}].{}", r.path)
+                    };
+                    return Some(r);
+                }
+            }
+            let mut kept = DeArray::new();
+            for (j, v) in std::mem::replace(a, DeArray::new()).into_iter().enumerate() {
+                if j != i {
+                    kept.push(v);
+                }
+            }
+            *a = kept;
+            Some(Removed {
+                path: format!("[{i}]"),
+                key: String::new(),
+                table: table_span,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Keys whose values are durations, for a hint when one is written as a number.
+fn is_duration_key(key: &str) -> bool {
+    matches!(
+        key,
+        "grace_period"
+            | "connect"
+            | "read"
+            | "total"
+            | "interval"
+            | "timeout"
+            | "window"
+            | "open_for"
+    ) || key.ends_with("_timeout")
+        || key.ends_with("_ttl")
+        || key.ends_with("_time")
+}
+
+/// A hint for a type error, from the key's name and serde's message.
+fn type_hint(key: &str, message: &str) -> Option<String> {
+    if !message.starts_with("invalid type") {
+        return None;
+    }
+    if is_duration_key(key) {
+        return Some("durations are strings with a unit, such as \"10s\" or \"250ms\"".into());
+    }
+    if message.contains("expected a sequence") {
+        return Some(format!(
+            "`{key}` is a list: write it in brackets, e.g. [\"...\"], even for one entry"
+        ));
+    }
+    None
+}
