@@ -374,3 +374,26 @@ fn check_routeless_files() {
         assert!(out.contains(want), "{text:?}:\n{out}");
     }
 }
+
+#[test]
+fn explain_malformed_url_exits_2_and_host_mismatch_is_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_cfg(&dir, &(BASE.to_string() + EXPLAIN_CFG));
+    let config = p.to_str().unwrap();
+    for url in ["http://[::1/y", "ftp://x/y"] {
+        let (code, out, err) = ficus(&["explain", "--config", config, "GET", url]);
+        assert_eq!(code, 2, "{url}: stdout {out}\nstderr {err}");
+        assert!(err.contains("invalid URL"), "{url}: {err}");
+    }
+    let (code, out, err) = ficus(&[
+        "explain",
+        "--config",
+        config,
+        "GET",
+        "http://eu.example/orders/1",
+        "-H",
+        "Host: api.example",
+    ]);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    assert!(out.contains("result: 400 Bad Request"), "{out}");
+}

@@ -62,6 +62,79 @@ pub enum ExplainError {
     Method(String),
     #[error("invalid header `{0}`: write it as 'Name: value'")]
     Header(String),
+    #[error("invalid URL `{0}`: {1}")]
+    Url(String, &'static str),
+}
+
+/// The request `explain` describes, built as the gateway receives it: pingora's own
+/// request header, so target parsing and authority checks are the gateway's.
+struct ExplainRequest {
+    header: pingora_http::RequestHeader,
+    /// The request target's path and query as the router sees it.
+    target: String,
+    /// Why pingora refuses the request before ficus sees it, if it does.
+    refused: Option<String>,
+}
+
+/// Parses `url` (an `http://` or `https://` URL, or a path) and the `-H` headers. A client
+/// sends the URL's authority as `Host` unless told otherwise, so explain does too.
+fn explain_request(
+    method: &Method,
+    url: &str,
+    headers: HeaderMap,
+) -> Result<ExplainRequest, ExplainError> {
+    let bad = |why| ExplainError::Url(url.to_string(), why);
+    let absolute = !url.starts_with('/');
+    let mut headers = headers;
+    if absolute {
+        let uri: http::Uri = url.parse().map_err(|_| {
+            bad("write a path such as /orders/1 or a URL such as http://host/orders/1")
+        })?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(bad("the gateway speaks http:// and https:// only"));
+        }
+        let Some(authority) = uri.authority() else {
+            return Err(bad("the URL has no host"));
+        };
+        if !headers.contains_key(http::header::HOST) {
+            let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?;
+            headers.insert(http::header::HOST, host);
+        }
+    }
+    let mut header =
+        pingora_http::RequestHeader::build_no_case(method.clone(), url.as_bytes(), None)
+            .map_err(|_| bad("not a valid request target"))?;
+    for (n, v) in &headers {
+        // Cannot fail: the name and value are already a valid HeaderName and HeaderValue.
+        let _ = header.append_header(n.clone(), v.clone());
+    }
+    // As the gateway does (proxy::request_filter): an absolute-form target is routed on
+    // its path and query, which pingora keeps in the Uri.
+    let target = if absolute {
+        header
+            .uri
+            .path_and_query()
+            .map_or("/".to_string(), |pq| pq.as_str().to_string())
+    } else {
+        url.to_string()
+    };
+    let refused = pingora_core::protocols::http::authority::validate_request_authority(&header)
+        .err()
+        .map(|e| {
+            e.context
+                .as_ref()
+                .map_or_else(|| e.etype.as_str().to_string(), |c| c.as_str().to_string())
+        })
+        .or_else(|| {
+            let host = header.headers.get(http::header::HOST)?;
+            (!crate::proxy::headers::host_value_is_sound(host.as_bytes()))
+                .then(|| "the Host header is not a plain host[:port]".to_string())
+        });
+    Ok(ExplainRequest {
+        header,
+        target,
+        refused,
+    })
 }
 
 /// `ficus explain METHOD URL [-H 'Name: value']...`: which route matches and why.
@@ -72,7 +145,9 @@ pub fn explain(
     headers: &[String],
 ) -> Result<String, ExplainError> {
     let cfg = config::load(path)?;
-    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+    // Methods are case-sensitive (RFC 9110 §9.1), in the gateway as here: `post` is not
+    // `POST`, and route methods are always upper case.
+    let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| ExplainError::Method(method.to_string()))?;
     let mut map = HeaderMap::new();
     for h in headers {
@@ -84,32 +159,26 @@ pub fn explain(
         let v = HeaderValue::from_str(v.trim()).map_err(|_| ExplainError::Header(h.clone()))?;
         map.append(n, v);
     }
-    // Accept a full URL or just a path.
-    let (host, target) = match url.split_once("://") {
-        Some((_, rest)) => match rest.find('/') {
-            Some(i) => (Some(&rest[..i]), &rest[i..]),
-            None => (Some(rest), "/"),
-        },
-        None => (None, url),
-    };
-    let host = map
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or(host)
-        .map(|h| {
-            h.rsplit_once(':')
-                .map_or(h, |(a, p)| {
-                    if p.bytes().all(|b| b.is_ascii_digit()) {
-                        a
-                    } else {
-                        h
-                    }
-                })
-                .to_string()
-        });
+    let req = explain_request(&method, url, map)?;
     let mut out = String::new();
     let _ = writeln!(out, "request: {method} {url}");
-    let (raw_path, query) = normalize::split_target(target.as_bytes());
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        let _ = writeln!(
+            out,
+            "note: methods are case-sensitive: `{method}` is not `{}`, and routes list methods in upper case",
+            method.as_str().to_ascii_uppercase()
+        );
+    }
+    if let Some(why) = &req.refused {
+        let _ = writeln!(
+            out,
+            "result: 400 Bad Request ({why}); no route is consulted"
+        );
+        return Ok(out);
+    }
+    let host = crate::proxy::headers::request_host(&req.header);
+    let map = &req.header.headers;
+    let (raw_path, query) = normalize::split_target(req.target.as_bytes());
     let normalized = match normalize::normalize(raw_path) {
         Ok(n) => n,
         Err(e) => {
@@ -123,9 +192,9 @@ pub fn explain(
     }
     let view = RequestView {
         method: &method,
-        host: host.as_deref(),
+        host,
         path: &normalized.path,
-        headers: &map,
+        headers: map,
     };
     let router = &cfg.router;
     let found = router.find(&view);
@@ -385,6 +454,64 @@ service = "monolith"
         );
         let out = explain(f.path(), "GET", "/public/%2e%2e/orders/1", &[]).unwrap();
         assert!(out.contains("normalized path: /orders/1"), "{out}");
+    }
+
+    #[test]
+    fn explain_agrees_with_the_gateway_on_hosts() {
+        let hosted = CFG.replace(
+            "match = { path = \"/google/{q}\" }",
+            "match = { path = \"/google/{q}\", host = \"api.example\" }",
+        );
+        let f = write_config(&hosted);
+        // The URL's host is the request's host.
+        let out = explain(f.path(), "GET", "http://api.example/google/x", &[]).unwrap();
+        assert!(out.contains("matched route: search"), "{out}");
+        // A Host header that differs from the URL's authority: pingora answers 400.
+        for host in [
+            "Host: other.example",
+            "Host: API.example",
+            "Host: api.example:80",
+        ] {
+            let out = explain(
+                f.path(),
+                "GET",
+                "http://api.example/google/x",
+                &[host.into()],
+            )
+            .unwrap();
+            assert!(out.contains("result: 400 Bad Request"), "{host}: {out}");
+            assert!(!out.contains("matched route"), "{host}: {out}");
+        }
+        let out = explain(
+            f.path(),
+            "GET",
+            "/google/x",
+            &["Host: api.example:8080".into()],
+        )
+        .unwrap();
+        assert!(out.contains("matched route: search"), "{out}");
+    }
+
+    #[test]
+    fn explain_methods_are_case_sensitive() {
+        let f = write_config(CFG);
+        let out = explain(f.path(), "post", "/orders/1", &[]).unwrap();
+        assert!(out.contains("request: post /orders/1"), "{out}");
+        assert!(out.contains("methods are case-sensitive"), "{out}");
+        assert!(out.contains("matched route: legacy"), "{out}");
+        assert!(
+            out.contains("- orders: method post is not one of [GET, POST]"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn explain_refuses_malformed_urls() {
+        let f = write_config(CFG);
+        for url in ["http://[::1/y", "ftp://x/y", "orders/1", "http:///x"] {
+            let err = explain(f.path(), "GET", url, &[]).unwrap_err();
+            assert!(matches!(err, ExplainError::Url(..)), "{url}: {err}");
+        }
     }
 
     #[test]
