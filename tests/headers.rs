@@ -424,3 +424,73 @@ fn canonical_header_case_when_not_preserved() {
     );
     assert_eq!(r.header("x-resp-set"), Some("s"));
 }
+
+/// Forwarding headers other than X-Forwarded-For/-Proto/-Host that backends trust (client
+/// address, scheme, original path) are dropped from untrusted peers and kept from trusted
+/// proxies.
+#[test]
+fn other_forwarding_headers_only_from_trusted_proxies() {
+    let spoof = [
+        ("Forwarded", "for=6.6.6.6;proto=https"),
+        ("X-Real-IP", "6.6.6.6"),
+        ("True-Client-IP", "6.6.6.6"),
+        ("X-Forwarded-Port", "1"),
+        ("X-Forwarded-Prefix", "/evil"),
+        ("X-Original-URL", "/admin/x"),
+        ("X-Rewrite-URL", "/admin/x"),
+        ("X-Custom", "kept"),
+    ];
+    let (gw, o) = setup(None);
+    assert_eq!(get_raw(gw.listen, "/x", "t", &spoof).status, 200);
+    let seen = o.last().unwrap();
+    for (name, _) in &spoof[..7] {
+        assert_eq!(seen.header(name), None, "{name} from an untrusted client");
+    }
+    assert_eq!(seen.header("x-custom"), Some("kept"));
+
+    let (gw, o) = setup(Some("127.0.0.1/32"));
+    assert_eq!(get_raw(gw.listen, "/x", "t", &spoof).status, 200);
+    let seen = o.last().unwrap();
+    for (name, value) in &spoof {
+        assert_eq!(
+            seen.header(name),
+            Some(*value),
+            "{name} from a trusted proxy"
+        );
+    }
+}
+
+/// X-Forwarded-Host keeps an IPv6 literal's brackets, and is absent for an empty Host.
+#[test]
+fn forwarded_host_edge_cases() {
+    let (gw, o) = setup(None);
+    assert_eq!(get_raw(gw.listen, "/x", "[::1]:8080", &[]).status, 200);
+    assert_eq!(o.last().unwrap().header("x-forwarded-host"), Some("[::1]"));
+    let r = raw_request(
+        gw.listen,
+        b"GET /x HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(o.last().unwrap().header("x-forwarded-host"), None);
+}
+
+/// An HTTP/1.0 request without Host reaches the upstream (spoken to in HTTP/1.1) with one:
+/// the absolute-form target's authority, else the instance's address.
+#[test]
+fn http10_without_host_gets_one_upstream() {
+    let (gw, o) = setup(None);
+    let r = raw_request(gw.listen, b"GET /plain HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        o.last().unwrap().header("host"),
+        Some(o.addr().to_string().as_str())
+    );
+    let r = raw_request(
+        gw.listen,
+        b"GET http://shop.example:81/abs HTTP/1.0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = o.last().unwrap();
+    assert_eq!(seen.path, "/abs");
+    assert_eq!(seen.header("host"), Some("shop.example:81"));
+}

@@ -169,3 +169,58 @@ timeouts = { connect = "1s", read = "10s", total = "500ms" }
         "504 after {el:?}"
     );
 }
+
+/// An origin that answers every request on a connection with the same raw bytes.
+fn canned_origin(response: &'static [u8]) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 || conn.write_all(response).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Status codes outside 100-599, and a `101 Switching Protocols` to a request that asked
+/// for no upgrade, are invalid upstream answers: 502, not relayed (a relayed 101 would turn
+/// the client's connection into a tunnel it never asked for).
+#[test]
+fn invalid_upstream_statuses_are_502() {
+    for (what, canned) in [
+        (
+            "101 without an upgrade request",
+            &b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"[..],
+        ),
+        ("status 600", &b"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n"[..]),
+        ("status 999", &b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"[..]),
+    ] {
+        let addr = canned_origin(canned);
+        let cfg = GATEWAY.to_string()
+            + &format!(
+                r#"
+[services.o]
+instances = ["{addr}"]
+
+[[routes]]
+name = "all"
+match = {{ path = "/**" }}
+service = "o"
+retries = {{ attempts = 1 }}
+"#
+            );
+        let gw = Gateway::start(&cfg);
+        let r = get_raw(gw.listen, "/x", "t", &[]);
+        assert_eq!(r.status, 502, "{what}: {:?}", r.text());
+        assert_clean_json_error(&r, &[]);
+    }
+}

@@ -66,25 +66,105 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// What of the bytes read goes to the proxy now: the head, and when the request has a body
-/// everything read so far. When a request without a body is followed by more bytes, the
-/// client is pipelining: those bytes stay in `buf` as the start of the next request, and
-/// the proxy sees one request at a time (pingora would otherwise drop them and leave the
-/// client waiting for answers that never come).
+/// as much of it as was read, up to its end. Bytes after the request (a pipelined next
+/// request) stay in `buf` as the start of the next round, and the proxy sees one request
+/// at a time (pingora would otherwise drop them and leave the client waiting for answers
+/// that never come). When where the body ends cannot be told from the bytes at hand
+/// (chunked framing not complete yet, or framing the proxy will refuse), everything goes.
 fn to_proxy_now(buf: &[u8], end: usize) -> usize {
-    if end == buf.len() || has_body_framing(&buf[..end]) {
-        buf.len()
-    } else {
-        end
+    if end == buf.len() {
+        return end;
+    }
+    let body_end = match body_framing(&buf[..end]) {
+        Framing::None => Some(end),
+        Framing::Length(n) => usize::try_from(n).ok().and_then(|n| end.checked_add(n)),
+        Framing::Chunked => chunked_end(&buf[end..]).map(|n| end + n),
+        Framing::Unknown => None,
+    };
+    body_end.map_or(buf.len(), |e| e.min(buf.len()))
+}
+
+/// How a request head says its body is framed.
+#[derive(Debug, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Something the proxy will look at more closely (and maybe refuse).
+    Unknown,
+}
+
+/// Reads the framing headers of a request head (only as far as needed to split a pipelined
+/// request off; the proxy validates them).
+fn body_framing(head: &[u8]) -> Framing {
+    let mut framing = Framing::None;
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            framing = match (framing, n) {
+                (Framing::None, Some(n)) => Framing::Length(n),
+                _ => Framing::Unknown,
+            };
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            framing = match framing {
+                Framing::None if value.eq_ignore_ascii_case(b"chunked") => Framing::Chunked,
+                _ => Framing::Unknown,
+            };
+        }
+    }
+    framing
+}
+
+/// Where a chunked body that starts at `body[0]` ends, if all of it is there: its chunks,
+/// the last (zero) chunk and the trailer section.
+fn chunked_end(body: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let line_end = at + memchr::memchr(b'\n', body.get(at..)?)?;
+        let line = body[at..line_end]
+            .strip_suffix(b"\r")
+            .unwrap_or(&body[at..line_end]);
+        let digits = line.split(|&b| b == b';').next()?.trim_ascii();
+        if digits.is_empty() || digits.len() > 15 {
+            return None;
+        }
+        let size = usize::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
+        at = line_end + 1;
+        if size == 0 {
+            // Trailer fields, then the empty line.
+            loop {
+                let line_end = at + memchr::memchr(b'\n', body.get(at..)?)?;
+                let empty = line_end == at || (line_end == at + 1 && body[at] == b'\r');
+                at = line_end + 1;
+                if empty {
+                    return Some(at);
+                }
+            }
+        }
+        // The data, then its CRLF.
+        at = at.checked_add(size)?;
+        match body.get(at..)? {
+            [b'\r', b'\n', ..] => at += 2,
+            [b'\n', ..] => at += 1,
+            _ => return None,
+        }
     }
 }
 
-/// Whether a request head announces a body (`Content-Length` or `Transfer-Encoding`).
-fn has_body_framing(head: &[u8]) -> bool {
-    head.split(|&b| b == b'\n').skip(1).any(|line| {
-        let name = line.split(|&b| b == b':').next().unwrap_or_default();
-        name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
-    })
+/// Drops empty lines before a request line: RFC 9112 §2.2 asks servers to ignore at
+/// least one, and a client may send a stray CRLF after a body.
+fn skip_empty_lines(buf: &mut BytesMut) {
+    let n = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if n > 0 {
+        let _ = buf.split_to(n);
+    }
 }
 
 /// What to answer before the proxy sees the request, when the head breaks a limit the
@@ -138,6 +218,7 @@ async fn read_head<R: AsyncRead + Unpin + ?Sized>(
             Some(Ok(_)) => {}
         }
     }
+    skip_empty_lines(buf);
     // The common case: the whole head arrived in the first read.
     if let Some(end) = head_end(buf) {
         return Head::Ready(end);
@@ -152,7 +233,7 @@ async fn read_head<R: AsyncRead + Unpin + ?Sized>(
         }
         match read_or_timeout(stream, buf, timer.as_mut()).await {
             Some(Ok(0)) | Some(Err(_)) => return Head::Gone,
-            Some(Ok(_)) => {}
+            Some(Ok(_)) => skip_empty_lines(buf),
             None => return Head::TooSlow,
         }
     }
@@ -438,15 +519,33 @@ mod tests {
         assert_eq!(to_proxy_now(two, end), 28, "only the first request");
         let rest = &two[28..];
         assert_eq!(to_proxy_now(rest, head_end(rest).unwrap()), rest.len());
-        // With a body everything goes to the proxy, which knows where the body ends.
+        // With a body: the head and the body, and the next request stays.
         let post =
             b"POST / HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n";
-        assert_eq!(to_proxy_now(post, head_end(post).unwrap()), post.len());
-        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-        assert_eq!(
-            to_proxy_now(chunked, head_end(chunked).unwrap()),
-            chunked.len()
-        );
+        let end = head_end(post).unwrap();
+        assert_eq!(to_proxy_now(post, end), end + 3);
+        // Only part of the body read yet: all of it goes.
+        assert_eq!(to_proxy_now(&post[..end + 2], end), end + 2);
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        let end = head_end(chunked).unwrap();
+        assert_eq!(to_proxy_now(chunked, end), chunked.len() - 18);
+        // An incomplete chunked body, or framing the proxy will refuse: everything.
+        let cut = &chunked[..chunked.len() - 22];
+        assert_eq!(to_proxy_now(cut, end), cut.len());
+        let both = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(to_proxy_now(both, head_end(both).unwrap()), both.len());
+        let bad = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(to_proxy_now(bad, head_end(bad).unwrap()), bad.len());
+    }
+
+    #[test]
+    fn empty_lines_before_a_request_line_are_skipped() {
+        let mut buf = BytesMut::from(&b"\r\n\r\n\nGET / HTTP/1.1\r\n\r\n"[..]);
+        skip_empty_lines(&mut buf);
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n\r\n");
+        let mut buf = BytesMut::from(&b"GET"[..]);
+        skip_empty_lines(&mut buf);
+        assert_eq!(&buf[..], b"GET");
     }
 
     /// The vectorized search agrees with a plain byte-by-byte scan on random inputs made

@@ -155,7 +155,12 @@ pub fn client_ip(trusted: &[Cidr], peer: Option<IpAddr>, headers: &HeaderMap) ->
 /// not such headers exist) is switched off per peer, see `upstream::make_peer`. The
 /// `Connection` nominations pingora would refuse are refused earlier, in
 /// [`connection_is_sound`].
-pub fn strip_hop_by_hop_request(req: &mut impl HeaderSink, websocket: bool) {
+///
+/// From a peer that is not a trusted proxy (`untrusted`) the other forwarding headers a
+/// backend may believe go too: `Forwarded`, `X-Real-IP`, `X-Client-IP`, `True-Client-IP`,
+/// `X-Forwarded-Port`, `-Prefix`, `-Server`, `X-Original-URL`, `X-Rewrite-URL`
+/// (X-Forwarded-For/-Proto/-Host are replaced by [`set_forwarded`]).
+pub fn strip_hop_by_hop_request(req: &mut impl HeaderSink, websocket: bool, untrusted: bool) {
     // Most requests carry no hop-by-hop header at all: one pass over the names finds out.
     let mut present = 0u16;
     for n in req.map().keys() {
@@ -173,6 +178,11 @@ pub fn strip_hop_by_hop_request(req: &mut impl HeaderSink, websocket: bool) {
     }
     if present & TRANSFER_ENCODING_BIT != 0 {
         req.del(&header::CONTENT_LENGTH);
+    }
+    if untrusted && present & FORWARDING_BIT != 0 {
+        for name in &FORWARDING {
+            req.del(name);
+        }
     }
     for &(bit, name) in &HOP_BY_HOP {
         let kept = websocket && bit == UPGRADE_BIT;
@@ -215,8 +225,10 @@ pub fn connection_is_sound(headers: &HeaderMap) -> bool {
 }
 
 /// Headers a `Connection` option may not name.
-const NOT_NOMINABLE: [&[u8]; 4] = [
+const NOT_NOMINABLE: [&[u8]; 6] = [
     b"host",
+    b"content-length",
+    b"transfer-encoding",
     b"x-forwarded-for",
     b"x-forwarded-host",
     b"x-forwarded-proto",
@@ -270,6 +282,22 @@ pub fn strip_hop_by_hop_response(
 const CONNECTION_BIT: u16 = 1;
 const UPGRADE_BIT: u16 = 2;
 const TRANSFER_ENCODING_BIT: u16 = 256;
+/// Any of [`FORWARDING`].
+const FORWARDING_BIT: u16 = 512;
+
+/// Forwarding headers besides X-Forwarded-For/-Proto/-Host that backends trust: only
+/// trusted proxies may send them.
+static FORWARDING: [HeaderName; 9] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+];
 
 /// The hop-by-hop headers, with their bit in [`hop_by_hop_bit`]'s mask. All are removed
 /// from upstream requests; the first [`RESPONSE_SET`] from responses (the others only
@@ -310,8 +338,20 @@ fn hop_by_hop_bit(n: &HeaderName) -> u16 {
         128
     } else if n == header::TRANSFER_ENCODING {
         TRANSFER_ENCODING_BIT
+    } else if forwarding_name(n.as_str()) {
+        FORWARDING_BIT
     } else {
         0
+    }
+}
+
+/// Whether `n` is one of [`FORWARDING`] (by its first byte first: most names are not).
+fn forwarding_name(n: &str) -> bool {
+    match n.as_bytes().first() {
+        Some(b'x') => n.starts_with("x-") && FORWARDING[1..].iter().any(|f| f.as_str() == n),
+        Some(b'f') => n == "forwarded",
+        Some(b't') => n == "true-client-ip",
+        _ => false,
     }
 }
 
@@ -339,6 +379,34 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
         }
     }
     out
+}
+
+/// The authority of an absolute-form request target (`http://host:port/path`).
+pub fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+    let start = target.windows(3).position(|w| w == b"://")? + 3;
+    let rest = &target[start..];
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    (!authority.is_empty() && host_value_is_sound(authority)).then_some(authority)
+}
+
+/// Joins several `Cookie` fields into one, separated by "; ".
+pub fn join_cookies(h: &mut impl HeaderSink) {
+    let mut cookies = h.map().get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (cookies.next(), cookies.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in h.map().get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.put(&header::COOKIE, "Cookie", v);
+    }
 }
 
 /// Sets X-Forwarded-For/-Proto/-Host. Incoming values are kept only from trusted proxies.
@@ -439,7 +507,9 @@ pub fn forwarded_host(req: &RequestHeader) -> Option<HeaderValue> {
         if let Some(v) = req.headers.get(header::HOST) {
             let s = v.to_str().ok()?;
             let host = strip_port(s);
-            return if host.len() == s.len() {
+            return if host.is_empty() {
+                None
+            } else if host.len() == s.len() {
                 Some(v.clone())
             } else {
                 HeaderValue::from_str(host).ok()
@@ -449,10 +519,45 @@ pub fn forwarded_host(req: &RequestHeader) -> Option<HeaderValue> {
     request_host(req).and_then(|h| HeaderValue::from_str(h).ok())
 }
 
+/// A `Host` value is `host [":" port]` (RFC 9110 §7.2): a bracketed IPv6 literal or a name
+/// of visible characters, and at most five port digits up to 65535. Refused besides what
+/// URIs forbid there: `,` (it would turn X-Forwarded-Host into a list) and `@`. An empty
+/// value is allowed (RFC 9112 §3.2, for targets without an authority).
+pub fn host_value_is_sound(h: &[u8]) -> bool {
+    let (name, port) = if h.first() == Some(&b'[') {
+        match h.iter().position(|&b| b == b']') {
+            Some(close) => (&h[1..close], h.get(close + 1..).unwrap_or_default()),
+            None => return false,
+        }
+    } else {
+        match h.iter().position(|&b| b == b':') {
+            Some(colon) => (&h[..colon], &h[colon..]),
+            None => (h, &[][..]),
+        }
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => {
+            digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(digits)
+                    .ok()
+                    .is_none_or(|d| d.is_empty() || d.parse::<u32>().is_ok_and(|p| p <= 65535))
+        }
+        _ => false,
+    };
+    port_ok
+        && name.iter().all(|&b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'/' | b'\\' | b'?' | b'#' | b'@' | b',' | b'[' | b']')
+        })
+}
+
 fn strip_port(h: &str) -> &str {
     let b = h.as_bytes();
     if b.first() == Some(&b'[') {
-        return h.split_once(']').map_or(h, |(a, _)| &a[1..]);
+        // An IPv6 literal keeps its brackets: without them its last group reads as a port.
+        return h.find(']').map_or(h, |close| &h[..=close]);
     }
     // A byte scan from the end: the port, if any, is the digits after the last ':'.
     let mut i = b.len();
@@ -553,7 +658,7 @@ mod tests {
         req.insert_header("te", "trailers").unwrap();
         req.insert_header("upgrade", "h2c").unwrap();
         req.insert_header("x-keep", "1").unwrap();
-        strip_hop_by_hop_request(&mut req, false);
+        strip_hop_by_hop_request(&mut req, false, true);
         for gone in ["connection", "x-secret", "keep-alive", "te", "upgrade"] {
             assert!(!req.headers.contains_key(gone), "{gone}");
         }
@@ -576,9 +681,9 @@ mod tests {
             req.append_header(n, v).unwrap();
         }
         let mut ws = req.clone();
-        strip_hop_by_hop_request(&mut req, false);
+        strip_hop_by_hop_request(&mut req, false, true);
         assert_eq!(req.headers.len(), 0, "{:?}", req.headers);
-        strip_hop_by_hop_request(&mut ws, true);
+        strip_hop_by_hop_request(&mut ws, true, true);
         assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
         assert_eq!(ws.headers.get("connection").unwrap(), "upgrade");
         assert_eq!(ws.headers.len(), 2, "{:?}", ws.headers);
@@ -589,7 +694,7 @@ mod tests {
         let mut req = RequestHeader::build("POST", b"/", None).unwrap();
         req.append_header("Content-Length", "6").unwrap();
         req.append_header("Transfer-Encoding", "chunked").unwrap();
-        strip_hop_by_hop_request(&mut req, false);
+        strip_hop_by_hop_request(&mut req, false, true);
         assert!(!req.headers.contains_key("content-length"));
         assert_eq!(req.headers.get("transfer-encoding").unwrap(), "chunked");
     }
@@ -652,9 +757,53 @@ mod tests {
     }
 
     #[test]
+    fn host_values() {
+        for ok in [
+            "a.com",
+            "a.com:8080",
+            "a.com:",
+            "[::1]",
+            "[::1]:443",
+            "",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(host_value_is_sound(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "a,b", "a:99999", "a:123456", "a:b", "a@b", "a/b", "[::1", "[::1]x", "a b", "a:-1",
+            "[a]]",
+        ] {
+            assert!(!host_value_is_sound(bad.as_bytes()), "{bad}");
+        }
+        assert_eq!(
+            absolute_authority(b"http://evil:81/x"),
+            Some(&b"evil:81"[..])
+        );
+        assert_eq!(absolute_authority(b"http://evil?q"), Some(&b"evil"[..]));
+        assert_eq!(absolute_authority(b"/x"), None);
+        assert_eq!(absolute_authority(b"http:///x"), None);
+    }
+
+    #[test]
+    fn cookies_are_joined_into_one_line() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+        let mut one = HeaderMap::new();
+        one.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        join_cookies(&mut one);
+        assert_eq!(one.get_all(header::COOKIE).iter().count(), 1);
+    }
+
+    #[test]
     fn host_without_port() {
         assert_eq!(strip_port("a.com:8080"), "a.com");
-        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
         assert_eq!(strip_port("a.com"), "a.com");
         assert_eq!(strip_port("a.com:"), "a.com");
         assert_eq!(strip_port("a:b"), "a:b");

@@ -73,10 +73,18 @@ impl Gateway {
         if header_bytes > limits.max_header_bytes {
             return Err(GatewayError::HeadersTooLarge);
         }
-        if let Some(len) = req.headers.get(http::header::CONTENT_LENGTH) {
-            if content_length(len.as_bytes())? > limits.max_body_bytes {
-                return Err(GatewayError::BodyTooLarge);
+        // One `Content-Length` line: two, even equal ones, are refused (as nginx does), an
+        // upstream could read them differently. (Next to `Transfer-Encoding` pingora has
+        // already dropped it and will close the connection after the answer, RFC 9112 §6.1.)
+        let mut cl = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+        match (cl.next(), cl.next()) {
+            (None, _) => {}
+            (Some(len), None) => {
+                if content_length(len.as_bytes())? > limits.max_body_bytes {
+                    return Err(GatewayError::BodyTooLarge);
+                }
             }
+            _ => return Err(GatewayError::BadRequest),
         }
         // Only one plain `chunked` is forwarded: any other coding (or `chunked` twice, in
         // two header lines) would reach the upstream as something pingora did not frame.
@@ -110,6 +118,11 @@ impl Gateway {
             return Err(GatewayError::NoRoute);
         };
         let route = rt.config.router.route(index);
+        // TRACE echoes the request, credentials included (cross-site tracing): only routes
+        // that list it get it.
+        if req.method == http::Method::TRACE && !route.methods.contains(&http::Method::TRACE) {
+            return Err(GatewayError::TraceNotAllowed);
+        }
         if !normalized.flags.without(route.allow).is_empty() {
             return Err(GatewayError::PathNotAllowed);
         }
@@ -148,10 +161,7 @@ fn host_is_sound(req: &RequestHeader) -> bool {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => false,
-        (Some(h), None) => h
-            .as_bytes()
-            .iter()
-            .all(|&b| b.is_ascii_graphic() && !matches!(b, b'/' | b'\\' | b'?' | b'#' | b'@')),
+        (Some(h), None) => headers::host_value_is_sound(h.as_bytes()),
         (None, _) => req.version != http::Version::HTTP_11 || req.uri.authority().is_some(),
     }
 }
@@ -204,12 +214,28 @@ fn upstream_headers(h: &mut impl HeaderSink, session: &Session, ctx: &RequestCtx
             .headers
             .get(http::header::UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    headers::strip_hop_by_hop_request(h, websocket);
+    headers::strip_hop_by_hop_request(h, websocket, !ctx.peer_trusted);
     let route = ctx.runtime.config.router.route(route);
     h.reserve(UPSTREAM_ADDED + route.request_headers.additions());
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let host = headers::forwarded_host(session.req_header());
     headers::set_forwarded(h, ctx.peer_ip, ctx.peer_trusted, tls, host);
+    let req = session.req_header();
+    // Every HTTP/1.1 request needs a Host (RFC 9112 §3.2); an HTTP/1.0 client may have sent
+    // none: the absolute-form target's authority, else the instance's address.
+    if req.version == http::Version::HTTP_10 && !h.map().contains_key(http::header::HOST) {
+        if let Some(v) = headers::absolute_authority(req.raw_path())
+            .and_then(|a| http::HeaderValue::from_bytes(a).ok())
+            .or_else(|| ctx.instance.and_then(|a| a.to_string().try_into().ok()))
+        {
+            h.put(&http::header::HOST, "Host", v);
+        }
+    }
+    // HTTP/2 clients may split cookies into several fields; HTTP/1 wants one line, joined
+    // with "; " (RFC 9113 §8.2.3).
+    if session.is_http2() {
+        headers::join_cookies(h);
+    }
     h.put(
         &headers::X_REQUEST_ID,
         "X-Request-Id",
@@ -456,12 +482,23 @@ impl ProxyHttp for Gateway {
     /// Records the attempt's outcome as soon as the upstream answers.
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
+        // Status codes are three digits, 100-599 (RFC 9110 §15); a `101` answers only an
+        // upgrade request, else it would turn the connection into a tunnel the client never
+        // asked for. Either is an invalid upstream response (502).
+        let status = resp.status.as_u16();
+        if status > 599 || (status == 101 && !session.is_upgrade_req()) {
+            return Err(pingora_error::Error::explain(
+                pingora_error::ErrorType::InvalidHTTPHeader,
+                format!("invalid upstream response status {status}"),
+            )
+            .into_up());
+        }
         if !resp.status.is_informational() {
-            select::finish_attempt(ctx, resp.status.as_u16() < 500);
+            select::finish_attempt(ctx, status < 500);
         }
         Ok(())
     }

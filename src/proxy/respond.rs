@@ -21,6 +21,8 @@ pub enum GatewayError {
     BadRequest,
     PathNotAllowed,
     NoRoute,
+    /// `TRACE` on a route that does not list it.
+    TraceNotAllowed,
     UriTooLong,
     HeadersTooLarge,
     BodyTooLarge,
@@ -45,6 +47,7 @@ impl GatewayError {
                 400
             }
             GatewayError::NoRoute => 404,
+            GatewayError::TraceNotAllowed => 405,
             GatewayError::SlowClient => 408,
             GatewayError::BodyTooLarge => 413,
             GatewayError::UriTooLong => 414,
@@ -72,6 +75,7 @@ impl GatewayError {
                 "path contains an encoded slash, backslash or ';' that this route does not accept"
             }
             GatewayError::NoRoute => "no route matches this request",
+            GatewayError::TraceNotAllowed => "TRACE is not allowed on this route",
             GatewayError::UriTooLong => "request URI too long",
             GatewayError::HeadersTooLarge => "request headers too large",
             GatewayError::BodyTooLarge => "request body too large",
