@@ -8,11 +8,12 @@
 pub mod diag;
 pub mod raw;
 mod recover;
+mod shadow;
 
 use diag::{did_you_mean, Diagnostic, Diagnostics, Severity};
 use http::{HeaderName, HeaderValue, Method};
 use raw::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -949,67 +950,25 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
             Some("add a `[[routes]]` section".into()),
         );
     }
-    let mut shapes: BTreeMap<String, (String, usize)> = BTreeMap::new();
     let route_spans: HashMap<usize, Range<usize>> =
         raw_routes.iter().map(|(i, s, _)| (*i, s.clone())).collect();
-    for r in &routes {
-        let span = route_spans.get(&r.file_order).cloned().unwrap_or(0..0);
-        let shape = format!(
-            "{}|{:?}|{:?}|{:?}",
-            r.pattern
-                .segments
-                .iter()
-                .map(|s| match s {
-                    crate::router::pattern::Segment::Literal(l) => l.to_string(),
-                    crate::router::pattern::Segment::Param(_) => "*".into(),
-                })
-                .collect::<Vec<_>>()
-                .join("/")
-                + if r.pattern.tail { "/**" } else { "" },
-            r.host,
-            {
-                let mut m: Vec<&str> = r.methods.iter().map(|m| m.as_str()).collect();
-                m.sort_unstable();
-                m
-            },
-            {
-                let mut h: Vec<String> = r
-                    .headers
-                    .iter()
-                    .map(|(n, v)| format!("{n}={v:?}"))
-                    .collect();
-                h.sort_unstable();
-                h
-            }
-        );
-        match shapes.get(&shape) {
-            Some((first, _)) => {
-                let msg = format!("route `{}` can never match: route `{first}` has the same path and predicates and comes first", r.name);
-                c.d.warning(
-                    span.clone(),
-                    format!("routes[{}]", r.file_order),
-                    msg,
-                    Some("remove one of them or add a predicate (methods, host, headers)".into()),
-                );
-            }
-            None => {
-                shapes.insert(shape, (r.name.to_string(), r.file_order));
-            }
-        }
-    }
+    let router = Router::new(routes);
+    shadow::warn_shadowed(&mut c.d, router.routes(), &route_spans);
 
     if c.d.has_errors() {
         let mut items = c.d.items;
         items.sort_by_key(|d| (std::cmp::Reverse(d.severity), d.line, d.column));
         return Err(ConfigError::Invalid(items));
     }
+    let mut warnings = c.d.items;
+    warnings.sort_by_key(|d| (d.line, d.column));
     Ok(Config {
         path: path.to_path_buf(),
         gateway,
         services,
         registry,
-        router: Router::new(routes),
-        warnings: c.d.items,
+        router,
+        warnings,
     })
 }
 
