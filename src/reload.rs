@@ -3,13 +3,15 @@
 //! Runs as a pingora background service, so there is exactly one watcher per process no
 //! matter how often the config changes. Parsing and compiling happen here, off the request
 //! path. Editors often replace a file by renaming a new one over it, so the watcher follows
-//! the file's directory and filters by name; bursts of events are coalesced.
+//! the file's directory; bursts of events are coalesced. A config reached through symlinks
+//! (a Kubernetes ConfigMap volume) is reloaded when where they lead changes, and the
+//! target's directory is watched too.
 
 use async_trait::async_trait;
 use notify::{RecursiveMode, Watcher};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -18,6 +20,8 @@ use crate::runtime::{ReloadOutcome, Shared};
 
 /// Quiet time after the last file event before reloading: editors write in several steps.
 const DEBOUNCE: Duration = Duration::from_millis(150);
+/// The longest a burst of events can put a reload off.
+const MAX_COALESCE: Duration = Duration::from_secs(1);
 
 pub struct ConfigWatcher {
     shared: Arc<Shared>,
@@ -44,6 +48,24 @@ impl ConfigWatcher {
     }
 }
 
+/// What identifies the file's current content: where the path leads (through symlinks) and
+/// that file's inode, size and modification time. Kubernetes mounts a ConfigMap as
+/// `routes.toml -> ..data/routes.toml` and updates it by swapping the `..data` symlink,
+/// which produces no event naming `routes.toml` at all.
+fn fingerprint(path: &Path) -> Option<(PathBuf, u64, u64, Option<std::time::SystemTime>)> {
+    use std::os::unix::fs::MetadataExt;
+    let target = std::fs::canonicalize(path).ok()?;
+    let m = std::fs::metadata(&target).ok()?;
+    Some((target, m.ino(), m.len(), m.modified().ok()))
+}
+
+/// The directory a path's final target is in, when symlinks lead out of `dir`.
+fn target_dir(path: &Path, dir: &Path) -> Option<PathBuf> {
+    let target = std::fs::canonicalize(path).ok()?;
+    let parent = target.parent()?.to_path_buf();
+    (std::fs::canonicalize(dir).ok()? != parent).then_some(parent)
+}
+
 #[async_trait]
 impl BackgroundService for ConfigWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
@@ -53,19 +75,27 @@ impl BackgroundService for ConfigWatcher {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        // `true`: the event names the config file itself; `false`: something else changed in
+        // a watched directory (a symlink swap, or the target file under another name).
+        // Other events only matter when the path is a symlink (other files in the directory,
+        // a log file for one, may change all the time).
+        let linked = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        let (tx, mut rx) = mpsc::unbounded_channel::<bool>();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
+                if matches!(ev.kind, notify::EventKind::Access(_)) {
+                    return;
+                }
                 let ours = ev
                     .paths
                     .iter()
                     .any(|p| p.file_name().map(|f| f.to_os_string()) == file_name);
-                if ours && !matches!(ev.kind, notify::EventKind::Access(_)) {
-                    let _ = tx.send(());
+                if ours || linked {
+                    let _ = tx.send(ours);
                 }
             }
         });
-        let _watcher = match watcher {
+        let mut watcher = match watcher {
             Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
                 Ok(()) => Some(w),
                 Err(e) => {
@@ -78,17 +108,54 @@ impl BackgroundService for ConfigWatcher {
                 None
             }
         };
+        // When the path is a symlink into another directory, that one is watched too (for
+        // edits of the target file in place), and followed when the link moves.
+        let mut watched_target = None;
+        let mut follow_target = |watcher: &mut Option<notify::RecommendedWatcher>| {
+            let Some(w) = watcher.as_mut() else { return };
+            let now = target_dir(&path, &dir);
+            if now == watched_target {
+                return;
+            }
+            if let Some(old) = watched_target.take() {
+                let _ = w.unwatch(&old);
+            }
+            if let Some(new) = now {
+                if w.watch(&new, RecursiveMode::NonRecursive).is_ok() {
+                    watched_target = Some(new);
+                }
+            }
+        };
+        follow_target(&mut watcher);
+        let mut last = fingerprint(&path);
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                Some(()) = rx.recv() => {
+                Some(ours) = rx.recv() => {
                     // Coalesce the burst of events one save produces.
-                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
-                    self.reload("file change");
+                    // Bounded, so a directory that never goes quiet still gets its reload.
+                    let mut ours = ours;
+                    let until = tokio::time::Instant::now() + MAX_COALESCE;
+                    while let Ok(Some(o)) = tokio::time::timeout_at(
+                        until.min(tokio::time::Instant::now() + DEBOUNCE),
+                        rx.recv(),
+                    )
+                    .await
+                    {
+                        ours |= o;
+                    }
+                    let now = fingerprint(&path);
+                    if ours || now != last {
+                        last = now;
+                        self.reload("file change");
+                        follow_target(&mut watcher);
+                    }
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    last = fingerprint(&path);
                     self.reload("SIGHUP");
+                    follow_target(&mut watcher);
                 }
             }
         }

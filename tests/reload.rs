@@ -240,3 +240,44 @@ fn sighup_triggers_reload() {
     assert!(gw.is_running(), "SIGHUP must not terminate the gateway");
     assert_eq!(gw.get("/x").status, 200);
 }
+
+/// A config mounted the Kubernetes ConfigMap way, `routes.toml -> ..data/routes.toml` with
+/// `..data -> v1`: swapping `..data` to a new directory reloads (no event names the file
+/// itself), and so does editing the current target in place.
+#[test]
+fn symlinked_config_follows_the_link_swap() {
+    let o = Origin::start("o");
+    let k8s_path = |p: &std::path::Path| p.parent().unwrap().join("k8s/routes.toml");
+    let gw = Gateway::start_with_args(&versioned(&o, "one"), move |p| {
+        let k8s = p.parent().unwrap().join("k8s");
+        std::fs::create_dir_all(k8s.join("v1")).unwrap();
+        std::fs::copy(p, k8s.join("v1/routes.toml")).unwrap();
+        std::os::unix::fs::symlink("v1", k8s.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/routes.toml", k8s.join("routes.toml")).unwrap();
+        vec![
+            "run".into(),
+            "--config".into(),
+            k8s_path(p).display().to_string(),
+        ]
+    });
+    assert_eq!(gw.get("/x").header("x-version"), Some("one"));
+    let k8s = gw.config_path().parent().unwrap().join("k8s");
+    std::fs::create_dir_all(k8s.join("v2")).unwrap();
+    std::fs::write(k8s.join("v2/routes.toml"), gw.subst(&versioned(&o, "two"))).unwrap();
+    std::os::unix::fs::symlink("v2", k8s.join("..data_tmp")).unwrap();
+    std::fs::rename(k8s.join("..data_tmp"), k8s.join("..data")).unwrap();
+    poll_until(Duration::from_secs(5), || {
+        (gw.get("/x").header("x-version") == Some("two")).then_some(())
+    })
+    .expect("the ..data swap was not applied within 5s");
+    // The new target directory is watched: an in-place edit there is picked up too.
+    std::fs::write(
+        k8s.join("v2/routes.toml"),
+        gw.subst(&versioned(&o, "three")),
+    )
+    .unwrap();
+    poll_until(Duration::from_secs(5), || {
+        (gw.get("/x").header("x-version") == Some("three")).then_some(())
+    })
+    .expect("an in-place edit of the link's target was not applied within 5s");
+}
