@@ -877,10 +877,13 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
         let retries = match &raw.retries {
             None => RetryPolicy::default(),
             Some(r) => {
-                let attempts = r.attempts.unwrap_or(RetryPolicy::default().attempts);
+                let attempts = r
+                    .attempts
+                    .as_ref()
+                    .map_or(RetryPolicy::default().attempts, |a| *a.get_ref());
                 if attempts == 0 || attempts > 10 {
                     c.d.error(
-                        span.clone(),
+                        r.attempts.as_ref().map_or(span.clone(), span_of),
                         format!("{key}.retries.attempts"),
                         "attempts must be between 1 (no retry) and 10",
                     );
@@ -991,7 +994,8 @@ fn compile_registry(
         }
     }
     if token.as_deref() == Some("") {
-        c.d.error(0..0, "registry.token", "the registry token is empty");
+        let at = r.token.as_ref().map_or(0..0, span_of);
+        c.d.error(at, "registry.token", "the registry token is empty");
         token = None;
     }
     let dns_resolver = r
@@ -1186,7 +1190,7 @@ fn compile_service(
             .unwrap_or(Duration::from_secs(1));
         if interval < Duration::from_millis(10) {
             c.d.error(
-                hspan.clone(),
+                h.interval.as_ref().map_or(hspan.clone(), span_of),
                 format!("{hk}.interval"),
                 "probe interval must be at least 10ms",
             );
@@ -1216,10 +1220,15 @@ fn compile_service(
         Some(o) => {
             let d = OutlierSpec::default();
             let o = o.get_ref();
-            let pct = o.max_ejection_percent.unwrap_or(d.max_ejection_percent);
+            let pct = o
+                .max_ejection_percent
+                .as_ref()
+                .map_or(d.max_ejection_percent, |p| *p.get_ref());
             if pct > 100 {
                 c.d.error(
-                    span.clone(),
+                    o.max_ejection_percent
+                        .as_ref()
+                        .map_or(span.clone(), span_of),
                     format!("{key}.outlier.max_ejection_percent"),
                     "must be between 0 and 100",
                 );
@@ -1247,10 +1256,13 @@ fn compile_service(
         let d = BreakerSpec::default();
         let bspan = span_of(b);
         let b = b.get_ref();
-        let rate = b.failure_rate.unwrap_or(d.failure_rate);
+        let rate = b
+            .failure_rate
+            .as_ref()
+            .map_or(d.failure_rate, |r| *r.get_ref());
         if !(0.0..=1.0).contains(&rate) || rate == 0.0 {
             c.d.error(
-                bspan,
+                b.failure_rate.as_ref().map_or(bspan, span_of),
                 format!("{key}.breaker.failure_rate"),
                 "failure_rate must be in (0, 1]",
             );
@@ -1338,18 +1350,19 @@ fn compile_service(
             Some("set the gateway's own zone, e.g. zone = \"eu-1\"".into()),
         );
     }
-    if let Some(t) = raw.panic_threshold {
-        if !(0.0..=1.0).contains(&t) {
+    if let Some(t) = &raw.panic_threshold {
+        if !(0.0..=1.0).contains(t.get_ref()) {
             c.d.error(
-                span.clone(),
+                span_of(t),
                 format!("{key}.panic_threshold"),
                 "panic_threshold must be between 0 and 1",
             );
         }
     }
-    if raw.max_concurrent == Some(0) {
+    let max_concurrent = raw.max_concurrent.as_ref().map(|m| *m.get_ref());
+    if let Some(m) = raw.max_concurrent.as_ref().filter(|m| *m.get_ref() == 0) {
         c.d.error(
-            span.clone(),
+            span_of(m),
             format!("{key}.max_concurrent"),
             "max_concurrent must be at least 1",
         );
@@ -1374,10 +1387,10 @@ fn compile_service(
         health,
         outlier,
         breaker,
-        max_concurrent: raw.max_concurrent,
+        max_concurrent,
         lb,
         prefer_zone: raw.prefer_zone,
-        panic_threshold: raw.panic_threshold,
+        panic_threshold: raw.panic_threshold.as_ref().map(|t| *t.get_ref()),
         retry_budget,
         pool_idle_timeout: c.positive_duration(
             &raw.pool_idle_timeout,
@@ -1479,12 +1492,16 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
     }
     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9901)));
     check_listener_collisions(c, &g, &listeners, &listener_spans, admin);
-    let threads = match g.threads {
-        Some(0) => {
-            c.d.error(0..0, "gateway.threads", "`threads` must be at least 1");
+    let threads = match &g.threads {
+        Some(t) if *t.get_ref() == 0 => {
+            c.d.error(
+                span_of(t),
+                "gateway.threads",
+                "`threads` must be at least 1",
+            );
             1
         }
-        Some(t) => t,
+        Some(t) => *t.get_ref(),
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let grace_period = c
@@ -1874,6 +1891,30 @@ instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
                 cfg.warnings
             );
         }
+    }
+
+    #[test]
+    fn range_errors_point_at_their_key() {
+        let src = format!(
+            "[gateway]\nthreads = 0\n{BASE}max_concurrent = 0\npanic_threshold = 2.0\nbreaker = {{ failure_rate = 0.0 }}\noutlier = {{ max_ejection_percent = 101 }}\n{ROUTE}retries = {{ attempts = 11 }}\n"
+        );
+        let at: Vec<(usize, usize, String)> = errors(&src)
+            .into_iter()
+            .map(|d| (d.line, d.column, d.key))
+            .collect();
+        let want = [
+            (2, 11, "gateway.threads"),
+            (6, 18, "services.orders.max_concurrent"),
+            (7, 19, "services.orders.panic_threshold"),
+            (8, 28, "services.orders.breaker.failure_rate"),
+            (9, 36, "services.orders.outlier.max_ejection_percent"),
+            (14, 24, "routes[0].retries.attempts"),
+        ];
+        let want: Vec<(usize, usize, String)> = want
+            .iter()
+            .map(|(l, c, k)| (*l, *c, k.to_string()))
+            .collect();
+        assert_eq!(at, want);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub struct RawGateway {
     #[serde(default)]
     pub listen: Vec<Spanned<RawListen>>,
     pub admin: Option<Spanned<String>>,
-    pub threads: Option<usize>,
+    pub threads: Option<Spanned<usize>>,
     pub grace_period: Option<Spanned<String>>,
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
@@ -107,12 +107,12 @@ pub struct RawService {
     pub health: Option<Spanned<RawHealth>>,
     pub outlier: Option<Spanned<RawOutlier>>,
     pub breaker: Option<Spanned<RawBreaker>>,
-    pub max_concurrent: Option<usize>,
+    pub max_concurrent: Option<Spanned<usize>>,
     pub lb: Option<Spanned<String>>,
     pub hash_on: Option<Spanned<String>>,
     #[serde(default)]
     pub prefer_zone: bool,
-    pub panic_threshold: Option<f64>,
+    pub panic_threshold: Option<Spanned<f64>>,
     pub retry_budget: Option<RawRetryBudget>,
     /// Close pooled upstream connections idle this long (default: keep them until the
     /// upstream closes them; dead peers are found by TCP keep-alive).
@@ -162,14 +162,14 @@ pub struct RawOutlier {
     pub consecutive_failures: Option<u32>,
     pub base_ejection_time: Option<Spanned<String>>,
     pub max_ejection_time: Option<Spanned<String>>,
-    pub max_ejection_percent: Option<u32>,
+    pub max_ejection_percent: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBreaker {
     pub consecutive_failures: Option<u32>,
-    pub failure_rate: Option<f64>,
+    pub failure_rate: Option<Spanned<f64>>,
     pub min_requests: Option<u32>,
     pub window: Option<Spanned<String>>,
     pub open_for: Option<Spanned<String>>,
@@ -187,7 +187,7 @@ pub struct RawRetryBudget {
 #[serde(deny_unknown_fields)]
 pub struct RawRetries {
     /// Total tries including the first (1 = no retry).
-    pub attempts: Option<u32>,
+    pub attempts: Option<Spanned<u32>>,
     /// Also retry non-idempotent methods (POST, PATCH). Retries happen only after a connect
     /// failure or a broken connection before the response, never after a timeout or a 5xx.
     #[serde(default)]
