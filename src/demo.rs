@@ -61,6 +61,41 @@ pub enum DemoError {
     MissingService(String),
     #[error("{0}")]
     Server(#[from] crate::server::ServerError),
+    #[error("{what} address {addr} is in use: stop what listens there, or change it in {file}")]
+    PortInUse {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        file: String,
+    },
+}
+
+/// The demo's own sample origins would lose a port race silently (the gateway would proxy
+/// to whatever else listens there): every address must be free before anything starts.
+fn check_free(
+    addrs: &[(&'static str, std::net::SocketAddr)],
+    file: &Path,
+) -> Result<(), DemoError> {
+    for &(what, addr) in addrs {
+        if std::net::TcpListener::bind(addr).is_err() {
+            return Err(DemoError::PortInUse {
+                what,
+                addr,
+                file: file.display().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// How to run this binary again, as the user would type it: relative to the working
+/// directory when it is below it.
+fn this_binary() -> String {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "ficus".into());
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or(exe);
+    shown.display().to_string()
 }
 
 /// Runs the demo until Ctrl-C.
@@ -81,8 +116,18 @@ pub fn run(path: &Path) -> Result<(), DemoError> {
         .map(|l| l.addr)
         .ok_or_else(|| DemoError::MissingService(path.display().to_string()))?;
     let admin = cfg.gateway.admin;
+    check_free(
+        &[
+            ("gateway", listen),
+            ("admin", admin),
+            ("sample monolith", monolith),
+            ("sample deliveries service", deliveries),
+        ],
+        path,
+    )?;
+    let ficus = this_binary();
     println!(
-        "ficus demo\n  gateway          http://{listen}\n  legacy monolith  http://{monolith}  (sample)\n  deliveries svc   http://{deliveries}  (sample, the first migrated path)\n  admin            http://{admin}\n\nTry:\n  curl -s http://{listen}/products/7        # not migrated: the monolith answers\n  curl -s http://{listen}/orders/42         # not migrated: the monolith answers\n  curl -s http://{listen}/deliveries/42     # migrated: the deliveries service answers (path rewritten)\n  curl -s --path-as-is http://{listen}/public/../deliveries/1   # normalized before routing\n  curl -s 'http://{listen}/a%2Fb'           # refused: encoded slash (400)\n  curl -s http://{admin}/metrics | grep ficus_requests_total\n  ficus explain --config {} GET http://{listen}/deliveries/42\n\nEdit {} while this runs: changes apply without a restart. Ctrl-C stops.\n",
+        "ficus demo\n  gateway          http://{listen}\n  legacy monolith  http://{monolith}  (sample)\n  deliveries svc   http://{deliveries}  (sample, the first migrated path)\n  admin            http://{admin}\n\nTry:\n  curl -s http://{listen}/products/7        # not migrated: the monolith answers\n  curl -s http://{listen}/orders/42         # not migrated: the monolith answers\n  curl -s http://{listen}/deliveries/42     # migrated: the deliveries service answers (path rewritten)\n  curl -s --path-as-is http://{listen}/public/../deliveries/1   # normalized before routing\n  curl -s 'http://{listen}/a%2Fb'           # refused: encoded slash (400)\n  curl -s http://{admin}/metrics | grep ficus_requests_total\n  {ficus} explain --config {} GET http://{listen}/deliveries/42\n\nEdit {} while this runs: changes apply without a restart. Ctrl-C stops.\n",
         path.display(),
         path.display()
     );
