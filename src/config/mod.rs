@@ -826,7 +826,11 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                         sp.get_ref(),
                         p.source
                     ),
-                    format!("use a prefix of `{lit}` that ends at a `/`, or `rewrite`"),
+                    if lit.is_empty() {
+                        "the pattern starts with a wildcard, so there is no fixed prefix to strip; use `rewrite` with captures".to_string()
+                    } else {
+                        format!("use a prefix of `{lit}` that ends at a `/`, or `rewrite`")
+                    },
                 );
             } else if !s.is_empty() {
                 strip_prefix = Some(s.to_string());
@@ -2029,6 +2033,17 @@ instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
         let src = format!("{BASE}\n[[routes]]\nname = \"a\"\nmatch = {{ path = \"/orders/**\" }}\nservice = \"orders\"\nstrip_prefix = \"/ord\"\n");
         let d = errors(&src);
         assert!(d[0].message.contains("strip_prefix"), "{d:?}");
+    }
+
+    #[test]
+    fn strip_prefix_on_a_leading_wildcard_suggests_rewrite() {
+        let src = format!("{BASE}[[routes]]\nname = \"a\"\nmatch = {{ path = \"/{{x}}/api/**\" }}\nservice = \"orders\"\nstrip_prefix = \"/foo\"\n");
+        let d = errors(&src);
+        let hint = d[0].hint.as_deref().unwrap_or_default();
+        assert!(
+            hint.contains("no fixed prefix") && !hint.contains("``"),
+            "{d:?}"
+        );
     }
 
     #[test]

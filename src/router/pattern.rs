@@ -18,12 +18,24 @@ pub enum PatternError {
     DuplicateParam(String),
     #[error("empty segment (`//`): requests are normalized, so it could never match")]
     EmptySegment,
+    #[error("`{0}` is a dot segment: requests are normalized (`/a/../b` becomes `/b`), so it could never match")]
+    DotSegment(String),
+    #[error("`{0}` contains a percent-escape: requests are matched decoded, so it could never match; write the character itself")]
+    PercentEscape(String),
+    #[error("`{0}` has an unclosed `{{`")]
+    UnclosedBrace(String),
     #[error("a host pattern has no port: the port is ignored when matching")]
     HostWithPort,
     #[error("empty host pattern")]
     EmptyHost,
     #[error("`*` in a host pattern is only allowed as the whole first label (`*.example.com`)")]
     BadHostWildcard,
+    #[error("`{0}` is not ASCII: Host headers carry internationalized names in their `xn--` form; write that")]
+    NonAsciiHost(String),
+    #[error("a host pattern is a name, not a URL: leave out `{0}`")]
+    HostWithScheme(String),
+    #[error("`{0}` is not a valid host label (letters, digits, `-` and `_`, not empty, no `-` at either end)")]
+    BadHostLabel(String),
 }
 
 /// One segment of a path pattern.
@@ -88,8 +100,14 @@ impl PathPattern {
                     }
                     names.push(name);
                     segments.push(Segment::Param(Some(name.into())));
+                } else if part.starts_with('{') && !part.contains('}') {
+                    return Err(PatternError::UnclosedBrace(part.to_string()));
                 } else if part.contains(['*', '{', '}']) {
                     return Err(PatternError::PartialWildcard(part.to_string()));
+                } else if *part == "." || *part == ".." {
+                    return Err(PatternError::DotSegment(part.to_string()));
+                } else if has_percent_escape(part) {
+                    return Err(PatternError::PercentEscape(part.to_string()));
                 } else {
                     segments.push(Segment::Literal((*part).into()));
                 }
@@ -246,6 +264,34 @@ pub fn split_segment(rest: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Whether a literal segment holds `%` and two hex digits, which a normalized path never does.
+fn has_percent_escape(segment: &str) -> bool {
+    segment
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+}
+
+/// Each dot-separated label of a host name: letters, digits, `-` and `_` (seen in
+/// internal names), not empty, and no `-` at either end.
+fn check_host_labels(host: &str) -> Result<(), PatternError> {
+    if !host.is_ascii() {
+        return Err(PatternError::NonAsciiHost(host.to_string()));
+    }
+    for label in host.split('.') {
+        let ok = !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(PatternError::BadHostLabel(label.to_string()));
+        }
+    }
+    Ok(())
+}
+
 /// A compiled host pattern. Both forms are stored lowercase.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
@@ -257,6 +303,11 @@ pub enum HostPattern {
 impl HostPattern {
     pub fn parse(src: &str) -> Result<HostPattern, PatternError> {
         let src = src.trim().to_ascii_lowercase();
+        if let Some((scheme, _)) = src.split_once("://") {
+            return Err(PatternError::HostWithScheme(format!("{scheme}://")));
+        }
+        // A fully qualified name may end in a dot; it names the same host.
+        let src = src.strip_suffix('.').unwrap_or(&src);
         if src.is_empty() {
             return Err(PatternError::EmptyHost);
         }
@@ -264,6 +315,7 @@ impl HostPattern {
             if suffix.is_empty() || suffix.contains('*') {
                 return Err(PatternError::BadHostWildcard);
             }
+            check_host_labels(suffix)?;
             return Ok(HostPattern::Suffix(format!(".{suffix}").into()));
         }
         if src.contains('*') {
@@ -276,11 +328,17 @@ impl HostPattern {
         {
             return Err(PatternError::HostWithPort);
         }
+        // A bracketed IPv6 literal is not made of labels.
+        if !(src.starts_with('[') && src.ends_with(']')) {
+            check_host_labels(src)?;
+        }
         Ok(HostPattern::Exact(src.into()))
     }
 
-    /// `host` is the request's host without port, in any case.
+    /// `host` is the request's host without port, in any case. A trailing dot (a fully
+    /// qualified name, `shop.example.`) names the same host as without it.
     pub fn matches(&self, host: &str) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host);
         match self {
             HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
             HostPattern::Suffix(s) => {
@@ -368,6 +426,59 @@ mod tests {
             PathPattern::parse("/x//y").unwrap_err(),
             PatternError::EmptySegment
         );
+    }
+
+    #[test]
+    fn patterns_that_could_never_match_are_refused() {
+        for (p, want) in [
+            ("/a/../b", PatternError::DotSegment("..".into())),
+            ("/a/./b", PatternError::DotSegment(".".into())),
+            ("/%41", PatternError::PercentEscape("%41".into())),
+            ("/{id", PatternError::UnclosedBrace("{id".into())),
+        ] {
+            assert_eq!(PathPattern::parse(p), Err(want), "{p}");
+        }
+        // Dots inside a segment and a `%` without hex digits are ordinary text.
+        assert!(PathPattern::parse("/a.b/..c/100%").is_ok());
+    }
+
+    #[test]
+    fn hosts_that_could_never_match_are_refused() {
+        for (h, want) in [
+            (
+                "http://shop.example",
+                PatternError::HostWithScheme("http://".into()),
+            ),
+            ("shop..example", PatternError::BadHostLabel(String::new())),
+            ("-shop.example", PatternError::BadHostLabel("-shop".into())),
+            ("*.a..b", PatternError::BadHostLabel(String::new())),
+            (
+                "shop.example/x",
+                PatternError::BadHostLabel("example/x".into()),
+            ),
+            (".", PatternError::EmptyHost),
+        ] {
+            assert_eq!(HostPattern::parse(h), Err(want), "{h}");
+        }
+        for ok in [
+            "[::1]",
+            "10.0.0.1",
+            "my_service.internal",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(HostPattern::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn a_trailing_dot_names_the_same_host() {
+        let e = HostPattern::parse("shop.example.").unwrap();
+        assert_eq!(e, HostPattern::parse("shop.example").unwrap());
+        assert!(e.matches("shop.example."));
+        assert!(e.matches("Shop.Example"));
+        let w = HostPattern::parse("*.shop.example").unwrap();
+        assert!(w.matches("api.shop.example."));
+        assert!(!w.matches("shop.example."));
     }
 
     #[test]
