@@ -14,6 +14,12 @@ fn setup() -> TlsSetup {
 
 /// `extra` is appended to the `[gateway]` table (e.g. `[gateway.limits]`).
 fn setup_with(extra: &str) -> TlsSetup {
+    setup_opts(extra, true)
+}
+
+/// `wait_listeners = false`: return once `/readyz` says ready, without the test harness
+/// connecting to the listeners itself.
+fn setup_opts(extra: &str, wait_listeners: bool) -> TlsSetup {
     let o = Origin::start("o");
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
@@ -41,7 +47,13 @@ service = "o"
 "#),
         &[&o],
     );
-    let gw = Gateway::start_in(dir, &cfg);
+    let gw = Gateway::try_start_opts(
+        dir,
+        &cfg,
+        |p| vec!["run".into(), "--config".into(), p.display().to_string()],
+        wait_listeners,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     TlsSetup { gw, _o: o, ca }
 }
 
@@ -380,4 +392,15 @@ async fn http2_cookie_fields_are_joined_for_http1() {
     assert_eq!(resp.status(), 200);
     let seen = o.last().unwrap();
     assert_eq!(seen.header_all("cookie"), ["a=1; b=2"]);
+}
+
+/// The readiness probe completes a TLS handshake on TLS listeners: starting the gateway
+/// logs no handshake error (a bare TCP probe made pingora log one at every start).
+#[test]
+fn readiness_probe_leaves_no_handshake_error() {
+    let s = setup_opts("", false);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let logs = s.gw.logs();
+    assert!(!logs.contains("handshake error"), "{logs}");
+    assert_eq!(s.gw.admin_get("/readyz").unwrap().status, 200);
 }

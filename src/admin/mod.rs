@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use crate::runtime::Shared;
 
+mod tls_probe;
+
 /// The admin HTTP application.
 pub struct Admin {
     pub shared: Arc<Shared>,
@@ -172,7 +174,8 @@ const FIRST_DNS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Marks the gateway ready once every proxy listener accepts a TCP connection (pingora
 /// binds them on its own schedule, possibly after the admin listener).
 async fn wait_for_listeners(shared: Arc<Shared>) {
-    let addrs: Vec<std::net::SocketAddr> = shared
+    // Each listener's address, and for TLS listeners a name to ask for.
+    let probes: Vec<(std::net::SocketAddr, Option<String>)> = shared
         .runtime()
         .config
         .gateway
@@ -187,11 +190,31 @@ async fn wait_for_listeners(shared: Arc<Shared>) {
                     std::net::Ipv6Addr::LOCALHOST.into()
                 });
             }
-            a
+            let sni = l.tls.first().map(|c| {
+                c.hosts
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "localhost".to_string())
+            });
+            (a, sni)
         })
         .collect();
-    for addr in addrs {
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
+    for (addr, sni) in probes {
+        loop {
+            let up = match &sni {
+                None => tokio::net::TcpStream::connect(addr).await.is_ok(),
+                Some(sni) => {
+                    let sni = sni.clone();
+                    tokio::task::spawn_blocking(move || {
+                        tls_probe::handshake(addr, &sni, std::time::Duration::from_secs(2))
+                    })
+                    .await
+                    .unwrap_or(false)
+                }
+            };
+            if up {
+                break;
+            }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
