@@ -521,12 +521,16 @@ struct ServiceNames<'n> {
     index: HashMap<&'n str, usize>,
     /// Services whose own section had errors: already reported, so not "unknown".
     failed: &'n HashSet<String>,
+    /// Services some route names, or meant to name (the "did you mean" of a typo): a
+    /// service left out only because of a misspelling is not also reported as unused.
+    used: Vec<bool>,
 }
 
 impl<'n> ServiceNames<'n> {
     fn new(names: Vec<&'n str>, failed: &'n HashSet<String>) -> Self {
         let index = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
         ServiceNames {
+            used: vec![false; names.len()],
             names,
             index,
             failed,
@@ -536,7 +540,7 @@ impl<'n> ServiceNames<'n> {
     /// The index of the service a route names (`what` is "service" or "fallback
     /// service"); an unknown name is an error with a hint.
     fn resolve(
-        &self,
+        &mut self,
         d: &mut Diagnostics<'_>,
         name: &Spanned<String>,
         key: &str,
@@ -544,16 +548,20 @@ impl<'n> ServiceNames<'n> {
     ) -> Option<usize> {
         let n = name.get_ref();
         if let Some(&idx) = self.index.get(n.as_str()) {
+            self.used[idx] = true;
             return Some(idx);
         }
         if self.failed.contains(n) {
             return None;
         }
         let same_but_case = self.names.iter().find(|s| s.eq_ignore_ascii_case(n));
-        let hint = match same_but_case
+        let suggestion = same_but_case
             .copied()
-            .or_else(|| did_you_mean(n, self.names.iter().copied()))
-        {
+            .or_else(|| did_you_mean(n, self.names.iter().copied()));
+        if let Some(idx) = suggestion.and_then(|s| self.index.get(s)) {
+            self.used[*idx] = true;
+        }
+        let hint = match suggestion {
             Some(s) => format!("did you mean `{s}`?"),
             None if self.names.is_empty() => "define it under `[services.NAME]`".to_string(),
             None => format!("known services: {}", self.names.join(", ")),
@@ -687,14 +695,13 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
         services.push(compile_service(&mut c, name, span, raw, &registry));
         service_spans.push(span.clone());
     }
-    let names = ServiceNames::new(
+    let mut names = ServiceNames::new(
         raw_services.iter().map(|(n, _, _)| n.as_str()).collect(),
         &failed_services,
     );
 
     // Routes.
     let mut routes = Vec::new();
-    let mut used = vec![false; services.len()];
     let mut route_names: HashMap<String, Range<usize>> = HashMap::new();
     for (i, span, raw) in &raw_routes {
         let key = format!("routes[{i}]");
@@ -718,9 +725,6 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
             route_names.insert(name.clone(), span_of(&raw.name));
         }
         let service = names.resolve(&mut c.d, &raw.service, &format!("{key}.service"), "service");
-        if let Some(idx) = service {
-            used[idx] = true;
-        }
         let m = raw.matcher.get_ref();
         let pattern = match PathPattern::parse(m.path.get_ref()) {
             Ok(p) => Some(p),
@@ -872,10 +876,7 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                     );
                     None
                 }
-                idx => {
-                    used[idx] = true;
-                    Some(idx)
-                }
+                idx => Some(idx),
             }
         });
         let retries = match &raw.retries {
@@ -926,13 +927,10 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
         if parsed.contains(i) {
             continue;
         }
-        if let Some(idx) = names.resolve(&mut c.d, svc, &format!("routes[{i}].service"), "service")
-        {
-            used[idx] = true;
-        }
+        names.resolve(&mut c.d, svc, &format!("routes[{i}].service"), "service");
     }
     // Warnings: unused services and shadowed routes.
-    for (idx, u) in used.iter().enumerate() {
+    for (idx, u) in names.used.iter().enumerate() {
         if !u && !some_route_failed {
             c.d.warning(
                 service_spans[idx].clone(),
@@ -1863,6 +1861,14 @@ instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
         let d = errors(&src);
         assert_eq!(d.len(), 1, "{d:#?}");
         assert!(d[0].message.contains("missing field `match`"), "{d:?}");
+    }
+
+    #[test]
+    fn a_misspelled_service_is_not_also_unused() {
+        let src = format!("{BASE}{}", ROUTE.replace("\"orders\"", "\"order\""));
+        let d = errors(&src);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `orders`?"));
     }
 
     #[test]
