@@ -81,11 +81,10 @@ struct ExplainRequest {
 fn explain_request(
     method: &Method,
     url: &str,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
 ) -> Result<ExplainRequest, ExplainError> {
     let bad = |why| ExplainError::Url(url.to_string(), why);
     let absolute = !url.starts_with('/');
-    let mut headers = headers;
     if absolute {
         let uri: http::Uri = url.parse().map_err(|_| {
             bad("write a path such as /orders/1 or a URL such as http://host/orders/1")
@@ -97,7 +96,8 @@ fn explain_request(
             return Err(bad("the URL has no host"));
         };
         if !headers.contains_key(http::header::HOST) {
-            let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?;
+            let host = HeaderValue::from_str(authority.as_str())
+                .map_err(|_| bad("the host is not a valid Host header"))?;
             headers.insert(http::header::HOST, host);
         }
     }
