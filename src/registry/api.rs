@@ -88,8 +88,8 @@ fn parse_ttl(v: &Value) -> Option<Duration> {
     match v {
         Value::Number(n) => n
             .as_f64()
-            .filter(|s| *s > 0.0 && s.is_finite())
-            .map(Duration::from_secs_f64),
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok()),
         Value::String(s) => parse_duration(s),
         _ => None,
     }
@@ -354,5 +354,20 @@ pub fn metrics(registry: &Registry, out: &mut String) {
                 svc.name
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TTL no `Duration` can hold is refused (it once panicked the admin handler).
+    #[test]
+    fn huge_or_odd_ttls_are_refused_not_panics() {
+        assert_eq!(parse_ttl(&json!(30)), Some(Duration::from_secs(30)));
+        assert_eq!(parse_ttl(&json!(1e30)), None);
+        assert_eq!(parse_ttl(&json!(-1)), None);
+        assert_eq!(parse_ttl(&json!(0)), None);
+        assert_eq!(parse_ttl(&json!("999999999999999999999h")), None);
     }
 }
