@@ -195,14 +195,14 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "ficus_requests_total{{route=\"{}\",service=\"{}\",status=\"{status}\"}} {v}",
-                    escape(r),
-                    escape(s)
+                    LabelValue(r),
+                    LabelValue(s)
                 );
             }
         }
         out.push_str("# HELP ficus_request_duration_seconds Time from request start to the end of logging.\n# TYPE ficus_request_duration_seconds histogram\n");
         for (r, s, m) in &all {
-            let labels = format!("route=\"{}\",service=\"{}\"", escape(r), escape(s));
+            let labels = format!("route=\"{}\",service=\"{}\"", LabelValue(r), LabelValue(s));
             m.latency
                 .render("ficus_request_duration_seconds", &labels, &mut out);
         }
@@ -218,7 +218,7 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "ficus_upstream_errors_total{{service=\"{}\",kind=\"{}\"}} {}",
-                    escape(name),
+                    LabelValue(name),
                     kind.label(),
                     m.errors[i].load(Ordering::Relaxed)
                 );
@@ -247,10 +247,26 @@ impl Metrics {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A Prometheus label value, escaped as the text exposition format requires when written:
+/// `\` as `\\`, `"` as `\"` and a newline as `\n`. Every label value that is not a
+/// fixed literal (service and route names come from routes.toml and the registry API) is
+/// written through this, or one odd name makes the whole scrape unparseable.
+pub struct LabelValue<'a>(pub &'a str);
+
+impl std::fmt::Display for LabelValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['\\', '"', '\n']) {
+            f.write_str(&rest[..i])?;
+            f.write_str(match rest.as_bytes()[i] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        f.write_str(rest)
+    }
 }
 
 #[cfg(test)]
@@ -280,5 +296,38 @@ mod tests {
         ));
         // The same name returns the same counters (they survive a reload).
         assert!(Arc::ptr_eq(&r, &m.route("orders", "orders")));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(LabelValue("orders").to_string(), "orders");
+        assert_eq!(LabelValue("a\"b\\c\nd é").to_string(), "a\\\"b\\\\c\\nd é");
+        let m = Metrics::default();
+        m.route("r\"", "s\\\n")
+            .record(200, Duration::from_millis(1));
+        m.service("s\\\n").upstream_error(UpstreamErrorKind::Tls);
+        let text = m.render(0);
+        assert!(
+            text.contains(
+                "ficus_requests_total{route=\"r\\\"\",service=\"s\\\\\\n\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ficus_request_duration_seconds_count{route=\"r\\\"\",service=\"s\\\\\\n\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ficus_upstream_errors_total{service=\"s\\\\\\n\",kind=\"tls\"} 1"),
+            "{text}"
+        );
+        // One sample per line: no raw newline slipped into a label.
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with("ficus_") || l.starts_with('#')),
+            "{text}"
+        );
     }
 }

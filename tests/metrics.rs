@@ -119,3 +119,128 @@ service = "dead"
     // the reload counters exist from the start
     assert!(text.contains("ficus_config_reloads_total"), "{text}");
 }
+
+/// A sample: metric name, decoded labels in order, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parses one sample line of the Prometheus text format strictly: `name{k="v",...} value`,
+/// with `\\`, `\"` and `\n` the only escapes in a label value. Returns the labels, decoded.
+fn strict_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    if name.is_empty() {
+        return Err("no metric name".into());
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(body) = rest.strip_prefix('{') {
+        let mut chars = body.char_indices();
+        loop {
+            let mut key = String::new();
+            let (_, c) = chars.next().ok_or("unterminated label set")?;
+            if c == '}' && key.is_empty() && labels.is_empty() {
+                rest = &body[1..];
+                break;
+            }
+            let mut c = c;
+            while c != '=' {
+                if !(c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!("bad label name char {c:?}"));
+                }
+                key.push(c);
+                c = chars.next().ok_or("label without value")?.1;
+            }
+            if chars.next().map(|x| x.1) != Some('"') {
+                return Err(format!("label {key} value not quoted"));
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next().ok_or("unterminated label value")?.1 {
+                    '"' => break,
+                    '\n' => return Err("raw newline in label value".into()),
+                    '\\' => match chars.next().ok_or("dangling backslash")?.1 {
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        'n' => value.push('\n'),
+                        o => return Err(format!("invalid escape \\{o}")),
+                    },
+                    o => value.push(o),
+                }
+            }
+            labels.push((key, value));
+            match chars.next().ok_or("unterminated label set")? {
+                (_, ',') => continue,
+                (i, '}') => {
+                    rest = &body[i + 1..];
+                    break;
+                }
+                (_, o) => return Err(format!("unexpected {o:?} after a label")),
+            }
+        }
+    }
+    let value = rest
+        .strip_prefix(' ')
+        .ok_or("no space before the value")?
+        .trim();
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        v => v.parse::<f64>().map_err(|e| format!("value {v:?}: {e}"))?,
+    };
+    Ok((name.to_string(), labels, value))
+}
+
+/// QA obs #3: a service or route name with `"`, `\` or a newline must not break the
+/// scrape; every family (request counters, and the registry's instance, breaker, retry and
+/// ejection gauges) escapes its label values.
+#[test]
+fn metrics_escape_odd_service_and_route_names() {
+    let o = Origin::start("odd");
+    let cfg = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services."a\"b\\c\nd"]
+instances = ["{origin:odd}"]
+
+[[routes]]
+name = "r\"1\\"
+match = { path = "/**" }
+service = "a\"b\\c\nd"
+"#),
+        &[&o],
+    );
+    let gw = Gateway::start(&cfg);
+    assert_eq!(gw.get("/x").status, 200);
+    let service = "a\"b\\c\nd";
+    let text = poll_until(Duration::from_secs(3), || {
+        let t = gw.metrics();
+        t.contains("ficus_requests_total{route=\"r\\\"1\\\\\"")
+            .then_some(t)
+    })
+    .unwrap_or_else(|| panic!("request not counted\n{}", gw.metrics()));
+    let mut families_with_service = std::collections::BTreeSet::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (name, labels, _) = strict_sample(line)
+            .unwrap_or_else(|e| panic!("unparseable line {line:?}: {e}\n{text}"));
+        if labels.iter().any(|(k, v)| k == "service" && v == service) {
+            families_with_service.insert(name);
+        }
+    }
+    for family in [
+        "ficus_requests_total",
+        "ficus_request_duration_seconds_count",
+        "ficus_service_instances",
+        "ficus_circuit_breaker_open",
+        "ficus_retries_total",
+        "ficus_outlier_ejections_total",
+    ] {
+        assert!(
+            families_with_service.contains(family),
+            "{family} has no sample with service={service:?} (decoded)\n{text}"
+        );
+    }
+}

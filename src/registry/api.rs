@@ -288,6 +288,7 @@ pub fn snapshot(registry: &Registry) -> Value {
 
 /// Extra Prometheus lines about services (instance health, breakers, DNS, retries).
 pub fn metrics(registry: &Registry, out: &mut String) {
+    use crate::metrics::LabelValue;
     use std::fmt::Write;
     let now = now_ms();
     out.push_str("# HELP ficus_service_instances Instances by service and state.\n# TYPE ficus_service_instances gauge\n");
@@ -312,7 +313,7 @@ pub fn metrics(registry: &Registry, out: &mut String) {
             let _ = writeln!(
                 out,
                 "ficus_service_instances{{service=\"{}\",state=\"{state}\"}} {n}",
-                svc.name
+                LabelValue(&svc.name)
             );
         }
     }
@@ -322,7 +323,7 @@ pub fn metrics(registry: &Registry, out: &mut String) {
         let _ = writeln!(
             out,
             "ficus_circuit_breaker_open{{service=\"{}\"}} {open}",
-            svc.name
+            LabelValue(&svc.name)
         );
     }
     out.push_str("# HELP ficus_retries_total Retried upstream attempts.\n# TYPE ficus_retries_total counter\n");
@@ -330,7 +331,7 @@ pub fn metrics(registry: &Registry, out: &mut String) {
         let _ = writeln!(
             out,
             "ficus_retries_total{{service=\"{}\"}} {}",
-            svc.name,
+            LabelValue(&svc.name),
             svc.retries.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
@@ -339,7 +340,7 @@ pub fn metrics(registry: &Registry, out: &mut String) {
         let _ = writeln!(
             out,
             "ficus_outlier_ejections_total{{service=\"{}\"}} {}",
-            svc.name,
+            LabelValue(&svc.name),
             svc.ejections_total
                 .load(std::sync::atomic::Ordering::Relaxed)
         );
@@ -351,7 +352,7 @@ pub fn metrics(registry: &Registry, out: &mut String) {
             let _ = writeln!(
                 out,
                 "ficus_dns_failures_total{{service=\"{}\"}} {failures}",
-                svc.name
+                LabelValue(&svc.name)
             );
         }
     }
