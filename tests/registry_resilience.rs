@@ -829,3 +829,50 @@ breaker = {{ consecutive_failures = 2, min_requests = 1000, open_for = "1s", hal
     });
     assert!(closed.is_some(), "{:#}", service(&gw, "orders"));
 }
+
+/// Clients that give up waiting on a hanging service count as failures: the breaker
+/// opens, and a half-open trial that its client abandons opens it again instead of
+/// closing it (before, an abandoned request counted as a success).
+#[test]
+fn abandoned_requests_count_as_failures_for_the_breaker() {
+    let o = FlexOrigin::start("orders");
+    o.set_delay(Duration::from_secs(5));
+    let gw = Gateway::start(&format!(
+        r#"{GATEWAY}
+[services.orders]
+instances = ["{}"]
+outlier = {{ consecutive_failures = 0 }}
+breaker = {{ consecutive_failures = 2, open_for = "1s", half_open_requests = 1 }}
+{}"#,
+        o.addr(),
+        route("orders", "orders", "")
+    ));
+    let abandon = |path: &str| {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let r = try_raw_request(gw.listen, req.as_bytes(), Duration::from_millis(300));
+        assert!(r.is_err(), "the client should have given up: {r:?}");
+    };
+    abandon("/orders/1");
+    abandon("/orders/2");
+    poll_until(Duration::from_secs(3), || {
+        (breaker_state(&gw, "orders") == "open").then_some(())
+    })
+    .unwrap_or_else(|| panic!("two abandoned requests: {}", breaker_state(&gw, "orders")));
+    // After open_for, one trial goes through; its client gives up too.
+    std::thread::sleep(Duration::from_millis(1200));
+    abandon("/orders/trial");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(
+        breaker_state(&gw, "orders"),
+        "closed",
+        "an abandoned trial must not close the breaker"
+    );
+    // A healthy service closes it again.
+    o.set_delay(Duration::ZERO);
+    let ok = poll_until(Duration::from_secs(5), || {
+        let r = gw.get("/orders/ok");
+        (r.status == 200).then_some(())
+    });
+    assert!(ok.is_some(), "the breaker never let a trial through");
+    assert_eq!(breaker_state(&gw, "orders"), "closed");
+}

@@ -112,3 +112,57 @@ timeouts = { read = "10s" }
     );
     assert_eq!(seen.header("sec-websocket-key"), Some(key));
 }
+
+/// A WebSocket whose upstream stays silent for the route's `read` timeout is closed, and
+/// that is logged as an idle tunnel: not the client's fault (408) and not an upstream
+/// failure counted against the instance.
+#[test]
+fn idle_websocket_is_closed_without_blaming_anyone() {
+    let ws = Origin::builder("ws").websocket().start();
+    let cfg = with_origins(
+        &(GATEWAY.to_string()
+            + r#"
+[services.ws]
+instances = ["{origin:ws}"]
+
+[[routes]]
+name = "ws"
+match = { path = "/ws/**" }
+service = "ws"
+timeouts = { read = "500ms" }
+"#),
+        &[&ws],
+    );
+    let gw = Gateway::start(&cfg);
+    let mut s = TcpStream::connect(gw.listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /ws/idle HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_head(&mut s);
+    assert!(head.lines().next().unwrap_or("").contains(" 101"), "{head}");
+    let started = std::time::Instant::now();
+    let mut b = [0u8; 64];
+    let closed = matches!(s.read(&mut b), Ok(0) | Err(_));
+    assert!(closed, "the idle tunnel should be closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    let logged = poll_until(Duration::from_secs(3), || {
+        let logs = gw.logs();
+        logs.contains("upgraded connection idle").then_some(logs)
+    });
+    assert!(logged.is_some(), "{}", gw.logs());
+    let metrics = gw.admin_get("/metrics").unwrap().text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"ficus_upstream_errors_total{service="ws",kind="read_timeout"} 0"#),
+        "an idle tunnel is no upstream failure:\n{metrics}"
+    );
+}

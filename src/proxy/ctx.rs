@@ -113,6 +113,9 @@ pub struct RequestCtx {
     pub upstream_elapsed: Option<Duration>,
     pub body_bytes: u64,
     pub gateway_error: Option<GatewayError>,
+    /// An upgraded connection ended because its upstream stayed silent (see
+    /// [`GatewayError::TunnelIdle`]): says nothing about the instance either way.
+    pub idle_tunnel: bool,
     /// Internal error text: logged, never sent to the client.
     pub error_detail: Option<String>,
     _inflight: InflightGuard,
@@ -136,6 +139,7 @@ impl RequestCtx {
             upstream_elapsed: None,
             body_bytes: 0,
             gateway_error: None,
+            idle_tunnel: false,
             error_detail: None,
         }
     }

@@ -284,6 +284,28 @@ fn response_headers(h: &mut impl HeaderSink, ctx: &RequestCtx, switching: bool, 
     }
 }
 
+/// What a request says about the instance it went to, once it is over (when the upstream
+/// answer has not already said it): `None` when it says nothing.
+/// - no error: success;
+/// - an upstream failure: failure;
+/// - the client gave up while waiting for the response head, its request complete: a
+///   failure too, so a hanging service still trips its breaker when clients lose patience
+///   before the `read` timeout;
+/// - the client stalled or broke its own request body, or a WebSocket went idle: nothing.
+fn attempt_outcome(session: &mut Session, e: Option<&Error>, ctx: &RequestCtx) -> Option<bool> {
+    let Some(e) = e else { return Some(true) };
+    if ctx.idle_tunnel {
+        return None;
+    }
+    match e.esource() {
+        pingora_error::ErrorSource::Upstream => Some(false),
+        _ if session.response_written().is_none() && session.is_body_done() => {
+            matches!(classify(e).0, GatewayError::ClientClosed).then_some(false)
+        }
+        _ => None,
+    }
+}
+
 /// `OPTIONS *` asks what the server as a whole supports (RFC 9110 §9.3.7). No single
 /// upstream speaks for the whole gateway, so the gateway answers: the methods it proxies.
 async fn write_options_asterisk(
@@ -528,14 +550,24 @@ impl ProxyHttp for Gateway {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer: {peer}"));
-        // An upstream that is still waiting for the rest of the request body has nothing to
-        // say yet: when its read timeout fires then, the client is the slow one (408), and
-        // the instance must not be blamed (a few stalled uploads would open its breaker).
         if e.etype == pingora_error::ErrorType::ReadTimedout
             && e.esource == pingora_error::ErrorSource::Upstream
-            && !session.is_body_done()
         {
-            e.esource = pingora_error::ErrorSource::Downstream;
+            match session.response_written().map(|r| r.status.as_u16()) {
+                // An upstream that is still waiting for the rest of the request body has
+                // nothing to say yet: when its read timeout fires then, the client is the
+                // slow one (408), and the instance must not be blamed (a few stalled uploads
+                // would open its breaker).
+                None if !session.is_body_done() => {
+                    e.esource = pingora_error::ErrorSource::Downstream;
+                }
+                // A WebSocket that stayed silent: neither side failed.
+                Some(101) => {
+                    ctx.idle_tunnel = true;
+                    e.esource = pingora_error::ErrorSource::Internal;
+                }
+                _ => {}
+            }
         }
         if e.esource() == &pingora_error::ErrorSource::Upstream {
             select::finish_attempt(ctx, false);
@@ -575,6 +607,7 @@ impl ProxyHttp for Gateway {
                 };
                 (own, kind)
             }
+            _ if ctx.idle_tunnel => (GatewayError::TunnelIdle, None),
             _ => (classified, kind),
         };
         // Only upstream failures count against the instance; a client that went away or sent
@@ -619,9 +652,10 @@ impl ProxyHttp for Gateway {
 
     /// Metrics and the access log.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
-        let upstream_failed =
-            e.is_some_and(|e| e.esource() == &pingora_error::ErrorSource::Upstream);
-        select::finish_attempt(ctx, !upstream_failed);
+        match attempt_outcome(session, e, ctx) {
+            Some(ok) => select::finish_attempt(ctx, ok),
+            None => select::finish_attempt_neutral(ctx),
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
         let rt = &ctx.runtime;

@@ -29,6 +29,12 @@ pub enum GatewayError {
     /// A `Transfer-Encoding` other than plain `chunked`.
     UnsupportedTransferCoding,
     SlowClient,
+    /// The client closed the connection (or reset its HTTP/2 stream) before the answer was
+    /// complete. Only ever logged: there is nobody to answer.
+    ClientClosed,
+    /// An upgraded connection (WebSocket) was closed after its upstream stayed silent for
+    /// the `read` timeout. Only ever logged.
+    TunnelIdle,
     NoInstance,
     /// The service's circuit breaker is open.
     CircuitOpen,
@@ -49,6 +55,9 @@ impl GatewayError {
             GatewayError::NoRoute => 404,
             GatewayError::TraceNotAllowed => 405,
             GatewayError::SlowClient => 408,
+            // nginx's convention for "client closed request"; never sent.
+            GatewayError::ClientClosed => 499,
+            GatewayError::TunnelIdle => 504,
             GatewayError::BodyTooLarge => 413,
             GatewayError::UriTooLong => 414,
             GatewayError::HeadersTooLarge => 431,
@@ -80,6 +89,8 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => "request headers too large",
             GatewayError::BodyTooLarge => "request body too large",
             GatewayError::SlowClient => "request not received in time",
+            GatewayError::ClientClosed => "client closed the connection",
+            GatewayError::TunnelIdle => "upgraded connection idle past the read timeout",
             GatewayError::UnsupportedTransferCoding => {
                 "transfer coding not supported (only chunked)"
             }
@@ -136,6 +147,9 @@ pub fn classify(e: &Error) -> (GatewayError, Option<UpstreamErrorKind>) {
         ),
         (_, ErrorSource::Upstream) => {
             (GatewayError::UpstreamFailed, Some(UpstreamErrorKind::Other))
+        }
+        (ConnectionClosed | ReadError | WriteError | H2Error, ErrorSource::Downstream) => {
+            (GatewayError::ClientClosed, None)
         }
         (InvalidHTTPHeader | H1Error | InvalidH2, ErrorSource::Downstream) => {
             (GatewayError::BadRequest, None)

@@ -147,6 +147,21 @@ pub fn finish_attempt(ctx: &mut RequestCtx, ok: bool) {
     }
 }
 
+/// Closes the attempt without an outcome: the request said nothing about the instance. A
+/// half-open breaker's trial slot is given back, so a new trial can take it.
+pub fn finish_attempt_neutral(ctx: &mut RequestCtx) {
+    let Some(a) = ctx.upstream.current.as_mut() else {
+        return;
+    };
+    if a.recorded {
+        return;
+    }
+    a.recorded = true;
+    if a.trial {
+        a.service.breaker.release_trial();
+    }
+}
+
 /// Whether a failed attempt may be tried again on another instance: the route allows more
 /// attempts, the method is idempotent (or the route opts in), and the service's retry
 /// budget has room.
