@@ -155,3 +155,25 @@ fn wrong_sni_fails_verification() {
     assert_eq!(s.origin.requests(), 0);
     assert!(tls_errors(&s.front, "wrongsni") >= 1.0);
 }
+
+/// Pooled upstream connections are not shared between services that trust different CAs:
+/// after the `ca` service has a verified connection to the instance, the `system` service
+/// (which does not trust that CA) must still fail its own handshake, not reuse it.
+#[test]
+fn pooled_connections_are_not_shared_across_trust_settings() {
+    let s = setup();
+    for i in 0..3 {
+        let r = s.front.get(&format!("/ca/orders/{i}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    for i in 0..3 {
+        let r = s.front.get(&format!("/system/orders/{i}"));
+        assert_eq!(
+            r.status,
+            502,
+            "a connection verified against another service's CA was reused: {}",
+            r.text()
+        );
+    }
+    assert_eq!(s.origin.requests(), 3);
+}

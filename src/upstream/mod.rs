@@ -84,6 +84,12 @@ pub fn make_peer(
     if let Some(t) = tls {
         peer.options.verify_cert = t.verify;
         peer.options.verify_hostname = t.verify;
+        // pingora pools connections by peer hash, which covers the address, SNI and the
+        // verify flags but not the trusted CAs: without this, a service trusting only its
+        // own CA could reuse a connection another service verified against a different
+        // one (or the system roots), and a reload changing `ca_file` would keep using
+        // connections verified under the old one.
+        peer.group_key = trust_key(t.ca.as_deref());
         if let Some(ca) = &t.ca {
             use pingora_core::utils::tls::{parse_x509, WrappedX509};
             let certs: Vec<WrappedX509> = ca
@@ -94,6 +100,22 @@ pub fn make_peer(
         }
     }
     peer
+}
+
+/// A pool key for a set of trusted CA certificates (`None`: the system roots).
+fn trust_key(ca: Option<&[Vec<u8>]>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match ca {
+        None => 0u8.hash(&mut h),
+        Some(certs) => {
+            1u8.hash(&mut h);
+            for c in certs {
+                c.hash(&mut h);
+            }
+        }
+    }
+    h.finish()
 }
 
 /// Upper bound on the precomputed schedule; weights are scaled down past it.
