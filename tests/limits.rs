@@ -245,3 +245,68 @@ service = "o"
         "no upstream read timeout may be counted:\n{metrics}"
     );
 }
+
+/// An origin that answers every request with a 64 MiB body, streamed.
+fn big_body_origin() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let size = 64 << 20;
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                for _ in 0..size / chunk.len() {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A client that stops reading the response is cut off after `send_timeout` (slow-read
+/// attack), and the access log says why.
+#[test]
+fn client_that_stops_reading_is_cut_off_after_send_timeout() {
+    use std::io::{Read, Write};
+    let addr = big_body_origin();
+    let cfg = GATEWAY.to_string()
+        + &format!(
+            r#"
+[gateway.limits]
+send_timeout = "1s"
+
+[services.big]
+instances = ["{addr}"]
+
+[[routes]]
+name = "big"
+match = {{ path = "/**" }}
+service = "big"
+"#
+        );
+    let gw = Gateway::start(&cfg);
+    let mut s = std::net::TcpStream::connect(gw.listen).unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 512];
+    let n = s.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    // Stop reading: the socket buffers fill, and the gateway's writes stall.
+    let logged = poll_until(Duration::from_secs(10), || {
+        let logs = gw.logs();
+        logs.contains("client stopped reading the response")
+            .then_some(())
+    });
+    assert!(logged.is_some(), "not cut off:\n{}", gw.logs());
+}

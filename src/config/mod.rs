@@ -140,6 +140,8 @@ pub struct Limits {
     /// HTTP/2 with no stream open).
     pub keepalive_timeout: Duration,
 }
+    /// The longest a write to the client may wait (a client that stops reading).
+    pub send_timeout: Duration,
 
 impl Default for Limits {
     fn default() -> Self {
@@ -152,6 +154,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(60),
         }
+            send_timeout: Duration::from_secs(60),
     }
 }
 
@@ -1576,6 +1579,13 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
         threads,
         grace_period,
         trusted_proxies,
+        send_timeout: c
+            .positive_duration(
+                &l.send_timeout,
+                "gateway.limits.send_timeout",
+                "every response would time out as soon as the client's buffers fill",
+            )
+            .unwrap_or(d.send_timeout),
         access_log,
         limits,
         zone: g.zone.clone(),

@@ -118,6 +118,7 @@ pub struct RawService {
     /// upstream closes them; dead peers are found by TCP keep-alive).
     pub pool_idle_timeout: Option<Spanned<String>>,
 }
+    pub send_timeout: Option<Spanned<String>>,
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

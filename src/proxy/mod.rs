@@ -359,6 +359,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<bool> {
         let limits = ctx.runtime.config.gateway.limits;
         session.set_read_timeout(Some(limits.body_read_timeout));
+        // A client that stops reading would otherwise hold the request, its upstream
+        // connection and its bulkhead slot for as long as it likes (slow-read attack).
+        session.set_write_timeout(Some(limits.send_timeout));
         let req = session.req_header();
         // The id as a string (logs, error bodies) and as a header value, built once and
         // shared by the upstream request and the response.

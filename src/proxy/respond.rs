@@ -32,6 +32,8 @@ pub enum GatewayError {
     /// The client closed the connection (or reset its HTTP/2 stream) before the answer was
     /// complete. Only ever logged: there is nobody to answer.
     ClientClosed,
+    /// The client stopped reading the response for `send_timeout`. Only ever logged.
+    ClientNotReading,
     /// An upgraded connection (WebSocket) was closed after its upstream stayed silent for
     /// the `read` timeout. Only ever logged.
     TunnelIdle,
@@ -57,6 +59,7 @@ impl GatewayError {
             GatewayError::SlowClient => 408,
             // nginx's convention for "client closed request"; never sent.
             GatewayError::ClientClosed => 499,
+            GatewayError::ClientNotReading => 408,
             GatewayError::TunnelIdle => 504,
             GatewayError::BodyTooLarge => 413,
             GatewayError::UriTooLong => 414,
@@ -90,6 +93,7 @@ impl GatewayError {
             GatewayError::BodyTooLarge => "request body too large",
             GatewayError::SlowClient => "request not received in time",
             GatewayError::ClientClosed => "client closed the connection",
+            GatewayError::ClientNotReading => "client stopped reading the response",
             GatewayError::TunnelIdle => "upgraded connection idle past the read timeout",
             GatewayError::UnsupportedTransferCoding => {
                 "transfer coding not supported (only chunked)"
@@ -122,6 +126,7 @@ pub fn classify(e: &Error) -> (GatewayError, Option<UpstreamErrorKind>) {
         ),
         (HTTPStatus(_), _) => (GatewayError::Internal, None),
         (ReadTimedout, ErrorSource::Downstream) => (GatewayError::SlowClient, None),
+        (WriteTimedout, ErrorSource::Downstream) => (GatewayError::ClientNotReading, None),
         (ConnectTimedout, _) => (
             GatewayError::UpstreamTimeout,
             Some(UpstreamErrorKind::ConnectTimeout),
