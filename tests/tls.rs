@@ -404,3 +404,45 @@ fn readiness_probe_leaves_no_handshake_error() {
     assert!(!logs.contains("handshake error"), "{logs}");
     assert_eq!(s.gw.admin_get("/readyz").unwrap().status, 200);
 }
+
+/// QA obs #2: a listener certificate paired with a key it was not issued for is a config
+/// error. A reload with it is refused (the old certificates keep serving), and `run`
+/// refuses to start with it (exit 2) instead of starting and failing every handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mismatched_listener_key_is_refused_at_reload_and_start() {
+    let s = setup();
+    let good = std::fs::read_to_string(s.gw.config_path()).unwrap();
+    let bad = good.replacen("a.key\"", "b.key\"", 1);
+    assert_ne!(good, bad, "config names a.key");
+    s.gw.rewrite_config(&bad);
+    let failed = poll_until(std::time::Duration::from_secs(10), || {
+        let t = s.gw.metrics();
+        (metric_sum(&t, "ficus_config_reloads_total", &[("result", "failed")]) == Some(1.0))
+            .then_some(())
+    });
+    assert!(
+        failed.is_some(),
+        "reload with a mismatched key was not refused\n{}\nlogs:\n{}",
+        s.gw.metrics(),
+        s.gw.logs()
+    );
+    assert!(s.gw.logs().contains("do not match"), "{}", s.gw.logs());
+    // The old certificates still serve.
+    let r = tls_client(&s.ca, s.gw.listen2)
+        .get(format!("https://a.example:{}/x", s.gw.listen2.port()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("TLS after a refused reload: {e:?}"));
+    assert_eq!(r.status(), 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, &bad).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("do not match"), "{stderr}");
+}

@@ -9,6 +9,7 @@ pub mod diag;
 pub mod raw;
 mod recover;
 mod shadow;
+mod tls;
 
 use diag::{did_you_mean, Diagnostic, Diagnostics, Severity};
 use http::{HeaderName, HeaderValue, Method};
@@ -139,9 +140,9 @@ pub struct Limits {
     /// How long a client connection may sit idle between requests (HTTP/1 keep-alive, and
     /// HTTP/2 with no stream open).
     pub keepalive_timeout: Duration,
-}
     /// The longest a write to the client may wait (a client that stops reading).
     pub send_timeout: Duration,
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -153,8 +154,8 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(60),
-        }
             send_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -1439,24 +1440,7 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
                     "a TLS listener needs at least one certificate",
                 );
             }
-            for cert in &tls.certificates {
-                let cert_path = c.resolve_path(&cert.cert);
-                let key_path = c.resolve_path(&cert.key);
-                for (p, what) in [(&cert_path, "certificate"), (&key_path, "key")] {
-                    if let Err(e) = std::fs::metadata(p) {
-                        c.d.error(
-                            span.clone(),
-                            "gateway.listen.tls.certificates",
-                            format!("cannot read {what} file {}: {e}", p.display()),
-                        );
-                    }
-                }
-                certs.push(Certificate {
-                    cert_path,
-                    key_path,
-                    hosts: cert.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-                });
-            }
+            certs = tls::compile_certificates(c, &tls.certificates);
         }
         if h2c && !certs.is_empty() {
             c.d.error_hint(
@@ -1572,13 +1556,6 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
                 "every connection would be closed as soon as it is idle",
             )
             .unwrap_or(d.keepalive_timeout),
-    };
-    GatewaySettings {
-        listeners,
-        admin,
-        threads,
-        grace_period,
-        trusted_proxies,
         send_timeout: c
             .positive_duration(
                 &l.send_timeout,
@@ -1586,6 +1563,13 @@ fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
                 "every response would time out as soon as the client's buffers fill",
             )
             .unwrap_or(d.send_timeout),
+    };
+    GatewaySettings {
+        listeners,
+        admin,
+        threads,
+        grace_period,
+        trusted_proxies,
         access_log,
         limits,
         zone: g.zone.clone(),
@@ -1814,6 +1798,31 @@ instances = ["127.0.0.1:8082", { addr = "127.0.0.1:8083", weight = 2 }]
             let src = format!("[gateway]\n{gateway}\n{BASE}{ROUTE}");
             assert!(compile(Path::new("routes.toml"), &src).is_ok(), "{gateway}");
         }
+    }
+
+    /// `listen` entries are strings or tables; a typo inside a table is named (untagged
+    /// serde used to hide it behind "did not match any variant"), and so is a wrong type.
+    #[test]
+    fn listen_entries_report_their_own_errors() {
+        let m = messages(&format!(
+            "[gateway]\nlisten = [{{ addr = \"127.0.0.1:7000\", htp2 = true }}]\n{BASE}{ROUTE}"
+        ));
+        assert!(
+            m.iter().any(|m| m.contains("unknown field `htp2`")),
+            "{m:?}"
+        );
+        let m = messages(&format!("[gateway]\nlisten = [7000]\n{BASE}{ROUTE}"));
+        assert!(m.iter().any(|m| m.contains("an address string")), "{m:?}");
+        let src = format!(
+            "[gateway]\nlisten = [\"127.0.0.1:7000\", {{ addr = \"127.0.0.1:7001\", h2c = true }}]\n{BASE}{ROUTE}"
+        );
+        let cfg = compile(Path::new("routes.toml"), &src).map_err(|e| e.to_string());
+        assert!(
+            cfg.as_ref()
+                .is_ok_and(|c| c.gateway.listeners.len() == 2 && c.gateway.listeners[1].h2c),
+            "{:?}",
+            cfg.err()
+        );
     }
 
     #[test]

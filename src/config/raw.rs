@@ -47,11 +47,38 @@ pub struct RawRegistry {
 }
 
 /// One listener: a bare address string or a table.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A `listen` entry: an address string or a listener table.
+#[derive(Debug)]
 pub enum RawListen {
     Addr(String),
     Table(RawListener),
+}
+
+/// Dispatches on the TOML type instead of `#[serde(untagged)]`: untagged buffers the value
+/// and so loses the spans the table's `Spanned` fields need (certificate entries and their
+/// `hosts` are reported at their own position), and it hides an unknown key in the table
+/// behind "did not match any variant".
+impl<'de> Deserialize<'de> for RawListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Listen;
+        impl<'de> serde::de::Visitor<'de> for Listen {
+            type Value = RawListen;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an address string like \"127.0.0.1:8080\" or a table with `addr`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawListen, E> {
+                Ok(RawListen::Addr(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawListen, A::Error> {
+                RawListener::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawListen::Table)
+            }
+        }
+        d.deserialize_any(Listen)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,7 +95,7 @@ pub struct RawListener {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListenerTls {
-    pub certificates: Vec<RawCertificate>,
+    pub certificates: Vec<Spanned<RawCertificate>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +104,7 @@ pub struct RawCertificate {
     pub cert: String,
     pub key: String,
     #[serde(default)]
-    pub hosts: Vec<String>,
+    pub hosts: Vec<Spanned<String>>,
 }
 
 /// `[gateway.limits]`
@@ -91,6 +118,7 @@ pub struct RawLimits {
     pub header_read_timeout: Option<Spanned<String>>,
     pub body_read_timeout: Option<Spanned<String>>,
     pub keepalive_timeout: Option<Spanned<String>>,
+    pub send_timeout: Option<Spanned<String>>,
 }
 
 /// `[services.NAME]`
@@ -118,7 +146,6 @@ pub struct RawService {
     /// upstream closes them; dead peers are found by TCP keep-alive).
     pub pool_idle_timeout: Option<Spanned<String>>,
 }
-    pub send_timeout: Option<Spanned<String>>,
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
