@@ -55,12 +55,23 @@ fn too_many_headers_is_431() {
         .map(|i| (format!("x-h{i}"), "v".to_string()))
         .collect();
     assert_eq!(get_with_headers(&gw, "/ok", &few).status, 200);
-    let many: Vec<_> = (0..30)
+    let mut many: Vec<_> = (0..300)
         .map(|i| (format!("x-h{i}"), "v".to_string()))
         .collect();
+    many.push(("X-Request-Id".to_string(), "client-id-7".to_string()));
     let r = get_with_headers(&gw, "/many", &many);
-    assert_eq!(r.status, 431, "30 headers with max_headers = 20");
+    assert_eq!(r.status, 431, "301 headers with max_headers = 20");
     assert_json_error(&r);
+    // Refused by the head layer (past pingora's own 256-field limit), it still keeps the
+    // client's request id, and is counted.
+    assert_eq!(r.header("x-request-id"), Some("client-id-7"));
+    assert_eq!(r.json()["request_id"], "client-id-7");
+    let m = gw.admin_get("/metrics").unwrap().text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("ficus_requests_total{") && l.contains(r#"status="431""#)),
+        "{m}"
+    );
     assert_eq!(
         o.requests(),
         1,

@@ -359,12 +359,26 @@ trait HeadIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> HeadIo for T {}
 
 /// Answers a request the proxy never sees (slow or oversized head) and closes.
+/// The client's own `X-Request-Id` in the (maybe partial) head read so far, if it is one
+/// the gateway would accept; only looked for when the gateway answers the head itself.
+fn client_request_id(head: &[u8]) -> Option<String> {
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        if !line[..colon].eq_ignore_ascii_case(b"x-request-id") {
+            return None;
+        }
+        let value = line[colon + 1..].trim_ascii();
+        ids::is_acceptable_request_id(value).then(|| String::from_utf8_lossy(value).into_owned())
+    })
+}
+
 async fn answer_and_close<W: AsyncWrite + Unpin + ?Sized>(
     stream: &mut W,
+    head: &[u8],
     err: GatewayError,
     shared: &Shared,
 ) {
-    let id = ids::new_request_id();
+    let id = client_request_id(head).unwrap_or_else(ids::new_request_id);
     let body = error_body(err, &id);
     let status = err.status();
     let reason = http::StatusCode::from_u16(status)
@@ -460,7 +474,7 @@ where
                 return None;
             }
             if let Some(err) = head_violation(&buf, &head, limits.max_headers) {
-                answer_and_close(conn.io(), err, &self.shared).await;
+                answer_and_close(conn.io(), &buf, err, &self.shared).await;
                 return None;
             }
             let stream = match head {
@@ -478,7 +492,7 @@ where
                 // An oversized head was answered (431/414) just above.
                 Head::Oversized | Head::Gone => return None,
                 Head::TooSlow => {
-                    answer_and_close(conn.io(), GatewayError::SlowClient, &self.shared).await;
+                    answer_and_close(conn.io(), &buf, GatewayError::SlowClient, &self.shared).await;
                     return None;
                 }
             };
@@ -536,6 +550,17 @@ mod tests {
         assert_eq!(to_proxy_now(both, head_end(both).unwrap()), both.len());
         let bad = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\nGET / HTTP/1.1\r\n\r\n";
         assert_eq!(to_proxy_now(bad, head_end(bad).unwrap()), bad.len());
+    }
+
+    #[test]
+    fn the_clients_request_id_is_kept_when_the_head_is_refused() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-REQUEST-ID:  abc-1 \r\nx-h: v";
+        assert_eq!(client_request_id(head).as_deref(), Some("abc-1"));
+        assert_eq!(
+            client_request_id(b"GET / HTTP/1.1\r\nx-request-id: a\"b\r\n"),
+            None
+        );
+        assert_eq!(client_request_id(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
     }
 
     #[test]
