@@ -446,3 +446,29 @@ fn content_length_list_is_forwarded_as_one_number_or_refused() {
     assert_eq!(r.status, 200);
     assert_eq!(o.last().unwrap().body, b"hello");
 }
+
+/// A TLS client on a plain listener is closed at once (its ClientHello can never become a
+/// request head), not left waiting for the head deadline.
+#[test]
+fn tls_on_a_plain_listener_is_closed_at_once() {
+    use std::io::{Read, Write};
+    let (gw, o) = setup();
+    let mut s = connect(&gw);
+    // The start of a TLS 1.2 ClientHello record.
+    s.write_all(&[
+        0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
+    ])
+    .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut b = [0u8; 16];
+    let n = s.read(&mut b).unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(o.requests(), 0);
+}

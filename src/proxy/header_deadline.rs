@@ -32,6 +32,9 @@ use super::respond::{error_body, GatewayError};
 use crate::ids;
 use crate::runtime::Shared;
 
+/// The first byte of a TLS handshake record (RFC 8446 §5.1).
+const TLS_HANDSHAKE: u8 = 0x16;
+
 /// What every HTTP/2 connection sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -219,6 +222,11 @@ async fn read_head<R: AsyncRead + Unpin + ?Sized>(
         }
     }
     skip_empty_lines(buf);
+    // A TLS handshake record (a TLS client on a plain listener) can never become a request
+    // head: close at once rather than after the head deadline.
+    if buf.first() == Some(&TLS_HANDSHAKE) {
+        return Head::Gone;
+    }
     // The common case: the whole head arrived in the first read.
     if let Some(end) = head_end(buf) {
         return Head::Ready(end);
