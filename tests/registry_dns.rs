@@ -242,3 +242,119 @@ health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_aft
     assert!(ok.is_some(), "{:#}", registry(&gw));
     assert_eq!(served(&gw, 5), BTreeSet::from(["one".to_string()]));
 }
+
+/// A dnsmasq that knows A records but has no upstream and no `--local` domain, like the
+/// QA setup: AAAA queries for its names are answered REFUSED, A queries normally.
+struct AaaaRefusingDnsmasq {
+    addr: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl AaaaRefusingDnsmasq {
+    fn start(hosts: &[(&str, IpAddr)]) -> AaaaRefusingDnsmasq {
+        let dir = tempfile::tempdir().unwrap();
+        let text: String = hosts.iter().map(|(n, ip)| format!("{ip} {n}\n")).collect();
+        std::fs::write(dir.path().join("hosts"), text).unwrap();
+        for _ in 0..20 {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut cmd = std::process::Command::new("/usr/sbin/dnsmasq");
+            cmd.args([
+                "--keep-in-foreground".to_string(),
+                format!("--port={port}"),
+                "--listen-address=127.0.0.1".into(),
+                "--bind-interfaces".into(),
+                "--conf-file=/dev/null".into(),
+                "--no-hosts".into(),
+                "--no-resolv".into(),
+                "--no-poll".into(),
+                format!("--addn-hosts={}", dir.path().join("hosts").display()),
+                "--local-ttl=1".into(),
+                "--pid-file=".into(),
+                format!("--log-facility={}", dir.path().join("log").display()),
+                "--log-queries".into(),
+            ]);
+            if unsafe { libc::geteuid() } == 0 {
+                cmd.arg("--user=root");
+            }
+            let mut child = cmd
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("dnsmasq (installed by tests/run.sh)");
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break; // port taken: try another
+                }
+                if dnsmasq::query_udp(addr, hosts[0].0, 1).is_some() {
+                    return AaaaRefusingDnsmasq { addr, dir, child };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("dnsmasq did not start");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for AaaaRefusingDnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server that refuses AAAA queries must not cost the A answer: the instances from the A
+/// records serve, and the lookup is not counted as a failure.
+#[test]
+fn a_refused_aaaa_query_keeps_the_a_records() {
+    let origins = FlexOrigin::start_same_port(&[("a2", ip("127.0.0.2")), ("a3", ip("127.0.0.3"))]);
+    let port = origins[0].addr().port();
+    let dns = AaaaRefusingDnsmasq::start(&[
+        ("orders.test", ip("127.0.0.2")),
+        ("orders.test", ip("127.0.0.3")),
+    ]);
+    // The premise: A answers, AAAA is REFUSED (rcode 5).
+    let a = dnsmasq::query_udp(dns.addr, "orders.test", 1).expect("A reply");
+    assert_eq!((a.rcode, a.answers.len()), (0, 2));
+    let aaaa = dnsmasq::query_udp(dns.addr, "orders.test", 28).expect("AAAA reply");
+    assert_eq!(aaaa.rcode, 5, "dnsmasq no longer refuses AAAA here");
+
+    let gw = Gateway::start(&format!(
+        "{GATEWAY}\n[services.orders]\ndns = {{ name = \"orders.test\", port = {port}, resolver = \"{}\", min_ttl = \"1s\" }}\n{ROUTE}",
+        dns.addr
+    ));
+    let both = poll_until(Duration::from_secs(15), || {
+        (served_all(&gw, 12).len() == 2).then_some(())
+    });
+    assert!(
+        both.is_some(),
+        "A records not used\nregistry: {:#}\n{}\n{}",
+        registry(&gw),
+        dns.log(),
+        gw.logs()
+    );
+    let svc = service(&gw, "orders");
+    assert_eq!(svc["total"], 2, "{svc:#}");
+    assert!(svc["dns"]["last_error"].is_null(), "{svc:#}");
+    assert_eq!(dns_failures(&gw), 0.0);
+}
+
+/// Origin names that answered `n` requests (any status).
+fn served_all(gw: &Gateway, n: usize) -> BTreeSet<String> {
+    (0..n)
+        .map(|i| served_by(&gw.get(&format!("/orders/{i}"))))
+        .filter(|s| s != "-")
+        .collect()
+}

@@ -470,3 +470,46 @@ health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_aft
     assert!(out.contains("not reachable"), "{out}");
     assert!(!out.contains("live (from"), "{out}");
 }
+
+/// `health.host` goes into the probe's `Host` line: CR/LF (header injection), spaces and
+/// other controls are config errors, and so is a `jitter` outside 0–1.
+#[test]
+fn check_refuses_bad_probe_host_and_jitter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    let check = |health: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                "[services.orders]\ninstances = [\"127.0.0.1:9\"]\nhealth = {health}\n\n\
+                 [[routes]]\nname = \"orders\"\nmatch = {{ path = \"/orders/**\" }}\nservice = \"orders\"\n"
+            ),
+        )
+        .unwrap();
+        ficus(&["check", path.to_str().unwrap()])
+    };
+    for (health, key) in [
+        (
+            r#"{ host = "a\r\nX-Evil: 1\r\nContent-Length: 5" }"#,
+            "health.host",
+        ),
+        (r#"{ host = "a b" }"#, "health.host"),
+        (r#"{ host = "" }"#, "health.host"),
+        (r#"{ jitter = 2.0 }"#, "health.jitter"),
+        (r#"{ jitter = -1.0 }"#, "health.jitter"),
+    ] {
+        let (code, out, err) = check(health);
+        assert_eq!(code, 2, "{health}: stdout {out}\nstderr {err}");
+        assert!(
+            format!("{out}{err}").contains(key),
+            "{health}: stdout {out}\nstderr {err}"
+        );
+    }
+    for health in [
+        r#"{ host = "orders.internal:8080", jitter = 0.0 }"#,
+        r#"{ jitter = 1.0 }"#,
+    ] {
+        let (code, out, err) = check(health);
+        assert_eq!(code, 0, "{health}: stdout {out}\nstderr {err}");
+    }
+}

@@ -276,3 +276,143 @@ response_headers = {{ set = {{ "x-generation" = "{tag}" }} }}
         "{probes} probes in {secs:.2}s after 10 reloads"
     );
 }
+
+/// Turning registration off by reload (for the service, then for every service) takes the
+/// registered instances out of the pool at once, and their heartbeats are refused: the pool
+/// holds registrations only while registration is on.
+#[test]
+fn turning_registration_off_evicts_registrations_and_refuses_heartbeats() {
+    let stat = FlexOrigin::start("static");
+    let reg = FlexOrigin::start("reg");
+    let reg2 = FlexOrigin::start("reg2");
+    let cfg = |global: bool, orders: bool| {
+        format!(
+            r#"{GATEWAY}
+[registry]
+registration = {global}
+
+[services.orders]
+instances = ["{}"]
+registration = {orders}
+
+[services.other]
+
+[[routes]]
+name = "orders"
+match = {{ path = "/orders/**" }}
+service = "orders"
+
+[[routes]]
+name = "other"
+match = {{ path = "/other/**" }}
+service = "other"
+"#,
+            stat.addr()
+        )
+    };
+    let gw = Gateway::start(&cfg(true, true));
+    let body = |o: &FlexOrigin| format!(r#"{{"addr":"{}","ttl":"120s"}}"#, o.addr());
+    let id = register(&gw, "orders", None, &body(&reg));
+    let other_id = register(&gw, "other", None, &body(&reg2));
+    assert_eq!(service(&gw, "orders")["total"], 2);
+
+    // Off for `orders` only.
+    reload(&gw, &cfg(true, false));
+    assert_eq!(
+        instance_addrs(&gw, "orders"),
+        vec![stat.addr().to_string()],
+        "registered instance still in the pool after registration was turned off"
+    );
+    let before = reg.requests();
+    for i in 0..4 {
+        let r = gw.get(&format!("/orders/{i}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(served_by(&r), "static");
+    }
+    assert_eq!(reg.requests(), before, "evicted instance still got traffic");
+    let hb = format!("/registry/services/orders/instances/{id}/heartbeat");
+    let r = admin_request(&gw, "PUT", &hb, None, None);
+    assert_eq!(
+        r.status,
+        403,
+        "heartbeat after registration off: {}",
+        r.text()
+    );
+    // The other service is untouched.
+    let other_hb = format!("/registry/services/other/instances/{other_id}/heartbeat");
+    assert_eq!(admin_request(&gw, "PUT", &other_hb, None, None).status, 200);
+
+    // Off for every service.
+    reload(&gw, &cfg(false, true));
+    assert_eq!(service(&gw, "other")["total"], 0, "{:#}", registry(&gw));
+    assert_eq!(gw.get("/other/x").status, 503);
+    assert_eq!(admin_request(&gw, "PUT", &other_hb, None, None).status, 403);
+
+    // On again: the pool starts without the old registrations; registrants register anew.
+    reload(&gw, &cfg(true, true));
+    assert_eq!(instance_addrs(&gw, "orders"), vec![stat.addr().to_string()]);
+    assert_eq!(admin_request(&gw, "PUT", &hb, None, None).status, 404);
+    register(&gw, "orders", None, &body(&reg));
+    assert_eq!(service(&gw, "orders")["total"], 2);
+}
+
+/// Removing a service's breaker by reload clears `ficus_circuit_breaker_open`, and adding it
+/// back starts a closed breaker instead of the old open one.
+#[test]
+fn removing_a_breaker_clears_its_gauge_and_readding_starts_closed() {
+    let o = FlexOrigin::start("o");
+    o.set_status(500);
+    let cfg = |breaker: bool| {
+        format!(
+            r#"{GATEWAY}
+[services.orders]
+instances = ["{}"]
+outlier = {{ consecutive_failures = 0 }}
+{}
+
+[[routes]]
+name = "orders"
+match = {{ path = "/orders/**" }}
+service = "orders"
+"#,
+            o.addr(),
+            if breaker {
+                r#"breaker = { consecutive_failures = 3, min_requests = 1000, open_for = "60s" }"#
+            } else {
+                ""
+            }
+        )
+    };
+    let open = |gw: &Gateway| metric(gw, "ficus_circuit_breaker_open", &[("service", "orders")]);
+    let gw = Gateway::start(&cfg(true));
+    for _ in 0..3 {
+        assert_eq!(gw.get("/orders/x").status, 500);
+    }
+    assert_eq!(service(&gw, "orders")["breaker"]["state"], "open");
+    assert_eq!(open(&gw), 1.0);
+
+    reload(&gw, &cfg(false));
+    assert_eq!(service(&gw, "orders")["breaker"]["state"], "disabled");
+    assert_eq!(
+        gw.get("/orders/y").status,
+        500,
+        "no breaker: the origin answers"
+    );
+    assert_eq!(
+        open(&gw),
+        0.0,
+        "gauge of a removed breaker:\n{}",
+        gw.metrics()
+    );
+
+    reload(&gw, &cfg(true));
+    let b = service(&gw, "orders")["breaker"].clone();
+    assert_eq!(b["state"], "closed", "old open state came back: {b:#}");
+    assert_eq!(b["consecutive_failures"], 0, "{b:#}");
+    assert_eq!(open(&gw), 0.0);
+    // A fresh count: two failures do not trip a 3-failure breaker.
+    for _ in 0..2 {
+        assert_eq!(gw.get("/orders/z").status, 500);
+    }
+    assert_eq!(service(&gw, "orders")["breaker"]["state"], "closed");
+}

@@ -3,7 +3,8 @@
 //!
 //! Served by pingora's simple `ServeHttp` app on its own address (loopback by default).
 //! It never changes routing; registry writes (self-registration) need the bearer token
-//! when one is configured.
+//! when one is configured. Requests whose `Host` is a dotted name other than `localhost`
+//! are refused (421) so a DNS-rebinding web page cannot read or write through it.
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -37,11 +38,16 @@ impl Admin {
     /// Routes an admin request. Kept separate from the session for unit tests.
     pub fn handle(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
         if method != http::Method::GET && method != http::Method::HEAD {
-            return reply(
+            let mut r = reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "application/json",
                 "{\"error\":\"method not allowed\"}\n",
             );
+            r.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("GET, HEAD"),
+            );
+            return r;
         }
         if path == "/registry" {
             let body = crate::registry::api::snapshot(&self.shared.registry);
@@ -147,6 +153,12 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            // The response head and body are written separately: without TCP_NODELAY,
+            // Nagle holds the body back until the client's delayed ACK (~40 ms) on every
+            // keep-alive request.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!("admin connection: cannot set TCP_NODELAY: {e}");
+            }
             let app = self.app.clone();
             let never = never.clone();
             tokio::spawn(async move {
@@ -259,16 +271,60 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, StatusCode> {
     }
 }
 
+/// Whether the admin listener answers a request with this `Host`. A DNS-rebinding page
+/// reaches the listener under its own domain name (`Host: evil.example:9901`) and could read
+/// `/registry` or write to it; names it cannot control are let through:
+/// - no `Host` (HTTP/1.0; a browser always sends one);
+/// - an IP literal (`127.0.0.1:9901`, `[::1]:9901`, `10.0.0.5`): what `ficus status`,
+///   Prometheus pod discovery and `kubectl port-forward` send;
+/// - `localhost` and names under `.localhost` (always loopback, RFC 6761);
+/// - a single-label name with no dot (`admin`, `ficus:9901`, a container or host short
+///   name): it is resolved by the local network's own search domains or hosts file, never by
+///   a name server an attacker runs.
+fn host_allowed(host: Option<&[u8]>) -> bool {
+    let Some(host) = host else { return true };
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let host = host.trim();
+    if let Some(v6) = host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`.
+        return v6
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _port)| name);
+    if name.is_empty() {
+        return false;
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let lower = name.to_ascii_lowercase();
+    lower == "localhost" || lower.ends_with(".localhost") || !lower.contains('.')
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
+        if !host_allowed(req.headers.get(http::header::HOST).map(|v| v.as_bytes())) {
+            return reply(
+                StatusCode::MISDIRECTED_REQUEST,
+                "application/json",
+                "{\"error\":\"the admin listener only answers requests for an IP address, localhost or a single-label host name\"}\n",
+            );
+        }
         let path = req.uri.path().to_string();
         let method = req.method.clone();
         if path.starts_with("/registry/services/") {
             let auth = req
                 .headers
                 .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes().to_vec());
+            let content_type = req
+                .headers
+                .get(http::header::CONTENT_TYPE)
                 .map(|v| v.as_bytes().to_vec());
             if !crate::registry::api::authorized(&self.shared.registry, auth.as_deref()) {
                 let mut r = reply(
@@ -284,6 +340,15 @@ impl ServeHttp for Admin {
             }
             let body = match read_body(session).await {
                 Ok(b) => b,
+                Err(StatusCode::PAYLOAD_TOO_LARGE) => {
+                    return reply(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "application/json",
+                        format!(
+                            "{{\"error\":\"a registry request body may be at most {MAX_BODY} bytes\"}}\n"
+                        ),
+                    )
+                }
                 Err(status) => {
                     return reply(
                         status,
@@ -292,14 +357,58 @@ impl ServeHttp for Admin {
                     )
                 }
             };
-            if let Some(api) =
-                crate::registry::api::write(&self.shared.registry, method.as_str(), &path, &body)
-            {
+            let write = crate::registry::api::WriteRequest {
+                method: method.as_str(),
+                path: &path,
+                content_type: content_type.as_deref(),
+                body: &body,
+            };
+            if let Some(api) = crate::registry::api::write(&self.shared.registry, &write) {
                 let status =
                     StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                return reply(status, "application/json", format!("{}\n", api.body));
+                let mut r = reply(status, "application/json", format!("{}\n", api.body));
+                if let Some(allow) = api.allow {
+                    r.headers_mut()
+                        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                }
+                return r;
             }
         }
         self.handle(&method, &path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn hosts_a_rebinding_page_cannot_use_are_allowed() {
+        for ok in [
+            None,
+            Some("127.0.0.1:9901"),
+            Some("10.0.0.5"),
+            Some("[::1]:9901"),
+            Some("[fe80::1]"),
+            Some("localhost:9901"),
+            Some("LOCALHOST"),
+            Some("admin.localhost:9901"),
+            Some("admin"),
+            Some("ficus:9901"),
+        ] {
+            assert!(host_allowed(ok.map(str::as_bytes)), "{ok:?}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9901",
+            "127.0.0.1.nip.io:9901",
+            "localhost.evil.example",
+            "admin.:9901",
+            ":9901",
+            "",
+            "[not-v6]:9901",
+        ] {
+            assert!(!host_allowed(Some(bad.as_bytes())), "{bad:?}");
+        }
     }
 }

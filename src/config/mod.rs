@@ -1166,6 +1166,20 @@ fn compile_service(
                         (200, 399)
                     }
                 };
+                // The host goes into the probe's `Host` line as it is: CR/LF would inject
+                // headers, and spaces or other controls make a request no server accepts.
+                if let Some(host) = h.host.as_deref().filter(|v| {
+                    v.is_empty()
+                        || v.bytes()
+                            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+                }) {
+                    c.d.error_hint(
+                        hspan.clone(),
+                        format!("{hk}.host"),
+                        format!("{host:?} is not a valid probe host"),
+                        "write a host name or ip[:port], e.g. \"orders.internal\"",
+                    );
+                }
                 ProbeKind::Http {
                     method,
                     path,
@@ -1201,11 +1215,20 @@ fn compile_service(
                 "probe interval must be at least 10ms",
             );
         }
+        let jitter = h.jitter.unwrap_or(0.1);
+        if !(0.0..=1.0).contains(&jitter) {
+            c.d.error_hint(
+                hspan.clone(),
+                format!("{hk}.jitter"),
+                format!("jitter {jitter} is outside 0–1"),
+                "it is a fraction of `interval`, e.g. 0.1",
+            );
+        }
         Some(HealthSpec {
             kind,
             interval,
             timeout,
-            jitter: h.jitter.unwrap_or(0.1).clamp(0.0, 1.0),
+            jitter: jitter.clamp(0.0, 1.0),
             healthy_after: h.healthy_after.unwrap_or(2).max(1),
             unhealthy_after: h.unhealthy_after.unwrap_or(3).max(1),
             start_healthy: h.start_healthy,

@@ -84,7 +84,10 @@ impl RegistryTasks {
                         match result {
                             Ok(answer) => {
                                 let ttl = clamp_ttl(answer.ttl, dns.min_ttl, dns.max_ttl);
-                                let changed = svc.set_dns(answer.instances);
+                                if let Some(p) = &answer.partial {
+                                    tracing::warn!(service = %svc.name, "DNS lookup partly failed, using the family that answered: {}", p.error);
+                                }
+                                let changed = svc.set_dns(answer.merged_with(&svc.dns_instances()));
                                 if changed {
                                     tracing::info!(service = %svc.name, "DNS instance set changed");
                                 }

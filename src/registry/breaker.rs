@@ -192,6 +192,23 @@ impl Breaker {
         (requests, failures)
     }
 
+    /// Forgets all state: closed, no failures counted (the breaker was turned off or on).
+    pub fn reset(&self) {
+        self.trials_started.store(0, Ordering::Release);
+        self.trials_ok.store(0, Ordering::Release);
+        self.forget_failures();
+        self.state.store(CLOSED, Ordering::Release);
+    }
+
+    /// Clears the consecutive-failure count and the failure-rate window.
+    fn forget_failures(&self) {
+        self.consecutive.store(0, Ordering::Release);
+        for b in &self.buckets {
+            b.requests.store(0, Ordering::Release);
+            b.failures.store(0, Ordering::Release);
+        }
+    }
+
     fn open(&self) {
         self.opened_at.store(now_ms(), Ordering::Release);
         let prev = self.state.swap(OPEN, Ordering::AcqRel);
@@ -201,11 +218,7 @@ impl Breaker {
     }
 
     fn close(&self) {
-        self.consecutive.store(0, Ordering::Release);
-        for b in &self.buckets {
-            b.requests.store(0, Ordering::Release);
-            b.failures.store(0, Ordering::Release);
-        }
+        self.forget_failures();
         self.state.store(CLOSED, Ordering::Release);
         tracing::info!("circuit breaker closed");
     }
@@ -259,6 +272,25 @@ mod tests {
         assert_eq!(b.admit(&s), Admission::Trial);
         b.record(&s, false, true);
         assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn reset_forgets_an_open_breaker() {
+        let s = spec();
+        let b = Breaker::default();
+        for _ in 0..3 {
+            b.record(&s, false, false);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        b.reset();
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.consecutive_failures(), 0);
+        assert_eq!(b.admit(&s), Admission::Allowed);
+        // Counting starts from zero: two failures do not trip a 3-failure breaker.
+        for _ in 0..2 {
+            b.record(&s, false, false);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[test]

@@ -60,6 +60,35 @@ pub struct DnsAnswer {
     pub instances: Vec<(SocketAddr, u32)>,
     /// The smallest TTL among the records used (not clamped; the caller clamps).
     pub ttl: Duration,
+    /// Set when one address family failed (e.g. the server REFUSED the AAAA query) while the
+    /// other answered with addresses: the answer holds only the family that answered.
+    pub partial: Option<PartialAnswer>,
+}
+
+/// Which family is missing from a partial answer, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialAnswer {
+    /// The family that failed: `true` for IPv6 (AAAA), `false` for IPv4 (A).
+    pub missing_ipv6: bool,
+    pub error: DnsError,
+}
+
+impl DnsAnswer {
+    /// The instance set to use, given the set in use so far: a partial answer keeps the
+    /// previous instances of the family that failed (a refused or timed-out query says
+    /// nothing about whether they are gone), everything else is replaced.
+    pub fn merged_with(&self, previous: &[(SocketAddr, u32)]) -> Vec<(SocketAddr, u32)> {
+        let Some(p) = &self.partial else {
+            return self.instances.clone();
+        };
+        let mut merged = self.instances.clone();
+        merged.extend(
+            previous
+                .iter()
+                .filter(|(addr, _)| addr.is_ipv6() == p.missing_ipv6),
+        );
+        normalize(merged)
+    }
 }
 
 /// Why a lookup failed. The messages are meant for an operator reading the logs.
@@ -142,17 +171,20 @@ impl DnsResolver {
                     return Ok(DnsAnswer {
                         instances: vec![(SocketAddr::new(ip, *port), 1)],
                         ttl: LITERAL_TTL,
+                        partial: None,
                     });
                 }
                 let fqdn = fqdn(name)?;
-                let (ips, ttl) = lookup_addresses(&self.resolver, fqdn).await?;
-                let instances = ips
+                let found = lookup_addresses(&self.resolver, fqdn).await?;
+                let instances = found
+                    .ips
                     .into_iter()
                     .map(|ip| (SocketAddr::new(ip, *port), 1))
                     .collect();
                 Ok(DnsAnswer {
                     instances: normalize(instances),
-                    ttl: Duration::from_secs(u64::from(ttl)),
+                    ttl: Duration::from_secs(u64::from(found.ttl)),
+                    partial: found.partial,
                 })
             }
             DnsQuery::Srv { name } => {
@@ -227,9 +259,13 @@ impl DnsResolver {
                     reason: format!("SRV target lookup task failed: {e}"),
                 })?;
                 match result {
-                    Ok((ips, addr_ttl)) => {
-                        ttl = ttl.min(addr_ttl);
-                        targets.insert(target, Some(ips));
+                    Ok(found) => {
+                        if let Some(p) = &found.partial {
+                            tracing::debug!(srv = %name, target = %target, error = %p.error,
+                                "SRV target: one address family failed; using the other");
+                        }
+                        ttl = ttl.min(found.ttl);
+                        targets.insert(target, Some(found.ips));
                     }
                     Err(e) => {
                         tracing::debug!(srv = %name, target = %target, error = %e,
@@ -269,6 +305,7 @@ impl DnsResolver {
         Ok(DnsAnswer {
             instances: normalize(instances),
             ttl: Duration::from_secs(u64::from(ttl)),
+            partial: None,
         })
     }
 }
@@ -304,35 +341,63 @@ fn fqdn(name: &str) -> Result<Name, DnsError> {
     Ok(parsed)
 }
 
-/// The A and AAAA records of `name`, asked concurrently. NXDOMAIN/no data for one family is
-/// fine if the other has records; any other failure of either is an error (a partial answer
-/// would make the caller drop instances that are still there).
-async fn lookup_addresses(
-    resolver: &TokioResolver,
-    name: Name,
-) -> Result<(Vec<IpAddr>, u32), DnsError> {
+/// What [`lookup_addresses`] found.
+struct Addresses {
+    ips: Vec<IpAddr>,
+    ttl: u32,
+    partial: Option<PartialAnswer>,
+}
+
+/// The A and AAAA records of `name`, asked concurrently. Whichever family answered with
+/// addresses is used, even if the other failed (servers that refuse or drop AAAA queries are
+/// common); the failure is then reported as [`PartialAnswer`]. The lookup fails only when no
+/// address came back: with the first failure if a query failed, else as no records.
+async fn lookup_addresses(resolver: &TokioResolver, name: Name) -> Result<Addresses, DnsError> {
     let (v4, v6) = tokio::join!(
         resolver.lookup(name.clone(), RecordType::A),
         resolver.lookup(name.clone(), RecordType::AAAA)
     );
+    let family = |result: Result<Lookup, NetError>, kind: &str| match result {
+        Ok(lookup) => Ok(addresses_of(&lookup)),
+        Err(e) if is_no_records(&e) => Ok((Vec::new(), u32::MAX)),
+        Err(e) => Err(map_err(&name, kind, e)),
+    };
+    merge_families(&name, family(v4, "A"), family(v6, "AAAA"))
+}
+
+/// Combines the A and AAAA outcomes (addresses and smallest TTL, or the failure).
+fn merge_families(
+    name: &Name,
+    v4: Result<(Vec<IpAddr>, u32), DnsError>,
+    v6: Result<(Vec<IpAddr>, u32), DnsError>,
+) -> Result<Addresses, DnsError> {
     let mut ips = Vec::new();
     let mut ttl: Option<u32> = None;
-    for (result, kind) in [(v4, "A"), (v6, "AAAA")] {
+    let mut failed: Option<(bool, DnsError)> = None;
+    for (result, is_v6) in [(v4, false), (v6, true)] {
         match result {
-            Ok(lookup) => {
-                let (found, min_ttl) = addresses_of(&lookup);
+            Ok((found, min_ttl)) => {
                 if !found.is_empty() {
                     ips.extend(found);
                     ttl = Some(ttl.map_or(min_ttl, |t| t.min(min_ttl)));
                 }
             }
-            Err(e) if is_no_records(&e) => {}
-            Err(e) => return Err(map_err(&name, kind, e)),
+            Err(e) => {
+                failed.get_or_insert((is_v6, e));
+            }
         }
     }
-    match ttl {
-        Some(ttl) => Ok((ips, ttl)),
-        None => Err(DnsError::NoRecords(format!(
+    match (ttl, failed) {
+        (Some(ttl), failed) => Ok(Addresses {
+            ips,
+            ttl,
+            partial: failed.map(|(missing_ipv6, error)| PartialAnswer {
+                missing_ipv6,
+                error,
+            }),
+        }),
+        (None, Some((_, e))) => Err(e),
+        (None, None) => Err(DnsError::NoRecords(format!(
             "no A or AAAA records for {name}"
         ))),
     }
@@ -506,6 +571,60 @@ mod tests {
         let c: SocketAddr = "10.0.0.1:81".parse().unwrap();
         let got = normalize(vec![(a, 1), (b, 3), (a, 7), (c, 2), (b, 3)]);
         assert_eq!(got, vec![(b, 3), (c, 2), (a, 7)]);
+    }
+
+    #[test]
+    fn a_failed_family_does_not_discard_the_other() {
+        let name = fqdn("orders.test").unwrap();
+        let v4: IpAddr = "127.0.0.2".parse().unwrap();
+        let v6: IpAddr = "::2".parse().unwrap();
+        let refused = |kind: &str| DnsError::Lookup {
+            name: "orders.test.".into(),
+            reason: format!("{kind} query answered with Query Refused"),
+        };
+        // AAAA refused, A answered: the A records are used, the answer marked partial.
+        let got = merge_families(&name, Ok((vec![v4], 5)), Err(refused("AAAA"))).unwrap();
+        assert_eq!((got.ips, got.ttl), (vec![v4], 5));
+        let p = got.partial.unwrap();
+        assert!(p.missing_ipv6);
+        assert_eq!(p.error, refused("AAAA"));
+        // And the other way round.
+        let got = merge_families(&name, Err(refused("A")), Ok((vec![v6], 7))).unwrap();
+        assert_eq!(got.ips, vec![v6]);
+        assert!(!got.partial.unwrap().missing_ipv6);
+        // Both answered: complete.
+        let got = merge_families(&name, Ok((vec![v4], 9)), Ok((vec![v6], 3))).unwrap();
+        assert_eq!((got.ips.len(), got.ttl, got.partial), (2, 3, None));
+        // No address anywhere: a failure wins over "no records".
+        let err = merge_families(&name, Ok((vec![], u32::MAX)), Err(refused("AAAA")));
+        assert_eq!(err.err(), Some(refused("AAAA")));
+        let err = merge_families(&name, Ok((vec![], u32::MAX)), Ok((vec![], u32::MAX)));
+        assert!(matches!(err, Err(DnsError::NoRecords(_))));
+    }
+
+    #[test]
+    fn a_partial_answer_keeps_the_previous_instances_of_the_failed_family() {
+        let a1: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let a2: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let b1: SocketAddr = "[2001:db8::1]:80".parse().unwrap();
+        let answer = DnsAnswer {
+            instances: vec![(a2, 1)],
+            ttl: S(1),
+            partial: Some(PartialAnswer {
+                missing_ipv6: true,
+                error: DnsError::NoRecords("x".into()),
+            }),
+        };
+        // IPv4 follows the answer (a1 is gone); IPv6 is kept as it was.
+        assert_eq!(
+            answer.merged_with(&[(a1, 1), (b1, 1)]),
+            vec![(a2, 1), (b1, 1)]
+        );
+        let complete = DnsAnswer {
+            partial: None,
+            ..answer
+        };
+        assert_eq!(complete.merged_with(&[(a1, 1), (b1, 1)]), vec![(a2, 1)]);
     }
 
     #[test]

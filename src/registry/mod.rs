@@ -44,6 +44,12 @@ pub const SOURCE_STATIC: u8 = 1;
 pub const SOURCE_REGISTERED: u8 = 2;
 pub const SOURCE_DNS: u8 = 4;
 
+/// Most self-registrations one service holds. Each costs memory and a line in `/registry`
+/// (which every open dashboard fetches each second); a registrant stuck in a loop, or any
+/// local process when no token is set, must not be able to grow the gateway without bound.
+/// Re-registering an address that is already registered does not count twice.
+pub const MAX_REGISTRATIONS_PER_SERVICE: usize = 1000;
+
 /// Virtual nodes per unit of weight on the consistent-hash ring.
 const RING_POINTS_PER_WEIGHT: u32 = 64;
 
@@ -62,6 +68,30 @@ pub enum RegistryError {
     UnknownInstance(String, String),
     #[error("invalid registration: {0}")]
     Invalid(String),
+    #[error(
+        "service `{0}` already has {1} registrations, the most it accepts; deregister stale \
+         instances or let their TTL lapse"
+    )]
+    TooManyRegistrations(String, usize),
+}
+
+/// Why an address cannot be an instance, or `None` if it can. Addresses that parse but that
+/// no connection can usefully go to (`0.0.0.0` reaches whatever listens locally, multicast
+/// and broadcast are not unicast peers, port 0 is "any port") would enter the pool as healthy
+/// and only fail traffic.
+pub fn unusable_instance_addr(addr: SocketAddr) -> Option<&'static str> {
+    let ip = addr.ip().to_canonical();
+    if addr.port() == 0 {
+        Some("port 0 is not a port an instance can listen on")
+    } else if ip.is_unspecified() {
+        Some("the unspecified address (0.0.0.0 or ::) is not an instance's address")
+    } else if ip.is_multicast() {
+        Some("a multicast address is not an instance's address")
+    } else if ip == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+        Some("the broadcast address is not an instance's address")
+    } else {
+        None
+    }
 }
 
 /// Health as the dashboard shows it.
@@ -370,6 +400,11 @@ impl ServiceState {
     fn set_spec(&self, spec: ServiceSpec) {
         let old = self.spec.load_full();
         let dns_changed = old.dns != spec.dns;
+        if old.breaker.is_some() != spec.breaker.is_some() {
+            // A breaker that is turned off has no state to show, and one that is turned
+            // (back) on starts closed rather than resurrecting the old verdict.
+            self.breaker.reset();
+        }
         if old.health.is_none() && spec.health.is_some() {
             // Instances that were serving a moment ago keep serving until probes say
             // otherwise; only instances that appear later wait for their first probes.
@@ -476,7 +511,10 @@ impl ServiceState {
         drop(live);
         let weights: Vec<u32> = instances.iter().map(|m| m.weight).collect();
         let mut ring = Vec::new();
-        for (i, m) in instances.iter().enumerate() {
+        // Only `lb = "hash"` reads the ring; building it for every registration of a large
+        // pool would make registering quadratic. A reload to `hash` rebuilds it.
+        let needs_ring = matches!(spec.lb, LbPolicy::Hash(_));
+        for (i, m) in instances.iter().enumerate().filter(|_| needs_ring) {
             let key = stable_hash(m.addr.to_string().as_bytes());
             for p in 0..m.weight.clamp(1, 100) * RING_POINTS_PER_WEIGHT {
                 ring.push((mix(key ^ u64::from(p).wrapping_mul(0x9E37_79B9)), i as u32));
@@ -643,6 +681,16 @@ impl ServiceState {
         self.rebuild();
     }
 
+    /// Drops every self-registration (registration was turned off); returns how many.
+    fn evict_registrations(&self) -> usize {
+        let n = std::mem::take(&mut lock(&self.sources).registered).len();
+        if n > 0 {
+            tracing::info!(service = %self.name, evicted = n, "registration turned off: registered instances removed");
+            self.rebuild();
+        }
+        n
+    }
+
     fn heartbeat(&self, id: &str) -> Option<Duration> {
         let mut s = lock(&self.sources);
         let r = s.registered.get_mut(id)?;
@@ -677,9 +725,26 @@ impl ServiceState {
         n
     }
 
+    fn registration_id_of(&self, addr: SocketAddr) -> Option<String> {
+        lock(&self.sources)
+            .registered
+            .iter()
+            .find(|(_, r)| r.instance.addr == addr)
+            .map(|(id, _)| id.clone())
+    }
+
+    fn registration_count(&self) -> usize {
+        lock(&self.sources).registered.len()
+    }
+
     /// Registrations with their time left (for the dashboard).
     pub fn registrations(&self) -> BTreeMap<String, Registration> {
         lock(&self.sources).registered.clone()
+    }
+
+    /// The DNS-discovered instances in use.
+    pub fn dns_instances(&self) -> Vec<(SocketAddr, u32)> {
+        lock(&self.sources).dns.clone()
     }
 
     /// Replaces the DNS-discovered set; returns whether it changed.
@@ -726,18 +791,31 @@ impl Registry {
         map.retain(|name, _| specs.iter().any(|s| &s.name == name));
         specs
             .iter()
-            .map(|spec| match map.get(&spec.name) {
-                Some(state) => {
-                    state.set_spec(spec.clone());
-                    state.clone()
+            .map(|spec| {
+                let state = match map.get(&spec.name) {
+                    Some(state) => {
+                        state.set_spec(spec.clone());
+                        state.clone()
+                    }
+                    None => {
+                        let state = Arc::new(ServiceState::new(spec.clone()));
+                        map.insert(spec.name.clone(), state.clone());
+                        state
+                    }
+                };
+                // The pool holds registrations only while registration is on: turning it off
+                // must shut out a registrant at once, not when its TTL lapses.
+                if !self.accepts_registrations(spec) {
+                    state.evict_registrations();
                 }
-                None => {
-                    let state = Arc::new(ServiceState::new(spec.clone()));
-                    map.insert(spec.name.clone(), state.clone());
-                    state
-                }
+                state
             })
             .collect()
+    }
+
+    /// Whether `[registry] registration` and the service's own switch are both on.
+    fn accepts_registrations(&self, spec: &ServiceSpec) -> bool {
+        self.settings.load().registration && spec.registration
     }
 
     pub fn settings(&self) -> Arc<RegistrySettings> {
@@ -775,10 +853,13 @@ impl Registry {
             .service(service)
             .ok_or_else(|| RegistryError::UnknownService(service.to_string()))?;
         let settings = self.settings();
-        if !settings.registration || !state.spec().registration {
+        if !self.accepts_registrations(&state.spec()) {
             return Err(RegistryError::RegistrationDisabled(service.to_string()));
         }
         let addr = new.addr;
+        if let Some(why) = unusable_instance_addr(addr) {
+            return Err(RegistryError::Invalid(format!("`{addr}`: {why}")));
+        }
         if new.weight == 0 || new.weight > 10_000 {
             return Err(RegistryError::Invalid(
                 "weight must be between 1 and 10000".into(),
@@ -787,13 +868,15 @@ impl Registry {
         let ttl = new
             .ttl
             .unwrap_or(settings.default_ttl)
-            .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+            .clamp(api::MIN_TTL, api::MAX_TTL);
         // Re-registering the same address replaces the earlier registration.
-        let existing = state
-            .registrations()
-            .into_iter()
-            .find(|(_, r)| r.instance.addr == addr)
-            .map(|(id, _)| id);
+        let existing = state.registration_id_of(addr);
+        if existing.is_none() && state.registration_count() >= MAX_REGISTRATIONS_PER_SERVICE {
+            return Err(RegistryError::TooManyRegistrations(
+                service.to_string(),
+                MAX_REGISTRATIONS_PER_SERVICE,
+            ));
+        }
         let id = existing.unwrap_or_else(|| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             (service, addr, now_ms(), crate::ids::random_u64()).hash(&mut h);
@@ -807,6 +890,12 @@ impl Registry {
                 expires_at_ms: now_ms() + ttl.as_millis() as u64,
             },
         );
+        // A reload that turned registration off between the check above and the insert may
+        // have evicted before this registration existed: take it back out.
+        if !self.accepts_registrations(&state.spec()) {
+            state.deregister(&id);
+            return Err(RegistryError::RegistrationDisabled(service.to_string()));
+        }
         tracing::info!(service, id, instance = %addr, ?ttl, "instance registered");
         Ok((id, ttl))
     }
@@ -815,6 +904,9 @@ impl Registry {
         let state = self
             .service(service)
             .ok_or_else(|| RegistryError::UnknownService(service.to_string()))?;
+        if !self.accepts_registrations(&state.spec()) {
+            return Err(RegistryError::RegistrationDisabled(service.to_string()));
+        }
         state
             .heartbeat(id)
             .ok_or_else(|| RegistryError::UnknownInstance(service.to_string(), id.to_string()))
