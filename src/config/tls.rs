@@ -280,7 +280,8 @@ pub(super) fn compile_certificates(
     entries: &[Spanned<RawCertificate>],
 ) -> Vec<Certificate> {
     let mut certs = Vec::new();
-    // Normalised name -> index of the first certificate that lists it.
+    // Normalised name -> index of the first certificate that lists it. Later listings are
+    // dropped, so the first one serves the name (exact and wildcard names alike).
     let mut claimed: HashMap<String, usize> = HashMap::new();
     for (i, entry) in entries.iter().enumerate() {
         let span = span_of(entry);
@@ -314,7 +315,12 @@ pub(super) fn compile_certificates(
                     let which = if first == i {
                         "twice for this certificate".to_string()
                     } else {
-                        format!("for certificates {} and {} of this listener; only one of them is ever served for it", first + 1, i + 1)
+                        format!(
+                            "for certificates {} and {} of this listener; certificate {} serves it",
+                            first + 1,
+                            i + 1,
+                            first + 1
+                        )
                     };
                     c.d.warning(
                         hspan,
