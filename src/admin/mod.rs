@@ -212,6 +212,8 @@ async fn wait_for_listeners(shared: Arc<Shared>) {
         })
         .collect();
     for (addr, sni) in probes {
+        // Backs off up to 1 s: each failed TLS probe costs the server an error log line.
+        let mut pause = std::time::Duration::from_millis(20);
         loop {
             let up = match &sni {
                 None => tokio::net::TcpStream::connect(addr).await.is_ok(),
@@ -227,7 +229,8 @@ async fn wait_for_listeners(shared: Arc<Shared>) {
             if up {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
         }
     }
     // Services discovered through DNS have no instances until their first lookup: wait for
