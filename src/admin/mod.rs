@@ -311,7 +311,11 @@ fn host_allowed(host: Option<&[u8]>) -> bool {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        if !host_allowed(req.headers.get(http::header::HOST).map(|v| v.as_bytes())) {
+        // Probes and scrapers (Kubernetes, Prometheus, load balancers) address the gateway
+        // by whatever name they know it under, and what they read is not worth a DNS
+        // rebinding attack; the registry (which can be written) and the dashboard are.
+        let probe = matches!(req.uri.path(), "/healthz" | "/readyz" | "/metrics");
+        if !probe && !host_allowed(req.headers.get(http::header::HOST).map(|v| v.as_bytes())) {
             return reply(
                 StatusCode::MISDIRECTED_REQUEST,
                 "application/json",
