@@ -494,3 +494,27 @@ fn http10_without_host_gets_one_upstream() {
     assert_eq!(seen.path, "/abs");
     assert_eq!(seen.header("host"), Some("shop.example:81"));
 }
+
+/// Underscore spellings of the gateway's headers (`X_Forwarded_For`, `X_Real_IP`,
+/// `X_Original_URL`...), which CGI-style backends read as the dashed ones, never reach the
+/// upstream, from any peer.
+#[test]
+fn underscore_spellings_of_forwarding_headers_are_removed() {
+    let spoof = [
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("X_Real_IP", "6.6.6.6"),
+        ("True_Client_IP", "6.6.6.6"),
+        ("X_Original_URL", "/admin/x"),
+        ("X_Request_Id", "spoofed"),
+        ("X_Custom", "kept"),
+    ];
+    for trusted in [None, Some("127.0.0.1/32")] {
+        let (gw, o) = setup(trusted);
+        assert_eq!(get_raw(gw.listen, "/x", "t", &spoof).status, 200);
+        let seen = o.last().unwrap();
+        for (name, _) in &spoof[..5] {
+            assert_eq!(seen.header(name), None, "{name} (trusted: {trusted:?})");
+        }
+        assert_eq!(seen.header("x_custom"), Some("kept"));
+    }
+}

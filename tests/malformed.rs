@@ -74,6 +74,12 @@ fn ambiguous_framing_and_hosts_are_400() {
         ),
         ("Host list", "GET /x HTTP/1.1\r\nHost: a,b\r\nConnection: close\r\n\r\n"),
         ("Host port", "GET /x HTTP/1.1\r\nHost: a:99999\r\nConnection: close\r\n\r\n"),
+        ("Host markup", "GET /x HTTP/1.1\r\nHost: a<b>\r\nConnection: close\r\n\r\n"),
+        ("Host quote", "GET /x HTTP/1.1\r\nHost: a\"b\r\nConnection: close\r\n\r\n"),
+        (
+            "HTTP/1.0 absolute-form with a bad authority",
+            "GET http://a,b/x HTTP/1.0\r\n\r\n",
+        ),
     ] {
         let r = send(&gw, req);
         assert_eq!(r.status, 400, "{what}: {:?}", String::from_utf8_lossy(&r.body));
@@ -111,6 +117,11 @@ service = "o"
         "TRACE /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 405);
+    let r = send(
+        &gw,
+        "TRACK /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 405, "IIS's TRACK does the same");
     assert_eq!(o.requests(), 0);
     let r = send(
         &gw,

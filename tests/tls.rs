@@ -446,3 +446,24 @@ async fn mismatched_listener_key_is_refused_at_reload_and_start() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("do not match"), "{stderr}");
 }
+
+/// HTTP/2's `:authority` gets the same checks as `Host` on HTTP/1: a list or an impossible
+/// port is 400 and reaches no upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_authority_is_checked_like_host() {
+    let o = Origin::start("o");
+    let gw = h2c_gateway(&o, "");
+    for bad in ["a,b", "a:99999"] {
+        let mut client = h2c_client(&gw).await;
+        let req = http::Request::get(format!("http://{bad}/x"))
+            .body(())
+            .expect("a request http accepts");
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(8), resp)
+            .await
+            .expect("an answer")
+            .expect("a response, not a reset");
+        assert_eq!(resp.status(), 400, ":authority {bad}");
+    }
+    assert_eq!(o.requests(), 0, "no bad authority reached the upstream");
+}

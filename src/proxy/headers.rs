@@ -184,6 +184,17 @@ pub fn strip_hop_by_hop_request(req: &mut impl HeaderSink, websocket: bool, untr
             req.del(name);
         }
     }
+    if present & ALIAS_BIT != 0 {
+        let aliases: Vec<HeaderName> = req
+            .map()
+            .keys()
+            .filter(|n| is_underscore_alias(n.as_str()))
+            .cloned()
+            .collect();
+        for n in &aliases {
+            req.del(n);
+        }
+    }
     for &(bit, name) in &HOP_BY_HOP {
         let kept = websocket && bit == UPGRADE_BIT;
         if present & bit != 0 && !kept {
@@ -284,6 +295,9 @@ const UPGRADE_BIT: u16 = 2;
 const TRANSFER_ENCODING_BIT: u16 = 256;
 /// Any of [`FORWARDING`].
 const FORWARDING_BIT: u16 = 512;
+/// A name with underscores that spells one of the gateway's own headers
+/// ([`is_underscore_alias`]).
+const ALIAS_BIT: u16 = 1024;
 
 /// Forwarding headers besides X-Forwarded-For/-Proto/-Host that backends trust: only
 /// trusted proxies may send them.
@@ -340,9 +354,38 @@ fn hop_by_hop_bit(n: &HeaderName) -> u16 {
         TRANSFER_ENCODING_BIT
     } else if forwarding_name(n.as_str()) {
         FORWARDING_BIT
+    } else if is_underscore_alias(n.as_str()) {
+        ALIAS_BIT
     } else {
         0
     }
+}
+
+/// Whether `n` is a forwarding or request-id header spelled with `_` for `-`
+/// (`X_Forwarded_For`, `X_Real_IP`). CGI, WSGI, Rack and PHP read both spellings as one
+/// variable, so such a header from a client would stand in for the one the gateway sets
+/// or strips. Always removed, from every peer.
+fn is_underscore_alias(n: &str) -> bool {
+    // Every such name starts with `x_` or `true_`: most names are ruled out by two bytes.
+    let b = n.as_bytes();
+    let candidate = match b.first() {
+        Some(b'x') => b.get(1) == Some(&b'_') || (b.get(1) == Some(&b'-') && b.contains(&b'_')),
+        Some(b't') => b.contains(&b'_'),
+        _ => false,
+    };
+    if !candidate {
+        return false;
+    }
+    let dashed = n.replace('_', "-");
+    [
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+        &X_REQUEST_ID,
+    ]
+    .into_iter()
+    .chain(FORWARDING.iter())
+    .any(|p| p.as_str() == dashed)
 }
 
 /// Whether `n` is one of [`FORWARDING`] (by its first byte first: most names are not).
@@ -381,16 +424,23 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
     out
 }
 
-/// The authority of an absolute-form request target (`http://host:port/path`).
-pub fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+/// The authority of an absolute-form request target (`http://host:port/path`), as sent.
+pub fn absolute_target_authority(target: &[u8]) -> Option<&[u8]> {
+    if target.first() == Some(&b'/') {
+        return None;
+    }
     let start = target.windows(3).position(|w| w == b"://")? + 3;
     let rest = &target[start..];
     let end = rest
         .iter()
         .position(|&b| matches!(b, b'/' | b'?' | b'#'))
         .unwrap_or(rest.len());
-    let authority = &rest[..end];
-    (!authority.is_empty() && host_value_is_sound(authority)).then_some(authority)
+    Some(&rest[..end])
+}
+
+/// The same, only when it is a sound, non-empty `host[:port]`.
+pub fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+    absolute_target_authority(target).filter(|a| !a.is_empty() && host_value_is_sound(a))
 }
 
 /// Joins several `Cookie` fields into one, separated by "; ".
@@ -519,10 +569,12 @@ pub fn forwarded_host(req: &RequestHeader) -> Option<HeaderValue> {
     request_host(req).and_then(|h| HeaderValue::from_str(h).ok())
 }
 
-/// A `Host` value is `host [":" port]` (RFC 9110 §7.2): a bracketed IPv6 literal or a name
-/// of visible characters, and at most five port digits up to 65535. Refused besides what
-/// URIs forbid there: `,` (it would turn X-Forwarded-Host into a list) and `@`. An empty
-/// value is allowed (RFC 9112 §3.2, for targets without an authority).
+/// A `Host` value is `host [":" port]` (RFC 9110 §7.2): a bracketed IPv6 literal, or a name
+/// of letters, digits, `-`, `.` and `_` (what host names and IPv4 addresses are made of;
+/// URI syntax would also allow sub-delimiters and percent-escapes, which no real host
+/// uses and which would reach X-Forwarded-Host and backends that echo it), and at most
+/// five port digits up to 65535. An empty value is allowed (RFC 9112 §3.2, for targets
+/// without an authority).
 pub fn host_value_is_sound(h: &[u8]) -> bool {
     let (name, port) = if h.first() == Some(&b'[') {
         match h.iter().position(|&b| b == b']') {
@@ -546,10 +598,10 @@ pub fn host_value_is_sound(h: &[u8]) -> bool {
         }
         _ => false,
     };
+    let bracketed = h.first() == Some(&b'[');
     port_ok
         && name.iter().all(|&b| {
-            b.is_ascii_graphic()
-                && !matches!(b, b'/' | b'\\' | b'?' | b'#' | b'@' | b',' | b'[' | b']')
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') || (bracketed && b == b':')
         })
 }
 
@@ -782,6 +834,30 @@ mod tests {
         assert_eq!(absolute_authority(b"http://evil?q"), Some(&b"evil"[..]));
         assert_eq!(absolute_authority(b"/x"), None);
         assert_eq!(absolute_authority(b"http:///x"), None);
+    }
+
+    #[test]
+    fn underscore_spellings_of_the_gateways_headers_are_aliases() {
+        for alias in [
+            "x_forwarded_for",
+            "x_real_ip",
+            "true_client_ip",
+            "x_original_url",
+            "x-forwarded_host",
+            "x_request_id",
+        ] {
+            assert!(is_underscore_alias(alias), "{alias}");
+        }
+        for other in [
+            "x_custom",
+            "x-forwarded-for",
+            "accept",
+            "te",
+            "x_forwarded_forx",
+            "trace_id",
+        ] {
+            assert!(!is_underscore_alias(other), "{other}");
+        }
     }
 
     #[test]

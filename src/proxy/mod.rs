@@ -120,7 +120,7 @@ impl Gateway {
         let route = rt.config.router.route(index);
         // TRACE echoes the request, credentials included (cross-site tracing): only routes
         // that list it get it.
-        if req.method == http::Method::TRACE && !route.methods.contains(&http::Method::TRACE) {
+        if is_trace(&req.method) && !route.methods.contains(&req.method) {
             return Err(GatewayError::TraceNotAllowed);
         }
         if !normalized.flags.without(route.allow).is_empty() {
@@ -154,6 +154,11 @@ fn content_length(v: &[u8]) -> Result<u64, GatewayError> {
         .ok_or(GatewayError::BodyTooLarge)
 }
 
+/// `TRACE`, and IIS's `TRACK`, which does the same.
+fn is_trace(m: &http::Method) -> bool {
+    *m == http::Method::TRACE || m.as_str() == "TRACK"
+}
+
 /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one `Host` (unless its target carries
 /// the authority), and its value must be a plain `host[:port]`. A gateway that let the
 /// others through would route on one reading of the host while the upstream sees another.
@@ -162,7 +167,14 @@ fn host_is_sound(req: &RequestHeader) -> bool {
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => false,
         (Some(h), None) => headers::host_value_is_sound(h.as_bytes()),
-        (None, _) => req.version != http::Version::HTTP_11 || req.uri.authority().is_some(),
+        // HTTP/2 `:authority`, or an HTTP/1.0 absolute-form target without `Host`: the same
+        // rules for the authority it carries.
+        (None, _) => match req.uri.authority() {
+            Some(a) => headers::host_value_is_sound(a.as_str().as_bytes()),
+            None if req.version == http::Version::HTTP_11 => false,
+            None => headers::absolute_target_authority(req.raw_path())
+                .is_none_or(headers::host_value_is_sound),
+        },
     }
 }
 
