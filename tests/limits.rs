@@ -257,32 +257,22 @@ service = "o"
     );
 }
 
-/// An origin that answers every request with a 64 MiB body, streamed.
-fn big_body_origin() -> std::net::SocketAddr {
+/// Answers the first request on the connection with a 64 MiB body, streamed.
+fn big_body(mut conn: std::net::TcpStream) {
     use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf);
-                let size = 64 << 20;
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
-                if conn.write_all(head.as_bytes()).is_err() {
-                    return;
-                }
-                let chunk = vec![b'x'; 64 * 1024];
-                for _ in 0..size / chunk.len() {
-                    if conn.write_all(&chunk).is_err() {
-                        return;
-                    }
-                }
-            });
+    let mut buf = [0u8; 4096];
+    let _ = conn.read(&mut buf);
+    let size = 64 << 20;
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+    if conn.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..size / chunk.len() {
+        if conn.write_all(&chunk).is_err() {
+            return;
         }
-    });
-    addr
+    }
 }
 
 /// A client that stops reading the response is cut off after `send_timeout` (slow-read
@@ -290,7 +280,7 @@ fn big_body_origin() -> std::net::SocketAddr {
 #[test]
 fn client_that_stops_reading_is_cut_off_after_send_timeout() {
     use std::io::{Read, Write};
-    let addr = big_body_origin();
+    let addr = raw_origin(big_body);
     let cfg = GATEWAY.to_string()
         + &format!(
             r#"

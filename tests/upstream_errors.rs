@@ -170,41 +170,38 @@ timeouts = { connect = "1s", read = "10s", total = "500ms" }
     );
 }
 
-/// An origin that answers every request on a connection with the same raw bytes.
-fn canned_origin(response: &'static [u8]) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = conn.read(&mut buf) {
-                    if n == 0 || conn.write_all(response).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// Status codes outside 100-599, and a `101 Switching Protocols` to a request that asked
 /// for no upgrade, are invalid upstream answers: 502, not relayed (a relayed 101 would turn
 /// the client's connection into a tunnel it never asked for).
 #[test]
 fn invalid_upstream_statuses_are_502() {
-    for (what, canned) in [
-        (
-            "101 without an upgrade request",
-            &b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"[..],
-        ),
-        ("status 600", &b"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n"[..]),
-        ("status 999", &b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"[..]),
-    ] {
-        let addr = canned_origin(canned);
+    /// Answers every request on the connection with the same raw bytes.
+    fn answer_with(mut conn: std::net::TcpStream, response: &[u8]) {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 || conn.write_all(response).is_err() {
+                return;
+            }
+        }
+    }
+    type Serve = fn(std::net::TcpStream);
+    let cases: [(&str, Serve); 3] = [
+        ("101 without an upgrade request", |c| {
+            answer_with(
+                c,
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            )
+        }),
+        ("status 600", |c| {
+            answer_with(c, b"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n")
+        }),
+        ("status 999", |c| {
+            answer_with(c, b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n")
+        }),
+    ];
+    for (what, canned) in cases {
+        let addr = raw_origin(canned);
         let cfg = GATEWAY.to_string()
             + &format!(
                 r#"

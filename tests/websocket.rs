@@ -24,35 +24,47 @@ fn read_head(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&head).to_string()
 }
 
-#[test]
-fn websocket_echo_through_gateway() {
+/// A gateway with a `/ws/**` route to a WebSocket echo origin, with this upstream `read`.
+fn ws_gateway(read: &str) -> (Gateway, Origin) {
     let ws = Origin::builder("ws").websocket().start();
     let cfg = with_origins(
         &(GATEWAY.to_string()
-            + r#"
+            + &format!(
+                r#"
 [services.ws]
-instances = ["{origin:ws}"]
+instances = ["{{origin:ws}}"]
 
 [[routes]]
 name = "ws"
-match = { path = "/ws/**" }
+match = {{ path = "/ws/**" }}
 service = "ws"
-timeouts = { read = "10s" }
-"#),
+timeouts = {{ read = "{read}" }}
+"#
+            )),
         &[&ws],
     );
-    let gw = Gateway::start(&cfg);
+    (Gateway::start(&cfg), ws)
+}
+
+/// Sends a WebSocket upgrade request for `path` and returns the response head.
+fn upgrade(s: &mut TcpStream, path: &str, key: &str) -> String {
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    read_head(s)
+}
+
+#[test]
+fn websocket_echo_through_gateway() {
+    let (gw, ws) = ws_gateway("10s");
     let mut s = TcpStream::connect(gw.listen).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_nodelay(true).unwrap();
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
-    write!(
-        s,
-        "GET /ws/chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let head = read_head(&mut s);
+    let head = upgrade(&mut s, "/ws/chat", key);
     let status_line = head.lines().next().unwrap_or("");
     assert!(
         status_line.contains(" 101"),
@@ -118,31 +130,10 @@ timeouts = { read = "10s" }
 /// failure counted against the instance.
 #[test]
 fn idle_websocket_is_closed_without_blaming_anyone() {
-    let ws = Origin::builder("ws").websocket().start();
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.ws]
-instances = ["{origin:ws}"]
-
-[[routes]]
-name = "ws"
-match = { path = "/ws/**" }
-service = "ws"
-timeouts = { read = "500ms" }
-"#),
-        &[&ws],
-    );
-    let gw = Gateway::start(&cfg);
+    let (gw, _ws) = ws_gateway("500ms");
     let mut s = TcpStream::connect(gw.listen).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /ws/idle HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let head = read_head(&mut s);
+    let head = upgrade(&mut s, "/ws/idle", "dGhlIHNhbXBsZSBub25jZQ==");
     assert!(head.lines().next().unwrap_or("").contains(" 101"), "{head}");
     let started = std::time::Instant::now();
     let mut b = [0u8; 64];

@@ -101,11 +101,7 @@ enum Framing {
 /// request off; the proxy validates them).
 fn body_framing(head: &[u8]) -> Framing {
     let mut framing = Framing::None;
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+    for (name, value) in head_fields(head) {
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
             framing = match (framing, n) {
@@ -120,6 +116,14 @@ fn body_framing(head: &[u8]) -> Framing {
         }
     }
     framing
+}
+
+/// The `name: value` fields of a raw request head (values trimmed), without parsing it.
+fn head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], line[colon + 1..].trim_ascii()))
+    })
 }
 
 /// Where a chunked body that starts at `body[0]` ends, if all of it is there: its chunks,
@@ -370,13 +374,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> HeadIo for T {}
 /// The client's own `X-Request-Id` in the (maybe partial) head read so far, if it is one
 /// the gateway would accept; only looked for when the gateway answers the head itself.
 fn client_request_id(head: &[u8]) -> Option<String> {
-    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
-        let colon = line.iter().position(|&b| b == b':')?;
-        if !line[..colon].eq_ignore_ascii_case(b"x-request-id") {
-            return None;
-        }
-        let value = line[colon + 1..].trim_ascii();
-        ids::is_acceptable_request_id(value).then(|| String::from_utf8_lossy(value).into_owned())
+    head_fields(head).find_map(|(name, value)| {
+        (name.eq_ignore_ascii_case(b"x-request-id") && ids::is_acceptable_request_id(value))
+            .then(|| String::from_utf8_lossy(value).into_owned())
     })
 }
 

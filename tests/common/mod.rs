@@ -1514,3 +1514,17 @@ pub fn read_until_close(s: &mut impl Read) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A bare TCP origin on a free loopback port: every accepted connection is handed to
+/// `serve` on its own thread (for upstream behaviour the HTTP origins cannot produce).
+pub fn raw_origin(serve: fn(StdTcpStream)) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || serve(conn));
+        }
+    });
+    addr
+}
