@@ -32,7 +32,7 @@ fn route(i: usize, path: String) -> Route {
         response_headers: HeaderEdits::default(),
         timeouts: Timeouts::default(),
         fallback: None,
-        plugins: Default::default(),
+        chain: Default::default(),
         retries: Default::default(),
     }
 }

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod ids;
 pub mod logging;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod registry;
 pub mod reload;

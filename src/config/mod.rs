@@ -921,7 +921,7 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
                 timeouts,
                 fallback,
                 retries,
-                plugins: Default::default(),
+                chain: Default::default(),
             });
         }
     }

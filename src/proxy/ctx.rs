@@ -1,27 +1,15 @@
-//! Per-request state, grouped by what it is about, and the access log line.
+//! Per-request state, grouped by what it is about.
 
-use pingora_proxy::Session;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::respond::GatewayError;
-use crate::access_log;
+use super::error::GatewayError;
+use super::route::Routed;
 use crate::ids::TraceParent;
 use crate::registry::{BulkheadPermit, InstancePermit, Member, ServiceState};
+use crate::router::Route;
 use crate::runtime::{InflightGuard, Runtime, Shared};
-
-/// The routing decision for a request.
-#[derive(Debug)]
-pub struct Routed {
-    /// Index of the route in the snapshot's router.
-    pub index: usize,
-    /// The normalized path the route was chosen on.
-    pub path: String,
-    /// The wire-form target (path and query) for the upstream when it differs from the
-    /// incoming one.
-    pub target: Option<String>,
-}
 
 /// One try at an upstream instance.
 pub struct Attempt {
@@ -90,34 +78,66 @@ pub struct Upstream {
     pub bulkhead: Option<BulkheadPermit>,
     pub breaker_trial: bool,
     pub retry_after: Option<Duration>,
+    /// The instance of the current (last) attempt.
+    pub instance: Option<SocketAddr>,
 }
 
-/// Everything the gateway knows about one request.
+/// Who sent the request.
+#[derive(Default)]
+pub struct Client {
+    /// The TCP peer.
+    pub peer_ip: Option<IpAddr>,
+    /// Whether the peer is a configured trusted proxy.
+    pub peer_trusted: bool,
+    /// The original client (from X-Forwarded-For when the peer is trusted).
+    pub ip: Option<IpAddr>,
+}
+
+/// When things happened.
+pub struct Timing {
+    pub start: Instant,
+    /// When the current upstream attempt began (only measured with an access log).
+    pub upstream_start: Option<Instant>,
+    pub upstream_elapsed: Option<Duration>,
+}
+
+/// How the request ended, for the log and metrics.
+#[derive(Default)]
+pub struct Outcome {
+    /// The error the gateway answered (or would have answered) with.
+    pub error: Option<GatewayError>,
+    /// Internal error text: logged, never sent to the client.
+    pub detail: Option<String>,
+    /// An upgraded connection ended because its upstream stayed silent (see
+    /// [`GatewayError::TunnelIdle`]): says nothing about the instance either way.
+    pub idle_tunnel: bool,
+    /// Request body bytes received so far.
+    pub body_bytes: u64,
+}
+
+/// What the route's plugins know about the request.
+#[derive(Default)]
+pub struct PluginCtx {
+    /// Typed results shared along the chain (an `Identity`, a rate-limit status).
+    pub state: ficus_plugins::RequestState,
+    /// Edits the request hooks asked for on the upstream request.
+    pub upstream_edits: ficus_plugins::HeaderEdits,
+}
+
+/// Everything the gateway knows about one request, in named parts.
 pub struct RequestCtx {
     /// The config snapshot this request uses from start to end.
     pub runtime: Arc<Runtime>,
-    pub start: Instant,
     /// The request id as a header value (cheap to clone); always visible ASCII, see
     /// [`RequestCtx::request_id`].
     pub request_id_value: http::HeaderValue,
     pub trace: Option<TraceParent>,
-    /// The TCP peer and whether it is a trusted proxy.
-    pub peer_ip: Option<IpAddr>,
-    pub peer_trusted: bool,
-    /// The original client (from X-Forwarded-For when the peer is trusted).
-    pub client_ip: Option<IpAddr>,
+    pub client: Client,
+    pub timing: Timing,
     pub routed: Option<Routed>,
     pub upstream: Upstream,
-    pub instance: Option<SocketAddr>,
-    pub upstream_start: Option<Instant>,
-    pub upstream_elapsed: Option<Duration>,
-    pub body_bytes: u64,
-    pub gateway_error: Option<GatewayError>,
-    /// An upgraded connection ended because its upstream stayed silent (see
-    /// [`GatewayError::TunnelIdle`]): says nothing about the instance either way.
-    pub idle_tunnel: bool,
-    /// Internal error text: logged, never sent to the client.
-    pub error_detail: Option<String>,
+    pub plugins: PluginCtx,
+    pub outcome: Outcome,
     _inflight: InflightGuard,
 }
 
@@ -126,92 +146,32 @@ impl RequestCtx {
         RequestCtx {
             _inflight: shared.begin_request(),
             runtime: shared.runtime(),
-            start: Instant::now(),
             request_id_value: http::HeaderValue::from_static(""),
             trace: None,
-            peer_ip: None,
-            peer_trusted: false,
-            client_ip: None,
+            client: Client::default(),
+            timing: Timing {
+                start: Instant::now(),
+                upstream_start: None,
+                upstream_elapsed: None,
+            },
             routed: None,
             upstream: Upstream::default(),
-            instance: None,
-            upstream_start: None,
-            upstream_elapsed: None,
-            body_bytes: 0,
-            gateway_error: None,
-            idle_tunnel: false,
-            error_detail: None,
+            plugins: PluginCtx::default(),
+            outcome: Outcome::default(),
         }
     }
-}
 
-impl RequestCtx {
     /// The request id for logs and error bodies. Only ids of visible ASCII are accepted or
     /// generated, so the conversion cannot fail in practice.
     pub fn request_id(&self) -> &str {
         self.request_id_value.to_str().unwrap_or("-")
     }
-}
 
-/// Emits the access log line for a finished request.
-pub fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) {
-    let req = session.req_header();
-    let rt = &ctx.runtime;
-    let (route, service) = match &ctx.routed {
-        Some(r) => {
-            let route = rt.config.router.route(r.index);
-            let svc = ctx.upstream.service.unwrap_or(route.service);
-            (&*route.name, rt.config.services[svc].name.as_str())
-        }
-        None => ("", ""),
-    };
-    let path = ctx.routed.as_ref().map_or_else(
-        || String::from_utf8_lossy(req.raw_path()).into_owned(),
-        |r| r.path.replace('\0', "%2F"),
-    );
-    let trace_id = ctx.trace.as_ref().map_or("", |t| t.trace_id());
-    let client = ctx
-        .client_ip
-        .map(DisplayOr::Some)
-        .unwrap_or(DisplayOr::Dash);
-    let instance = ctx.instance.map(DisplayOr::Some).unwrap_or(DisplayOr::Dash);
-    let upstream_ms = ctx
-        .upstream_elapsed
-        .map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
-    let error = ctx.gateway_error.map_or("", |e| e.message());
-    tracing::info!(
-        target: access_log::TARGET,
-        request_id = ctx.request_id(),
-        method = req.method.as_str(),
-        path = path.as_str(),
-        status,
-        route,
-        service,
-        instance = %instance,
-        client_ip = %client,
-        bytes = session.body_bytes_sent() as u64,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        upstream_ms,
-        attempts = ctx.upstream.attempts,
-        fallback = ctx.upstream.fell_back,
-        trace_id,
-        error,
-        detail = ctx.error_detail.as_deref().unwrap_or(""),
-    );
-}
-
-/// Displays a value or `-`, without allocating.
-enum DisplayOr<T> {
-    Some(T),
-    Dash,
-}
-
-impl<T: std::fmt::Display> std::fmt::Display for DisplayOr<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DisplayOr::Some(v) => v.fmt(f),
-            DisplayOr::Dash => f.write_str("-"),
-        }
+    /// The route the request matched, if routing succeeded.
+    pub fn route(&self) -> Option<&Route> {
+        self.routed
+            .as_ref()
+            .map(|r| self.runtime.config.router.route(r.index))
     }
 }
 

@@ -27,8 +27,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
+use super::error::GatewayError;
 use super::replay::Replay;
-use super::respond::{error_body, GatewayError};
+use super::respond::{gateway_head, Reply};
 use crate::ids;
 use crate::runtime::Shared;
 
@@ -387,16 +388,27 @@ async fn answer_and_close<W: AsyncWrite + Unpin + ?Sized>(
     shared: &Shared,
 ) {
     let id = client_request_id(head).unwrap_or_else(ids::new_request_id);
-    let body = error_body(err, &id);
+    // The same reply and head every gateway-made answer starts from (respond.rs); no route
+    // is known yet, so only the request id is added.
+    let reply = Reply::error(err, &id, None);
     let status = err.status();
-    let reason = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n",
-        body.len()
+    let Some(resp) = gateway_head(reply.status, &reply.headers, reply.body.len()) else {
+        return;
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\n",
+        reply.status.canonical_reason().unwrap_or("")
     );
+    for (name, value) in resp.headers.iter() {
+        head.push_str(name.as_str());
+        head.push_str(": ");
+        head.push_str(value.to_str().unwrap_or(""));
+        head.push_str("\r\n");
+    }
+    head.push_str("x-request-id: ");
+    head.push_str(&id);
+    head.push_str("\r\nconnection: close\r\n\r\n");
+    let body = reply.body;
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(&body).await;
     let _ = stream.flush().await;

@@ -1,215 +1,198 @@
-//! Error responses written by the gateway itself, and the one place where internal errors
-//! become HTTP statuses.
+//! The one way out: every response head the client gets passes [`finish_head`].
 //!
-//! Every gateway-made error is a small JSON body `{"error": "...", "request_id": "..."}`
-//! with the request id also in `x-request-id`. Messages are fixed strings chosen here: no
-//! addresses, no library error text ever reaches a client.
+//! Proxied responses reach it from `response_filter`; responses the gateway writes itself
+//! (its errors, plugin answers, `OPTIONS *`) are built as a [`Reply`] and sent by [`send`],
+//! which calls it too. So the request id, the route's `response_headers` edits and the
+//! plugins' response hooks are on every answer, whoever made it, and no path can forget
+//! them. (The connection-level head layer refuses heads pingora never parses; it builds
+//! its answer with [`gateway_head`], the same head a [`Reply`] starts from.)
 
 use bytes::Bytes;
-use pingora_error::{Error, ErrorSource, ErrorType};
+use ficus_plugins::Source;
+use http::{HeaderName, HeaderValue, StatusCode};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
+use std::time::Duration;
 
-use crate::metrics::UpstreamErrorKind;
-use crate::router::normalize::PathError;
+use super::chain;
+use super::ctx::RequestCtx;
+use super::error::GatewayError;
+use super::headers::{self, HeaderSink};
 
-/// Why the gateway answered a request itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GatewayError {
-    BadPath(PathError),
-    /// A request the gateway cannot parse (bad header).
-    BadRequest,
-    PathNotAllowed,
-    NoRoute,
-    /// `TRACE` on a route that does not list it.
-    TraceNotAllowed,
-    UriTooLong,
-    HeadersTooLarge,
-    BodyTooLarge,
-    /// A `Transfer-Encoding` other than plain `chunked`.
-    UnsupportedTransferCoding,
-    SlowClient,
-    /// The client closed the connection (or reset its HTTP/2 stream) before the answer was
-    /// complete. Only ever logged: there is nobody to answer.
-    ClientClosed,
-    /// The client stopped reading the response for `send_timeout`. Only ever logged.
-    ClientNotReading,
-    /// An upgraded connection (WebSocket) was closed after its upstream stayed silent for
-    /// the `read` timeout. Only ever logged.
-    TunnelIdle,
-    NoInstance,
-    /// The service's circuit breaker is open.
-    CircuitOpen,
-    /// The service's bulkhead (`max_concurrent`) is full.
-    AtCapacity,
-    UpstreamUnreachable,
-    UpstreamTimeout,
-    UpstreamFailed,
-    Internal,
+/// A response the gateway writes itself.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    /// Close the connection afterwards (the request's framing is doubtful).
+    pub close: bool,
 }
 
-impl GatewayError {
-    pub fn status(self) -> u16 {
-        match self {
-            GatewayError::BadPath(_) | GatewayError::PathNotAllowed | GatewayError::BadRequest => {
-                400
-            }
-            GatewayError::NoRoute => 404,
-            GatewayError::TraceNotAllowed => 405,
-            GatewayError::SlowClient => 408,
-            // nginx's convention for "client closed request"; never sent.
-            GatewayError::ClientClosed => 499,
-            GatewayError::ClientNotReading => 408,
-            GatewayError::TunnelIdle => 504,
-            GatewayError::BodyTooLarge => 413,
-            GatewayError::UriTooLong => 414,
-            GatewayError::HeadersTooLarge => 431,
-            GatewayError::Internal => 500,
-            GatewayError::UnsupportedTransferCoding => 501,
-            GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => 502,
-            GatewayError::NoInstance | GatewayError::CircuitOpen | GatewayError::AtCapacity => 503,
-            GatewayError::UpstreamTimeout => 504,
+impl Reply {
+    /// The JSON error body for `err`, with `Retry-After` on a 503.
+    pub fn error(err: GatewayError, request_id: &str, retry_after: Option<Duration>) -> Reply {
+        let mut reply = Reply::error_message(err.status(), err.message(), request_id);
+        if err.status() == 503 {
+            // Whole seconds, rounded up, at least 1.
+            let secs = retry_after.map_or(1, |d| d.as_millis().div_ceil(1000).max(1) as u64);
+            reply
+                .headers
+                .push((http::header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        reply
+    }
+
+    /// The gateway's JSON error shape with any fixed message.
+    fn error_message(status: u16, message: &str, request_id: &str) -> Reply {
+        Reply {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body: error_body(message, request_id),
+            close: false,
         }
     }
 
-    /// The client-facing message.
-    pub fn message(self) -> &'static str {
-        match self {
-            GatewayError::BadPath(PathError::NotAbsolute) => "request path must start with /",
-            GatewayError::BadPath(PathError::InvalidEncoding) => "invalid percent-encoding in path",
-            GatewayError::BadPath(PathError::InvalidUtf8) => "path is not valid UTF-8",
-            GatewayError::BadPath(PathError::Nul) => "NUL byte in path",
-            GatewayError::BadPath(PathError::DoubleEncoding) => "double percent-encoding in path",
-            GatewayError::BadPath(PathError::AboveRoot) => "path climbs above the root",
-            GatewayError::BadPath(PathError::Control) => "control character in path",
-            GatewayError::BadRequest => "malformed request",
-            GatewayError::PathNotAllowed => {
-                "path contains an encoded slash, backslash or ';' that this route does not accept"
+    /// A plugin's answer.
+    pub fn plugin(resp: ficus_plugins::Response, request_id: &str) -> Reply {
+        let mut reply = match resp.body {
+            ficus_plugins::Body::Error(message) => {
+                Reply::error_message(resp.status.as_u16(), &message, request_id)
             }
-            GatewayError::NoRoute => "no route matches this request",
-            GatewayError::TraceNotAllowed => "TRACE is not allowed on this route",
-            GatewayError::UriTooLong => "request URI too long",
-            GatewayError::HeadersTooLarge => "request headers too large",
-            GatewayError::BodyTooLarge => "request body too large",
-            GatewayError::SlowClient => "request not received in time",
-            GatewayError::ClientClosed => "client closed the connection",
-            GatewayError::ClientNotReading => "client stopped reading the response",
-            GatewayError::TunnelIdle => "upgraded connection idle past the read timeout",
-            GatewayError::UnsupportedTransferCoding => {
-                "transfer coding not supported (only chunked)"
-            }
-            GatewayError::NoInstance => "no healthy instance of the upstream service",
-            GatewayError::CircuitOpen => "upstream service is failing; circuit breaker open",
-            GatewayError::AtCapacity => "upstream service is at its concurrency limit",
-            GatewayError::UpstreamUnreachable => "upstream service unreachable",
-            GatewayError::UpstreamTimeout => "upstream service timed out",
-            GatewayError::UpstreamFailed => "upstream service failed",
-            GatewayError::Internal => "internal gateway error",
-        }
+            ficus_plugins::Body::Bytes(body) => Reply {
+                status: resp.status,
+                headers: Vec::new(),
+                body,
+                close: false,
+            },
+        };
+        reply.headers.extend(
+            resp.headers
+                .into_iter()
+                .filter(|(n, _)| !chain::is_framing(n)),
+        );
+        reply
     }
 
-    /// Custom pingora error carrying this gateway error's status.
-    pub fn into_pingora(self) -> Box<Error> {
-        Error::new(ErrorType::HTTPStatus(self.status()))
+    /// `OPTIONS *` asks what the server as a whole supports (RFC 9110 §9.3.7). No single
+    /// upstream speaks for the whole gateway, so the gateway answers: the methods it
+    /// proxies.
+    pub fn options_asterisk() -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            headers: vec![(
+                http::header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            )],
+            body: Bytes::new(),
+            close: false,
+        }
     }
 }
 
-/// Classifies a pingora error from proxying into a gateway error and, for upstream
-/// failures, the metrics label.
-pub fn classify(e: &Error) -> (GatewayError, Option<UpstreamErrorKind>) {
-    use ErrorType::*;
-    match (e.etype(), e.esource()) {
-        (HTTPStatus(413), _) => (GatewayError::BodyTooLarge, None),
-        (HTTPStatus(503), _) => (
-            GatewayError::NoInstance,
-            Some(UpstreamErrorKind::NoInstance),
-        ),
-        (HTTPStatus(_), _) => (GatewayError::Internal, None),
-        (ReadTimedout, ErrorSource::Downstream) => (GatewayError::SlowClient, None),
-        (WriteTimedout, ErrorSource::Downstream) => (GatewayError::ClientNotReading, None),
-        (ConnectTimedout, _) => (
-            GatewayError::UpstreamTimeout,
-            Some(UpstreamErrorKind::ConnectTimeout),
-        ),
-        (ReadTimedout | WriteTimedout, ErrorSource::Upstream) => (
-            GatewayError::UpstreamTimeout,
-            Some(UpstreamErrorKind::ReadTimeout),
-        ),
-        // pingora reports some client framing errors (bytes after the end of a request
-        // body) as connect errors of the downstream: they are the client's.
-        (ConnectError, ErrorSource::Downstream) => (GatewayError::BadRequest, None),
-        (ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError, _) => (
-            GatewayError::UpstreamUnreachable,
-            Some(UpstreamErrorKind::ConnectRefused),
-        ),
-        (TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError, _) => (
-            GatewayError::UpstreamUnreachable,
-            Some(UpstreamErrorKind::Tls),
-        ),
-        (ConnectionClosed | ReadError | WriteError, ErrorSource::Upstream) => (
-            GatewayError::UpstreamFailed,
-            Some(UpstreamErrorKind::Closed),
-        ),
-        (_, ErrorSource::Upstream) => {
-            (GatewayError::UpstreamFailed, Some(UpstreamErrorKind::Other))
-        }
-        (ConnectionClosed | ReadError | WriteError | H2Error, ErrorSource::Downstream) => {
-            (GatewayError::ClientClosed, None)
-        }
-        (InvalidHTTPHeader | H1Error | InvalidH2, ErrorSource::Downstream) => {
-            (GatewayError::BadRequest, None)
-        }
-        // A request body that breaks its own framing (bad chunk size, bad trailer).
-        (Custom("InvalidChunk" | "InvalidTrailerEnd"), ErrorSource::Downstream) => {
-            (GatewayError::BadRequest, None)
-        }
-        _ => (GatewayError::Internal, None),
-    }
-}
-
-/// Builds the JSON error body.
-pub fn error_body(err: GatewayError, request_id: &str) -> Bytes {
-    let mut s = String::with_capacity(64 + request_id.len());
+/// Builds the JSON error body. `message` is fixed text (never from the request); request
+/// ids are validated to hold no quotes or backslashes.
+pub fn error_body(message: &str, request_id: &str) -> Bytes {
+    let mut s = String::with_capacity(32 + message.len() + request_id.len());
     s.push_str("{\"error\":\"");
-    s.push_str(err.message());
+    for c in message.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            c if c.is_control() => {}
+            c => s.push(c),
+        }
+    }
     s.push_str("\",\"request_id\":\"");
-    // Request ids are validated to contain no quotes or backslashes.
     s.push_str(request_id);
     s.push_str("\"}\n");
     Bytes::from(s)
 }
 
-/// Writes a gateway error response. Errors writing to a client that went away are ignored:
-/// there is nobody left to tell.
-pub async fn write_error(
-    session: &mut Session,
-    err: GatewayError,
-    request_id: &str,
-    keepalive: bool,
-    retry_after: Option<std::time::Duration>,
+/// The head of a gateway-made response before [`finish_head`]: status, the reply's own
+/// headers and the body's length.
+pub fn gateway_head(
+    status: StatusCode,
+    extra: &[(HeaderName, HeaderValue)],
+    body_len: usize,
+) -> Option<ResponseHeader> {
+    let mut head = ResponseHeader::build(status, Some(extra.len() + 4)).ok()?;
+    for (n, v) in extra {
+        head.add(n, v.clone());
+    }
+    head.put(
+        &http::header::CONTENT_LENGTH,
+        "Content-Length",
+        HeaderValue::from(body_len),
+    );
+    Some(head)
+}
+
+/// The gateway's own edits of every response head: the request id and the route's
+/// `response_headers`.
+pub fn own_edits(h: &mut impl HeaderSink, ctx: &RequestCtx) {
+    let route = ctx.route();
+    // X-Request-Id, the route's own, and one free slot: pingora then sets Date and
+    // Connection, and even an insert that replaces a value grows a full map.
+    h.reserve(2 + route.map_or(0, |r| r.response_headers.additions()));
+    h.put(
+        &headers::X_REQUEST_ID,
+        "X-Request-Id",
+        ctx.request_id_value.clone(),
+    );
+    if let Some(route) = route {
+        if !route.response_headers.is_empty() {
+            headers::edit(h, &route.response_headers);
+        }
+    }
+}
+
+/// Everything every response head gets, after the gateway's own edits: the plugins'
+/// response hooks.
+pub async fn finish_head(
+    session: &Session,
+    ctx: &mut RequestCtx,
+    head: &mut ResponseHeader,
+    source: Source,
 ) {
-    let body = error_body(err, request_id);
-    let Ok(mut resp) = ResponseHeader::build(err.status(), Some(4)) else {
+    chain::run_response(session.req_header(), ctx, head, source).await;
+}
+
+/// Sends a gateway-made response through the one way out. Errors writing to a client that
+/// went away are ignored: there is nobody left to tell.
+pub async fn send(session: &mut Session, ctx: &mut RequestCtx, reply: Reply) {
+    let Some(mut head) = gateway_head(reply.status, &reply.headers, reply.body.len()) else {
         return;
     };
-    let _ = resp.insert_header("content-type", "application/json");
-    let _ = resp.insert_header("content-length", body.len().to_string());
-    let _ = resp.insert_header("x-request-id", request_id);
-    if err.status() == 503 {
-        // Whole seconds, rounded up, at least 1.
-        let secs = retry_after.map_or(1, |d| d.as_millis().div_ceil(1000).max(1) as u64);
-        let _ = resp.insert_header("retry-after", secs.to_string());
-    }
-    if !keepalive {
+    own_edits(&mut head, ctx);
+    finish_head(session, ctx, &mut head, Source::Gateway).await;
+    if reply.close {
         session.set_keepalive(None);
     }
+    let end = reply.body.is_empty();
     if session
-        .write_response_header(Box::new(resp), false)
+        .write_response_header(Box::new(head), end)
         .await
         .is_ok()
+        && !end
     {
-        let _ = session.write_response_body(Some(body), true).await;
+        let _ = session.write_response_body(Some(reply.body), true).await;
     }
+}
+
+/// Sends the error answer for `err` and records it as the request's outcome.
+pub async fn send_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    err: GatewayError,
+    close: bool,
+) {
+    ctx.outcome.error = Some(err);
+    let mut reply = Reply::error(err, ctx.request_id(), ctx.upstream.retry_after);
+    reply.close = close;
+    send(session, ctx, reply).await;
 }
 
 #[cfg(test)]
@@ -217,30 +200,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_and_bodies() {
-        assert_eq!(GatewayError::NoRoute.status(), 404);
-        assert_eq!(GatewayError::HeadersTooLarge.status(), 431);
-        let b = error_body(GatewayError::UpstreamUnreachable, "abc");
+    fn error_bodies() {
+        let b = error_body(GatewayError::UpstreamUnreachable.message(), "abc");
         assert_eq!(
             &b[..],
             b"{\"error\":\"upstream service unreachable\",\"request_id\":\"abc\"}\n"
         );
+        let b = error_body("say \"no\"\\\n", "r");
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["error"], "say \"no\"\\");
     }
 
     #[test]
-    fn classification() {
-        let mut e = Error::new(ErrorType::ConnectRefused);
-        e.as_up();
-        assert_eq!(classify(&e).0.status(), 502);
-        let mut e = Error::new(ErrorType::ReadTimedout);
-        e.as_up();
-        assert_eq!(classify(&e).0.status(), 504);
-        let mut e = Error::new(ErrorType::ReadTimedout);
-        e.as_down();
-        assert_eq!(classify(&e).0.status(), 408);
-        assert_eq!(
-            classify(&Error::new(ErrorType::HTTPStatus(413))).0.status(),
-            413
+    fn a_plugin_cannot_set_framing_headers() {
+        let resp = ficus_plugins::Response::json(StatusCode::IM_A_TEAPOT, "{}")
+            .with_header(http::header::CONTENT_LENGTH, HeaderValue::from_static("99"))
+            .with_header(
+                http::header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        let reply = Reply::plugin(resp, "id");
+        assert_eq!(reply.status, StatusCode::IM_A_TEAPOT);
+        assert_eq!(reply.headers.len(), 1);
+        let head = gateway_head(reply.status, &reply.headers, reply.body.len()).unwrap();
+        assert_eq!(head.headers.get("content-length").unwrap(), "2");
+    }
+
+    #[test]
+    fn retry_after_on_503_only() {
+        let r = Reply::error(
+            GatewayError::CircuitOpen,
+            "id",
+            Some(Duration::from_millis(1500)),
         );
+        assert!(r
+            .headers
+            .iter()
+            .any(|(n, v)| n == http::header::RETRY_AFTER && v == "2"));
+        let r = Reply::error(GatewayError::NoRoute, "id", None);
+        assert!(!r
+            .headers
+            .iter()
+            .any(|(n, _)| n == http::header::RETRY_AFTER));
     }
 }

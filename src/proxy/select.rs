@@ -8,7 +8,7 @@ use http::{HeaderMap, Method};
 use pingora_core::upstreams::peer::HttpPeer;
 
 use super::ctx::{Attempt, RequestCtx};
-use super::respond::GatewayError;
+use super::error::GatewayError;
 use crate::registry::breaker::Admission;
 use crate::registry::spec::{HashKey, LbPolicy};
 use crate::registry::{stable_hash, NoPick, PickContext};
@@ -64,7 +64,8 @@ fn hash_key(policy: &LbPolicy, headers: &HeaderMap, ctx: &RequestCtx) -> Option<
             .find(|(k, _)| k == name)
             .map(|(_, v)| stable_hash(v.as_bytes())),
         HashKey::ClientIp => ctx
-            .client_ip
+            .client
+            .ip
             .map(|ip| stable_hash(ip.to_string().as_bytes())),
     }
 }
@@ -98,9 +99,9 @@ pub fn choose(ctx: &mut RequestCtx, headers: &HeaderMap) -> Result<Box<HttpPeer>
         match picked {
             Ok((member, permit)) => {
                 ctx.upstream.tried.push(member.addr);
-                ctx.instance = Some(member.addr);
+                ctx.upstream.instance = Some(member.addr);
                 let timeouts = route.timeouts.or(spec.timeouts);
-                let peer = peer_with_timeouts(&member.peer, timeouts, ctx.start);
+                let peer = peer_with_timeouts(&member.peer, timeouts, ctx.timing.start);
                 let trial = std::mem::take(&mut ctx.upstream.breaker_trial);
                 ctx.upstream.current = Some(Attempt {
                     service: svc,
@@ -127,38 +128,6 @@ pub fn choose(ctx: &mut RequestCtx, headers: &HeaderMap) -> Result<Box<HttpPeer>
                 return Err(GatewayError::NoInstance);
             }
         }
-    }
-}
-
-/// Reports the current attempt's outcome to outlier detection and the circuit breaker
-/// (once per attempt).
-pub fn finish_attempt(ctx: &mut RequestCtx, ok: bool) {
-    let Some(a) = ctx.upstream.current.as_mut() else {
-        return;
-    };
-    if a.recorded {
-        return;
-    }
-    a.recorded = true;
-    a.service.record(&a.member, ok);
-    let spec = a.service.spec();
-    if let Some(b) = &spec.breaker {
-        a.service.breaker.record(b, ok, a.trial);
-    }
-}
-
-/// Closes the attempt without an outcome: the request said nothing about the instance. A
-/// half-open breaker's trial slot is given back, so a new trial can take it.
-pub fn finish_attempt_neutral(ctx: &mut RequestCtx) {
-    let Some(a) = ctx.upstream.current.as_mut() else {
-        return;
-    };
-    if a.recorded {
-        return;
-    }
-    a.recorded = true;
-    if a.trial {
-        a.service.breaker.release_trial();
     }
 }
 

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::policy::Chain;
 pub use crate::registry::spec::RetryPolicy;
 pub use rewrite::Rewrite;
 
@@ -86,31 +87,9 @@ pub struct Route {
     /// Service index to use when the route's service is unavailable.
     pub fallback: Option<usize>,
     pub retries: RetryPolicy,
-    /// Request plugins, run in order after routing (authentication, rate limits, CORS).
-    /// Built-in plugins arrive with the authentication work; routes.toml has no key for
-    /// them yet.
-    pub plugins: Plugins,
-}
-
-/// A route's plugin chain.
-#[derive(Default, Clone)]
-pub struct Plugins(pub Vec<Arc<dyn ficus_plugins::Plugin>>);
-
-impl Plugins {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn ficus_plugins::Plugin>> {
-        self.0.iter()
-    }
-}
-
-impl std::fmt::Debug for Plugins {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|p| p.name()))
-            .finish()
-    }
+    /// The route's policies (access, and later authentication, rate limits, CORS) as a
+    /// plugin chain in their fixed stage order.
+    pub chain: Chain,
 }
 
 impl Route {
@@ -343,7 +322,7 @@ mod tests {
             timeouts: Timeouts::default(),
             fallback: None,
             retries: RetryPolicy::default(),
-            plugins: Plugins::default(),
+            chain: Chain::default(),
         }
     }
 

@@ -1,0 +1,206 @@
+//! `[access.NAME]`: IP allow and deny lists.
+//!
+//! ```toml
+//! [access.office]
+//! allow = ["10.0.0.0/8", "2001:db8::/32"]
+//! deny = ["10.0.13.0/24"]
+//! ```
+//!
+//! Decided on the client address the gateway computed (the TCP peer, or behind trusted
+//! proxies the right-most untrusted `X-Forwarded-For` entry): a header a client sends
+//! directly cannot pick the address it is judged on. A `deny` entry wins over an `allow`
+//! entry; with an `allow` list, everything it does not list is refused. A refused request
+//! gets `403` with the gateway's JSON error body and request id.
+
+use async_trait::async_trait;
+use http::StatusCode;
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::sync::Arc;
+use toml::Spanned;
+
+use crate::net::Cidr;
+use crate::{CompileContext, Hooks, Outcome, Plugin, PolicyKind, RequestView, Response, Stage};
+
+/// The refusal's message (fixed text: nothing from the request is echoed).
+pub const DENIED: &str = "client address not allowed";
+
+/// `[access.NAME]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Networks allowed; when empty, every address not denied is allowed.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Networks refused, whatever `allow` says.
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+}
+
+/// Compiled lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessSettings {
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+}
+
+impl AccessSettings {
+    /// Whether a client at `ip` may pass. An unknown address (a non-IP listener) passes
+    /// only a policy without an `allow` list.
+    pub fn admits(&self, ip: Option<IpAddr>) -> bool {
+        match ip {
+            Some(ip) => {
+                !self.deny.iter().any(|c| c.contains(ip))
+                    && (self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip)))
+            }
+            None => self.allow.is_empty(),
+        }
+    }
+}
+
+/// The `access` policy kind.
+pub struct Access;
+
+impl PolicyKind for Access {
+    const SECTION: &'static str = "access";
+    const STAGE: Stage = Stage::Access;
+    type Config = AccessConfig;
+    type Settings = AccessSettings;
+
+    fn compile(config: AccessConfig, cx: &mut CompileContext<'_>) -> Option<AccessSettings> {
+        if config.allow.is_empty() && config.deny.is_empty() {
+            cx.error_hint(
+                None,
+                "",
+                "an access policy needs `allow` or `deny`",
+                "for example allow = [\"10.0.0.0/8\"]",
+            );
+            return None;
+        }
+        let allow = compile_list(&config.allow, "allow", cx);
+        let deny = compile_list(&config.deny, "deny", cx);
+        if cx.has_errors() {
+            return None;
+        }
+        Some(AccessSettings { allow, deny })
+    }
+
+    fn build(name: &str, settings: Arc<AccessSettings>) -> Arc<dyn Plugin> {
+        Arc::new(AccessPlugin {
+            _name: name.into(),
+            settings,
+        })
+    }
+}
+
+fn compile_list(list: &[Spanned<String>], key: &str, cx: &mut CompileContext<'_>) -> Vec<Cidr> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, entry) in list.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        match Cidr::parse(entry.get_ref()) {
+            Some(c) => {
+                if c.network() != c {
+                    cx.warning(
+                        Some(entry.span()),
+                        &key,
+                        format!(
+                            "`{}` has host bits set; it means the network {}",
+                            entry.get_ref(),
+                            c.network()
+                        ),
+                    );
+                }
+                out.push(c.network());
+            }
+            None => cx.error_hint(
+                Some(entry.span()),
+                &key,
+                format!("`{}` is not an IP address or network", entry.get_ref()),
+                "write an address or a network like \"10.0.0.0/8\" or \"2001:db8::/32\"",
+            ),
+        }
+    }
+    out
+}
+
+/// An access policy instance.
+pub struct AccessPlugin {
+    _name: Arc<str>,
+    settings: Arc<AccessSettings>,
+}
+
+#[async_trait]
+impl Plugin for AccessPlugin {
+    fn kind(&self) -> &'static str {
+        Access::SECTION
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks::REQUEST
+    }
+
+    async fn on_request(&self, req: &mut RequestView<'_>) -> Outcome {
+        if self.settings.admits(req.client_ip) {
+            Outcome::Continue
+        } else {
+            Outcome::Respond(Response::error(StatusCode::FORBIDDEN, DENIED))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn settings(allow: &[&str], deny: &[&str]) -> AccessSettings {
+        AccessSettings {
+            allow: allow.iter().map(|s| Cidr::parse(s).unwrap()).collect(),
+            deny: deny.iter().map(|s| Cidr::parse(s).unwrap()).collect(),
+        }
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn deny_wins_over_allow() {
+        let s = settings(&["10.0.0.0/8"], &["10.0.13.0/24"]);
+        assert!(s.admits(ip("10.1.1.1")));
+        assert!(!s.admits(ip("10.0.13.7")));
+        assert!(!s.admits(ip("192.168.1.1")));
+        assert!(!s.admits(None));
+    }
+
+    #[test]
+    fn deny_only_admits_the_rest() {
+        let s = settings(&[], &["203.0.113.0/24", "2001:db8:bad::/48"]);
+        assert!(s.admits(ip("198.51.100.1")));
+        assert!(!s.admits(ip("203.0.113.9")));
+        assert!(!s.admits(ip("2001:db8:bad::1")));
+        assert!(s.admits(ip("2001:db8:900d::1")));
+        assert!(s.admits(None));
+    }
+
+    #[test]
+    fn compile_reports_every_bad_entry_and_warns_on_host_bits() {
+        let cfg: AccessConfig =
+            toml::from_str("allow = [\"10.1.2.3/8\", \"nope\"]\ndeny = [\"1.2.3.4/40\"]").unwrap();
+        let mut cx = CompileContext::new(Path::new("."));
+        assert!(Access::compile(cfg, &mut cx).is_none());
+        let problems = cx.into_problems();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["allow[0]", "allow[1]", "deny[0]"]);
+        assert!(problems[0].message.contains("10.0.0.0/8"));
+        assert!(problems[1].span.is_some());
+    }
+
+    #[test]
+    fn empty_policy_is_an_error() {
+        let cfg: AccessConfig = toml::from_str("").unwrap();
+        let mut cx = CompileContext::new(Path::new("."));
+        assert!(Access::compile(cfg, &mut cx).is_none());
+        assert!(cx.has_errors());
+    }
+}

@@ -1,0 +1,132 @@
+//! Routing a request head: one pure function, [`route_request`], that the proxy and
+//! `ficus explain` both call, so the explanation of a decision can never disagree with the
+//! decision.
+
+use http::Method;
+use pingora_http::RequestHeader;
+
+use super::error::GatewayError;
+use super::headers;
+use crate::config::Config;
+use crate::router::normalize::{self, NormalizedPath};
+use crate::router::RequestView;
+
+/// The routing decision for a request.
+#[derive(Debug)]
+pub struct Routed {
+    /// Index of the route in the snapshot's router.
+    pub index: usize,
+    /// The normalized path the route was chosen on.
+    pub path: String,
+    /// The wire-form target (path and query) for the upstream when it differs from the
+    /// incoming one.
+    pub target: Option<String>,
+    /// A CORS preflight, routed as the method it asks about.
+    pub preflight: bool,
+}
+
+/// What routing looks at, taken from a request head.
+pub struct RoutingInput<'h> {
+    /// The method routes are matched on: the request's, or for a CORS preflight the one
+    /// its `Access-Control-Request-Method` asks about.
+    pub method: Method,
+    pub preflight: bool,
+    pub host: Option<&'h str>,
+    /// The target's path as received (origin form), and its query.
+    pub raw_path: &'h [u8],
+    pub query: Option<&'h [u8]>,
+    pub normalized: NormalizedPath,
+    /// The target arrived in absolute form (`GET http://host/path`).
+    pub absolute: bool,
+}
+
+impl<'h> RoutingInput<'h> {
+    /// Reads and normalizes what routing needs; a path that cannot be normalized is a 400.
+    pub fn from_head(req: &'h RequestHeader) -> Result<RoutingInput<'h>, GatewayError> {
+        let raw = req.raw_path();
+        // Absolute form (`GET http://host/path`, RFC 9112 §3.2.2): routed on its path and
+        // sent upstream in origin form.
+        // (pingora keeps the whole target as the raw path and only its path in the URI.)
+        let absolute = !raw.starts_with(b"/") && raw.windows(3).any(|w| w == b"://");
+        let raw = if absolute {
+            req.uri
+                .path_and_query()
+                .map_or(&b"/"[..], |pq| pq.as_str().as_bytes())
+        } else {
+            raw
+        };
+        let (raw_path, query) = normalize::split_target(raw);
+        let raw_path: &[u8] = if raw_path.is_empty() { b"/" } else { raw_path };
+        let normalized = normalize::normalize(raw_path).map_err(GatewayError::BadPath)?;
+        let (method, preflight) = match preflight_method(req) {
+            Some(m) => (m, true),
+            None => (req.method.clone(), false),
+        };
+        Ok(RoutingInput {
+            method,
+            preflight,
+            host: headers::request_host(req),
+            raw_path,
+            query,
+            normalized,
+            absolute,
+        })
+    }
+
+    /// The view the router matches on.
+    pub fn view<'a>(&'a self, req: &'a RequestHeader) -> RequestView<'a> {
+        RequestView {
+            method: &self.method,
+            host: self.host,
+            path: &self.normalized.path,
+            headers: &req.headers,
+        }
+    }
+}
+
+/// A CORS preflight (`OPTIONS` with `Origin` and a valid `Access-Control-Request-Method`,
+/// Fetch standard §3.2.2): the method it asks about. Routes are matched as if the request
+/// were that method, so a route for `GET` also receives the preflight that asks about it.
+pub fn preflight_method(req: &RequestHeader) -> Option<Method> {
+    if req.method != Method::OPTIONS || !req.headers.contains_key(http::header::ORIGIN) {
+        return None;
+    }
+    let asked = req
+        .headers
+        .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    Method::from_bytes(asked.as_bytes().trim_ascii()).ok()
+}
+
+/// Routes a request head: the route, the normalized path and the upstream target, or the
+/// error the gateway answers with (400 for a bad path, 404, 405 for TRACE).
+pub fn route_request(req: &RequestHeader, config: &Config) -> Result<Routed, GatewayError> {
+    let input = RoutingInput::from_head(req)?;
+    let router = &config.router;
+    let index = router.find(&input.view(req)).ok_or(GatewayError::NoRoute)?;
+    let route = router.route(index);
+    // TRACE echoes the request, credentials included (cross-site tracing): only routes
+    // that list it get it.
+    if is_trace(&input.method) && !route.methods.contains(&input.method) {
+        return Err(GatewayError::TraceNotAllowed);
+    }
+    if !input.normalized.flags.without(route.allow).is_empty() {
+        return Err(GatewayError::PathNotAllowed);
+    }
+    // The target sent upstream: only rebuilt when it differs from what arrived.
+    let path = input.normalized.path;
+    let target = (input.absolute || route.changes_target(&path, input.raw_path)).then(|| {
+        let query = input.query.map(String::from_utf8_lossy);
+        route.upstream_target(&path, query.as_deref())
+    });
+    Ok(Routed {
+        index,
+        path,
+        target,
+        preflight: input.preflight,
+    })
+}
+
+/// `TRACE`, and IIS's `TRACK`, which does the same.
+fn is_trace(m: &Method) -> bool {
+    *m == Method::TRACE || m.as_str() == "TRACK"
+}
