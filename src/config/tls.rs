@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use toml::Spanned;
 
+use super::compiler::{span_of, Compiler};
+use super::gateway::Certificate;
 use super::raw::RawCertificate;
-use super::{span_of, Certificate, Compiler};
 use crate::router::pattern::HostPattern;
 
 const KEY: &str = "gateway.listen.tls.certificates";

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use super::breaker::BreakerState;
 use super::clock::now_ms;
-use super::{Registry, RegistryError};
+use super::{Registry, RegistryError, MAX_TTL, MIN_TTL};
 
 /// A registration request body.
 #[derive(Debug, Deserialize)]
@@ -112,38 +112,10 @@ fn registry_error(e: RegistryError) -> ApiResponse {
     error(status, e.to_string())
 }
 
-/// Compares in constant time so a token cannot be guessed byte by byte from timings.
-fn token_matches(given: &[u8], want: &[u8]) -> bool {
-    if given.len() != want.len() {
-        return false;
-    }
-    given
-        .iter()
-        .zip(want)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
-}
-
 /// Checks the bearer token for writes. `authorization` is the raw header value.
 pub fn authorized(registry: &Registry, authorization: Option<&[u8]>) -> bool {
-    let settings = registry.settings();
-    let Some(token) = &settings.token else {
-        return true;
-    };
-    // The scheme name is case-insensitive (RFC 9110 §11.1).
-    match authorization {
-        Some(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") => {
-            token_matches(&v[7..], token.as_bytes())
-        }
-        _ => false,
-    }
+    registry.registrations().authorized(authorization)
 }
-
-/// The TTL bounds a registration is clamped to: a shorter TTL would need a heartbeat more
-/// often than the 50 ms expiry sweep can follow reliably, a longer one leaves a dead
-/// registrant in the pool for too long.
-pub const MIN_TTL: Duration = Duration::from_secs(1);
-pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// A registrant's `ttl`: a positive number of seconds or a duration string, clamped to
 /// [`MIN_TTL`, `MAX_TTL`]. Zero, negative, not-a-number and malformed values are `None`.

@@ -56,7 +56,7 @@ impl RegistryTasks {
 
     /// Starts whatever is due for one service.
     fn tick_service(&self, svc: &Arc<ServiceState>, now: u64) {
-        svc.expire_registrations(now);
+        self.registry.registrations().sweep(svc, now);
         let spec = svc.spec();
         if let Some(dns) = &spec.dns {
             let due = {
