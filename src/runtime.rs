@@ -185,9 +185,10 @@ impl Shared {
     }
 
     pub fn reload_from(&self, path: &Path) -> Result<ReloadOutcome, ConfigError> {
-        match config::load(path) {
+        let current = self.runtime.load();
+        // Policies whose sections did not change keep their instances (and caches).
+        match config::load_with(path, Some(&current.config.policies)) {
             Ok(cfg) => {
-                let current = self.runtime.load();
                 for what in restart_only_changes(&current.config.gateway, &cfg.gateway) {
                     tracing::warn!(
                         "{what} changed in {}; this applies at the next restart",
@@ -217,5 +218,22 @@ impl Shared {
                 Err(e)
             }
         }
+    }
+}
+
+/// The policy background service reads the current snapshot's policies from here.
+impl crate::policy::tasks::PolicySource for Shared {
+    fn generation(&self) -> u64 {
+        Shared::generation(self)
+    }
+
+    fn policies(&self) -> Vec<Arc<crate::policy::PolicyInstance>> {
+        self.runtime
+            .load()
+            .config
+            .policies
+            .iter()
+            .cloned()
+            .collect()
     }
 }

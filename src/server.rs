@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::admin::AdminServer;
 use crate::config::{Certificate, Config, Listener};
+use crate::policy::tasks::PolicyTasks;
 use crate::proxy::header_deadline::HeaderDeadline;
 use crate::proxy::Gateway;
 use crate::registry::background::RegistryTasks;
@@ -107,6 +108,10 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
     server.add_service(background_service(
         "service registry",
         RegistryTasks::new(shared.registry.clone()),
+    ));
+    server.add_service(background_service(
+        "policy tasks",
+        PolicyTasks::new(shared.clone()),
     ));
     extra(&mut server);
 

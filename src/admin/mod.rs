@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::runtime::Shared;
 
+pub mod policies;
 mod tls_probe;
 
 /// The admin HTTP application.
@@ -72,6 +73,11 @@ impl Admin {
                 crate::registry::api::metrics(&self.shared.registry, &mut text);
                 reply(StatusCode::OK, "text/plain; version=0.0.4", text)
             }
+            "/policies" => reply(
+                StatusCode::OK,
+                "application/json",
+                policies::listing(&self.shared.runtime()),
+            ),
             "/config" => {
                 let rt = self.shared.runtime();
                 let routes: Vec<String> = rt

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use crate::config::diag::Severity;
 use crate::config::{self, ConfigError};
-use crate::router::normalize;
-use crate::router::RequestView;
+use crate::proxy::admission;
+use crate::proxy::error::GatewayError;
+use crate::proxy::route::{route_request, RoutingInput};
 
 /// `ficus check`: returns (exit code, report). 0 clean, 1 warnings only, 2 errors.
 pub fn check(path: &Path) -> (i32, String) {
@@ -108,6 +109,11 @@ fn explain_request(
         // Cannot fail: the name and value are already a valid HeaderName and HeaderValue.
         let _ = header.append_header(n.clone(), v.clone());
     }
+    // A bare path without `-H 'Host: ...'` asks about routing by path alone: described as
+    // an HTTP/1.0 request, which the gateway accepts without a Host.
+    if !headers.contains_key(http::header::HOST) {
+        header.set_version(http::Version::HTTP_10);
+    }
     // As the gateway does (proxy::request_filter): an absolute-form target is routed on
     // its path and query, which pingora keeps in the Uri.
     let target = if absolute {
@@ -176,33 +182,50 @@ pub fn explain(
         );
         return Ok(out);
     }
-    let host = crate::proxy::headers::request_host(&req.header);
-    let map = &req.header.headers;
-    let (raw_path, query) = normalize::split_target(req.target.as_bytes());
-    let normalized = match normalize::normalize(raw_path) {
-        Ok(n) => n,
+    // The decision is the gateway's own: admission, then `route_request`, the functions
+    // the proxy calls. What follows only describes it.
+    if let Err(e) = admission::admit(&req.header, &cfg.gateway.limits) {
+        let _ = writeln!(
+            out,
+            "result: {} ({}); no route is consulted",
+            e.status(),
+            e.message()
+        );
+        return Ok(out);
+    }
+    let decision = route_request(&req.header, &cfg);
+    let input = match RoutingInput::from_head(&req.header) {
+        Ok(input) => input,
         Err(e) => {
-            let _ = writeln!(out, "result: 400 Bad Request ({e}); no route is consulted");
+            let _ = writeln!(
+                out,
+                "result: {} Bad Request ({}); no route is consulted",
+                e.status(),
+                e.message()
+            );
             return Ok(out);
         }
     };
+    let normalized = &input.normalized;
     let shown = normalized.path.replace('\0', "%2F");
-    if shown.as_bytes() != raw_path {
+    if shown.as_bytes() != input.raw_path {
         let _ = writeln!(out, "normalized path: {shown}");
     }
-    let view = RequestView {
-        method: &method,
-        host,
-        path: &normalized.path,
-        headers: map,
-    };
+    if input.preflight {
+        let _ = writeln!(
+            out,
+            "note: a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method): routes are matched as {}",
+            input.method
+        );
+    }
+    let view = input.view(&req.header);
     let router = &cfg.router;
     let found = router.find(&view);
-    match found {
-        None => {
+    match (found, &decision) {
+        (None, _) => {
             let _ = writeln!(out, "result: 404, no route matches");
         }
-        Some(i) => {
+        (Some(i), decision) => {
             let r = router.route(i);
             let _ = writeln!(out, "matched route: {} ({})", r.name, r.location);
             let _ = writeln!(
@@ -214,7 +237,7 @@ pub fn explain(
             );
             let mut why = vec![format!("path matches `{}`", r.pattern.source)];
             if !r.methods.is_empty() {
-                why.push(format!("method {method} is allowed"));
+                why.push(format!("method {} is allowed", input.method));
             }
             if r.host.is_some() {
                 why.push("host matches".into());
@@ -223,20 +246,40 @@ pub fn explain(
                 why.push("header predicates hold".into());
             }
             let _ = writeln!(out, "  why: {}", why.join("; "));
-            let blocked = normalized.flags.without(r.allow);
-            if !blocked.is_empty() {
+            match decision {
+                Ok(routed) => {
+                    let upstream = routed
+                        .target
+                        .clone()
+                        .unwrap_or_else(|| String::from_utf8_lossy(req.target.as_bytes()).into());
+                    let _ = writeln!(out, "upstream path: {upstream}");
+                }
+                Err(GatewayError::PathNotAllowed) => {
+                    let blocked = normalized.flags.without(r.allow);
+                    let _ = writeln!(
+                        out,
+                        "result: 400, the path contains {} which route `{}` does not allow (add `allow = [{}]`)",
+                        blocked.names().join(", "),
+                        r.name,
+                        blocked.names().iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "result: {} ({})", e.status(), e.message());
+                }
+            }
+            if !r.chain.is_empty() {
+                let names: Vec<String> = r
+                    .chain
+                    .policies
+                    .iter()
+                    .map(|p| format!("{} = \"{}\"", p.kind, p.name))
+                    .collect();
                 let _ = writeln!(
                     out,
-                    "result: 400, the path contains {} which route `{}` does not allow (add `allow = [{}]`)",
-                    blocked.names().join(", "),
-                    r.name,
-                    blocked.names().iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+                    "policies (in the order they run): {}",
+                    names.join(", ")
                 );
-            }
-            if blocked.is_empty() {
-                let query = query.map(String::from_utf8_lossy);
-                let upstream = r.upstream_target(&normalized.path, query.as_deref());
-                let _ = writeln!(out, "upstream path: {upstream}");
             }
             let svc = &cfg.services[r.service];
             describe_service(&mut out, &cfg, svc);

@@ -13,6 +13,7 @@ mod compiler;
 pub mod diag;
 mod duration;
 mod gateway;
+mod policies;
 pub mod raw;
 mod recover;
 mod routes;
@@ -31,6 +32,7 @@ use thiserror::Error;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use crate::policy::Policies;
 use crate::registry::spec::{RegistrySettings, ServiceSpec};
 use crate::router::Router;
 use compiler::{deserialize, Compiler};
@@ -75,6 +77,9 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     pub registry: RegistrySettings,
     pub router: Router,
+    /// Every policy section's instance (`[access.NAME]`...), shared by the routes that name
+    /// it.
+    pub policies: Policies,
     /// Warnings found while compiling (the config is still usable).
     pub warnings: Vec<Diagnostic>,
 }
@@ -87,15 +92,30 @@ impl Config {
 
 /// Reads and compiles a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, None)
+}
+
+/// Reads and compiles a config file, keeping the policy instances of `previous` (the
+/// running snapshot's) whose settings did not change.
+pub fn load_with(path: &Path, previous: Option<&Policies>) -> Result<Config, ConfigError> {
     let source = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
         path: path.display().to_string(),
         source: e,
     })?;
-    compile(path, &source)
+    compile_with(path, &source, previous)
 }
 
 /// Compiles config text; `path` is used for messages and to resolve relative file names.
 pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
+    compile_with(path, source, None)
+}
+
+/// Compiles config text, reusing the unchanged policy instances of `previous`.
+pub fn compile_with(
+    path: &Path,
+    source: &str,
+    previous: Option<&Policies>,
+) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let mut c = Compiler {
         d: Diagnostics::new(&file, source),
@@ -108,7 +128,7 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
             return Err(ConfigError::Invalid(c.d.items));
         }
     };
-    let mut sections = read_sections(&mut c, doc);
+    let mut sections = read_sections(&mut c, doc, previous);
     let gateway = gateway::compile_gateway(&mut c, sections.gateway.take().unwrap_or_default());
     let registry = services::compile_registry(
         &mut c,
@@ -136,6 +156,7 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
         services,
         registry,
         router,
+        policies: sections.policies.compiled,
         warnings,
     })
 }
@@ -161,10 +182,16 @@ struct Sections {
     some_route_failed: bool,
     /// No keys at all: an empty file, or only comments (as after a truncated write).
     no_keys: bool,
+    /// Policy sections (`[access.NAME]`...), compiled.
+    policies: policies::PolicySections,
 }
 
 /// Splits the document into its sections, reporting unknown top-level keys.
-fn read_sections(c: &mut Compiler<'_>, doc: Spanned<DeTable<'_>>) -> Sections {
+fn read_sections(
+    c: &mut Compiler<'_>,
+    doc: Spanned<DeTable<'_>>,
+    previous: Option<&Policies>,
+) -> Sections {
     let mut s = Sections {
         no_keys: doc.get_ref().is_empty(),
         ..Sections::default()
@@ -180,12 +207,15 @@ fn read_sections(c: &mut Compiler<'_>, doc: Spanned<DeTable<'_>>) -> Sections {
                 }
             }
             "routes" => read_routes(c, value, &mut s),
+            other if policies::read_policy_section(c, other, value, &mut s.policies, previous) => {}
             other => {
-                let hint = match did_you_mean(other, ["gateway", "registry", "services", "routes"].into_iter())
-                {
+                let known = ["gateway", "registry", "services", "routes"]
+                    .into_iter()
+                    .chain(policies::POLICY_SECTIONS.iter().map(|(s, _)| *s));
+                let hint = match did_you_mean(other, known) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => {
-                        "the top-level sections are `[gateway]`, `[registry]`, `[services.NAME]` and `[[routes]]`"
+                        "the top-level sections are `[gateway]`, `[registry]`, `[services.NAME]`, `[[routes]]` and the policies `[access.NAME]`"
                             .into()
                     }
                 };

@@ -273,6 +273,8 @@ pub struct RawRoute {
     /// Service to use when this route's service is unavailable (breaker open, no instance).
     pub fallback: Option<Spanned<String>>,
     pub retries: Option<RawRetries>,
+    /// The `[access.NAME]` policy for this route.
+    pub access: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::compiler::{span_of, Compiler, HeaderSide};
 use super::diag::{did_you_mean, Diagnostics};
 use super::raw::{RawMatch, RawRoute};
-use super::Sections;
+use super::{policies, Sections};
 use crate::registry::spec::{RetryPolicy, ServiceSpec};
 use crate::router::normalize::PathFlags;
 use crate::router::pattern::{HostPattern, PathPattern};
@@ -90,15 +90,25 @@ pub(super) fn compile_routes(
         &sections.failed_services,
     );
     let mut route_names: HashMap<String, Range<usize>> = HashMap::new();
+    let mut used_policies = HashSet::new();
     let mut routes = Vec::new();
     for (i, span, raw) in &sections.routes {
-        if let Some(route) = compile_route(c, &mut names, &mut route_names, *i, span, raw) {
+        let chain = policies::route_chain(
+            c,
+            &sections.policies,
+            &mut used_policies,
+            &format!("routes[{i}]"),
+            raw,
+        );
+        if let Some(mut route) = compile_route(c, &mut names, &mut route_names, *i, span, raw) {
+            route.chain = chain;
             routes.push(route);
         }
     }
     check_services_of_failed_routes(c, &mut names, sections);
     if !sections.some_route_failed {
         warn_unused_services(c, &names, sections, services);
+        policies::warn_unused(c, &sections.policies, &used_policies);
     }
     routes
 }
