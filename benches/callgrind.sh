@@ -14,7 +14,9 @@
 # Knobs: SECS (measured seconds, default 6), TOP (functions listed, default 30),
 #        SKIP_BUILD=1 (use target/release as is), KEEP=1 (keep the temp dir),
 #        REQUEST_HEADERS=browser (send benches/browser-headers.txt with every request),
-#        FICUS_BIN=path (measure that ficus binary instead of target/release/ficus; no build).
+#        FICUS_BIN=path (measure that ficus binary instead of target/release/ficus; no build),
+#        ACCESS=1 (the route carries an [access.NAME] policy that admits the client: the
+#        cost of the plugin chain with one request hook).
 set -euo pipefail
 
 WHICH=${1:-ficus}
@@ -99,6 +101,15 @@ name = "plain"
 match = { path = "/**" }
 service = "upstream"
 EOF
+    if [[ "${ACCESS:-0}" == 1 ]]; then
+        cat >>"$TMP/ficus.toml" <<EOF
+access = "office"
+
+[access.office]
+allow = ["10.0.0.0/8", "127.0.0.0/8", "2001:db8::/32"]
+deny = ["192.0.2.0/24"]
+EOF
+    fi
     CMD=("${FICUS_BIN:-target/release/ficus}" run --config "$TMP/ficus.toml")
 fi
 
