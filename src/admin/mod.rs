@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::runtime::Shared;
 
+pub mod registry_api;
 mod tls_probe;
 
 /// The admin HTTP application.
@@ -50,7 +51,7 @@ impl Admin {
             return r;
         }
         if path == "/registry" {
-            let body = crate::registry::api::snapshot(&self.shared.registry);
+            let body = registry_api::snapshot(&self.shared.registry);
             return reply(StatusCode::OK, "application/json", format!("{body}\n"));
         }
         if path == "/registry/ui" || path == "/" {
@@ -69,7 +70,7 @@ impl Admin {
             }
             "/metrics" => {
                 let mut text = self.shared.metrics.render(self.shared.inflight());
-                crate::registry::api::metrics(&self.shared.registry, &mut text);
+                registry_api::metrics(&self.shared.registry, &mut text);
                 reply(StatusCode::OK, "text/plain; version=0.0.4", text)
             }
             "/config" => {
@@ -333,7 +334,12 @@ impl ServeHttp for Admin {
                 .headers
                 .get(http::header::CONTENT_TYPE)
                 .map(|v| v.as_bytes().to_vec());
-            if !crate::registry::api::authorized(&self.shared.registry, auth.as_deref()) {
+            if !self
+                .shared
+                .registry
+                .registrations()
+                .authorized(auth.as_deref())
+            {
                 let mut r = reply(
                     StatusCode::UNAUTHORIZED,
                     "application/json",
@@ -364,13 +370,13 @@ impl ServeHttp for Admin {
                     )
                 }
             };
-            let write = crate::registry::api::WriteRequest {
+            let write = registry_api::WriteRequest {
                 method: method.as_str(),
                 path: &path,
                 content_type: content_type.as_deref(),
                 body: &body,
             };
-            if let Some(api) = crate::registry::api::write(&self.shared.registry, &write) {
+            if let Some(api) = registry_api::write(&self.shared.registry, &write) {
                 let status =
                     StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let mut r = reply(status, "application/json", format!("{}\n", api.body));

@@ -18,9 +18,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::breaker::BreakerState;
-use super::clock::now_ms;
-use super::{Registry, RegistryError, MAX_TTL, MIN_TTL};
+use crate::duration::{try_parse_duration, DurationError};
+use crate::registry::breaker::BreakerState;
+use crate::registry::clock::now_ms;
+use crate::registry::dns::DnsQuery;
+use crate::registry::{Health, NewInstance, Registry, RegistryError, MAX_TTL, MIN_TTL};
 
 /// A registration request body.
 #[derive(Debug, Deserialize)]
@@ -112,15 +114,9 @@ fn registry_error(e: RegistryError) -> ApiResponse {
     error(status, e.to_string())
 }
 
-/// Checks the bearer token for writes. `authorization` is the raw header value.
-pub fn authorized(registry: &Registry, authorization: Option<&[u8]>) -> bool {
-    registry.registrations().authorized(authorization)
-}
-
 /// A registrant's `ttl`: a positive number of seconds or a duration string, clamped to
 /// [`MIN_TTL`, `MAX_TTL`]. Zero, negative, not-a-number and malformed values are `None`.
 fn parse_ttl(v: &Value) -> Option<Duration> {
-    use crate::config::{try_parse_duration, DurationError};
     let ttl = match v {
         Value::Number(n) => {
             let secs = n.as_f64().filter(|s| s.is_finite() && *s > 0.0)?;
@@ -198,7 +194,7 @@ fn register(registry: &Registry, service: &str, body: &[u8]) -> ApiResponse {
     };
     match registry.register(
         service,
-        super::NewInstance {
+        NewInstance {
             addr,
             weight: req.weight.unwrap_or(1),
             zone: req.zone,
@@ -310,8 +306,8 @@ pub fn snapshot(registry: &Registry) -> Value {
                 let st = svc.dns_status.lock().map(|s| s.clone()).unwrap_or_default();
                 json!({
                     "query": match &d.query {
-                        super::dns::DnsQuery::Host { name, port } => format!("{name}:{port}"),
-                        super::dns::DnsQuery::Srv { name } => name.clone(),
+                        DnsQuery::Host { name, port } => format!("{name}:{port}"),
+                        DnsQuery::Srv { name } => name.clone(),
                     },
                     "last_ok_ms_ago": st.last_ok_ms.map(|t| now.saturating_sub(t)),
                     "last_error": st.last_error,
@@ -357,7 +353,7 @@ pub fn metrics(registry: &Registry, out: &mut String) {
         for m in svc.members().instances.iter() {
             if m.live.ejected_for(now).is_some() {
                 ejected += 1;
-            } else if spec.health.is_none() || m.live.health() == super::Health::Healthy {
+            } else if spec.health.is_none() || m.live.health() == Health::Healthy {
                 healthy += 1;
             } else {
                 unhealthy += 1;
