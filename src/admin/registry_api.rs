@@ -1,5 +1,5 @@
-//! The registry's admin API: self-registration writes and the JSON view the dashboard
-//! renders.
+//! The registry's admin API: self-registration writes (the read-only view is
+//! `registry_view.rs`).
 //!
 //! ```text
 //! GET    /registry                                        JSON of every service and instance
@@ -12,17 +12,15 @@
 //! registration needs `Content-Type: application/json` (so a web page cannot send one
 //! without a CORS preflight). A wrong method on one of these paths is a `405` with `Allow`.
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::{to_json, ErrorBody};
 use crate::duration::{try_parse_duration, DurationError};
-use crate::registry::breaker::BreakerState;
-use crate::registry::clock::now_ms;
-use crate::registry::dns::DnsQuery;
-use crate::registry::{Health, NewInstance, Registry, RegistryError, MAX_TTL, MIN_TTL};
+use crate::registry::{NewInstance, Registry, RegistryError, MAX_TTL, MIN_TTL};
 
 /// A registration request body.
 #[derive(Debug, Deserialize)]
@@ -41,23 +39,48 @@ pub struct RegisterRequest {
 /// An API answer: status and JSON body.
 pub struct ApiResponse {
     pub status: u16,
-    pub body: Value,
+    /// The serialized JSON document.
+    pub body: String,
     /// The methods the path accepts, for a `405`'s `Allow` header.
     pub allow: Option<&'static str>,
 }
 
-fn error(status: u16, msg: impl Into<String>) -> ApiResponse {
-    ApiResponse {
-        status,
-        body: json!({ "error": msg.into() }),
-        allow: None,
-    }
+/// `201` after a registration.
+#[derive(Debug, Serialize)]
+struct Registered<'a> {
+    id: &'a str,
+    service: &'a str,
+    addr: String,
+    ttl_seconds: f64,
 }
 
-fn ok(status: u16, body: Value) -> ApiResponse {
+/// `200` after a heartbeat.
+#[derive(Debug, Serialize)]
+struct Renewed<'a> {
+    id: &'a str,
+    ttl_seconds: f64,
+}
+
+/// `200` after a deregistration.
+#[derive(Debug, Serialize)]
+struct Deregistered<'a> {
+    id: &'a str,
+    deregistered: bool,
+}
+
+fn error(status: u16, msg: impl AsRef<str>) -> ApiResponse {
+    ok(
+        status,
+        &ErrorBody {
+            error: msg.as_ref(),
+        },
+    )
+}
+
+fn ok(status: u16, body: &impl Serialize) -> ApiResponse {
     ApiResponse {
         status,
-        body,
+        body: to_json(body),
         allow: None,
     }
 }
@@ -162,11 +185,23 @@ pub fn write(registry: &Registry, req: &WriteRequest<'_>) -> Option<ApiResponse>
             register(registry, service, req.body)
         }
         Endpoint::Heartbeat { service, id } => match registry.heartbeat(service, id) {
-            Ok(ttl) => ok(200, json!({ "id": id, "ttl_seconds": ttl.as_secs_f64() })),
+            Ok(ttl) => ok(
+                200,
+                &Renewed {
+                    id,
+                    ttl_seconds: ttl.as_secs_f64(),
+                },
+            ),
             Err(e) => registry_error(e),
         },
         Endpoint::Deregister { service, id } => match registry.deregister(service, id) {
-            Ok(()) => ok(200, json!({ "id": id, "deregistered": true })),
+            Ok(()) => ok(
+                200,
+                &Deregistered {
+                    id,
+                    deregistered: true,
+                },
+            ),
             Err(e) => registry_error(e),
         },
     })
@@ -205,218 +240,21 @@ fn register(registry: &Registry, service: &str, body: &[u8]) -> ApiResponse {
     ) {
         Ok((id, ttl)) => ok(
             201,
-            json!({ "id": id, "service": service, "addr": addr.to_string(), "ttl_seconds": ttl.as_secs_f64() }),
+            &Registered {
+                id: &id,
+                service,
+                addr: addr.to_string(),
+                ttl_seconds: ttl.as_secs_f64(),
+            },
         ),
         Err(e) => registry_error(e),
-    }
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
-}
-
-/// The JSON view of the whole registry.
-pub fn snapshot(registry: &Registry) -> Value {
-    let now = now_ms();
-    let settings = registry.settings();
-    let services: Vec<Value> = registry
-        .services()
-        .iter()
-        .map(|svc| {
-            let spec = svc.spec();
-            let members = svc.members();
-            let registrations = svc.registrations();
-            let mut healthy = 0;
-            let instances: Vec<Value> = members
-                .instances
-                .iter()
-                .map(|m| {
-                    let live = &m.live;
-                    let health = if spec.health.is_some() {
-                        live.health().label()
-                    } else {
-                        // Without probes an instance counts as healthy unless ejected.
-                        "healthy"
-                    };
-                    let ejected_for = live.ejected_for(now);
-                    if health == "healthy" && ejected_for.is_none() {
-                        healthy += 1;
-                    }
-                    let last_probe = live
-                        .last_probe
-                        .lock()
-                        .ok()
-                        .and_then(|p| p.clone())
-                        .map(|p| {
-                            json!({
-                                "ok": p.ok,
-                                "status": p.status,
-                                "latency_ms": (p.latency.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
-                                "error": p.error,
-                                "ms_ago": now.saturating_sub(p.at_ms),
-                            })
-                        });
-                    let expires = m
-                        .registrations
-                        .iter()
-                        .filter_map(|id| registrations.get(id))
-                        .map(|r| r.expires_at_ms.saturating_sub(now))
-                        .max();
-                    json!({
-                        "id": m.registrations.first().cloned().unwrap_or_else(|| m.addr.to_string()),
-                        "addr": m.addr.to_string(),
-                        "weight": m.weight,
-                        "zone": m.zone,
-                        "version": m.version,
-                        "metadata": m.metadata,
-                        "sources": m.source_names(),
-                        "health": health,
-                        "ejected": ejected_for.is_some(),
-                        "ejected_for_ms": ejected_for.map(ms),
-                        "ejections": live.ejections(),
-                        "last_probe": last_probe,
-                        "inflight": live.inflight(),
-                        "expires_in_ms": expires,
-                    })
-                })
-                .collect();
-            let mut sources: Vec<&str> = Vec::new();
-            if !spec.statics.is_empty() {
-                sources.push("static");
-            }
-            if spec.registration && settings.registration {
-                sources.push("registered");
-            }
-            if spec.dns.is_some() {
-                sources.push("dns");
-            }
-            let breaker = match &spec.breaker {
-                Some(b) => json!({
-                    "state": match svc.breaker.state() {
-                        BreakerState::Closed => "closed",
-                        BreakerState::Open => "open",
-                        BreakerState::HalfOpen => "half_open",
-                    },
-                    "open_for_ms": svc.breaker.open_for(b).map(ms),
-                    "consecutive_failures": svc.breaker.consecutive_failures(),
-                }),
-                None => json!({ "state": "disabled", "open_for_ms": null, "consecutive_failures": 0 }),
-            };
-            let dns = spec.dns.as_ref().map(|d| {
-                let st = svc.dns_status.lock().map(|s| s.clone()).unwrap_or_default();
-                json!({
-                    "query": match &d.query {
-                        DnsQuery::Host { name, port } => format!("{name}:{port}"),
-                        DnsQuery::Srv { name } => name.clone(),
-                    },
-                    "last_ok_ms_ago": st.last_ok_ms.map(|t| now.saturating_sub(t)),
-                    "last_error": st.last_error,
-                    "failures": st.failures,
-                    "next_in_ms": st.next_ms.saturating_sub(now),
-                })
-            });
-            json!({
-                "name": svc.name,
-                "lb": spec.lb.label(),
-                "breaker": breaker,
-                "inflight": svc.inflight(),
-                "max_concurrent": spec.max_concurrent,
-                "healthy": healthy,
-                "total": members.instances.len(),
-                "sources": sources,
-                "dns": dns,
-                "retries": svc.retries.load(std::sync::atomic::Ordering::Relaxed),
-                "ejections_total": svc.ejections_total.load(std::sync::atomic::Ordering::Relaxed),
-                "instances": instances,
-            })
-        })
-        .collect();
-    json!({
-        "generated_at_ms": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        "zone": settings.zone,
-        "services": services,
-    })
-}
-
-/// Extra Prometheus lines about services (instance health, breakers, DNS, retries).
-pub fn metrics(registry: &Registry, out: &mut String) {
-    use crate::metrics::LabelValue;
-    use std::fmt::Write;
-    let now = now_ms();
-    out.push_str("# HELP ficus_service_instances Instances by service and state.\n# TYPE ficus_service_instances gauge\n");
-    let services = registry.services();
-    for svc in &services {
-        let spec = svc.spec();
-        let (mut healthy, mut unhealthy, mut ejected) = (0, 0, 0);
-        for m in svc.members().instances.iter() {
-            if m.live.ejected_for(now).is_some() {
-                ejected += 1;
-            } else if spec.health.is_none() || m.live.health() == Health::Healthy {
-                healthy += 1;
-            } else {
-                unhealthy += 1;
-            }
-        }
-        for (state, n) in [
-            ("healthy", healthy),
-            ("unhealthy", unhealthy),
-            ("ejected", ejected),
-        ] {
-            let _ = writeln!(
-                out,
-                "ficus_service_instances{{service=\"{}\",state=\"{state}\"}} {n}",
-                LabelValue(&svc.name)
-            );
-        }
-    }
-    out.push_str("# HELP ficus_circuit_breaker_open 1 when the service's breaker is open or half-open.\n# TYPE ficus_circuit_breaker_open gauge\n");
-    for svc in &services {
-        // A service without a breaker has none open (its state was reset when it went).
-        let open =
-            u8::from(svc.spec().breaker.is_some() && svc.breaker.state() != BreakerState::Closed);
-        let _ = writeln!(
-            out,
-            "ficus_circuit_breaker_open{{service=\"{}\"}} {open}",
-            LabelValue(&svc.name)
-        );
-    }
-    out.push_str("# HELP ficus_retries_total Retried upstream attempts.\n# TYPE ficus_retries_total counter\n");
-    for svc in &services {
-        let _ = writeln!(
-            out,
-            "ficus_retries_total{{service=\"{}\"}} {}",
-            LabelValue(&svc.name),
-            svc.retries.load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
-    out.push_str("# HELP ficus_outlier_ejections_total Instances ejected by outlier detection.\n# TYPE ficus_outlier_ejections_total counter\n");
-    for svc in &services {
-        let _ = writeln!(
-            out,
-            "ficus_outlier_ejections_total{{service=\"{}\"}} {}",
-            LabelValue(&svc.name),
-            svc.ejections_total
-                .load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
-    out.push_str("# HELP ficus_dns_failures_total Failed DNS discovery lookups.\n# TYPE ficus_dns_failures_total counter\n");
-    for svc in &services {
-        if svc.spec().dns.is_some() {
-            let failures = svc.dns_status.lock().map(|s| s.failures).unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "ficus_dns_failures_total{{service=\"{}\"}} {failures}",
-                LabelValue(&svc.name)
-            );
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// TTLs are clamped to 1 s – 1 h as documented, however far outside they are (a TTL no
     /// `Duration` can hold once panicked the admin handler); only values that are not a
