@@ -135,6 +135,29 @@ fn check_unknown_key_is_error() {
     assert_location(&out, &path, line_of(&cfg, "colour"));
 }
 
+/// An instance table is checked like every other table: a misspelled key is named at its
+/// own position with a suggestion (it used to vanish into "did not match any variant").
+#[test]
+fn check_names_a_misspelled_key_in_an_instance_table() {
+    let cfg = with_orders_route("").replace(
+        "{ addr = \"127.0.0.1:8083\", weight = 2 }",
+        "{ addr = \"127.0.0.1:8083\", wieght = 2 }",
+    );
+    let (code, out, path, _d) = check(&cfg);
+    assert_eq!(code, 2, "output:\n{out}");
+    assert!(out.contains("unknown field `wieght`"), "{out}");
+    assert!(out.contains("did you mean `weight`?"), "{out}");
+    let line = line_of(&cfg, "wieght");
+    let column = cfg.lines().nth(line - 1).unwrap().find("wieght").unwrap() + 1;
+    assert!(
+        out.contains(&format!("{}:{line}:{column}:", path.display())),
+        "expected {line}:{column} in:\n{out}"
+    );
+    // Both forms are still accepted.
+    let (code, out, _, _d) = check(&with_orders_route(""));
+    assert_eq!(code, 0, "output:\n{out}");
+}
+
 #[test]
 fn check_reports_every_error() {
     let cfg = BASE.to_string()

@@ -12,9 +12,12 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use std::sync::Arc;
 
-use crate::runtime::Shared;
+use crate::runtime::{Runtime, Shared};
+use serde::Serialize;
 
 pub mod policies;
+pub mod registry_api;
+pub mod registry_view;
 mod tls_probe;
 
 /// The admin HTTP application.
@@ -39,11 +42,7 @@ impl Admin {
     /// Routes an admin request. Kept separate from the session for unit tests.
     pub fn handle(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
         if method != http::Method::GET && method != http::Method::HEAD {
-            let mut r = reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "application/json",
-                "{\"error\":\"method not allowed\"}\n",
-            );
+            let mut r = error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             r.headers_mut().insert(
                 http::header::ALLOW,
                 http::HeaderValue::from_static("GET, HEAD"),
@@ -51,8 +50,10 @@ impl Admin {
             return r;
         }
         if path == "/registry" {
-            let body = crate::registry::api::snapshot(&self.shared.registry);
-            return reply(StatusCode::OK, "application/json", format!("{body}\n"));
+            return json_reply(
+                StatusCode::OK,
+                &registry_view::snapshot(&self.shared.registry),
+            );
         }
         if path == "/registry/ui" || path == "/" {
             return reply(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD);
@@ -70,52 +71,79 @@ impl Admin {
             }
             "/metrics" => {
                 let mut text = self.shared.metrics.render(self.shared.inflight());
-                crate::registry::api::metrics(&self.shared.registry, &mut text);
+                registry_view::metrics(&self.shared.registry, &mut text);
                 reply(StatusCode::OK, "text/plain; version=0.0.4", text)
             }
-            "/policies" => reply(
-                StatusCode::OK,
-                "application/json",
-                policies::listing(&self.shared.runtime()),
-            ),
-            "/config" => {
+            "/policies" => {
                 let rt = self.shared.runtime();
-                let routes: Vec<String> = rt
-                    .config
-                    .router
-                    .routes()
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "{{\"name\":{},\"path\":{},\"service\":{}}}",
-                            json_str(&r.name),
-                            json_str(&r.pattern.source),
-                            json_str(&rt.config.services[r.service].name)
-                        )
-                    })
-                    .collect();
-                reply(
-                    StatusCode::OK,
-                    "application/json",
-                    format!(
-                        "{{\"generation\":{},\"routes\":[{}]}}\n",
-                        rt.generation,
-                        routes.join(",")
-                    ),
-                )
+                json_reply(StatusCode::OK, &policies::PoliciesView::of(&rt))
             }
-            _ => reply(
-                StatusCode::NOT_FOUND,
-                "application/json",
-                "{\"error\":\"not found\"}\n",
-            ),
+            "/config" => json_reply(StatusCode::OK, &ConfigView::of(&self.shared.runtime())),
+            _ => error_reply(StatusCode::NOT_FOUND, "not found"),
         }
     }
 }
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+/// The body of every admin error: `{"error": "..."}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: &'a str,
+}
+
+/// `GET /config`: the generation of the running config and its routes in priority order.
+#[derive(Debug, Serialize)]
+pub struct ConfigView<'a> {
+    pub generation: u64,
+    pub routes: Vec<RouteView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteView<'a> {
+    pub name: &'a str,
+    pub path: &'a str,
+    pub service: &'a str,
+}
+
+impl<'a> ConfigView<'a> {
+    pub fn of(rt: &'a Runtime) -> ConfigView<'a> {
+        let routes = rt
+            .config
+            .router
+            .routes()
+            .iter()
+            .map(|r| RouteView {
+                name: &r.name,
+                path: &r.pattern.source,
+                service: &rt.config.services[r.service].name,
+            })
+            .collect();
+        ConfigView {
+            generation: rt.generation,
+            routes,
+        }
+    }
+}
+
+/// An admin answer as JSON text. The views are plain structs with string keys, which
+/// serde_json always serializes; should that ever fail, the client gets an error body rather
+/// than a panic.
+pub fn to_json(body: &impl Serialize) -> String {
+    serde_json::to_string(body).unwrap_or_else(|e| {
+        tracing::error!("admin: cannot serialize an answer: {e}");
+        String::from(r#"{"error":"the answer could not be serialized"}"#)
+    })
+}
+
+/// A JSON answer (with a final newline, for people reading it with curl).
+fn json_reply(status: StatusCode, body: &impl Serialize) -> Response<Vec<u8>> {
+    let mut text = to_json(body);
+    text.push('\n');
+    reply(status, "application/json", text)
+}
+
+/// A JSON error answer.
+fn error_reply(status: StatusCode, message: &str) -> Response<Vec<u8>> {
+    json_reply(status, &ErrorBody { error: message })
 }
 
 /// Runs the admin listener as a background service rather than a pingora listening
@@ -322,10 +350,9 @@ impl ServeHttp for Admin {
         // rebinding attack; the registry (which can be written) and the dashboard are.
         let probe = matches!(req.uri.path(), "/healthz" | "/readyz" | "/metrics");
         if !probe && !host_allowed(req.headers.get(http::header::HOST).map(|v| v.as_bytes())) {
-            return reply(
+            return error_reply(
                 StatusCode::MISDIRECTED_REQUEST,
-                "application/json",
-                "{\"error\":\"the admin listener only answers requests for an IP address, localhost or a single-label host name\"}\n",
+                "the admin listener only answers requests for an IP address, localhost or a single-label host name",
             );
         }
         let path = req.uri.path().to_string();
@@ -339,11 +366,15 @@ impl ServeHttp for Admin {
                 .headers
                 .get(http::header::CONTENT_TYPE)
                 .map(|v| v.as_bytes().to_vec());
-            if !crate::registry::api::authorized(&self.shared.registry, auth.as_deref()) {
-                let mut r = reply(
+            if !self
+                .shared
+                .registry
+                .registrations()
+                .authorized(auth.as_deref())
+            {
+                let mut r = error_reply(
                     StatusCode::UNAUTHORIZED,
-                    "application/json",
-                    "{\"error\":\"registry writes need a valid bearer token\"}\n",
+                    "registry writes need a valid bearer token",
                 );
                 r.headers_mut().insert(
                     http::header::WWW_AUTHENTICATE,
@@ -354,32 +385,25 @@ impl ServeHttp for Admin {
             let body = match read_body(session).await {
                 Ok(b) => b,
                 Err(StatusCode::PAYLOAD_TOO_LARGE) => {
-                    return reply(
+                    return error_reply(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        "application/json",
-                        format!(
-                            "{{\"error\":\"a registry request body may be at most {MAX_BODY} bytes\"}}\n"
-                        ),
+                        &format!("a registry request body may be at most {MAX_BODY} bytes"),
                     )
                 }
-                Err(status) => {
-                    return reply(
-                        status,
-                        "application/json",
-                        "{\"error\":\"bad request body\"}\n",
-                    )
-                }
+                Err(status) => return error_reply(status, "bad request body"),
             };
-            let write = crate::registry::api::WriteRequest {
+            let write = registry_api::WriteRequest {
                 method: method.as_str(),
                 path: &path,
                 content_type: content_type.as_deref(),
                 body: &body,
             };
-            if let Some(api) = crate::registry::api::write(&self.shared.registry, &write) {
+            if let Some(api) = registry_api::write(&self.shared.registry, &write) {
                 let status =
                     StatusCode::from_u16(api.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let mut r = reply(status, "application/json", format!("{}\n", api.body));
+                let mut body = api.body;
+                body.push('\n');
+                let mut r = reply(status, "application/json", body);
                 if let Some(allow) = api.allow {
                     r.headers_mut()
                         .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
@@ -393,7 +417,17 @@ impl ServeHttp for Admin {
 
 #[cfg(test)]
 mod tests {
-    use super::host_allowed;
+    use super::{host_allowed, to_json, ErrorBody};
+
+    /// Error messages are escaped by serde, whatever they contain.
+    #[test]
+    fn error_bodies_are_json() {
+        let text = to_json(&ErrorBody {
+            error: "a \"quoted\" name\nand a line",
+        });
+        let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(v["error"], "a \"quoted\" name\nand a line");
+    }
 
     #[test]
     fn hosts_a_rebinding_page_cannot_use_are_allowed() {

@@ -19,39 +19,38 @@ struct PolicyView<'a> {
     routes: Vec<&'a str>,
 }
 
+/// The listing.
 #[derive(Serialize)]
-struct PoliciesView<'a> {
+pub struct PoliciesView<'a> {
     generation: u64,
     policies: Vec<PolicyView<'a>>,
 }
 
-/// The listing as JSON.
-pub fn listing(rt: &Runtime) -> String {
-    let routes = rt.config.router.routes();
-    let policies = rt
-        .config
-        .policies
-        .iter()
-        .map(|p| PolicyView {
-            kind: p.kind,
-            name: &p.name,
-            id: p.id,
-            built_unix_ms: p
-                .built
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis()),
-            routes: routes
-                .iter()
-                .filter(|r| r.chain.policies.iter().any(|q| q.id == p.id))
-                .map(|r| &*r.name)
-                .collect(),
-        })
-        .collect();
-    let view = PoliciesView {
-        generation: rt.generation,
-        policies,
-    };
-    let mut body = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
-    body.push('\n');
-    body
+impl<'a> PoliciesView<'a> {
+    pub fn of(rt: &'a Runtime) -> PoliciesView<'a> {
+        let routes = rt.config.router.routes();
+        let policies = rt
+            .config
+            .policies
+            .iter()
+            .map(|p| PolicyView {
+                kind: p.kind,
+                name: &p.name,
+                id: p.id,
+                built_unix_ms: p
+                    .built
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis()),
+                routes: routes
+                    .iter()
+                    .filter(|r| r.chain.policies.iter().any(|q| q.id == p.id))
+                    .map(|r| &*r.name)
+                    .collect(),
+            })
+            .collect();
+        PoliciesView {
+            generation: rt.generation,
+            policies,
+        }
+    }
 }

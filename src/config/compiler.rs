@@ -14,10 +14,11 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::diag::Diagnostics;
-use super::duration::{try_parse_duration, DurationError};
 use super::raw::{RawHeaderEdits, RawTimeouts};
 use super::recover;
-use crate::router::{HeaderEdits, Timeouts};
+use crate::duration::{try_parse_duration, DurationError};
+use crate::router::HeaderEdits;
+use crate::upstream::Timeouts;
 
 /// Whether a duration key may be zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

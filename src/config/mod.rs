@@ -11,7 +11,6 @@
 
 mod compiler;
 pub mod diag;
-mod duration;
 mod gateway;
 mod policies;
 pub mod raw;
@@ -37,10 +36,10 @@ use crate::registry::spec::{RegistrySettings, ServiceSpec};
 use crate::router::Router;
 use compiler::{deserialize, Compiler};
 
-pub use compiler::is_hop_by_hop;
-pub use duration::{
+pub use crate::duration::{
     parse_duration, try_parse_duration, DurationError, MAX_DURATION, MIN_NONZERO_DURATION,
 };
+pub use compiler::is_hop_by_hop;
 pub use gateway::{
     read_pem_certs, AccessLog, Certificate, Cidr, GatewaySettings, Limits, Listener, TraceContext,
     DEFAULT_ADMIN, DEFAULT_GRACE,

@@ -46,7 +46,6 @@ pub struct RawRegistry {
     pub default_ttl: Option<Spanned<String>>,
 }
 
-/// One listener: a bare address string or a table.
 /// A `listen` entry: an address string or a listener table.
 #[derive(Debug)]
 pub enum RawListen {
@@ -54,31 +53,59 @@ pub enum RawListen {
     Table(RawListener),
 }
 
-/// Dispatches on the TOML type instead of `#[serde(untagged)]`: untagged buffers the value
-/// and so loses the spans the table's `Spanned` fields need (certificate entries and their
-/// `hosts` are reported at their own position), and it hides an unknown key in the table
-/// behind "did not match any variant".
+impl<'de> StringOrTable<'de> for RawListen {
+    type Table = RawListener;
+    const EXPECTING: &'static str =
+        "an address string like \"127.0.0.1:8080\" or a table with `addr`";
+    fn from_string(s: &str) -> Self {
+        RawListen::Addr(s.to_string())
+    }
+    fn from_table(t: RawListener) -> Self {
+        RawListen::Table(t)
+    }
+}
+
 impl<'de> Deserialize<'de> for RawListen {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Listen;
-        impl<'de> serde::de::Visitor<'de> for Listen {
-            type Value = RawListen;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an address string like \"127.0.0.1:8080\" or a table with `addr`")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawListen, E> {
-                Ok(RawListen::Addr(v.to_string()))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<RawListen, A::Error> {
-                RawListener::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(RawListen::Table)
-            }
-        }
-        d.deserialize_any(Listen)
+        string_or_table(d)
     }
+}
+
+/// An entry that may be written as a string or as a table (`listen`, `instances`).
+///
+/// Such entries dispatch on the TOML type instead of using `#[serde(untagged)]`: untagged
+/// buffers the value and so loses the spans the table's `Spanned` fields need (certificate
+/// entries and their `hosts` are reported at their own position), and it hides an unknown
+/// key in the table behind "did not match any variant", so a typo such as `wieght` would
+/// not be named.
+pub trait StringOrTable<'de>: Sized {
+    /// The table form, with `deny_unknown_fields`.
+    type Table: Deserialize<'de>;
+    /// What the entry should look like, for the error about any other type.
+    const EXPECTING: &'static str;
+    fn from_string(s: &str) -> Self;
+    fn from_table(t: Self::Table) -> Self;
+}
+
+/// Deserializes a [`StringOrTable`] entry.
+fn string_or_table<'de, T: StringOrTable<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    struct Entry<T>(std::marker::PhantomData<T>);
+    impl<'de, T: StringOrTable<'de>> serde::de::Visitor<'de> for Entry<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(T::EXPECTING)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            Ok(T::from_string(v))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                .map(T::from_table)
+        }
+    }
+    d.deserialize_any(Entry(std::marker::PhantomData))
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,11 +249,29 @@ pub struct RawRetries {
     pub non_idempotent: bool,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// An `instances` entry: an address string or a table with `addr`, `weight`, `zone`.
+#[derive(Debug)]
 pub enum RawInstance {
     Addr(String),
     Table(RawInstanceTable),
+}
+
+impl<'de> StringOrTable<'de> for RawInstance {
+    type Table = RawInstanceTable;
+    const EXPECTING: &'static str =
+        "an address string like \"127.0.0.1:8081\" or a table with `addr`";
+    fn from_string(s: &str) -> Self {
+        RawInstance::Addr(s.to_string())
+    }
+    fn from_table(t: RawInstanceTable) -> Self {
+        RawInstance::Table(t)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawInstance {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        string_or_table(d)
+    }
 }
 
 #[derive(Debug, Deserialize)]

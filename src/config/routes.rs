@@ -13,10 +13,11 @@ use super::compiler::{span_of, Compiler, HeaderSide};
 use super::diag::{did_you_mean, Diagnostics};
 use super::raw::{RawMatch, RawRoute};
 use super::{policies, Sections};
-use crate::registry::spec::{RetryPolicy, ServiceSpec};
+use crate::registry::spec::ServiceSpec;
 use crate::router::normalize::PathFlags;
 use crate::router::pattern::{HostPattern, PathPattern};
 use crate::router::{Rewrite, Route};
+use crate::upstream::RetryPolicy;
 
 /// The services routes can name, for lookups and "did you mean" hints.
 struct ServiceNames<'n> {

@@ -576,7 +576,40 @@ fn parse_status_range(s: &str) -> Option<(u16, u16)> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::compile;
     use super::super::testing::{errors, BASE, ROUTE};
+    use std::path::Path;
+
+    /// Instances are strings or tables; a typo inside a table is named with a suggestion at
+    /// its own position, a wrong type says what is expected, and both forms still compile.
+    #[test]
+    fn instance_entries_report_their_own_errors() {
+        let src = format!("{}{ROUTE}", BASE.replace("weight = 2", "wieght = 2"));
+        let d = errors(&src);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(
+            (d[0].line, d[0].column, d[0].key.as_str()),
+            (3, 59, "services.orders.instances[1].wieght"),
+            "{d:#?}"
+        );
+        assert!(d[0].message.contains("unknown field `wieght`"), "{d:?}");
+        assert!(
+            d[0].hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("did you mean `weight`?"),
+            "{d:?}"
+        );
+        let d = errors(&format!("[services.orders]\ninstances = [8082]\n{ROUTE}"));
+        assert!(d[0].message.contains("an address string"), "{d:?}");
+        let cfg = compile(Path::new("routes.toml"), &format!("{BASE}{ROUTE}")).unwrap();
+        let statics = &cfg.services[0].statics;
+        assert_eq!(
+            statics.iter().map(|s| s.weight).collect::<Vec<_>>(),
+            [1, 2],
+            "{statics:?}"
+        );
+    }
 
     #[test]
     fn range_errors_point_at_their_key() {

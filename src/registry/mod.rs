@@ -15,11 +15,11 @@
 //! - request path: [`ServiceState::pick`], [`ServiceState::record`], breaker admission and the
 //!   bulkhead counter — atomics only;
 //! - background ([`background`]): probes, DNS refresh, registration expiry;
-//! - admin listener (`crate::admin`): registration writes and the JSON/HTML views.
+//! - admin listener (`crate::admin`, a higher layer): the registry API and the JSON/HTML
+//!   views, through [`Registry`] and [`Registrations`].
 //!
 //! The registry must not import `config` or `admin`: it is handed compiled specs.
 
-pub mod api;
 pub mod background;
 mod balance;
 pub mod breaker;

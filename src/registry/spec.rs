@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::dns::DnsQuery;
-use crate::router::Timeouts;
-use crate::upstream::UpstreamTls;
+use crate::upstream::{Timeouts, UpstreamTls};
 
 /// A static instance from routes.toml.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,23 +211,6 @@ impl Default for RegistrySettings {
             dns_resolver: None,
             default_ttl: Duration::from_secs(30),
             zone: None,
-        }
-    }
-}
-
-/// Per-route retry policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Total tries including the first.
-    pub attempts: u32,
-    pub non_idempotent: bool,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 2,
-            non_idempotent: false,
         }
     }
 }

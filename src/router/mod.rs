@@ -5,8 +5,9 @@
 //! matches is a candidate and the lowest index among candidates whose predicates (host,
 //! methods, headers) hold wins. Matching allocates nothing.
 //!
-//! This module knows nothing about pingora or upstreams; it must stay cheap enough to run on
-//! every request (see benches/route_match.rs).
+//! This module knows nothing about pingora or the registry (a route names its service by
+//! index and carries plain attempt settings from `upstream::attempt`); it must stay cheap
+//! enough to run on every request (see benches/route_match.rs).
 
 pub mod normalize;
 pub mod pattern;
@@ -17,10 +18,9 @@ use normalize::PathFlags;
 use pattern::{split_segment, HostPattern, PathPattern, Segment};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::policy::Chain;
-pub use crate::registry::spec::RetryPolicy;
+pub use crate::upstream::{RetryPolicy, Timeouts};
 pub use rewrite::Rewrite;
 
 /// Header edits applied to a request or response.
@@ -39,25 +39,6 @@ impl HeaderEdits {
     /// The most headers these edits can add to a message.
     pub fn additions(&self) -> usize {
         self.set.len() + self.add.len()
-    }
-}
-
-/// Per-route upstream timeouts. `None` means the service's (or the built-in) default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Timeouts {
-    pub connect: Option<Duration>,
-    pub read: Option<Duration>,
-    pub total: Option<Duration>,
-}
-
-impl Timeouts {
-    /// `self` with unset values taken from `fallback`.
-    pub fn or(self, fallback: Timeouts) -> Timeouts {
-        Timeouts {
-            connect: self.connect.or(fallback.connect),
-            read: self.read.or(fallback.read),
-            total: self.total.or(fallback.total),
-        }
     }
 }
 

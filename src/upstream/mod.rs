@@ -1,16 +1,19 @@
 //! Upstream connection details: peer templates (address, TLS, SNI, CA, pool idle time),
-//! per-attempt timeouts, and the smooth weighted round-robin schedule.
+//! per-attempt timeouts and retry policy (`attempt.rs`), and the smooth weighted round-robin
+//! schedule.
 //!
 //! Each instance carries a ready-made [`HttpPeer`] template so the request path only clones
 //! it. Which instance to use is decided by the registry (src/registry).
+
+mod attempt;
+
+pub use attempt::{RetryPolicy, Timeouts};
 
 use pingora_core::protocols::l4::ext::TcpKeepalive;
 use pingora_core::upstreams::peer::{HttpPeer, HttpUpstreamRequestPolicy};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use crate::router::Timeouts;
 
 /// Built-in upstream timeouts, used when neither the route nor the service sets one.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -1,7 +1,9 @@
-//! Duration strings in routes.toml (`"250ms"`, `"2s"`, `"5m"`, `"1h"`): parsing and bounds.
+//! Duration strings (`"250ms"`, `"2s"`, `"5m"`, `"1h"`): parsing and bounds, for routes.toml
+//! and for the registry API's `ttl`.
 //!
 //! Only parsing lives here; which keys may be zero and how a bad value is reported is the
-//! compiler's business (`Compiler::duration`).
+//! caller's business (the config compiler's `Compiler::duration`, the registry API's TTL
+//! clamping). A low module: it imports nothing from the crate.
 
 use std::time::Duration;
 use thiserror::Error;

@@ -1,0 +1,392 @@
+//! The registry as the admin listener shows it: the JSON view of every service and instance
+//! (`GET /registry`, which the dashboard renders) and the registry's Prometheus lines.
+//!
+//! Read-only: writes are `registry_api.rs`. The JSON view is a set of `Serialize` structs,
+//! so its shape is declared once, here, and every string in it is escaped by serde.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::registry::breaker::BreakerState;
+use crate::registry::clock::now_ms;
+use crate::registry::dns::DnsQuery;
+use crate::registry::{Health, Member, Registration, Registry, ServiceState};
+
+/// `GET /registry`.
+#[derive(Debug, Serialize)]
+pub struct RegistryView {
+    pub generated_at_ms: u64,
+    pub zone: Option<String>,
+    pub services: Vec<ServiceView>,
+}
+
+/// One service: its settings, counters and instances.
+#[derive(Debug, Serialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub lb: String,
+    pub breaker: BreakerView,
+    pub inflight: usize,
+    pub max_concurrent: Option<usize>,
+    /// Instances that are healthy and not ejected.
+    pub healthy: usize,
+    pub total: usize,
+    /// Where instances may come from: "static", "registered", "dns".
+    pub sources: Vec<&'static str>,
+    pub dns: Option<DnsView>,
+    pub retries: u64,
+    pub ejections_total: u64,
+    pub instances: Vec<InstanceView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BreakerView {
+    /// "closed", "open", "half_open", or "disabled" when the service has no breaker.
+    pub state: &'static str,
+    pub open_for_ms: Option<u64>,
+    pub consecutive_failures: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DnsView {
+    /// `name:port` for A/AAAA discovery, the SRV name otherwise.
+    pub query: String,
+    pub last_ok_ms_ago: Option<u64>,
+    pub last_error: Option<String>,
+    pub failures: u64,
+    pub next_in_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    /// The first registration id, or the address for instances nobody registered.
+    pub id: String,
+    pub addr: String,
+    pub weight: u32,
+    pub zone: Option<String>,
+    pub version: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub sources: Vec<&'static str>,
+    pub health: &'static str,
+    pub ejected: bool,
+    pub ejected_for_ms: Option<u64>,
+    pub ejections: u32,
+    pub last_probe: Option<ProbeView>,
+    pub inflight: usize,
+    /// Time left on the longest registration of this address.
+    pub expires_in_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProbeView {
+    pub ok: bool,
+    pub status: Option<u16>,
+    /// Rounded to hundredths of a millisecond.
+    pub latency_ms: f64,
+    pub error: Option<String>,
+    pub ms_ago: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// The JSON view of the whole registry.
+pub fn snapshot(registry: &Registry) -> RegistryView {
+    let now = now_ms();
+    let settings = registry.settings();
+    let services = registry
+        .services()
+        .iter()
+        .map(|svc| service_view(svc, settings.registration, now))
+        .collect();
+    RegistryView {
+        generated_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        zone: settings.zone.clone(),
+        services,
+    }
+}
+
+/// One service; `registration` is the registry-wide switch.
+fn service_view(svc: &ServiceState, registration: bool, now: u64) -> ServiceView {
+    let spec = svc.spec();
+    let members = svc.members();
+    let registrations = svc.registrations();
+    let instances: Vec<InstanceView> = members
+        .instances
+        .iter()
+        .map(|m| instance_view(m, spec.health.is_some(), &registrations, now))
+        .collect();
+    let healthy = instances
+        .iter()
+        .filter(|i| i.health == "healthy" && !i.ejected)
+        .count();
+    let mut sources = Vec::new();
+    if !spec.statics.is_empty() {
+        sources.push("static");
+    }
+    if spec.registration && registration {
+        sources.push("registered");
+    }
+    if spec.dns.is_some() {
+        sources.push("dns");
+    }
+    let breaker = match &spec.breaker {
+        Some(b) => BreakerView {
+            state: match svc.breaker.state() {
+                BreakerState::Closed => "closed",
+                BreakerState::Open => "open",
+                BreakerState::HalfOpen => "half_open",
+            },
+            open_for_ms: svc.breaker.open_for(b).map(ms),
+            consecutive_failures: svc.breaker.consecutive_failures(),
+        },
+        None => BreakerView {
+            state: "disabled",
+            open_for_ms: None,
+            consecutive_failures: 0,
+        },
+    };
+    let dns = spec.dns.as_ref().map(|d| {
+        let st = svc.dns_status.lock().map(|s| s.clone()).unwrap_or_default();
+        DnsView {
+            query: match &d.query {
+                DnsQuery::Host { name, port } => format!("{name}:{port}"),
+                DnsQuery::Srv { name } => name.clone(),
+            },
+            last_ok_ms_ago: st.last_ok_ms.map(|t| now.saturating_sub(t)),
+            last_error: st.last_error,
+            failures: st.failures,
+            next_in_ms: st.next_ms.saturating_sub(now),
+        }
+    });
+    ServiceView {
+        name: svc.name.clone(),
+        lb: spec.lb.label(),
+        breaker,
+        inflight: svc.inflight(),
+        max_concurrent: spec.max_concurrent,
+        healthy,
+        total: members.instances.len(),
+        sources,
+        dns,
+        retries: svc.retries.load(Ordering::Relaxed),
+        ejections_total: svc.ejections_total.load(Ordering::Relaxed),
+        instances,
+    }
+}
+
+/// One instance; `probed` is whether the service has health checks.
+fn instance_view(
+    m: &Member,
+    probed: bool,
+    registrations: &BTreeMap<String, Registration>,
+    now: u64,
+) -> InstanceView {
+    let live = &m.live;
+    let health = if probed {
+        live.health().label()
+    } else {
+        // Without probes an instance counts as healthy unless ejected.
+        "healthy"
+    };
+    let ejected_for = live.ejected_for(now);
+    let last_probe = live
+        .last_probe
+        .lock()
+        .ok()
+        .and_then(|p| p.clone())
+        .map(|p| ProbeView {
+            ok: p.ok,
+            status: p.status,
+            latency_ms: (p.latency.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+            error: p.error,
+            ms_ago: now.saturating_sub(p.at_ms),
+        });
+    let expires_in_ms = m
+        .registrations
+        .iter()
+        .filter_map(|id| registrations.get(id))
+        .map(|r| r.expires_at_ms.saturating_sub(now))
+        .max();
+    InstanceView {
+        id: m
+            .registrations
+            .first()
+            .cloned()
+            .unwrap_or_else(|| m.addr.to_string()),
+        addr: m.addr.to_string(),
+        weight: m.weight,
+        zone: m.zone.clone(),
+        version: m.version.clone(),
+        metadata: m.metadata.clone(),
+        sources: m.source_names(),
+        health,
+        ejected: ejected_for.is_some(),
+        ejected_for_ms: ejected_for.map(ms),
+        ejections: live.ejections(),
+        last_probe,
+        inflight: live.inflight(),
+        expires_in_ms,
+    }
+}
+
+/// Extra Prometheus lines about services (instance health, breakers, DNS, retries).
+pub fn metrics(registry: &Registry, out: &mut String) {
+    use crate::metrics::LabelValue;
+    use std::fmt::Write;
+    let now = now_ms();
+    out.push_str("# HELP ficus_service_instances Instances by service and state.\n# TYPE ficus_service_instances gauge\n");
+    let services = registry.services();
+    for svc in &services {
+        let spec = svc.spec();
+        let (mut healthy, mut unhealthy, mut ejected) = (0, 0, 0);
+        for m in svc.members().instances.iter() {
+            if m.live.ejected_for(now).is_some() {
+                ejected += 1;
+            } else if spec.health.is_none() || m.live.health() == Health::Healthy {
+                healthy += 1;
+            } else {
+                unhealthy += 1;
+            }
+        }
+        for (state, n) in [
+            ("healthy", healthy),
+            ("unhealthy", unhealthy),
+            ("ejected", ejected),
+        ] {
+            let _ = writeln!(
+                out,
+                "ficus_service_instances{{service=\"{}\",state=\"{state}\"}} {n}",
+                LabelValue(&svc.name)
+            );
+        }
+    }
+    out.push_str("# HELP ficus_circuit_breaker_open 1 when the service's breaker is open or half-open.\n# TYPE ficus_circuit_breaker_open gauge\n");
+    for svc in &services {
+        // A service without a breaker has none open (its state was reset when it went).
+        let open =
+            u8::from(svc.spec().breaker.is_some() && svc.breaker.state() != BreakerState::Closed);
+        let _ = writeln!(
+            out,
+            "ficus_circuit_breaker_open{{service=\"{}\"}} {open}",
+            LabelValue(&svc.name)
+        );
+    }
+    out.push_str("# HELP ficus_retries_total Retried upstream attempts.\n# TYPE ficus_retries_total counter\n");
+    for svc in &services {
+        let _ = writeln!(
+            out,
+            "ficus_retries_total{{service=\"{}\"}} {}",
+            LabelValue(&svc.name),
+            svc.retries.load(Ordering::Relaxed)
+        );
+    }
+    out.push_str("# HELP ficus_outlier_ejections_total Instances ejected by outlier detection.\n# TYPE ficus_outlier_ejections_total counter\n");
+    for svc in &services {
+        let _ = writeln!(
+            out,
+            "ficus_outlier_ejections_total{{service=\"{}\"}} {}",
+            LabelValue(&svc.name),
+            svc.ejections_total.load(Ordering::Relaxed)
+        );
+    }
+    out.push_str("# HELP ficus_dns_failures_total Failed DNS discovery lookups.\n# TYPE ficus_dns_failures_total counter\n");
+    for svc in &services {
+        if svc.spec().dns.is_some() {
+            let failures = svc.dns_status.lock().map(|s| s.failures).unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "ficus_dns_failures_total{{service=\"{}\"}} {failures}",
+                LabelValue(&svc.name)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::spec::{RegistrySettings, ServiceSpec};
+    use crate::registry::NewInstance;
+    use std::net::SocketAddr;
+
+    fn keys(v: &serde_json::Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
+    /// The dashboard and scripts read these fields: the view keeps every one of them.
+    #[test]
+    fn the_registry_view_has_the_documented_fields() {
+        let r = Registry::default();
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        r.apply(
+            &[ServiceSpec::with_instances("orders", &[(addr(1), 1)])],
+            RegistrySettings::default(),
+        );
+        r.register("orders", NewInstance::new(addr(2), None))
+            .expect("registers");
+        let v = serde_json::to_value(snapshot(&r)).expect("serializes");
+        assert_eq!(keys(&v), ["generated_at_ms", "services", "zone"]);
+        let svc = &v["services"][0];
+        assert_eq!(
+            keys(svc),
+            [
+                "breaker",
+                "dns",
+                "ejections_total",
+                "healthy",
+                "inflight",
+                "instances",
+                "lb",
+                "max_concurrent",
+                "name",
+                "retries",
+                "sources",
+                "total"
+            ]
+        );
+        assert_eq!(
+            keys(&svc["breaker"]),
+            ["consecutive_failures", "open_for_ms", "state"]
+        );
+        assert_eq!(svc["breaker"]["state"], "disabled");
+        assert_eq!(svc["healthy"], 2);
+        let registered = &svc["instances"][1];
+        assert_eq!(
+            keys(registered),
+            [
+                "addr",
+                "ejected",
+                "ejected_for_ms",
+                "ejections",
+                "expires_in_ms",
+                "health",
+                "id",
+                "inflight",
+                "last_probe",
+                "metadata",
+                "sources",
+                "version",
+                "weight",
+                "zone"
+            ]
+        );
+        assert_eq!(registered["sources"], serde_json::json!(["registered"]));
+        assert!(
+            registered["expires_in_ms"].as_u64().is_some(),
+            "{registered}"
+        );
+    }
+}
