@@ -135,6 +135,28 @@ fn check_unknown_key_is_error() {
     assert_location(&out, &path, line_of(&cfg, "colour"));
 }
 
+/// An admin listener other hosts can reach, with self-registration on and no registry
+/// token, would let anyone who reaches it put an instance into a service's pool: `check`
+/// refuses it at the `admin` key and names the fixes.
+#[test]
+fn check_refuses_a_reachable_admin_listener_without_a_registry_token() {
+    let cfg = with_orders_route("").replace("127.0.0.1:19901", "0.0.0.0:19901");
+    let (code, out, path, _d) = check(&cfg);
+    assert_eq!(code, 2, "output:\n{out}");
+    assert!(
+        out.contains("the admin listener 0.0.0.0:19901 can be reached from other hosts"),
+        "{out}"
+    );
+    assert!(
+        out.contains("token_env") && out.contains("127.0.0.1:19901"),
+        "{out}"
+    );
+    assert_location(&out, &path, line_of(&cfg, "admin = "));
+    // With a token it is accepted.
+    let (code, out, _, _d) = check(&format!("{cfg}\n[registry]\ntoken = \"s3cret\"\n"));
+    assert_eq!(code, 0, "output:\n{out}");
+}
+
 /// An instance table is checked like every other table: a misspelled key is named at its
 /// own position with a suggestion (it used to vanish into "did not match any variant").
 #[test]

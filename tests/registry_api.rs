@@ -175,6 +175,57 @@ fn writes_need_the_bearer_token_when_configured() {
     assert_eq!(gw.admin_get("/registry").unwrap().status, 200);
 }
 
+/// An admin listener on every address (`0.0.0.0`) can be reached from other hosts, so
+/// writes that change routing need the token: `run` refuses to start without one, with one
+/// writes need it, and a reload that drops it is refused and the old config, token
+/// included, stays in force. (Loopback without a token keeps accepting registrations:
+/// `registered_instance_serves_once_healthy_and_deregisters`.)
+#[test]
+fn a_reachable_admin_listener_needs_the_token() {
+    let o = FlexOrigin::start("reg");
+    let reachable = GATEWAY.replace("{admin}", "0.0.0.0:{admin_port}");
+    let open = format!("{reachable}\n[services.orders]\n{ROUTE}");
+    let run = |p: &std::path::Path| vec!["run".into(), "--config".into(), p.display().to_string()];
+    match Gateway::try_start_full(tempfile::tempdir().unwrap(), &open, run) {
+        Ok(_) => panic!("`ficus run` started with a reachable admin listener and no token"),
+        Err(e) => assert!(
+            e.contains("can be reached from other hosts") && e.contains("token_env"),
+            "{e}"
+        ),
+    }
+
+    let gw = Gateway::start(&format!(
+        "{reachable}\n[registry]\ntoken = \"secret\"\n\n[services.orders]\n{ROUTE}"
+    ));
+    let body = format!(r#"{{"addr":"{}"}}"#, o.addr());
+    let path = instances_path("orders");
+    assert_eq!(
+        admin_request(&gw, "POST", &path, None, Some(&body)).status,
+        401
+    );
+    let id = register(&gw, "orders", Some("secret"), &body);
+
+    gw.rewrite_config(&open);
+    poll_until(Duration::from_secs(5), || {
+        let logs = gw.logs();
+        (logs.contains("config reload failed") && logs.contains("can be reached from other hosts"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the reload without a token was not refused:\n{}", gw.logs()));
+    let other = r#"{"addr":"127.0.0.1:9"}"#;
+    assert_eq!(
+        admin_request(&gw, "POST", &path, None, Some(other)).status,
+        401,
+        "the refused reload opened registration"
+    );
+    let hb = format!("{path}/{id}/heartbeat");
+    assert_eq!(admin_request(&gw, "PUT", &hb, None, None).status, 401);
+    assert_eq!(
+        admin_request(&gw, "PUT", &hb, Some("secret"), None).status,
+        200
+    );
+}
+
 #[test]
 fn registration_switched_off_is_403() {
     let o = FlexOrigin::start("reg");

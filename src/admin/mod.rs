@@ -2,9 +2,11 @@
 //! and its dashboard.
 //!
 //! Served by pingora's simple `ServeHttp` app on its own address (loopback by default).
-//! It never changes routing; registry writes (self-registration) need the bearer token
-//! when one is configured. Requests whose `Host` is a dotted name other than `localhost`
-//! are refused (421) so a DNS-rebinding web page cannot read or write through it.
+//! Its only writes are registry writes (self-registration), which change where traffic
+//! goes: they need the bearer token when one is configured, and the config compiler
+//! requires one whenever this listener is not on loopback and registration is on.
+//! Requests whose `Host` is a dotted name other than `localhost` are refused (421) so a
+//! DNS-rebinding web page cannot read or write through it.
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};

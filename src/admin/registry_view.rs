@@ -6,9 +6,12 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::LabelValue;
 use crate::registry::breaker::BreakerState;
 use crate::registry::clock::now_ms;
 use crate::registry::dns::DnsQuery;
@@ -237,8 +240,6 @@ fn instance_view(
 
 /// Extra Prometheus lines about services (instance health, breakers, DNS, retries).
 pub fn metrics(registry: &Registry, out: &mut String) {
-    use crate::metrics::LabelValue;
-    use std::fmt::Write;
     let now = now_ms();
     out.push_str("# HELP ficus_service_instances Instances by service and state.\n# TYPE ficus_service_instances gauge\n");
     let services = registry.services();
@@ -266,44 +267,63 @@ pub fn metrics(registry: &Registry, out: &mut String) {
             );
         }
     }
-    out.push_str("# HELP ficus_circuit_breaker_open 1 when the service's breaker is open or half-open.\n# TYPE ficus_circuit_breaker_open gauge\n");
-    for svc in &services {
+    per_service(
+        out,
+        "ficus_circuit_breaker_open",
+        "gauge",
+        "1 when the service's breaker is open or half-open.",
+        &services,
         // A service without a breaker has none open (its state was reset when it went).
-        let open =
-            u8::from(svc.spec().breaker.is_some() && svc.breaker.state() != BreakerState::Closed);
-        let _ = writeln!(
-            out,
-            "ficus_circuit_breaker_open{{service=\"{}\"}} {open}",
-            LabelValue(&svc.name)
-        );
-    }
-    out.push_str("# HELP ficus_retries_total Retried upstream attempts.\n# TYPE ficus_retries_total counter\n");
-    for svc in &services {
-        let _ = writeln!(
-            out,
-            "ficus_retries_total{{service=\"{}\"}} {}",
-            LabelValue(&svc.name),
-            svc.retries.load(Ordering::Relaxed)
-        );
-    }
-    out.push_str("# HELP ficus_outlier_ejections_total Instances ejected by outlier detection.\n# TYPE ficus_outlier_ejections_total counter\n");
-    for svc in &services {
-        let _ = writeln!(
-            out,
-            "ficus_outlier_ejections_total{{service=\"{}\"}} {}",
-            LabelValue(&svc.name),
-            svc.ejections_total.load(Ordering::Relaxed)
-        );
-    }
-    out.push_str("# HELP ficus_dns_failures_total Failed DNS discovery lookups.\n# TYPE ficus_dns_failures_total counter\n");
-    for svc in &services {
-        if svc.spec().dns.is_some() {
-            let failures = svc.dns_status.lock().map(|s| s.failures).unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "ficus_dns_failures_total{{service=\"{}\"}} {failures}",
-                LabelValue(&svc.name)
-            );
+        |svc| {
+            let open = svc.spec().breaker.is_some() && svc.breaker.state() != BreakerState::Closed;
+            Some(u64::from(open))
+        },
+    );
+    per_service(
+        out,
+        "ficus_retries_total",
+        "counter",
+        "Retried upstream attempts.",
+        &services,
+        |svc| Some(svc.retries.load(Ordering::Relaxed)),
+    );
+    per_service(
+        out,
+        "ficus_outlier_ejections_total",
+        "counter",
+        "Instances ejected by outlier detection.",
+        &services,
+        |svc| Some(svc.ejections_total.load(Ordering::Relaxed)),
+    );
+    per_service(
+        out,
+        "ficus_dns_failures_total",
+        "counter",
+        "Failed DNS discovery lookups.",
+        &services,
+        |svc| {
+            svc.spec()
+                .dns
+                .is_some()
+                .then(|| svc.dns_status.lock().map(|s| s.failures).unwrap_or(0))
+        },
+    );
+}
+
+/// One metric family with a `service` label: its HELP and TYPE lines, then a sample for
+/// each service that `value` gives one for.
+fn per_service(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    services: &[Arc<ServiceState>],
+    value: impl Fn(&ServiceState) -> Option<u64>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for svc in services {
+        if let Some(v) = value(svc) {
+            let _ = writeln!(out, "{name}{{service=\"{}\"}} {v}", LabelValue(&svc.name));
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::compiler::{span_of, Compiler};
-use super::raw::{RawGateway, RawLimits, RawListen};
+use super::raw::{RawGateway, RawLimits, RawListen, RawRegistry};
 use super::tls;
 
 /// Access log format.
@@ -105,15 +105,15 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// Compiles `[gateway]` (an absent section gives the defaults).
-pub(super) fn compile_gateway(c: &mut Compiler<'_>, g: RawGateway) -> GatewaySettings {
-    let (listeners, listener_spans) = compile_listeners(c, &g);
-    let admin = admin_address(c, &g);
-    check_listener_collisions(c, &g, &listeners, &listener_spans, admin);
-    let threads = thread_count(c, &g);
+pub(super) fn compile_gateway(c: &mut Compiler<'_>, g: &RawGateway) -> GatewaySettings {
+    let (listeners, listener_spans) = compile_listeners(c, g);
+    let admin = admin_address(c, g);
+    check_listener_collisions(c, g, &listeners, &listener_spans, admin);
+    let threads = thread_count(c, g);
     let grace_period = c
         .duration(&g.grace_period, "gateway.grace_period")
         .unwrap_or(DEFAULT_GRACE);
-    let trusted_proxies = compile_trusted_proxies(c, &g);
+    let trusted_proxies = compile_trusted_proxies(c, g);
     let access_log = c.one_of(
         &g.access_log,
         "gateway.access_log",
@@ -289,6 +289,43 @@ fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
     }
 }
 
+/// Refuses an admin listener that other hosts can reach while registry writes need no
+/// credential: anyone who reaches it could register an instance into a service's pool and
+/// receive that service's traffic. `registration_open` says whether any service accepts
+/// self-registration. An unspecified address (`0.0.0.0`, `[::]`) counts as reachable, like
+/// every address that is not loopback. A token key that was given but is unusable (an
+/// unset `token_env`, an empty `token`) is already an error of its own.
+pub(super) fn check_registry_writes_are_guarded(
+    c: &mut Compiler<'_>,
+    g: &RawGateway,
+    admin: SocketAddr,
+    registry: &RawRegistry,
+    registration_open: bool,
+) {
+    let token_given = registry.token.is_some() || registry.token_env.is_some();
+    if !registration_open || token_given || admin.ip().to_canonical().is_loopback() {
+        return;
+    }
+    // Without an `admin` key the listener is on loopback, so the key is always there.
+    let span = g.admin.as_ref().map_or(0..0, span_of);
+    let port = admin.port();
+    c.d.error_hint(
+        span,
+        "gateway.admin",
+        format!(
+            "the admin listener {admin} can be reached from other hosts, and registry writes \
+             need no token: anyone who reaches it could register an instance and receive a \
+             service's traffic"
+        ),
+        format!(
+            "set `[registry] token_env = \"NAME\"` (the environment variable holding the \
+             bearer token) or `token`, or bind `admin` to loopback (\"127.0.0.1:{port}\" or \
+             \"[::1]:{port}\"), or turn self-registration off with `[registry] \
+             registration = false`"
+        ),
+    );
+}
+
 /// Whether two sockets cannot both be bound: the same port on the same address, or on an
 /// address that a wildcard (`0.0.0.0`, `[::]`) already covers. Port 0 asks the system for
 /// a free port, so it never collides.
@@ -413,6 +450,56 @@ mod tests {
             "{:?}",
             cfg.err()
         );
+    }
+
+    /// Registry writes change routing: an admin listener other hosts can reach needs a
+    /// token for them, or no service may accept registrations.
+    #[test]
+    fn a_reachable_admin_listener_needs_a_registry_token() {
+        let gateway = |admin: &str, extra: &str| {
+            format!("[gateway]\nadmin = \"{admin}\"\n{extra}{BASE}{ROUTE}")
+        };
+        for admin in [
+            "0.0.0.0:9901",
+            "[::]:9901",
+            "10.0.0.5:9901",
+            "[fd00::5]:9901",
+        ] {
+            let d = errors(&gateway(admin, ""));
+            assert_eq!(d.len(), 1, "{admin}: {d:#?}");
+            assert_eq!((d[0].line, d[0].column), (2, 9), "{admin}: {d:#?}");
+            assert_eq!(d[0].key, "gateway.admin");
+            assert!(
+                d[0].message.contains("registry writes need no token"),
+                "{d:?}"
+            );
+            let hint = d[0].hint.as_deref().unwrap_or_default();
+            assert!(
+                hint.contains("token_env") && hint.contains("127.0.0.1:9901"),
+                "{hint}"
+            );
+        }
+        // Guarded: a token, loopback, or no registration anywhere.
+        for ok in [
+            gateway("0.0.0.0:9901", "[registry]\ntoken = \"s3cret\"\n"),
+            gateway("127.0.0.1:9901", ""),
+            gateway("[::1]:9901", ""),
+            gateway("0.0.0.0:9901", "[registry]\nregistration = false\n"),
+            gateway("0.0.0.0:9901", "").replace(
+                "[services.orders]\n",
+                "[services.orders]\nregistration = false\n",
+            ),
+        ] {
+            let cfg = compile(Path::new("routes.toml"), &ok).map_err(|e| e.to_string());
+            assert!(cfg.is_ok(), "{ok}\n{}", cfg.unwrap_err());
+        }
+        // An unset `token_env` is its own error, not also this one.
+        let m = messages(&gateway(
+            "0.0.0.0:9901",
+            "[registry]\ntoken_env = \"FICUS_TEST_TOKEN_THAT_IS_NEVER_SET\"\n",
+        ));
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].contains("is not set"), "{m:?}");
     }
 
     #[test]

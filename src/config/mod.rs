@@ -127,18 +127,23 @@ pub fn compile_with(
             return Err(ConfigError::Invalid(c.d.items));
         }
     };
-    let mut sections = read_sections(&mut c, doc, previous);
-    let gateway = gateway::compile_gateway(&mut c, sections.gateway.take().unwrap_or_default());
-    let registry = services::compile_registry(
-        &mut c,
-        std::mem::take(&mut sections.registry),
-        gateway.zone.clone(),
-    );
+    let sections = read_sections(&mut c, doc, previous);
+    let no_gateway = RawGateway::default();
+    let raw_gateway = sections.gateway.as_ref().unwrap_or(&no_gateway);
+    let gateway = gateway::compile_gateway(&mut c, raw_gateway);
+    let registry = services::compile_registry(&mut c, &sections.registry, gateway.zone.clone());
     let services: Vec<ServiceSpec> = sections
         .services
         .iter()
         .map(|(name, span, raw)| services::compile_service(&mut c, name, span, raw, &registry))
         .collect();
+    gateway::check_registry_writes_are_guarded(
+        &mut c,
+        raw_gateway,
+        gateway.admin,
+        &sections.registry,
+        registry.registration && services.iter().any(|s| s.registration),
+    );
     let routes = routes::compile_routes(&mut c, &sections, &services);
     warn_if_empty(&mut c, &sections);
     let router = Router::new(routes);

@@ -23,7 +23,7 @@ use crate::upstream::UpstreamTls;
 /// Compiles `[registry]`; `zone` is the gateway's own zone.
 pub(super) fn compile_registry(
     c: &mut Compiler<'_>,
-    r: RawRegistry,
+    r: &RawRegistry,
     zone: Option<String>,
 ) -> RegistrySettings {
     let d = RegistrySettings::default();

@@ -172,14 +172,10 @@ impl ServiceState {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_state as state;
+    use super::super::{test_addr as addr, test_state as state};
     use super::*;
     use crate::registry::spec::{self, HashKey};
     use std::collections::HashMap;
-
-    fn addr(p: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], p))
-    }
 
     #[test]
     fn round_robin_follows_weights_and_skips_excluded() {

@@ -253,14 +253,10 @@ impl ServiceState {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_state as state;
+    use super::super::{test_addr as addr, test_state as state};
     use super::super::{NoPick, PickContext};
     use super::*;
     use crate::registry::spec::{HealthSpec, OutlierSpec, ProbeKind};
-
-    fn addr(p: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], p))
-    }
 
     #[test]
     fn outlier_ejection_respects_cap_and_expires() {

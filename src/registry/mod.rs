@@ -438,6 +438,12 @@ impl Registry {
     }
 }
 
+/// A loopback address with port `port`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 /// A service state on its own registry, for unit tests.
 #[cfg(test)]
 pub(crate) fn test_state(spec: ServiceSpec) -> Arc<ServiceState> {
@@ -447,12 +453,8 @@ pub(crate) fn test_state(spec: ServiceSpec) -> Arc<ServiceState> {
 
 #[cfg(test)]
 mod tests {
-    use super::test_state as state;
     use super::*;
-
-    fn addr(p: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], p))
-    }
+    use super::{test_addr as addr, test_state as state};
 
     #[test]
     fn bulkhead_limits_concurrency() {

@@ -320,12 +320,8 @@ fn token_matches(given: &[u8], want: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Registry;
+    use super::super::{test_addr as addr, Registry};
     use super::*;
-
-    fn addr(p: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], p))
-    }
 
     #[test]
     fn registrations_merge_by_address_and_expire() {

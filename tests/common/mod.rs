@@ -691,6 +691,7 @@ fn subst_placeholders(
         .replace("{listen2}", &listen2.to_string())
         .replace("{listen3}", &listen3.to_string())
         .replace("{admin}", &admin.to_string())
+        .replace("{admin_port}", &admin.port().to_string())
         .replace("{dir}", &dir.display().to_string())
 }
 
@@ -713,7 +714,8 @@ impl Gateway {
     /// Start `ficus run --config <dir>/routes.toml` and wait for `/readyz` == 200.
     ///
     /// Placeholders: `{listen}`, `{listen2}`, `{listen3}`, `{admin}` (free loopback
-    /// addresses) and `{dir}` (the gateway's temp dir).
+    /// addresses), `{admin_port}` (the port of `{admin}`, to bind the admin listener to
+    /// another address of this host) and `{dir}` (the gateway's temp dir).
     pub fn start(config: &str) -> Gateway {
         Self::start_in(tempfile::tempdir().unwrap(), config)
     }
