@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 use super::error::GatewayError;
+use super::flush_before_read::FlushBeforeRead;
 use super::replay::Replay;
 use super::respond::{gateway_head, Reply};
 use crate::ids;
@@ -304,6 +305,12 @@ impl Conn {
     /// The connection back from pingora after a request; `None` if it still holds bytes
     /// pingora did not read (it then cannot be reused safely).
     fn take_back(stream: Stream) -> Option<Conn> {
+        let stream = if stream.as_any().is::<FlushBeforeRead>() {
+            let flushing = stream.into_any().downcast::<FlushBeforeRead>().ok()?;
+            flushing.into_inner()
+        } else {
+            stream
+        };
         let stream = match as_l4(stream) {
             Ok(l4) => return Some(Conn::Plain(l4)),
             Err(s) => s,
@@ -516,7 +523,9 @@ where
                     return None;
                 }
             };
-            let mut session = ServerSession::new_http1(stream);
+            // pingora leaves a response with a known length in the write buffer until its
+            // end; the wrapper sends it whenever the proxy waits (see its module).
+            let mut session = ServerSession::new_http1(Box::new(FlushBeforeRead::new(stream)));
             match persistent.take() {
                 Some(p) => {
                     pingora_core::apps::HttpPersistentSettings::apply_to_session(p, &mut session)

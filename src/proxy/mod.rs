@@ -17,6 +17,7 @@ pub mod admission;
 pub mod chain;
 pub mod ctx;
 pub mod error;
+pub mod flush_before_read;
 pub mod forward;
 pub mod header_deadline;
 pub mod headers;

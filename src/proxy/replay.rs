@@ -7,18 +7,89 @@
 //! socket details, ids) is the inner stream's.
 
 use async_trait::async_trait;
-use pingora_core::protocols::raw_connect::ProxyDigest;
-use pingora_core::protocols::tls::{SslDigest, TlsRef};
-use pingora_core::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
-    TimingDigest, UniqueID, UniqueIDType, ALPN,
-};
+use pingora_core::protocols::{Peek, Stream};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Implements pingora's connection-detail traits (shutdown, id, TLS details, timing, proxy
+/// and socket digests) for a wrapper stream by handing every call to its `inner` stream.
+/// The wrappers of this layer change how bytes flow, never what the connection is.
+macro_rules! forward_details {
+    ($wrapper:ty) => {
+        #[async_trait::async_trait]
+        impl pingora_core::protocols::Shutdown for $wrapper {
+            async fn shutdown(&mut self) {
+                self.inner.shutdown().await
+            }
+        }
+
+        impl pingora_core::protocols::UniqueID for $wrapper {
+            fn id(&self) -> pingora_core::protocols::UniqueIDType {
+                self.inner.id()
+            }
+        }
+
+        impl pingora_core::protocols::Ssl for $wrapper {
+            fn get_ssl(&self) -> Option<&pingora_core::protocols::tls::TlsRef> {
+                self.inner.get_ssl()
+            }
+
+            fn get_ssl_digest(
+                &self,
+            ) -> Option<std::sync::Arc<pingora_core::protocols::tls::SslDigest>> {
+                self.inner.get_ssl_digest()
+            }
+
+            fn selected_alpn_proto(&self) -> Option<pingora_core::protocols::ALPN> {
+                self.inner.selected_alpn_proto()
+            }
+        }
+
+        impl pingora_core::protocols::GetTimingDigest for $wrapper {
+            fn get_timing_digest(&self) -> Vec<Option<pingora_core::protocols::TimingDigest>> {
+                self.inner.get_timing_digest()
+            }
+
+            fn get_read_pending_time(&self) -> std::time::Duration {
+                self.inner.get_read_pending_time()
+            }
+
+            fn get_write_pending_time(&self) -> std::time::Duration {
+                self.inner.get_write_pending_time()
+            }
+        }
+
+        impl pingora_core::protocols::GetProxyDigest for $wrapper {
+            fn get_proxy_digest(
+                &self,
+            ) -> Option<std::sync::Arc<pingora_core::protocols::raw_connect::ProxyDigest>> {
+                self.inner.get_proxy_digest()
+            }
+
+            fn set_proxy_digest(
+                &mut self,
+                digest: pingora_core::protocols::raw_connect::ProxyDigest,
+            ) {
+                self.inner.set_proxy_digest(digest)
+            }
+        }
+
+        impl pingora_core::protocols::GetSocketDigest for $wrapper {
+            fn get_socket_digest(
+                &self,
+            ) -> Option<std::sync::Arc<pingora_core::protocols::SocketDigest>> {
+                self.inner.get_socket_digest()
+            }
+
+            fn set_socket_digest(&mut self, digest: pingora_core::protocols::SocketDigest) {
+                self.inner.set_socket_digest(digest)
+            }
+        }
+    };
+}
+pub(super) use forward_details;
 
 #[derive(Debug)]
 pub struct Replay {
@@ -93,66 +164,7 @@ impl AsyncWrite for Replay {
     }
 }
 
-#[async_trait]
-impl Shutdown for Replay {
-    async fn shutdown(&mut self) {
-        self.inner.shutdown().await
-    }
-}
-
-impl UniqueID for Replay {
-    fn id(&self) -> UniqueIDType {
-        self.inner.id()
-    }
-}
-
-impl Ssl for Replay {
-    fn get_ssl(&self) -> Option<&TlsRef> {
-        self.inner.get_ssl()
-    }
-
-    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
-        self.inner.get_ssl_digest()
-    }
-
-    fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
-    }
-}
-
-impl GetTimingDigest for Replay {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
-    }
-}
-
-impl GetProxyDigest for Replay {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.inner.set_proxy_digest(digest)
-    }
-}
-
-impl GetSocketDigest for Replay {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.inner.set_socket_digest(digest)
-    }
-}
+forward_details!(Replay);
 
 #[async_trait]
 impl Peek for Replay {
