@@ -20,4 +20,5 @@ pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod sockets;
 pub mod upstream;

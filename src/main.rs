@@ -24,7 +24,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (the default).
-    Run,
+    Run {
+        /// Once every listener accepts, write the actual listening addresses here as JSON:
+        /// {"listeners":["127.0.0.1:PORT",...],"admin":"127.0.0.1:PORT"}. With port 0 in
+        /// the config this is how to learn the ports the system chose.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
+    },
     /// Validate a routes file: exit 0 clean, 1 warnings only, 2 errors.
     Check {
         /// The file to check (defaults to --config).
@@ -41,13 +47,17 @@ enum Command {
         headers: Vec<String>,
     },
     /// Start a sample monolith and a new service on loopback with the gateway in front.
-    Demo,
+    Demo {
+        /// As for `run`: where to write the gateway's listening addresses once it is ready.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => {
+    match cli.command.unwrap_or(Command::Run { ready_file: None }) {
+        Command::Run { ready_file } => {
             let cfg = match ficus::config::load(&cli.config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -59,7 +69,8 @@ fn main() -> ExitCode {
             for w in &cfg.warnings {
                 tracing::warn!("{w}");
             }
-            match ficus::server::run(cfg, |_| {}) {
+            let ready_file = ready_file.map(|path| ficus::sockets::ReadyFile { path });
+            match ficus::server::run(cfg, ready_file, |_| {}) {
                 Ok(()) => {
                     ficus::logging::flush();
                     ExitCode::SUCCESS
@@ -89,9 +100,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Demo => {
+        Command::Demo { ready_file } => {
             ficus::logging::init(false);
-            match ficus::demo::run(&cli.config) {
+            let ready_file = ready_file.map(|path| ficus::sockets::ReadyFile { path });
+            match ficus::demo::run(&cli.config, ready_file) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");
