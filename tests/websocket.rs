@@ -26,23 +26,15 @@ fn read_head(s: &mut TcpStream) -> String {
 
 /// A gateway with a `/ws/**` route to a WebSocket echo origin, with this upstream `read`.
 fn ws_gateway(read: &str) -> (Gateway, Origin) {
-    let ws = Origin::builder("ws").websocket().start();
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + &format!(
-                r#"
-[services.ws]
-instances = ["{{origin:ws}}"]
-
-[[routes]]
-name = "ws"
-match = {{ path = "/ws/**" }}
-service = "ws"
-timeouts = {{ read = "{read}" }}
-"#
-            )),
-        &[&ws],
-    );
+    let ws = Origin::builder("ws")
+        .fallback(Handler::websocket_echo())
+        .start();
+    let cfg = ConfigBuilder::new()
+        .service("ws", &[ws.addr()])
+        .route_with("ws", "/ws/**", "ws", |r| {
+            r.set("timeouts", format!("{{ read = {} }}", toml_str(read)));
+        })
+        .build();
     (Gateway::start(&cfg), ws)
 }
 
