@@ -309,11 +309,6 @@ impl Gateway {
         self.process.wait_exit(timeout)
     }
 
-    /// Async-friendly variant of [`wait_exit`](Self::wait_exit).
-    pub async fn wait_exit_async(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        self.process.wait_exit_async(timeout).await
-    }
-
     /// stdout + stderr of the gateway so far.
     pub fn logs(&self) -> String {
         format!(

@@ -607,14 +607,7 @@ impl Drop for Origin {
 }
 
 fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
+    crate::common::poll_until(timeout, || done().then_some(())).is_some()
 }
 
 fn accept_loop(listener: TcpListener, run: Arc<Run>, shared: Arc<Shared>) {
@@ -852,8 +845,8 @@ fn reset(stream: &TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         );
     }
-    // The accept loop keeps a clone for `stop`; shutting down is not closing, so the RST is
-    // sent when the last descriptor goes: drop ours and let `serve` return.
+    // The RST goes out when the socket's last descriptor closes: ours when `serve` returns,
+    // and the clone `stop` keeps, which the connection thread removes right after.
 }
 
 fn reason(status: u16) -> &'static str {
