@@ -9,11 +9,7 @@ fn weighted_round_robin_is_proportional() {
         .service_with("s", &[], |s| {
             s.set(
                 "instances",
-                format!(
-                    r#"[{{ addr = "{}", weight = 1 }}, {{ addr = "{}", weight = 2 }}]"#,
-                    a.addr(),
-                    b.addr()
-                ),
+                toml_instances(&[(a.addr(), "weight = 1"), (b.addr(), "weight = 2")]),
             );
         })
         .catch_all("s")

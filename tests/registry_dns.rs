@@ -216,7 +216,7 @@ fn dns_instances_merge_with_static_and_health_checks() {
             dns.addr
         ),
         |s| {
-            s.set("instances", format!(r#"["127.0.0.1:{port}"]"#)).set(
+            s.set("instances", toml_addrs(&[one.addr()])).set(
                 "health",
                 r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }"#,
             );

@@ -183,11 +183,7 @@ fn round_robin_follows_weights() {
         |s| {
             s.set(
                 "instances",
-                format!(
-                    r#"["{}", {{ addr = "{}", weight = 3 }}]"#,
-                    a.addr(),
-                    b.addr()
-                ),
+                toml_instances(&[(a.addr(), ""), (b.addr(), "weight = 3")]),
             )
             .set_str("lb", "round_robin");
         },
@@ -211,11 +207,10 @@ fn zone_preference_keeps_traffic_local_until_the_zone_is_down() {
         .service_with("s", &[], |s| {
             s.set(
                 "instances",
-                format!(
-                    r#"[{{ addr = "{}", zone = "eu-1" }}, {{ addr = "{}", zone = "us-1" }}]"#,
-                    local.addr(),
-                    remote.addr()
-                ),
+                toml_instances(&[
+                    (local.addr(), r#"zone = "eu-1""#),
+                    (remote.addr(), r#"zone = "us-1""#),
+                ]),
             )
             .set("prefer_zone", true)
             .set(

@@ -705,10 +705,10 @@ fn bulkhead_rejected_trial_does_not_close_the_breaker() {
             .service_with("orders", &[], |s| {
                 s.set(
                     "instances",
-                    format!(
-                        r#"[{{ addr = "{dead}", zone = "eu-1" }}, {{ addr = "{}", zone = "us-1" }}]"#,
-                        slow.addr()
-                    ),
+                    toml_instances(&[
+                        (dead, r#"zone = "eu-1""#),
+                        (slow.addr(), r#"zone = "us-1""#),
+                    ]),
                 )
                 .set("prefer_zone", true)
                 .set("max_concurrent", 1)

@@ -67,8 +67,25 @@ pub fn toml_str(s: &str) -> String {
 
 /// `["a", "b"]` of addresses.
 pub fn toml_addrs(addrs: &[SocketAddr]) -> String {
-    let quoted: Vec<String> = addrs.iter().map(|a| toml_str(&a.to_string())).collect();
-    format!("[{}]", quoted.join(", "))
+    let plain: Vec<(SocketAddr, &str)> = addrs.iter().map(|a| (*a, "")).collect();
+    toml_instances(&plain)
+}
+
+/// Instances with their keys: a plain address where the keys are empty, else a table.
+/// `toml_instances(&[(a, ""), (b, "weight = 3")])` is `["A", { addr = "B", weight = 3 }]`.
+pub fn toml_instances(instances: &[(SocketAddr, &str)]) -> String {
+    let items: Vec<String> = instances
+        .iter()
+        .map(|(addr, keys)| {
+            let addr = toml_str(&addr.to_string());
+            if keys.is_empty() {
+                addr
+            } else {
+                format!("{{ addr = {addr}, {keys} }}")
+            }
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
 }
 
 /// Builds a routes.toml; see the module docs.
