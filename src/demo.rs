@@ -98,8 +98,8 @@ fn this_binary() -> String {
     shown.display().to_string()
 }
 
-/// Runs the demo until Ctrl-C.
-pub fn run(path: &Path) -> Result<(), DemoError> {
+/// Runs the demo until Ctrl-C. `ready_file` is as for `ficus run`.
+pub fn run(path: &Path, ready_file: Option<crate::sockets::ReadyFile>) -> Result<(), DemoError> {
     let cfg = config::load(path)?;
     let addr_of = |name: &str| {
         cfg.service_index(name)
@@ -131,7 +131,7 @@ pub fn run(path: &Path) -> Result<(), DemoError> {
         path.display(),
         path.display()
     );
-    crate::server::run(cfg, |server| {
+    crate::server::run(cfg, ready_file, |server| {
         let mut m = Service::new(
             "demo monolith".to_string(),
             SampleOrigin {

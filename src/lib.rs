@@ -22,4 +22,5 @@ pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod sockets;
 pub mod upstream;

@@ -19,12 +19,39 @@ struct Cli {
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
+    /// `run`'s options, for `ficus` without a command.
+    #[command(flatten)]
+    run: RunOptions,
+}
+
+/// Options of `run` and `demo`.
+#[derive(clap::Args, Clone, Default)]
+struct RunOptions {
+    /// Once every listener accepts, write the actual listening addresses here as JSON:
+    /// {"admin":"127.0.0.1:PORT","listeners":["127.0.0.1:PORT",...]}. With port 0 in the
+    /// config this is how to learn the ports the system chose.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// These options, with those not given taken from `fallback`.
+    fn or(self, fallback: RunOptions) -> RunOptions {
+        RunOptions {
+            ready_file: self.ready_file.or(fallback.ready_file),
+        }
+    }
+
+    fn ready_file(self) -> Option<ficus::sockets::ReadyFile> {
+        self.ready_file
+            .map(|path| ficus::sockets::ReadyFile { path })
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (the default).
-    Run,
+    Run(RunOptions),
     /// Validate a routes file: exit 0 clean, 1 warnings only, 2 errors.
     Check {
         /// The file to check (defaults to --config).
@@ -41,13 +68,24 @@ enum Command {
         headers: Vec<String>,
     },
     /// Start a sample monolith and a new service on loopback with the gateway in front.
-    Demo,
+    Demo(RunOptions),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => {
+    let command = match cli.command {
+        None => Command::Run(cli.run),
+        // `ficus --ready-file PATH run` means the same as `ficus run --ready-file PATH`.
+        Some(Command::Run(opts)) => Command::Run(opts.or(cli.run)),
+        Some(Command::Demo(opts)) => Command::Demo(opts.or(cli.run)),
+        Some(_) if cli.run.ready_file.is_some() => {
+            eprintln!("error: --ready-file is an option of `run` and `demo`");
+            return ExitCode::from(2);
+        }
+        Some(other) => other,
+    };
+    match command {
+        Command::Run(opts) => {
             let cfg = match ficus::config::load(&cli.config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -59,7 +97,7 @@ fn main() -> ExitCode {
             for w in &cfg.warnings {
                 tracing::warn!("{w}");
             }
-            match ficus::server::run(cfg, |_| {}) {
+            match ficus::server::run(cfg, opts.ready_file(), |_| {}) {
                 Ok(()) => {
                     ficus::logging::flush();
                     ExitCode::SUCCESS
@@ -89,9 +127,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Demo => {
+        Command::Demo(opts) => {
             ficus::logging::init(false);
-            match ficus::demo::run(&cli.config) {
+            match ficus::demo::run(&cli.config, opts.ready_file()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e}");

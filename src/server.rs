@@ -12,12 +12,13 @@ use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch}
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-use crate::admin::AdminServer;
+use crate::admin::{AdminServer, Readiness};
 use crate::config::{Certificate, Config, Listener};
 use crate::policy::tasks::PolicyTasks;
 use crate::proxy::header_deadline::HeaderDeadline;
@@ -25,6 +26,7 @@ use crate::proxy::Gateway;
 use crate::registry::background::RegistryTasks;
 use crate::reload::ConfigWatcher;
 use crate::runtime::Shared;
+use crate::sockets::{BoundSocket, BoundSockets, PreBound, ReadyFile};
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -41,15 +43,21 @@ const PINGORA_GRACE_BACKSTOP_SECS: u64 = 24 * 3600;
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Builds and runs the server until a signal stops it. Extra services (the demo's sample
-/// origins) can be added by the caller through `extra`.
-pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), ServerError> {
+/// origins) can be added by the caller through `extra`. With a `ready_file`, the actual
+/// listening addresses are written there once every listener accepts.
+pub fn run(
+    config: Config,
+    ready_file: Option<ReadyFile>,
+    extra: impl FnOnce(&mut Server),
+) -> Result<(), ServerError> {
     let gateway = config.gateway.clone();
-    // Fail fast with a clear message when a listen address is taken: pingora would retry
-    // for 30 s and then stop with a bind error.
-    for l in &gateway.listeners {
-        std::net::TcpListener::bind(l.addr)
-            .map_err(|e| ServerError::Start(format!("cannot listen on {}: {e}", l.addr)))?;
+    if let Some(f) = &ready_file {
+        f.clear()?;
     }
+    // Bound here, not by pingora: an address in use fails the start at once (pingora would
+    // retry for 30 s), and port 0 gets a real port that the ready file reports.
+    let sockets = BoundSockets::bind(&gateway)?;
+    let bound = sockets.addresses();
     let shared = Shared::new(config);
 
     let conf = ServerConf {
@@ -65,8 +73,17 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let (h2c, plain): (Vec<&Listener>, Vec<&Listener>) =
-        gateway.listeners.iter().partition(|l| l.h2c);
+    // Each listener with its socket; TLS listeners are probed for readiness by handshake.
+    let mut probes = Vec::new();
+    let (mut h2c, mut plain) = (Vec::new(), Vec::new());
+    for (l, socket) in gateway.listeners.iter().zip(sockets.proxy) {
+        probes.push((socket.addr, tls_probe_name(l)));
+        if l.h2c {
+            h2c.push((l, socket));
+        } else {
+            plain.push((l, socket));
+        }
+    }
     // Every listener gets the request-head layer (slowloris guard, head limits, HTTP/2
     // preface deadline); listeners with h2c get a proxy that also speaks cleartext HTTP/2.
     for (listeners, h2c, name) in [
@@ -91,14 +108,20 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
                 shared: shared.clone(),
             },
         );
-        for l in &listeners {
-            add_listener(&mut proxy, l)?;
+        let mut bound_sockets: Vec<BoundSocket> = Vec::new();
+        for (l, socket) in listeners {
+            add_listener(&mut proxy, l, socket.addr)?;
+            bound_sockets.push(socket);
         }
-        server.add_service(proxy);
+        server.add_service(PreBound::new(proxy, bound_sockets));
     }
 
-    let admin = AdminServer::bind(gateway.admin, shared.clone())
-        .map_err(|e| ServerError::Start(format!("admin listener {}: {e}", gateway.admin)))?;
+    let readiness = Readiness {
+        probes,
+        addresses: bound.clone(),
+        ready_file,
+    };
+    let admin = AdminServer::new(sockets.admin.socket, shared.clone(), readiness);
     server.add_service(background_service("admin listener", admin));
 
     server.add_service(background_service(
@@ -116,8 +139,8 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
     extra(&mut server);
 
     tracing::info!(
-        listen = ?gateway.listeners.iter().map(|l| l.addr.to_string()).collect::<Vec<_>>(),
-        admin = %gateway.admin,
+        listen = ?bound.listeners.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        admin = %bound.admin,
         threads = gateway.threads,
         "ficus started"
     );
@@ -127,11 +150,13 @@ pub fn run(config: Config, extra: impl FnOnce(&mut Server)) -> Result<(), Server
     Ok(())
 }
 
-fn add_listener<A>(svc: &mut Service<A>, l: &Listener) -> Result<(), ServerError>
+/// Adds listener `l`, already bound at `addr` (its configured address with the actual port).
+fn add_listener<A>(svc: &mut Service<A>, l: &Listener, addr: SocketAddr) -> Result<(), ServerError>
 where
     A: pingora_core::apps::ServerApp + Send + Sync + 'static,
 {
-    let addr = l.addr.to_string();
+    // The key under which `PreBound` hands pingora the socket.
+    let addr = addr.to_string();
     if l.tls.is_empty() {
         svc.add_tcp(&addr);
         return Ok(());
@@ -145,6 +170,16 @@ where
     }
     svc.add_tls_with_settings(&addr, None, settings);
     Ok(())
+}
+
+/// The SNI name a readiness probe asks a TLS listener for (`None`: plain TCP).
+fn tls_probe_name(l: &Listener) -> Option<String> {
+    l.tls.first().map(|c| {
+        c.hosts
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "localhost".to_string())
+    })
 }
 
 /// Chooses a listener certificate by SNI: exact names, then `*.suffix` names, then the

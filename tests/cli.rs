@@ -348,20 +348,13 @@ fn explain_uses_normalized_path() {
 #[test]
 fn run_without_subcommand() {
     let o = Origin::start("o");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-"#),
-        &[&o],
-    );
-    let gw = Gateway::start_with_args(&cfg, |p| vec!["--config".into(), p.display().to_string()]);
+    let cfg = ConfigBuilder::new()
+        .service("o", &[o.addr()])
+        .catch_all("o")
+        .build();
+    let gw = Gateway::builder(&cfg)
+        .args(|p| vec!["--config".into(), p.display().to_string()])
+        .start();
     assert_eq!(gw.get("/x").origin().as_deref(), Some("o"));
 }
 

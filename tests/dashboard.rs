@@ -2,10 +2,9 @@
 //! browser: the page fetches `/registry`, renders one row per instance with its health, and
 //! colours the health badges so that a person sees an unhealthy instance at a glance.
 
-#[path = "common/browser.rs"]
-mod browser;
 mod common;
 
+use common::browser;
 use common::*;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -19,19 +18,16 @@ const TOLERANCE: u8 = 8;
 /// One badge is roughly 80x18 pixels, about 1000 of them in the badge colour; ask for 40 % of one.
 const MIN_BADGE_PIXELS: usize = 400;
 
-fn config() -> String {
-    format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{{a}}", "{{b}}"]
-health = {{ path = "/health", interval = "200ms", timeout = "200ms", healthy_after = 2, unhealthy_after = 2 }}
-
-[[routes]]
-name = "orders"
-match = {{ path = "/orders/**" }}
-service = "orders"
-"#
-    )
+fn config(a: SocketAddr, b: SocketAddr) -> String {
+    ConfigBuilder::new()
+        .service_with("orders", &[a, b], |s| {
+            s.set(
+                "health",
+                r#"{ path = "/health", interval = "200ms", timeout = "200ms", healthy_after = 2, unhealthy_after = 2 }"#,
+            );
+        })
+        .route("orders", "/orders/**", "orders")
+        .build()
 }
 
 /// The `health` of `addr` in service `service` of a `/registry` document.
@@ -84,10 +80,7 @@ fn dashboard_shows_healthy_and_unhealthy_instances() {
     let down = Origin::start("down");
     down.stop();
     let (a, b) = (up.addr(), down.addr());
-    let cfg = config()
-        .replace("{a}", &a.to_string())
-        .replace("{b}", &b.to_string());
-    let gw = Gateway::start(&cfg);
+    let gw = Gateway::start(&config(a, b));
 
     // Wait until the health checks have settled: `up` healthy, `down` unhealthy.
     let mut last = Value::Null;

@@ -13,8 +13,12 @@ fn demo_config() -> String {
         .replace("127.0.0.1:8082", "{listen3}")
 }
 
-fn demo_args(p: &std::path::Path) -> Vec<String> {
-    vec!["demo".into(), "--config".into(), p.display().to_string()]
+/// `ficus demo` on the config. Its sample origins listen where the config says, so the
+/// config names real ports (picked free by the fixture, retried if one was taken).
+fn demo(config: &str) -> GatewayBuilder {
+    Gateway::builder(config)
+        .args(|p| vec!["demo".into(), "--config".into(), p.display().to_string()])
+        .fixed_ports()
 }
 
 /// The demo's sample monolith answers what is not migrated, its sample deliveries service
@@ -22,7 +26,7 @@ fn demo_args(p: &std::path::Path) -> Vec<String> {
 /// banner shows runnable commands.
 #[test]
 fn demo_routes_between_the_sample_monolith_and_the_new_service() {
-    let mut gw = Gateway::start_with_args(&demo_config(), demo_args);
+    let mut gw = demo(&demo_config()).start();
     let r = gw.get("/products/7");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["served_by"], "legacy-monolith");
@@ -64,12 +68,12 @@ fn demo_routes_between_the_sample_monolith_and_the_new_service() {
 fn demo_refuses_to_start_on_a_taken_port() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let cfg = demo_config().replace("{listen2}", &taken.local_addr().unwrap().to_string());
-    let dir = tempfile::tempdir().unwrap();
-    let err = Gateway::try_start_full(dir, &cfg, demo_args)
+    let err = demo(&cfg)
+        .try_start()
         .err()
         .expect("the demo must not start");
     assert!(
-        err.contains("exited during startup with exit status: 1"),
+        err.contains("exited (exit status: 1) before it was ready"),
         "{err}"
     );
     assert!(err.contains("sample monolith address"), "{err}");

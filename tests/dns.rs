@@ -1,13 +1,12 @@
 //! DNS service discovery ([`ficus::registry::dns`]) against a real dnsmasq serving test records
 //! with TTL 1 s.
 
-#[path = "common/dnsmasq.rs"]
-mod dnsmasq;
+mod common;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use dnsmasq::Dnsmasq;
+use common::dnsmasq::Dnsmasq;
 use ficus::registry::dns::{clamp_ttl, DnsAnswer, DnsError, DnsQuery, DnsResolver};
 
 fn ip(s: &str) -> IpAddr {

@@ -3,27 +3,14 @@ use common::*;
 
 fn setup(trusted: Option<&str>) -> (Gateway, Origin) {
     let o = Origin::start("o");
-    let gateway = match trusted {
-        Some(t) => GATEWAY.replace(
-            "threads = 2",
-            &format!("threads = 2\ntrusted_proxies = [\"{t}\"]"),
-        ),
-        None => GATEWAY.to_string(),
-    };
-    let cfg = with_origins(
-        &(gateway
-            + r#"
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-"#),
-        &[&o],
-    );
-    (Gateway::start(&cfg), o)
+    let gw = catch_all_gateway(&o, |c| {
+        c.gateway(|g| {
+            if let Some(t) = trusted {
+                g.set("trusted_proxies", format!("[{}]", toml_str(t)));
+            }
+        })
+    });
+    (gw, o)
 }
 
 fn spoofed(gw: &Gateway) -> RawResponse {
@@ -161,7 +148,11 @@ fn request_id_propagated_or_generated() {
 /// A catch-all gateway with `trace_context = "<mode>"`.
 fn trace_setup(mode: &str) -> (Gateway, Origin) {
     let o = Origin::start("o");
-    let gw = catch_all_gateway(&o, &format!("trace_context = \"{mode}\"\n"), "");
+    let gw = catch_all_gateway(&o, |c| {
+        c.gateway(|g| {
+            g.set_str("trace_context", mode);
+        })
+    });
     (gw, o)
 }
 
@@ -358,10 +349,21 @@ fn hop_by_hop_edge_cases() {
 }
 
 fn case_setup(preserve: Option<bool>) -> (Gateway, Origin) {
-    let o = Origin::builder("o").header("X-Upstream-Mixed", "1").start();
-    let gateway_extra = preserve.map_or(String::new(), |p| format!("preserve_header_case = {p}\n"));
-    let route_extra = "request_headers = { set = { \"X-Route-Set\" = \"r\" } }\nresponse_headers = { set = { \"X-Resp-Set\" = \"s\" } }";
-    (catch_all_gateway(&o, &gateway_extra, route_extra), o)
+    let o = Origin::builder("o")
+        .fallback(Handler::echo().header("X-Upstream-Mixed", "1"))
+        .start();
+    let gw = catch_all_gateway(&o, |c| {
+        c.gateway(|g| {
+            if let Some(p) = preserve {
+                g.set("preserve_header_case", p);
+            }
+        })
+        .edit_route("all", |r| {
+            r.set("request_headers", r#"{ set = { "X-Route-Set" = "r" } }"#)
+                .set("response_headers", r#"{ set = { "X-Resp-Set" = "s" } }"#);
+        })
+    });
+    (gw, o)
 }
 
 const MIXED_CASE_REQUEST: &str = "GET /case HTTP/1.1\r\nHost: t\r\nX-Legacy-Token: abc\r\nx-lower: 1\r\nConnection: close\r\n\r\n";

@@ -2,27 +2,18 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-const LIMITS: &str = r#"
-[gateway.limits]
-max_header_bytes = 4096
-max_headers = 20
-max_uri_bytes = 1024
-max_body_bytes = 1000
-body_read_timeout = "1s"
-
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-"#;
-
 fn setup() -> (Gateway, Origin) {
     let o = Origin::start("o");
-    let cfg = with_origins(&(GATEWAY.to_string() + LIMITS), &[&o]);
-    (Gateway::start(&cfg), o)
+    let gw = catch_all_gateway(&o, |c| {
+        c.limits(|l| {
+            l.set("max_header_bytes", 4096)
+                .set("max_headers", 20)
+                .set("max_uri_bytes", 1024)
+                .set("max_body_bytes", 1000)
+                .set_str("body_read_timeout", "1s");
+        })
+    });
+    (gw, o)
 }
 
 fn get_with_headers(gw: &Gateway, path: &str, headers: &[(String, String)]) -> RawResponse {
@@ -220,24 +211,19 @@ fn heads_beyond_the_parsers_own_limits_are_431_or_414() {
 #[test]
 fn stalled_upload_is_the_clients_fault_not_the_upstreams() {
     let o = Origin::start("o");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[gateway.limits]
-body_read_timeout = "2s"
-
-[services.o]
-instances = ["{origin:o}"]
-breaker = { consecutive_failures = 2, open_for = "30s" }
-timeouts = { read = "500ms" }
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-"#),
-        &[&o],
-    );
+    let cfg = ConfigBuilder::new()
+        .limits(|l| {
+            l.set_str("body_read_timeout", "2s");
+        })
+        .service_with("o", &[o.addr()], |s| {
+            s.set(
+                "breaker",
+                r#"{ consecutive_failures = 2, open_for = "30s" }"#,
+            )
+            .set("timeouts", r#"{ read = "500ms" }"#);
+        })
+        .catch_all("o")
+        .build();
     let gw = Gateway::start(&cfg);
     for i in 0..3 {
         let req = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello";
@@ -257,45 +243,22 @@ service = "o"
     );
 }
 
-/// Answers the first request on the connection with a 64 MiB body, streamed.
-fn big_body(mut conn: std::net::TcpStream) {
-    use std::io::{Read, Write};
-    let mut buf = [0u8; 4096];
-    let _ = conn.read(&mut buf);
-    let size = 64 << 20;
-    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
-    if conn.write_all(head.as_bytes()).is_err() {
-        return;
-    }
-    let chunk = vec![b'x'; 64 * 1024];
-    for _ in 0..size / chunk.len() {
-        if conn.write_all(&chunk).is_err() {
-            return;
-        }
-    }
-}
-
 /// A client that stops reading the response is cut off after `send_timeout` (slow-read
 /// attack), and the access log says why.
 #[test]
 fn client_that_stops_reading_is_cut_off_after_send_timeout() {
     use std::io::{Read, Write};
-    let addr = raw_origin(big_body);
-    let cfg = GATEWAY.to_string()
-        + &format!(
-            r#"
-[gateway.limits]
-send_timeout = "1s"
-
-[services.big]
-instances = ["{addr}"]
-
-[[routes]]
-name = "big"
-match = {{ path = "/**" }}
-service = "big"
-"#
-        );
+    // A 64 MiB answer, streamed: far more than the socket buffers hold.
+    let big = Origin::builder("big")
+        .fallback(Reply::ok().repeat_body(b'x', 64 << 20))
+        .start();
+    let cfg = ConfigBuilder::new()
+        .limits(|l| {
+            l.set_str("send_timeout", "1s");
+        })
+        .service("big", &[big.addr()])
+        .route("big", "/**", "big")
+        .build();
     let gw = Gateway::start(&cfg);
     let mut s = std::net::TcpStream::connect(gw.listen).unwrap();
     s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")

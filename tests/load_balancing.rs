@@ -5,19 +5,15 @@ use common::*;
 fn weighted_round_robin_is_proportional() {
     let a = Origin::start("a");
     let b = Origin::start("b");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.s]
-instances = [{ addr = "{origin:a}", weight = 1 }, { addr = "{origin:b}", weight = 2 }]
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "s"
-"#),
-        &[&a, &b],
-    );
+    let cfg = ConfigBuilder::new()
+        .service_with("s", &[], |s| {
+            s.set(
+                "instances",
+                toml_instances(&[(a.addr(), "weight = 1"), (b.addr(), "weight = 2")]),
+            );
+        })
+        .catch_all("s")
+        .build();
     let gw = Gateway::start(&cfg);
     let (mut na, mut nb, mut other) = (0, 0, Vec::new());
     for i in 0..300 {
@@ -44,19 +40,10 @@ fn equal_weights_round_robin_over_string_instances() {
     let a = Origin::start("a");
     let b = Origin::start("b");
     let c = Origin::start("c");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.s]
-instances = ["{origin:a}", "{origin:b}", "{origin:c}"]
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "s"
-"#),
-        &[&a, &b, &c],
-    );
+    let cfg = ConfigBuilder::new()
+        .service("s", &[a.addr(), b.addr(), c.addr()])
+        .catch_all("s")
+        .build();
     let gw = Gateway::start(&cfg);
     let mut counts = std::collections::BTreeMap::new();
     for i in 0..150 {

@@ -7,7 +7,7 @@ use common::*;
 
 fn setup() -> (Gateway, Origin) {
     let o = Origin::start("o");
-    (catch_all_gateway(&o, "", ""), o)
+    (catch_all_gateway(&o, |c| c), o)
 }
 
 fn send(gw: &Gateway, req: &str) -> RawResponse {
@@ -93,24 +93,13 @@ fn ambiguous_framing_and_hosts_are_400() {
 #[test]
 fn trace_only_where_a_route_lists_it() {
     let o = Origin::start("o");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "debug"
-match = { path = "/debug/**", methods = ["TRACE"] }
-service = "o"
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-"#),
-        &[&o],
-    );
+    let cfg = ConfigBuilder::new()
+        .service("o", &[o.addr()])
+        .route_with("debug", "/debug/**", "o", |r| {
+            r.set("match", r#"{ path = "/debug/**", methods = ["TRACE"] }"#);
+        })
+        .catch_all("o")
+        .build();
     let gw = Gateway::start(&cfg);
     let r = send(
         &gw,
@@ -320,26 +309,14 @@ fn absolute_form_target_is_routed_on_its_path() {
 fn absolute_form_with_a_different_host_header_reaches_no_upstream() {
     let a = Origin::start("a");
     let b = Origin::start("b");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.a]
-instances = ["{origin:a}"]
-[services.b]
-instances = ["{origin:b}"]
-
-[[routes]]
-name = "admin-host"
-match = { path = "/**", host = "admin.example" }
-service = "a"
-
-[[routes]]
-name = "rest"
-match = { path = "/**" }
-service = "b"
-"#),
-        &[&a, &b],
-    );
+    let cfg = ConfigBuilder::new()
+        .service("a", &[a.addr()])
+        .service("b", &[b.addr()])
+        .route_with("admin-host", "/**", "a", |r| {
+            r.set("match", r#"{ path = "/**", host = "admin.example" }"#);
+        })
+        .route("rest", "/**", "b")
+        .build();
     let gw = Gateway::start(&cfg);
     for req in [
         "GET http://admin.example/x HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n",

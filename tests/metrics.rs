@@ -7,27 +7,12 @@ fn admin_endpoints_and_metrics_exposition() {
     let o = Origin::start("orders");
     let dead = Origin::start("dead");
     dead.stop();
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.orders]
-instances = ["{origin:orders}"]
-
-[services.dead]
-instances = ["{origin:dead}"]
-
-[[routes]]
-name = "orders"
-match = { path = "/orders/**" }
-service = "orders"
-
-[[routes]]
-name = "dead"
-match = { path = "/dead/**" }
-service = "dead"
-"#),
-        &[&o, &dead],
-    );
+    let cfg = ConfigBuilder::new()
+        .service("orders", &[o.addr()])
+        .service("dead", &[dead.addr()])
+        .route("orders", "/orders/**", "orders")
+        .route("dead", "/dead/**", "dead")
+        .build();
     let gw = Gateway::start(&cfg);
     assert_eq!(gw.admin_get("/healthz").unwrap().status, 200);
     assert_eq!(gw.admin_get("/readyz").unwrap().status, 200);
@@ -197,19 +182,11 @@ fn strict_sample(line: &str) -> Result<Sample, String> {
 #[test]
 fn metrics_escape_odd_service_and_route_names() {
     let o = Origin::start("odd");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services."a\"b\\c\nd"]
-instances = ["{origin:odd}"]
-
-[[routes]]
-name = "r\"1\\"
-match = { path = "/**" }
-service = "a\"b\\c\nd"
-"#),
-        &[&o],
-    );
+    // Quoted and escaped in the file: `[services."a\"b\\c\nd"]`.
+    let cfg = ConfigBuilder::new()
+        .service("a\"b\\c\nd", &[o.addr()])
+        .route("r\"1\\", "/**", "a\"b\\c\nd")
+        .build();
     let gw = Gateway::start(&cfg);
     assert_eq!(gw.get("/x").status, 200);
     let service = "a\"b\\c\nd";

@@ -14,36 +14,16 @@ fn policy() -> Policy {
     let admin = Origin::start("admin");
     let public = Origin::start("public");
     let files = Origin::start("files");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.admin]
-instances = ["{origin:admin}"]
-
-[services.public]
-instances = ["{origin:public}"]
-
-[services.files]
-instances = ["{origin:files}"]
-
-[[routes]]
-name = "admin"
-match = { path = "/admin/**" }
-service = "admin"
-
-[[routes]]
-name = "public"
-match = { path = "/public/**" }
-service = "public"
-
-[[routes]]
-name = "files"
-match = { path = "/files/**" }
-service = "files"
-allow = ["encoded_slash", "backslash", "semicolon"]
-"#),
-        &[&admin, &public, &files],
-    );
+    let cfg = ConfigBuilder::new()
+        .service("admin", &[admin.addr()])
+        .service("public", &[public.addr()])
+        .service("files", &[files.addr()])
+        .route("admin", "/admin/**", "admin")
+        .route("public", "/public/**", "public")
+        .route_with("files", "/files/**", "files", |r| {
+            r.set("allow", r#"["encoded_slash", "backslash", "semicolon"]"#);
+        })
+        .build();
     let gw = Gateway::start(&cfg);
     Policy {
         gw,

@@ -7,22 +7,15 @@ use std::time::Duration;
 #[test]
 fn readyz_200_implies_proxy_listener_serving() {
     let o = Origin::start("o");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-"#),
-        &[&o],
-    );
+    let cfg = ConfigBuilder::new()
+        .service("o", &[o.addr()])
+        .catch_all("o")
+        .build();
     let mut failures = Vec::new();
     for i in 0..10 {
-        let gw = Gateway::start_strict(&cfg);
+        // Polls `/readyz` itself (on an admin address it picked) instead of waiting for the
+        // ready file, which is what this test is about.
+        let gw = Gateway::builder(&cfg).wait_for_readyz().start();
         match try_raw_request(
             gw.listen,
             b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
@@ -42,7 +35,7 @@ service = "o"
 
 #[test]
 fn healthz_and_readyz() {
-    let gw = Gateway::start(GATEWAY);
+    let gw = Gateway::start(&ConfigBuilder::new().build());
     assert_eq!(gw.admin_get("/healthz").unwrap().status, 200);
     assert_eq!(gw.admin_get("/readyz").unwrap().status, 200);
     assert_eq!(gw.admin_get("/nope").unwrap().status, 404);

@@ -3,21 +3,20 @@
 //! HTML and metrics views.
 
 mod common;
-#[path = "common/flex_origin.rs"]
-mod flex_origin;
 
 use common::*;
-use flex_origin::*;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const ROUTE: &str = r#"
-[[routes]]
-name = "orders"
-match = { path = "/orders/**" }
-service = "orders"
-"#;
+const HEALTH: &str = r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 2 }"#;
 
-const HEALTH: &str = r#"health = { path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 2 }"#;
+/// `cfg` plus service `orders` (these static instances, then `edit`) behind route `orders`
+/// on `/orders/**`.
+fn orders(cfg: ConfigBuilder, instances: &[SocketAddr], edit: impl FnOnce(&mut Table)) -> String {
+    cfg.service_with("orders", instances, edit)
+        .route("orders", "/orders/**", "orders")
+        .build()
+}
 
 fn instances_path(svc: &str) -> String {
     format!("/registry/services/{svc}/instances")
@@ -25,8 +24,10 @@ fn instances_path(svc: &str) -> String {
 
 #[test]
 fn registered_instance_serves_once_healthy_and_deregisters() {
-    let o = FlexOrigin::start("reg");
-    let gw = Gateway::start(&format!("{GATEWAY}\n[services.orders]\n{HEALTH}\n{ROUTE}"));
+    let o = Origin::start("reg");
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[], |s| {
+        s.set("health", HEALTH);
+    }));
     // No instance yet.
     assert_eq!(gw.get("/orders/1").status, 503);
     assert_eq!(service(&gw, "orders")["total"], 0);
@@ -82,8 +83,8 @@ fn registered_instance_serves_once_healthy_and_deregisters() {
 
 #[test]
 fn heartbeats_keep_a_registration_alive_and_it_lapses_without() {
-    let o = FlexOrigin::start("reg");
-    let gw = Gateway::start(&format!("{GATEWAY}\n[services.orders]\n{ROUTE}"));
+    let o = Origin::start("reg");
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[], |_| {}));
     let id = register(
         &gw,
         "orders",
@@ -108,6 +109,7 @@ fn heartbeats_keep_a_registration_alive_and_it_lapses_without() {
             r.text()
         );
         assert_eq!(served_by(&r), "reg");
+        // A heartbeat every 400 ms for 6 s: the pace is what keeps it alive.
         std::thread::sleep(Duration::from_millis(400));
     }
     assert!(instance(&gw, "orders", o.addr()).is_some());
@@ -136,10 +138,11 @@ fn heartbeats_keep_a_registration_alive_and_it_lapses_without() {
 
 #[test]
 fn writes_need_the_bearer_token_when_configured() {
-    let o = FlexOrigin::start("reg");
-    let gw = Gateway::start(&format!(
-        "{GATEWAY}\n[registry]\ntoken = \"secret\"\n\n[services.orders]\n{ROUTE}"
-    ));
+    let o = Origin::start("reg");
+    let token = ConfigBuilder::new().table("registry", |t| {
+        t.set_str("token", "secret");
+    });
+    let gw = Gateway::start(&orders(token, &[], |_| {}));
     let body = format!(r#"{{"addr":"{}"}}"#, o.addr());
     let path = instances_path("orders");
     let r = admin_request(&gw, "POST", &path, None, Some(&body));
@@ -182,11 +185,14 @@ fn writes_need_the_bearer_token_when_configured() {
 /// `registered_instance_serves_once_healthy_and_deregisters`.)
 #[test]
 fn a_reachable_admin_listener_needs_the_token() {
-    let o = FlexOrigin::start("reg");
-    let reachable = GATEWAY.replace("{admin}", "0.0.0.0:{admin_port}");
-    let open = format!("{reachable}\n[services.orders]\n{ROUTE}");
-    let run = |p: &std::path::Path| vec!["run".into(), "--config".into(), p.display().to_string()];
-    match Gateway::try_start_full(tempfile::tempdir().unwrap(), &open, run) {
+    let o = Origin::start("reg");
+    let reachable = || {
+        ConfigBuilder::new().gateway(|g| {
+            g.set("admin", r#""0.0.0.0:0""#);
+        })
+    };
+    let open = orders(reachable(), &[], |_| {});
+    match Gateway::builder(&open).try_start() {
         Ok(_) => panic!("`ficus run` started with a reachable admin listener and no token"),
         Err(e) => assert!(
             e.contains("can be reached from other hosts") && e.contains("token_env"),
@@ -194,9 +200,14 @@ fn a_reachable_admin_listener_needs_the_token() {
         ),
     }
 
-    let gw = Gateway::start(&format!(
-        "{reachable}\n[registry]\ntoken = \"secret\"\n\n[services.orders]\n{ROUTE}"
-    ));
+    let with_token = orders(
+        reachable().table("registry", |t| {
+            t.set("token", r#""secret""#);
+        }),
+        &[],
+        |_| {},
+    );
+    let gw = Gateway::start(&with_token);
     let body = format!(r#"{{"addr":"{}"}}"#, o.addr());
     let path = instances_path("orders");
     assert_eq!(
@@ -228,12 +239,12 @@ fn a_reachable_admin_listener_needs_the_token() {
 
 #[test]
 fn registration_switched_off_is_403() {
-    let o = FlexOrigin::start("reg");
+    let o = Origin::start("reg");
     // Globally off.
-    let gw = Gateway::start(&format!(
-        "{GATEWAY}\n[registry]\nregistration = false\n\n[services.orders]\ninstances = [\"{}\"]\n{ROUTE}",
-        o.addr()
-    ));
+    let off = ConfigBuilder::new().table("registry", |t| {
+        t.set("registration", false);
+    });
+    let gw = Gateway::start(&orders(off, &[o.addr()], |_| {}));
     let body = r#"{"addr":"127.0.0.1:9"}"#;
     let r = admin_request(&gw, "POST", &instances_path("orders"), None, Some(body));
     assert_eq!(r.status, 403, "{}", r.text());
@@ -241,21 +252,12 @@ fn registration_switched_off_is_403() {
     drop(gw);
 
     // Per service.
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-registration = false
-instances = ["{}"]
-
-[services.open]
-{ROUTE}
-[[routes]]
-name = "open"
-match = {{ path = "/open/**" }}
-service = "open"
-"#,
-        o.addr()
-    ));
+    let open = ConfigBuilder::new()
+        .service("open", &[])
+        .route("open", "/open/**", "open");
+    let gw = Gateway::start(&orders(open, &[o.addr()], |s| {
+        s.set("registration", false);
+    }));
     assert_eq!(
         admin_request(&gw, "POST", &instances_path("orders"), None, Some(body)).status,
         403
@@ -269,7 +271,7 @@ service = "open"
 
 #[test]
 fn bad_requests_are_rejected() {
-    let gw = Gateway::start(&format!("{GATEWAY}\n[services.orders]\n{ROUTE}"));
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[], |_| {}));
     let path = instances_path("orders");
     for body in [
         "not json",
@@ -331,11 +333,8 @@ fn bad_requests_are_rejected() {
 
 #[test]
 fn static_and_registered_address_is_one_instance() {
-    let o = FlexOrigin::start("both");
-    let gw = Gateway::start(&format!(
-        "{GATEWAY}\n[services.orders]\ninstances = [\"{}\"]\n{ROUTE}",
-        o.addr()
-    ));
+    let o = Origin::start("both");
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[o.addr()], |_| {}));
     let id = register(
         &gw,
         "orders",
@@ -374,20 +373,16 @@ fn static_and_registered_address_is_one_instance() {
 
 #[test]
 fn registry_json_ui_and_metrics_describe_the_services() {
-    let a = FlexOrigin::start("a");
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-zone = "eu-1"
-
-[services.orders]
-instances = ["{}"]
-{HEALTH}
-breaker = {{ consecutive_failures = 5 }}
-max_concurrent = 7
-lb = "least_request"
-{ROUTE}"#,
-        a.addr()
-    ));
+    let a = Origin::start("a");
+    let zone = ConfigBuilder::new().gateway(|g| {
+        g.set_str("zone", "eu-1");
+    });
+    let gw = Gateway::start(&orders(zone, &[a.addr()], |s| {
+        s.set("health", HEALTH)
+            .set("breaker", "{ consecutive_failures = 5 }")
+            .set("max_concurrent", 7)
+            .set_str("lb", "least_request");
+    }));
     wait_health(&gw, "orders", a.addr(), "healthy", Duration::from_secs(15));
     let doc = registry(&gw);
     assert_eq!(doc["zone"], "eu-1");
@@ -455,7 +450,7 @@ lb = "least_request"
 /// enter the pool.
 #[test]
 fn unusable_addresses_are_rejected() {
-    let gw = Gateway::start(&format!("{GATEWAY}\n[services.orders]\n{ROUTE}"));
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[], |_| {}));
     let path = instances_path("orders");
     for (addr, why) in [
         ("0.0.0.0:18104", "unspecified"),
@@ -497,7 +492,7 @@ fn admin_raw(
 /// registrations need `application/json`, so a page cannot register instances (CSRF).
 #[test]
 fn registrations_need_a_json_content_type() {
-    let gw = Gateway::start(&format!("{GATEWAY}\n[services.orders]\n{ROUTE}"));
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[], |_| {}));
     let line = format!("POST {}", instances_path("orders"));
     let body = r#"{"addr":"127.0.0.1:18116","ttl":3600,"metadata":{"a":"="}}"#;
     for ct in [
@@ -530,7 +525,7 @@ fn registrations_need_a_json_content_type() {
 /// `/readyz` and `/metrics`.
 #[test]
 fn admin_refuses_foreign_host_names() {
-    let gw = Gateway::start(&format!("{GATEWAY}\n[services.orders]\n{ROUTE}"));
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[], |_| {}));
     let json = Some("application/json");
     for host in ["evil.example:19901", "evil.example", "127.0.0.1.nip.io"] {
         for path in ["/registry", "/registry/ui"] {
@@ -569,7 +564,7 @@ fn admin_refuses_foreign_host_names() {
 /// A wrong method on a registry endpoint is a 405 naming the method it takes.
 #[test]
 fn wrong_methods_on_registry_endpoints_are_405_with_allow() {
-    let gw = Gateway::start(&format!("{GATEWAY}\n[services.orders]\n{ROUTE}"));
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[], |_| {}));
     let list = instances_path("orders");
     let one = format!("{list}/abc");
     let hb = format!("{list}/abc/heartbeat");
@@ -600,7 +595,7 @@ fn wrong_methods_on_registry_endpoints_are_405_with_allow() {
 #[test]
 fn registrations_per_service_and_body_size_are_capped() {
     const CAP: u16 = 1000;
-    let gw = Gateway::start(&format!("{GATEWAY}\n[services.orders]\n{ROUTE}"));
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[], |_| {}));
     let path = instances_path("orders");
     // One keep-alive connection keeps 1,000 registrations quick.
     let mut conn = AdminConn::open(&gw);
@@ -629,7 +624,7 @@ fn registrations_per_service_and_body_size_are_capped() {
 /// algorithm plus the client's delayed ACK add when head and body go out as two writes.
 #[test]
 fn admin_keep_alive_requests_are_not_delayed() {
-    let gw = Gateway::start(&format!("{GATEWAY}\n[services.orders]\n{ROUTE}"));
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[], |_| {}));
     let mut conn = AdminConn::open(&gw);
     // Warm up (first request on the connection is never delayed).
     assert_eq!(conn.send("GET", "/healthz", None).0, 200);

@@ -3,24 +3,23 @@
 //! and keeping the last good set when DNS fails.
 
 mod common;
-#[path = "common/dnsmasq.rs"]
-mod dnsmasq;
-#[path = "common/flex_origin.rs"]
-mod flex_origin;
 
+use common::dnsmasq::{self, Dnsmasq};
 use common::*;
-use dnsmasq::Dnsmasq;
-use flex_origin::*;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-const ROUTE: &str = r#"
-[[routes]]
-name = "orders"
-match = { path = "/orders/**" }
-service = "orders"
-"#;
+/// Service `orders` with `dns` (and whatever else `edit` sets), behind route `orders` on
+/// `/orders/**`; `cfg` may carry more.
+fn orders(cfg: ConfigBuilder, dns: String, edit: impl FnOnce(&mut Table)) -> String {
+    cfg.service_with("orders", &[], |s| {
+        s.set("dns", dns);
+        edit(s);
+    })
+    .route("orders", "/orders/**", "orders")
+    .build()
+}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -78,18 +77,18 @@ fn dns_failures(gw: &Gateway) -> f64 {
 
 #[test]
 fn a_records_follow_changes_and_survive_dns_failures() {
-    let origins =
-        FlexOrigin::start_same_port(&[("one", ip("127.0.0.1")), ("two", ip("127.0.0.2"))]);
+    let origins = Origin::start_same_port(&[("one", ip("127.0.0.1")), ("two", ip("127.0.0.2"))]);
     let one = &origins[0];
     let port = one.addr().port();
     let dns = Dnsmasq::start();
     dns.set_hosts("orders.test", &[ip("127.0.0.1"), ip("127.0.0.2")]);
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-dns = {{ name = "orders.test", port = {port}, min_ttl = "1s", max_ttl = "2s", resolver = "{}" }}
-{ROUTE}"#,
-        dns.addr
+    let gw = Gateway::start(&orders(
+        ConfigBuilder::new(),
+        format!(
+            r#"{{ name = "orders.test", port = {port}, min_ttl = "1s", max_ttl = "2s", resolver = "{}" }}"#,
+            dns.addr
+        ),
+        |_| {},
     ));
 
     // Both records become instances with the configured port.
@@ -162,8 +161,8 @@ dns = {{ name = "orders.test", port = {port}, min_ttl = "1s", max_ttl = "2s", re
 
 #[test]
 fn srv_records_give_ports_and_weights() {
-    let a = FlexOrigin::start("a");
-    let b = FlexOrigin::start("b");
+    let a = Origin::start("a");
+    let b = Origin::start("b");
     let mut dns = Dnsmasq::start();
     dns.set_hosts("node.orders.test", &[ip("127.0.0.1")]);
     dns.set_srv(
@@ -174,15 +173,13 @@ fn srv_records_give_ports_and_weights() {
         ],
     );
     // The resolver comes from [registry] this time.
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[registry]
-dns_resolver = "{}"
-
-[services.orders]
-dns = {{ srv = "_http._tcp.orders.test", min_ttl = "1s", max_ttl = "2s" }}
-{ROUTE}"#,
-        dns.addr
+    let resolver = ConfigBuilder::new().table("registry", |t| {
+        t.set_str("dns_resolver", &dns.addr.to_string());
+    });
+    let gw = Gateway::start(&orders(
+        resolver,
+        r#"{ srv = "_http._tcp.orders.test", min_ttl = "1s", max_ttl = "2s" }"#.to_string(),
+        |_| {},
     ));
     wait_discovered(&gw, &dns);
     wait_served_by(&gw, &dns, &["a", "b"], Duration::from_secs(15));
@@ -206,21 +203,24 @@ dns = {{ srv = "_http._tcp.orders.test", min_ttl = "1s", max_ttl = "2s" }}
 
 #[test]
 fn dns_instances_merge_with_static_and_health_checks() {
-    let origins =
-        FlexOrigin::start_same_port(&[("one", ip("127.0.0.1")), ("two", ip("127.0.0.2"))]);
+    let origins = Origin::start_same_port(&[("one", ip("127.0.0.1")), ("two", ip("127.0.0.2"))]);
     let (one, two) = (&origins[0], &origins[1]);
     two.set_health(503);
     let port = one.addr().port();
     let dns = Dnsmasq::start();
     dns.set_hosts("orders.test", &[ip("127.0.0.1"), ip("127.0.0.2")]);
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["127.0.0.1:{port}"]
-dns = {{ name = "orders.test", port = {port}, min_ttl = "1s", max_ttl = "2s", resolver = "{}" }}
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }}
-{ROUTE}"#,
-        dns.addr
+    let gw = Gateway::start(&orders(
+        ConfigBuilder::new(),
+        format!(
+            r#"{{ name = "orders.test", port = {port}, min_ttl = "1s", max_ttl = "2s", resolver = "{}" }}"#,
+            dns.addr
+        ),
+        |s| {
+            s.set("instances", toml_addrs(&[one.addr()])).set(
+                "health",
+                r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }"#,
+            );
+        },
     ));
     let t = Duration::from_secs(15);
     wait_health(&gw, "orders", one.addr(), "healthy", t);
@@ -243,97 +243,29 @@ health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_aft
     assert_eq!(served(&gw, 5), BTreeSet::from(["one".to_string()]));
 }
 
-/// A dnsmasq that knows A records but has no upstream and no `--local` domain, like the
-/// QA setup: AAAA queries for its names are answered REFUSED, A queries normally.
-struct AaaaRefusingDnsmasq {
-    addr: std::net::SocketAddr,
-    dir: tempfile::TempDir,
-    child: std::process::Child,
-}
-
-impl AaaaRefusingDnsmasq {
-    fn start(hosts: &[(&str, IpAddr)]) -> AaaaRefusingDnsmasq {
-        let dir = tempfile::tempdir().unwrap();
-        let text: String = hosts.iter().map(|(n, ip)| format!("{ip} {n}\n")).collect();
-        std::fs::write(dir.path().join("hosts"), text).unwrap();
-        for _ in 0..20 {
-            let port = std::net::UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut cmd = std::process::Command::new("/usr/sbin/dnsmasq");
-            cmd.args([
-                "--keep-in-foreground".to_string(),
-                format!("--port={port}"),
-                "--listen-address=127.0.0.1".into(),
-                "--bind-interfaces".into(),
-                "--conf-file=/dev/null".into(),
-                "--no-hosts".into(),
-                "--no-resolv".into(),
-                "--no-poll".into(),
-                format!("--addn-hosts={}", dir.path().join("hosts").display()),
-                "--local-ttl=1".into(),
-                "--pid-file=".into(),
-                format!("--log-facility={}", dir.path().join("log").display()),
-                "--log-queries".into(),
-            ]);
-            if unsafe { libc::geteuid() } == 0 {
-                cmd.arg("--user=root");
-            }
-            let mut child = cmd
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("dnsmasq (installed by tests/run.sh)");
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    break; // port taken: try another
-                }
-                if dnsmasq::query_udp(addr, hosts[0].0, 1).is_some() {
-                    return AaaaRefusingDnsmasq { addr, dir, child };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("dnsmasq did not start");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for AaaaRefusingDnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A server that refuses AAAA queries must not cost the A answer: the instances from the A
 /// records serve, and the lookup is not counted as a failure.
 #[test]
 fn a_refused_aaaa_query_keeps_the_a_records() {
-    let origins = FlexOrigin::start_same_port(&[("a2", ip("127.0.0.2")), ("a3", ip("127.0.0.3"))]);
+    let origins = Origin::start_same_port(&[("a2", ip("127.0.0.2")), ("a3", ip("127.0.0.3"))]);
     let port = origins[0].addr().port();
-    let dns = AaaaRefusingDnsmasq::start(&[
-        ("orders.test", ip("127.0.0.2")),
-        ("orders.test", ip("127.0.0.3")),
-    ]);
+    // Knows A records, has no upstream and no `--local` domain, like the QA setup: AAAA
+    // queries for its names are answered REFUSED, A queries normally.
+    let dns = Dnsmasq::start_without_local_domain();
+    dns.set_hosts("orders.test", &[ip("127.0.0.2"), ip("127.0.0.3")]);
     // The premise: A answers, AAAA is REFUSED (rcode 5).
     let a = dnsmasq::query_udp(dns.addr, "orders.test", 1).expect("A reply");
     assert_eq!((a.rcode, a.answers.len()), (0, 2));
     let aaaa = dnsmasq::query_udp(dns.addr, "orders.test", 28).expect("AAAA reply");
     assert_eq!(aaaa.rcode, 5, "dnsmasq no longer refuses AAAA here");
 
-    let gw = Gateway::start(&format!(
-        "{GATEWAY}\n[services.orders]\ndns = {{ name = \"orders.test\", port = {port}, resolver = \"{}\", min_ttl = \"1s\" }}\n{ROUTE}",
-        dns.addr
+    let gw = Gateway::start(&orders(
+        ConfigBuilder::new(),
+        format!(
+            r#"{{ name = "orders.test", port = {port}, resolver = "{}", min_ttl = "1s" }}"#,
+            dns.addr
+        ),
+        |_| {},
     ));
     let both = poll_until(Duration::from_secs(15), || {
         (served_all(&gw, 12).len() == 2).then_some(())

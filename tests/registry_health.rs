@@ -3,45 +3,36 @@
 //! `ficus explain` showing live health.
 
 mod common;
-#[path = "common/flex_origin.rs"]
-mod flex_origin;
 
 use common::*;
-use flex_origin::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const ROUTE: &str = r#"
-[[routes]]
-name = "orders"
-match = { path = "/orders/**" }
-service = "orders"
-"#;
-
-/// A loopback port with nothing listening (bound once, then released).
-fn closed_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-fn orders(service_body: &str) -> String {
-    format!("{GATEWAY}\n[services.orders]\n{service_body}\n{ROUTE}")
+/// Service `orders` with these instances and `health` (and whatever else `edit` sets),
+/// behind route `orders` on `/orders/**`.
+fn orders(instances: &[SocketAddr], health: &str, edit: impl FnOnce(&mut Table)) -> String {
+    ConfigBuilder::new()
+        .service_with("orders", instances, |s| {
+            s.set("health", health);
+            edit(s);
+        })
+        .route("orders", "/orders/**", "orders")
+        .build()
 }
 
 #[test]
 fn only_healthy_instances_get_traffic() {
-    let up = FlexOrigin::start("up");
-    let sick = FlexOrigin::start("sick");
+    let up = Origin::start("up");
+    let sick = Origin::start("sick");
     sick.set_health(503);
-    let dead = closed_port();
-    let gw = Gateway::start(&orders(&format!(
-        r#"instances = ["{}", "{}", "{dead}"]
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 2 }}"#,
-        up.addr(),
-        sick.addr()
-    )));
+    let dead = closed_addr();
+    let gw = Gateway::start(&orders(
+        &[up.addr(), sick.addr(), dead],
+        r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 2 }"#,
+        |_| {},
+    ));
     let t = Duration::from_secs(15);
     wait_health(&gw, "orders", up.addr(), "healthy", t);
     wait_health(&gw, "orders", sick.addr(), "unhealthy", t);
@@ -92,15 +83,15 @@ health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_aft
 
 #[test]
 fn instance_stopped_under_load_loses_no_request_and_recovers() {
-    let a = FlexOrigin::start("a");
-    let b = FlexOrigin::start("b");
-    let gw = Gateway::start(&orders(&format!(
-        r#"instances = ["{}", "{}"]
-health = {{ path = "/health", interval = "200ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 3 }}
-outlier = {{ consecutive_failures = 3, base_ejection_time = "1s", max_ejection_time = "2s" }}"#,
-        a.addr(),
-        b.addr()
-    )));
+    let a = Origin::start("a");
+    let b = Origin::start("b");
+    let gw = Gateway::start(&orders(
+        &[a.addr(), b.addr()],
+        r#"{ path = "/health", interval = "200ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 3 }"#,
+        |s| {
+            s.set("outlier", r#"{ consecutive_failures = 3, base_ejection_time = "1s", max_ejection_time = "2s" }"#);
+        },
+    ));
     let t = Duration::from_secs(15);
     wait_health(&gw, "orders", a.addr(), "healthy", t);
     wait_health(&gw, "orders", b.addr(), "healthy", t);
@@ -133,9 +124,14 @@ outlier = {{ consecutive_failures = 3, base_ejection_time = "1s", max_ejection_t
         })
         .collect();
 
-    std::thread::sleep(Duration::from_secs(1));
+    // Both instances serve the load before one goes away.
+    assert!(
+        b.wait_requests(10, Duration::from_secs(10)),
+        "b got no traffic under load"
+    );
     let b_before = b.requests();
     b.stop();
+    // Three seconds of load without b: the behaviour under test, so a timed wait.
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::SeqCst);
     for w in workers {
@@ -182,15 +178,14 @@ outlier = {{ consecutive_failures = 3, base_ejection_time = "1s", max_ejection_t
 
 #[test]
 fn alternating_probe_results_never_flip_health() {
-    let a = FlexOrigin::start("a");
-    let b = FlexOrigin::start("b");
+    let a = Origin::start("a");
+    let b = Origin::start("b");
     b.set_health(503);
-    let gw = Gateway::start(&orders(&format!(
-        r#"instances = ["{}", "{}"]
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 3 }}"#,
-        a.addr(),
-        b.addr()
-    )));
+    let gw = Gateway::start(&orders(
+        &[a.addr(), b.addr()],
+        r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 3 }"#,
+        |_| {},
+    ));
     let t = Duration::from_secs(15);
     wait_health(&gw, "orders", a.addr(), "healthy", t);
     wait_health(&gw, "orders", b.addr(), "unhealthy", t);
@@ -221,6 +216,7 @@ health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_aft
             );
         }
         samples += 1;
+        // Sampling the health over many probe rounds is the test: one sample per round.
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(samples >= 10, "only {samples} samples");
@@ -235,14 +231,14 @@ health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_aft
 
 #[test]
 fn registered_instance_gets_no_traffic_before_it_is_healthy() {
-    let a = FlexOrigin::start("a");
-    let b = FlexOrigin::start("b");
+    let a = Origin::start("a");
+    let b = Origin::start("b");
     b.set_health(503);
-    let gw = Gateway::start(&orders(&format!(
-        r#"instances = ["{}"]
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 2, start_healthy = false }}"#,
-        a.addr()
-    )));
+    let gw = Gateway::start(&orders(
+        &[a.addr()],
+        r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 2, start_healthy = false }"#,
+        |_| {},
+    ));
     wait_health(&gw, "orders", a.addr(), "healthy", Duration::from_secs(15));
     register(
         &gw,
@@ -277,33 +273,28 @@ health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_aft
 
 #[test]
 fn start_healthy_decides_traffic_before_the_first_probes() {
-    let cold = FlexOrigin::start("cold");
-    let warm = FlexOrigin::start("warm");
+    let cold = Origin::start("cold");
+    let warm = Origin::start("warm");
     // healthy_after = 2 with a long interval: the second successful probe comes ~10 s after
     // start, so before that only `start_healthy` instances may be used.
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.cold]
-instances = ["{}"]
-health = {{ path = "/health", interval = "10s", healthy_after = 2, start_healthy = false }}
-
-[services.warm]
-instances = ["{}"]
-health = {{ path = "/health", interval = "10s", healthy_after = 2, start_healthy = true }}
-
-[[routes]]
-name = "cold"
-match = {{ path = "/cold/**" }}
-service = "cold"
-
-[[routes]]
-name = "warm"
-match = {{ path = "/warm/**" }}
-service = "warm"
-"#,
-        cold.addr(),
-        warm.addr()
-    ));
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .service_with("cold", &[cold.addr()], |s| {
+                s.set(
+                    "health",
+                    r#"{ path = "/health", interval = "10s", healthy_after = 2, start_healthy = false }"#,
+                );
+            })
+            .service_with("warm", &[warm.addr()], |s| {
+                s.set(
+                    "health",
+                    r#"{ path = "/health", interval = "10s", healthy_after = 2, start_healthy = true }"#,
+                );
+            })
+            .route("cold", "/cold/**", "cold")
+            .route("warm", "/warm/**", "warm")
+            .build(),
+    );
     let r = gw.get("/warm/1");
     assert_eq!(
         r.status,
@@ -330,18 +321,16 @@ service = "warm"
 
 #[test]
 fn probe_checks_status_range_and_body() {
-    let good = FlexOrigin::start("good");
-    let wrong_body = FlexOrigin::start("wrong_body");
+    let good = Origin::start("good");
+    let wrong_body = Origin::start("wrong_body");
     wrong_body.set_health_body(Some("starting"));
-    let redirect = FlexOrigin::start("redirect");
+    let redirect = Origin::start("redirect");
     redirect.set_health(302);
-    let gw = Gateway::start(&orders(&format!(
-        r#"instances = ["{}", "{}", "{}"]
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1, expect_status = "200-299", body_contains = "ok" }}"#,
-        good.addr(),
-        wrong_body.addr(),
-        redirect.addr()
-    )));
+    let gw = Gateway::start(&orders(
+        &[good.addr(), wrong_body.addr(), redirect.addr()],
+        r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1, expect_status = "200-299", body_contains = "ok" }"#,
+        |_| {},
+    ));
     let t = Duration::from_secs(15);
     wait_health(&gw, "orders", good.addr(), "healthy", t);
     wait_health(&gw, "orders", wrong_body.addr(), "unhealthy", t);
@@ -368,14 +357,14 @@ health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_aft
 
 #[test]
 fn tcp_probe_only_checks_the_connect() {
-    let listening = FlexOrigin::start("listening");
+    let listening = Origin::start("listening");
     listening.set_health(503); // irrelevant to a TCP probe
-    let dead = closed_port();
-    let gw = Gateway::start(&orders(&format!(
-        r#"instances = ["{}", "{dead}"]
-health = {{ type = "tcp", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }}"#,
-        listening.addr()
-    )));
+    let dead = closed_addr();
+    let gw = Gateway::start(&orders(
+        &[listening.addr(), dead],
+        r#"{ type = "tcp", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }"#,
+        |_| {},
+    ));
     let t = Duration::from_secs(15);
     wait_health(&gw, "orders", listening.addr(), "healthy", t);
     wait_health(&gw, "orders", dead, "unhealthy", t);
@@ -397,16 +386,18 @@ health = {{ type = "tcp", interval = "100ms", timeout = "300ms", healthy_after =
 
 #[test]
 fn explain_shows_live_instance_health() {
-    let up = FlexOrigin::start("up");
-    let sick = FlexOrigin::start("sick");
+    let up = Origin::start("up");
+    let sick = Origin::start("sick");
     sick.set_health(503);
-    let reg = FlexOrigin::start("reg");
-    let gw = Gateway::start(&orders(&format!(
-        r#"instances = ["{}", "{}"]
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }}"#,
-        up.addr(),
-        sick.addr()
-    )));
+    let reg = Origin::start("reg");
+    // `ficus explain` finds the admin listener at the address in the config file: a real port.
+    let gw = Gateway::builder(&orders(
+        &[up.addr(), sick.addr()],
+        r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }"#,
+        |_| {},
+    ))
+    .fixed_ports()
+    .start();
     let t = Duration::from_secs(15);
     register(
         &gw,

@@ -2,61 +2,54 @@
 //! least request, weights and zone preference.
 
 mod common;
-#[path = "common/flex_origin.rs"]
-mod flex_origin;
 
 use common::*;
-use flex_origin::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn route(name: &str, service: &str) -> String {
-    format!(
-        "\n[[routes]]\nname = \"{name}\"\nmatch = {{ path = \"/{name}/**\" }}\nservice = \"{service}\"\n"
-    )
+/// A route `name` on `/name/**` to `service`.
+fn route(cfg: ConfigBuilder, name: &str, service: &str) -> ConfigBuilder {
+    cfg.route(name, &format!("/{name}/**"), service)
 }
 
-fn instances(origins: &[&FlexOrigin]) -> String {
-    let list: Vec<String> = origins
-        .iter()
-        .map(|o| format!("\"{}\"", o.addr()))
-        .collect();
-    format!("instances = [{}]", list.join(", "))
+/// Service `s` with these instances and `edit`, behind route `name`.
+fn one_service(instances: &[SocketAddr], edit: impl FnOnce(&mut Table), name: &str) -> String {
+    route(
+        ConfigBuilder::new().service_with("s", instances, edit),
+        name,
+        "s",
+    )
+    .build()
 }
 
 #[test]
 fn consistent_hash_is_sticky_per_key_and_spreads_keys() {
-    let o: Vec<FlexOrigin> = ["o1", "o2", "o3"]
+    let o: Vec<Origin> = ["o1", "o2", "o3"]
         .iter()
-        .map(|n| FlexOrigin::start(n))
+        .map(|n| Origin::start(n))
         .collect();
-    let refs: Vec<&FlexOrigin> = o.iter().collect();
-    let inst = instances(&refs);
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-trusted_proxies = ["127.0.0.1"]
-
-[services.by_header]
-{inst}
-lb = "hash"
-hash_on = "header:x-user"
-
-[services.by_cookie]
-{inst}
-lb = "hash"
-hash_on = "cookie:session"
-
-[services.by_ip]
-{inst}
-lb = "hash"
-hash_on = "client_ip"
-{}{}{}"#,
-        route("h", "by_header"),
-        route("c", "by_cookie"),
-        route("ip", "by_ip")
-    ));
+    let inst: Vec<SocketAddr> = o.iter().map(Origin::addr).collect();
+    let mut cfg = ConfigBuilder::new().gateway(|g| {
+        g.set("trusted_proxies", r#"["127.0.0.1"]"#);
+    });
+    for (svc, hash_on) in [
+        ("by_header", "header:x-user"),
+        ("by_cookie", "cookie:session"),
+        ("by_ip", "client_ip"),
+    ] {
+        cfg = cfg.service_with(svc, &inst, |s| {
+            s.set_str("lb", "hash").set_str("hash_on", hash_on);
+        });
+    }
+    let cfg = route(
+        route(route(cfg, "h", "by_header"), "c", "by_cookie"),
+        "ip",
+        "by_ip",
+    );
+    let gw = Gateway::start(&cfg.build());
 
     // Sends 20 requests per key with `header(key)`; returns key -> the one origin it hit.
     let sticky = |path: &str, header: &dyn Fn(&str) -> (String, String)| {
@@ -104,21 +97,20 @@ hash_on = "client_ip"
 #[test]
 fn hash_key_follows_the_instance_set() {
     // When the instance a key maps to goes away, the key moves; the others stay put.
-    let o: Vec<FlexOrigin> = ["o1", "o2", "o3"]
+    let o: Vec<Origin> = ["o1", "o2", "o3"]
         .iter()
-        .map(|n| FlexOrigin::start(n))
+        .map(|n| Origin::start(n))
         .collect();
-    let refs: Vec<&FlexOrigin> = o.iter().collect();
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.s]
-{}
-lb = "hash"
-hash_on = "header:x-user"
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }}
-{}"#,
-        instances(&refs),
-        route("h", "s")
+    let inst: Vec<SocketAddr> = o.iter().map(Origin::addr).collect();
+    let gw = Gateway::start(&one_service(
+        &inst,
+        |s| {
+            s.set_str("lb", "hash").set_str("hash_on", "header:x-user").set(
+                "health",
+                r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }"#,
+            );
+        },
+        "h",
     ));
     for x in &o {
         wait_health(&gw, "s", x.addr(), "healthy", Duration::from_secs(15));
@@ -141,17 +133,16 @@ health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_aft
 
 #[test]
 fn least_request_prefers_the_fast_instance_under_load() {
-    let slow = FlexOrigin::start("slow");
-    slow.set_delay(Duration::from_millis(300));
-    let fast = FlexOrigin::start("fast");
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.s]
-{}
-lb = "least_request"
-{}"#,
-        instances(&[&slow, &fast]),
-        route("lr", "s")
+    let slow = Origin::builder("slow")
+        .fallback(Handler::echo().delay(Duration::from_millis(300)))
+        .start();
+    let fast = Origin::start("fast");
+    let gw = Gateway::start(&one_service(
+        &[slow.addr(), fast.addr()],
+        |s| {
+            s.set_str("lb", "least_request");
+        },
+        "lr",
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let listen = gw.listen;
@@ -168,6 +159,7 @@ lb = "least_request"
             })
         })
         .collect();
+    // Three seconds of load: the share over time is what is measured.
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::SeqCst);
     for w in workers {
@@ -184,17 +176,18 @@ lb = "least_request"
 
 #[test]
 fn round_robin_follows_weights() {
-    let a = FlexOrigin::start("a");
-    let b = FlexOrigin::start("b");
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.s]
-instances = ["{}", {{ addr = "{}", weight = 3 }}]
-lb = "round_robin"
-{}"#,
-        a.addr(),
-        b.addr(),
-        route("rr", "s")
+    let a = Origin::start("a");
+    let b = Origin::start("b");
+    let gw = Gateway::start(&one_service(
+        &[],
+        |s| {
+            s.set(
+                "instances",
+                toml_instances(&[(a.addr(), ""), (b.addr(), "weight = 3")]),
+            )
+            .set_str("lb", "round_robin");
+        },
+        "rr",
     ));
     for i in 0..40 {
         assert_eq!(gw.get(&format!("/rr/{i}")).status, 200);
@@ -205,22 +198,27 @@ lb = "round_robin"
 
 #[test]
 fn zone_preference_keeps_traffic_local_until_the_zone_is_down() {
-    let local = FlexOrigin::start("local");
-    let remote = FlexOrigin::start("remote");
-    let gw = Gateway::start(&format!(
-        r#"{}
-zone = "eu-1"
-
-[services.s]
-instances = [{{ addr = "{}", zone = "eu-1" }}, {{ addr = "{}", zone = "us-1" }}]
-prefer_zone = true
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }}
-{}"#,
-        GATEWAY.trim_end(),
-        local.addr(),
-        remote.addr(),
-        route("z", "s")
-    ));
+    let local = Origin::start("local");
+    let remote = Origin::start("remote");
+    let cfg = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set_str("zone", "eu-1");
+        })
+        .service_with("s", &[], |s| {
+            s.set(
+                "instances",
+                toml_instances(&[
+                    (local.addr(), r#"zone = "eu-1""#),
+                    (remote.addr(), r#"zone = "us-1""#),
+                ]),
+            )
+            .set("prefer_zone", true)
+            .set(
+                "health",
+                r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }"#,
+            );
+        });
+    let gw = Gateway::start(&route(cfg, "z", "s").build());
     let t = Duration::from_secs(15);
     wait_health(&gw, "s", local.addr(), "healthy", t);
     wait_health(&gw, "s", remote.addr(), "healthy", t);

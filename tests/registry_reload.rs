@@ -2,18 +2,10 @@
 //! edit that keeps the service; removing the service removes its state.
 
 mod common;
-#[path = "common/flex_origin.rs"]
-mod flex_origin;
 
 use common::*;
-use flex_origin::*;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-fn closed_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
 
 fn generation(gw: &Gateway) -> u64 {
     let r = gw.admin_get("/config").expect("GET /config");
@@ -35,42 +27,51 @@ fn reload(gw: &Gateway, config: &str) {
     );
 }
 
+/// Service `other` at `a`; with `with_orders`, also service `orders` at `a` and `dead`
+/// (ejected after two failures), whose route sets `x-config: HEADER` on answers.
 fn config(a: SocketAddr, dead: SocketAddr, header: &str, with_orders: bool) -> String {
-    let mut c = format!(
-        r#"{GATEWAY}
-[services.other]
-instances = ["{a}"]
-
-[[routes]]
-name = "other"
-match = {{ path = "/other/**" }}
-service = "other"
-"#
-    );
+    let mut c = ConfigBuilder::new()
+        .service("other", &[a])
+        .route("other", "/other/**", "other");
     if with_orders {
-        c.push_str(&format!(
-            r#"
-[services.orders]
-instances = ["{a}", "{dead}"]
-outlier = {{ consecutive_failures = 2, base_ejection_time = "60s" }}
-breaker = {{ consecutive_failures = 50, open_for = "60s" }}
-
-[[routes]]
-name = "orders"
-match = {{ path = "/orders/**" }}
-service = "orders"
-response_headers = {{ set = {{ x-config = "{header}" }} }}
-"#
-        ));
+        c = c
+            .service_with("orders", &[a, dead], |s| {
+                s.set(
+                    "outlier",
+                    r#"{ consecutive_failures = 2, base_ejection_time = "60s" }"#,
+                )
+                .set(
+                    "breaker",
+                    r#"{ consecutive_failures = 50, open_for = "60s" }"#,
+                );
+            })
+            .route_with("orders", "/orders/**", "orders", |r| {
+                r.set(
+                    "response_headers",
+                    format!("{{ set = {{ x-config = {} }} }}", toml_str(header)),
+                );
+            });
     }
-    c
+    c.build()
+}
+
+/// Service `orders` with these instances and `edit`, behind route `orders` (and `route`).
+fn orders(
+    instances: &[SocketAddr],
+    edit: impl FnOnce(&mut Table),
+    route: impl FnOnce(&mut Table),
+) -> String {
+    ConfigBuilder::new()
+        .service_with("orders", instances, edit)
+        .route_with("orders", "/orders/**", "orders", route)
+        .build()
 }
 
 #[test]
 fn reload_keeps_registrations_and_ejections_and_drops_removed_services() {
-    let a = FlexOrigin::start("a");
-    let reg = FlexOrigin::start("reg");
-    let dead = closed_port();
+    let a = Origin::start("a");
+    let reg = Origin::start("reg");
+    let dead = closed_addr();
     let gw = Gateway::start(&config(a.addr(), dead, "v1", true));
 
     // An ejected instance (connect failures) and a registered one.
@@ -139,26 +140,28 @@ fn reload_keeps_registrations_and_ejections_and_drops_removed_services() {
 
 #[test]
 fn reload_keeps_an_open_breaker_and_health() {
-    let o = FlexOrigin::start("o");
-    o.set_status(500);
-    let sick = FlexOrigin::start("sick");
+    let o = Origin::start("o");
+    o.set_fallback(Handler::echo().status(500));
+    let sick = Origin::start("sick");
     sick.set_health(503);
     let cfg = |open_for: &str| {
-        format!(
-            r#"{GATEWAY}
-[services.orders]
-instances = ["{}", "{}"]
-outlier = {{ consecutive_failures = 0 }}
-breaker = {{ consecutive_failures = 3, min_requests = 1000, open_for = "{open_for}" }}
-health = {{ path = "/health", interval = "5s", healthy_after = 1, unhealthy_after = 1 }}
-
-[[routes]]
-name = "orders"
-match = {{ path = "/orders/**" }}
-service = "orders"
-"#,
-            o.addr(),
-            sick.addr()
+        orders(
+            &[o.addr(), sick.addr()],
+            |s| {
+                s.set("outlier", "{ consecutive_failures = 0 }")
+                    .set(
+                        "breaker",
+                        format!(
+                            "{{ consecutive_failures = 3, min_requests = 1000, open_for = {} }}",
+                            toml_str(open_for)
+                        ),
+                    )
+                    .set(
+                        "health",
+                        r#"{ path = "/health", interval = "5s", healthy_after = 1, unhealthy_after = 1 }"#,
+                    );
+            },
+            |_| {},
         )
     };
     let gw = Gateway::start(&cfg("60s"));
@@ -202,32 +205,26 @@ service = "orders"
 /// rotation until the new probes pass (they were fine a moment ago).
 #[test]
 fn adding_health_checks_by_reload_keeps_serving_instances() {
-    let a = FlexOrigin::start("a");
-    let base = format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}"]
-"#,
-        a.addr()
-    );
-    let route = r#"
-[[routes]]
-name = "orders"
-match = { path = "/orders/**" }
-service = "orders"
-"#;
-    let gw = Gateway::start(&format!("{base}{route}"));
-    assert_eq!(gw.get("/orders/before").status, 200);
+    let a = Origin::start("a");
+    let gw = Gateway::start(&orders(&[a.addr()], |_| {}, |_| {}));
     reload(
         &gw,
-        &format!(
-            "{base}health = {{ path = \"/health\", interval = \"5s\", healthy_after = 2 }}\n{route}"
+        &orders(
+            &[a.addr()],
+            |s| {
+                s.set(
+                    "health",
+                    r#"{ path = "/health", interval = "5s", healthy_after = 2 }"#,
+                );
+            },
+            |_| {},
         ),
     );
     let mut statuses = Vec::new();
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(3) {
         statuses.push(gw.get("/orders/after").status);
+        // Sampling for 3 s is the test: the instance must stay in rotation all along.
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
@@ -242,21 +239,22 @@ service = "orders"
 /// one per interval (a duplicate per reload would multiply it).
 #[test]
 fn reloads_never_duplicate_probes() {
-    let o = FlexOrigin::start("o");
+    let o = Origin::start("o");
     let cfg = |tag: usize| {
-        format!(
-            r#"{GATEWAY}
-[services.orders]
-instances = ["{}"]
-health = {{ path = "/health", interval = "200ms", timeout = "200ms", jitter = 0.0 }}
-
-[[routes]]
-name = "orders"
-match = {{ path = "/orders/**" }}
-service = "orders"
-response_headers = {{ set = {{ "x-generation" = "{tag}" }} }}
-"#,
-            o.addr()
+        orders(
+            &[o.addr()],
+            |s| {
+                s.set(
+                    "health",
+                    r#"{ path = "/health", interval = "200ms", timeout = "200ms", jitter = 0.0 }"#,
+                );
+            },
+            |r| {
+                r.set(
+                    "response_headers",
+                    format!(r#"{{ set = {{ "x-generation" = "{tag}" }} }}"#),
+                );
+            },
         )
     };
     let gw = Gateway::start(&cfg(0));
@@ -266,7 +264,7 @@ response_headers = {{ set = {{ "x-generation" = "{tag}" }} }}
     assert_eq!(gw.get("/orders/x").header("x-generation"), Some("10"));
     let before = o.health_checks();
     let start = std::time::Instant::now();
-    // Measuring a rate needs wall time.
+    // Measuring a rate needs wall time: the sleep is the measurement.
     std::thread::sleep(Duration::from_secs(2));
     let probes = o.health_checks() - before;
     let secs = start.elapsed().as_secs_f64();
@@ -282,36 +280,24 @@ response_headers = {{ set = {{ "x-generation" = "{tag}" }} }}
 /// holds registrations only while registration is on.
 #[test]
 fn turning_registration_off_evicts_registrations_and_refuses_heartbeats() {
-    let stat = FlexOrigin::start("static");
-    let reg = FlexOrigin::start("reg");
-    let reg2 = FlexOrigin::start("reg2");
+    let stat = Origin::start("static");
+    let reg = Origin::start("reg");
+    let reg2 = Origin::start("reg2");
     let cfg = |global: bool, orders: bool| {
-        format!(
-            r#"{GATEWAY}
-[registry]
-registration = {global}
-
-[services.orders]
-instances = ["{}"]
-registration = {orders}
-
-[services.other]
-
-[[routes]]
-name = "orders"
-match = {{ path = "/orders/**" }}
-service = "orders"
-
-[[routes]]
-name = "other"
-match = {{ path = "/other/**" }}
-service = "other"
-"#,
-            stat.addr()
-        )
+        ConfigBuilder::new()
+            .table("registry", |t| {
+                t.set("registration", global);
+            })
+            .service_with("orders", &[stat.addr()], |s| {
+                s.set("registration", orders);
+            })
+            .service("other", &[])
+            .route("orders", "/orders/**", "orders")
+            .route("other", "/other/**", "other")
+            .build()
     };
     let gw = Gateway::start(&cfg(true, true));
-    let body = |o: &FlexOrigin| format!(r#"{{"addr":"{}","ttl":"120s"}}"#, o.addr());
+    let body = |o: &Origin| format!(r#"{{"addr":"{}","ttl":"120s"}}"#, o.addr());
     let id = register(&gw, "orders", None, &body(&reg));
     let other_id = register(&gw, "other", None, &body(&reg2));
     assert_eq!(service(&gw, "orders")["total"], 2);
@@ -360,27 +346,21 @@ service = "other"
 /// back starts a closed breaker instead of the old open one.
 #[test]
 fn removing_a_breaker_clears_its_gauge_and_readding_starts_closed() {
-    let o = FlexOrigin::start("o");
-    o.set_status(500);
+    let o = Origin::start("o");
+    o.set_fallback(Handler::echo().status(500));
     let cfg = |breaker: bool| {
-        format!(
-            r#"{GATEWAY}
-[services.orders]
-instances = ["{}"]
-outlier = {{ consecutive_failures = 0 }}
-{}
-
-[[routes]]
-name = "orders"
-match = {{ path = "/orders/**" }}
-service = "orders"
-"#,
-            o.addr(),
-            if breaker {
-                r#"breaker = { consecutive_failures = 3, min_requests = 1000, open_for = "60s" }"#
-            } else {
-                ""
-            }
+        orders(
+            &[o.addr()],
+            |s| {
+                s.set("outlier", "{ consecutive_failures = 0 }");
+                if breaker {
+                    s.set(
+                        "breaker",
+                        r#"{ consecutive_failures = 3, min_requests = 1000, open_for = "60s" }"#,
+                    );
+                }
+            },
+            |_| {},
         )
     };
     let open = |gw: &Gateway| metric(gw, "ficus_circuit_breaker_open", &[("service", "orders")]);

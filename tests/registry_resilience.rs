@@ -2,24 +2,23 @@
 //! bulkhead, retries and their budget, outlier ejection, panic threshold.
 
 mod common;
-#[path = "common/flex_origin.rs"]
-mod flex_origin;
 
 use common::*;
-use flex_origin::*;
 use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-fn closed_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
+/// A health check that declares an instance unhealthy after one failed probe.
+const HEALTH_FAST_UNHEALTHY: &str =
+    r#"{ path = "/health", interval = "100ms", timeout = "300ms", unhealthy_after = 1 }"#;
 
-fn route(name: &str, service: &str, extra: &str) -> String {
-    format!(
-        "\n[[routes]]\nname = \"{name}\"\nmatch = {{ path = \"/{name}/**\" }}\nservice = \"{service}\"\n{extra}\n"
-    )
+/// Service `orders` with these instances and whatever `edit` sets, behind route `orders`
+/// on `/orders/**`.
+fn orders(instances: &[SocketAddr], edit: impl FnOnce(&mut Table)) -> String {
+    ConfigBuilder::new()
+        .service_with("orders", instances, edit)
+        .route("orders", "/orders/**", "orders")
+        .build()
 }
 
 fn post(gw: &Gateway, path: &str, body: &str) -> RawResponse {
@@ -50,6 +49,20 @@ fn breaker_state(gw: &Gateway, svc: &str) -> String {
         .to_string()
 }
 
+/// Waits until the breaker of `svc` is open and its `open_for` is over: the next request is
+/// admitted as a half-open trial.
+fn wait_open_for_over(gw: &Gateway, svc: &str) {
+    let over = poll_until(Duration::from_secs(10), || {
+        let b = service(gw, svc)["breaker"].clone();
+        (b["state"] == "open" && b["open_for_ms"] == 0).then_some(())
+    });
+    assert!(
+        over.is_some(),
+        "the breaker of {svc} is not open with open_for over: {:#}",
+        service(gw, svc)["breaker"]
+    );
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -57,20 +70,18 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[test]
 fn no_healthy_instance_is_503_json_with_request_id_and_retry_after() {
-    let sick = FlexOrigin::start("sick");
+    let sick = Origin::start("sick");
     sick.set_health(503);
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}"]
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", unhealthy_after = 1 }}
-
-[services.empty]
-{}{}"#,
-        sick.addr(),
-        route("orders", "orders", ""),
-        route("empty", "empty", "")
-    ));
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .service_with("orders", &[sick.addr()], |s| {
+                s.set("health", HEALTH_FAST_UNHEALTHY);
+            })
+            .service("empty", &[])
+            .route("orders", "/orders/**", "orders")
+            .route("empty", "/empty/**", "empty")
+            .build(),
+    );
     wait_health(
         &gw,
         "orders",
@@ -113,22 +124,23 @@ health = {{ path = "/health", interval = "100ms", timeout = "300ms", unhealthy_a
 
 #[test]
 fn fallback_serves_while_no_instance_is_healthy() {
-    let orders = FlexOrigin::start("orders");
+    let orders = Origin::start("orders");
     orders.set_health(503);
-    let monolith = FlexOrigin::start("monolith");
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}"]
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 1 }}
-
-[services.monolith]
-instances = ["{}"]
-{}"#,
-        orders.addr(),
-        monolith.addr(),
-        route("orders", "orders", "fallback = \"monolith\"")
-    ));
+    let monolith = Origin::start("monolith");
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .service_with("orders", &[orders.addr()], |s| {
+                s.set(
+                    "health",
+                    r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 2, unhealthy_after = 1 }"#,
+                );
+            })
+            .service("monolith", &[monolith.addr()])
+            .route_with("orders", "/orders/**", "orders", |r| {
+                r.set_str("fallback", "monolith");
+            })
+            .build(),
+    );
     wait_health(
         &gw,
         "orders",
@@ -159,18 +171,14 @@ instances = ["{}"]
 
 #[test]
 fn breaker_opens_rejects_fast_half_opens_and_closes() {
-    let o = FlexOrigin::start("orders");
-    o.set_status(500);
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}"]
-outlier = {{ consecutive_failures = 0 }}
-breaker = {{ consecutive_failures = 3, failure_rate = 0.5, min_requests = 1000, window = "10s", open_for = "3s", half_open_requests = 2 }}
-{}"#,
-        o.addr(),
-        route("orders", "orders", "")
-    ));
+    let o = Origin::start("orders");
+    o.set_fallback(Handler::echo().status(500));
+    let gw = Gateway::start(&orders(&[o.addr()], |s| {
+        s.set("outlier", "{ consecutive_failures = 0 }").set(
+            "breaker",
+            r#"{ consecutive_failures = 3, failure_rate = 0.5, min_requests = 1000, window = "10s", open_for = "3s", half_open_requests = 2 }"#,
+        );
+    }));
     assert_eq!(breaker_state(&gw, "orders"), "closed");
     for i in 0..3 {
         let r = gw.get(&format!("/orders/{i}"));
@@ -218,7 +226,7 @@ breaker = {{ consecutive_failures = 3, failure_rate = 0.5, min_requests = 1000, 
     assert_eq!(o.requests(), 4);
 
     // Fixed: the next trials succeed and the breaker closes.
-    o.set_status(200);
+    o.set_fallback(Handler::echo());
     let first_ok = poll_until(Duration::from_secs(15), || {
         let r = gw.get("/orders/trial2");
         (r.status == 200).then_some(())
@@ -251,23 +259,23 @@ breaker = {{ consecutive_failures = 3, failure_rate = 0.5, min_requests = 1000, 
 
 #[test]
 fn open_breaker_sends_traffic_to_the_fallback() {
-    let o = FlexOrigin::start("orders");
-    o.set_status(500);
-    let monolith = FlexOrigin::start("monolith");
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}"]
-outlier = {{ consecutive_failures = 0 }}
-breaker = {{ consecutive_failures = 3, min_requests = 1000, open_for = "2s", half_open_requests = 1 }}
-
-[services.monolith]
-instances = ["{}"]
-{}"#,
-        o.addr(),
-        monolith.addr(),
-        route("orders", "orders", "fallback = \"monolith\"")
-    ));
+    let o = Origin::start("orders");
+    o.set_fallback(Handler::echo().status(500));
+    let monolith = Origin::start("monolith");
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .service_with("orders", &[o.addr()], |s| {
+                s.set("outlier", "{ consecutive_failures = 0 }").set(
+                    "breaker",
+                    r#"{ consecutive_failures = 3, min_requests = 1000, open_for = "2s", half_open_requests = 1 }"#,
+                );
+            })
+            .service("monolith", &[monolith.addr()])
+            .route_with("orders", "/orders/**", "orders", |r| {
+                r.set_str("fallback", "monolith");
+            })
+            .build(),
+    );
     for _ in 0..3 {
         let r = gw.get("/orders/x");
         assert_eq!(r.status, 500);
@@ -282,7 +290,7 @@ instances = ["{}"]
     assert_eq!(o.requests(), 3);
     assert_eq!(monolith.requests(), 5);
 
-    o.set_status(200);
+    o.set_fallback(Handler::echo());
     let back = poll_until(Duration::from_secs(15), || {
         let r = gw.get("/orders/back");
         assert_eq!(r.status, 200, "{}", r.text());
@@ -302,17 +310,11 @@ instances = ["{}"]
 
 #[test]
 fn bulkhead_rejects_excess_concurrency_at_once() {
-    let o = FlexOrigin::start("orders");
-    o.set_delay(Duration::from_secs(2));
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}"]
-max_concurrent = 2
-{}"#,
-        o.addr(),
-        route("orders", "orders", "")
-    ));
+    let o = Origin::start("orders");
+    o.set_fallback(Handler::echo().delay(Duration::from_secs(2)));
+    let gw = Gateway::start(&orders(&[o.addr()], |s| {
+        s.set("max_concurrent", 2);
+    }));
     let barrier = Arc::new(Barrier::new(5));
     let listen = gw.listen;
     let handles: Vec<_> = (0..5)
@@ -359,7 +361,7 @@ max_concurrent = 2
         (service(&gw, "orders")["inflight"] == 0).then_some(())
     });
     assert!(drained.is_some(), "{:#}", service(&gw, "orders"));
-    o.set_delay(Duration::ZERO);
+    o.set_fallback(Handler::echo());
     for _ in 0..3 {
         assert_eq!(gw.get("/orders/after").status, 200);
     }
@@ -384,18 +386,12 @@ fn get_many(gw: &Gateway, prefix: &str, n: usize, good: &str) -> (usize, usize) 
 
 #[test]
 fn retry_budget_caps_retries() {
-    let good = FlexOrigin::start("good");
-    let dead = closed_port();
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}", "{dead}"]
-outlier = {{ consecutive_failures = 0 }}
-retry_budget = {{ ratio = 0.2, min_retries = 10 }}
-{}"#,
-        good.addr(),
-        route("orders", "orders", "")
-    ));
+    let good = Origin::start("good");
+    let dead = closed_addr();
+    let gw = Gateway::start(&orders(&[good.addr(), dead], |s| {
+        s.set("outlier", "{ consecutive_failures = 0 }")
+            .set("retry_budget", "{ ratio = 0.2, min_retries = 10 }");
+    }));
     let n = 100;
     let t = Instant::now();
     let (ok, bad) = get_many(&gw, "/orders/", n, "good");
@@ -430,18 +426,19 @@ retry_budget = {{ ratio = 0.2, min_retries = 10 }}
 
 #[test]
 fn zero_retry_budget_means_no_retries() {
-    let good = FlexOrigin::start("good");
-    let dead = closed_port();
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}", "{dead}"]
-outlier = {{ consecutive_failures = 0 }}
-retry_budget = {{ ratio = 0.0, min_retries = 0 }}
-{}"#,
-        good.addr(),
-        route("orders", "orders", "retries = { attempts = 3 }")
-    ));
+    let good = Origin::start("good");
+    let dead = closed_addr();
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .service_with("orders", &[good.addr(), dead], |s| {
+                s.set("outlier", "{ consecutive_failures = 0 }")
+                    .set("retry_budget", "{ ratio = 0.0, min_retries = 0 }");
+            })
+            .route_with("orders", "/orders/**", "orders", |r| {
+                r.set("retries", "{ attempts = 3 }");
+            })
+            .build(),
+    );
     let (ok, bad) = get_many(&gw, "/orders/", 20, "good");
     assert!(
         bad >= 5,
@@ -462,28 +459,23 @@ retry_budget = {{ ratio = 0.0, min_retries = 0 }}
 
 #[test]
 fn post_is_retried_only_when_the_route_opts_in() {
-    let good_plain = FlexOrigin::start("good");
-    let good_opt = FlexOrigin::start("good");
-    let (dead1, dead2) = (closed_port(), closed_port());
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.plain]
-instances = ["{}", "{dead1}"]
-outlier = {{ consecutive_failures = 0 }}
-
-[services.opt]
-instances = ["{}", "{dead2}"]
-outlier = {{ consecutive_failures = 0 }}
-{}{}"#,
-        good_plain.addr(),
-        good_opt.addr(),
-        route("plain", "plain", ""),
-        route(
-            "opt",
-            "opt",
-            "retries = { attempts = 2, non_idempotent = true }"
-        )
-    ));
+    let good_plain = Origin::start("good");
+    let good_opt = Origin::start("good");
+    let (dead1, dead2) = (closed_addr(), closed_addr());
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .service_with("plain", &[good_plain.addr(), dead1], |s| {
+                s.set("outlier", "{ consecutive_failures = 0 }");
+            })
+            .service_with("opt", &[good_opt.addr(), dead2], |s| {
+                s.set("outlier", "{ consecutive_failures = 0 }");
+            })
+            .route("plain", "/plain/**", "plain")
+            .route_with("opt", "/opt/**", "opt", |r| {
+                r.set("retries", "{ attempts = 2, non_idempotent = true }");
+            })
+            .build(),
+    );
     let retries = |svc: &str| metric(&gw, "ficus_retries_total", &[("service", svc)]);
 
     // Default policy: POST is not retried, some fail with 502.
@@ -516,19 +508,12 @@ outlier = {{ consecutive_failures = 0 }}
 
 #[test]
 fn connection_closed_before_response_is_retried_for_get_only() {
-    let good = FlexOrigin::start("good");
-    let dropper = FlexOrigin::start("dropper");
-    dropper.set_drop(true);
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}", "{}"]
-outlier = {{ consecutive_failures = 0 }}
-{}"#,
-        good.addr(),
-        dropper.addr(),
-        route("orders", "orders", "")
-    ));
+    let good = Origin::start("good");
+    let dropper = Origin::start("dropper");
+    dropper.set_fallback(Reply::close());
+    let gw = Gateway::start(&orders(&[good.addr(), dropper.addr()], |s| {
+        s.set("outlier", "{ consecutive_failures = 0 }");
+    }));
     let (_, bad) = get_many(&gw, "/orders/", 10, "good");
     assert_eq!(
         bad, 0,
@@ -554,19 +539,15 @@ outlier = {{ consecutive_failures = 0 }}
 
 #[test]
 fn server_errors_are_not_retried_but_lead_to_ejection() {
-    let good = FlexOrigin::start("good");
-    let bad = FlexOrigin::start("bad");
-    bad.set_status(500);
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}", "{}"]
-outlier = {{ consecutive_failures = 3, base_ejection_time = "2s", max_ejection_time = "30s", max_ejection_percent = 50 }}
-{}"#,
-        good.addr(),
-        bad.addr(),
-        route("orders", "orders", "")
-    ));
+    let good = Origin::start("good");
+    let bad = Origin::start("bad");
+    bad.set_fallback(Handler::echo().status(500));
+    let gw = Gateway::start(&orders(&[good.addr(), bad.addr()], |s| {
+        s.set(
+            "outlier",
+            r#"{ consecutive_failures = 3, base_ejection_time = "2s", max_ejection_time = "30s", max_ejection_percent = 50 }"#,
+        );
+    }));
     let mut five_hundreds = 0;
     for i in 0..20 {
         let r = gw.get(&format!("/orders/{i}"));
@@ -635,20 +616,16 @@ outlier = {{ consecutive_failures = 3, base_ejection_time = "2s", max_ejection_t
 
 #[test]
 fn ejection_never_takes_more_than_max_percent() {
-    let a = FlexOrigin::start("a");
-    let b = FlexOrigin::start("b");
-    a.set_status(500);
-    b.set_status(500);
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}", "{}"]
-outlier = {{ consecutive_failures = 2, base_ejection_time = "30s", max_ejection_percent = 50 }}
-{}"#,
-        a.addr(),
-        b.addr(),
-        route("orders", "orders", "")
-    ));
+    let a = Origin::start("a");
+    let b = Origin::start("b");
+    a.set_fallback(Handler::echo().status(500));
+    b.set_fallback(Handler::echo().status(500));
+    let gw = Gateway::start(&orders(&[a.addr(), b.addr()], |s| {
+        s.set(
+            "outlier",
+            r#"{ consecutive_failures = 2, base_ejection_time = "30s", max_ejection_percent = 50 }"#,
+        );
+    }));
     for i in 0..20 {
         let r = gw.get(&format!("/orders/{i}"));
         assert_eq!(r.status, 500, "{}", r.text());
@@ -665,32 +642,26 @@ outlier = {{ consecutive_failures = 2, base_ejection_time = "30s", max_ejection_
 
 #[test]
 fn panic_threshold_uses_unhealthy_instances_when_too_few_are_healthy() {
-    let s1 = FlexOrigin::start("s1");
-    let s2 = FlexOrigin::start("s2");
-    let p1 = FlexOrigin::start("p1");
-    let p2 = FlexOrigin::start("p2");
+    let s1 = Origin::start("s1");
+    let s2 = Origin::start("s2");
+    let p1 = Origin::start("p1");
+    let p2 = Origin::start("p2");
     for o in [&s1, &s2, &p1, &p2] {
         o.set_health(503);
     }
-    let health = r#"health = { path = "/health", interval = "100ms", timeout = "300ms", unhealthy_after = 1 }"#;
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.strict]
-instances = ["{}", "{}"]
-{health}
-
-[services.panicky]
-instances = ["{}", "{}"]
-{health}
-panic_threshold = 0.5
-{}{}"#,
-        s1.addr(),
-        s2.addr(),
-        p1.addr(),
-        p2.addr(),
-        route("strict", "strict", ""),
-        route("panicky", "panicky", "")
-    ));
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .service_with("strict", &[s1.addr(), s2.addr()], |s| {
+                s.set("health", HEALTH_FAST_UNHEALTHY);
+            })
+            .service_with("panicky", &[p1.addr(), p2.addr()], |s| {
+                s.set("health", HEALTH_FAST_UNHEALTHY)
+                    .set("panic_threshold", 0.5);
+            })
+            .route("strict", "/strict/**", "strict")
+            .route("panicky", "/panicky/**", "panicky")
+            .build(),
+    );
     let t = Duration::from_secs(15);
     for (svc, o) in [
         ("strict", &s1),
@@ -720,27 +691,36 @@ panic_threshold = 0.5
 /// count as a successful trial (and close the breaker).
 #[test]
 fn bulkhead_rejected_trial_does_not_close_the_breaker() {
-    let dead = closed_port();
-    let slow = FlexOrigin::start("slow");
-    slow.set_delay(Duration::from_secs(3));
+    let dead = closed_addr();
+    let slow = Origin::start("slow");
+    slow.set_fallback(Handler::echo().delay(Duration::from_secs(3)));
     // Zone preference makes the first pick the dead (local) instance and the retry the slow
     // (remote) one: the first request opens the breaker and then holds the only bulkhead
     // slot for 3 s.
-    let gw = Gateway::start(&format!(
-        r#"{}
-zone = "eu-1"
-
-[services.orders]
-instances = [{{ addr = "{dead}", zone = "eu-1" }}, {{ addr = "{}", zone = "us-1" }}]
-prefer_zone = true
-max_concurrent = 1
-outlier = {{ consecutive_failures = 0 }}
-breaker = {{ consecutive_failures = 1, min_requests = 1000, open_for = "500ms", half_open_requests = 1 }}
-{}"#,
-        GATEWAY.trim_end(),
-        slow.addr(),
-        route("orders", "orders", "")
-    ));
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .gateway(|g| {
+                g.set_str("zone", "eu-1");
+            })
+            .service_with("orders", &[], |s| {
+                s.set(
+                    "instances",
+                    toml_instances(&[
+                        (dead, r#"zone = "eu-1""#),
+                        (slow.addr(), r#"zone = "us-1""#),
+                    ]),
+                )
+                .set("prefer_zone", true)
+                .set("max_concurrent", 1)
+                .set("outlier", "{ consecutive_failures = 0 }")
+                .set(
+                    "breaker",
+                    r#"{ consecutive_failures = 1, min_requests = 1000, open_for = "500ms", half_open_requests = 1 }"#,
+                );
+            })
+            .route("orders", "/orders/**", "orders")
+            .build(),
+    );
     let listen = gw.listen;
     let first = std::thread::spawn(move || {
         let req = "GET /orders/first HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n";
@@ -753,7 +733,7 @@ breaker = {{ consecutive_failures = 1, min_requests = 1000, open_for = "500ms", 
     );
     assert_eq!(breaker_state(&gw, "orders"), "open");
     // Past open_for, while the first request still holds the bulkhead slot.
-    std::thread::sleep(Duration::from_millis(800));
+    wait_open_for_over(&gw, "orders");
     let r = gw.get("/orders/second");
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(slow.requests(), 1);
@@ -774,21 +754,21 @@ breaker = {{ consecutive_failures = 1, min_requests = 1000, open_for = "500ms", 
 /// good: once the instance is healthy again, trials go through and the breaker closes.
 #[test]
 fn trial_without_a_healthy_instance_does_not_wedge_the_breaker() {
-    let o = FlexOrigin::start("orders");
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}"]
-outlier = {{ consecutive_failures = 0 }}
-health = {{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }}
-breaker = {{ consecutive_failures = 2, min_requests = 1000, open_for = "1s", half_open_requests = 1 }}
-{}"#,
-        o.addr(),
-        route("orders", "orders", "")
-    ));
+    let o = Origin::start("orders");
+    let gw = Gateway::start(&orders(&[o.addr()], |s| {
+        s.set("outlier", "{ consecutive_failures = 0 }")
+            .set(
+                "health",
+                r#"{ path = "/health", interval = "100ms", timeout = "300ms", healthy_after = 1, unhealthy_after = 1 }"#,
+            )
+            .set(
+                "breaker",
+                r#"{ consecutive_failures = 2, min_requests = 1000, open_for = "1s", half_open_requests = 1 }"#,
+            );
+    }));
     let t = Duration::from_secs(15);
     wait_health(&gw, "orders", o.addr(), "healthy", t);
-    o.set_status(500);
+    o.set_fallback(Handler::echo().status(500));
     for _ in 0..2 {
         assert_eq!(gw.get("/orders/fail").status, 500);
     }
@@ -796,13 +776,13 @@ breaker = {{ consecutive_failures = 2, min_requests = 1000, open_for = "1s", hal
     // While open, the instance also fails its probes.
     o.set_health(503);
     wait_health(&gw, "orders", o.addr(), "unhealthy", t);
-    std::thread::sleep(Duration::from_millis(1300));
+    wait_open_for_over(&gw, "orders");
     // open_for is over: this request is admitted as the trial but finds no healthy instance.
     let r = gw.get("/orders/trial");
     assert_eq!(r.status, 503, "{}", r.text());
 
     // The instance recovers completely.
-    o.set_status(200);
+    o.set_fallback(Handler::echo());
     o.set_health(200);
     wait_health(&gw, "orders", o.addr(), "healthy", t);
     let mut last = None;
@@ -811,6 +791,7 @@ breaker = {{ consecutive_failures = 2, min_requests = 1000, open_for = "1s", hal
         let ok = r.status == 200;
         last = Some(r);
         if !ok {
+            // Paces the attempts: refused ones come back at once.
             std::thread::sleep(Duration::from_millis(200));
         }
         ok.then_some(())
@@ -835,18 +816,14 @@ breaker = {{ consecutive_failures = 2, min_requests = 1000, open_for = "1s", hal
 /// closing it (before, an abandoned request counted as a success).
 #[test]
 fn abandoned_requests_count_as_failures_for_the_breaker() {
-    let o = FlexOrigin::start("orders");
-    o.set_delay(Duration::from_secs(5));
-    let gw = Gateway::start(&format!(
-        r#"{GATEWAY}
-[services.orders]
-instances = ["{}"]
-outlier = {{ consecutive_failures = 0 }}
-breaker = {{ consecutive_failures = 2, open_for = "1s", half_open_requests = 1 }}
-{}"#,
-        o.addr(),
-        route("orders", "orders", "")
-    ));
+    let o = Origin::start("orders");
+    o.set_fallback(Handler::echo().delay(Duration::from_secs(5)));
+    let gw = Gateway::start(&orders(&[o.addr()], |s| {
+        s.set("outlier", "{ consecutive_failures = 0 }").set(
+            "breaker",
+            r#"{ consecutive_failures = 2, open_for = "1s", half_open_requests = 1 }"#,
+        );
+    }));
     let abandon = |path: &str| {
         let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         let r = try_raw_request(gw.listen, req.as_bytes(), Duration::from_millis(300));
@@ -859,16 +836,19 @@ breaker = {{ consecutive_failures = 2, open_for = "1s", half_open_requests = 1 }
     })
     .unwrap_or_else(|| panic!("two abandoned requests: {}", breaker_state(&gw, "orders")));
     // After open_for, one trial goes through; its client gives up too.
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_open_for_over(&gw, "orders");
     abandon("/orders/trial");
-    std::thread::sleep(Duration::from_millis(300));
+    // The trial's outcome is recorded once the breaker leaves half-open.
+    poll_until(Duration::from_secs(3), || {
+        (breaker_state(&gw, "orders") != "half_open").then_some(())
+    });
     assert_ne!(
         breaker_state(&gw, "orders"),
         "closed",
         "an abandoned trial must not close the breaker"
     );
     // A healthy service closes it again.
-    o.set_delay(Duration::ZERO);
+    o.set_fallback(Handler::echo());
     let ok = poll_until(Duration::from_secs(5), || {
         let r = gw.get("/orders/ok");
         (r.status == 200).then_some(())

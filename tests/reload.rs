@@ -5,21 +5,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn versioned(o: &Origin, version: &str) -> String {
-    with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-response_headers = { set = { "x-version" = "VERSION" } }
-"#)
-        .replace("VERSION", version),
-        &[o],
-    )
+    ConfigBuilder::new()
+        .service("o", &[o.addr()])
+        .route_with("all", "/**", "o", |r| {
+            r.set(
+                "response_headers",
+                format!("{{ set = {{ \"x-version\" = {} }} }}", toml_str(version)),
+            );
+        })
+        .build()
 }
 
 fn reloads(gw: &Gateway, result: &str) -> f64 {
@@ -67,6 +61,7 @@ async fn reload_under_load_drops_no_request() {
     while total.load(Ordering::SeqCst) < 20 && t0.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // A reload every 100 ms under load: the pace is part of the test.
     for i in 1..=20 {
         gw.rewrite_config(&versioned(&o, &format!("v{i}")));
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -89,7 +84,7 @@ async fn reload_under_load_drops_no_request() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // keep the load running a little after the final reload
+    // keep the load running a little after the final reload (load over time is the test)
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
@@ -122,36 +117,18 @@ async fn reload_under_load_drops_no_request() {
 fn invalid_reload_keeps_old_routes_and_counts_failure() {
     let a = Origin::start("a");
     let b = Origin::start("b");
-    let cfg_a = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.a]
-instances = ["{origin:a}"]
-
-[[routes]]
-name = "a"
-match = { path = "/a/**" }
-service = "a"
-"#),
-        &[&a],
-    );
+    let cfg_a = ConfigBuilder::new()
+        .service("a", &[a.addr()])
+        .route("a", "/a/**", "a")
+        .build();
     let gw = Gateway::start(&cfg_a);
     assert_eq!(gw.get("/a/x").origin().as_deref(), Some("a"));
     let failed0 = reloads(&gw, "failed");
 
-    let invalid_semantic = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.b]
-instances = ["{origin:b}"]
-
-[[routes]]
-name = "b"
-match = { path = "/b/**" }
-service = "does-not-exist"
-"#),
-        &[&b],
-    );
+    let invalid_semantic = ConfigBuilder::new()
+        .service("b", &[b.addr()])
+        .route("b", "/b/**", "does-not-exist")
+        .build();
     gw.rewrite_config(&invalid_semantic);
     let failed1 = poll_until(Duration::from_secs(5), || {
         let f = reloads(&gw, "failed");
@@ -187,19 +164,10 @@ service = "does-not-exist"
 
     // now a valid one
     let ok0 = reloads(&gw, "ok");
-    let cfg_b = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.b]
-instances = ["{origin:b}"]
-
-[[routes]]
-name = "b"
-match = { path = "/b/**" }
-service = "b"
-"#),
-        &[&b],
-    );
+    let cfg_b = ConfigBuilder::new()
+        .service("b", &[b.addr()])
+        .route("b", "/b/**", "b")
+        .build();
     let t = Instant::now();
     gw.rewrite_config(&cfg_b);
     poll_until(Duration::from_secs(5), || {
@@ -248,18 +216,20 @@ fn sighup_triggers_reload() {
 fn symlinked_config_follows_the_link_swap() {
     let o = Origin::start("o");
     let k8s_path = |p: &std::path::Path| p.parent().unwrap().join("k8s/routes.toml");
-    let gw = Gateway::start_with_args(&versioned(&o, "one"), move |p| {
-        let k8s = p.parent().unwrap().join("k8s");
-        std::fs::create_dir_all(k8s.join("v1")).unwrap();
-        std::fs::copy(p, k8s.join("v1/routes.toml")).unwrap();
-        std::os::unix::fs::symlink("v1", k8s.join("..data")).unwrap();
-        std::os::unix::fs::symlink("..data/routes.toml", k8s.join("routes.toml")).unwrap();
-        vec![
-            "run".into(),
-            "--config".into(),
-            k8s_path(p).display().to_string(),
-        ]
-    });
+    let gw = Gateway::builder(&versioned(&o, "one"))
+        .args(move |p| {
+            let k8s = p.parent().unwrap().join("k8s");
+            std::fs::create_dir_all(k8s.join("v1")).unwrap();
+            std::fs::copy(p, k8s.join("v1/routes.toml")).unwrap();
+            std::os::unix::fs::symlink("v1", k8s.join("..data")).unwrap();
+            std::os::unix::fs::symlink("..data/routes.toml", k8s.join("routes.toml")).unwrap();
+            vec![
+                "run".into(),
+                "--config".into(),
+                k8s_path(p).display().to_string(),
+            ]
+        })
+        .start();
     assert_eq!(gw.get("/x").header("x-version"), Some("one"));
     let k8s = gw.config_path().parent().unwrap().join("k8s");
     std::fs::create_dir_all(k8s.join("v2")).unwrap();

@@ -1,6 +1,24 @@
 mod common;
 use common::*;
 
+/// A config where every route gets its own service and origin, named after the route:
+/// (name, `match` value). Returns the config and the origins, in the same order.
+fn per_route_config(routes: &[(&str, &str)]) -> (String, Vec<Origin>) {
+    let mut cfg = ConfigBuilder::new();
+    let mut origins = Vec::new();
+    for (name, _) in routes {
+        let o = Origin::start(name);
+        cfg = cfg.service(name, &[o.addr()]);
+        origins.push(o);
+    }
+    for (name, matcher) in routes {
+        cfg = cfg.route_with(name, "/", name, |r| {
+            r.set("match", matcher);
+        });
+    }
+    (cfg.build(), origins)
+}
+
 fn served_by(
     gw: &Gateway,
     method: &str,
@@ -48,15 +66,12 @@ fn check_cases(gw: &Gateway, cases: &[Case<'_>]) {
 #[test]
 fn priority_table_from_spec() {
     // file order deliberately least-specific first
-    let (cfg, _o) = per_route_config(
-        GATEWAY,
-        &[
-            ("catchall", r#"match = { path = "/**" }"#),
-            ("orders_glob", r#"match = { path = "/orders/**" }"#),
-            ("orders_param", r#"match = { path = "/orders/{id}" }"#),
-            ("orders_exact", r#"match = { path = "/orders/42" }"#),
-        ],
-    );
+    let (cfg, _o) = per_route_config(&[
+        ("catchall", r#"{ path = "/**" }"#),
+        ("orders_glob", r#"{ path = "/orders/**" }"#),
+        ("orders_param", r#"{ path = "/orders/{id}" }"#),
+        ("orders_exact", r#"{ path = "/orders/42" }"#),
+    ]);
     let gw = Gateway::start(&cfg);
     check_cases(
         &gw,
@@ -73,39 +88,33 @@ fn priority_table_from_spec() {
 
 #[test]
 fn priority_literals_globs_predicates_and_file_order() {
-    let (cfg, _o) = per_route_config(
-        GATEWAY,
-        &[
-            // more literal segments wins
-            ("a_two_params", r#"match = { path = "/a/{x}/{y}" }"#),
-            ("a_b_param", r#"match = { path = "/a/b/{y}" }"#),
-            // a pattern without ** beats one with ** (same literal count)
-            ("x_glob", r#"match = { path = "/x/**" }"#),
-            ("x_param", r#"match = { path = "/x/{p}" }"#),
-            // more predicates win
-            ("p_any", r#"match = { path = "/p/**" }"#),
-            (
-                "p_post",
-                r#"match = { path = "/p/**", methods = ["POST"] }"#,
-            ),
-            ("m_get", r#"match = { path = "/m/**", methods = ["GET"] }"#),
-            (
-                "m_get_host",
-                r#"match = { path = "/m/**", methods = ["GET"], host = "api.example.com" }"#,
-            ),
-            // file order breaks ties
-            ("t_first", r#"match = { path = "/t/{a}" }"#),
-            ("t_second", r#"match = { path = "/t/{b}" }"#),
-            // exact pattern beats wildcard pattern even when the latter has more predicates
-            (
-                "e_param_preds",
-                r#"match = { path = "/e/{id}", methods = ["GET"], host = "api.example.com" }"#,
-            ),
-            ("e_exact", r#"match = { path = "/e/1" }"#),
-            // single-segment wildcard
-            ("s_star", r#"match = { path = "/s/*/x" }"#),
-        ],
-    );
+    let (cfg, _o) = per_route_config(&[
+        // more literal segments wins
+        ("a_two_params", r#"{ path = "/a/{x}/{y}" }"#),
+        ("a_b_param", r#"{ path = "/a/b/{y}" }"#),
+        // a pattern without ** beats one with ** (same literal count)
+        ("x_glob", r#"{ path = "/x/**" }"#),
+        ("x_param", r#"{ path = "/x/{p}" }"#),
+        // more predicates win
+        ("p_any", r#"{ path = "/p/**" }"#),
+        ("p_post", r#"{ path = "/p/**", methods = ["POST"] }"#),
+        ("m_get", r#"{ path = "/m/**", methods = ["GET"] }"#),
+        (
+            "m_get_host",
+            r#"{ path = "/m/**", methods = ["GET"], host = "api.example.com" }"#,
+        ),
+        // file order breaks ties
+        ("t_first", r#"{ path = "/t/{a}" }"#),
+        ("t_second", r#"{ path = "/t/{b}" }"#),
+        // exact pattern beats wildcard pattern even when the latter has more predicates
+        (
+            "e_param_preds",
+            r#"{ path = "/e/{id}", methods = ["GET"], host = "api.example.com" }"#,
+        ),
+        ("e_exact", r#"{ path = "/e/1" }"#),
+        // single-segment wildcard
+        ("s_star", r#"{ path = "/s/*/x" }"#),
+    ]);
     let gw = Gateway::start(&cfg);
     check_cases(
         &gw,
@@ -133,29 +142,20 @@ fn priority_literals_globs_predicates_and_file_order() {
 
 #[test]
 fn host_and_header_predicates() {
-    let (cfg, _o) = per_route_config(
-        GATEWAY,
-        &[
-            ("h_any", r#"match = { path = "/h/**" }"#),
-            (
-                "h_exact",
-                r#"match = { path = "/h/**", host = "api.example.com" }"#,
-            ),
-            (
-                "h_wild",
-                r#"match = { path = "/h/**", host = "*.example.com" }"#,
-            ),
-            ("hd_any", r#"match = { path = "/hd/**" }"#),
-            (
-                "hd_canary",
-                r#"match = { path = "/hd/**", headers = { "x-canary" = "1" } }"#,
-            ),
-            (
-                "hd_beta",
-                r#"match = { path = "/hd/**", headers = { "x-beta" = "*" } }"#,
-            ),
-        ],
-    );
+    let (cfg, _o) = per_route_config(&[
+        ("h_any", r#"{ path = "/h/**" }"#),
+        ("h_exact", r#"{ path = "/h/**", host = "api.example.com" }"#),
+        ("h_wild", r#"{ path = "/h/**", host = "*.example.com" }"#),
+        ("hd_any", r#"{ path = "/hd/**" }"#),
+        (
+            "hd_canary",
+            r#"{ path = "/hd/**", headers = { "x-canary" = "1" } }"#,
+        ),
+        (
+            "hd_beta",
+            r#"{ path = "/hd/**", headers = { "x-beta" = "*" } }"#,
+        ),
+    ]);
     let gw = Gateway::start(&cfg);
     check_cases(
         &gw,
@@ -178,16 +178,10 @@ fn host_and_header_predicates() {
 /// Clients always send the port in Host for non-default ports; host predicates must still match.
 #[test]
 fn host_predicate_ignores_port_and_case() {
-    let (cfg, _o) = per_route_config(
-        GATEWAY,
-        &[
-            ("h_any", r#"match = { path = "/h/**" }"#),
-            (
-                "h_exact",
-                r#"match = { path = "/h/**", host = "api.example.com" }"#,
-            ),
-        ],
-    );
+    let (cfg, _o) = per_route_config(&[
+        ("h_any", r#"{ path = "/h/**" }"#),
+        ("h_exact", r#"{ path = "/h/**", host = "api.example.com" }"#),
+    ]);
     let gw = Gateway::start(&cfg);
     check_cases(
         &gw,
@@ -200,7 +194,7 @@ fn host_predicate_ignores_port_and_case() {
 
 #[test]
 fn no_route_is_404_json_with_request_id() {
-    let (cfg, origins) = per_route_config(GATEWAY, &[("only", r#"match = { path = "/only/**" }"#)]);
+    let (cfg, origins) = per_route_config(&[("only", r#"{ path = "/only/**" }"#)]);
     let gw = Gateway::start(&cfg);
     let r = gw.get("/nope");
     assert_eq!(r.status, 404, "body: {}", r.text());
@@ -223,38 +217,21 @@ fn no_route_is_404_json_with_request_id() {
 #[test]
 fn strip_prefix_and_rewrite() {
     let o = Origin::start("o");
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "strip"
-match = { path = "/orders/**" }
-service = "o"
-strip_prefix = "/orders"
-
-[[routes]]
-name = "rw_param"
-match = { path = "/search/{q}" }
-service = "o"
-rewrite = "/find?q={q}"
-
-[[routes]]
-name = "rw_swap"
-match = { path = "/legacy/{a}/{b}" }
-service = "o"
-rewrite = "/new/{b}/{a}"
-
-[[routes]]
-name = "rw_tail"
-match = { path = "/v1/users/{id}/**" }
-service = "o"
-rewrite = "/api/users/{id}/{**}"
-"#),
-        &[&o],
-    );
+    let cfg = ConfigBuilder::new()
+        .service("o", &[o.addr()])
+        .route_with("strip", "/orders/**", "o", |r| {
+            r.set_str("strip_prefix", "/orders");
+        })
+        .route_with("rw_param", "/search/{q}", "o", |r| {
+            r.set_str("rewrite", "/find?q={q}");
+        })
+        .route_with("rw_swap", "/legacy/{a}/{b}", "o", |r| {
+            r.set_str("rewrite", "/new/{b}/{a}");
+        })
+        .route_with("rw_tail", "/v1/users/{id}/**", "o", |r| {
+            r.set_str("rewrite", "/api/users/{id}/{**}");
+        })
+        .build();
     let gw = Gateway::start(&cfg);
     let cases = [
         ("/orders/42", "/42"),
@@ -289,24 +266,25 @@ rewrite = "/api/users/{id}/{**}"
 #[test]
 fn request_and_response_header_rules() {
     let o = Origin::builder("o")
-        .header("x-c", "from-origin")
-        .header("x-keep", "yes")
+        .fallback(
+            Handler::echo()
+                .header("x-c", "from-origin")
+                .header("x-keep", "yes"),
+        )
         .start();
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "hdr"
-match = { path = "/**" }
-service = "o"
-request_headers = { set = { "x-a" = "b" }, remove = ["x-b"] }
-response_headers = { set = { "x-c" = "d" }, remove = ["server"] }
-"#),
-        &[&o],
-    );
+    let cfg = ConfigBuilder::new()
+        .service("o", &[o.addr()])
+        .route_with("hdr", "/**", "o", |r| {
+            r.set(
+                "request_headers",
+                r#"{ set = { "x-a" = "b" }, remove = ["x-b"] }"#,
+            )
+            .set(
+                "response_headers",
+                r#"{ set = { "x-c" = "d" }, remove = ["server"] }"#,
+            );
+        })
+        .build();
     let gw = Gateway::start(&cfg);
     let r = get_raw(
         gw.listen,
@@ -343,13 +321,8 @@ response_headers = { set = { "x-c" = "d" }, remove = ["server"] }
 
 #[test]
 fn methods_predicate_without_fallback_is_404() {
-    let (cfg, origins) = per_route_config(
-        GATEWAY,
-        &[(
-            "get_only",
-            r#"match = { path = "/g/**", methods = ["GET"] }"#,
-        )],
-    );
+    let (cfg, origins) =
+        per_route_config(&[("get_only", r#"{ path = "/g/**", methods = ["GET"] }"#)]);
     let gw = Gateway::start(&cfg);
     assert_eq!(gw.get("/g/1").origin().as_deref(), Some("get_only"));
     let r = raw_request(

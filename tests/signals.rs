@@ -3,23 +3,33 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn config(o: &Origin, grace: &str, read_timeout: &str) -> String {
-    with_origins(
-        &(GATEWAY.replace(
-            "threads = 2",
-            &format!("threads = 2\ngrace_period = \"{grace}\""),
-        ) + r#"
-[services.o]
-instances = ["{origin:o}"]
+    ConfigBuilder::new()
+        .gateway(|g| {
+            g.set_str("grace_period", grace);
+        })
+        .service("o", &[o.addr()])
+        .route_with("all", "/**", "o", |r| {
+            r.set(
+                "timeouts",
+                format!("{{ read = {} }}", toml_str(read_timeout)),
+            );
+        })
+        .build()
+}
 
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-timeouts = { read = "READ" }
-"#)
-        .replace("READ", read_timeout),
-        &[o],
-    )
+/// Waits until the gateway shows it took the SIGTERM: `/readyz` says draining, and the
+/// proxy listener no longer accepts connections.
+fn wait_drain_started(gw: &Gateway) {
+    assert!(
+        gw.wait_draining(Duration::from_secs(5)),
+        "/readyz never said draining after SIGTERM"
+    );
+    // Not asserted here: whether new connections are refused is what the tests check.
+    poll_until(Duration::from_secs(2), || {
+        std::net::TcpStream::connect_timeout(&gw.listen, Duration::from_millis(200))
+            .is_err()
+            .then_some(())
+    });
 }
 
 fn spawn_request(
@@ -73,7 +83,7 @@ fn sigterm_when_idle_exits_promptly() {
 #[test]
 fn sigterm_lets_inflight_request_finish_and_refuses_new_ones() {
     let o = Origin::builder("o")
-        .delay(Duration::from_millis(1500))
+        .fallback(Handler::echo().delay(Duration::from_millis(1500)))
         .start();
     let mut gw = Gateway::start(&config(&o, "10s", "30s"));
     let inflight = spawn_request(&gw, Duration::from_secs(15));
@@ -83,8 +93,7 @@ fn sigterm_lets_inflight_request_finish_and_refuses_new_ones() {
     );
     let t = Instant::now();
     gw.signal(libc::SIGTERM);
-
-    std::thread::sleep(Duration::from_millis(300)); // let the gateway notice the signal
+    wait_drain_started(&gw);
     let late = try_raw_request(
         gw.listen,
         b"GET /late HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
@@ -119,7 +128,9 @@ fn sigterm_lets_inflight_request_finish_and_refuses_new_ones() {
 
 #[test]
 fn readyz_is_503_while_draining() {
-    let o = Origin::builder("o").delay(Duration::from_secs(3)).start();
+    let o = Origin::builder("o")
+        .fallback(Handler::echo().delay(Duration::from_secs(3)))
+        .start();
     let mut gw = Gateway::start(&config(&o, "10s", "30s"));
     assert_eq!(gw.admin_get("/healthz").unwrap().status, 200);
     let inflight = spawn_request(&gw, Duration::from_secs(15));
@@ -130,6 +141,7 @@ fn readyz_is_503_while_draining() {
     // listener must stay up and /readyz must say 503 (so load balancers take us out).
     let mut seen = Vec::new();
     for at in [500u64, 1000, 1500, 2000] {
+        // Sampling over the drain is the behaviour under test, so these are timed reads.
         let wait = Duration::from_millis(at).saturating_sub(t.elapsed());
         std::thread::sleep(wait);
         let got = match gw.admin_get("/readyz") {
@@ -152,7 +164,7 @@ fn readyz_is_503_while_draining() {
 
 #[test]
 fn grace_period_bounds_drain_of_hanging_request() {
-    let o = Origin::builder("o").hang().start();
+    let o = Origin::builder("o").fallback(Reply::hang()).start();
     let mut gw = Gateway::start(&config(&o, "1s", "30s"));
     let _inflight = spawn_request(&gw, Duration::from_secs(20));
     assert!(
@@ -179,7 +191,7 @@ fn grace_period_bounds_drain_of_hanging_request() {
 
 #[test]
 fn sigint_stops_a_drain_at_once() {
-    let o = Origin::builder("o").hang().start();
+    let o = Origin::builder("o").fallback(Reply::hang()).start();
     let mut gw = Gateway::start(&config(&o, "10s", "30s"));
     let _inflight = spawn_request(&gw, Duration::from_secs(20));
     assert!(
@@ -187,6 +199,9 @@ fn sigint_stops_a_drain_at_once() {
         "request never reached origin"
     );
     gw.signal(libc::SIGTERM);
+    wait_drain_started(&gw);
+    // What is checked is that the process does *not* exit: give it the time an exit
+    // would take (the drain watcher checks every 20 ms after a 100 ms pause).
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         gw.wait_exit(Duration::from_millis(10)).is_none(),

@@ -102,7 +102,7 @@ fn tls_gateway(origin: SocketAddr) -> (Gateway, reqwest::Client, String) {
         cert.cert_path.display(),
         cert.key_path.display()
     );
-    let gw = Gateway::start_in(dir, &config(origin, &listen));
+    let gw = Gateway::builder(&config(origin, &listen)).dir(dir).start();
     let client = http1_client(
         reqwest::Client::builder()
             .add_root_certificate(ca.reqwest_cert())

@@ -9,17 +9,12 @@ struct TlsSetup {
 }
 
 fn setup() -> TlsSetup {
-    setup_with("")
+    setup_with(|_| {})
 }
 
-/// `extra` is appended to the `[gateway]` table (e.g. `[gateway.limits]`).
-fn setup_with(extra: &str) -> TlsSetup {
-    setup_opts(extra, true)
-}
-
-/// `wait_listeners = false`: return once `/readyz` says ready, without the test harness
-/// connecting to the listeners itself.
-fn setup_opts(extra: &str, wait_listeners: bool) -> TlsSetup {
+/// Listeners: plain HTTP/1 (`gw.listeners[0]`), TLS with two certificates and HTTP/2 by
+/// ALPN (`[1]`), h2c (`[2]`); `limits` edits `[gateway.limits]`.
+fn setup_with(limits: impl FnOnce(&mut Table)) -> TlsSetup {
     let o = Origin::start("o");
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
@@ -27,33 +22,21 @@ fn setup_opts(extra: &str, wait_listeners: bool) -> TlsSetup {
     let a = ca.issue(dir.path(), "a", &["a.example", "127.0.0.1"]);
     let b = ca.issue(dir.path(), "b", &["b.example"]);
     let listen = format!(
-        r#"listen = ["{{listen}}", {{ addr = "{{listen2}}", tls = {{ certificates = [{{ cert = "{}", key = "{}", hosts = ["a.example"] }}, {{ cert = "{}", key = "{}", hosts = ["b.example"] }}] }}, http2 = true }}, {{ addr = "{{listen3}}", h2c = true }}]"#,
+        r#"["{{listen}}", {{ addr = "{{listen}}", tls = {{ certificates = [{{ cert = "{}", key = "{}", hosts = ["a.example"] }}, {{ cert = "{}", key = "{}", hosts = ["b.example"] }}] }}, http2 = true }}, {{ addr = "{{listen}}", h2c = true }}]"#,
         a.cert_path.display(),
         a.key_path.display(),
         b.cert_path.display(),
         b.key_path.display()
     );
-    let cfg = with_origins(
-        &(GATEWAY.replace(r#"listen = ["{listen}"]"#, &listen)
-            + extra
-            + r#"
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "all"
-match = { path = "/**" }
-service = "o"
-"#),
-        &[&o],
-    );
-    let gw = Gateway::try_start_opts(
-        dir,
-        &cfg,
-        |p| vec!["run".into(), "--config".into(), p.display().to_string()],
-        wait_listeners,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set("listen", listen);
+        })
+        .limits(limits)
+        .service("o", &[o.addr()])
+        .catch_all("o")
+        .build();
+    let gw = Gateway::builder(&cfg).dir(dir).start();
     TlsSetup { gw, _o: o, ca }
 }
 
@@ -72,8 +55,8 @@ fn tls_client(ca: &TestCa, tls_addr: SocketAddr) -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_selects_certificate_and_first_is_default() {
     let s = setup();
-    let port = s.gw.listen2.port();
-    let c = tls_client(&s.ca, s.gw.listen2);
+    let port = s.gw.listeners[1].port();
+    let c = tls_client(&s.ca, s.gw.listeners[1]);
     for host in ["a.example", "b.example"] {
         let r = c
             .get(format!("https://{host}:{port}/x"))
@@ -102,9 +85,9 @@ async fn sni_selects_certificate_and_first_is_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_via_alpn() {
     let s = setup();
-    let c = tls_client(&s.ca, s.gw.listen2);
+    let c = tls_client(&s.ca, s.gw.listeners[1]);
     let r = c
-        .get(format!("https://a.example:{}/x", s.gw.listen2.port()))
+        .get(format!("https://a.example:{}/x", s.gw.listeners[1].port()))
         .send()
         .await
         .unwrap();
@@ -123,7 +106,7 @@ async fn h2c_prior_knowledge_and_plain_http1() {
         .build()
         .unwrap();
     let r = c
-        .get(format!("http://{}/x", s.gw.listen3))
+        .get(format!("http://{}/x", s.gw.listeners[2]))
         .send()
         .await
         .expect("h2c request");
@@ -177,8 +160,10 @@ fn raw_tls_alpn(
 #[test]
 fn slow_request_head_over_tls_is_408() {
     use std::io::Write;
-    let s = setup_with("\n[gateway.limits]\nheader_read_timeout = \"1s\"\n");
-    let mut slow = raw_tls(&s.ca, s.gw.listen2);
+    let s = setup_with(|l| {
+        l.set_str("header_read_timeout", "1s");
+    });
+    let mut slow = raw_tls(&s.ca, s.gw.listeners[1]);
     let started = std::time::Instant::now();
     slow.write_all(b"GET /slow HTTP/1.1\r\nHost: a.example\r\nX-Trickle: ")
         .unwrap();
@@ -191,7 +176,7 @@ fn slow_request_head_over_tls_is_408() {
         "408 after {took:?}"
     );
 
-    let mut ok = raw_tls(&s.ca, s.gw.listen2);
+    let mut ok = raw_tls(&s.ca, s.gw.listeners[1]);
     ok.write_all(
         b"GET /t1 HTTP/1.1\r\nHost: a.example\r\n\r\nGET /t2 HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
     )
@@ -230,15 +215,17 @@ fn within(took: std::time::Duration, lo_ms: u64, hi_ms: u64) -> bool {
 #[test]
 fn h2c_listener_guards_http1_heads_too() {
     use std::io::Write;
-    let s = setup_with("\n[gateway.limits]\nheader_read_timeout = \"1s\"\n");
-    let mut slow = raw_tcp(s.gw.listen3);
+    let s = setup_with(|l| {
+        l.set_str("header_read_timeout", "1s");
+    });
+    let mut slow = raw_tcp(s.gw.listeners[2]);
     slow.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\nX-Trickle: ")
         .unwrap();
     let (out, took) = closed_after(|| read_until_close(&mut slow));
     assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
     assert!(within(took, 800, 6000), "408 after {took:?}");
 
-    let mut short = raw_tcp(s.gw.listen3);
+    let mut short = raw_tcp(s.gw.listeners[2]);
     short.write_all(b"GET /s HTTP/1.0\r\n\r\n").unwrap();
     let (out, took) = closed_after(|| read_until_close(&mut short));
     assert!(
@@ -252,7 +239,7 @@ fn h2c_listener_guards_http1_heads_too() {
     );
 
     // Too many header lines on the h2c listener: the JSON 431, not pingora's bare 400.
-    let mut big = raw_tcp(s.gw.listen3);
+    let mut big = raw_tcp(s.gw.listeners[2]);
     let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
     for i in 0..300 {
         head.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
@@ -269,14 +256,16 @@ fn h2c_listener_guards_http1_heads_too() {
 #[test]
 fn stalled_http2_preface_is_closed() {
     use std::io::Write;
-    let s = setup_with("\n[gateway.limits]\nheader_read_timeout = \"1s\"\n");
-    let mut h2c = raw_tcp(s.gw.listen3);
+    let s = setup_with(|l| {
+        l.set_str("header_read_timeout", "1s");
+    });
+    let mut h2c = raw_tcp(s.gw.listeners[2]);
     h2c.write_all(&H2_PREFACE[..10]).unwrap();
     let (out, took) = closed_after(|| read_until_close(&mut h2c));
     assert!(out.is_empty(), "{out:?}");
     assert!(within(took, 800, 6000), "closed after {took:?}");
 
-    let mut tls = raw_tls_alpn(&s.ca, s.gw.listen2, b"h2");
+    let mut tls = raw_tls_alpn(&s.ca, s.gw.listeners[1], b"h2");
     // Finish the TLS handshake (a TLS-level write), then send nothing at the HTTP/2 level.
     tls.conn.complete_io(&mut tls.sock).unwrap();
     assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
@@ -285,7 +274,7 @@ fn stalled_http2_preface_is_closed() {
     assert!(within(took, 800, 6000), "closed after {took:?}");
 
     // A complete preface is served: the gateway answers with its own SETTINGS frame.
-    let mut ok = raw_tcp(s.gw.listen3);
+    let mut ok = raw_tcp(s.gw.listeners[2]);
     ok.write_all(H2_PREFACE).unwrap();
     ok.write_all(H2_SETTINGS).unwrap();
     let mut frame = [0u8; 9];
@@ -298,14 +287,16 @@ fn stalled_http2_preface_is_closed() {
 #[test]
 fn idle_connections_close_after_keepalive_timeout() {
     use std::io::Write;
-    let s = setup_with("\n[gateway.limits]\nkeepalive_timeout = \"1s\"\n");
+    let s = setup_with(|l| {
+        l.set_str("keepalive_timeout", "1s");
+    });
     let mut h1 = raw_tcp(s.gw.listen);
     h1.write_all(b"GET /k HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     let (out, took) = closed_after(|| read_until_close(&mut h1));
     assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
     assert!(within(took, 800, 6000), "closed after {took:?}");
 
-    let mut h2 = raw_tcp(s.gw.listen3);
+    let mut h2 = raw_tcp(s.gw.listeners[2]);
     h2.write_all(H2_PREFACE).unwrap();
     h2.write_all(H2_SETTINGS).unwrap();
     let (out, took) = closed_after(|| read_until_close(&mut h2));
@@ -314,25 +305,14 @@ fn idle_connections_close_after_keepalive_timeout() {
 }
 
 /// A gateway with an h2c listener in front of `o`; `service_extra`: more keys for its service.
-fn h2c_gateway(o: &Origin, service_extra: &str) -> Gateway {
-    let cfg = with_origins(
-        &(GATEWAY.replace(
-            r#"listen = ["{listen}"]"#,
-            r#"listen = [{ addr = "{listen}", h2c = true }]"#,
-        ) + &format!(
-            r#"
-[services.o]
-instances = ["{{origin:o}}"]
-{service_extra}
-
-[[routes]]
-name = "all"
-match = {{ path = "/**" }}
-service = "o"
-"#
-        )),
-        &[o],
-    );
+fn h2c_gateway(o: &Origin, service_extra: impl FnOnce(&mut Table)) -> Gateway {
+    let cfg = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set("listen", r#"[{ addr = "{listen}", h2c = true }]"#);
+        })
+        .service_with("o", &[o.addr()], service_extra)
+        .catch_all("o")
+        .build();
     Gateway::start(&cfg)
 }
 
@@ -352,7 +332,9 @@ async fn h2c_client(gw: &Gateway) -> h2::client::SendRequest<bytes::Bytes> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_http2_body_ends_with_the_upstream_read_timeout() {
     let o = Origin::start("o");
-    let gw = h2c_gateway(&o, r#"timeouts = { read = "1s" }"#);
+    let gw = h2c_gateway(&o, |s| {
+        s.set("timeouts", r#"{ read = "1s" }"#);
+    });
     let mut client = h2c_client(&gw).await;
     let req = http::Request::post(format!("http://{}/upload", gw.listen))
         .header("content-length", "100")
@@ -377,7 +359,7 @@ async fn stalled_http2_body_ends_with_the_upstream_read_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_cookie_fields_are_joined_for_http1() {
     let o = Origin::start("o");
-    let gw = h2c_gateway(&o, "");
+    let gw = h2c_gateway(&o, |_| {});
     let mut client = h2c_client(&gw).await;
     let req = http::Request::get(format!("http://{}/cookies", gw.listen))
         .header("cookie", "a=1")
@@ -398,7 +380,9 @@ async fn http2_cookie_fields_are_joined_for_http1() {
 /// logs no handshake error (a bare TCP probe made pingora log one at every start).
 #[test]
 fn readiness_probe_leaves_no_handshake_error() {
-    let s = setup_opts("", false);
+    let s = setup();
+    // Waiting for a log line that must *not* come: no state says "no error will follow", so
+    // give pingora the time it takes to log a failed handshake after the probe.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let logs = s.gw.logs();
     assert!(!logs.contains("handshake error"), "{logs}");
@@ -428,8 +412,8 @@ async fn mismatched_listener_key_is_refused_at_reload_and_start() {
     );
     assert!(s.gw.logs().contains("do not match"), "{}", s.gw.logs());
     // The old certificates still serve.
-    let r = tls_client(&s.ca, s.gw.listen2)
-        .get(format!("https://a.example:{}/x", s.gw.listen2.port()))
+    let r = tls_client(&s.ca, s.gw.listeners[1])
+        .get(format!("https://a.example:{}/x", s.gw.listeners[1].port()))
         .send()
         .await
         .unwrap_or_else(|e| panic!("TLS after a refused reload: {e:?}"));
@@ -438,12 +422,8 @@ async fn mismatched_listener_key_is_refused_at_reload_and_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("routes.toml");
     std::fs::write(&path, &bad).unwrap();
-    let out = std::process::Command::new(bin())
-        .args(["run", "--config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = ficus(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("do not match"), "{stderr}");
 }
 
@@ -452,7 +432,7 @@ async fn mismatched_listener_key_is_refused_at_reload_and_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_authority_is_checked_like_host() {
     let o = Origin::start("o");
-    let gw = h2c_gateway(&o, "");
+    let gw = h2c_gateway(&o, |_| {});
     for bad in ["a,b", "a:99999"] {
         let mut client = h2c_client(&gw).await;
         let req = http::Request::get(format!("http://{bad}/x"))

@@ -35,19 +35,10 @@ fn connection_refused_is_fast_502() {
     let dead = Origin::start("dead");
     let dead_addr = dead.addr();
     dead.stop();
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.dead]
-instances = ["{origin:dead}"]
-
-[[routes]]
-name = "dead"
-match = { path = "/**" }
-service = "dead"
-"#),
-        &[&dead],
-    );
+    let cfg = ConfigBuilder::new()
+        .service("dead", &[dead_addr])
+        .route("dead", "/**", "dead")
+        .build();
     let gw = Gateway::start(&cfg);
     for _ in 0..3 {
         let start = Instant::now();
@@ -61,21 +52,13 @@ service = "dead"
 
 #[test]
 fn hanging_origin_is_504_after_read_timeout() {
-    let hang = Origin::builder("hang").hang().start();
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.hang]
-instances = ["{origin:hang}"]
-
-[[routes]]
-name = "hang"
-match = { path = "/**" }
-service = "hang"
-timeouts = { read = "300ms" }
-"#),
-        &[&hang],
-    );
+    let hang = Origin::builder("hang").fallback(Reply::hang()).start();
+    let cfg = ConfigBuilder::new()
+        .service("hang", &[hang.addr()])
+        .route_with("hang", "/**", "hang", |r| {
+            r.set("timeouts", r#"{ read = "300ms" }"#);
+        })
+        .build();
     let gw = Gateway::start(&cfg);
     let start = Instant::now();
     let r = try_raw_request(
@@ -97,31 +80,19 @@ timeouts = { read = "300ms" }
 #[test]
 fn slow_origin_within_timeout_and_error_status_pass_through() {
     let slow = Origin::builder("slow")
-        .delay(Duration::from_millis(200))
+        .fallback(Handler::echo().delay(Duration::from_millis(200)))
         .start();
-    let err = Origin::builder("err").status(503).start();
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.slow]
-instances = ["{origin:slow}"]
-
-[services.err]
-instances = ["{origin:err}"]
-
-[[routes]]
-name = "slow"
-match = { path = "/slow/**" }
-service = "slow"
-timeouts = { read = "3s" }
-
-[[routes]]
-name = "err"
-match = { path = "/err/**" }
-service = "err"
-"#),
-        &[&slow, &err],
-    );
+    let err = Origin::builder("err")
+        .fallback(Handler::echo().status(503))
+        .start();
+    let cfg = ConfigBuilder::new()
+        .service("slow", &[slow.addr()])
+        .service("err", &[err.addr()])
+        .route_with("slow", "/slow/**", "slow", |r| {
+            r.set("timeouts", r#"{ read = "3s" }"#);
+        })
+        .route("err", "/err/**", "err")
+        .build();
     let gw = Gateway::start(&cfg);
     let r = gw.get("/slow/x");
     assert_eq!(r.status, 200);
@@ -138,22 +109,17 @@ service = "err"
 #[test]
 fn total_timeout_bounds_slow_origin() {
     let slow = Origin::builder("slow")
-        .delay(Duration::from_secs(5))
+        .fallback(Handler::echo().delay(Duration::from_secs(5)))
         .start();
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + r#"
-[services.slow]
-instances = ["{origin:slow}"]
-
-[[routes]]
-name = "slow"
-match = { path = "/**" }
-service = "slow"
-timeouts = { connect = "1s", read = "10s", total = "500ms" }
-"#),
-        &[&slow],
-    );
+    let cfg = ConfigBuilder::new()
+        .service("slow", &[slow.addr()])
+        .route_with("slow", "/**", "slow", |r| {
+            r.set(
+                "timeouts",
+                r#"{ connect = "1s", read = "10s", total = "500ms" }"#,
+            );
+        })
+        .build();
     let gw = Gateway::start(&cfg);
     let start = Instant::now();
     let r = try_raw_request(
@@ -175,46 +141,23 @@ timeouts = { connect = "1s", read = "10s", total = "500ms" }
 /// the client's connection into a tunnel it never asked for).
 #[test]
 fn invalid_upstream_statuses_are_502() {
-    /// Answers every request on the connection with the same raw bytes.
-    fn answer_with(mut conn: std::net::TcpStream, response: &[u8]) {
-        use std::io::{Read, Write};
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = conn.read(&mut buf) {
-            if n == 0 || conn.write_all(response).is_err() {
-                return;
-            }
-        }
-    }
-    type Serve = fn(std::net::TcpStream);
-    let cases: [(&str, Serve); 3] = [
-        ("101 without an upgrade request", |c| {
-            answer_with(
-                c,
-                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-            )
-        }),
-        ("status 600", |c| {
-            answer_with(c, b"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n")
-        }),
-        ("status 999", |c| {
-            answer_with(c, b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n")
-        }),
+    let cases: [(&str, &[u8]); 3] = [
+        (
+            "101 without an upgrade request",
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        ),
+        ("status 600", b"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n"),
+        ("status 999", b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n"),
     ];
     for (what, canned) in cases {
-        let addr = raw_origin(canned);
-        let cfg = GATEWAY.to_string()
-            + &format!(
-                r#"
-[services.o]
-instances = ["{addr}"]
-
-[[routes]]
-name = "all"
-match = {{ path = "/**" }}
-service = "o"
-retries = {{ attempts = 1 }}
-"#
-            );
+        // Every request on the connection gets the same raw bytes.
+        let o = Origin::builder("o").fallback(Reply::raw(canned)).start();
+        let cfg = ConfigBuilder::new()
+            .service("o", &[o.addr()])
+            .route_with("all", "/**", "o", |r| {
+                r.set("retries", "{ attempts = 1 }");
+            })
+            .build();
         let gw = Gateway::start(&cfg);
         let r = get_raw(gw.listen, "/x", "t", &[]);
         assert_eq!(r.status, 502, "{what}: {:?}", r.text());

@@ -3,47 +3,40 @@
 //! services speak TLS to it with different verification settings.
 
 mod common;
-#[path = "common/flex_origin.rs"]
-mod flex_origin;
 
 use common::*;
-use flex_origin::*;
 
 struct Setup {
     front: Gateway,
     _back: Gateway,
-    origin: FlexOrigin,
+    origin: Origin,
     _dir: tempfile::TempDir,
 }
 
 fn setup() -> Setup {
-    let origin = FlexOrigin::start("plain");
+    let origin = Origin::start("plain");
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     let cert = ca.issue(dir.path(), "orders", &["orders.internal"]);
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, &ca.cert_pem).unwrap();
 
-    let back = Gateway::start(&format!(
-        r#"{}
-[services.plain]
-instances = ["{}"]
-
-[[routes]]
-name = "all"
-match = {{ path = "/**" }}
-service = "plain"
-"#,
-        GATEWAY.replace(
-            r#"listen = ["{listen}"]"#,
-            &format!(
-                r#"listen = [{{ addr = "{{listen}}", tls = {{ certificates = [{{ cert = "{}", key = "{}" }}] }} }}]"#,
-                cert.cert_path.display(),
-                cert.key_path.display()
-            )
-        ),
-        origin.addr()
-    ));
+    let back = Gateway::start(
+        &ConfigBuilder::new()
+            .gateway(|g| {
+                g.set(
+                    "listen",
+                    format!(
+                        r#"[{{ addr = "{{listen}}", tls = {{ certificates = [{{ cert = "{}", key = "{}" }}] }} }}]"#,
+                        cert.cert_path.display(),
+                        cert.key_path.display()
+                    ),
+                );
+            })
+            .service("plain", &[origin.addr()])
+            .catch_all("plain")
+            .build(),
+    );
 
     let ca = ca_path.display();
     let upstream = back.listen;
@@ -63,12 +56,15 @@ service = "plain"
             format!(r#"{{ sni = "wrong.internal", ca_file = "{ca}" }}"#),
         ),
     ];
-    let mut cfg = GATEWAY.to_string();
+    let mut cfg = ConfigBuilder::new();
     for (name, tls) in &services {
-        cfg.push_str(&format!(
-            "\n[services.{name}]\ninstances = [\"{upstream}\"]\ntls = {tls}\n\n[[routes]]\nname = \"{name}\"\nmatch = {{ path = \"/{name}/**\" }}\nservice = \"{name}\"\n"
-        ));
+        cfg = cfg
+            .service_with(name, &[upstream], |s| {
+                s.set("tls", tls);
+            })
+            .route(name, &format!("/{name}/**"), name);
     }
+    let cfg = cfg.build();
     let front = Gateway::start(&cfg);
     Setup {
         front,

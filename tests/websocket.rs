@@ -4,11 +4,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-#[test]
-fn harness_selftest() {
-    selftest();
-}
-
 fn read_head(s: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
@@ -26,23 +21,15 @@ fn read_head(s: &mut TcpStream) -> String {
 
 /// A gateway with a `/ws/**` route to a WebSocket echo origin, with this upstream `read`.
 fn ws_gateway(read: &str) -> (Gateway, Origin) {
-    let ws = Origin::builder("ws").websocket().start();
-    let cfg = with_origins(
-        &(GATEWAY.to_string()
-            + &format!(
-                r#"
-[services.ws]
-instances = ["{{origin:ws}}"]
-
-[[routes]]
-name = "ws"
-match = {{ path = "/ws/**" }}
-service = "ws"
-timeouts = {{ read = "{read}" }}
-"#
-            )),
-        &[&ws],
-    );
+    let ws = Origin::builder("ws")
+        .fallback(Handler::websocket_echo())
+        .start();
+    let cfg = ConfigBuilder::new()
+        .service("ws", &[ws.addr()])
+        .route_with("ws", "/ws/**", "ws", |r| {
+            r.set("timeouts", format!("{{ read = {} }}", toml_str(read)));
+        })
+        .build();
     (Gateway::start(&cfg), ws)
 }
 

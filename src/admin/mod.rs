@@ -154,17 +154,31 @@ fn error_reply(status: StatusCode, message: &str) -> Response<Vec<u8>> {
 pub struct AdminServer {
     app: Arc<Admin>,
     listener: std::sync::Mutex<Option<std::net::TcpListener>>,
+    readiness: std::sync::Mutex<Option<Readiness>>,
+}
+
+/// What the gateway waits for before it reports ready, and where it reports it.
+pub struct Readiness {
+    /// Each proxy listener's actual address, and for TLS listeners the SNI name to ask for.
+    pub probes: Vec<(std::net::SocketAddr, Option<String>)>,
+    /// The actual addresses of every listener, for the ready file.
+    pub addresses: crate::sockets::BoundAddresses,
+    pub ready_file: Option<crate::sockets::ReadyFile>,
 }
 
 impl AdminServer {
-    /// Binds the admin address now, so a busy port is a start-up error.
-    pub fn bind(addr: std::net::SocketAddr, shared: Arc<Shared>) -> std::io::Result<AdminServer> {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        Ok(AdminServer {
+    /// Serves on `listener` (bound and non-blocking, see [`crate::sockets`]) and, once
+    /// started, reports ready when `readiness` says so.
+    pub fn new(
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        readiness: Readiness,
+    ) -> AdminServer {
+        AdminServer {
             app: Arc::new(Admin { shared }),
             listener: std::sync::Mutex::new(Some(listener)),
-        })
+            readiness: std::sync::Mutex::new(Some(readiness)),
+        }
     }
 }
 
@@ -182,7 +196,9 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
                 return;
             }
         };
-        tokio::spawn(wait_for_listeners(self.app.shared.clone()));
+        if let Some(readiness) = self.readiness.lock().ok().and_then(|mut r| r.take()) {
+            tokio::spawn(wait_for_listeners(self.app.shared.clone(), readiness));
+        }
         // Never signalled: the admin listener lives until the process exits.
         let (_keep, never) = tokio::sync::watch::channel(false);
         loop {
@@ -219,35 +235,13 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
 /// The longest readiness waits for the first DNS lookups.
 const FIRST_DNS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Marks the gateway ready once every proxy listener accepts a TCP connection (pingora
-/// binds them on its own schedule, possibly after the admin listener).
-async fn wait_for_listeners(shared: Arc<Shared>) {
-    // Each listener's address, and for TLS listeners a name to ask for.
-    let probes: Vec<(std::net::SocketAddr, Option<String>)> = shared
-        .runtime()
-        .config
-        .gateway
-        .listeners
-        .iter()
-        .map(|l| {
-            let mut a = l.addr;
-            if a.ip().is_unspecified() {
-                a.set_ip(if a.is_ipv4() {
-                    std::net::Ipv4Addr::LOCALHOST.into()
-                } else {
-                    std::net::Ipv6Addr::LOCALHOST.into()
-                });
-            }
-            let sni = l.tls.first().map(|c| {
-                c.hosts
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| "localhost".to_string())
-            });
-            (a, sni)
-        })
-        .collect();
-    for (addr, sni) in probes {
+/// Marks the gateway ready once every proxy listener accepts a connection, and writes the
+/// ready file if one was asked for. A plain listener accepts from the moment it is bound
+/// (the kernel queues connections until pingora's accept loop takes them); a TLS listener
+/// must complete a handshake, which needs pingora's accept loop to run.
+async fn wait_for_listeners(shared: Arc<Shared>, readiness: Readiness) {
+    for (addr, sni) in readiness.probes {
+        let addr = loopback_for(addr);
         // Backs off up to 1 s: each failed TLS probe costs the server an error log line.
         let mut pause = std::time::Duration::from_millis(20);
         loop {
@@ -286,6 +280,24 @@ async fn wait_for_listeners(shared: Arc<Shared>) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     shared.set_listening();
+    if let Some(file) = readiness.ready_file {
+        match file.write(&readiness.addresses) {
+            Ok(()) => tracing::info!(path = %file.path.display(), "ready file written"),
+            Err(e) => tracing::error!("cannot write the ready file {}: {e}", file.path.display()),
+        }
+    }
+}
+
+/// A wildcard listen address (`0.0.0.0`, `[::]`) is probed on loopback.
+fn loopback_for(mut addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr
 }
 
 /// The dashboard page (no build step, no CDN: everything is in this one file).

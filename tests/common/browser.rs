@@ -1,17 +1,16 @@
 //! Headless Chromium for page tests: the DOM after the page's scripts ran, and screenshots.
 //!
-//! Uses Debian's `chromium` (tests/run.sh installs it). Every run gets a fresh, empty profile
-//! directory and the flags that keep Chromium from calling home (this machine refuses it), and
-//! `--virtual-time-budget` so that the page's timers and fetches run before the result is taken.
-//! A run that takes longer than [`TIMEOUT`] is killed (its whole process group: Chromium forks
-//! helpers) and the test panics with Chromium's stderr.
-#![allow(dead_code)]
+//! Uses Debian's `chromium` (tests/run.sh installs it), run by the process fixture. Every run
+//! gets a fresh, empty profile directory and the flags that keep Chromium from calling home
+//! (this machine refuses it), and `--virtual-time-budget` so that the page's timers and
+//! fetches run before the result is taken. A run that takes longer than [`TIMEOUT`] is
+//! killed (its whole process group: Chromium forks helpers) and the test panics with
+//! Chromium's output.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::common::process::ProcessBuilder;
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -50,90 +49,39 @@ pub struct ChromiumOutput {
     pub stderr: String,
 }
 
-/// Runs headless Chromium on `url` with the standard flags plus `extra`.
+/// Runs headless Chromium on `url` with the standard flags plus `extra`, until it exits.
 pub fn run_chromium(url: &str, extra: &[String]) -> ChromiumOutput {
-    if !Path::new(CHROMIUM).exists() {
-        panic!("chromium not installed; run tests/run.sh");
-    }
     let profile = tempfile::tempdir().expect("chromium profile dir");
-    let mut cmd = Command::new(CHROMIUM);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg(format!("--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}"))
-    .args(extra)
-    .arg(url)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    // Own process group, so that a timeout kills the helpers too.
-    .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {CHROMIUM}: {e}"));
-    let pgid = child.id() as libc::pid_t;
-
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => break None,
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("waiting for chromium (pid {pgid}): {e}"),
-        }
+    let mut chromium = ProcessBuilder::new("chromium", CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}"))
+        .args(extra)
+        .arg(url)
+        // Own process group, so that stopping it ends the helpers too; nothing to save.
+        .process_group()
+        .stop_signal(libc::SIGKILL)
+        .start();
+    let Some(status) = chromium.wait_exit(TIMEOUT) else {
+        panic!("chromium did not finish within {TIMEOUT:?} on {url}; killed");
     };
-    // Helpers left behind by the main process would keep the pipes open: end the group.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
+    // Helpers left behind by the main process would outlive the test: end the group.
+    chromium.stop();
+    assert!(status.success(), "chromium failed on {url} ({status})");
+    ChromiumOutput {
+        stdout: chromium.stdout_bytes(),
+        stderr: chromium.stderr(),
     }
-    let status = match status {
-        Some(s) => s,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = err_reader.join().unwrap_or_default();
-            panic!(
-                "chromium (pid {pgid}) did not finish within {TIMEOUT:?} on {url}; killed\nstderr:\n{}",
-                tail(&stderr, 40)
-            );
-        }
-    };
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    if !status.success() {
-        panic!(
-            "chromium failed on {url} ({status})\nstderr:\n{}",
-            tail(&stderr, 40)
-        );
-    }
-    ChromiumOutput { stdout, stderr }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A decoded screenshot, 8-bit RGB.

@@ -1,23 +1,23 @@
 //! A real `dnsmasq` (Debian package `dnsmasq-base`) serving test records on 127.0.0.1 and a
-//! free port (UDP and TCP), for DNS service-discovery tests.
+//! free port (UDP and TCP), for DNS service-discovery tests, run by the process fixture.
 //!
 //! No upstream servers, no /etc/hosts, no resolv.conf: it answers only from the files in its
-//! tempdir, with TTL 1 s, and NXDOMAIN for every other name (`--local=/#/`).
+//! tempdir, with TTL 1 s, and NXDOMAIN for every other name (`--local=/#/`; without it,
+//! [`Dnsmasq::start_without_local_domain`], names it has no record of are REFUSED, AAAA
+//! queries for its own names included).
 //! A/AAAA records live in an `--addn-hosts` file (re-read on SIGHUP); SRV records are
 //! `srv-host=` lines of its `--conf-file`, which dnsmasq reads only at start, so
 //! [`Dnsmasq::set_srv`] restarts it on the same port.
-//!
-//! Include with `#[path = "common/dnsmasq.rs"] mod dnsmasq;`.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::common::process::{start_on_free_port, Process, ProcessBuilder};
 
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 /// How long dnsmasq may take to start, or to serve a change.
@@ -34,41 +34,45 @@ pub type Srv = (u16, u16, u16, String);
 pub struct Dnsmasq {
     /// Where it answers, UDP and TCP.
     pub addr: SocketAddr,
-    dir: tempfile::TempDir,
-    child: Child,
+    process: Process,
+    local_domain: bool,
     hosts: Mutex<BTreeMap<String, Vec<IpAddr>>>,
     srv: BTreeMap<String, Vec<Srv>>,
+    // Dropped last: the process's files live here.
+    dir: tempfile::TempDir,
 }
 
 impl Dnsmasq {
     /// Starts dnsmasq with no records and waits until it answers over UDP and TCP.
     pub fn start() -> Dnsmasq {
-        assert!(
-            Path::new(DNSMASQ).exists(),
-            "dnsmasq not installed; run tests/run.sh which installs it \
-             (Debian package dnsmasq-base, binary {DNSMASQ})"
-        );
+        Dnsmasq::start_with(true)
+    }
+
+    /// Like [`start`](Self::start) but without `--local=/#/`: with no upstream either, it
+    /// answers REFUSED for what it has no record of (as a plain dnsmasq set up for a few
+    /// names does), including AAAA queries for names that only have A records.
+    pub fn start_without_local_domain() -> Dnsmasq {
+        Dnsmasq::start_with(false)
+    }
+
+    fn start_with(local_domain: bool) -> Dnsmasq {
         let dir = tempfile::tempdir().expect("tempdir for dnsmasq");
         std::fs::write(dir.path().join("hosts"), "").unwrap();
         std::fs::write(dir.path().join("srv.conf"), "").unwrap();
-        let port = free_port();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let child = spawn(dir.path(), port);
-        let mut d = Dnsmasq {
-            addr,
-            dir,
-            child,
+        let (process, port) = start_on_free_port(|port| command(dir.path(), port, local_domain));
+        Dnsmasq {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            process,
+            local_domain,
             hosts: Mutex::new(BTreeMap::new()),
             srv: BTreeMap::new(),
-        };
-        d.wait_ready(true);
-        d
+            dir,
+        }
     }
 
     /// The command line used to run dnsmasq (for reports and debugging).
     pub fn command_line(&self) -> String {
-        let args = args(self.dir.path(), self.addr.port());
-        format!("{DNSMASQ} {}", args.join(" "))
+        self.process.command_line().to_string()
     }
 
     /// Replaces the A/AAAA records of `name` (empty = remove it), sends SIGHUP, and returns
@@ -94,8 +98,7 @@ impl Dnsmasq {
         let tmp = self.dir.path().join("hosts.tmp");
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(&tmp, self.dir.path().join("hosts")).unwrap();
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) };
-        assert_eq!(rc, 0, "SIGHUP dnsmasq: {}", std::io::Error::last_os_error());
+        self.process.signal(libc::SIGHUP);
 
         let want: BTreeSet<IpAddr> = ips.iter().copied().collect();
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -149,10 +152,7 @@ impl Dnsmasq {
             }
         }
         std::fs::write(self.dir.path().join("srv.conf"), text).unwrap();
-
-        self.stop();
-        self.child = spawn(self.dir.path(), self.addr.port());
-        self.wait_ready(false);
+        self.restart();
 
         let want = records.len();
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -170,122 +170,76 @@ impl Dnsmasq {
         }
     }
 
+    /// Stops dnsmasq and starts it again on the same port; the port may still be held for a
+    /// moment after the old process died, so a start that fails is tried again.
+    fn restart(&mut self) {
+        self.process.stop();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match command(self.dir.path(), self.addr.port(), self.local_domain).spawn() {
+                Ok(p) => {
+                    self.process = p;
+                    return;
+                }
+                Err(e) if e.exited && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     /// The pid of the running dnsmasq.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// dnsmasq's log (queries included), for assertion messages.
     pub fn log(&self) -> String {
-        let path = self.dir.path().join("dnsmasq.log");
-        match std::fs::read_to_string(&path) {
-            Ok(log) => format!("--- {} ---\n{log}", path.display()),
-            Err(e) => format!("(no dnsmasq log at {}: {e})", path.display()),
-        }
-    }
-
-    /// Waits until the current process answers over UDP and accepts TCP connections. If it
-    /// exits first (the port was taken by someone else between [`free_port`] and dnsmasq's
-    /// bind, or is still held just after a restart), starts it again: on a new port if
-    /// `may_move`, else on the same port.
-    fn wait_ready(&mut self, may_move: bool) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait dnsmasq") {
-                assert!(
-                    Instant::now() < deadline,
-                    "dnsmasq exited ({status}) before answering on {}\n{}",
-                    self.addr,
-                    self.log()
-                );
-                if may_move {
-                    self.addr.set_port(free_port());
-                } else {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                self.child = spawn(self.dir.path(), self.addr.port());
-                continue;
-            }
-            let udp = query_udp(self.addr, "ready.probe", TYPE_A).is_some();
-            let tcp = udp && TcpStream::connect_timeout(&self.addr, POLL_EVERY * 5).is_ok();
-            if tcp {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dnsmasq (pid {}) not answering on {} after {READY_TIMEOUT:?}\n{}",
-                self.child.id(),
-                self.addr,
-                self.log()
-            );
-            std::thread::sleep(POLL_EVERY);
-        }
-    }
-
-    fn stop(&mut self) {
-        // SIGKILL and reap: nothing to flush, and the port must be free for a restart.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("--- dnsmasq log ---\n{}", self.process.log_file(0))
     }
 }
 
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn args(dir: &Path, port: u16) -> Vec<String> {
-    let file = |name: &str| -> PathBuf { dir.join(name) };
+/// The dnsmasq command on `port`, ready once it answers over UDP and accepts TCP.
+fn command(dir: &Path, port: u16, local_domain: bool) -> ProcessBuilder {
+    let file = |name: &str| dir.join(name).display().to_string();
     let mut args = vec![
         "--keep-in-foreground".to_string(),
         format!("--port={port}"),
         "--listen-address=127.0.0.1".to_string(),
         "--bind-interfaces".to_string(),
         // Only the files below: no /etc/dnsmasq.conf, /etc/hosts, resolv.conf or upstreams.
-        format!("--conf-file={}", file("srv.conf").display()),
+        format!("--conf-file={}", file("srv.conf")),
         "--no-hosts".to_string(),
         "--no-resolv".to_string(),
         "--no-poll".to_string(),
-        // Every name is local: unknown names get NXDOMAIN instead of REFUSED.
-        "--local=/#/".to_string(),
-        format!("--addn-hosts={}", file("hosts").display()),
+        format!("--addn-hosts={}", file("hosts")),
         "--local-ttl=1".to_string(),
         "--neg-ttl=1".to_string(),
         "--auth-ttl=1".to_string(),
         "--pid-file=".to_string(),
-        format!("--log-facility={}", file("dnsmasq.log").display()),
+        format!("--log-facility={}", file("dnsmasq.log")),
         "--log-queries".to_string(),
     ];
+    if local_domain {
+        // Every name is local: unknown names get NXDOMAIN instead of REFUSED.
+        args.push("--local=/#/".to_string());
+    }
     // As root, dnsmasq drops privileges to an unprivileged user that may not read the tempdir.
     if unsafe { libc::geteuid() } == 0 {
         args.push("--user=root".to_string());
     }
-    args
-}
-
-fn spawn(dir: &Path, port: u16) -> Child {
-    Command::new(DNSMASQ)
-        .args(args(dir, port))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("dnsmasq not installed; run tests/run.sh which installs it ({DNSMASQ}: {e})")
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    ProcessBuilder::new("dnsmasq", DNSMASQ)
+        .args(args)
+        .log_file(dir.join("dnsmasq.log"))
+        .ready_timeout(READY_TIMEOUT)
+        .ready(move |_| {
+            query_udp(addr, "ready.probe", TYPE_A).is_some()
+                && TcpStream::connect_timeout(&addr, POLL_EVERY * 5).is_ok()
         })
-}
-
-/// A port free on 127.0.0.1 for both UDP and TCP at the time of the call.
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind UDP 127.0.0.1:0");
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP on 127.0.0.1");
+        // Nothing to flush, and the port must be free at once for a restart.
+        .stop_signal(libc::SIGKILL)
 }
 
 /// A DNS reply, reduced to what the fixture checks.

@@ -1,0 +1,223 @@
+//! The gateway's listening sockets, bound by ficus before pingora starts, and the ready file
+//! that reports where they are.
+//!
+//! Binding here rather than inside pingora gives three things: an address in use fails the
+//! start at once with a clear message (pingora would retry for 30 s), port `0` works (the
+//! system picks a free port and the ready file says which), and nothing can take an address
+//! between a check and the bind. pingora takes the proxy sockets over through its table of
+//! listening file descriptors, the mechanism it uses for zero-downtime upgrades: a service
+//! whose address is found in the table uses that socket instead of binding again.
+//!
+//! This module binds and hands over; it never accepts a connection or speaks HTTP.
+
+use async_trait::async_trait;
+use pingora_core::server::{ListenFds, ShutdownWatch};
+use pingora_core::services::{ServiceReadyNotifier, ServiceWithDependents};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::IntoRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::config::GatewaySettings;
+use crate::server::ServerError;
+
+/// Every socket the gateway listens on, bound, with the addresses the system gave them.
+pub struct BoundSockets {
+    /// One per `gateway.listen` entry, in the config's order.
+    pub proxy: Vec<BoundSocket>,
+    pub admin: BoundSocket,
+}
+
+/// A bound, listening socket and its actual address (port `0` replaced by the real port).
+pub struct BoundSocket {
+    pub addr: SocketAddr,
+    pub socket: TcpListener,
+}
+
+impl BoundSockets {
+    /// Binds every proxy listener, then the admin listener. The first address that cannot
+    /// be bound is the error.
+    pub fn bind(gateway: &GatewaySettings) -> Result<BoundSockets, ServerError> {
+        let proxy = gateway
+            .listeners
+            .iter()
+            .map(|l| {
+                BoundSocket::bind(l.addr)
+                    .map_err(|e| ServerError::Start(format!("cannot listen on {}: {e}", l.addr)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let admin = BoundSocket::bind(gateway.admin)
+            .map_err(|e| ServerError::Start(format!("admin listener {}: {e}", gateway.admin)))?;
+        Ok(BoundSockets { proxy, admin })
+    }
+
+    /// The actual addresses, for the ready file and the start-up log line.
+    pub fn addresses(&self) -> BoundAddresses {
+        BoundAddresses {
+            listeners: self.proxy.iter().map(|s| s.addr).collect(),
+            admin: self.admin.addr,
+        }
+    }
+}
+
+impl BoundSocket {
+    fn bind(addr: SocketAddr) -> std::io::Result<BoundSocket> {
+        // std sets SO_REUSEADDR on Unix, as pingora's own bind does.
+        let socket = TcpListener::bind(addr)?;
+        // tokio takes the socket over as it is and needs it non-blocking.
+        socket.set_nonblocking(true)?;
+        Ok(BoundSocket {
+            addr: socket.local_addr()?,
+            socket,
+        })
+    }
+}
+
+/// Where the gateway listens, as reported in the ready file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundAddresses {
+    /// The proxy listeners, in the config's order.
+    pub listeners: Vec<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
+impl BoundAddresses {
+    /// `{"listeners":["127.0.0.1:41234",...],"admin":"127.0.0.1:41235"}`
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "listeners": self.listeners.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "admin": self.admin.to_string(),
+        })
+        .to_string()
+    }
+}
+
+/// The file `ficus run --ready-file PATH` writes once every listener accepts.
+#[derive(Debug, Clone)]
+pub struct ReadyFile {
+    pub path: PathBuf,
+}
+
+impl ReadyFile {
+    /// Removes a file left by an earlier run, so that whoever waits for it never reads a
+    /// stale one.
+    pub fn clear(&self) -> Result<(), ServerError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ServerError::Start(format!(
+                "cannot remove the old ready file {}: {e}",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// Writes the addresses next to the file and renames it into place, so that a reader
+    /// sees either no file or the whole of it.
+    pub fn write(&self, addrs: &BoundAddresses) -> std::io::Result<()> {
+        let tmp = sibling(&self.path, ".tmp");
+        std::fs::write(&tmp, format!("{}\n", addrs.to_json()))?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+/// `dir/name` + `suffix`, in the same directory (a rename stays on one file system).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// A pingora service that listens on sockets ficus bound ([`BoundSockets`]) instead of
+/// binding its addresses itself. Each socket is registered under its address (the key the
+/// service was given with `add_tcp`/`add_tls_with_settings`) in pingora's listening-fd
+/// table just before the service builds its listeners.
+pub struct PreBound<S> {
+    inner: S,
+    sockets: Vec<BoundSocket>,
+}
+
+impl<S> PreBound<S> {
+    /// `inner` must have one listener added for each socket, under `socket.addr.to_string()`.
+    pub fn new(inner: S, sockets: Vec<BoundSocket>) -> PreBound<S> {
+        PreBound { inner, sockets }
+    }
+}
+
+#[async_trait]
+impl<S: ServiceWithDependents> ServiceWithDependents for PreBound<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+        ready_notifier: ServiceReadyNotifier,
+    ) {
+        match &fds {
+            Some(table) => {
+                let mut table = table.lock();
+                for s in self.sockets.drain(..) {
+                    // pingora owns the descriptor from here on (it wraps it in its listener).
+                    table.add(s.addr.to_string(), s.socket.into_raw_fd());
+                }
+            }
+            None => {
+                // pingora's server always passes its table on Unix. Without one, give the
+                // addresses back: pingora binds the same (now concrete) addresses itself.
+                tracing::warn!("no listening-fd table; pingora binds the listeners itself");
+                self.sockets.clear();
+            }
+        }
+        self.inner
+            .start_service(fds, shutdown, listeners_per_fd, ready_notifier)
+            .await
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.inner.listen_addresses()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_file_holds_the_actual_addresses_as_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ReadyFile {
+            path: dir.path().join("ready.json"),
+        };
+        let addrs = BoundAddresses {
+            listeners: vec![
+                "127.0.0.1:4000".parse().unwrap(),
+                "[::1]:4001".parse().unwrap(),
+            ],
+            admin: "127.0.0.1:4002".parse().unwrap(),
+        };
+        file.write(&addrs).unwrap();
+        let text = std::fs::read_to_string(&file.path).unwrap();
+        assert_eq!(
+            text,
+            "{\"admin\":\"127.0.0.1:4002\",\"listeners\":[\"127.0.0.1:4000\",\"[::1]:4001\"]}\n"
+        );
+        assert!(!dir.path().join("ready.json.tmp").exists());
+        file.clear().unwrap();
+        assert!(!file.path.exists());
+        file.clear().unwrap();
+    }
+
+    #[test]
+    fn port_zero_is_replaced_by_the_bound_port() {
+        let s = BoundSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_ne!(s.addr.port(), 0);
+        assert_eq!(s.socket.local_addr().unwrap(), s.addr);
+    }
+}
