@@ -101,6 +101,8 @@ pub struct Shared {
     /// loops use it to refresh what they cached).
     generation: AtomicU64,
     pub config_path: PathBuf,
+    /// The admin address at start: a reload cannot move the admin listener.
+    admin: std::net::SocketAddr,
 }
 
 /// Counts a request as in flight until dropped.
@@ -123,6 +125,7 @@ impl Shared {
         let metrics = Metrics::default();
         let registry = Arc::new(Registry::default());
         let path = config.path.clone();
+        let admin = config.gateway.admin;
         let runtime = Runtime::new(config, &metrics, &registry, 1);
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
@@ -133,6 +136,7 @@ impl Shared {
             listening: AtomicBool::new(false),
             generation: AtomicU64::new(1),
             config_path: path,
+            admin,
         })
     }
 
@@ -186,8 +190,13 @@ impl Shared {
 
     pub fn reload_from(&self, path: &Path) -> Result<ReloadOutcome, ConfigError> {
         let current = self.runtime.load();
-        // Policies whose sections did not change keep their instances (and caches).
-        match config::load_with(path, Some(&current.config.policies)) {
+        // Policies whose sections did not change keep their instances (and caches); the
+        // registry-write guard judges the admin address actually bound.
+        let running = config::Running {
+            policies: &current.config.policies,
+            admin: self.admin,
+        };
+        match config::load_with(path, Some(&running)) {
             Ok(cfg) => {
                 for what in restart_only_changes(&current.config.gateway, &cfg.gateway) {
                     tracing::warn!(

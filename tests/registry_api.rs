@@ -229,6 +229,21 @@ fn a_reachable_admin_listener_needs_the_token() {
         401,
         "the refused reload opened registration"
     );
+    // Moving `admin` to loopback in the same edit does not help: the listener stays
+    // where it is until a restart, so the reload is judged on the address it is bound to.
+    let moved = open.replace("0.0.0.0:0", "127.0.0.1:0");
+    assert_ne!(moved, open);
+    let refusals = gw.logs().matches("can be reached from other hosts").count();
+    gw.rewrite_config(&moved);
+    poll_until(Duration::from_secs(5), || {
+        (gw.logs().matches("can be reached from other hosts").count() > refusals).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the reload moving admin was not refused:\n{}", gw.logs()));
+    assert_eq!(
+        admin_request(&gw, "POST", &path, None, Some(other)).status,
+        401,
+        "a reload that moved admin in the file opened registration"
+    );
     let hb = format!("{path}/{id}/heartbeat");
     assert_eq!(admin_request(&gw, "PUT", &hb, None, None).status, 401);
     assert_eq!(

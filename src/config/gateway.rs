@@ -320,8 +320,8 @@ pub(super) fn check_registry_writes_are_guarded(
         format!(
             "set `[registry] token_env = \"NAME\"` (the environment variable holding the \
              bearer token) or `token`, or bind `admin` to loopback (\"127.0.0.1:{port}\" or \
-             \"[::1]:{port}\"), or turn self-registration off with `[registry] \
-             registration = false`"
+             \"[::1]:{port}\"; a changed `admin` applies at the next restart), or turn \
+             self-registration off with `[registry] registration = false`"
         ),
     );
 }

@@ -25,6 +25,7 @@ mod tls;
 use diag::{did_you_mean, Diagnostic, Diagnostics, Severity};
 use raw::{RawGateway, RawRegistry, RawRoute, RawService};
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -94,9 +95,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with(path, None)
 }
 
-/// Reads and compiles a config file, keeping the policy instances of `previous` (the
-/// running snapshot's) whose settings did not change.
-pub fn load_with(path: &Path, previous: Option<&Policies>) -> Result<Config, ConfigError> {
+/// What a reload compiles against: the running gateway.
+pub struct Running<'a> {
+    /// The running snapshot's policies; those whose settings did not change are kept.
+    pub policies: &'a Policies,
+    /// The admin address the running gateway listens on (a changed `admin` applies only at
+    /// the next restart, so the guard on registry writes judges this one).
+    pub admin: SocketAddr,
+}
+
+/// Reads and compiles a config file for a running gateway (see [`Running`]).
+pub fn load_with(path: &Path, previous: Option<&Running<'_>>) -> Result<Config, ConfigError> {
     let source = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
         path: path.display().to_string(),
         source: e,
@@ -109,12 +118,13 @@ pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
     compile_with(path, source, None)
 }
 
-/// Compiles config text, reusing the unchanged policy instances of `previous`.
+/// Compiles config text, for a running gateway when `running` is given.
 pub fn compile_with(
     path: &Path,
     source: &str,
-    previous: Option<&Policies>,
+    running: Option<&Running<'_>>,
 ) -> Result<Config, ConfigError> {
+    let previous = running.map(|r| r.policies);
     let file = path.display().to_string();
     let mut c = Compiler {
         d: Diagnostics::new(&file, source),
@@ -140,7 +150,7 @@ pub fn compile_with(
     gateway::check_registry_writes_are_guarded(
         &mut c,
         raw_gateway,
-        gateway.admin,
+        running.map_or(gateway.admin, |r| r.admin),
         &sections.registry,
         registry.registration && services.iter().any(|s| s.registration),
     );
