@@ -8,8 +8,8 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// A request sent from the local address `from` to `to`.
-fn get_from(from: IpAddr, to: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+/// Raw request bytes sent from the local address `from` to `to`.
+fn send_from(from: IpAddr, to: SocketAddr, request: &[u8]) -> RawResponse {
     let socket = match from {
         IpAddr::V4(_) => socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None),
         IpAddr::V6(_) => socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None),
@@ -20,13 +20,18 @@ fn get_from(from: IpAddr, to: SocketAddr, path: &str, headers: &[(&str, &str)]) 
         .connect_timeout(&to.into(), Duration::from_secs(5))
         .unwrap();
     let mut stream: std::net::TcpStream = socket.into();
+    stream.write_all(request).unwrap();
+    read_response(&mut stream, Instant::now() + Duration::from_secs(10)).unwrap()
+}
+
+/// A request sent from the local address `from` to `to`.
+fn get_from(from: IpAddr, to: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawResponse {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n");
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).unwrap();
-    read_response(&mut stream, Instant::now() + Duration::from_secs(10)).unwrap()
+    send_from(from, to, req.as_bytes())
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -437,4 +442,64 @@ service = "o"
         out.contains("405 (TRACE is not allowed on this route)"),
         "{out}"
     );
+}
+
+#[test]
+fn a_host_scoped_policy_holds_for_absolute_form_targets() {
+    let o = Origin::start("o");
+    let gw = Gateway::start(&with_origin(
+        r#"
+[gateway]
+listen = ["{listen}"]
+admin = "{admin}"
+threads = 2
+
+[access.office]
+allow = ["127.0.0.2"]
+
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "admin-host"
+match = { path = "/**", host = "admin.example" }
+service = "o"
+access = "office"
+
+[[routes]]
+name = "rest"
+match = { path = "/**" }
+service = "o"
+"#,
+        &o,
+    ));
+    let outsider = ip("127.0.0.8");
+    // HTTP/1.0 needs no Host: the target's authority is the host routed on.
+    let r = send_from(
+        outsider,
+        gw.listen,
+        b"GET http://admin.example/secret HTTP/1.0\r\n\r\n",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = send_from(
+        outsider,
+        gw.listen,
+        b"GET http://ADMIN.example:80/secret HTTP/1.0\r\n\r\n",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    // A Host that names another site than the target is refused, not routed on.
+    let r = send_from(
+        outsider,
+        gw.listen,
+        b"GET http://admin.example/secret HTTP/1.0\r\nHost: other.example\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(o.requests(), 0);
+    let r = send_from(
+        ip("127.0.0.2"),
+        gw.listen,
+        b"GET http://admin.example/secret HTTP/1.0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(o.last().unwrap().header("host"), Some("admin.example"));
 }

@@ -84,7 +84,14 @@ fn host_is_sound(req: &RequestHeader) -> bool {
     let mut hosts = req.headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => false,
-        (Some(h), None) => headers::host_value_is_sound(h.as_bytes()),
+        // An absolute-form target names the host itself; a `Host` that says otherwise
+        // would have the upstream serve another site than the one routed on (pingora
+        // refuses this for HTTP/1.1; HTTP/1.0 gets the same rule here).
+        (Some(h), None) => {
+            headers::host_value_is_sound(h.as_bytes())
+                && headers::absolute_target_authority(req.raw_path())
+                    .is_none_or(|a| a.eq_ignore_ascii_case(h.as_bytes()))
+        }
         // HTTP/2 `:authority`, or an HTTP/1.0 absolute-form target without `Host`: the same
         // rules for the authority it carries.
         (None, _) => match req.uri.authority() {

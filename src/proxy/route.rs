@@ -65,7 +65,7 @@ impl<'h> RoutingInput<'h> {
         Ok(RoutingInput {
             method,
             preflight,
-            host: headers::request_host(req),
+            host: routing_host(req),
             raw_path,
             query,
             normalized,
@@ -82,6 +82,26 @@ impl<'h> RoutingInput<'h> {
             headers: &req.headers,
         }
     }
+}
+
+/// The host routes are matched on: an absolute-form target's authority (RFC 9112 §3.2.2:
+/// it wins over `Host`; pingora keeps it only in the raw target of an HTTP/1.0 request),
+/// else the URI's or the `Host` header's, always without the port.
+fn routing_host(req: &RequestHeader) -> Option<&str> {
+    let target = req.raw_path();
+    if target.first() != Some(&b'/') {
+        if let Some(a) = headers::absolute_authority(target) {
+            // `absolute_authority` only returns a sound `host[:port]`, which is ASCII.
+            let a = std::str::from_utf8(a).ok()?;
+            return Some(match a.rfind(':') {
+                Some(i) if !a.ends_with(']') && a[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
+                    &a[..i]
+                }
+                _ => a,
+            });
+        }
+    }
+    headers::request_host(req)
 }
 
 /// A CORS preflight (`OPTIONS` with `Origin` and a valid `Access-Control-Request-Method`,
