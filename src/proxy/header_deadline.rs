@@ -404,10 +404,12 @@ async fn answer_and_close<W: AsyncWrite + Unpin + ?Sized>(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n",
         body.len()
     );
+    // Counted before the answer goes out: a client that reads it and then scrapes
+    // `/metrics` must find it there.
+    shared.metrics.unrouted.record(status, Duration::ZERO);
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(&body).await;
     let _ = stream.flush().await;
-    shared.metrics.unrouted.record(status, Duration::ZERO);
     tracing::info!(request_id = %id, status, "request head rejected: {}", err.message());
 }
 
