@@ -11,6 +11,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod http_syntax;
 pub mod ids;
 pub mod logging;
 pub mod metrics;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::config::diag::Severity;
 use crate::config::{self, ConfigError};
+use crate::http_syntax::host;
 use crate::router::normalize;
 use crate::router::RequestView;
 
@@ -127,7 +128,7 @@ fn explain_request(
         })
         .or_else(|| {
             let host = header.headers.get(http::header::HOST)?;
-            (!crate::proxy::headers::host_value_is_sound(host.as_bytes()))
+            (!host::host_value_is_sound(host.as_bytes()))
                 .then(|| "the Host header is not a plain host[:port]".to_string())
         });
     Ok(ExplainRequest {
@@ -176,7 +177,7 @@ pub fn explain(
         );
         return Ok(out);
     }
-    let host = crate::proxy::headers::request_host(&req.header);
+    let host = host::request_host(&req.header);
     let map = &req.header.headers;
     let (raw_path, query) = normalize::split_target(req.target.as_bytes());
     let normalized = match normalize::normalize(raw_path) {
