@@ -19,7 +19,7 @@ use thiserror::Error;
 
 use crate::admin::AdminServer;
 use crate::config::{Certificate, Config, Listener};
-use crate::proxy::header_deadline::HeaderDeadline;
+use crate::listener::HeaderDeadline;
 use crate::proxy::Gateway;
 use crate::registry::background::RegistryTasks;
 use crate::reload::ConfigWatcher;

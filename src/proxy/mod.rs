@@ -13,10 +13,7 @@
 //! - `logging`: metrics and the access log line.
 
 pub mod ctx;
-pub mod flush_before_read;
-pub mod header_deadline;
 pub mod headers;
-pub mod replay;
 pub mod respond;
 pub mod select;
 

@@ -29,8 +29,8 @@ use tokio::time::{Instant, Sleep};
 
 use super::flush_before_read::FlushBeforeRead;
 use super::replay::Replay;
-use super::respond::{error_body, GatewayError};
 use crate::ids;
+use crate::proxy::respond::{error_body, GatewayError};
 use crate::runtime::Shared;
 
 /// The first byte of a TLS handshake record (RFC 8446 §5.1).
@@ -377,7 +377,6 @@ async fn read_opening<R: AsyncRead + Unpin + ?Sized>(
 trait HeadIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> HeadIo for T {}
 
-/// Answers a request the proxy never sees (slow or oversized head) and closes.
 /// The client's own `X-Request-Id` in the (maybe partial) head read so far, if it is one
 /// the gateway would accept; only looked for when the gateway answers the head itself.
 fn client_request_id(head: &[u8]) -> Option<String> {
@@ -387,6 +386,7 @@ fn client_request_id(head: &[u8]) -> Option<String> {
     })
 }
 
+/// Answers a request the proxy never sees (slow or oversized head) and closes.
 async fn answer_and_close<W: AsyncWrite + Unpin + ?Sized>(
     stream: &mut W,
     head: &[u8],
