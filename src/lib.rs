@@ -3,8 +3,9 @@
 //! The request flow: [`proxy::Gateway`] (pingora phases) → [`router`] (normalize, match) →
 //! [`upstream`] (pick an instance) → the origin. [`config`] compiles routes.toml into the
 //! types the router and upstreams use; [`runtime`] holds the current compiled snapshot;
-//! [`reload`] swaps it; [`admin`] serves health and metrics; [`server`] wires it all into
-//! pingora. See docs/architecture.md.
+//! [`reload`] swaps it; [`admin`] serves health and metrics; [`listener`] reads request
+//! heads before the proxy sees them; [`server`] wires it all into pingora. See
+//! docs/architecture.md.
 
 pub mod access_log;
 pub mod admin;
@@ -12,7 +13,9 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod duration;
+pub mod http_syntax;
 pub mod ids;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod policy;

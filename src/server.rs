@@ -20,8 +20,8 @@ use thiserror::Error;
 
 use crate::admin::{AdminServer, Readiness};
 use crate::config::{Certificate, Config, Listener};
+use crate::listener::HeaderDeadline;
 use crate::policy::tasks::PolicyTasks;
-use crate::proxy::header_deadline::HeaderDeadline;
 use crate::proxy::Gateway;
 use crate::registry::background::RegistryTasks;
 use crate::reload::ConfigWatcher;

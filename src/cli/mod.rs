@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::config::diag::Severity;
 use crate::config::{self, ConfigError};
+use crate::http_syntax::host;
 use crate::proxy::admission;
 use crate::proxy::error::GatewayError;
 use crate::proxy::route::{route_request, RoutingInput};
@@ -133,7 +134,7 @@ fn explain_request(
         })
         .or_else(|| {
             let host = header.headers.get(http::header::HOST)?;
-            (!crate::proxy::headers::host_value_is_sound(host.as_bytes()))
+            (!host::host_value_is_sound(host.as_bytes()))
                 .then(|| "the Host header is not a plain host[:port]".to_string())
         });
     Ok(ExplainRequest {

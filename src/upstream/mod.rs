@@ -80,8 +80,8 @@ pub fn make_peer(
     };
     peer.options.idle_timeout = pool_idle;
     // The gateway removes hop-by-hop headers itself, in one pass over the names
-    // (`proxy::headers::strip_hop_by_hop_request`); pingora's standard pass would look
-    // each of ten names up again on every request.
+    // (`proxy::headers::hop_by_hop::strip_hop_by_hop_request`); pingora's standard pass
+    // would look each of ten names up again on every request.
     peer.options.http_upstream_request_policy = HttpUpstreamRequestPolicy::preserve();
     peer.options.tcp_keepalive = Some(UPSTREAM_KEEPALIVE.clone());
     if let Some(t) = tls {

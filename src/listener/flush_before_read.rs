@@ -49,6 +49,13 @@ impl FlushBeforeRead {
     pub fn into_inner(self) -> Stream {
         self.inner
     }
+
+    /// Notes a write, if it put bytes into the inner stream.
+    fn note(&mut self, polled: &Poll<io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.unflushed = true;
+        }
+    }
 }
 
 impl AsyncRead for FlushBeforeRead {
@@ -79,9 +86,7 @@ impl AsyncWrite for FlushBeforeRead {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.unflushed = true;
-        }
+        self.note(&polled);
         polled
     }
 
@@ -91,9 +96,7 @@ impl AsyncWrite for FlushBeforeRead {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.unflushed = true;
-        }
+        self.note(&polled);
         polled
     }
 

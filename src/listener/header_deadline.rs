@@ -27,11 +27,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
-use super::error::GatewayError;
 use super::flush_before_read::FlushBeforeRead;
 use super::replay::Replay;
-use super::respond::{gateway_head, Reply};
 use crate::ids;
+use crate::proxy::error::GatewayError;
+use crate::proxy::respond::{gateway_head, Reply};
 use crate::runtime::Shared;
 
 /// The first byte of a TLS handshake record (RFC 8446 §5.1).
@@ -378,7 +378,6 @@ async fn read_opening<R: AsyncRead + Unpin + ?Sized>(
 trait HeadIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> HeadIo for T {}
 
-/// Answers a request the proxy never sees (slow or oversized head) and closes.
 /// The client's own `X-Request-Id` in the (maybe partial) head read so far, if it is one
 /// the gateway would accept; only looked for when the gateway answers the head itself.
 fn client_request_id(head: &[u8]) -> Option<String> {
@@ -388,6 +387,7 @@ fn client_request_id(head: &[u8]) -> Option<String> {
     })
 }
 
+/// Answers a request the proxy never sees (slow or oversized head) and closes.
 async fn answer_and_close<W: AsyncWrite + Unpin + ?Sized>(
     stream: &mut W,
     head: &[u8],
@@ -416,10 +416,12 @@ async fn answer_and_close<W: AsyncWrite + Unpin + ?Sized>(
     head.push_str(&id);
     head.push_str("\r\nconnection: close\r\n\r\n");
     let body = reply.body;
+    // Counted before the answer goes out: a client that reads it and then scrapes
+    // `/metrics` must find it there.
+    shared.metrics.unrouted.record(status, Duration::ZERO);
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(&body).await;
     let _ = stream.flush().await;
-    shared.metrics.unrouted.record(status, Duration::ZERO);
     tracing::info!(request_id = %id, status, "request head rejected: {}", err.message());
 }
 
