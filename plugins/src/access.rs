@@ -93,8 +93,15 @@ impl PolicyKind for Access {
     }
 }
 
+/// Errors reported for one list before the rest are summed up (a generated file with
+/// thousands of bad entries should not bury the first ones, or take long to report).
+const MAX_REPORTED: usize = 32;
+
+/// The list's networks, sorted and without duplicates: order carries no meaning, so a
+/// reordered list is the same policy (and keeps its instance across a reload).
 fn compile_list(list: &[Spanned<String>], key: &str, cx: &mut CompileContext<'_>) -> Vec<Cidr> {
     let mut out = Vec::with_capacity(list.len());
+    let mut bad = 0;
     for (i, entry) in list.iter().enumerate() {
         let key = format!("{key}[{i}]");
         match Cidr::parse(entry.get_ref()) {
@@ -112,14 +119,31 @@ fn compile_list(list: &[Spanned<String>], key: &str, cx: &mut CompileContext<'_>
                 }
                 out.push(c.network());
             }
-            None => cx.error_hint(
-                Some(entry.span()),
-                &key,
-                format!("`{}` is not an IP address or network", entry.get_ref()),
-                "write an address or a network like \"10.0.0.0/8\" or \"2001:db8::/32\"",
-            ),
+            None => {
+                bad += 1;
+                if bad <= MAX_REPORTED {
+                    cx.error_hint(
+                        Some(entry.span()),
+                        &key,
+                        format!("`{}` is not an IP address or network", entry.get_ref()),
+                        "write an address or a network like \"10.0.0.0/8\" or \"2001:db8::/32\"",
+                    );
+                }
+            }
         }
     }
+    if bad > MAX_REPORTED {
+        cx.error(
+            None,
+            key,
+            format!(
+                "{} more entries of `{key}` are not IP addresses or networks",
+                bad - MAX_REPORTED
+            ),
+        );
+    }
+    out.sort();
+    out.dedup();
     out
 }
 
@@ -194,6 +218,29 @@ mod tests {
         assert_eq!(keys, ["allow[0]", "allow[1]", "deny[0]"]);
         assert!(problems[0].message.contains("10.0.0.0/8"));
         assert!(problems[1].span.is_some());
+    }
+
+    #[test]
+    fn order_and_duplicates_do_not_make_another_policy() {
+        let compile = |src: &str| {
+            let cfg: AccessConfig = toml::from_str(src).unwrap();
+            Access::compile(cfg, &mut CompileContext::new(Path::new("."))).unwrap()
+        };
+        assert_eq!(
+            compile("allow = [\"10.0.0.0/8\", \"192.0.2.1\"]"),
+            compile("allow = [\"192.0.2.1\", \"10.0.0.0/8\", \"192.0.2.1/32\"]")
+        );
+    }
+
+    #[test]
+    fn a_flood_of_bad_entries_is_summed_up() {
+        let entries: Vec<String> = (0..500).map(|i| format!("\"bad{i}\"")).collect();
+        let cfg: AccessConfig = toml::from_str(&format!("deny = [{}]", entries.join(","))).unwrap();
+        let mut cx = CompileContext::new(Path::new("."));
+        assert!(Access::compile(cfg, &mut cx).is_none());
+        let problems = cx.into_problems();
+        assert_eq!(problems.len(), MAX_REPORTED + 1);
+        assert!(problems[MAX_REPORTED].message.contains("468 more entries"));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 /// An IP network (`10.0.0.0/8`, `2001:db8::/32`), or a single address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cidr {
     pub addr: IpAddr,
     pub prefix: u8,
@@ -22,7 +22,20 @@ impl Cidr {
         };
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(Cidr { addr: ip, prefix })
+        if prefix > max {
+            return None;
+        }
+        // `::ffff:10.0.0.0/104` is how IPv4 networks look to a dual-stack socket: the same
+        // network as `10.0.0.0/8`, which is what clients are matched as.
+        if let IpAddr::V6(v6) = ip {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Some(Cidr {
+                    addr: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
+        Some(Cidr { addr: ip, prefix })
     }
 
     /// Whether `ip` is in the network. An IPv4-mapped IPv6 address (`::ffff:10.1.2.3`, how a
@@ -100,6 +113,15 @@ mod tests {
         assert!(v6.contains(ip("2001:db8:1::5")));
         assert!(!v6.contains(ip("2001:db9::1")));
         assert!(!v6.contains(ip("10.0.0.1")));
+        // IPv4-mapped entries are the IPv4 networks they carry.
+        let mapped = Cidr::parse("::ffff:127.0.0.5").unwrap();
+        assert_eq!(mapped, Cidr::parse("127.0.0.5").unwrap());
+        assert!(mapped.contains(ip("127.0.0.5")));
+        assert!(mapped.contains(ip("::ffff:127.0.0.5")));
+        assert_eq!(
+            Cidr::parse("::ffff:10.0.0.0/104").unwrap(),
+            Cidr::parse("10.0.0.0/8").unwrap()
+        );
         let all = Cidr::parse("0.0.0.0/0").unwrap();
         assert!(all.contains(ip("8.8.8.8")));
         assert!(Cidr::parse("::/0").unwrap().contains(ip("2001:db8::1")));

@@ -255,7 +255,7 @@ pub fn explain(
                         .unwrap_or_else(|| String::from_utf8_lossy(req.target.as_bytes()).into());
                     let _ = writeln!(out, "upstream path: {upstream}");
                 }
-                Err(GatewayError::PathNotAllowed) => {
+                Err(refusal) if refusal.error == GatewayError::PathNotAllowed => {
                     let blocked = normalized.flags.without(r.allow);
                     let _ = writeln!(
                         out,
@@ -265,7 +265,8 @@ pub fn explain(
                         blocked.names().iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
                     );
                 }
-                Err(e) => {
+                Err(refusal) => {
+                    let e = refusal.error;
                     let _ = writeln!(out, "result: {} ({})", e.status(), e.message());
                 }
             }

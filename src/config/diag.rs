@@ -200,8 +200,15 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The closest candidate within a small edit distance, if any.
 pub fn did_you_mean<'c>(got: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    // Edit distance is quadratic; a name this long is not a typo of anything.
+    const LONGEST_SUGGESTABLE: usize = 256;
+    if got.len() > LONGEST_SUGGESTABLE {
+        return None;
+    }
     let limit = (got.len() / 3).max(2);
     candidates
+        // The distance is at least the difference in length: skip hopeless ones cheaply.
+        .filter(|c| c.len().abs_diff(got.len()) <= limit)
         .map(|c| (edit_distance(got, c), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)

@@ -42,6 +42,7 @@ use ctx::RequestCtx;
 use error::{classify, GatewayError};
 use outcome::Evidence;
 use respond::Reply;
+use route::Refusal;
 
 pub use route::route_request;
 
@@ -66,10 +67,12 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
         Some(v) if ids::is_acceptable_request_id(v.as_bytes()) => v.clone(),
         _ => ids::new_request_id_value(),
     };
+    // An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d`: it is that IPv4
+    // address, in logs, X-Forwarded-For and policies alike.
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
+        .map(|a| a.ip().to_canonical());
     let trusted = &ctx.runtime.config.gateway.trusted_proxies;
     ctx.client.peer_trusted = headers::is_trusted(trusted, peer);
     ctx.client.peer_ip = peer;
@@ -87,7 +90,7 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
 }
 
 /// Admission and routing: the route, or the error to answer with.
-fn admit_and_route(req: &RequestHeader, ctx: &RequestCtx) -> Result<route::Routed, GatewayError> {
+fn admit_and_route(req: &RequestHeader, ctx: &RequestCtx) -> Result<route::Routed, Refusal> {
     let config = &ctx.runtime.config;
     admission::admit(req, &config.gateway.limits)?;
     route_request(req, config)
@@ -127,8 +130,11 @@ impl ProxyHttp for Gateway {
         }
         match admit_and_route(req, ctx) {
             Ok(routed) => ctx.routed = Some(routed),
-            Err(e) => {
-                respond::send_error(session, ctx, e, !admission::keeps_connection(e)).await;
+            Err(Refusal { error, route }) => {
+                // Refused by a rule of the route it matched: answered as that route's.
+                ctx.routed = route;
+                let close = !admission::keeps_connection(error);
+                respond::send_error(session, ctx, error, close).await;
                 return Ok(true);
             }
         }

@@ -117,23 +117,51 @@ pub fn preflight_method(req: &RequestHeader) -> Option<Method> {
     Method::from_bytes(asked.as_bytes().trim_ascii()).ok()
 }
 
+/// Why a request was not routed, and the route it matched when a rule of that route
+/// refused it (its response edits and its policies' response hooks still apply to the
+/// answer).
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: GatewayError,
+    pub route: Option<Routed>,
+}
+
+impl From<GatewayError> for Refusal {
+    fn from(error: GatewayError) -> Refusal {
+        Refusal { error, route: None }
+    }
+}
+
 /// Routes a request head: the route, the normalized path and the upstream target, or the
 /// error the gateway answers with (400 for a bad path, 404, 405 for TRACE).
-pub fn route_request(req: &RequestHeader, config: &Config) -> Result<Routed, GatewayError> {
+pub fn route_request(req: &RequestHeader, config: &Config) -> Result<Routed, Refusal> {
     let input = RoutingInput::from_head(req)?;
     let router = &config.router;
     let index = router.find(&input.view(req)).ok_or(GatewayError::NoRoute)?;
     let route = router.route(index);
     // TRACE echoes the request, credentials included (cross-site tracing): only routes
     // that list it get it.
-    if is_trace(&input.method) && !route.methods.contains(&input.method) {
-        return Err(GatewayError::TraceNotAllowed);
-    }
-    if !input.normalized.flags.without(route.allow).is_empty() {
-        return Err(GatewayError::PathNotAllowed);
+    let refused = if is_trace(&input.method) && !route.methods.contains(&input.method) {
+        Some(GatewayError::TraceNotAllowed)
+    } else if !input.normalized.flags.without(route.allow).is_empty() {
+        Some(GatewayError::PathNotAllowed)
+    } else {
+        None
+    };
+    let path = input.normalized.path;
+    if let Some(error) = refused {
+        let route = Routed {
+            index,
+            path,
+            target: None,
+            preflight: input.preflight,
+        };
+        return Err(Refusal {
+            error,
+            route: Some(route),
+        });
     }
     // The target sent upstream: only rebuilt when it differs from what arrived.
-    let path = input.normalized.path;
     let target = (input.absolute || route.changes_target(&path, input.raw_path)).then(|| {
         let query = input.query.map(String::from_utf8_lossy);
         route.upstream_target(&path, query.as_deref())

@@ -27,26 +27,56 @@ pub fn is_trusted(trusted: &[Cidr], ip: Option<IpAddr>) -> bool {
 
 /// The original client address: the TCP peer, or, when the peer is a trusted proxy, the
 /// right-most address in X-Forwarded-For that is not itself a trusted proxy.
+///
+/// Entries may carry a port (`203.0.113.7:5555`, `[2001:db8::7]:443`, as some load
+/// balancers write them) or brackets. An entry that is no address at all (`unknown`, an
+/// obfuscated name, an empty item) where the walk needs one means the client cannot be
+/// known: `None`, never the trusted proxy's own address (an allow list naming the
+/// proxies' network would otherwise admit every client behind them).
 pub fn client_ip(trusted: &[Cidr], peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
     if !is_trusted(trusted, peer) {
         return peer;
     }
     let mut found = peer;
     for v in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
-        let Ok(s) = v.to_str() else { break };
+        let s = v.to_str().ok()?;
         for part in s.rsplit(',') {
-            match part.trim().parse::<IpAddr>() {
-                Ok(ip) => {
-                    found = Some(ip);
-                    if !is_trusted(trusted, Some(ip)) {
-                        return found;
-                    }
-                }
-                Err(_) => return found,
+            let ip = forwarded_ip(part)?;
+            found = Some(ip);
+            if !is_trusted(trusted, found) {
+                return found;
             }
         }
     }
     found
+}
+
+/// One X-Forwarded-For entry as an address: `ip`, `ip:port`, `[ipv6]` or `[ipv6]:port`;
+/// an IPv4-mapped IPv6 address as the IPv4 address it carries.
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let e = entry.trim();
+    let ip = if let Some(rest) = e.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        inside.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6)?
+    } else if let Ok(ip) = e.parse::<IpAddr>() {
+        ip
+    } else {
+        // `1.2.3.4:5555` (an IPv6 address without brackets has several colons and parsed
+        // above, or is not an address).
+        let (host, port) = e.rsplit_once(':')?;
+        if !is_port(port) {
+            return None;
+        }
+        host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)?
+    };
+    Some(ip.to_canonical())
+}
+
+fn is_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Forwarding headers besides X-Forwarded-For/-Proto/-Host that backends trust: only
@@ -191,6 +221,44 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_entries_with_ports_brackets_or_garbage() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(forwarded_ip(" 203.0.113.7 "), ip("203.0.113.7"));
+        assert_eq!(forwarded_ip("203.0.113.7:5555"), ip("203.0.113.7"));
+        assert_eq!(forwarded_ip("2001:db8::7"), ip("2001:db8::7"));
+        assert_eq!(forwarded_ip("[2001:db8::7]"), ip("2001:db8::7"));
+        assert_eq!(forwarded_ip("[2001:db8::7]:443"), ip("2001:db8::7"));
+        assert_eq!(forwarded_ip("::ffff:10.1.2.3"), ip("10.1.2.3"));
+        for bad in [
+            "unknown",
+            "_hidden",
+            "",
+            "1.2.3.4:",
+            "1.2.3.4:port",
+            "[::1",
+            "[::1]x",
+            "[1.2.3.4]",
+        ] {
+            assert_eq!(forwarded_ip(bad), None, "{bad:?}");
+        }
+        // Behind a trusted proxy, an entry that is no address makes the client unknown
+        // rather than the proxy itself.
+        let trusted = vec![Cidr::parse("10.0.0.0/8").unwrap()];
+        let proxy = ip("10.0.0.5");
+        let mut h = HeaderMap::new();
+        h.insert(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("198.51.100.1, unknown"),
+        );
+        assert_eq!(client_ip(&trusted, proxy, &h), None);
+        h.insert(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("198.51.100.1:6000"),
+        );
+        assert_eq!(client_ip(&trusted, proxy, &h), ip("198.51.100.1"));
+    }
 
     #[test]
     fn client_ip_walks_trusted_hops() {
