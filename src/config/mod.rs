@@ -440,6 +440,23 @@ mod tests {
     }
 
     #[test]
+    fn list_entries_are_named_by_their_index_as_written() {
+        // Dropping the first bad entry must not shift the index of the ones after it.
+        let src = format!(
+            "{BASE}[access.a]\nallow = [1, \"10.0.0.0/8\", 2, \"5.6.7.8/40\"]\n[[routes]]\nname = \"r\"\nmatch = {{ path = \"/**\" }}\nservice = \"orders\"\naccess = \"a\"\n"
+        );
+        let keys: Vec<String> = errors(&src).into_iter().map(|d| d.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "access.a.allow[0]",
+                "access.a.allow[2]",
+                "access.a.allow[3]"
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_top_level_key() {
         let d = errors("[gatway]\nlisten = []\n");
         assert!(d[0].message.contains("unknown top-level key `gatway`"));

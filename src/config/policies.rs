@@ -18,6 +18,7 @@ use toml::Spanned;
 use super::compiler::{deserialize, Compiler};
 use super::diag::did_you_mean;
 use super::raw::RawRoute;
+use super::recover::locate;
 use crate::policy::{instantiate, Chain, Policies, PolicyInstance};
 
 /// The top-level tables that hold policies, as `(section, route key)`.
@@ -32,6 +33,9 @@ pub struct PolicySections {
     pub failed: HashSet<(&'static str, String)>,
     /// Where each policy is defined, for "not used" warnings.
     pub spans: Vec<(&'static str, String, Range<usize>)>,
+    /// Sections that are not a table of policies at all (reported once, so routes naming
+    /// one of their policies are not told "unknown policy" on top).
+    pub broken_sections: HashSet<&'static str>,
 }
 
 /// Reads a policy section if `section` names a policy kind; `false` when it does not.
@@ -58,6 +62,7 @@ fn read_kind<K: PolicyKind>(
 ) {
     let span = value.span();
     let DeValue::Table(table) = value.into_inner() else {
+        out.broken_sections.insert(K::SECTION);
         c.d.error_hint(
             span,
             K::SECTION,
@@ -71,6 +76,9 @@ fn read_kind<K: PolicyKind>(
         let name = name.into_inner().to_string();
         let key = format!("{}.{name}", K::SECTION);
         let section_span = v.span();
+        // The section as written: a value's position names its key (an entry the kind
+        // reports may sit after entries serde already dropped, so its own index is off).
+        let as_written = v.clone();
         out.spans
             .push((K::SECTION, name.clone(), name_span.clone()));
         let Some(config) = deserialize::<K::Config>(c, v, &key) else {
@@ -80,11 +88,12 @@ fn read_kind<K: PolicyKind>(
         let mut cx = CompileContext::new(&c.base_dir);
         let settings = K::compile(config, &mut cx);
         for p in cx.into_problems() {
+            let located = p.span.as_ref().and_then(|at| locate(&as_written, at));
             let at = p.span.unwrap_or_else(|| section_span.clone());
-            let full = if p.key.is_empty() {
-                key.clone()
-            } else {
-                format!("{key}.{}", p.key)
+            let full = match (located, p.key.is_empty()) {
+                (Some(path), _) => format!("{key}.{path}"),
+                (None, true) => key.clone(),
+                (None, false) => format!("{key}.{}", p.key),
             };
             match (p.severity, p.hint) {
                 (Severity::Error, Some(hint)) => c.d.error_hint(at, full, p.message, hint),
@@ -115,7 +124,8 @@ fn resolve(
         used.insert((section, n.clone()));
         return Some(p.clone());
     }
-    if sections.failed.contains(&(section, n.clone())) {
+    if sections.failed.contains(&(section, n.clone())) || sections.broken_sections.contains(section)
+    {
         used.insert((section, n.clone()));
         return None;
     }

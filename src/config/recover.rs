@@ -43,6 +43,9 @@ pub fn deserialize_all<'i, T: serde::Deserialize<'i>>(
     key: &str,
 ) -> Outcome<T> {
     let mut removed: Vec<Removed> = Vec::new();
+    // Entries are removed as errors are found, so indices in the working copy shift: paths
+    // are named as in the section as written.
+    let original = value.clone();
     for _ in 0..MAX_ERRORS_PER_SECTION {
         let err = match T::deserialize(ValueDeserializer::from(value.clone())) {
             Ok(v) => return Outcome::Parsed(v),
@@ -53,7 +56,10 @@ pub fn deserialize_all<'i, T: serde::Deserialize<'i>>(
             return Outcome::Failed;
         }
         match remove_offending(&mut value, &span) {
-            Some(r) => {
+            Some(mut r) => {
+                if let Some(path) = locate(&original, &span) {
+                    r.path = path;
+                }
                 let full = if r.path.starts_with('[') {
                     format!("{key}{}", r.path)
                 } else {
@@ -154,6 +160,45 @@ fn remove_offending(value: &mut Spanned<DeValue<'_>>, target: &Range<usize>) -> 
                 path: format!("[{i}]"),
                 key: String::new(),
                 table: table_span,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The path of the entry [`remove_offending`] would remove, in `value` as it is (the
+/// section as written, for the index of an array element).
+pub fn locate(value: &Spanned<DeValue<'_>>, target: &Range<usize>) -> Option<String> {
+    let deeper = |v: &Spanned<DeValue<'_>>| {
+        v.span() != *target && matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_))
+    };
+    let join = |head: String, inner: String| {
+        if inner.starts_with('[') {
+            format!("{head}{inner}")
+        } else {
+            format!("{head}.{inner}")
+        }
+    };
+    match value.get_ref() {
+        DeValue::Table(t) => t.iter().find_map(|(k, v)| {
+            if contains(&k.span(), target) {
+                return Some(k.get_ref().to_string());
+            }
+            if !contains(&v.span(), target) {
+                return None;
+            }
+            let inner = deeper(v).then(|| locate(v, target)).flatten();
+            Some(match inner {
+                Some(inner) => join(k.get_ref().to_string(), inner),
+                None => k.get_ref().to_string(),
+            })
+        }),
+        DeValue::Array(a) => {
+            let i = a.iter().position(|v| contains(&v.span(), target))?;
+            let inner = deeper(&a[i]).then(|| locate(&a[i], target)).flatten();
+            Some(match inner {
+                Some(inner) => join(format!("[{i}]"), inner),
+                None => format!("[{i}]"),
             })
         }
         _ => None,
