@@ -270,7 +270,8 @@ pub fn explain(
                     let _ = writeln!(out, "result: {} ({})", e.status(), e.message());
                 }
             }
-            if !r.chain.is_empty() {
+            // A refused request runs no policy's request step.
+            if !r.chain.is_empty() && decision.is_ok() {
                 let names: Vec<String> = r
                     .chain
                     .policies
