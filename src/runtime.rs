@@ -204,6 +204,11 @@ impl Shared {
                         path.display()
                     );
                 }
+                // The config is applied, but what `ficus check` would warn about is worth
+                // seeing in the log too.
+                for w in &cfg.warnings {
+                    tracing::warn!("{w}");
+                }
                 let warnings = cfg.warnings.len();
                 crate::access_log::set_json(
                     cfg.gateway.access_log == crate::config::AccessLog::Json,

@@ -487,6 +487,23 @@ service = "o"
         b"GET http://ADMIN.example:80/secret HTTP/1.0\r\n\r\n",
     );
     assert_eq!(r.status, 403, "{}", r.text());
+    // Only the schemes the gateway serves.
+    let r = send_from(
+        outsider,
+        gw.listen,
+        b"GET ftp://admin.example/secret HTTP/1.0\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    // A bracketed name is no IPv6 literal, and no label is empty: refused, not routed as
+    // a request without a host.
+    for host in ["[admin.example]", "admin.example..", ".admin.example"] {
+        let req = format!("GET /secret HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            send_from(outsider, gw.listen, req.as_bytes()).status,
+            400,
+            "{host}"
+        );
+    }
     // A Host that names another site than the target is refused, not routed on.
     let r = send_from(
         outsider,

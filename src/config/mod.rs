@@ -457,6 +457,19 @@ mod tests {
     }
 
     #[test]
+    fn policy_names_are_printable() {
+        let src = format!("{BASE}[access.\"\"]\nallow = [\"10.0.0.0/8\"]\n[access.\"a\\nb\"]\nallow = [\"10.0.0.0/8\"]\n");
+        let d: Vec<_> = errors(&src)
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert!(d.iter().all(|d| d
+            .message
+            .contains("must not be empty or hold control characters")));
+    }
+
+    #[test]
     fn unknown_top_level_key() {
         let d = errors("[gatway]\nlisten = []\n");
         assert!(d[0].message.contains("unknown top-level key `gatway`"));

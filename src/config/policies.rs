@@ -75,6 +75,20 @@ fn read_kind<K: PolicyKind>(
         let name_span = name.span();
         let name = name.into_inner().to_string();
         let key = format!("{}.{name}", K::SECTION);
+        // Names label logs, `/policies` and `explain` output, one per line.
+        if name.is_empty() || name.chars().any(char::is_control) {
+            c.d.error_hint(
+                name_span.clone(),
+                K::SECTION,
+                format!(
+                    "the name of a `[{}.NAME]` policy must not be empty or hold control characters",
+                    K::SECTION
+                ),
+                format!("name it like `[{}.office]`", K::SECTION),
+            );
+            out.failed.insert((K::SECTION, name));
+            continue;
+        }
         let section_span = v.span();
         // The section as written: a value's position names its key (an entry the kind
         // reports may sit after entries serde already dropped, so its own index is off).

@@ -62,11 +62,20 @@ pub fn host_value_is_sound(h: &[u8]) -> bool {
         }
         _ => false,
     };
-    let bracketed = h.first() == Some(&b'[');
-    port_ok
-        && name.iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') || (bracketed && b == b':')
-        })
+    if !port_ok {
+        return false;
+    }
+    if h.first() == Some(&b'[') {
+        // An IP literal in brackets is an IPv6 address: `[admin.example]` names no host.
+        return std::str::from_utf8(name).is_ok_and(|n| n.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    // Labels are not empty (`a..b`, `.a`): one trailing dot, the root, is all a name may end
+    // with.
+    let labels_ok = !name.starts_with(b".") && !name.windows(2).any(|w| w == b"..");
+    labels_ok
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 /// A `host[:port]` value without its port; an IPv6 literal keeps its brackets.
@@ -102,12 +111,28 @@ mod tests {
             "[::1]:443",
             "",
             "xn--bcher-kva.example",
+            "a.com.",
+            "[2001:db8::1]:8443",
         ] {
             assert!(host_value_is_sound(ok.as_bytes()), "{ok}");
         }
         for bad in [
-            "a,b", "a:99999", "a:123456", "a:b", "a@b", "a/b", "[::1", "[::1]x", "a b", "a:-1",
+            "a,b",
+            "a:99999",
+            "a:123456",
+            "a:b",
+            "a@b",
+            "a/b",
+            "[::1",
+            "[::1]x",
+            "a b",
+            "a:-1",
             "[a]]",
+            "[admin.example]",
+            "[::1::2]",
+            "a.com..",
+            "a..com",
+            ".a.com",
         ] {
             assert!(!host_value_is_sound(bad.as_bytes()), "{bad}");
         }

@@ -10,8 +10,19 @@ use crate::config::Limits;
 
 /// Whether the gateway accepts this request head at all.
 pub fn admit(req: &RequestHeader, limits: &Limits) -> Result<(), GatewayError> {
-    if req.raw_path().len() > limits.max_uri_bytes {
+    let target = req.raw_path();
+    if target.len() > limits.max_uri_bytes {
         return Err(GatewayError::UriTooLong);
+    }
+    // An absolute-form target may only name what the gateway serves: `http` or `https`
+    // (`ftp://host/x` would otherwise be routed on its path as if it were a web request).
+    if target.first() != Some(&b'/') {
+        if let Some(end) = target.windows(3).position(|w| w == b"://") {
+            let scheme = &target[..end];
+            if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+                return Err(GatewayError::BadRequest);
+            }
+        }
     }
     if req.headers.len() > limits.max_headers {
         return Err(GatewayError::HeadersTooLarge);
