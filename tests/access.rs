@@ -4,25 +4,8 @@
 
 mod common;
 use common::*;
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
-
-/// Raw request bytes sent from the local address `from` to `to`.
-fn send_from(from: IpAddr, to: SocketAddr, request: &[u8]) -> RawResponse {
-    let socket = match from {
-        IpAddr::V4(_) => socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None),
-        IpAddr::V6(_) => socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None),
-    }
-    .unwrap();
-    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
-    socket
-        .connect_timeout(&to.into(), Duration::from_secs(5))
-        .unwrap();
-    let mut stream: std::net::TcpStream = socket.into();
-    stream.write_all(request).unwrap();
-    read_response(&mut stream, Instant::now() + Duration::from_secs(10)).unwrap()
-}
+use std::time::Duration;
 
 /// A request sent from the local address `from` to `to`.
 fn get_from(from: IpAddr, to: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawResponse {

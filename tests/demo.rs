@@ -42,6 +42,14 @@ fn demo_routes_between_the_sample_monolith_and_the_new_service() {
         "the service got the request id the client sees"
     );
     assert_eq!(gw.get("/a%2Fb").status, 400);
+    // The back office is for loopback's own address only.
+    assert_eq!(gw.get("/admin/users").status, 200);
+    let outsider = send_from(
+        "127.0.0.2".parse().unwrap(),
+        gw.listen,
+        b"GET /admin/users HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(outsider.status, 403, "{}", outsider.text());
     let banner = poll_until(Duration::from_secs(5), || {
         let logs = gw.logs();
         logs.contains("explain --config").then_some(logs)

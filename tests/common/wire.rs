@@ -4,7 +4,7 @@
 
 use std::borrow::BorrowMut;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// A response as the client received it.
@@ -330,4 +330,21 @@ fn parse_head(head: &[u8]) -> Option<Head> {
         headers.push((n.trim().to_string(), v.trim().to_string()));
     }
     Some(Head { first, headers })
+}
+
+/// Raw request bytes sent from the local address `from` (any of 127.0.0.0/8 reaches the
+/// loopback interface, so a test can be several clients) to `to`; the response.
+pub fn send_from(from: IpAddr, to: SocketAddr, request: &[u8]) -> RawResponse {
+    let domain = match from {
+        IpAddr::V4(_) => socket2::Domain::IPV4,
+        IpAddr::V6(_) => socket2::Domain::IPV6,
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    socket
+        .connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream.write_all(request).unwrap();
+    read_response(&mut stream, Instant::now() + Duration::from_secs(10)).unwrap()
 }
