@@ -145,17 +145,20 @@ impl BackgroundService for ConfigWatcher {
                     {
                         ours |= o;
                     }
+                    // The link's new target directory is watched before the file is read:
+                    // an edit made there once the reload is visible (a client can act on
+                    // it at once) must find the watch in place.
+                    follow_target(&mut watcher);
                     let now = fingerprint(&path);
                     if ours || now != last {
                         last = now;
                         self.reload("file change");
-                        follow_target(&mut watcher);
                     }
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    follow_target(&mut watcher);
                     last = fingerprint(&path);
                     self.reload("SIGHUP");
-                    follow_target(&mut watcher);
                 }
             }
         }
