@@ -110,7 +110,7 @@ fn main() -> ExitCode {
         }
         Command::Check { file } => {
             let (code, report) = ficus::cli::check(file.as_ref().unwrap_or(&cli.config));
-            print!("{report}");
+            print_out(&report);
             ExitCode::from(code as u8)
         }
         Command::Explain {
@@ -119,7 +119,7 @@ fn main() -> ExitCode {
             headers,
         } => match ficus::cli::explain(&cli.config, &method, &url, &headers) {
             Ok(out) => {
-                print!("{out}");
+                print_out(&out);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -138,4 +138,11 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Writes a command's report to stdout. A reader that stops early (`ficus check | head`)
+/// is not an error worth a panic.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
 }

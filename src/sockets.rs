@@ -101,6 +101,18 @@ impl ReadyFile {
     /// Removes a file left by an earlier run, so that whoever waits for it never reads a
     /// stale one.
     pub fn clear(&self) -> Result<(), ServerError> {
+        // A directory that is not there would only show when the file is due, after the
+        // gateway started serving: whoever waits for the file would wait forever.
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(ServerError::Start(format!(
+                "the ready file's directory {} does not exist",
+                dir.display()
+            )));
+        }
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -113,10 +125,40 @@ impl ReadyFile {
 
     /// Writes the addresses next to the file and renames it into place, so that a reader
     /// sees either no file or the whole of it.
+    /// The temporary file is new (`create_new`: never an existing file, nor where a
+    /// symlink planted under its name points), named after this process and an attempt
+    /// number, so a name someone else took is skipped rather than written through.
     pub fn write(&self, addrs: &BoundAddresses) -> std::io::Result<()> {
-        let tmp = sibling(&self.path, ".tmp");
-        std::fs::write(&tmp, format!("{}\n", addrs.to_json()))?;
-        std::fs::rename(&tmp, &self.path)
+        use std::io::Write;
+        const ATTEMPTS: u32 = 16;
+        let body = format!("{}\n", addrs.to_json());
+        let mut last = std::io::Error::other("no attempt made");
+        for attempt in 0..ATTEMPTS {
+            let tmp = sibling(
+                &self.path,
+                &format!(".{}.{attempt}.tmp", std::process::id()),
+            );
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp);
+            let mut file = match file {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    last = e;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            return match file.write_all(body.as_bytes()) {
+                Ok(()) => std::fs::rename(&tmp, &self.path),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(e)
+                }
+            };
+        }
+        Err(last)
     }
 }
 
@@ -208,7 +250,11 @@ mod tests {
             text,
             "{\"admin\":\"127.0.0.1:4002\",\"listeners\":[\"127.0.0.1:4000\",\"[::1]:4001\"]}\n"
         );
-        assert!(!dir.path().join("ready.json.tmp").exists());
+        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")));
         file.clear().unwrap();
         assert!(!file.path.exists());
         file.clear().unwrap();
@@ -219,5 +265,30 @@ mod tests {
         let s = BoundSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         assert_ne!(s.addr.port(), 0);
         assert_eq!(s.socket.local_addr().unwrap(), s.addr);
+    }
+
+    #[test]
+    fn a_planted_symlink_is_not_followed_and_a_missing_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "keep").unwrap();
+        let file = ReadyFile {
+            path: dir.path().join("ready.json"),
+        };
+        let tmp = sibling(&file.path, &format!(".{}.0.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let addrs = BoundAddresses {
+            listeners: vec![],
+            admin: "127.0.0.1:4002".parse().unwrap(),
+        };
+        file.write(&addrs).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(std::fs::read_to_string(&file.path)
+            .unwrap()
+            .contains("127.0.0.1:4002"));
+        let missing = ReadyFile {
+            path: dir.path().join("no/such/dir/ready.json"),
+        };
+        assert!(missing.clear().is_err());
     }
 }

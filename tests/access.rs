@@ -503,3 +503,46 @@ service = "o"
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(o.last().unwrap().header("host"), Some("admin.example"));
 }
+
+#[test]
+fn an_ipv6_literal_host_route_holds_in_every_spelling() {
+    let o = Origin::start("o");
+    let gw = Gateway::start(&with_origin(
+        r#"
+[gateway]
+listen = ["{listen}"]
+admin = "{admin}"
+threads = 2
+
+[access.office]
+allow = ["127.0.0.2"]
+
+[services.o]
+instances = ["{origin:o}"]
+
+[[routes]]
+name = "by-ip"
+match = { path = "/**", host = "[::1]" }
+service = "o"
+access = "office"
+
+[[routes]]
+name = "rest"
+match = { path = "/**" }
+service = "o"
+"#,
+        &o,
+    ));
+    for host in ["[::1]", "[0::1]", "[0:0:0:0:0:0:0:1]", "[::0001]"] {
+        let req = format!("GET /s HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let r = send_from(ip("127.0.0.4"), gw.listen, req.as_bytes());
+        assert_eq!(r.status, 403, "{host}: {}", r.text());
+    }
+    let r = send_from(
+        ip("127.0.0.4"),
+        gw.listen,
+        b"GET http://[0::1]/s HTTP/1.0\r\n\r\n",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(o.requests(), 0);
+}

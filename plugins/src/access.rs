@@ -29,9 +29,8 @@ pub const DENIED: &str = "client address not allowed";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessConfig {
-    /// Networks allowed; when empty, every address not denied is allowed.
-    #[serde(default)]
-    pub allow: Vec<Spanned<String>>,
+    /// Networks allowed; when absent, every address not denied is allowed.
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     /// Networks refused, whatever `allow` says.
     #[serde(default)]
     pub deny: Vec<Spanned<String>>,
@@ -68,7 +67,19 @@ impl PolicyKind for Access {
     type Settings = AccessSettings;
 
     fn compile(config: AccessConfig, cx: &mut CompileContext<'_>) -> Option<AccessSettings> {
-        if config.allow.is_empty() && config.deny.is_empty() {
+        if let Some(allow) = config.allow.as_ref().filter(|a| a.get_ref().is_empty()) {
+            // Read literally it refuses everyone; read as "no allow list" it admits
+            // everyone not denied. Neither guess is safe to make silently.
+            cx.error_hint(
+                Some(allow.span()),
+                "allow",
+                "an empty `allow` list would refuse every client",
+                "list the networks to allow, or leave `allow` out to admit every address not denied",
+            );
+            return None;
+        }
+        let allow_list: &[Spanned<String>] = config.allow.as_ref().map_or(&[], |a| a.get_ref());
+        if allow_list.is_empty() && config.deny.is_empty() {
             cx.error_hint(
                 None,
                 "",
@@ -77,7 +88,7 @@ impl PolicyKind for Access {
             );
             return None;
         }
-        let allow = compile_list(&config.allow, "allow", cx);
+        let allow = compile_list(allow_list, "allow", cx);
         let deny = compile_list(&config.deny, "deny", cx);
         if cx.has_errors() {
             return None;
@@ -241,6 +252,16 @@ mod tests {
         let problems = cx.into_problems();
         assert_eq!(problems.len(), MAX_REPORTED + 1);
         assert!(problems[MAX_REPORTED].message.contains("468 more entries"));
+    }
+
+    #[test]
+    fn an_empty_allow_list_is_an_error_not_a_guess() {
+        let cfg: AccessConfig = toml::from_str("allow = []\ndeny = [\"10.0.0.1\"]").unwrap();
+        let mut cx = CompileContext::new(Path::new("."));
+        assert!(Access::compile(cfg, &mut cx).is_none());
+        let p = cx.into_problems();
+        assert_eq!(p[0].key, "allow");
+        assert!(p[0].message.contains("empty `allow` list"));
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub struct Diagnostics<'a> {
     /// Byte offset where each line starts, so a position is a binary search rather than a
     /// scan from the top of the file (a file with 20,000 routes asks for one per route).
     line_starts: Vec<usize>,
+    /// Whether each line is plain ASCII: its columns are then byte offsets, found without
+    /// counting (a generated file with thousands of entries on one line would otherwise
+    /// make every diagnostic on it a scan of the line).
+    ascii_lines: Vec<bool>,
     pub items: Vec<Diagnostic>,
 }
 
@@ -58,13 +62,22 @@ const BOM: &str = "\u{feff}";
 
 impl<'a> Diagnostics<'a> {
     pub fn new(file: &str, source: &'a str) -> Self {
-        let line_starts = std::iter::once(0)
+        let line_starts: Vec<usize> = std::iter::once(0)
             .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let ascii_lines = line_starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| {
+                let end = line_starts.get(i + 1).copied().unwrap_or(source.len());
+                source.as_bytes()[start..end].is_ascii()
+            })
             .collect();
         Diagnostics {
             file: file.to_string(),
             source,
             line_starts,
+            ascii_lines,
             items: Vec::new(),
         }
     }
@@ -77,6 +90,9 @@ impl<'a> Diagnostics<'a> {
         let mut start = self.line_starts[line - 1];
         if start == 0 && self.source.starts_with(BOM) {
             start = BOM.len().min(offset);
+        }
+        if self.ascii_lines[line - 1] {
+            return (line, offset - start + 1);
         }
         // Count characters by their first bytes; this cannot panic on an offset inside one.
         let col = self.source.as_bytes()[start..offset]

@@ -74,6 +74,20 @@ fn read_kind<K: PolicyKind>(
     for (name, v) in table {
         let name_span = name.span();
         let name = name.into_inner().to_string();
+        // `[access]` with keys right under it: those keys are not policies.
+        if !matches!(v.get_ref(), DeValue::Table(_)) {
+            c.d.error_hint(
+                name_span,
+                format!("{}.{name}", K::SECTION),
+                format!("`{}.{name}` is not a policy", K::SECTION),
+                format!(
+                    "each policy is a named table: write `[{}.NAME]` and its keys under it",
+                    K::SECTION
+                ),
+            );
+            out.broken_sections.insert(K::SECTION);
+            continue;
+        }
         let key = format!("{}.{name}", K::SECTION);
         // Names label logs, `/policies` and `explain` output, one per line.
         if name.is_empty() || name.chars().any(char::is_control) {

@@ -22,6 +22,11 @@ pub fn admit(req: &RequestHeader, limits: &Limits) -> Result<(), GatewayError> {
             if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
                 return Err(GatewayError::BadRequest);
             }
+            // ... and a host (`http://:80/x` names none).
+            let authority = headers::absolute_target_authority(target).unwrap_or_default();
+            if authority.is_empty() || authority.first() == Some(&b':') {
+                return Err(GatewayError::BadRequest);
+            }
         }
     }
     if req.headers.len() > limits.max_headers {

@@ -4,11 +4,13 @@
 
 use http::Method;
 use pingora_http::RequestHeader;
+use std::borrow::Cow;
 
 use super::error::GatewayError;
 use super::headers;
 use crate::config::Config;
 use crate::router::normalize::{self, NormalizedPath};
+use crate::router::pattern::canonical_ip_literal;
 use crate::router::RequestView;
 
 /// The routing decision for a request.
@@ -31,7 +33,8 @@ pub struct RoutingInput<'h> {
     /// its `Access-Control-Request-Method` asks about.
     pub method: Method,
     pub preflight: bool,
-    pub host: Option<&'h str>,
+    /// The host without port; an IPv6 literal in its canonical spelling.
+    pub host: Option<Cow<'h, str>>,
     /// The target's path as received (origin form), and its query.
     pub raw_path: &'h [u8],
     pub query: Option<&'h [u8]>,
@@ -65,7 +68,10 @@ impl<'h> RoutingInput<'h> {
         Ok(RoutingInput {
             method,
             preflight,
-            host: routing_host(req),
+            host: routing_host(req).map(|h| match canonical_ip_literal(h) {
+                Some(canonical) if canonical != h => Cow::Owned(canonical),
+                _ => Cow::Borrowed(h),
+            }),
             raw_path,
             query,
             normalized,
@@ -77,7 +83,7 @@ impl<'h> RoutingInput<'h> {
     pub fn view<'a>(&'a self, req: &'a RequestHeader) -> RequestView<'a> {
         RequestView {
             method: &self.method,
-            host: self.host,
+            host: self.host.as_deref(),
             path: &self.normalized.path,
             headers: &req.headers,
         }

@@ -36,6 +36,10 @@ pub enum PatternError {
     HostWithScheme(String),
     #[error("`{0}` is not a valid host label (letters, digits, `-` and `_`, not empty, no `-` at either end)")]
     BadHostLabel(String),
+    #[error(
+        "`{0}` is not an IPv6 address in brackets (a zone such as `%eth0` cannot appear in a Host)"
+    )]
+    BadIpLiteral(String),
 }
 
 /// One segment of a path pattern.
@@ -300,6 +304,15 @@ pub enum HostPattern {
     Suffix(Box<str>),
 }
 
+/// `[0::1]`, `[::0001]` and `[0:0:0:0:0:0:0:1]` are one address: the canonical spelling
+/// (RFC 5952, `[::1]`) of a bracketed IPv6 literal, or `None` when it is not one (a zone id
+/// such as `[::1%lo]` cannot appear in a Host).
+pub fn canonical_ip_literal(host: &str) -> Option<String> {
+    let inner = host.strip_prefix('[')?.strip_suffix(']')?;
+    let ip: std::net::Ipv6Addr = inner.parse().ok()?;
+    Some(format!("[{ip}]"))
+}
+
 impl HostPattern {
     pub fn parse(src: &str) -> Result<HostPattern, PatternError> {
         let src = src.trim().to_ascii_lowercase();
@@ -328,14 +341,19 @@ impl HostPattern {
         {
             return Err(PatternError::HostWithPort);
         }
-        // A bracketed IPv6 literal is not made of labels.
-        if !(src.starts_with('[') && src.ends_with(']')) {
-            check_host_labels(src)?;
+        // A bracketed IPv6 literal is not made of labels; it is kept in its canonical
+        // spelling, which requests are compared in (see [`canonical_ip_literal`]).
+        if src.starts_with('[') && src.ends_with(']') {
+            return canonical_ip_literal(src)
+                .map(|h| HostPattern::Exact(h.into()))
+                .ok_or_else(|| PatternError::BadIpLiteral(src.to_string()));
         }
+        check_host_labels(src)?;
         Ok(HostPattern::Exact(src.into()))
     }
 
-    /// `host` is the request's host without port, in any case. A trailing dot (a fully
+    /// `host` is the request's host without port, in any case (an IPv6 literal in its
+    /// canonical spelling). A trailing dot (a fully
     /// qualified name, `shop.example.`) names the same host as without it.
     pub fn matches(&self, host: &str) -> bool {
         let host = host.strip_suffix('.').unwrap_or(host);
@@ -361,6 +379,22 @@ impl HostPattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_literal_hosts_match_in_any_spelling() {
+        let p = HostPattern::parse("[0:0::1]").unwrap();
+        assert!(p.matches("[::1]"));
+        assert_eq!(
+            canonical_ip_literal("[0:0:0:0:0:0:0:1]").as_deref(),
+            Some("[::1]")
+        );
+        assert_eq!(
+            canonical_ip_literal("[::ffff:7f00:1]").as_deref(),
+            Some("[::ffff:127.0.0.1]")
+        );
+        assert!(HostPattern::parse("[::1%lo]").is_err());
+        assert!(HostPattern::parse("[nope]").is_err());
+    }
 
     #[test]
     fn parses_patterns() {
