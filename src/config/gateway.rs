@@ -332,9 +332,11 @@ pub(super) fn check_registry_writes_are_guarded(
 fn sockets_collide(a: SocketAddr, b: SocketAddr) -> bool {
     // `[::]` also takes IPv4 on Linux (dual stack), so it covers every address.
     let covers = |w: IpAddr, other: IpAddr| w.is_unspecified() && (w.is_ipv6() || other.is_ipv4());
+    // `[::ffff:127.0.0.1]` is 127.0.0.1 to the kernel.
+    let (a_ip, b_ip) = (a.ip().to_canonical(), b.ip().to_canonical());
     a.port() == b.port()
         && a.port() != 0
-        && (a.ip() == b.ip() || covers(a.ip(), b.ip()) || covers(b.ip(), a.ip()))
+        && (a_ip == b_ip || covers(a_ip, b_ip) || covers(b_ip, a_ip))
 }
 
 /// Refuses listen addresses that collide with each other or with the admin listener: the
@@ -412,6 +414,10 @@ mod tests {
                 "admin listener",
             ),
             ("admin = \"127.0.0.1:8080\"", "admin listener"),
+            (
+                "listen = [\"[::ffff:127.0.0.1]:7000\", \"127.0.0.1:7000\"]",
+                "collides with listener",
+            ),
         ];
         for (gateway, want) in cases {
             let m = messages(&format!("[gateway]\n{gateway}\n{BASE}{ROUTE}"));

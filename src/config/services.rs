@@ -30,8 +30,14 @@ pub(super) fn compile_registry(
     let mut token = r.token.as_ref().map(|t| t.get_ref().clone());
     if let Some(env) = &r.token_env {
         match std::env::var(env.get_ref()) {
-            Ok(v) if !v.is_empty() => token = Some(v),
-            _ => c.d.error_hint(
+            Ok(v) if !v.trim().is_empty() => token = Some(v),
+            Ok(_) => c.d.error_hint(
+                span_of(env),
+                "registry.token_env",
+                format!("environment variable `{}` is empty", env.get_ref()),
+                "put the bearer token in it, or use `token`",
+            ),
+            Err(_) => c.d.error_hint(
                 span_of(env),
                 "registry.token_env",
                 format!("environment variable `{}` is not set", env.get_ref()),
@@ -39,7 +45,8 @@ pub(super) fn compile_registry(
             ),
         }
     }
-    if token.as_deref() == Some("") {
+    // A token of blanks could never be presented (`Authorization: Bearer   ` carries none).
+    if token.as_deref().is_some_and(|t| t.trim().is_empty()) && r.token_env.is_none() {
         let at = r.token.as_ref().map_or(0..0, span_of);
         c.d.error(at, "registry.token", "the registry token is empty");
         token = None;
@@ -582,6 +589,16 @@ mod tests {
 
     /// Instances are strings or tables; a typo inside a table is named with a suggestion at
     /// its own position, a wrong type says what is expected, and both forms still compile.
+    #[test]
+    fn a_blank_registry_token_is_an_error() {
+        let d = errors(&format!("[registry]\ntoken = \"   \"\n{BASE}"));
+        assert!(
+            d.iter()
+                .any(|d| d.message.contains("the registry token is empty")),
+            "{d:?}"
+        );
+    }
+
     #[test]
     fn instance_entries_report_their_own_errors() {
         let src = format!("{}{ROUTE}", BASE.replace("weight = 2", "wieght = 2"));
