@@ -11,11 +11,25 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 # Headless browser for the registry dashboard test.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# Node runs the OpenID provider (tests/oidc, npm oidc-provider 9, which needs Node >= 20).
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "tests/run.sh: Node $(node --version) is too old for oidc-provider 9 (tests/oidc); install Node >= 20" >&2
+  exit 1
+fi
+# The OpenID provider's packages, exactly as locked. npm writes node_modules/.package-lock.json
+# on every install: when it is missing or older than the lockfile, install again.
+if [ ! -f tests/oidc/node_modules/.package-lock.json ] ||
+   [ tests/oidc/package-lock.json -nt tests/oidc/node_modules/.package-lock.json ]; then
+  echo "== npm ci --prefix tests/oidc"
+  npm ci --prefix tests/oidc --no-audit --no-fund
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== installing cargo-nextest"

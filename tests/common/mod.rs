@@ -7,6 +7,7 @@
 //! * [`wire`], [`ws`]: a raw HTTP/1.1 client and WebSocket frames, by hand.
 //! * [`registry`], [`metrics`]: reading `/registry` and `/metrics`.
 //! * [`tls`]: a test CA. [`dnsmasq`], [`browser`]: the real DNS server and headless Chromium.
+//! * [`oidc`]: a real OpenID provider (npm oidc-provider under Node).
 #![allow(dead_code, unused_imports)]
 
 pub mod browser;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod dnsmasq;
 pub mod gateway;
 pub mod metrics;
+pub mod oidc;
 pub mod origin;
 pub mod process;
 pub mod registry;
@@ -24,6 +26,7 @@ pub mod ws;
 pub use config::*;
 pub use gateway::*;
 pub use metrics::*;
+pub use oidc::*;
 pub use origin::*;
 pub use process::*;
 pub use registry::*;

@@ -48,22 +48,9 @@
 //! });
 //! ```
 //!
-//! An OpenID provider (npm `oidc-provider`, a `provider.js` in tests/fixtures, `npm ci` done
-//! by tests/run.sh), given its port in the environment:
-//!
-//! ```ignore
-//! let (oidc, port) = start_on_free_port(|port| {
-//!     ProcessBuilder::new("oidc", "node")
-//!         .arg("provider.js")
-//!         .cwd(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/oidc"))
-//!         .env("PORT", port.to_string())
-//!         .ready(probe::http_get(
-//!             ([127, 0, 0, 1], port).into(),
-//!             "/.well-known/openid-configuration",
-//!             200,
-//!         ))
-//! });
-//! ```
+//! The OpenID provider (npm `oidc-provider` under Node) is [`crate::common::OidcProvider`],
+//! in oidc.rs: the same pattern, with the port in the environment and the "listening" line
+//! as the probe.
 
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
