@@ -11,7 +11,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 # Headless browser for the registry dashboard test.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
-# Node runs the OpenID provider (tests/oidc, npm oidc-provider 9, which needs Node >= 20).
+# Node runs the OpenID provider (tests/oidc, npm oidc-provider 9). It runs on Node 20 and
+# warns "Unsupported runtime": upstream supports Node 22 LTS and later.
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]}"
@@ -21,7 +22,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
-  echo "tests/run.sh: Node $(node --version) is too old for oidc-provider 9 (tests/oidc); install Node >= 20" >&2
+  echo "tests/run.sh: Node $(node --version) is too old for oidc-provider 9 (tests/oidc); install Node 20 or later (22 LTS is what upstream supports)" >&2
   exit 1
 fi
 # The OpenID provider's packages, exactly as locked. npm writes node_modules/.package-lock.json
