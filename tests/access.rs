@@ -502,6 +502,10 @@ service = "o"
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(o.last().unwrap().header("host"), Some("admin.example"));
+    assert_eq!(
+        o.last().unwrap().header("x-forwarded-host"),
+        Some("admin.example")
+    );
 }
 
 #[test]

@@ -166,6 +166,13 @@ pub fn explain(
         let v = HeaderValue::from_str(v.trim()).map_err(|_| ExplainError::Header(h.clone()))?;
         map.append(n, v);
     }
+    // `OPTIONS *` asks about the server as a whole; the gateway answers it itself.
+    if method == Method::OPTIONS && url == "*" {
+        return Ok(format!(
+            "request: OPTIONS *\nresult: 200, answered by the gateway itself (Allow: {}); no route is consulted\n",
+            crate::proxy::respond::METHODS_PROXIED
+        ));
+    }
     let req = explain_request(&method, url, map)?;
     let mut out = String::new();
     let _ = writeln!(out, "request: {method} {url}");
@@ -536,6 +543,13 @@ service = "monolith"
         )
         .unwrap();
         assert!(out.contains("matched route: search"), "{out}");
+    }
+
+    #[test]
+    fn explain_options_asterisk() {
+        let f = write_config(CFG);
+        let out = explain(f.path(), "OPTIONS", "*", &[]).unwrap();
+        assert!(out.contains("answered by the gateway itself"), "{out}");
     }
 
     #[test]

@@ -19,6 +19,9 @@ use super::ctx::RequestCtx;
 use super::error::GatewayError;
 use super::headers::{self, HeaderSink};
 
+/// The methods the gateway proxies: its answer to `OPTIONS *`.
+pub const METHODS_PROXIED: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
 /// A response the gateway writes itself.
 pub struct Reply {
     pub status: StatusCode,
@@ -84,7 +87,7 @@ impl Reply {
             status: StatusCode::OK,
             headers: vec![(
                 http::header::ALLOW,
-                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                HeaderValue::from_static(METHODS_PROXIED),
             )],
             body: Bytes::new(),
             close: false,

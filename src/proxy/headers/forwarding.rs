@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use super::{HeaderSink, X_REQUEST_ID};
 use crate::config::Cidr;
-use crate::http_syntax::host::{request_host, strip_port};
+use crate::http_syntax::host::{absolute_authority, request_host, strip_port};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -189,7 +189,14 @@ pub fn forwarded_host(req: &RequestHeader) -> Option<HeaderValue> {
             };
         }
     }
-    request_host(req).and_then(|h| HeaderValue::from_str(h).ok())
+    request_host(req)
+        // An HTTP/1.0 absolute-form request may carry its host only in the target.
+        .or_else(|| {
+            absolute_authority(req.raw_path())
+                .and_then(|a| std::str::from_utf8(a).ok())
+                .map(strip_port)
+        })
+        .and_then(|h| HeaderValue::from_str(h).ok())
 }
 
 /// Writes an IP address; IPv4 without the general formatting machinery (it is on every
