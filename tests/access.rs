@@ -427,11 +427,10 @@ service = "o"
     );
 }
 
-#[test]
-fn a_host_scoped_policy_holds_for_absolute_form_targets() {
-    let o = Origin::start("o");
-    let gw = Gateway::start(&with_origin(
-        r#"
+/// A gateway where requests for `host` need the `office` policy (only 127.0.0.2 passes)
+/// and every other request goes through unguarded.
+fn host_scoped_gateway(o: &Origin, host: &str) -> Gateway {
+    let config = r#"
 [gateway]
 listen = ["{listen}"]
 admin = "{admin}"
@@ -444,8 +443,8 @@ allow = ["127.0.0.2"]
 instances = ["{origin:o}"]
 
 [[routes]]
-name = "admin-host"
-match = { path = "/**", host = "admin.example" }
+name = "guarded"
+match = { path = "/**", host = "HOST" }
 service = "o"
 access = "office"
 
@@ -453,9 +452,14 @@ access = "office"
 name = "rest"
 match = { path = "/**" }
 service = "o"
-"#,
-        &o,
-    ));
+"#;
+    Gateway::start(&with_origin(&config.replace("HOST", host), o))
+}
+
+#[test]
+fn a_host_scoped_policy_holds_for_absolute_form_targets() {
+    let o = Origin::start("o");
+    let gw = host_scoped_gateway(&o, "admin.example");
     let outsider = ip("127.0.0.8");
     // HTTP/1.0 needs no Host: the target's authority is the host routed on.
     let r = send_from(
@@ -511,32 +515,7 @@ service = "o"
 #[test]
 fn an_ipv6_literal_host_route_holds_in_every_spelling() {
     let o = Origin::start("o");
-    let gw = Gateway::start(&with_origin(
-        r#"
-[gateway]
-listen = ["{listen}"]
-admin = "{admin}"
-threads = 2
-
-[access.office]
-allow = ["127.0.0.2"]
-
-[services.o]
-instances = ["{origin:o}"]
-
-[[routes]]
-name = "by-ip"
-match = { path = "/**", host = "[::1]" }
-service = "o"
-access = "office"
-
-[[routes]]
-name = "rest"
-match = { path = "/**" }
-service = "o"
-"#,
-        &o,
-    ));
+    let gw = host_scoped_gateway(&o, "[::1]");
     for host in ["[::1]", "[0::1]", "[0:0:0:0:0:0:0:1]", "[::0001]"] {
         let req = format!("GET /s HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         let r = send_from(ip("127.0.0.4"), gw.listen, req.as_bytes());

@@ -215,6 +215,16 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate within a small edit distance, if any.
+/// The name `got` most likely meant among `known`: the same but for case, else the
+/// closest by [`did_you_mean`].
+pub fn closest_name<'c>(got: &str, known: &[&'c str]) -> Option<&'c str> {
+    known
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(got))
+        .copied()
+        .or_else(|| did_you_mean(got, known.iter().copied()))
+}
+
 pub fn did_you_mean<'c>(got: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
     // Edit distance is quadratic; a name this long is not a typo of anything.
     const LONGEST_SUGGESTABLE: usize = 256;

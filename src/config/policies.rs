@@ -16,7 +16,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::compiler::{deserialize, Compiler};
-use super::diag::did_you_mean;
+use super::diag::closest_name;
 use super::raw::RawRoute;
 use super::recover::locate;
 use crate::policy::{instantiate, Chain, Policies, PolicyInstance};
@@ -163,11 +163,7 @@ fn resolve(
         .filter(|(s, _, _)| *s == section)
         .map(|(_, n, _)| n.as_str())
         .collect();
-    let suggestion = known
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(n))
-        .copied()
-        .or_else(|| did_you_mean(n, known.iter().copied()));
+    let suggestion = closest_name(n, &known);
     if let Some(s) = suggestion {
         used.insert((section, s.to_string()));
     }

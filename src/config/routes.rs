@@ -10,7 +10,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::compiler::{span_of, Compiler, HeaderSide};
-use super::diag::{did_you_mean, Diagnostics};
+use super::diag::{closest_name, did_you_mean, Diagnostics};
 use super::raw::{RawMatch, RawRoute};
 use super::{policies, Sections};
 use crate::registry::spec::ServiceSpec;
@@ -58,10 +58,7 @@ impl<'n> ServiceNames<'n> {
         if self.failed.contains(n) {
             return None;
         }
-        let same_but_case = self.names.iter().find(|s| s.eq_ignore_ascii_case(n));
-        let suggestion = same_but_case
-            .copied()
-            .or_else(|| did_you_mean(n, self.names.iter().copied()));
+        let suggestion = closest_name(n, &self.names);
         if let Some(idx) = suggestion.and_then(|s| self.index.get(s)) {
             self.used[*idx] = true;
         }

@@ -89,20 +89,8 @@ impl Policies {
             .find(|p| p.kind == kind && &*p.name == name)
     }
 
-    /// The names of the policies of one kind, for did-you-mean hints.
-    pub fn names<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.list
-            .iter()
-            .filter(move |p| p.kind == kind)
-            .map(|p| &*p.name)
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &Arc<PolicyInstance>> {
         self.list.iter()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
     }
 }
 
@@ -188,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn chain_is_in_stage_order_and_split_by_hook() {
+    fn chain_is_split_by_hook() {
         let a = instantiate::<Access>("a", settings("10.0.0.0/8"), None);
         let chain = Chain::new(vec![a.clone()]);
         assert_eq!(chain.request.len(), 1);
