@@ -16,6 +16,7 @@
 
 pub mod common;
 pub mod gate;
+pub mod jwt;
 pub mod requirements;
 
 use async_trait::async_trait;
