@@ -92,6 +92,23 @@ impl Policies {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<PolicyInstance>> {
         self.list.iter()
     }
+
+    /// Every header an auth policy sets from a verified identity, once each.
+    pub fn identity_headers(&self) -> Box<[http::HeaderName]> {
+        let mut out: Vec<http::HeaderName> = Vec::new();
+        for a in self
+            .list
+            .iter()
+            .filter_map(|p| p.plugin.clone().authenticator())
+        {
+            for h in a.common().identity_headers() {
+                if !out.contains(h) {
+                    out.push(h.clone());
+                }
+            }
+        }
+        out.into_boxed_slice()
+    }
 }
 
 /// One step of a route's chain: a plugin at a stage, and the policies it stands for (a
