@@ -6,6 +6,7 @@
 
 mod common;
 use common::*;
+use std::time::Duration;
 
 fn config(idp: &OidcProvider, o: &Origin, route_extra: &str, secret_file: &str) -> String {
     format!(
@@ -124,12 +125,13 @@ fn a_token_with_the_scopes_passes_and_the_upstream_gets_its_identity_not_the_cli
     assert!(seen.header("x-user-id").is_none());
     assert!(seen.header("x_other_user").is_none());
     assert_eq!(seen.header("x-kept"), Some("1"));
-    // The access log names the client, never the token.
-    let logs = gw.logs();
-    assert!(
-        logs.contains("client_id=\"ficus-test\"") || logs.contains("client_id=ficus-test"),
-        "{logs}"
-    );
+    // The access log names the client, never the token (lines are written off the
+    // request path: wait for them).
+    let logs = poll_until(Duration::from_secs(5), || {
+        let l = gw.logs();
+        l.contains("client_id=ficus-test").then_some(l)
+    })
+    .unwrap_or_else(|| panic!("no access log line with the client id\n{}", gw.logs()));
     assert!(!logs.contains(&token), "the token is in the log");
 }
 
@@ -348,5 +350,63 @@ claims = [{ claim = "tenant", equals = "a", contains = "b" }]
     assert!(
         all.contains("routes.toml:18:8: error: unknown auth policy `partner`"),
         "{all}"
+    );
+}
+
+#[test]
+fn an_unchanged_auth_policy_keeps_its_cache_across_a_reload_and_a_changed_one_starts_afresh() {
+    let idp = OidcProvider::start(OidcOptions::default());
+    let o = Origin::start("o");
+    let (_d, secret) = secret_file();
+    let cfg = config(&idp, &o, "auth = \"partners\"", &secret);
+    let gw = Gateway::start(&cfg);
+    let token = opaque(&idp, "orders:read");
+    let bearer = format!("Bearer {token}");
+    let calls = |gw: &Gateway| {
+        metric_sum(
+            &gw.metrics(),
+            "ficus_auth_introspection_calls_total",
+            &[("policy", "partners")],
+        )
+    };
+    assert_eq!(
+        get(&gw, "/orders/1", &[("authorization", &bearer)]).status,
+        200
+    );
+    assert_eq!(calls(&gw), Some(1.0));
+    // An edit elsewhere in the file: same instance, same cache, no new call.
+    gw.reload(&cfg.replace("name = \"open\"", "name = \"open2\""));
+    assert_eq!(
+        get(&gw, "/orders/1", &[("authorization", &bearer)]).status,
+        200
+    );
+    assert_eq!(
+        calls(&gw),
+        Some(1.0),
+        "the cache did not survive the reload"
+    );
+    // The policy itself changed: a new instance asks the provider again.
+    gw.reload(&cfg.replace(
+        "client_id = \"ficus-test\"",
+        "client_id = \"ficus-test\"\ncache_ttl = \"30s\"",
+    ));
+    assert_eq!(
+        get(&gw, "/orders/1", &[("authorization", &bearer)]).status,
+        200
+    );
+    assert_eq!(
+        calls(&gw),
+        Some(1.0),
+        "a new instance starts its counters at zero"
+    );
+    let m = gw.metrics();
+    assert_eq!(
+        metric_sum(
+            &m,
+            "ficus_auth_cache_total",
+            &[("policy", "partners"), ("result", "miss")]
+        ),
+        Some(1.0),
+        "{m}"
     );
 }
