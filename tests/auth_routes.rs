@@ -410,3 +410,33 @@ fn an_unchanged_auth_policy_keeps_its_cache_across_a_reload_and_a_changed_one_st
         "{m}"
     );
 }
+
+#[test]
+fn explain_lists_a_routes_auth_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret").unwrap();
+    let path = dir.path().join("routes.toml");
+    let policy = |name: &str| {
+        format!(
+            "[auth.{name}]\ntype = \"introspection\"\nintrospection_url = \"http://127.0.0.1:9/i\"\nclient_id = \"gw\"\nclient_secret_file = \"secret\"\n"
+        )
+    };
+    let cfg = format!(
+        "{}{}[services.o]\ninstances = [\"127.0.0.1:9\"]\n\n[[routes]]\nname = \"orders\"\nmatch = {{ path = \"/orders/**\" }}\nservice = \"o\"\nauth = [\"corp\", \"partners\"]\nscopes = [\"orders:read\"]\n",
+        policy("corp"),
+        policy("partners")
+    );
+    std::fs::write(&path, cfg).unwrap();
+    let (code, out, err) = ficus(&[
+        "explain",
+        "--config",
+        path.to_str().unwrap(),
+        "GET",
+        "http://shop.example/orders/1",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("auth = [\"corp\", \"partners\"] (any one may accept)"),
+        "{out}"
+    );
+}
