@@ -1,5 +1,5 @@
 //! The client-credentials token request (RFC 6749 §4.4), made with the `oauth2` crate
-//! (docs/decisions.md #24): the client authenticates with HTTP Basic, asks for the
+//! (docs/decisions.md #28): the client authenticates with HTTP Basic, asks for the
 //! configured scopes, and adds `resource` (RFC 8707) and `audience` when set.
 //!
 //! Its HTTP client follows no redirects (a token request is never re-sent elsewhere with
