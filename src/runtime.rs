@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics};
 use crate::registry::{Registry, ServiceState};
+use crate::upstream::credentials::{OAuth2Endpoint, TokenSource};
 
 /// One compiled config with its metric handles (indexed like the router's routes and the
 /// config's services).
@@ -22,13 +23,45 @@ pub struct Runtime {
     pub services: Vec<Arc<ServiceState>>,
     pub route_metrics: Vec<Arc<RouteMetrics>>,
     pub service_metrics: Vec<Arc<ServiceMetrics>>,
+    /// The token source of each service with `client_credentials`, indexed like
+    /// `config.services`.
+    pub credentials: Vec<Option<Arc<TokenSource>>>,
     /// Monotonic number of this snapshot (1 = the config loaded at start).
     pub generation: u64,
 }
 
 impl Runtime {
-    pub fn new(config: Config, metrics: &Metrics, registry: &Registry, generation: u64) -> Runtime {
+    /// The snapshot of `config`; `previous` is the one it replaces, whose token sources are
+    /// kept for services whose `client_credentials` did not change.
+    pub fn new(
+        config: Config,
+        metrics: &Metrics,
+        registry: &Registry,
+        generation: u64,
+        previous: Option<&Runtime>,
+    ) -> Runtime {
         let services = registry.apply(&config.services, config.registry.clone());
+        let credentials = config
+            .services
+            .iter()
+            .map(|s| {
+                let spec = s.client_credentials.as_ref()?;
+                Some(
+                    previous
+                        .and_then(|p| p.token_source(&s.name))
+                        .filter(|kept| kept.spec() == spec)
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            TokenSource::new(
+                                &s.name,
+                                spec.clone(),
+                                Box::new(OAuth2Endpoint::new(spec)),
+                                metrics.client_credentials(&s.name),
+                            )
+                        }),
+                )
+            })
+            .collect();
         let route_metrics = config
             .router
             .routes()
@@ -45,8 +78,15 @@ impl Runtime {
             services,
             route_metrics,
             service_metrics,
+            credentials,
             generation,
         }
+    }
+
+    /// The token source of the service named `name`, if it has client credentials.
+    pub fn token_source(&self, name: &str) -> Option<&Arc<TokenSource>> {
+        let i = self.config.service_index(name)?;
+        self.credentials[i].as_ref()
     }
 }
 
@@ -100,10 +140,18 @@ pub struct Shared {
     /// The snapshot's generation, readable without touching the snapshot (connection
     /// loops use it to refresh what they cached).
     generation: AtomicU64,
+    /// When the process started serving, for [`POLICY_READY_GRACE`].
+    started: std::time::Instant,
     pub config_path: PathBuf,
     /// The admin address at start: a reload cannot move the admin listener.
     admin: std::net::SocketAddr,
 }
+
+/// How long `/readyz` waits for policies to become ready (an auth policy's first key-set
+/// fetch) before it reports ready anyway. An identity provider that is down at start must
+/// not keep every gateway out of a load balancer, which would take down the routes that do
+/// not need it; the routes that do answer `503` until it is reached.
+pub const POLICY_READY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Counts a request as in flight until dropped.
 pub struct InflightGuard(Arc<Shared>);
@@ -126,7 +174,7 @@ impl Shared {
         let registry = Arc::new(Registry::default());
         let path = config.path.clone();
         let admin = config.gateway.admin;
-        let runtime = Runtime::new(config, &metrics, &registry, 1);
+        let runtime = Runtime::new(config, &metrics, &registry, 1, None);
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
@@ -135,6 +183,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             generation: AtomicU64::new(1),
+            started: std::time::Instant::now(),
             config_path: path,
             admin,
         })
@@ -177,9 +226,25 @@ impl Shared {
         self.listening.store(true, Ordering::Release);
     }
 
-    /// Ready to serve: the proxy listeners accept and the gateway is not draining.
+    /// Ready to serve: the proxy listeners accept, the gateway is not draining, and every
+    /// policy in use is ready (an auth policy has its key set), or has had
+    /// [`POLICY_READY_GRACE`] to become so.
     pub fn is_ready(&self) -> bool {
-        self.listening.load(Ordering::Acquire) && !self.is_draining()
+        self.listening.load(Ordering::Acquire)
+            && !self.is_draining()
+            && (self.started.elapsed() >= POLICY_READY_GRACE || self.unready_policy().is_none())
+    }
+
+    /// A policy in use that is not ready yet (`auth.corp`), if any.
+    pub fn unready_policy(&self) -> Option<String> {
+        let rt = self.runtime.load();
+        let unready = rt
+            .config
+            .policies
+            .iter()
+            .find(|p| !p.plugin.ready())
+            .map(|p| format!("{}.{}", p.kind, p.name));
+        unready
     }
 
     /// Reads, compiles and swaps in the config file. On error nothing changes and the
@@ -219,6 +284,7 @@ impl Shared {
                     &self.metrics,
                     &self.registry,
                     generation,
+                    Some(&current),
                 )));
                 self.generation.store(generation, Ordering::Release);
                 self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
@@ -247,6 +313,19 @@ impl crate::policy::tasks::PolicySource for Shared {
             .config
             .policies
             .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// The credentials background service reads the current snapshot's token sources here.
+impl crate::upstream::credentials::CredentialSources for Shared {
+    fn token_sources(&self) -> Vec<Arc<TokenSource>> {
+        self.runtime
+            .load()
+            .credentials
+            .iter()
+            .flatten()
             .cloned()
             .collect()
     }

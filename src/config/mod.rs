@@ -6,10 +6,12 @@
 //! socket addresses); nothing here is consulted as a string on the request path.
 //!
 //! `compile` reads the top-level sections here and hands each to its own file:
-//! `gateway.rs`, `services.rs` (services and the registry), `routes.rs`; the checks they
+//! `gateway.rs`, `services.rs` (services and the registry; a service's
+//! `client_credentials` in `credentials.rs`), `routes.rs`; the checks they
 //! share are in `compiler.rs`, duration strings in `duration.rs`.
 
 mod compiler;
+mod credentials;
 pub mod diag;
 mod gateway;
 mod policies;
@@ -80,6 +82,10 @@ pub struct Config {
     /// Every policy section's instance (`[access.NAME]`...), shared by the routes that name
     /// it.
     pub policies: Policies,
+    /// Headers the auth policies set from a verified identity (`X-User-Id`). The gateway
+    /// owns them: every client-sent copy is removed from every request on every route, with
+    /// or without auth, so no upstream ever reads an identity a client chose.
+    pub identity_headers: Box<[http::HeaderName]>,
     /// Warnings found while compiling (the config is still usable).
     pub warnings: Vec<Diagnostic>,
 }
@@ -170,6 +176,7 @@ pub fn compile_with(
         services,
         registry,
         router,
+        identity_headers: sections.policies.compiled.identity_headers(),
         policies: sections.policies.compiled,
         warnings,
     })

@@ -177,6 +177,14 @@ impl OidcProvider {
         &mut self.process
     }
 
+    /// How many tokens the provider has issued so far (one log line each, by provider.js).
+    pub fn tokens_issued(&self) -> usize {
+        self.process
+            .stdout()
+            .matches("oidc-provider token issued:")
+            .count()
+    }
+
     /// `GET url` as JSON; panics unless it answers 200.
     pub fn get_json(&self, url: &str) -> Value {
         let (status, body) = self.call(|c| c.get(url));

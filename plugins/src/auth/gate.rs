@@ -3,12 +3,12 @@
 //! answers refusals with an RFC 6750 challenge, and queues the verified identity for the
 //! upstream.
 //!
-//! Whatever the outcome, every header a policy of the route sets from the identity is
-//! first removed from the client's request, in every spelling a server might read as the
-//! same name (`X-User-Id`, `x_user_id`): a client can never choose its own identity.
+//! The gateway removes every client-sent copy of the identity headers from every request
+//! (on every route, in every spelling), so what the gate sets is the only identity an
+//! upstream can read.
 
 use async_trait::async_trait;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode};
 use std::sync::Arc;
 
 use super::requirements::{Requirements, Unmet};
@@ -23,22 +23,11 @@ const REALM: &str = "Bearer realm=\"ficus\"";
 pub struct AuthGate {
     policies: Vec<Arc<dyn Authenticator>>,
     requirements: Requirements,
-    /// Every identity header of every policy, lower-case with `-`: compared against the
-    /// client's header names with `_` read as `-`.
-    identity_headers: Vec<HeaderName>,
     scope_challenge: HeaderValue,
 }
 
 impl AuthGate {
     pub fn new(policies: Vec<Arc<dyn Authenticator>>, requirements: Requirements) -> AuthGate {
-        let mut identity_headers: Vec<HeaderName> = Vec::new();
-        for p in &policies {
-            for h in p.common().identity_headers() {
-                if !identity_headers.contains(h) {
-                    identity_headers.push(h.clone());
-                }
-            }
-        }
         // Scopes were checked at compile time to be printable ASCII without `"` or `\`.
         let scope_challenge = HeaderValue::from_str(&format!(
             "{REALM}, error=\"insufficient_scope\", scope=\"{}\"",
@@ -48,20 +37,8 @@ impl AuthGate {
         AuthGate {
             policies,
             requirements,
-            identity_headers,
             scope_challenge,
         }
-    }
-
-    fn is_identity_header(&self, name: &HeaderName) -> bool {
-        let n = name.as_str();
-        self.identity_headers.iter().any(|h| {
-            let h = h.as_str();
-            h.len() == n.len()
-                && h.bytes()
-                    .zip(n.bytes())
-                    .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
-        })
     }
 }
 
@@ -106,11 +83,6 @@ impl Plugin for AuthGate {
     }
 
     async fn on_request(&self, req: &mut RequestView<'_>) -> Outcome {
-        for name in req.headers.keys() {
-            if self.is_identity_header(name) {
-                req.upstream.remove(name.clone());
-            }
-        }
         // A browser's CORS preflight carries no credentials; refusing it would break every
         // cross-origin call. It is answered or forwarded as the route says, without identity.
         if req.preflight {

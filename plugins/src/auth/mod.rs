@@ -14,10 +14,14 @@
 //! This module never echoes a token, a key or a library error to the client: every
 //! refusal has a fixed description ([`Refusal::description`]).
 
+pub mod cache;
 pub mod common;
 pub mod gate;
+pub mod introspection;
 pub mod jwt;
+pub mod provider;
 pub mod requirements;
+pub mod secret;
 
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -17,7 +17,6 @@
 
 use reqwest::header::{ACCEPT, CACHE_CONTROL};
 use serde_json::Value;
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -25,9 +24,8 @@ use thiserror::Error;
 use tokio::sync::{watch, Notify};
 
 use super::keys::{JwksError, KeySet};
+use crate::auth::provider::{self, CallError};
 
-/// The largest discovery or JWKS document read; real ones are a few KiB.
-pub const MAX_DOCUMENT_SIZE: usize = 1024 * 1024;
 /// The refresh interval when the JWKS answer has no `max-age` (then clamped to the bounds).
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(5 * 60);
 /// The first retry after a failed fetch; each failure doubles it up to [`LAST_RETRY`].
@@ -48,8 +46,8 @@ pub struct RemoteSettings {
     /// The shortest time between two fetches asked for by unknown `kid`s.
     pub min_refresh: Duration,
     pub refresh: RefreshBounds,
-    /// Extra trusted roots for the provider's TLS certificate.
-    pub ca: Option<CaBundle>,
+    /// Extra trusted roots for the provider's TLS certificate (PEM, read at compile time).
+    pub ca: Option<Vec<u8>>,
 }
 
 /// Bounds on the refresh interval a JWKS answer's `max-age` asks for.
@@ -59,47 +57,13 @@ pub struct RefreshBounds {
     pub max: Duration,
 }
 
-/// The PEM bytes of `ca_file`, read at compile time (a changed file is a changed policy).
-#[derive(Clone, PartialEq, Eq)]
-pub struct CaBundle(pub Vec<u8>);
-
-impl fmt::Debug for CaBundle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CaBundle({} bytes)", self.0.len())
-    }
-}
-
-/// The HTTP client for a policy's provider.
-pub fn client(s: &RemoteSettings) -> Result<reqwest::Client, reqwest::Error> {
-    let mut b = reqwest::Client::builder()
-        .timeout(s.timeout)
-        .connect_timeout(s.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        // Fetches are minutes apart and may come from different runtimes: no pooling.
-        .pool_max_idle_per_host(0)
-        .user_agent(concat!("ficus/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &s.ca {
-        for cert in reqwest::Certificate::from_pem_bundle(&ca.0)? {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    b.build()
-}
-
 /// Why a fetch failed (for the log; clients only ever see `503` or a refusal).
 #[derive(Debug, Error)]
 pub enum FetchError {
-    #[error("no HTTP client could be built: {0}")]
-    NoClient(String),
+    #[error("no JWKS URL")]
+    NoUrl,
     #[error("{url}: {cause}")]
-    Http { url: String, cause: String },
-    #[error("{url} answered {status}")]
-    Status { url: String, status: u16 },
-    #[error("{url}: the answer is larger than {MAX_DOCUMENT_SIZE} bytes")]
-    TooLarge { url: String },
-    #[error("{url}: not a JSON OpenID provider configuration")]
-    NotDiscovery { url: String },
+    Call { url: String, cause: String },
     #[error("{url} names the issuer {found:?}, not the configured {expected:?}")]
     IssuerMismatch {
         url: String,
@@ -112,9 +76,9 @@ pub enum FetchError {
     Jwks { url: String, source: JwksError },
 }
 
-/// A reqwest error with its causes (the cause says "connection refused" or which
-/// certificate check failed; the error itself only "error sending request").
-fn describe(e: &reqwest::Error) -> String {
+/// A call error with its causes (a request error's cause says "connection refused" or
+/// which certificate check failed; the error itself only "error sending request").
+fn describe(e: &CallError) -> String {
     let mut out = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
@@ -173,7 +137,7 @@ struct RoundState {
 pub struct Remote {
     policy: Arc<str>,
     settings: RemoteSettings,
-    client: Result<reqwest::Client, String>,
+    client: reqwest::Client,
     /// The JWKS URL: configured, or found by discovery (then kept).
     jwks: Mutex<Option<String>>,
     state: Mutex<RoundState>,
@@ -188,7 +152,7 @@ impl Remote {
     pub fn new(policy: Arc<str>, settings: RemoteSettings) -> Remote {
         Remote {
             policy,
-            client: client(&settings).map_err(|e| describe(&e)),
+            client: provider::client(settings.ca.as_deref(), settings.timeout),
             jwks: Mutex::new(settings.jwks.clone()),
             settings,
             state: Mutex::new(RoundState::default()),
@@ -256,7 +220,10 @@ impl Remote {
                 }
                 Err(e) => {
                     self.fetched_err.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(policy = %self.policy, error = %e, retry_in = ?retry, "fetching the JWKS failed");
+                    log::warn!(
+                        "auth policy `{}`: fetching the JWKS failed: {e}; retrying in {retry:?}",
+                        self.policy
+                    );
                     let wait = retry;
                     retry = (retry * 2).min(LAST_RETRY);
                     wait
@@ -287,10 +254,6 @@ impl Remote {
     /// One fetch: discovery if the JWKS URL is not known yet, then the JWKS. Returns the
     /// key set and when to fetch it again.
     async fn fetch(&self) -> Result<(KeySet, Duration), FetchError> {
-        let client = self
-            .client
-            .as_ref()
-            .map_err(|e| FetchError::NoClient(e.clone()))?;
         let known = self
             .jwks
             .lock()
@@ -299,15 +262,15 @@ impl Remote {
         let url = match (known, &self.settings.discovery) {
             (Some(url), _) => url,
             (None, Some(discovery)) => {
-                let url = self.discover(client, discovery).await?;
+                let url = self.discover(discovery).await?;
                 *self.jwks.lock().unwrap_or_else(PoisonError::into_inner) = Some(url.clone());
                 url
             }
             // Compile guarantees one of the two.
-            (None, None) => return Err(FetchError::NoClient("no JWKS URL".into())),
+            (None, None) => return Err(FetchError::NoUrl),
         };
-        let (body, max_age) = get(client, &url).await?;
-        let set = KeySet::from_jwks(&body).map_err(|source| FetchError::Jwks {
+        let (doc, max_age) = self.get(&url).await?;
+        let set = KeySet::from_jwks(&doc).map_err(|source| FetchError::Jwks {
             url: url.clone(),
             source,
         })?;
@@ -316,13 +279,8 @@ impl Remote {
 
     /// The `jwks_uri` of the discovery document at `url`, which must name the configured
     /// issuer (OpenID Connect Discovery §4.3).
-    async fn discover(&self, client: &reqwest::Client, url: &str) -> Result<String, FetchError> {
-        let (body, _) = get(client, url).await?;
-        let not_discovery = || FetchError::NotDiscovery { url: url.into() };
-        let doc: Value = serde_json::from_slice(&body).map_err(|_| not_discovery())?;
-        if !doc.is_object() {
-            return Err(not_discovery());
-        }
+    async fn discover(&self, url: &str) -> Result<String, FetchError> {
+        let (doc, _) = self.get(url).await?;
         let issuer = doc.get("issuer").and_then(Value::as_str);
         if issuer != Some(self.settings.issuer.as_str()) {
             return Err(FetchError::IssuerMismatch {
@@ -347,48 +305,30 @@ impl Remote {
             })?;
         Ok(jwks.to_string())
     }
-}
 
-/// GETs `url`: the body (at most [`MAX_DOCUMENT_SIZE`]) of a `200` answer and its
-/// `max-age`.
-async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<u64>), FetchError> {
-    let http = |e: reqwest::Error| FetchError::Http {
-        url: url.into(),
-        cause: describe(&e),
-    };
-    let mut resp = client
-        .get(url)
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(http)?;
-    if resp.status() != reqwest::StatusCode::OK {
-        return Err(FetchError::Status {
+    /// GETs a JSON document from the provider (bounded in size and time), with the
+    /// `max-age` of its answer.
+    async fn get(&self, url: &str) -> Result<(Value, Option<u64>), FetchError> {
+        let failed = |e: CallError| FetchError::Call {
             url: url.into(),
-            status: resp.status().as_u16(),
-        });
+            cause: describe(&e),
+        };
+        let resp = self
+            .client
+            .get(url)
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let max_age = max_age(
+            resp.headers()
+                .get_all(CACHE_CONTROL)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        let doc = provider::json_body(resp).await.map_err(failed)?;
+        Ok((doc, max_age))
     }
-    let too_large = || FetchError::TooLarge { url: url.into() };
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_DOCUMENT_SIZE as u64)
-    {
-        return Err(too_large());
-    }
-    let max_age = max_age(
-        resp.headers()
-            .get_all(CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    );
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(http)? {
-        if body.len() + chunk.len() > MAX_DOCUMENT_SIZE {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((body, max_age))
 }
 
 #[cfg(test)]
@@ -467,36 +407,33 @@ mod tests {
         assert!(err.to_string().contains("someone-else"), "{err}");
     }
 
+    async fn fails(remote: &Remote) -> String {
+        remote.fetch().await.unwrap_err().to_string()
+    }
+
     #[tokio::test]
     async fn bad_answers_are_errors() {
         let provider = Provider::start().await;
         let remote = Remote::new("corp".into(), settings(&provider, false));
         provider.set_jwks(b"{\"keys\": []}".to_vec());
-        assert!(matches!(
-            remote.fetch().await.unwrap_err(),
-            FetchError::Jwks { .. }
-        ));
+        assert!(fails(&remote).await.contains("none of the JWKS's 0 keys"));
         provider.set_status("/jwks", 500);
-        assert!(matches!(
-            remote.fetch().await.unwrap_err(),
-            FetchError::Status { status: 500, .. }
-        ));
+        assert!(fails(&remote).await.contains("500"));
+        // Redirects are not followed.
         provider.set_status("/jwks", 302);
-        assert!(matches!(
-            remote.fetch().await.unwrap_err(),
-            FetchError::Status { status: 302, .. }
-        ));
+        assert!(fails(&remote).await.contains("302"));
         provider.set_status("/jwks", 200);
-        provider.set_jwks(vec![b' '; MAX_DOCUMENT_SIZE + 1]);
-        assert!(matches!(
-            remote.fetch().await.unwrap_err(),
-            FetchError::TooLarge { .. }
-        ));
+        provider.set_jwks(vec![b' '; provider::MAX_BODY + 1]);
+        assert!(fails(&remote).await.contains("larger than"));
         let gone = RemoteSettings {
             jwks: Some("http://127.0.0.1:1/jwks".into()),
             ..settings(&provider, false)
         };
-        let err = Remote::new("corp".into(), gone).fetch().await.unwrap_err();
-        assert!(matches!(err, FetchError::Http { .. }), "{err}");
+        let err = fails(&Remote::new("corp".into(), gone)).await;
+        assert!(err.contains("127.0.0.1:1"), "{err}");
+        assert!(
+            err.to_lowercase().contains("refused"),
+            "the cause is kept: {err}"
+        );
     }
 }

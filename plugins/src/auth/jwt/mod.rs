@@ -15,8 +15,9 @@
 //! ```
 //!
 //! The pieces, in the order a token meets them:
-//! - [`cache`]: a token verified before (by the SHA-256 of its text) is accepted from the
-//!   cache until its `exp`, unless the key set changed since.
+//! - the verified-token cache ([`crate::auth::cache`]): a token verified before (by the
+//!   SHA-256 of its text) is accepted from the cache until its `exp`, unless the key set
+//!   changed since.
 //! - [`verify`]: the token's shape, its header's `alg` (one of `algorithms`) and `typ`, and
 //!   its claims (`exp` required, `nbf`, `iat`, `iss`, `aud`, the lifetime), all checked
 //!   on the decoded payload before any cryptography.
@@ -29,7 +30,6 @@
 //! No token, key or library error ever reaches a client: refusals are
 //! [`Refusal`](crate::auth::Refusal)s with fixed descriptions.
 
-mod cache;
 mod config;
 mod fetch;
 mod keys;
@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use config::{JwtConfig, JwtSettings, KeySource, RefreshConfig};
-pub use fetch::{CaBundle, RefreshBounds, RemoteSettings};
+pub use fetch::{RefreshBounds, RemoteSettings};
 pub use keys::{KeyKind, KeySet};
 pub use policy::JwtPolicy;
 pub use verify::ClaimRules;

@@ -5,15 +5,17 @@
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::cache::{self, TokenCache};
 use super::fetch::Remote;
 use super::keys::{KeySet, KeyStore, Lookup};
 use super::verify::parse;
 use super::{unix_now, JwtSettings, KeySource};
+use crate::auth::cache::{token_key, TokenCache};
 use crate::auth::{
     identity_from_claims, AuthCounters, Authenticator, CommonSettings, Refusal, Verdict,
 };
+use crate::duration::MAX_DURATION;
 use crate::{Background, Hooks, Identity, MetricSample, Plugin};
 
 /// Why a token was not accepted.
@@ -27,6 +29,14 @@ impl From<Refusal> for Failure {
     fn from(r: Refusal) -> Failure {
         Failure::Refused(r)
     }
+}
+
+/// A verified token as cached.
+#[derive(Clone)]
+struct Cached {
+    identity: Identity,
+    /// The key-set generation it was verified under: void once the key set changes.
+    generation: u64,
 }
 
 /// A token that passed every check.
@@ -43,7 +53,7 @@ pub struct JwtPolicy {
     settings: Arc<JwtSettings>,
     keys: KeyStore,
     remote: Option<Remote>,
-    cache: TokenCache,
+    cache: TokenCache<Cached>,
     counters: AuthCounters,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
@@ -132,21 +142,28 @@ impl Authenticator for JwtPolicy {
     }
 
     async fn verify(&self, token: &str) -> Verdict {
-        let now = unix_now();
-        let digest = self.cache.enabled().then(|| cache::digest(token));
-        if let Some(d) = &digest {
-            if let Some(id) = self.cache.get(d, now, self.keys.generation()) {
-                self.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Verdict::Accepted(id);
-            }
-            self.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let key = token_key(token);
+        let hit = self
+            .cache
+            .get(&key, Instant::now())
+            .filter(|c| c.generation == self.keys.generation());
+        if let Some(c) = hit {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Verdict::Accepted(c.identity);
         }
-        match self.check(token, now).await {
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let unix = unix_now();
+        match self.check(token, unix).await {
             Ok(v) => {
-                if let Some(d) = digest {
-                    self.cache
-                        .insert(d, v.identity.clone(), v.exp, v.generation, now);
-                }
+                // Kept until the token's `exp`, never longer.
+                let left = Duration::from_secs(v.exp.saturating_sub(unix).max(0) as u64);
+                let now = Instant::now();
+                let cached = Cached {
+                    identity: v.identity.clone(),
+                    generation: v.generation,
+                };
+                self.cache
+                    .insert(key, cached, now + left.min(MAX_DURATION), now);
                 Verdict::Accepted(v.identity)
             }
             Err(Failure::Refused(r)) => Verdict::Refused(r),
@@ -162,7 +179,7 @@ impl Authenticator for JwtPolicy {
 #[async_trait]
 impl Plugin for JwtPolicy {
     fn kind(&self) -> &'static str {
-        "jwt"
+        "auth:jwt"
     }
 
     /// None: the routes' auth gates call [`Authenticator::verify`].
@@ -206,7 +223,7 @@ impl Plugin for JwtPolicy {
         for (result, n) in [("hit", &self.cache_hits), ("miss", &self.cache_misses)] {
             out.push(MetricSample::counter(
                 "ficus_auth_cache_total",
-                "Verified-token cache lookups by policy and result.",
+                "Token cache lookups by policy and result.",
                 labelled(result),
                 n.load(Ordering::Relaxed),
             ));
@@ -473,7 +490,7 @@ mod tests {
         let t = hs256(h, &json!({"sub": "late", "exp": now() - 20}));
         assert_eq!(subject(p.verify(&t).await), "late");
         // ... but not cached: it is past its `exp`.
-        assert_eq!(p.cache.len(), 0);
+        assert!(p.cache.is_empty());
         assert_eq!(refusal(p.verify("a.b").await), Refusal::Malformed);
     }
 
@@ -603,9 +620,7 @@ mod tests {
     async fn a_provider_down_after_the_first_fetch_keeps_the_keys() {
         let provider = Provider::start().await;
         provider.set_jwks(jwks_doc(&[("rsa-public.jwk.json", "k1")]));
-        let p = remote(&provider, "cache_size = 0", |r| {
-            r.min_refresh = Duration::from_millis(50)
-        });
+        let p = remote(&provider, "", |r| r.min_refresh = Duration::from_millis(50));
         let good = rs256("k1", &claims(Some(&provider)), "rsa");
         assert_eq!(subject(p.verify(&good).await), "alice");
         provider.set_status("/jwks", 500);
@@ -640,6 +655,6 @@ mod tests {
             .iter()
             .any(|s| s.name == "ficus_auth_jwks_fetches_total"));
         assert!(p.clone().authenticator().is_some());
-        assert_eq!(p.kind(), "jwt");
+        assert_eq!(p.kind(), "auth:jwt");
     }
 }
