@@ -192,11 +192,19 @@ fn key_source(c: &JwtConfig, cx: &mut CompileContext<'_>) -> Option<Source> {
         }
     }
     if secret.is_given() {
-        let (key, span) = match (&c.secret_file, &c.secret_env) {
-            (Some(f), _) => ("secret_file", Some(f.span())),
-            (None, e) => ("secret_env", e.as_ref().map(Spanned::span)),
+        let read = secret.read(cx);
+        let named = match (&c.secret_file, &c.secret_env) {
+            (Some(f), _) => Some(("secret_file", f.span())),
+            (None, e) => e.as_ref().map(|e| ("secret_env", e.span())),
         };
-        return secret.read(cx).map(|s| Source::Secret(s, key, span));
+        if let Some((key, span)) = named {
+            return read.map(|s| Source::Secret(s, key, Some(span)));
+        }
+        // Only an inline `secret`, now reported: the rest of the section is still checked,
+        // unless there is nothing else to check ("needs a key source" would only repeat it).
+        if c.public_key_file.is_none() && c.issuer.is_none() && c.jwks.is_none() {
+            return None;
+        }
     }
     if let Some(path) = &c.public_key_file {
         let pem = read_key_file(path, cx)?;
@@ -670,12 +678,17 @@ mod tests {
         assert_eq!(e.span, Some(9..46));
         assert!(e.message.contains("never written in routes.toml"));
         assert!(e.hint.unwrap().contains("secret_file"));
-        // Even next to a valid key source.
-        let e = error(&format!(
-            "public_key_file = \"{}\"\nsecret = {{ value = 1 }}\n",
-            fixture_path("rsa-public.pem")
-        ));
-        assert_eq!(e.key, "secret");
+        // Next to another key source, the rest of the section is checked too.
+        let (s, p) = compile_in(
+            Path::new("."),
+            &format!(
+                "public_key_file = \"{}\"\nsecret = {{ value = 1 }}\nalgorithms = [\"HS256\"]\n",
+                fixture_path("rsa-public.pem")
+            ),
+        );
+        assert!(s.is_none());
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["secret", "algorithms[0]"]);
     }
 
     #[test]

@@ -77,13 +77,17 @@ pub enum FetchError {
 }
 
 /// A call error with its causes (a request error's cause says "connection refused" or
-/// which certificate check failed; the error itself only "error sending request").
+/// which certificate check failed; the error itself only "error sending request"). Causes
+/// whose text is already there are left out: reqwest repeats itself.
 fn describe(e: &CallError) -> String {
     let mut out = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         cause = c.source();
     }
     out
