@@ -8,9 +8,10 @@
 //! request path only asks for an early refresh and waits (bounded) for the round that
 //! serves it, so a flood of tokens with unknown `kid`s costs the provider at most one fetch
 //! per interval. Requests go only to the configured URLs (and the `jwks_uri` of the
-//! configured issuer's discovery document): no redirect is followed, no proxy from the
-//! environment is used, and nothing in a token can name a URL. TLS is verified against the
-//! webpki roots, plus `ca_file` when given.
+//! configured issuer's discovery document) through the shared provider client
+//! ([`crate::auth::provider`]): no redirect is followed, TLS is verified (plus `ca_file`
+//! when given), answers are bounded in size and time, and nothing in a token can name a
+//! URL.
 //!
 //! A failed fetch never drops keys: the last good set stays in use until a good answer
 //! replaces it.
@@ -121,9 +122,11 @@ pub fn max_age<'a>(values: impl Iterator<Item = &'a str>) -> Option<u64> {
 
 /// When to fetch the key set again after a good answer with this `max-age`.
 pub fn next_refresh(max_age: Option<u64>, bounds: RefreshBounds) -> Duration {
+    // Not `clamp`, which panics on inverted bounds (compile refuses them anyway).
     max_age
         .map_or(DEFAULT_REFRESH, Duration::from_secs)
-        .clamp(bounds.min, bounds.max)
+        .max(bounds.min)
+        .min(bounds.max)
 }
 
 #[derive(Debug, Default)]
