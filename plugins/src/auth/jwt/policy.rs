@@ -37,6 +37,9 @@ struct Cached {
     identity: Identity,
     /// The key-set generation it was verified under: void once the key set changes.
     generation: u64,
+    /// The token's `exp`: checked on every hit against the wall clock too, since the
+    /// cache's own deadline is on the monotonic clock and a clock step would move it.
+    exp: i64,
 }
 
 /// A token that passed every check.
@@ -143,16 +146,16 @@ impl Authenticator for JwtPolicy {
 
     async fn verify(&self, token: &str) -> Verdict {
         let key = token_key(token);
+        let unix = unix_now();
         let hit = self
             .cache
             .get(&key, Instant::now())
-            .filter(|c| c.generation == self.keys.generation());
+            .filter(|c| c.generation == self.keys.generation() && unix < c.exp);
         if let Some(c) = hit {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Verdict::Accepted(c.identity);
         }
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let unix = unix_now();
         match self.check(token, unix).await {
             Ok(v) => {
                 // Kept until the token's `exp`, never longer.
@@ -161,6 +164,7 @@ impl Authenticator for JwtPolicy {
                 let cached = Cached {
                     identity: v.identity.clone(),
                     generation: v.generation,
+                    exp: v.exp,
                 };
                 self.cache
                     .insert(key, cached, now + left.min(MAX_DURATION), now);
@@ -465,6 +469,26 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_stops_passing_at_its_exp_whatever_the_monotonic_clock_says() {
+        let (p, _dir) = hs_policy();
+        let exp = now() - 40;
+        let t = hs256(json!({"alg": "HS256"}), &json!({"sub": "a", "exp": exp}));
+        // As if the wall clock had stepped past `exp` while the entry's monotonic deadline
+        // is still ahead.
+        let id = crate::Identity::new("corp").with_subject("a");
+        let cached = Cached {
+            identity: id,
+            generation: 0,
+            exp,
+        };
+        let at = Instant::now();
+        p.cache
+            .insert(token_key(&t), cached, at + Duration::from_secs(60), at);
+        assert_eq!(refusal(p.verify(&t).await), Refusal::Expired);
+        assert_eq!(metric(&p, "ficus_auth_cache_total", "hit"), 0);
     }
 
     #[tokio::test]
