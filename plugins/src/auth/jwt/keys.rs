@@ -6,10 +6,11 @@
 //! header says. A JWKS never supplies HMAC keys (`kty: oct`), and keys that are not for
 //! signatures (`use` other than `sig`), of unknown types, or too weak (RSA under 2048
 //! bits) are left out of the set.
+//!
+//! Signatures are checked with ring, through [`super::ring_provider`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -18,12 +19,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use thiserror::Error;
 
+use super::ring_provider::{self, PROVIDER};
 use super::verify::{algorithm, algorithm_name};
 
 /// RSA keys shorter than this are refused (NIST SP 800-131A; RFC 7518 §3.3 requires 2048).
 pub const MIN_RSA_BITS: usize = 2048;
-/// The RustCrypto RSA verifier's limit: a longer modulus could never verify.
+/// The longest modulus accepted. ring verifies up to 8192 bits, but the cost of a check
+/// grows with the square of the length, and every token with a well-formed but wrong
+/// signature costs one: 4096 bits bounds what a flood of them costs.
 pub const MAX_RSA_BITS: usize = 4096;
+/// The largest public exponent ring verifies with (2^33 - 1): a key with a larger one
+/// could never verify.
+pub const MAX_RSA_EXPONENT: u64 = (1 << 33) - 1;
 
 /// The type of a key, which fixes the algorithms it can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +105,7 @@ impl VerifyingKey {
     /// Verifies `signature` (base64url) over `signing_input` with `alg`, which the caller
     /// checked this key is usable for.
     pub fn verifies(&self, signing_input: &str, signature: &str, alg: Algorithm) -> bool {
-        // An error means the key does not fit the algorithm or the signature is not
-        // base64url: not a good signature either way.
-        jsonwebtoken::crypto::verify(signature, signing_input.as_bytes(), &self.key, alg)
-            .unwrap_or(false)
+        ring_provider::verify(&self.key, alg, signing_input.as_bytes(), signature)
     }
 }
 
@@ -272,10 +276,9 @@ impl KeySet {
             [_] => return Err(PemError::Unsupported),
             _ => return Err(PemError::SeveralBlocks),
         }
-        let provider = CryptoProvider::try_get_default().ok_or(PemError::Unsupported)?;
         let key = if let Ok(rsa) = DecodingKey::from_rsa_pem(pem) {
             let der = rsa.try_get_as_bytes().map_err(|_| PemError::Unsupported)?;
-            let (n, e) = (provider.key_utils.rsa_pub_components_from_public_key)(der)
+            let (n, e) = (PROVIDER.key_utils.rsa_pub_components_from_public_key)(der)
                 .map_err(|_| PemError::Invalid)?;
             rsa_key(&n, &e).map_err(PemError::Rsa)?
         } else if let Ok(ec) = DecodingKey::from_ec_pem(pem) {
@@ -346,9 +349,13 @@ fn rsa_key(n: &[u8], e: &[u8]) -> Result<VerifyingKey, RsaError> {
     if bits > MAX_RSA_BITS {
         return Err(RsaError::TooLong(bits));
     }
-    // An even or tiny exponent is not an RSA key; more than 64 bits is not one anybody
-    // issues (and slows every check).
-    if e.is_empty() || e.len() > 8 || e[e.len() - 1] & 1 == 0 || (e.len() == 1 && e[0] < 3) {
+    // An even or tiny exponent is not an RSA key; ring verifies with none over 33 bits
+    // (nobody issues one: 65537 is the norm).
+    let value = match e.len() {
+        1..=8 => e.iter().fold(0u64, |v, &b| v << 8 | u64::from(b)),
+        _ => 0,
+    };
+    if value & 1 == 0 || !(3..=MAX_RSA_EXPONENT).contains(&value) {
         return Err(RsaError::Exponent);
     }
     Ok(VerifyingKey::new(
@@ -362,18 +369,10 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
     &b[first..]
 }
 
-/// `key` as a key of `kind`, if the crypto backend accepts it (an EC point on its curve,
-/// an Ed25519 point of the right length).
+/// `key` as a key of `kind`, if ring can verify with it (an EC point on its curve, an
+/// Ed25519 key of 32 bytes).
 fn checked(kind: KeyKind, key: DecodingKey) -> Option<VerifyingKey> {
-    if kind == KeyKind::Ed25519 && key.try_get_as_bytes().ok()?.len() != 32 {
-        // jsonwebtoken 12.0 slices the first 32 bytes of an Ed25519 key and would panic
-        // on a shorter one: never hand it one.
-        return None;
-    }
-    // Building a verifier parses the key; an empty signature then fails to verify, which
-    // is `Ok(false)`. A key the backend refuses is an `Err`.
-    jsonwebtoken::crypto::verify("", b"", &key, kind.default_algorithm()).ok()?;
-    Some(VerifyingKey::new(kind, key))
+    ring_provider::usable(&key, kind.default_algorithm()).then(|| VerifyingKey::new(kind, key))
 }
 
 /// One JWK as a verifying key, or `None` when ficus does not use it.
@@ -579,6 +578,13 @@ mod tests {
                 json!({"kid": "bad-alg", "alg": "none"}),
             ),
             json!({"kty": "EC", "crv": "P-256", "kid": "off-curve", "x": "AQ", "y": "AQ"}),
+            json!({"kty": "EC", "crv": "P-256", "kid": "off-curve-32",
+                   "x": URL_SAFE_NO_PAD.encode([1; 32]), "y": URL_SAFE_NO_PAD.encode([1; 32])}),
+            // e = 2^33 + 1: more than ring verifies with.
+            jwk_with(
+                "rsa2-public.jwk.json",
+                json!({"kid": "big-e", "e": "AgAAAAE"}),
+            ),
             json!({"kty": "OKP", "crv": "Ed25519", "kid": "short", "x": "AQID"}),
             json!({"kty": "OKP", "crv": "X25519", "kid": "x", "x": "AQID"}),
             json!("not a key"),
@@ -596,6 +602,8 @@ mod tests {
             "hmac",
             "wrong-alg",
             "off-curve",
+            "off-curve-32",
+            "big-e",
             "short",
         ] {
             assert!(
@@ -615,6 +623,31 @@ mod tests {
             KeySet::from_jwks(&json!({"keys": "k"})).unwrap_err(),
             JwksError::NoKeys
         );
+    }
+
+    #[test]
+    fn rsa_exponents_ring_verifies_with() {
+        let k = jwk_with("rsa-public.jwk.json", json!({}));
+        let n = URL_SAFE_NO_PAD.decode(k["n"].as_str().unwrap()).unwrap();
+        for e in [
+            &[3][..],
+            &[1, 0, 1],
+            &[0, 1, 0, 1],
+            &[1, 0xff, 0xff, 0xff, 0xff],
+        ] {
+            assert!(rsa_key(&n, e).is_ok(), "{e:?}");
+        }
+        for e in [
+            &[][..],
+            &[0],
+            &[1],
+            &[2],
+            &[1, 0, 0],
+            &[2, 0, 0, 0, 1],
+            &[1; 9],
+        ] {
+            assert_eq!(rsa_key(&n, e).unwrap_err(), RsaError::Exponent, "{e:?}");
+        }
     }
 
     #[test]

@@ -22,8 +22,9 @@
 //!   its claims (`exp` required, `nbf`, `iat`, `iss`, `aud`, the lifetime), all checked
 //!   on the decoded payload before any cryptography.
 //! - [`keys`]: the key for the token's `kid` and `alg` (a key verifies only the
-//!   algorithms of its own type), and the signature check (jsonwebtoken's RustCrypto
-//!   backend).
+//!   algorithms of its own type), and the signature check, with ring
+//!   ([`ring_provider`], jsonwebtoken's crypto provider here; jsonwebtoken itself only
+//!   parses keys).
 //! - [`fetch`]: the key set's fetches, in the background; a token with an unknown `kid`
 //!   can ask for an early one, at most once per `jwks_min_refresh`.
 //!
@@ -34,6 +35,7 @@ mod config;
 mod fetch;
 mod keys;
 mod policy;
+mod ring_provider;
 #[cfg(test)]
 mod testing;
 mod verify;
@@ -59,6 +61,16 @@ impl PolicyKind for Jwt {
     type Settings = JwtSettings;
 
     fn compile(config: JwtConfig, cx: &mut CompileContext<'_>) -> Option<JwtSettings> {
+        // Before any key is loaded: ring is jsonwebtoken's default from the first `jwt`
+        // section on, in the gateway as in tests.
+        if ring_provider::install().is_err() {
+            cx.error(
+                None,
+                "type",
+                "jsonwebtoken already has another crypto provider in this process; \
+                 ficus verifies tokens with ring only (a build error, not a config one)",
+            );
+        }
         config::compile(config, cx)
     }
 

@@ -57,6 +57,9 @@ pub fn private_key(name: &str) -> EncodingKey {
 /// A compact JWS of exactly this header and payload, signed with `key` using `alg`
 /// (whatever the header says: tests forge tokens).
 pub fn sign(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+    // jsonwebtoken signs with its process default, which a test may reach before any
+    // policy compiles.
+    super::ring_provider::install().expect("ring is jsonwebtoken's crypto provider");
     let input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap()),
