@@ -340,7 +340,7 @@ fn node_hs256(input: &str, secret: &str) -> String {
 
 fn node(script: &str, args: &[&str]) -> String {
     let mut p = ProcessBuilder::new("node", "node")
-        .args(["-e", script])
+        .args(["-e", script, "--"])
         .args(args)
         .start();
     let status = p.wait_exit(Duration::from_secs(30));
@@ -462,6 +462,26 @@ fn public_key_pem_is_the_published_key_and_keys_an_hs256_token() {
         "HMAC-SHA256 keyed by the PEM text"
     );
     assert!(!verify_rs256(&token, &idp.published_keys()[0]));
+}
+
+#[test]
+fn a_self_signed_certificate_carries_the_key_for_x5c_and_x5u() {
+    let key = TestKey::generate("x5c");
+    let der = key.self_signed_cert_der();
+    let pem = pem_encode("CERTIFICATE", &der);
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"), "{pem}");
+    assert!(pem.lines().all(|l| l.len() <= 64), "{pem}");
+    assert_eq!(pem_to_der(&pem), der);
+    // Node reads the certificate and finds the key in it.
+    const SCRIPT: &str = "const c = require('node:crypto'); \
+        const [pem] = process.argv.slice(1); \
+        const jwk = new c.X509Certificate(pem).publicKey.export({ format: 'jwk' }); \
+        process.stdout.write(JSON.stringify(jwk));";
+    let jwk: Value = serde_json::from_str(&node(SCRIPT, &[&pem])).unwrap();
+    assert_eq!(jwk["n"], key.public_jwk["n"]);
+    assert_eq!(jwk["e"], key.public_jwk["e"]);
+    assert_eq!(base64_encode(b"fo"), "Zm8=");
+    assert_eq!(base64_encode(&[0xfb, 0xff]), "+/8=");
 }
 
 #[test]

@@ -83,6 +83,34 @@ pub fn base64url_encode(bytes: &[u8]) -> String {
     out
 }
 
+/// Padded standard base64 (RFC 4648 §4), as PEM and the `x5c` header use.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut s: String = base64url_encode(bytes)
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while !s.len().is_multiple_of(4) {
+        s.push('=');
+    }
+    s
+}
+
+/// `der` as a PEM block with this label (`CERTIFICATE`, `PUBLIC KEY`), 64 columns.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    let b64 = base64_encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 /// The DER bytes of a PEM text's first block (standard base64 between the BEGIN and END
 /// lines).
 pub fn pem_to_der(pem: &str) -> Vec<u8> {
@@ -183,6 +211,18 @@ impl TestKey {
         json!({ "alg": "RS256", "typ": "at+jwt", "kid": self.kid })
     }
 
+    /// A self-signed X.509 certificate (DER) for this key, as an `x5c` header or an `x5u`
+    /// document would carry it (rcgen signs with the RSA key).
+    pub fn self_signed_cert_der(&self) -> Vec<u8> {
+        let pair = rcgen::KeyPair::from_pem(&self.private_pem)
+            .unwrap_or_else(|e| panic!("rcgen refuses the RSA key {}: {e}", self.kid));
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("test key {}", self.kid));
+        params.self_signed(&pair).unwrap().der().to_vec()
+    }
+
     /// `claims` signed with this key under [`header`](Self::header).
     pub fn sign(&self, claims: &Value) -> String {
         sign_jwt(&self.header(), claims, self)
@@ -278,7 +318,7 @@ pub fn jwk_public_pem(jwk: &Value, format: PemFormat) -> String {
 /// exits 0.
 fn node_eval(script: &str, args: &[&str]) -> String {
     let mut p = ProcessBuilder::new("node-eval", "node")
-        .args(["-e", script])
+        .args(["-e", script, "--"])
         .args(args)
         .start();
     let status = p.wait_exit(NODE_TIMEOUT);
