@@ -12,7 +12,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod duration;
+pub use ficus_plugins::duration;
 pub mod http_syntax;
 pub mod ids;
 pub mod listener;

@@ -247,6 +247,42 @@ impl Metrics {
     }
 }
 
+/// Renders plugin samples, one `# HELP`/`# TYPE` block per metric name, in the order
+/// names first appear.
+pub fn render_samples(samples: &[ficus_plugins::MetricSample], out: &mut String) {
+    let mut names: Vec<&'static str> = Vec::new();
+    for s in samples {
+        if !names.contains(&s.name) {
+            names.push(s.name);
+        }
+    }
+    for name in names {
+        let mut first = true;
+        for s in samples.iter().filter(|s| s.name == name) {
+            if first {
+                let kind = match s.kind {
+                    ficus_plugins::MetricType::Counter => "counter",
+                    ficus_plugins::MetricType::Gauge => "gauge",
+                };
+                let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", s.help);
+                first = false;
+            }
+            out.push_str(name);
+            if !s.labels.is_empty() {
+                out.push('{');
+                for (i, (k, v)) in s.labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{k}=\"{}\"", LabelValue(v));
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {}", s.value);
+        }
+    }
+}
+
 /// A Prometheus label value, escaped as the text exposition format requires when written:
 /// `\` as `\\`, `"` as `\"` and a newline as `\n`. Every label value that is not a
 /// fixed literal (service and route names come from routes.toml and the registry API) is

@@ -100,10 +100,18 @@ pub struct Shared {
     /// The snapshot's generation, readable without touching the snapshot (connection
     /// loops use it to refresh what they cached).
     generation: AtomicU64,
+    /// When the process started serving, for [`POLICY_READY_GRACE`].
+    started: std::time::Instant,
     pub config_path: PathBuf,
     /// The admin address at start: a reload cannot move the admin listener.
     admin: std::net::SocketAddr,
 }
+
+/// How long `/readyz` waits for policies to become ready (an auth policy's first key-set
+/// fetch) before it reports ready anyway. An identity provider that is down at start must
+/// not keep every gateway out of a load balancer, which would take down the routes that do
+/// not need it; the routes that do answer `503` until it is reached.
+pub const POLICY_READY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Counts a request as in flight until dropped.
 pub struct InflightGuard(Arc<Shared>);
@@ -135,6 +143,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             generation: AtomicU64::new(1),
+            started: std::time::Instant::now(),
             config_path: path,
             admin,
         })
@@ -177,9 +186,25 @@ impl Shared {
         self.listening.store(true, Ordering::Release);
     }
 
-    /// Ready to serve: the proxy listeners accept and the gateway is not draining.
+    /// Ready to serve: the proxy listeners accept, the gateway is not draining, and every
+    /// policy in use is ready (an auth policy has its key set), or has had
+    /// [`POLICY_READY_GRACE`] to become so.
     pub fn is_ready(&self) -> bool {
-        self.listening.load(Ordering::Acquire) && !self.is_draining()
+        self.listening.load(Ordering::Acquire)
+            && !self.is_draining()
+            && (self.started.elapsed() >= POLICY_READY_GRACE || self.unready_policy().is_none())
+    }
+
+    /// A policy in use that is not ready yet (`auth.corp`), if any.
+    pub fn unready_policy(&self) -> Option<String> {
+        let rt = self.runtime.load();
+        let unready = rt
+            .config
+            .policies
+            .iter()
+            .find(|p| !p.plugin.ready())
+            .map(|p| format!("{}.{}", p.kind, p.name));
+        unready
     }
 
     /// Reads, compiles and swaps in the config file. On error nothing changes and the

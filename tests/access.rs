@@ -65,22 +65,6 @@ fn policy_id(gw: &Gateway, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no policy {name} in {j}"))
 }
 
-fn generation(gw: &Gateway) -> u64 {
-    gw.admin_get("/policies").unwrap().json()["generation"]
-        .as_u64()
-        .unwrap()
-}
-
-/// Rewrites the config and waits for the reload to be live.
-fn reload(gw: &Gateway, config: &str) {
-    let before = generation(gw);
-    gw.rewrite_config(config);
-    poll_until(Duration::from_secs(10), || {
-        (generation(gw) > before).then_some(())
-    })
-    .unwrap_or_else(|| panic!("reload not applied\n{}", gw.logs()));
-}
-
 #[test]
 fn allowed_and_denied_addresses() {
     let o = Origin::start("o");
@@ -184,7 +168,7 @@ access = "v6"
     assert_eq!(get_from(loopback6, v6_addr, "/x", &[]).status, 200);
     // An IPv4 client is not in an IPv6-only allow list.
     assert_eq!(get_from(ip("127.0.0.1"), gw.listen, "/x", &[]).status, 403);
-    reload(&gw, &config(r#"deny = ["::1"]"#));
+    gw.reload(&config(r#"deny = ["::1"]"#));
     assert_eq!(get_from(loopback6, v6_addr, "/x", &[]).status, 403);
     assert_eq!(get_from(ip("127.0.0.1"), gw.listen, "/x", &[]).status, 200);
 }
@@ -200,7 +184,7 @@ fn lists_reload_and_unchanged_policies_keep_their_instance() {
 
     // An edit elsewhere in the file: the policy instance is the same one.
     let unrelated = CONFIG.replace("name = \"open\"", "name = \"open-renamed\"");
-    reload(&gw, &with_origin(&unrelated, &o));
+    gw.reload(&with_origin(&unrelated, &o));
     assert_eq!(policy_id(&gw, "office"), first, "unchanged policy rebuilt");
     assert_eq!(
         get_from(ip("127.0.0.2"), gw.listen, "/office/a", &[]).status,
@@ -212,7 +196,7 @@ fn lists_reload_and_unchanged_policies_keep_their_instance() {
         r#"deny = ["127.0.0.3"]"#,
         r#"deny = ["127.0.0.2", "127.0.0.3"]"#,
     );
-    reload(&gw, &with_origin(&tightened, &o));
+    gw.reload(&with_origin(&tightened, &o));
     assert_ne!(policy_id(&gw, "office"), first);
     assert_eq!(
         get_from(ip("127.0.0.2"), gw.listen, "/office/a", &[]).status,
@@ -225,13 +209,13 @@ fn lists_reload_and_unchanged_policies_keep_their_instance() {
 
     // A broken list is refused and the running policy stays.
     let broken = tightened.replace("10.0.0.0/8", "10.0.0.0/88");
-    let before = generation(&gw);
+    let before = gw.generation();
     gw.rewrite_config(&with_origin(&broken, &o));
     poll_until(Duration::from_secs(10), || {
         gw.logs().contains("10.0.0.0/88").then_some(())
     })
     .unwrap_or_else(|| panic!("reload error not logged\n{}", gw.logs()));
-    assert_eq!(generation(&gw), before);
+    assert_eq!(gw.generation(), before);
     assert_eq!(
         get_from(ip("127.0.0.2"), gw.listen, "/office/a", &[]).status,
         403

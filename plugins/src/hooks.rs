@@ -37,7 +37,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{HeaderEdits, RequestState};
+use crate::auth::Authenticator;
+use crate::{HeaderEdits, MetricSample, RequestState};
 
 /// Which hooks a plugin implements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -247,6 +248,26 @@ pub trait Plugin: Send + Sync + 'static {
     /// instance is dropped by a reload or the server stops, so it must not rely on running
     /// to completion.
     fn background(self: Arc<Self>) -> Option<Background> {
+        None
+    }
+
+    /// Whether the instance can do its job yet: an authentication policy is not ready until
+    /// it has fetched its key set once. `/readyz` waits (bounded) for every policy in use to
+    /// be ready, and a reload waits (bounded) for its new instances before it goes live, so
+    /// traffic does not meet a policy that has nothing to check against. Requests that do
+    /// meet one get whatever the plugin answers (an auth policy: `503`).
+    fn ready(&self) -> bool {
+        true
+    }
+
+    /// Adds the instance's metric samples (scraped from `/metrics`).
+    fn metrics(&self, out: &mut Vec<MetricSample>) {
+        let _ = out;
+    }
+
+    /// The instance as an [`Authenticator`] when it is an `[auth.NAME]` policy: routes
+    /// name auth policies through a per-route gate that asks each of them in turn.
+    fn authenticator(self: Arc<Self>) -> Option<Arc<dyn Authenticator>> {
         None
     }
 }

@@ -28,8 +28,11 @@
 //! ```
 
 pub mod access;
+pub mod auth;
+pub mod duration;
 mod edits;
 pub mod hooks;
+mod metrics;
 pub mod net;
 mod policy;
 mod state;
@@ -40,5 +43,6 @@ pub use hooks::{
     run_request_hooks, Background, Body, Hooks, LogRecord, Outcome, Plugin, RequestView, Response,
     ResponseHead, Source, UpstreamRequest,
 };
+pub use metrics::{MetricSample, MetricType};
 pub use policy::{CompileContext, PolicyKind, Problem, Severity, Stage};
 pub use state::{Identity, RequestState};

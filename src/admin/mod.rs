@@ -67,6 +67,12 @@ impl Admin {
                     reply(StatusCode::OK, "text/plain", "ready\n")
                 } else if self.shared.is_draining() {
                     reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
+                } else if let Some(p) = self.shared.unready_policy() {
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        format!("starting: waiting for policy {p}\n"),
+                    )
                 } else {
                     reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n")
                 }
@@ -74,6 +80,11 @@ impl Admin {
             "/metrics" => {
                 let mut text = self.shared.metrics.render(self.shared.inflight());
                 registry_view::metrics(&self.shared.registry, &mut text);
+                let mut samples = Vec::new();
+                for p in self.shared.runtime().config.policies.iter() {
+                    p.plugin.metrics(&mut samples);
+                }
+                crate::metrics::render_samples(&samples, &mut text);
                 reply(StatusCode::OK, "text/plain; version=0.0.4", text)
             }
             "/policies" => {

@@ -279,11 +279,21 @@ pub fn explain(
             }
             // A refused request runs no policy's request step.
             if !r.chain.is_empty() && decision.is_ok() {
-                let names: Vec<String> = r
-                    .chain
-                    .policies
-                    .iter()
-                    .map(|p| format!("{} = \"{}\"", p.kind, p.name))
+                // Policies of one kind are listed together: `auth = ["corp", "partners"]`.
+                let mut kinds: Vec<(&str, Vec<String>)> = Vec::new();
+                for p in r.chain.policies.iter() {
+                    let name = format!("\"{}\"", p.name);
+                    match kinds.last_mut() {
+                        Some((k, names)) if *k == p.kind => names.push(name),
+                        _ => kinds.push((p.kind, vec![name])),
+                    }
+                }
+                let names: Vec<String> = kinds
+                    .into_iter()
+                    .map(|(k, n)| match n.as_slice() {
+                        [one] => format!("{k} = {one}"),
+                        _ => format!("{k} = [{}] (any one may accept)", n.join(", ")),
+                    })
                     .collect();
                 let _ = writeln!(
                     out,

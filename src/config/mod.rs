@@ -80,6 +80,10 @@ pub struct Config {
     /// Every policy section's instance (`[access.NAME]`...), shared by the routes that name
     /// it.
     pub policies: Policies,
+    /// Headers the auth policies set from a verified identity (`X-User-Id`). The gateway
+    /// owns them: every client-sent copy is removed from every request on every route, with
+    /// or without auth, so no upstream ever reads an identity a client chose.
+    pub identity_headers: Box<[http::HeaderName]>,
     /// Warnings found while compiling (the config is still usable).
     pub warnings: Vec<Diagnostic>,
 }
@@ -170,6 +174,7 @@ pub fn compile_with(
         services,
         registry,
         router,
+        identity_headers: sections.policies.compiled.identity_headers(),
         policies: sections.policies.compiled,
         warnings,
     })

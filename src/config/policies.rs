@@ -9,20 +9,25 @@
 //! running one when its settings did not change (see `crate::policy`).
 
 use ficus_plugins::access::Access;
-use ficus_plugins::{CompileContext, PolicyKind, Severity};
+use ficus_plugins::auth::gate::AuthGate;
+use ficus_plugins::auth::introspection::Introspection;
+use ficus_plugins::auth::requirements::Requirements;
+use ficus_plugins::{auth, CompileContext, PolicyKind, Problem, Severity, Stage};
 use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 use toml::de::DeValue;
 use toml::Spanned;
 
 use super::compiler::{deserialize, Compiler};
 use super::diag::closest_name;
-use super::raw::RawRoute;
+use super::raw::{NameList, RawRoute};
 use super::recover::locate;
-use crate::policy::{instantiate, Chain, Policies, PolicyInstance};
+use crate::policy::{instantiate, Chain, Link, Policies, PolicyInstance};
 
 /// The top-level tables that hold policies, as `(section, route key)`.
-pub const POLICY_SECTIONS: [(&str, &str); 1] = [(Access::SECTION, "access")];
+pub const POLICY_SECTIONS: [(&str, &str); 2] =
+    [(Access::SECTION, "access"), (auth::SECTION, "auth")];
 
 /// Policies read from the file.
 #[derive(Default)]
@@ -47,27 +52,47 @@ pub fn read_policy_section(
     previous: Option<&Policies>,
 ) -> bool {
     match section {
-        Access::SECTION => read_kind::<Access>(c, value, out, previous),
+        Access::SECTION => read_section(
+            c,
+            Access::SECTION,
+            value,
+            out,
+            previous,
+            read_entry::<Access>,
+        ),
+        auth::SECTION => read_section(c, auth::SECTION, value, out, previous, read_auth_entry),
         _ => return false,
     }
     true
 }
 
-/// Deserializes, compiles and instantiates every `[K::SECTION.NAME]` table.
-fn read_kind<K: PolicyKind>(
+/// Reads one `[SECTION.NAME]` table into a policy.
+type ReadEntry = fn(
+    &mut Compiler<'_>,
+    &str,
+    std::ops::Range<usize>,
+    Spanned<DeValue<'_>>,
+    &mut PolicySections,
+    Option<&Policies>,
+);
+
+/// Checks that `value` is a table of named policies and reads each with `read`.
+fn read_section(
     c: &mut Compiler<'_>,
+    section: &'static str,
     value: Spanned<DeValue<'_>>,
     out: &mut PolicySections,
     previous: Option<&Policies>,
+    read: ReadEntry,
 ) {
     let span = value.span();
     let DeValue::Table(table) = value.into_inner() else {
-        out.broken_sections.insert(K::SECTION);
+        out.broken_sections.insert(section);
         c.d.error_hint(
             span,
-            K::SECTION,
-            format!("`{}` must be a table of named policies", K::SECTION),
-            format!("write each policy as a `[{}.NAME]` section", K::SECTION),
+            section,
+            format!("`{section}` must be a table of named policies"),
+            format!("write each policy as a `[{section}.NAME]` section"),
         );
         return;
     };
@@ -78,62 +103,131 @@ fn read_kind<K: PolicyKind>(
         if !matches!(v.get_ref(), DeValue::Table(_)) {
             c.d.error_hint(
                 name_span,
-                format!("{}.{name}", K::SECTION),
-                format!("`{}.{name}` is not a policy", K::SECTION),
+                format!("{section}.{name}"),
+                format!("`{section}.{name}` is not a policy"),
                 format!(
-                    "each policy is a named table: write `[{}.NAME]` and its keys under it",
-                    K::SECTION
+                    "each policy is a named table: write `[{section}.NAME]` and its keys under it"
                 ),
             );
-            out.broken_sections.insert(K::SECTION);
+            out.broken_sections.insert(section);
             continue;
         }
-        let key = format!("{}.{name}", K::SECTION);
         // Names label logs, `/policies` and `explain` output, one per line.
         if name.is_empty() || name.chars().any(char::is_control) {
             c.d.error_hint(
                 name_span.clone(),
-                K::SECTION,
+                section,
                 format!(
-                    "the name of a `[{}.NAME]` policy must not be empty or hold control characters",
-                    K::SECTION
+                    "the name of a `[{section}.NAME]` policy must not be empty or hold control characters"
                 ),
-                format!("name it like `[{}.office]`", K::SECTION),
+                format!("name it like `[{section}.office]`"),
             );
-            out.failed.insert((K::SECTION, name));
+            out.failed.insert((section, name));
             continue;
         }
-        let section_span = v.span();
-        // The section as written: a value's position names its key (an entry the kind
-        // reports may sit after entries serde already dropped, so its own index is off).
-        let as_written = v.clone();
-        out.spans
-            .push((K::SECTION, name.clone(), name_span.clone()));
-        let Some(config) = deserialize::<K::Config>(c, v, &key) else {
-            out.failed.insert((K::SECTION, name));
-            continue;
-        };
-        let mut cx = CompileContext::new(&c.base_dir);
-        let settings = K::compile(config, &mut cx);
-        for p in cx.into_problems() {
-            let located = p.span.as_ref().and_then(|at| locate(&as_written, at));
-            let at = p.span.unwrap_or_else(|| section_span.clone());
-            let full = match (located, p.key.is_empty()) {
-                (Some(path), _) => format!("{key}.{path}"),
-                (None, true) => key.clone(),
-                (None, false) => format!("{key}.{}", p.key),
+        out.spans.push((section, name.clone(), name_span.clone()));
+        read(c, &name, name_span, v, out, previous);
+    }
+}
+
+/// The kinds of `[auth.NAME]`, by their `type`.
+const AUTH_TYPES: [&str; 2] = ["jwt", "introspection"];
+
+/// `[auth.NAME]`: its `type` (default `jwt`) picks the kind.
+fn read_auth_entry(
+    c: &mut Compiler<'_>,
+    name: &str,
+    name_span: std::ops::Range<usize>,
+    v: Spanned<DeValue<'_>>,
+    out: &mut PolicySections,
+    previous: Option<&Policies>,
+) {
+    let key = format!("{}.{name}", auth::SECTION);
+    let kind = v
+        .get_ref()
+        .get("type")
+        .map(|t| (t.span(), t.get_ref().as_str()));
+    match kind {
+        // The `jwt` kind lands with its own commit.
+        None | Some((_, Some("jwt"))) => {
+            c.d.error(v.span(), key, "`type = \"jwt\"` is not built yet");
+            out.failed.insert((auth::SECTION, name.to_string()));
+        }
+        Some((_, Some("introspection"))) => {
+            read_entry::<Introspection>(c, name, name_span, v, out, previous)
+        }
+        Some((at, other)) => {
+            let hint = match other.and_then(|o| closest_name(o, &AUTH_TYPES)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("the types are {}", AUTH_TYPES.join(" and ")),
             };
-            match (p.severity, p.hint) {
-                (Severity::Error, Some(hint)) => c.d.error_hint(at, full, p.message, hint),
-                (Severity::Error, None) => c.d.error(at, full, p.message),
-                (Severity::Warning, hint) => c.d.warning(at, full, p.message, hint),
-            }
+            let what = other.map_or("this".to_string(), |o| format!("`{o}`"));
+            c.d.error_hint(
+                at,
+                format!("{key}.type"),
+                format!("{what} is not an auth type"),
+                hint,
+            );
+            out.failed.insert((auth::SECTION, name.to_string()));
         }
-        match settings {
-            Some(s) => out.compiled.insert(instantiate::<K>(&name, s, previous)),
-            None => {
-                out.failed.insert((K::SECTION, name));
-            }
+    }
+}
+
+/// Deserializes, compiles and instantiates one `[K::SECTION.NAME]` table.
+fn read_entry<K: PolicyKind>(
+    c: &mut Compiler<'_>,
+    name: &str,
+    _name_span: std::ops::Range<usize>,
+    v: Spanned<DeValue<'_>>,
+    out: &mut PolicySections,
+    previous: Option<&Policies>,
+) {
+    let key = format!("{}.{name}", K::SECTION);
+    let section_span = v.span();
+    // The section as written: a value's position names its key (an entry the kind
+    // reports may sit after entries serde already dropped, so its own index is off).
+    let as_written = v.clone();
+    let Some(config) = deserialize::<K::Config>(c, v, &key) else {
+        out.failed.insert((K::SECTION, name.to_string()));
+        return;
+    };
+    let mut cx = CompileContext::new(&c.base_dir);
+    let settings = K::compile(config, &mut cx);
+    let problems = cx.into_problems();
+    report(c, problems, Some(&as_written), &section_span, &key);
+    match settings {
+        Some(s) => out.compiled.insert(instantiate::<K>(name, s, previous)),
+        None => {
+            out.failed.insert((K::SECTION, name.to_string()));
+        }
+    }
+}
+
+/// Reports what a kind's compile step found, each at its position and named by its key
+/// under `key`.
+fn report(
+    c: &mut Compiler<'_>,
+    problems: Vec<Problem>,
+    as_written: Option<&Spanned<DeValue<'_>>>,
+    whole: &std::ops::Range<usize>,
+    key: &str,
+) {
+    for p in problems {
+        let located = p
+            .span
+            .as_ref()
+            .zip(as_written)
+            .and_then(|(at, w)| locate(w, at));
+        let at = p.span.unwrap_or_else(|| whole.clone());
+        let full = match (located, p.key.is_empty()) {
+            (Some(path), _) => format!("{key}.{path}"),
+            (None, true) => key.to_string(),
+            (None, false) => format!("{key}.{}", p.key),
+        };
+        match (p.severity, p.hint) {
+            (Severity::Error, Some(hint)) => c.d.error_hint(at, full, p.message, hint),
+            (Severity::Error, None) => c.d.error(at, full, p.message),
+            (Severity::Warning, hint) => c.d.warning(at, full, p.message, hint),
         }
     }
 }
@@ -146,7 +240,7 @@ fn resolve(
     section: &'static str,
     name: &Spanned<String>,
     key: &str,
-) -> Option<std::sync::Arc<PolicyInstance>> {
+) -> Option<Arc<PolicyInstance>> {
     let n = name.get_ref();
     if let Some(p) = sections.compiled.get(section, n) {
         used.insert((section, n.clone()));
@@ -189,12 +283,87 @@ pub fn route_chain(
     route_key: &str,
     raw: &RawRoute,
 ) -> Chain {
-    let mut policies = Vec::new();
+    let mut links = Vec::new();
     if let Some(name) = &raw.access {
         let key = format!("{route_key}.access");
-        policies.extend(resolve(c, sections, used, Access::SECTION, name, &key));
+        links.extend(resolve(c, sections, used, Access::SECTION, name, &key).map(Link::policy));
     }
-    Chain::new(policies)
+    links.extend(auth_gate(c, sections, used, route_key, raw));
+    Chain::new(links)
+}
+
+/// The route's auth step: its `auth` policies with its `scopes` and `claims`.
+fn auth_gate(
+    c: &mut Compiler<'_>,
+    sections: &PolicySections,
+    used: &mut HashSet<(&'static str, String)>,
+    route_key: &str,
+    raw: &RawRoute,
+) -> Option<Link> {
+    let mut cx = CompileContext::new(&c.base_dir);
+    let requirements = Requirements::compile(raw.scopes.as_ref(), &raw.claims, &mut cx);
+    let problems = cx.into_problems();
+    report(c, problems, None, &(0..0), route_key);
+    let Some(list) = &raw.auth else {
+        if let Some(s) = &raw.scopes {
+            c.d.error_hint(
+                s.span(),
+                format!("{route_key}.scopes"),
+                "`scopes` needs `auth`: there is no verified token to take scopes from",
+                "name an auth policy on the route: auth = \"NAME\"",
+            );
+        } else if let Some(rule) = raw.claims.first() {
+            c.d.error_hint(
+                rule.span(),
+                format!("{route_key}.claims"),
+                "`claims` needs `auth`: there is no verified token to take claims from",
+                "name an auth policy on the route: auth = \"NAME\"",
+            );
+        }
+        return None;
+    };
+    let key = format!("{route_key}.auth");
+    let names = NameList::names(list);
+    if names.is_empty() {
+        c.d.error_hint(
+            list.span(),
+            key,
+            "`auth = []` names no policy",
+            "name one (auth = \"corp\") or leave `auth` out",
+        );
+        return None;
+    }
+    let mut instances: Vec<Arc<PolicyInstance>> = Vec::new();
+    let mut complete = true;
+    for (i, name) in names.iter().enumerate() {
+        let key = match list.get_ref() {
+            NameList::One(_) => key.clone(),
+            NameList::List(_) => format!("{key}[{i}]"),
+        };
+        match resolve(c, sections, used, auth::SECTION, name, &key) {
+            Some(p) if instances.iter().any(|q| q.id == p.id) => c.d.warning(
+                name.span(),
+                key,
+                format!("auth policy `{}` is named twice", name.get_ref()),
+                None,
+            ),
+            Some(p) => instances.push(p),
+            None => complete = false,
+        }
+    }
+    // An error was reported; the config will not run, so no gate is needed.
+    if !complete {
+        return None;
+    }
+    let authenticators = instances
+        .iter()
+        .filter_map(|p| p.plugin.clone().authenticator())
+        .collect();
+    Some(Link {
+        stage: Stage::Auth,
+        plugin: Arc::new(AuthGate::new(authenticators, requirements)),
+        policies: instances,
+    })
 }
 
 /// Policies no route names: a warning (a policy written but never attached protects

@@ -320,6 +320,57 @@ pub struct RawRoute {
     pub retries: Option<RawRetries>,
     /// The `[access.NAME]` policy for this route.
     pub access: Option<Spanned<String>>,
+    /// The `[auth.NAME]` policies for this route: one name, or a list any one of which may
+    /// accept the token.
+    pub auth: Option<Spanned<NameList>>,
+    /// Scopes a verified token must carry (every one).
+    pub scopes: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Rules on the verified token's claims (every one must hold).
+    #[serde(default)]
+    pub claims: Vec<Spanned<ficus_plugins::auth::requirements::ClaimRuleConfig>>,
+}
+
+/// A policy name or a list of them (`auth = "corp"`, `auth = ["corp", "partners"]`).
+#[derive(Debug)]
+pub enum NameList {
+    One(String),
+    List(Vec<Spanned<String>>),
+}
+
+impl NameList {
+    /// The names with their positions; a single name takes the position of the key's value.
+    pub fn names(list: &Spanned<NameList>) -> Vec<Spanned<String>> {
+        match list.get_ref() {
+            NameList::One(n) => vec![Spanned::new(list.span(), n.clone())],
+            NameList::List(l) => l.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NameList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = NameList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a policy name or a list of names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NameList, E> {
+                Ok(NameList::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<NameList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(n) = seq.next_element::<Spanned<String>>()? {
+                    out.push(n);
+                }
+                Ok(NameList::List(out))
+            }
+        }
+        d.deserialize_any(Names)
+    }
 }
 
 #[derive(Debug, Deserialize)]

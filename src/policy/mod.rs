@@ -92,6 +92,43 @@ impl Policies {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<PolicyInstance>> {
         self.list.iter()
     }
+
+    /// Every header an auth policy sets from a verified identity, once each.
+    pub fn identity_headers(&self) -> Box<[http::HeaderName]> {
+        let mut out: Vec<http::HeaderName> = Vec::new();
+        for a in self
+            .list
+            .iter()
+            .filter_map(|p| p.plugin.clone().authenticator())
+        {
+            for h in a.common().identity_headers() {
+                if !out.contains(h) {
+                    out.push(h.clone());
+                }
+            }
+        }
+        out.into_boxed_slice()
+    }
+}
+
+/// One step of a route's chain: a plugin at a stage, and the policies it stands for (a
+/// policy's own plugin, or a route-bound plugin over several policies, like the auth gate
+/// over a route's `auth` list).
+pub struct Link {
+    pub stage: Stage,
+    pub plugin: Arc<dyn Plugin>,
+    pub policies: Vec<Arc<PolicyInstance>>,
+}
+
+impl Link {
+    /// A policy whose plugin runs as it is.
+    pub fn policy(p: Arc<PolicyInstance>) -> Link {
+        Link {
+            stage: p.stage,
+            plugin: p.plugin.clone(),
+            policies: vec![p],
+        }
+    }
 }
 
 /// A route's plugins, in stage order, split by hook.
@@ -108,14 +145,14 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// The chain for these policies, whatever order they come in.
-    pub fn new(mut policies: Vec<Arc<PolicyInstance>>) -> Chain {
-        policies.sort_by_key(|p| p.stage);
+    /// The chain for these links, whatever order they come in.
+    pub fn new(mut links: Vec<Link>) -> Chain {
+        links.sort_by_key(|l| l.stage);
         let with = |f: fn(&ficus_plugins::Hooks) -> bool| -> Box<[Arc<dyn Plugin>]> {
-            policies
+            links
                 .iter()
-                .filter(|p| f(&p.plugin.hooks()))
-                .map(|p| p.plugin.clone())
+                .filter(|l| f(&l.plugin.hooks()))
+                .map(|l| l.plugin.clone())
                 .collect()
         };
         let request = with(|h| h.request);
@@ -124,7 +161,7 @@ impl Chain {
         response.reverse();
         let log = with(|h| h.log);
         Chain {
-            policies: policies.into_boxed_slice(),
+            policies: links.into_iter().flat_map(|l| l.policies).collect(),
             request,
             upstream_request,
             response: response.into_boxed_slice(),
@@ -178,7 +215,7 @@ mod tests {
     #[test]
     fn chain_is_split_by_hook() {
         let a = instantiate::<Access>("a", settings("10.0.0.0/8"), None);
-        let chain = Chain::new(vec![a.clone()]);
+        let chain = Chain::new(vec![Link::policy(a.clone())]);
         assert_eq!(chain.request.len(), 1);
         assert!(chain.upstream_request.is_empty());
         assert!(chain.response.is_empty());

@@ -173,7 +173,7 @@ pub async fn run_log(ctx: &RequestCtx, status: u16, duration: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{instantiate, Chain};
+    use crate::policy::{instantiate, Chain, Link};
     use ficus_plugins::{async_trait, CompileContext, Hooks, Identity, PolicyKind, Stage};
     use http::{HeaderValue, StatusCode};
 
@@ -262,8 +262,8 @@ mod tests {
     /// A chain listed out of order: the stage order wins.
     fn chain() -> Chain {
         Chain::new(vec![
-            instantiate::<AuthTracer>("b", (), None),
-            instantiate::<AccessTracer>("a", (), None),
+            Link::policy(instantiate::<AuthTracer>("b", (), None)),
+            Link::policy(instantiate::<AccessTracer>("a", (), None)),
         ])
     }
 
@@ -362,8 +362,8 @@ mod tests {
     #[tokio::test]
     async fn a_later_stage_reads_an_earlier_result_and_may_answer() {
         let chain = Chain::new(vec![
-            instantiate::<LimitRefuser>("c", (), None),
-            instantiate::<AccessTracer>("a", (), None),
+            Link::policy(instantiate::<LimitRefuser>("c", (), None)),
+            Link::policy(instantiate::<AccessTracer>("a", (), None)),
         ]);
         let mut state = RequestState::new();
         let mut queued = HeaderEdits::default();

@@ -26,6 +26,7 @@ pub fn upstream_headers(
             .get(http::header::UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     headers::strip_hop_by_hop_request(h, websocket, !ctx.client.peer_trusted);
+    headers::strip_identity_headers(h, &ctx.runtime.config.identity_headers);
     let route = ctx.runtime.config.router.route(route);
     h.reserve(UPSTREAM_ADDED + route.request_headers.additions());
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());

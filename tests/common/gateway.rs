@@ -327,6 +327,26 @@ impl Gateway {
         )
     }
 
+    /// The running config's generation (from `GET /policies`): 1 at start, +1 per applied
+    /// reload.
+    pub fn generation(&self) -> u64 {
+        let r = self.admin_get("/policies").expect("GET /policies");
+        r.json()["generation"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no generation in {}", r.text()))
+    }
+
+    /// Rewrites the config (placeholders substituted) and waits up to 10 s for the reload to
+    /// be live; panics with the logs if it is not.
+    pub fn reload(&self, config: &str) {
+        let before = self.generation();
+        self.rewrite_config(config);
+        crate::common::poll_until(Duration::from_secs(10), || {
+            (self.generation() > before).then_some(())
+        })
+        .unwrap_or_else(|| panic!("reload not applied\n{}", self.logs()));
+    }
+
     /// Prometheus text from `/metrics`.
     pub fn metrics(&self) -> String {
         let r = self.admin_get("/metrics").expect("GET /metrics");

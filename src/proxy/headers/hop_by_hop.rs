@@ -78,6 +78,32 @@ pub fn strip_hop_by_hop_request(req: &mut impl HeaderSink, websocket: bool, untr
     }
 }
 
+/// Removes every client-sent copy of the identity headers (`X-User-Id`), in every spelling
+/// a server may read as the same name: any case (header names arrive lower-cased) and `_`
+/// for `-` (`x_user_id`, which CGI-style servers turn into the same `HTTP_X_USER_ID`).
+pub fn strip_identity_headers(req: &mut impl HeaderSink, identity: &[HeaderName]) {
+    if identity.is_empty() {
+        return;
+    }
+    let spoofed: Vec<HeaderName> = req
+        .map()
+        .keys()
+        .filter(|n| identity.iter().any(|i| same_name(i.as_str(), n.as_str())))
+        .cloned()
+        .collect();
+    for n in &spoofed {
+        req.del(n);
+    }
+}
+
+/// `a` and `b` (both lower case) name the same header when `_` is read as `-`.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| x == y || (x == b'-' && y == b'_') || (x == b'_' && y == b'-'))
+}
+
 /// Whether a `Connection` header can be honoured (RFC 9110 §7.6.1). Refused, as pingora
 /// refuses them: more than nine options, an option that is not a `token` (for instance a
 /// quoted `"X-Forwarded-For"` that slips past a name check), a pseudo-header, or one that

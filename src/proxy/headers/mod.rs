@@ -18,7 +18,10 @@ pub use crate::http_syntax::host::{
     absolute_authority, absolute_target_authority, host_value_is_sound, request_host,
 };
 pub use forwarding::{client_ip, forwarded_host, is_trusted, set_forwarded};
-pub use hop_by_hop::{connection_is_sound, strip_hop_by_hop_request, strip_hop_by_hop_response};
+pub use hop_by_hop::{
+    connection_is_sound, strip_hop_by_hop_request, strip_hop_by_hop_response,
+    strip_identity_headers,
+};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");

@@ -1,0 +1,155 @@
+//! [`AuthGate`]: the auth step of one route. It asks the route's policies in turn for a
+//! verdict on the request's token (any one may accept), checks the route's requirements,
+//! answers refusals with an RFC 6750 challenge, and queues the verified identity for the
+//! upstream.
+//!
+//! The gateway removes every client-sent copy of the identity headers from every request
+//! (on every route, in every spelling), so what the gate sets is the only identity an
+//! upstream can read.
+
+use async_trait::async_trait;
+use http::{HeaderValue, StatusCode};
+use std::sync::Arc;
+
+use super::requirements::{Requirements, Unmet};
+use super::{authenticate, Authenticator, Counted, Refusal, Verdict};
+use crate::{Hooks, Outcome, Plugin, RequestView, Response};
+
+/// How long a client is told to wait when the identity provider is unavailable.
+pub const RETRY_AFTER_SECS: &str = "5";
+const REALM: &str = "Bearer realm=\"ficus\"";
+
+/// The auth step of one route: built per route from its `auth`, `scopes` and `claims`.
+pub struct AuthGate {
+    policies: Vec<Arc<dyn Authenticator>>,
+    requirements: Requirements,
+    scope_challenge: HeaderValue,
+}
+
+impl AuthGate {
+    pub fn new(policies: Vec<Arc<dyn Authenticator>>, requirements: Requirements) -> AuthGate {
+        // Scopes were checked at compile time to be printable ASCII without `"` or `\`.
+        let scope_challenge = HeaderValue::from_str(&format!(
+            "{REALM}, error=\"insufficient_scope\", scope=\"{}\"",
+            requirements.scopes.join(" ")
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(REALM));
+        AuthGate {
+            policies,
+            requirements,
+            scope_challenge,
+        }
+    }
+}
+
+fn challenge(refusal: Option<Refusal>) -> Response {
+    match refusal {
+        None => Response::error(StatusCode::UNAUTHORIZED, "authentication required").with_header(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(REALM),
+        ),
+        Some(r) => {
+            let value = format!(
+                "{REALM}, error=\"invalid_token\", error_description=\"{}\"",
+                r.description()
+            );
+            Response::error(StatusCode::UNAUTHORIZED, r.description()).with_header(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(REALM)),
+            )
+        }
+    }
+}
+
+fn unavailable() -> Response {
+    Response::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "identity provider unavailable",
+    )
+    .with_header(
+        http::header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECS),
+    )
+}
+
+#[async_trait]
+impl Plugin for AuthGate {
+    fn kind(&self) -> &'static str {
+        super::SECTION
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks::REQUEST
+    }
+
+    async fn on_request(&self, req: &mut RequestView<'_>) -> Outcome {
+        // A browser's CORS preflight carries no credentials; refusing it would break every
+        // cross-origin call. It is answered or forwarded as the route says, without identity.
+        if req.preflight {
+            return Outcome::Continue;
+        }
+        let mut provider_down = false;
+        let mut refusal: Option<Refusal> = None;
+        for p in &self.policies {
+            match authenticate(p.as_ref(), req).await {
+                None => p.counters().count(Counted::NoToken),
+                Some(Verdict::Refused(r)) => {
+                    p.counters().count(Counted::Refused(r));
+                    // A token meant for another policy is refused by this one's issuer
+                    // check; the other policy's reason says more.
+                    if refusal.is_none_or(|first| first == Refusal::WrongIssuer) {
+                        refusal = Some(r);
+                    }
+                }
+                Some(Verdict::Unavailable) => {
+                    p.counters().count(Counted::ProviderUnavailable);
+                    provider_down = true;
+                }
+                Some(Verdict::Accepted(id)) => {
+                    return match self.requirements.check(&id) {
+                        Ok(()) => {
+                            p.counters().count(Counted::Accepted);
+                            p.common().forward_identity(&id, req.upstream);
+                            req.state.insert(id);
+                            Outcome::Continue
+                        }
+                        Err(Unmet::Scope) => {
+                            p.counters().count(Counted::InsufficientScope);
+                            req.state.insert(id);
+                            Outcome::Respond(
+                                Response::error(StatusCode::FORBIDDEN, "insufficient scope")
+                                    .with_header(
+                                        http::header::WWW_AUTHENTICATE,
+                                        self.scope_challenge.clone(),
+                                    ),
+                            )
+                        }
+                        Err(Unmet::Claim) => {
+                            p.counters().count(Counted::ClaimMismatch);
+                            req.state.insert(id);
+                            Outcome::Respond(
+                                Response::error(
+                                    StatusCode::FORBIDDEN,
+                                    "required claim not satisfied",
+                                )
+                                .with_header(
+                                    http::header::WWW_AUTHENTICATE,
+                                    HeaderValue::from_static(
+                                        "Bearer realm=\"ficus\", error=\"insufficient_scope\", error_description=\"required claim not satisfied\"",
+                                    ),
+                                ),
+                            )
+                        }
+                    };
+                }
+            }
+        }
+        // Unavailable outranks a refusal: the policy that could not answer might have
+        // accepted the token, and a client should retry rather than drop its credential.
+        Outcome::Respond(if provider_down {
+            unavailable()
+        } else {
+            challenge(refusal)
+        })
+    }
+}
