@@ -18,6 +18,7 @@ pub mod ids;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod periodic;
 pub mod policy;
 pub mod proxy;
 pub mod registry;

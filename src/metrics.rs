@@ -151,11 +151,20 @@ impl ServiceMetrics {
     }
 }
 
+/// Token requests for one service's client credentials, by result.
+#[derive(Default, Debug)]
+pub struct CredentialMetrics {
+    pub ok: AtomicU64,
+    pub error: AtomicU64,
+}
+
 /// All metrics of the process.
 #[derive(Default, Debug)]
 pub struct Metrics {
     routes: Mutex<HashMap<(String, String), Arc<RouteMetrics>>>,
     services: Mutex<HashMap<String, Arc<ServiceMetrics>>>,
+    /// Only services that have (or had) `client_credentials`.
+    credentials: Mutex<HashMap<String, Arc<CredentialMetrics>>>,
     /// Requests that matched no route (or failed before routing).
     pub unrouted: Arc<RouteMetrics>,
     pub reloads_ok: AtomicU64,
@@ -175,16 +184,16 @@ impl Metrics {
         m.entry(service.to_string()).or_default().clone()
     }
 
+    pub fn client_credentials(&self, service: &str) -> Arc<CredentialMetrics> {
+        let mut m = self.credentials.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(service.to_string()).or_default().clone()
+    }
+
     /// Renders the Prometheus text exposition format.
     pub fn render(&self, inflight: usize) -> String {
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP ficus_requests_total Requests by route, service and response status.\n# TYPE ficus_requests_total counter\n");
-        let routes: Vec<((String, String), Arc<RouteMetrics>)> = {
-            let m = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
+        let routes = sorted(&self.routes);
         let all = routes
             .iter()
             .map(|((r, s), m)| (r.as_str(), s.as_str(), m.as_ref()))
@@ -207,12 +216,7 @@ impl Metrics {
                 .render("ficus_request_duration_seconds", &labels, &mut out);
         }
         out.push_str("# HELP ficus_upstream_errors_total Failed upstream attempts by service and kind.\n# TYPE ficus_upstream_errors_total counter\n");
-        let services: Vec<(String, Arc<ServiceMetrics>)> = {
-            let m = self.services.lock().unwrap_or_else(|p| p.into_inner());
-            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
+        let services = sorted(&self.services);
         for (name, m) in &services {
             for (i, kind) in UpstreamErrorKind::ALL.iter().enumerate() {
                 let _ = writeln!(
@@ -221,6 +225,20 @@ impl Metrics {
                     LabelValue(name),
                     kind.label(),
                     m.errors[i].load(Ordering::Relaxed)
+                );
+            }
+        }
+        let credentials = sorted(&self.credentials);
+        if !credentials.is_empty() {
+            out.push_str("# HELP ficus_client_credentials_fetches_total Token requests for services' client credentials, by result.\n# TYPE ficus_client_credentials_fetches_total counter\n");
+        }
+        for (name, m) in &credentials {
+            for (result, n) in [("ok", &m.ok), ("error", &m.error)] {
+                let _ = writeln!(
+                    out,
+                    "ficus_client_credentials_fetches_total{{service=\"{}\",result=\"{result}\"}} {}",
+                    LabelValue(name),
+                    n.load(Ordering::Relaxed)
                 );
             }
         }
@@ -283,6 +301,14 @@ pub fn render_samples(samples: &[ficus_plugins::MetricSample], out: &mut String)
     }
 }
 
+/// The entries of a handle map, sorted by key, so a scrape lists them in a stable order.
+fn sorted<K: Clone + Ord, V>(map: &Mutex<HashMap<K, Arc<V>>>) -> Vec<(K, Arc<V>)> {
+    let m = map.lock().unwrap_or_else(|p| p.into_inner());
+    let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 /// A Prometheus label value, escaped as the text exposition format requires when written:
 /// `\` as `\\`, `"` as `\"` and a newline as `\n`. Every label value that is not a
 /// fixed literal (service and route names come from routes.toml and the registry API) is
@@ -332,6 +358,15 @@ mod tests {
         ));
         // The same name returns the same counters (they survive a reload).
         assert!(Arc::ptr_eq(&r, &m.route("orders", "orders")));
+        // Token requests appear only for services with client credentials.
+        assert!(!text.contains("ficus_client_credentials_fetches_total"));
+        m.client_credentials("orders")
+            .ok
+            .fetch_add(2, Ordering::Relaxed);
+        let text = m.render(0);
+        assert!(text.contains(
+            "ficus_client_credentials_fetches_total{service=\"orders\",result=\"ok\"} 2\nficus_client_credentials_fetches_total{service=\"orders\",result=\"error\"} 0\n"
+        ), "{text}");
     }
 
     #[test]

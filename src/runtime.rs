@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics};
 use crate::registry::{Registry, ServiceState};
+use crate::upstream::credentials::{OAuth2Endpoint, TokenSource};
 
 /// One compiled config with its metric handles (indexed like the router's routes and the
 /// config's services).
@@ -22,13 +23,45 @@ pub struct Runtime {
     pub services: Vec<Arc<ServiceState>>,
     pub route_metrics: Vec<Arc<RouteMetrics>>,
     pub service_metrics: Vec<Arc<ServiceMetrics>>,
+    /// The token source of each service with `client_credentials`, indexed like
+    /// `config.services`.
+    pub credentials: Vec<Option<Arc<TokenSource>>>,
     /// Monotonic number of this snapshot (1 = the config loaded at start).
     pub generation: u64,
 }
 
 impl Runtime {
-    pub fn new(config: Config, metrics: &Metrics, registry: &Registry, generation: u64) -> Runtime {
+    /// The snapshot of `config`; `previous` is the one it replaces, whose token sources are
+    /// kept for services whose `client_credentials` did not change.
+    pub fn new(
+        config: Config,
+        metrics: &Metrics,
+        registry: &Registry,
+        generation: u64,
+        previous: Option<&Runtime>,
+    ) -> Runtime {
         let services = registry.apply(&config.services, config.registry.clone());
+        let credentials = config
+            .services
+            .iter()
+            .map(|s| {
+                let spec = s.client_credentials.as_ref()?;
+                Some(
+                    previous
+                        .and_then(|p| p.token_source(&s.name))
+                        .filter(|kept| kept.spec() == spec)
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            TokenSource::new(
+                                &s.name,
+                                spec.clone(),
+                                Box::new(OAuth2Endpoint::new(spec)),
+                                metrics.client_credentials(&s.name),
+                            )
+                        }),
+                )
+            })
+            .collect();
         let route_metrics = config
             .router
             .routes()
@@ -45,8 +78,15 @@ impl Runtime {
             services,
             route_metrics,
             service_metrics,
+            credentials,
             generation,
         }
+    }
+
+    /// The token source of the service named `name`, if it has client credentials.
+    pub fn token_source(&self, name: &str) -> Option<&Arc<TokenSource>> {
+        let i = self.config.service_index(name)?;
+        self.credentials[i].as_ref()
     }
 }
 
@@ -134,7 +174,7 @@ impl Shared {
         let registry = Arc::new(Registry::default());
         let path = config.path.clone();
         let admin = config.gateway.admin;
-        let runtime = Runtime::new(config, &metrics, &registry, 1);
+        let runtime = Runtime::new(config, &metrics, &registry, 1, None);
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
@@ -244,6 +284,7 @@ impl Shared {
                     &self.metrics,
                     &self.registry,
                     generation,
+                    Some(&current),
                 )));
                 self.generation.store(generation, Ordering::Release);
                 self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
@@ -272,6 +313,19 @@ impl crate::policy::tasks::PolicySource for Shared {
             .config
             .policies
             .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// The credentials background service reads the current snapshot's token sources here.
+impl crate::upstream::credentials::CredentialSources for Shared {
+    fn token_sources(&self) -> Vec<Arc<TokenSource>> {
+        self.runtime
+            .load()
+            .credentials
+            .iter()
+            .flatten()
             .cloned()
             .collect()
     }

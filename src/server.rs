@@ -27,6 +27,7 @@ use crate::registry::background::RegistryTasks;
 use crate::reload::ConfigWatcher;
 use crate::runtime::Shared;
 use crate::sockets::{BoundSocket, BoundSockets, PreBound, ReadyFile};
+use crate::upstream::credentials::CredentialTasks;
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -135,6 +136,10 @@ pub fn run(
     server.add_service(background_service(
         "policy tasks",
         PolicyTasks::new(shared.clone()),
+    ));
+    server.add_service(background_service(
+        "client credentials",
+        CredentialTasks::new(shared.clone()),
     ));
     extra(&mut server);
 

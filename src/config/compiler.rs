@@ -14,6 +14,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::diag::Diagnostics;
+use super::gateway::read_pem_certs;
 use super::raw::{RawHeaderEdits, RawTimeouts};
 use super::recover;
 use crate::duration::{try_parse_duration, DurationError};
@@ -130,6 +131,85 @@ impl Compiler<'_> {
             p.to_path_buf()
         } else {
             self.base_dir.join(p)
+        }
+    }
+
+    /// The value of the environment variable `env` names, which must be set and not
+    /// blank; `what` names the secret and `otherwise` the alternative, for the hints.
+    /// Messages name the variable, never its value.
+    pub(super) fn secret_from_env(
+        &mut self,
+        env: &Spanned<String>,
+        key: &str,
+        what: &str,
+        otherwise: &str,
+    ) -> Option<String> {
+        let name = env.get_ref();
+        let (message, hint) = match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => return Some(v),
+            Ok(_) => (
+                format!("environment variable `{name}` is empty"),
+                format!("put the {what} in it, or {otherwise}"),
+            ),
+            Err(_) => (
+                format!("environment variable `{name}` is not set"),
+                format!("export it before starting ficus, or {otherwise}"),
+            ),
+        };
+        self.d.error_hint(span_of(env), key, message, hint);
+        None
+    }
+
+    /// A secret kept in a file (relative to the config's directory), which must be
+    /// readable and not blank. A trailing line end is not part of it. Messages name the
+    /// file, never its contents.
+    pub(super) fn secret_from_file(&mut self, file: &Spanned<String>, key: &str) -> Option<String> {
+        let path = self.resolve_path(file.get_ref());
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let secret = text.trim_end_matches(['\r', '\n']);
+                if secret.trim().is_empty() {
+                    self.d
+                        .error(span_of(file), key, format!("{} is empty", path.display()));
+                    return None;
+                }
+                Some(secret.to_string())
+            }
+            Err(e) => {
+                self.d.error_hint(
+                    span_of(file),
+                    key,
+                    format!("cannot read {}: {e}", path.display()),
+                    "a relative path is resolved against the config file's directory",
+                );
+                None
+            }
+        }
+    }
+
+    /// The certificates of a PEM CA file: readable and holding at least one.
+    pub(super) fn ca_certs(
+        &mut self,
+        file: &str,
+        span: Range<usize>,
+        key: &str,
+    ) -> Option<Vec<Vec<u8>>> {
+        let p = self.resolve_path(file);
+        match read_pem_certs(&p) {
+            Ok(certs) if !certs.is_empty() => Some(certs),
+            Ok(_) => {
+                self.d.error(
+                    span,
+                    key,
+                    format!("{} holds no PEM certificate", p.display()),
+                );
+                None
+            }
+            Err(e) => {
+                self.d
+                    .error(span, key, format!("cannot read {}: {e}", p.display()));
+                None
+            }
         }
     }
 

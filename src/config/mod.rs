@@ -6,10 +6,12 @@
 //! socket addresses); nothing here is consulted as a string on the request path.
 //!
 //! `compile` reads the top-level sections here and hands each to its own file:
-//! `gateway.rs`, `services.rs` (services and the registry), `routes.rs`; the checks they
+//! `gateway.rs`, `services.rs` (services and the registry; a service's
+//! `client_credentials` in `credentials.rs`), `routes.rs`; the checks they
 //! share are in `compiler.rs`, duration strings in `duration.rs`.
 
 mod compiler;
+mod credentials;
 pub mod diag;
 mod gateway;
 mod policies;

@@ -172,6 +172,28 @@ pub struct RawService {
     /// Close pooled upstream connections idle this long (default: keep them until the
     /// upstream closes them; dead peers are found by TCP keep-alive).
     pub pool_idle_timeout: Option<Spanned<String>>,
+    /// ficus's own OAuth2 token for this service, sent in place of the client's
+    /// `Authorization`.
+    pub client_credentials: Option<Spanned<RawClientCredentials>>,
+}
+
+/// `client_credentials = { ... }` of a service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientCredentials {
+    pub token_url: Spanned<String>,
+    pub client_id: Spanned<String>,
+    pub client_secret_file: Option<Spanned<String>>,
+    pub client_secret_env: Option<Spanned<String>>,
+    /// Accepted only to be refused with a hint: secrets never stand in routes.toml. Its
+    /// value is not kept.
+    pub client_secret: Option<Spanned<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    pub scopes: Vec<Spanned<String>>,
+    pub resource: Option<Spanned<String>>,
+    pub audience: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,8 +11,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::compiler::{span_of, Compiler};
+use super::credentials;
 use super::diag::did_you_mean;
-use super::gateway::read_pem_certs;
 use super::raw::{
     RawBreaker, RawDns, RawHealth, RawInstance, RawOutlier, RawRegistry, RawService, RawUpstreamTls,
 };
@@ -29,21 +29,7 @@ pub(super) fn compile_registry(
     let d = RegistrySettings::default();
     let mut token = r.token.as_ref().map(|t| t.get_ref().clone());
     if let Some(env) = &r.token_env {
-        match std::env::var(env.get_ref()) {
-            Ok(v) if !v.trim().is_empty() => token = Some(v),
-            Ok(_) => c.d.error_hint(
-                span_of(env),
-                "registry.token_env",
-                format!("environment variable `{}` is empty", env.get_ref()),
-                "put the bearer token in it, or use `token`",
-            ),
-            Err(_) => c.d.error_hint(
-                span_of(env),
-                "registry.token_env",
-                format!("environment variable `{}` is not set", env.get_ref()),
-                "export it before starting ficus, or use `token`",
-            ),
-        }
+        token = c.secret_from_env(env, "registry.token_env", "bearer token", "use `token`");
     }
     // A token of blanks could never be presented (`Authorization: Bearer   ` carries none).
     if token.as_deref().is_some_and(|t| t.trim().is_empty()) && r.token_env.is_none() {
@@ -104,6 +90,10 @@ pub(super) fn compile_service(
     check_zone_and_capacity(c, &key, span, raw, registry);
     let max_concurrent = raw.max_concurrent.as_ref().map(|m| *m.get_ref());
     let retry_budget = retry_budget(raw);
+    let client_credentials = raw
+        .client_credentials
+        .as_ref()
+        .and_then(|cc| credentials::compile(c, &key, cc));
     ServiceSpec {
         name: name.to_string(),
         statics,
@@ -124,6 +114,7 @@ pub(super) fn compile_service(
             &format!("{key}.pool_idle_timeout"),
             "no pooled connection would ever be reused",
         ),
+        client_credentials,
     }
 }
 
@@ -170,28 +161,10 @@ fn upstream_tls(
     span: &Range<usize>,
     t: &RawUpstreamTls,
 ) -> UpstreamTls {
-    let ca = t.ca_file.as_ref().and_then(|f| {
-        let p = c.resolve_path(f);
-        match read_pem_certs(&p) {
-            Ok(certs) if !certs.is_empty() => Some(certs),
-            Ok(_) => {
-                c.d.error(
-                    span.clone(),
-                    format!("{key}.tls.ca_file"),
-                    format!("{} holds no PEM certificate", p.display()),
-                );
-                None
-            }
-            Err(e) => {
-                c.d.error(
-                    span.clone(),
-                    format!("{key}.tls.ca_file"),
-                    format!("cannot read {}: {e}", p.display()),
-                );
-                None
-            }
-        }
-    });
+    let ca = t
+        .ca_file
+        .as_ref()
+        .and_then(|f| c.ca_certs(f, span.clone(), &format!("{key}.tls.ca_file")));
     let sni = t.sni.clone().unwrap_or_default();
     let verify = t.verify.unwrap_or(true);
     if verify && sni.is_empty() {

@@ -80,6 +80,9 @@ pub struct Upstream {
     pub retry_after: Option<Duration>,
     /// The instance of the current (last) attempt.
     pub instance: Option<SocketAddr>,
+    /// `Bearer <token>` of the service's client credentials, taken for the current
+    /// attempt: the upstream gets it in place of the client's `Authorization`.
+    pub authorization: Option<http::HeaderValue>,
 }
 
 /// Who sent the request.

@@ -43,6 +43,9 @@ pub enum GatewayError {
     CircuitOpen,
     /// The service's bulkhead (`max_concurrent`) is full.
     AtCapacity,
+    /// The service has client credentials and no token can be had for it now (token
+    /// endpoint down, refusing, or backing off after failures).
+    UpstreamCredentials,
     UpstreamUnreachable,
     UpstreamTimeout,
     UpstreamFailed,
@@ -68,7 +71,10 @@ impl GatewayError {
             GatewayError::Internal => 500,
             GatewayError::UnsupportedTransferCoding => 501,
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => 502,
-            GatewayError::NoInstance | GatewayError::CircuitOpen | GatewayError::AtCapacity => 503,
+            GatewayError::NoInstance
+            | GatewayError::CircuitOpen
+            | GatewayError::AtCapacity
+            | GatewayError::UpstreamCredentials => 503,
             GatewayError::UpstreamTimeout => 504,
         }
     }
@@ -102,6 +108,9 @@ impl GatewayError {
             GatewayError::NoInstance => "no healthy instance of the upstream service",
             GatewayError::CircuitOpen => "upstream service is failing; circuit breaker open",
             GatewayError::AtCapacity => "upstream service is at its concurrency limit",
+            GatewayError::UpstreamCredentials => {
+                "the gateway's credentials for the upstream service are unavailable"
+            }
             GatewayError::UpstreamUnreachable => "upstream service unreachable",
             GatewayError::UpstreamTimeout => "upstream service timed out",
             GatewayError::UpstreamFailed => "upstream service failed",

@@ -1,11 +1,13 @@
 //! The gateway's own edits of what it forwards: the upstream request's headers
 //! (hop-by-hop removal, X-Forwarded-*, request id, trace context, the route's
-//! `request_headers`) and a proxied response's (hop-by-hop removal, then the edits every
-//! response gets).
+//! `request_headers`, the service's own token) and a proxied response's (hop-by-hop
+//! removal, then the edits every response gets).
 
+use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 
 use super::ctx::RequestCtx;
+use super::error::GatewayError;
 use super::headers::{self, HeaderSink};
 use super::respond;
 use crate::config::TraceContext;
@@ -69,6 +71,38 @@ pub fn upstream_headers(
     }
     if !route.request_headers.is_empty() {
         headers::edit(h, &route.request_headers);
+    }
+}
+
+/// Takes the token of the service the current attempt goes to, when the service has
+/// client credentials: the cached one, or one fetched now (waited for at most the
+/// credentials' `timeout`). Called for every attempt, retries included, before its
+/// instance is contacted; `UpstreamCredentials` (503, with the time until the next fetch
+/// as `Retry-After`) when there is none.
+pub async fn take_service_token(ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    let Some(service) = ctx.upstream.service else {
+        return Ok(());
+    };
+    let Some(source) = &ctx.runtime.credentials[service] else {
+        return Ok(());
+    };
+    match source.authorization().await {
+        Ok(v) => {
+            ctx.upstream.authorization = Some(v);
+            Ok(())
+        }
+        Err(unavailable) => {
+            ctx.upstream.retry_after = Some(unavailable.retry_after);
+            Err(GatewayError::UpstreamCredentials)
+        }
+    }
+}
+
+/// Puts the service's token (see [`take_service_token`]) in place of any `Authorization`
+/// the client sent or a plugin set: applied last, so nothing else can change it.
+pub fn service_token(upstream: &mut RequestHeader, ctx: &RequestCtx) {
+    if let Some(v) = &ctx.upstream.authorization {
+        upstream.put(&http::header::AUTHORIZATION, "Authorization", v.clone());
     }
 }
 

@@ -6,8 +6,10 @@
 //! - `request_filter`: request id, client address, trace context; then [`admission`],
 //!   [`route::route_request`] and the route's request hooks ([`chain`]). Answers the
 //!   request itself (4xx, a plugin's answer) when it must.
-//! - `upstream_peer`: pick an instance of the route's service ([`select`]).
-//! - `upstream_request_filter`: [`forward`]'s edits, then the plugins' upstream hooks.
+//! - `upstream_peer`: pick an instance of the route's service ([`select`]) and take the
+//!   service's own token if it has client credentials ([`forward::take_service_token`]).
+//! - `upstream_request_filter`: [`forward`]'s edits, then the plugins' upstream hooks, then
+//!   the service's token in place of the client's `Authorization`.
 //! - `response_filter`: [`forward`]'s edits and the response hooks ([`respond`], the one
 //!   way out that gateway-made responses take too).
 //! - `fail_to_proxy`: the one place proxying errors become 502/503/504 JSON responses.
@@ -175,6 +177,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<Box<HttpPeer>> {
         match select::choose(ctx, &session.req_header().headers) {
             Ok(peer) => {
+                forward::take_service_token(ctx)
+                    .await
+                    .map_err(GatewayError::into_pingora)?;
                 // Upstream time is only reported in the access log: no clock read without it.
                 if ctx.runtime.config.gateway.access_log != AccessLog::Off {
                     ctx.timing.upstream_start = Some(Instant::now());
@@ -209,6 +214,7 @@ impl ProxyHttp for Gateway {
             forward::upstream_headers(upstream, session, ctx, routed.index);
         }
         chain::run_upstream(upstream, ctx).await;
+        forward::service_token(upstream, ctx);
         Ok(())
     }
 

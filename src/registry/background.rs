@@ -147,18 +147,12 @@ impl RegistryTasks {
 #[async_trait]
 impl BackgroundService for RegistryTasks {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {
-                    let now = now_ms();
-                    for svc in self.registry.services() {
-                        self.tick_service(&svc, now);
-                    }
-                }
+        crate::periodic::every(TICK, &mut shutdown, || {
+            let now = now_ms();
+            for svc in self.registry.services() {
+                self.tick_service(&svc, now);
             }
-        }
+        })
+        .await;
     }
 }

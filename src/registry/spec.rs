@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::dns::DnsQuery;
+use crate::upstream::credentials::ClientCredentialsSpec;
 use crate::upstream::{Timeouts, UpstreamTls};
 
 /// A static instance from routes.toml.
@@ -161,6 +162,9 @@ pub struct ServiceSpec {
     /// Idle time after which a pooled upstream connection is closed; `None` keeps it until
     /// the upstream closes it (no per-request timer).
     pub pool_idle_timeout: Option<Duration>,
+    /// The OAuth2 client credentials ficus gets its own token with, sent upstream in place
+    /// of the client's `Authorization`.
+    pub client_credentials: Option<ClientCredentialsSpec>,
 }
 
 impl ServiceSpec {
@@ -189,6 +193,7 @@ impl ServiceSpec {
             panic_threshold: None,
             pool_idle_timeout: None,
             retry_budget: RetryBudgetSpec::default(),
+            client_credentials: None,
         }
     }
 }

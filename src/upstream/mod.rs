@@ -1,11 +1,12 @@
 //! Upstream connection details: peer templates (address, TLS, SNI, CA, pool idle time),
 //! per-attempt timeouts and retry policy (`attempt.rs`), and the smooth weighted round-robin
-//! schedule.
+//! schedule; the service's own OAuth2 token toward upstreams (`credentials`).
 //!
 //! Each instance carries a ready-made [`HttpPeer`] template so the request path only clones
 //! it. Which instance to use is decided by the registry (src/registry).
 
 mod attempt;
+pub mod credentials;
 
 pub use attempt::{RetryPolicy, Timeouts};
 

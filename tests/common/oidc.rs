@@ -290,6 +290,12 @@ impl OidcProvider {
             .collect()
     }
 
+    /// How many tokens the provider has issued so far (one log line each, by provider.js),
+    /// over every restart.
+    pub fn tokens_issued(&self) -> usize {
+        self.logs().matches("oidc-provider token issued:").count()
+    }
+
     /// `GET url` as JSON; panics unless it answers 200.
     pub fn get_json(&self, url: &str) -> Value {
         let (status, body) = self.call(|c| c.get(url));

@@ -32,7 +32,8 @@
 // (those four paths are always present; any other path once requested). It is not
 // counted itself, and it is not part of oidc-provider: nothing but a test asks for it.
 //
-// SIGTERM and SIGINT close the listener and exit 0.
+// Every token issued is logged ("oidc-provider token issued: ..."), so tests can count the
+// token requests a client made. SIGTERM and SIGINT close the listener and exit 0.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -142,6 +143,8 @@ const provider = new Provider(issuer, {
 });
 
 provider.on('server_error', (_ctx, err) => console.error('oidc-provider server_error:', err));
+// One line per token issued, so tests can count token requests (OidcProvider::tokens_issued).
+provider.on('grant.success', (ctx) => console.log(`oidc-provider token issued: client ${ctx.oidc.client?.clientId} grant ${ctx.oidc.params?.grant_type}`));
 provider.on('grant.error', (_ctx, err) => console.error('oidc-provider grant.error:', err.message, err.error_description ?? ''));
 
 // Requests per path, for GET /__test/counts.
