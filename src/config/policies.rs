@@ -11,6 +11,7 @@
 use ficus_plugins::access::Access;
 use ficus_plugins::auth::gate::AuthGate;
 use ficus_plugins::auth::introspection::Introspection;
+use ficus_plugins::auth::jwt::Jwt;
 use ficus_plugins::auth::requirements::Requirements;
 use ficus_plugins::{auth, CompileContext, PolicyKind, Problem, Severity, Stage};
 use std::collections::HashSet;
@@ -148,11 +149,7 @@ fn read_auth_entry(
         .get("type")
         .map(|t| (t.span(), t.get_ref().as_str()));
     match kind {
-        // The `jwt` kind lands with its own commit.
-        None | Some((_, Some("jwt"))) => {
-            c.d.error(v.span(), key, "`type = \"jwt\"` is not built yet");
-            out.failed.insert((auth::SECTION, name.to_string()));
-        }
+        None | Some((_, Some("jwt"))) => read_entry::<Jwt>(c, name, name_span, v, out, previous),
         Some((_, Some("introspection"))) => {
             read_entry::<Introspection>(c, name, name_span, v, out, previous)
         }

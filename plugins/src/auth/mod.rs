@@ -18,6 +18,7 @@ pub mod cache;
 pub mod common;
 pub mod gate;
 pub mod introspection;
+pub mod jwt;
 pub mod provider;
 pub mod requirements;
 pub mod secret;
