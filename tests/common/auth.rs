@@ -88,6 +88,23 @@ pub fn assert_invalid_token_one_of(r: &RawResponse, descriptions: &[&str]) {
     assert_error_body(r);
 }
 
+/// `401` for a refused token, whatever its `error_description`: for tests of what must be
+/// refused, where the wording is another test's concern.
+#[track_caller]
+pub fn assert_refused_token(r: &RawResponse) {
+    assert_eq!(r.status, 401, "{}", describe(r));
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    let prefix = r#"Bearer realm="ficus", error="invalid_token", error_description=""#;
+    assert!(
+        challenge.starts_with(prefix)
+            && challenge.ends_with('"')
+            && challenge.len() > prefix.len() + 1,
+        "WWW-Authenticate {challenge:?} is not an invalid_token challenge\n{}",
+        describe(r)
+    );
+    assert_error_body(r);
+}
+
 /// `403` for missing scopes: `scope` lists every required scope, space separated.
 #[track_caller]
 pub fn assert_insufficient_scope(r: &RawResponse, scope: &str) {
