@@ -359,6 +359,58 @@ fn an_unknown_kid_flood_does_not_become_a_flood_at_the_provider() {
     assert_eq!(bearer(&gw, "/orders/1", &p.token()).status, 200);
 }
 
+/// A `kid` is a lookup key, nothing more: paths, URLs, control characters, a non-string
+/// and a very long one are unknown keys like any other, and the gateway carries on.
+#[test]
+fn hostile_kids_are_unknown_keys() {
+    let p = Idp::start();
+    let o = Origin::start("orders");
+    let gw = gateway(&o, &p, |_| {}, |_| {});
+    let claims = p.claims("orders:read");
+    let attacker = TestKey::generate("attacker");
+    let fetches = p.idp.jwks_fetches();
+    let long = "k".repeat(4000);
+    let kids = [
+        json!("../../../../etc/passwd"),
+        json!("http://127.0.0.1:1/jwks"),
+        json!("corp-2026\u{0}"),
+        json!("' OR '1'='1"),
+        json!(long),
+        json!(""),
+    ];
+    for kid in &kids {
+        let token = sign_jwt(&json!({ "alg": "RS256", "kid": kid }), &claims, &attacker);
+        let r = bearer(&gw, "/orders/1", &token);
+        assert_eq!(
+            r.status,
+            401,
+            "kid {:.60}: {}",
+            kid.to_string(),
+            describe(&r)
+        );
+        assert_refused_token(&r);
+        assert!(
+            !r.text().contains("passwd") && !r.text().contains("kkkk"),
+            "{}",
+            describe(&r)
+        );
+    }
+    // A kid that is not a string is a malformed header, not a lookup.
+    for kid in [
+        json!(1),
+        json!({ "kid": "corp-2026" }),
+        json!(["corp-2026"]),
+    ] {
+        let token = sign_jwt(&json!({ "alg": "RS256", "kid": kid }), &claims, &attacker);
+        assert_refused_token(&bearer(&gw, "/orders/1", &token));
+    }
+    assert!(
+        p.idp.jwks_fetches() - fetches <= 2,
+        "kids made the gateway fetch keys"
+    );
+    assert_eq!(bearer(&gw, "/orders/1", &p.token()).status, 200);
+}
+
 /// `jku`, `x5u`, `jwk` and `x5c` in a token header are ignored: a token signed by an
 /// attacker's key that points at the attacker's keys is refused, and the attacker's server
 /// is never contacted.
@@ -1236,6 +1288,87 @@ fn oidc_discovery_finds_the_jwks_from_the_issuer() {
         .idp
         .client_credentials_token("orders:read", "urn:api:shop");
     assert_eq!(bearer(&gw, "/orders/1", &token).status, 200);
+}
+
+/// Discovery from an issuer that never answers: no keys, so 503 with Retry-After.
+#[test]
+fn oidc_discovery_from_an_issuer_never_reached_is_503() {
+    let issuer = format!("http://{}", closed_addr());
+    let key = TestKey::generate("k");
+    let o = Origin::start("orders");
+    let cfg = ConfigBuilder::new()
+        .table("auth.corp", |t| {
+            t.set_str("issuer", &issuer)
+                .set_str("audience", AUD)
+                .set_str("timeout", "1s");
+        })
+        .service("orders", &[o.addr()])
+        .route_with("orders", "/orders/**", "orders", |r| {
+            r.set_str("auth", "corp");
+        })
+        .build();
+    let gw = Gateway::start(&cfg);
+    let now = unix_now();
+    let token =
+        key.sign(&json!({ "iss": issuer, "aud": AUD, "sub": "x", "iat": now, "exp": now + 300 }));
+    assert_unavailable(&bearer(&gw, "/orders/1", &token));
+    assert_eq!(o.requests(), 0);
+}
+
+/// OpenID Connect Discovery 1.0 §4.3: the `issuer` in the discovery document must be the
+/// configured issuer, else the document (and the `jwks_uri` it names) is not trusted. The
+/// spec is silent; a security reviewer would demand it, since a document that names
+/// another issuer is not this provider's. Keys never trusted means 503.
+#[test]
+fn a_discovery_document_for_another_issuer_is_not_trusted() {
+    let attacker = TestKey::generate("attacker");
+    let idp = Origin::builder("idp")
+        .route("/jwks", Reply::json(TestKey::jwks(&[&attacker])))
+        .start();
+    let issuer = format!("http://{}", idp.addr());
+    idp.set_route(
+        "/.well-known/openid-configuration",
+        Reply::json(json!({
+            "issuer": "https://someone-else.example",
+            "jwks_uri": format!("{issuer}/jwks"),
+        })),
+    );
+    let o = Origin::start("orders");
+    let cfg = ConfigBuilder::new()
+        .table("auth.corp", |t| {
+            t.set_str("issuer", &issuer)
+                .set_str("audience", AUD)
+                .set_str("timeout", "1s");
+        })
+        .service("orders", &[o.addr()])
+        .route_with("orders", "/orders/**", "orders", |r| {
+            r.set_str("auth", "corp");
+        })
+        .build();
+    let gw = Gateway::start(&cfg);
+    let now = unix_now();
+    let token = attacker
+        .sign(&json!({ "iss": issuer, "aud": AUD, "sub": "x", "iat": now, "exp": now + 300 }));
+    let r = bearer(&gw, "/orders/1", &token);
+    assert_ne!(
+        r.status,
+        200,
+        "keys from a mismatched discovery document: {}",
+        describe(&r)
+    );
+    assert_unavailable(&r);
+    assert_eq!(o.requests(), 0);
+    let asked: Vec<String> = idp.received().into_iter().map(|r| r.path).collect();
+    assert!(
+        asked
+            .iter()
+            .any(|p| p == "/.well-known/openid-configuration"),
+        "the gateway never read the document: {asked:?}"
+    );
+    assert!(
+        !asked.iter().any(|p| p == "/jwks"),
+        "the gateway fetched the jwks_uri of a mismatched document: {asked:?}"
+    );
 }
 
 /// The JWKS over HTTPS: trusted with `ca_file`, refused without it (TLS to the provider is
