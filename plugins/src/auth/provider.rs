@@ -32,6 +32,15 @@ pub fn check_url(
             return None;
         }
     };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        cx.error_hint(
+            Some(url.span()),
+            key,
+            "a provider URL must not hold credentials",
+            "give the gateway's credentials with `client_id` and `client_secret_file`",
+        );
+        return None;
+    }
     if parsed.scheme() == "http" && !is_loopback(&parsed) {
         cx.warning(
             Some(url.span()),

@@ -133,7 +133,7 @@ pub fn compile(c: JwtConfig, cx: &mut CompileContext<'_>) -> Option<JwtSettings>
     let kind = source.as_ref().and_then(Source::kind);
     let remote = matches!(source, Some(Source::Remote { .. }));
     let algorithms = algorithms(c.algorithms.as_ref(), kind, remote, cx);
-    let claims = claim_rules(&c, remote, cx);
+    let claims = claim_rules(&c, cx);
     let cache_size = count_key(c.cache_size.as_ref(), "cache_size", DEFAULT_CACHE_SIZE, cx);
     let keys = match source? {
         Source::Remote { jwks, discovery } => {
@@ -354,7 +354,8 @@ fn algorithm_hint(got: &str) -> String {
     let family: Vec<&str> = ALGORITHMS
         .iter()
         .map(|(n, _)| *n)
-        .filter(|n| got.len() >= 2 && n[..2].eq_ignore_ascii_case(&got[..2]))
+        // `get`: the name may not be ASCII, and byte 2 need not be a character boundary.
+        .filter(|n| got.get(..2).is_some_and(|g| n[..2].eq_ignore_ascii_case(g)))
         .collect();
     if !family.is_empty() {
         return format!("did you mean one of {}?", family.join(", "));
@@ -494,7 +495,7 @@ fn at_least_a_second(
     }
 }
 
-fn claim_rules(c: &JwtConfig, remote: bool, cx: &mut CompileContext<'_>) -> ClaimRules {
+fn claim_rules(c: &JwtConfig, cx: &mut CompileContext<'_>) -> ClaimRules {
     let leeway = duration_key(c.leeway.as_ref(), "leeway", DEFAULT_LEEWAY, true, cx);
     if let Some(v) = c
         .leeway
@@ -524,7 +525,7 @@ fn claim_rules(c: &JwtConfig, remote: bool, cx: &mut CompileContext<'_>) -> Clai
         }
         Some(t)
     });
-    if c.audience.is_none() && remote {
+    if c.audience.is_none() {
         cx.warning(
             None,
             "audience",
@@ -688,7 +689,7 @@ mod tests {
         );
         assert!(s.is_none());
         let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, ["secret", "algorithms[0]"]);
+        assert_eq!(keys, ["secret", "algorithms[0]", "audience"]);
     }
 
     #[test]
@@ -790,6 +791,8 @@ mod tests {
         assert!(hint("RS265").contains("RS256, RS384, RS512"));
         assert!(hint("none").contains("never accepted"));
         assert!(hint("XY1").contains("supported: HS256"));
+        assert!(hint("€S256").contains("supported: HS256"));
+        assert!(hint("R").contains("supported: HS256"));
         let e = error(&format!("{ISSUER}algorithms = []"));
         assert!(e.message.contains("empty"));
     }
@@ -814,7 +817,7 @@ mod tests {
         ));
         assert_eq!(s.claims.issuer.as_deref(), Some("https://idp.example.com"));
         assert!(matches!(s.keys, KeySource::Local(_)));
-        assert_eq!(warnings(&p), ["timeout"]);
+        assert_eq!(warnings(&p), ["audience", "timeout"]);
     }
 
     #[test]
