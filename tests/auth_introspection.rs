@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// The provider's client secret, in a file for `client_secret_file`.
 fn secret_file(dir: &tempfile::TempDir, secret: &str) -> PathBuf {
-    write_file(dir.path(), "client-secret.txt", secret)
+    write_secret(dir.path(), "client-secret.txt", secret)
 }
 
 /// `[auth.partners]`: introspection at `url` as the provider's client.
@@ -649,7 +649,7 @@ service = "orders"
 auth = "partners"
 "#;
     let path = dir.path().join("routes.toml");
-    let secret = write_file(dir.path(), "secret.txt", "s3cret");
+    let secret = write_secret(dir.path(), "secret.txt", "s3cret");
     let run = |text: &str| {
         std::fs::write(&path, text).unwrap();
         let (code, out, err) = ficus(&["check", path.to_str().unwrap()]);

@@ -166,6 +166,82 @@ fn no_token_is_401_with_a_bare_challenge_and_the_upstream_is_not_reached() {
     assert_eq!(o.requests(), before);
 }
 
+/// Two tokens in one request (two `Authorization` lines, or a cookie twice) are refused,
+/// not resolved by picking one: a front proxy and ficus might pick differently. The spec
+/// is silent; docs/auth.md says so, and a security reviewer would demand it.
+#[test]
+fn a_token_sent_twice_is_refused() {
+    let p = Idp::start();
+    let o = Origin::start("orders");
+    let gw = Gateway::start(
+        &config(&o, &p.idp, |_| {}, |_| {})
+            .table("auth.cookie", |t| {
+                corp(t, &p.idp);
+                t.set("token", r#"{ cookie = "at" }"#);
+            })
+            .route_with("cookie", "/cookie/**", "orders", |r| {
+                r.set_str("auth", "cookie");
+            })
+            .build(),
+    );
+    let (good, other) = (p.token(), p.token());
+    wait_for_keys(&gw, "/orders/1", &good);
+    let before = o.requests();
+    let twice = |path: &str, lines: &str| {
+        raw_request(
+            gw.listen,
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: shop.example\r\n{lines}Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    let cases = [
+        (
+            "/orders/1",
+            format!("Authorization: Bearer {good}\r\nAuthorization: Bearer {other}\r\n"),
+        ),
+        (
+            "/orders/1",
+            format!("Authorization: Bearer {good}\r\nAuthorization: Bearer {good}\r\n"),
+        ),
+        ("/cookie/1", format!("Cookie: at={good}; at={other}\r\n")),
+        (
+            "/cookie/1",
+            format!("Cookie: at={good}\r\nCookie: at={other}\r\n"),
+        ),
+    ];
+    for (path, lines) in &cases {
+        let r = twice(path, lines);
+        assert_eq!(r.status, 401, "{path} {:.80}: {}", lines, describe(&r));
+    }
+    assert_eq!(o.requests(), before);
+    // One token in the cookie header among others is fine.
+    let r = get_with(
+        &gw,
+        "/cookie/1",
+        &[("Cookie", &format!("a=1; at={good}; b=2"))],
+    );
+    assert_eq!(r.status, 200, "{}", describe(&r));
+}
+
+/// RFC 7515 §4.1.11: a `crit` header lists extensions the recipient must understand, and
+/// ficus understands none, so the token is refused even with a good signature.
+#[test]
+fn a_crit_header_is_refused() {
+    let p = Idp::start();
+    let o = Origin::start("orders");
+    let gw = gateway(&o, &p, |_| {}, |_| {});
+    let claims = p.claims("orders:read");
+    let header =
+        json!({ "alg": "RS256", "typ": "at+jwt", "kid": p.key.kid, "crit": ["b64"], "b64": false });
+    assert_refused_token(&bearer(
+        &gw,
+        "/orders/1",
+        &sign_jwt(&header, &claims, &p.key),
+    ));
+}
+
 // --- Attacks on the signature ---------------------------------------------------------
 
 /// `alg: none` is refused whatever else the token says: config decides the algorithms,
@@ -1632,7 +1708,7 @@ fn any_of_several_policies_may_accept() {
 fn a_local_hmac_secret_file_verifies_hs256_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let secret = random_hex(32);
-    let secret_path = write_file(dir.path(), "hmac.key", &secret);
+    let secret_path = write_secret(dir.path(), "hmac.key", &secret);
     let o = Origin::start("orders");
     let cfg = ConfigBuilder::new()
         .table("auth.local", |t| {
@@ -1873,10 +1949,10 @@ struct CheckDir {
 impl CheckDir {
     fn new() -> CheckDir {
         let dir = tempfile::tempdir().unwrap();
-        write_file(dir.path(), "hmac.key", random_hex(32));
+        write_secret(dir.path(), "hmac.key", random_hex(32));
         write_file(dir.path(), "key.pem", TestKey::generate("k").public_pem);
         write_file(dir.path(), "idp-ca.pem", TestCa::new().cert_pem);
-        write_file(dir.path(), "secret.txt", "s3cret");
+        write_secret(dir.path(), "secret.txt", "s3cret");
         CheckDir { dir }
     }
 
@@ -1912,10 +1988,12 @@ cache_size = 10000
 
 [auth.local]
 issuer = "https://issuer.local"
+audience = "urn:api:shop"
 secret_file = "{hmac}"
 algorithms = ["HS256"]
 
 [auth.pem]
+audience = "urn:api:shop"
 public_key_file = "{pem}"
 token = {{ cookie = "at" }}
 
@@ -2107,4 +2185,30 @@ fn check_refuses_inline_secrets_missing_files_mismatched_algorithms_and_scopes_w
             );
         }
     }
+}
+
+/// Not errors, but worth a warning (exit 1): a secret file every user can read, and a
+/// policy without `audience` (tokens the issuer made for any other API would pass). The
+/// spec is silent on both; docs/auth.md promises them.
+#[test]
+fn check_warns_about_a_readable_secret_and_a_missing_audience() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = CheckDir::new();
+    let hmac = d.path("hmac.key");
+    std::fs::set_permissions(&hmac, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, _) = d.check(&d.config());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&hmac) && out.contains("chmod 600"), "{out}");
+
+    std::fs::set_permissions(&hmac, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = d.config().replace(
+        "audience = [\"urn:api:shop\", \"urn:api:backoffice\"]\n",
+        "",
+    );
+    let (code, out, _) = d.check(&text);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("auth.corp") && out.contains("audience"),
+        "{out}"
+    );
 }

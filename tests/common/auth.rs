@@ -233,6 +233,16 @@ pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf
     path
 }
 
+/// Writes a secret to `dir/name`, readable by its owner only (`ficus check` warns about a
+/// secret file others can read); the path.
+pub fn write_secret(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = write_file(dir, name, contents);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .unwrap_or_else(|e| panic!("chmod 600 {}: {e}", path.display()));
+    path
+}
+
 /// The path as a TOML string.
 pub fn toml_path(path: &Path) -> String {
     crate::common::toml_str(&path.display().to_string())
