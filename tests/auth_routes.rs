@@ -250,7 +250,7 @@ fn introspection_answers_are_cached_and_claim_rules_apply() {
     let gw = Gateway::start(&config(
         &idp,
         &o,
-        "auth = \"partners\"\nclaims = [{ claim = \"client_id\", one_of = [\"ficus-test\", \"other\"] }, { claim = \"scope\", contains = \"orders:read\" }]",
+        "auth = \"partners\"\nclaims = [{ claim = \"client_id\", one_of = [\"ficus-test\", \"other\"] }, { claim = \"client_id\", contains = \"ficus-test\" }]\nscopes = [\"orders:read\"]",
         &secret,
     ));
     let token = opaque(&idp, "orders:read");
@@ -276,7 +276,7 @@ fn introspection_answers_are_cached_and_claim_rules_apply() {
         metric_sum(&m, "ficus_auth_cache_total", &[("result", "hit")]),
         Some(4.0)
     );
-    // A token without the scope word fails the `contains` rule.
+    // A token without the scope is refused.
     let token = opaque(&idp, "orders:write");
     let r = get(
         &gw,
@@ -287,7 +287,7 @@ fn introspection_answers_are_cached_and_claim_rules_apply() {
     assert!(r
         .header("www-authenticate")
         .unwrap()
-        .contains("required claim not satisfied"));
+        .contains("insufficient_scope"));
 }
 
 #[test]

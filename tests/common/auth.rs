@@ -39,7 +39,7 @@ pub const DESCRIPTIONS: &[&str] = &[
     "wrong token type",
     "token lifetime too long",
     "token inactive",
-    "missing exp claim",
+    "missing or invalid registered claims",
 ];
 
 /// How long a gateway may take to fetch keys it could not fetch at start (it retries).
