@@ -85,7 +85,11 @@ impl Plugin for AuthGate {
     async fn on_request(&self, req: &mut RequestView<'_>) -> Outcome {
         // A browser's CORS preflight carries no credentials; refusing it would break every
         // cross-origin call. It is answered or forwarded as the route says, without identity.
+        // Whatever token it carries goes no further: it was not checked.
         if req.preflight {
+            for p in &self.policies {
+                p.common().remove_token(req.headers, req.upstream);
+            }
             return Outcome::Continue;
         }
         let mut provider_down = false;
@@ -109,7 +113,7 @@ impl Plugin for AuthGate {
                     return match self.requirements.check(&id) {
                         Ok(()) => {
                             p.counters().count(Counted::Accepted);
-                            p.common().forward_identity(&id, req.upstream);
+                            p.common().forward_identity(&id, req.headers, req.upstream);
                             req.state.insert(id);
                             Outcome::Continue
                         }
