@@ -27,6 +27,9 @@
 #              every request is a full RS256 verification (the share of cache misses is
 #              read from /metrics and reported). No oha part: oha cannot vary a header
 #              per request.
+#   ficus-bearer  the plain route, no policy, and wrk and oha send ficus-jwt's token: what
+#              the token's 1.5 KB cost the proxy without any auth work (ficus-jwt ÷
+#              ficus-bearer is the auth step alone)
 #              The keys and tokens are made at the start by benches/jwt-tokens.js (node).
 #              Before measuring, both check that a request with a token gets 200, and
 #              that one without a token, or with a bad signature, gets 401.
@@ -97,13 +100,13 @@ print(max(1, math.ceil(v)))' "$1"
 [[ "$JWT_POOL" =~ ^[1-9][0-9]*$ ]] || die "JWT_POOL must be a positive integer (got '$JWT_POOL')"
 for s in $SCENARIOS; do
     case "$s" in
-        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss) ;;
-        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss)" ;;
+        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer)" ;;
     esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
-want_ficus() { want ficus || want ficus-canonical || want ficus-log || want ficus-registry || want ficus-jwt || want ficus-jwt-miss; }
-want_jwt() { want ficus-jwt || want ficus-jwt-miss; }
+want_ficus() { want ficus || want ficus-canonical || want ficus-log || want ficus-registry || want_jwt; }
+want_jwt() { want ficus-jwt || want ficus-jwt-miss || want ficus-bearer; }
 
 # --------------------------------------------------------------------------
 # Tools
@@ -293,10 +296,10 @@ nginx_worker() {
 
 # Free loopback ports: bind them all at once so they are distinct.
 read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_FREG_ADMIN P_FCAN P_FCAN_ADMIN P_FALT P_FALT_ADMIN \
-    P_FJWT P_FJWT_ADMIN P_FJWTM P_FJWTM_ADMIN < <(python3 -c '
+    P_FJWT P_FJWT_ADMIN P_FJWTM P_FJWTM_ADMIN P_FBEAR P_FBEAR_ADMIN < <(python3 -c '
 import socket
 socks = []
-for _ in range(17):
+for _ in range(19):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -384,6 +387,7 @@ EOF
 ficus_conf "$P_FICUS" "$P_FICUS_ADMIN" off >"$TMP/ficus.toml"
 ficus_conf "$P_FLOG" "$P_FLOG_ADMIN" json >"$TMP/ficus-log.toml"
 ficus_conf "$P_FALT" "$P_FALT_ADMIN" off >"$TMP/ficus-alt.toml"
+ficus_conf "$P_FBEAR" "$P_FBEAR_ADMIN" off >"$TMP/ficus-bearer.toml"
 ficus_conf "$P_FCAN" "$P_FCAN_ADMIN" off | sed 's/^threads = 1$/threads = 1\npreserve_header_case = false/' >"$TMP/ficus-canonical.toml"
 # Same route and upstream, with every registry feature that does per-request work.
 cat >"$TMP/ficus-registry.toml" <<EOF
@@ -540,6 +544,12 @@ if want ficus-jwt; then
     start_ficus_jwt ficus-jwt "$P_FJWT" "$P_FJWT_ADMIN"
     WRK_ARGS[ficus-jwt]="-H|Authorization: Bearer $JWT_TOKEN"
     OHA_ARGS[ficus-jwt]="-H|Authorization: Bearer $JWT_TOKEN"
+fi
+if want ficus-bearer; then
+    start_ficus ficus-bearer "$FICUS_BIN" "$P_FBEAR" "$P_FBEAR_ADMIN"
+    expect_status ficus-bearer "${URL[ficus-bearer]}" 200 -H "Authorization: Bearer $JWT_TOKEN"
+    WRK_ARGS[ficus-bearer]="-H|Authorization: Bearer $JWT_TOKEN"
+    OHA_ARGS[ficus-bearer]="-H|Authorization: Bearer $JWT_TOKEN"
 fi
 if want ficus-jwt-miss; then
     start_ficus_jwt ficus-jwt-miss "$P_FJWTM" "$P_FJWTM_ADMIN"
@@ -814,6 +824,7 @@ label = {
     "ficus-registry": "ficus, registry features on",
     "ficus-jwt": "ficus, RS256 JWT route, one token (cache hit)",
     "ficus-jwt-miss": "ficus, RS256 JWT route, token pool (cache miss)",
+    "ficus-bearer": "ficus, plain route, no policy, the JWT's Authorization header",
 }
 
 def diff(sc, ref, tool, key):
@@ -856,7 +867,7 @@ if "ficus" in scenarios and "ficus-alt" in scenarios:
     print()
     print("ficus ÷ ficus-alt (this build ÷ ALT_BIN): rps %s, CPU per request %s" % (
         ratio("ficus", "ficus-alt", "wrk", "rps"), ratio("ficus", "ficus-alt", "wrk", "cpu_us_per_req")))
-jwt = [sc for sc in ("ficus-jwt", "ficus-jwt-miss") if sc in scenarios]
+jwt = [sc for sc in ("ficus-bearer", "ficus-jwt", "ficus-jwt-miss") if sc in scenarios]
 if jwt and "ficus" in scenarios:
     print()
     print("JWT routes against the plain ficus route, per round (median, min–max); "
@@ -869,7 +880,13 @@ if jwt and "ficus" in scenarios:
         print("| %s | %s | %s | %s | %s |" % (
             label[sc], ratio(sc, "ficus", "wrk", "rps"), ratio(sc, "ficus", "wrk", "cpu_us_per_req"),
             diff(sc, "ficus", "wrk", "cpu_us_per_req"), num(mp, "%.2f%%")))
-    if len(jwt) == 2:
+    if "ficus-bearer" in jwt and "ficus-jwt" in jwt:
+        print()
+        print("ficus-jwt ÷ ficus-bearer (the auth step alone, same request bytes): rps %s, CPU %s, "
+              "CPU µs/req %s" % (ratio("ficus-jwt", "ficus-bearer", "wrk", "rps"),
+                                 ratio("ficus-jwt", "ficus-bearer", "wrk", "cpu_us_per_req"),
+                                 diff("ficus-jwt", "ficus-bearer", "wrk", "cpu_us_per_req")))
+    if "ficus-jwt" in jwt and "ficus-jwt-miss" in jwt:
         print()
         print("ficus-jwt-miss − ficus-jwt, CPU µs per request (the cost of a verification): %s; "
               "rps ratio %s" % (diff("ficus-jwt-miss", "ficus-jwt", "wrk", "cpu_us_per_req"),
