@@ -16,7 +16,15 @@
 #        REQUEST_HEADERS=browser (send benches/browser-headers.txt with every request),
 #        FICUS_BIN=path (measure that ficus binary instead of target/release/ficus; no build),
 #        ACCESS=1 (the route carries an [access.NAME] policy that admits the client: the
-#        cost of the plugin chain with one request hook).
+#        cost of the plugin chain with one request hook),
+#        JWT=1 (the route has auth = "bench", an [auth.bench] jwt policy with a local RSA 2048
+#        key, algorithms = ["RS256"], issuer, audience, claims_to_headers = { sub =
+#        "X-User-Id" }, and every request carries the same valid token: the cache-hit path),
+#        JWT=miss (the same policy with cache_size = 100, and wrk cycles through a pool of
+#        JWT_POOL (default 2000) distinct tokens: a full RS256 verification per request),
+#        JWT=header (no policy, but every request carries the same Authorization header as
+#        with JWT=1: what the token's bytes cost the proxy without any auth work).
+# Binaries come from $CARGO_TARGET_DIR/release (default target/release).
 set -euo pipefail
 
 WHICH=${1:-ficus}
@@ -30,12 +38,21 @@ source benches/request-headers.sh
 
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
 [[ "$WHICH" == ficus || "$WHICH" == bare ]] || die "first argument must be ficus or bare"
+JWT=${JWT:-0}
+JWT_POOL=${JWT_POOL:-2000}
+case "$JWT" in
+0) ;;
+1 | miss | header) [[ "$WHICH" == ficus ]] || die "JWT=$JWT needs the ficus scenario" ;;
+*) die "JWT must be 0, 1, miss or header (got '$JWT')" ;;
+esac
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 need=()
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
 command -v curl >/dev/null || need+=(curl)
+[[ "$JWT" == 0 ]] || command -v node >/dev/null || need+=(nodejs)
 if ((${#need[@]})); then
     echo "installing ${need[*]}" >&2
     apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2 ||
@@ -83,7 +100,7 @@ EOF
 "$NGINX" -c "$TMP/nginx.conf" -e "$TMP/nginx-startup.log" 2>/dev/null || "$NGINX" -c "$TMP/nginx.conf"
 
 if [[ "$WHICH" == bare ]]; then
-    CMD=(target/release/bare-pingora --listen "127.0.0.1:$P_PROXY" --upstream "127.0.0.1:$P_UP" --threads 1)
+    CMD=("$TARGET_DIR/release/bare-pingora" --listen "127.0.0.1:$P_PROXY" --upstream "127.0.0.1:$P_UP" --threads 1)
 else
     cat >"$TMP/ficus.toml" <<EOF
 [gateway]
@@ -101,6 +118,26 @@ name = "plain"
 match = { path = "/**" }
 service = "upstream"
 EOF
+    if [[ "$JWT" != 0 ]]; then
+        pool=0
+        [[ "$JWT" == miss ]] && pool=$JWT_POOL
+        node benches/jwt-tokens.js "$TMP/jwt" "$pool" || die "benches/jwt-tokens.js failed"
+        JWT_TOKEN=$(<"$TMP/jwt/token.txt")
+    fi
+    if [[ "$JWT" == 1 || "$JWT" == miss ]]; then
+        cat >>"$TMP/ficus.toml" <<EOF
+auth = "bench"
+
+[auth.bench]
+type = "jwt"
+public_key_file = "$TMP/jwt/public.pem"
+algorithms = ["RS256"]
+issuer = "https://idp.bench.invalid/realms/bench"
+audience = "ficus-bench"
+claims_to_headers = { sub = "X-User-Id" }
+EOF
+        [[ "$JWT" == miss ]] && echo "cache_size = 100" >>"$TMP/ficus.toml"
+    fi
     if [[ "${ACCESS:-0}" == 1 ]]; then
         cat >>"$TMP/ficus.toml" <<EOF
 access = "office"
@@ -110,8 +147,19 @@ allow = ["10.0.0.0/8", "127.0.0.0/8", "2001:db8::/32"]
 deny = ["192.0.2.0/24"]
 EOF
     fi
-    CMD=("${FICUS_BIN:-target/release/ficus}" run --config "$TMP/ficus.toml")
+    CMD=("${FICUS_BIN:-$TARGET_DIR/release/ficus}" run --config "$TMP/ficus.toml")
 fi
+
+# the load: wrk's arguments before the URL, and after it (a script's own)
+WRK_PRE=("${HDR_ARGS[@]}")
+WRK_POST=()
+case "$JWT" in
+1 | header) WRK_PRE+=(-H "Authorization: Bearer $JWT_TOKEN") ;;
+miss)
+    WRK_PRE+=(-s benches/jwt-pool.lua)
+    WRK_POST=(-- "$TMP/jwt/pool.txt")
+    ;;
+esac
 
 valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" "${CMD[@]}" >"$TMP/proxy.log" 2>&1 &
 VG=$!
@@ -121,11 +169,19 @@ for _ in $(seq 150); do
     kill -0 "$VG" 2>/dev/null || die "the proxy exited: $(tail -5 "$TMP/proxy.log")"
     sleep 0.2
 done
-curl -sf -o /dev/null "http://127.0.0.1:$P_PROXY/" || die "the proxy did not come up: $(tail -5 "$TMP/proxy.log")"
+if [[ "$JWT" == 1 || "$JWT" == miss ]]; then
+    # fast 401s must not pass for the authenticated path
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$P_PROXY/")
+    [[ "$code" == 401 ]] || die "JWT=$JWT: a request without a token got $code, not 401"
+    curl -sf -o /dev/null --max-time 10 -H "Authorization: Bearer $JWT_TOKEN" "http://127.0.0.1:$P_PROXY/" ||
+        die "JWT=$JWT: a request with a valid token did not get 200"
+else
+    curl -sf -o /dev/null "http://127.0.0.1:$P_PROXY/" || die "the proxy did not come up: $(tail -5 "$TMP/proxy.log")"
+fi
 
-wrk -t1 -c16 -d2s "${HDR_ARGS[@]}" "http://127.0.0.1:$P_PROXY/" >/dev/null
+wrk -t1 -c16 -d2s "${WRK_PRE[@]}" "http://127.0.0.1:$P_PROXY/" "${WRK_POST[@]}" >/dev/null
 callgrind_control -z "$VG" >/dev/null
-OUT=$(wrk -t1 -c16 -d"${SECS}s" "${HDR_ARGS[@]}" "http://127.0.0.1:$P_PROXY/")
+OUT=$(wrk -t1 -c16 -d"${SECS}s" "${WRK_PRE[@]}" "http://127.0.0.1:$P_PROXY/" "${WRK_POST[@]}")
 callgrind_control -d "$VG" >/dev/null
 REQS=$(awk '/requests in/{print $1}' <<<"$OUT")
 grep -q "Non-2xx" <<<"$OUT" && die "non-2xx responses during the run: $OUT"
@@ -133,9 +189,9 @@ grep -q "Non-2xx" <<<"$OUT" && die "non-2xx responses during the run: $OUT"
 DUMP=$(ls "$TMP"/cg.out.* 2>/dev/null | head -1)
 [[ -n "$DUMP" ]] || die "callgrind wrote no dump"
 
-python3 - "$DUMP" "$REQS" "$TOP" "$WHICH" <<'PY'
+python3 - "$DUMP" "$REQS" "$TOP" "$WHICH" "$JWT" <<'PY'
 import re, subprocess, sys
-dump, reqs, top, which = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+dump, reqs, top, which, jwt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 def rows(inclusive):
     args = ["callgrind_annotate", "--threshold=100"] + (["--inclusive=yes"] if inclusive else []) + [dump]
     out = subprocess.run(args, capture_output=True, text=True).stdout
@@ -146,7 +202,9 @@ def rows(inclusive):
 total = next((n for n, _, f in rows(False) if "PROGRAM TOTALS" in f), None)
 if total is None:
     total = max(n for n, _, _ in rows(True))
-print(f"{which}: {reqs} requests measured, {total / reqs:,.0f} instructions per request")
+mode = {"0": "", "1": ", JWT route, one token (cache hit)", "miss": ", JWT route, token pool (cache miss)",
+        "header": ", plain route, the JWT's Authorization header"}[jwt]
+print(f"{which}{mode}: {reqs} requests measured, {total / reqs:,.0f} instructions per request")
 print()
 print("self cost per request, top functions:")
 shown = 0
@@ -161,7 +219,7 @@ if which == "ficus":
     print()
     print("inclusive cost per request of ficus's own code:")
     for n, pct, f in rows(True):
-        if ("ficus::" in f or "HeaderDeadline" in f) and pct < 99 and n / reqs >= 100 \
+        if ("ficus::" in f or "ficus_plugins::" in f or "HeaderDeadline" in f) and pct < 99 and n / reqs >= 100 \
                 and "drop_in_place" not in f:
             print(f"{n / reqs:9,.0f}  {f[:140]}")
 PY

@@ -18,6 +18,21 @@
 #   ficus-registry  same as ficus with the registry's per-request bookkeeping switched on:
 #              active health probes, outlier detection, a circuit breaker, a bulkhead and
 #              least-request balancing (the service-registry issue's "must not show" case)
+#   ficus-jwt  the plain route with auth = "bench": an [auth.bench] jwt policy with a local
+#              RSA 2048 public key (algorithms = ["RS256"], issuer, audience,
+#              claims_to_headers = { sub = "X-User-Id" }); wrk and oha send one valid
+#              token on every request: after the first, every request is a cache hit
+#   ficus-jwt-miss  the same policy with cache_size = 100, and wrk cycles through a pool
+#              of JWT_POOL (10,000) distinct valid tokens (benches/jwt-pool.lua): nearly
+#              every request is a full RS256 verification (the share of cache misses is
+#              read from /metrics and reported). No oha part: oha cannot vary a header
+#              per request.
+#   ficus-bearer  the plain route, no policy, and wrk and oha send ficus-jwt's token: what
+#              the token's 1.5 KB cost the proxy without any auth work (ficus-jwt ÷
+#              ficus-bearer is the auth step alone)
+#              The keys and tokens are made at the start by benches/jwt-tokens.js (node).
+#              Before measuring, both check that a request with a token gets 200, and
+#              that one without a token, or with a bad signature, gets 401.
 #
 # Usage: bash benches/load.sh
 # Knobs (environment):
@@ -33,10 +48,11 @@
 #               A/B two builds in the same rounds, e.g. before and after a change
 #   REQUEST_HEADERS  "minimal" (default: wrk's own request, Host only) or "browser" (ten
 #               headers a browser sends on a page load: User-Agent, Accept, Cookie, ...)
-#   SKIP_BUILD  1 to use the binaries already in target/release
+#   JWT_POOL    distinct tokens for ficus-jwt-miss, default 10000
+#   SKIP_BUILD  1 to use the binaries already in $CARGO_TARGET_DIR/release (default target/release)
 #   KEEP_TMP    1 to keep the temp dir (configs, logs) after the run
 # Results: a markdown summary on stdout, and the raw samples plus the summary
-# under target/bench-results/.
+# under $CARGO_TARGET_DIR/bench-results/ (default target/bench-results/).
 set -euo pipefail
 
 SCENARIOS=${SCENARIOS:-"direct nginx bare ficus ficus-canonical ficus-registry ficus-log"}
@@ -52,6 +68,7 @@ LOADGEN_CPU=${LOADGEN_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
+JWT_POOL=${JWT_POOL:-10000}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -80,13 +97,16 @@ print(max(1, math.ceil(v)))' "$1"
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 [[ "$RATE" =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer (got '$RATE')"
+[[ "$JWT_POOL" =~ ^[1-9][0-9]*$ ]] || die "JWT_POOL must be a positive integer (got '$JWT_POOL')"
 for s in $SCENARIOS; do
     case "$s" in
-        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt) ;;
-        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt)" ;;
+        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer)" ;;
     esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+want_ficus() { want ficus || want ficus-canonical || want ficus-log || want ficus-registry || want_jwt; }
+want_jwt() { want ficus-jwt || want ficus-jwt-miss || want ficus-bearer; }
 
 # --------------------------------------------------------------------------
 # Tools
@@ -111,6 +131,7 @@ command -v wrk >/dev/null || apt_install wrk
 command -v taskset >/dev/null || apt_install util-linux
 command -v pgrep >/dev/null || apt_install procps
 command -v timeout >/dev/null || apt_install coreutils
+if want_jwt; then command -v node >/dev/null || apt_install nodejs; fi
 if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     apt_install nginx-light || apt_install nginx
 fi
@@ -155,21 +176,22 @@ fi
 # --------------------------------------------------------------------------
 # Build
 # --------------------------------------------------------------------------
-BARE_BIN="$ROOT/target/release/bare-pingora"
-FICUS_BIN="$ROOT/target/release/ficus"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BARE_BIN="$TARGET_DIR/release/bare-pingora"
+FICUS_BIN="$TARGET_DIR/release/ficus"
 if [[ "$SKIP_BUILD" != 1 ]]; then
     if want bare; then
         log "cargo build --release -p bare-pingora --bin bare-pingora"
         cargo build --release -p bare-pingora --bin bare-pingora >&2 || die "building bare-pingora failed"
     fi
-    if want ficus || want ficus-canonical || want ficus-log || want ficus-registry; then
+    if want_ficus; then
         log "cargo build --release --bin ficus"
         cargo build --release --bin ficus >&2 ||
             die "building ficus failed (run the other scenarios with e.g. SCENARIOS=\"direct nginx bare\")"
     fi
 fi
 if want bare; then [[ -x "$BARE_BIN" ]] || die "$BARE_BIN missing"; fi
-if want ficus || want ficus-canonical || want ficus-log || want ficus-registry; then [[ -x "$FICUS_BIN" ]] || die "$FICUS_BIN missing"; fi
+if want_ficus; then [[ -x "$FICUS_BIN" ]] || die "$FICUS_BIN missing"; fi
 
 # --------------------------------------------------------------------------
 # Processes: everything started here is stopped on exit, by pid.
@@ -273,10 +295,11 @@ nginx_worker() {
 }
 
 # Free loopback ports: bind them all at once so they are distinct.
-read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_FREG_ADMIN P_FCAN P_FCAN_ADMIN P_FALT P_FALT_ADMIN < <(python3 -c '
+read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_FREG_ADMIN P_FCAN P_FCAN_ADMIN P_FALT P_FALT_ADMIN \
+    P_FJWT P_FJWT_ADMIN P_FJWTM P_FJWTM_ADMIN P_FBEAR P_FBEAR_ADMIN < <(python3 -c '
 import socket
 socks = []
-for _ in range(13):
+for _ in range(19):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -364,6 +387,7 @@ EOF
 ficus_conf "$P_FICUS" "$P_FICUS_ADMIN" off >"$TMP/ficus.toml"
 ficus_conf "$P_FLOG" "$P_FLOG_ADMIN" json >"$TMP/ficus-log.toml"
 ficus_conf "$P_FALT" "$P_FALT_ADMIN" off >"$TMP/ficus-alt.toml"
+ficus_conf "$P_FBEAR" "$P_FBEAR_ADMIN" off >"$TMP/ficus-bearer.toml"
 ficus_conf "$P_FCAN" "$P_FCAN_ADMIN" off | sed 's/^threads = 1$/threads = 1\npreserve_header_case = false/' >"$TMP/ficus-canonical.toml"
 # Same route and upstream, with every registry feature that does per-request work.
 cat >"$TMP/ficus-registry.toml" <<EOF
@@ -386,6 +410,45 @@ name = "plain"
 match = { path = "/**" }
 service = "upstream"
 EOF
+
+# The JWT scenarios: a fresh RSA key pair, one token for the cache-hit scenario and a pool
+# of distinct ones for the cache-miss scenario (node; a 2048-bit signature is ~1 ms each).
+JWT_DIR="$TMP/jwt"
+if want_jwt; then
+    pool=0
+    want ficus-jwt-miss && pool=$JWT_POOL
+    log "making an RSA 2048 key pair and $((pool + 1)) RS256 tokens (benches/jwt-tokens.js)"
+    node "$ROOT/benches/jwt-tokens.js" "$JWT_DIR" "$pool" >&2 || die "benches/jwt-tokens.js failed"
+    JWT_TOKEN=$(<"$JWT_DIR/token.txt")
+    [[ -n "$JWT_TOKEN" ]] || die "no token in $JWT_DIR/token.txt"
+    if want ficus-jwt-miss; then
+        n=$(wc -l <"$JWT_DIR/pool.txt")
+        ((n == JWT_POOL)) || die "$JWT_DIR/pool.txt has $n tokens, not $JWT_POOL"
+    fi
+fi
+# $1 listen port, $2 admin port, $3 extra lines for [auth.bench]
+ficus_jwt_conf() {
+    ficus_conf "$1" "$2" off
+    cat <<EOF
+auth = "bench"
+
+[auth.bench]
+type = "jwt"
+public_key_file = "$JWT_DIR/public.pem"
+algorithms = ["RS256"]
+issuer = "https://idp.bench.invalid/realms/bench"
+audience = "ficus-bench"
+claims_to_headers = { sub = "X-User-Id" }
+$3
+EOF
+}
+# The hit scenario keeps the default cache (10,000 tokens; it holds one). The miss
+# scenario's cache holds 100 tokens against a pool of JWT_POOL: when the cache is full an
+# insert first drops expired entries and then an eighth of the entries, so it keeps doing
+# the bounded-cache work of a busy gateway, and at most ~100 of the pool's tokens can be
+# in it at any time (under 1% of requests at the default pool).
+ficus_jwt_conf "$P_FJWT" "$P_FJWT_ADMIN" "" >"$TMP/ficus-jwt.toml"
+ficus_jwt_conf "$P_FJWTM" "$P_FJWTM_ADMIN" "cache_size = 100" >"$TMP/ficus-jwt-miss.toml"
 
 for c in upstream nginx-proxy; do
     "$NGINX" -t -q -p "$TMP" "${NGINX_E[@]}" -c "$TMP/$c.conf" -g 'daemon off;' >&2 ||
@@ -433,6 +496,87 @@ if want ficus-alt; then
 fi
 want ficus-registry && start_ficus ficus-registry "$FICUS_BIN" "$P_FREG" "$P_FREG_ADMIN"
 
+# Per-scenario wrk and oha arguments (after the request-header ones); an oha part is
+# skipped for a scenario marked in NO_OHA.
+declare -A WRK_ARGS=() OHA_ARGS=() NO_OHA=() ADMIN_URL=()
+# expect_status NAME URL STATUS [curl args...]: die unless URL answers STATUS
+expect_status() {
+    local name=$1 url=$2 want=$3 code
+    shift 3
+    code=$(curl -s -o "$TMP/probe.out" -w '%{http_code}' --max-time 5 "$@" "$url" || true)
+    if [[ "$code" != "$want" ]]; then
+        echo "---- response body:" >&2
+        cat "$TMP/probe.out" >&2 || true
+        echo "---- $TMP/$name.log" >&2
+        tail -n 20 "$TMP/$name.log" >&2 || true
+        die "$name: expected $want, got ${code:-no answer}: curl $* $url"
+    fi
+    if [[ "$want" == 200 ]] && ! grep -qF "$UPSTREAM_BODY" "$TMP/probe.out"; then
+        die "$name answered 200 but not with the upstream's body: $(head -c 300 "$TMP/probe.out")"
+    fi
+}
+# A JWT scenario that answered 401 quickly would look like throughput: check before any
+# measurement that the token passes and that no token, or a bad signature, does not.
+check_jwt() { # $1 name, $2 port, $3 admin port
+    local url="http://127.0.0.1:$2/" t
+    expect_status "$1" "$url" 200 -H "Authorization: Bearer $JWT_TOKEN"
+    expect_status "$1" "$url" 401
+    expect_status "$1" "$url" 401 -H "Authorization: Bearer $(<"$JWT_DIR/bad.txt")"
+    if [[ "$1" == ficus-jwt-miss ]]; then
+        for t in "$(head -n1 "$JWT_DIR/pool.txt")" "$(tail -n1 "$JWT_DIR/pool.txt")"; do
+            expect_status "$1" "$url" 200 -H "Authorization: Bearer $t"
+        done
+    fi
+    curl -s --max-time 5 "http://127.0.0.1:$3/metrics" | grep -q '^ficus_auth_cache_total{' ||
+        die "$1: no ficus_auth_cache_total on http://127.0.0.1:$3/metrics (needed to report cache hits)"
+    log "$1: a valid token gets 200; no token and a bad signature get 401"
+}
+# the ficus-jwt scenarios' first readiness probe has no token: wait for /readyz, then check
+start_ficus_jwt() { # $1 name, $2 port, $3 admin port
+    start "$1" INT "$TMP/$1.log" "$FICUS_BIN" run --config "$TMP/$1.toml"
+    SRV_PID[$1]=$STARTED_PID
+    wait_http "$1" "$STARTED_PID" "http://127.0.0.1:$3/readyz" "$TMP/$1.log"
+    check_jwt "$1" "$2" "$3"
+    URL[$1]="http://127.0.0.1:$2/"
+    ADMIN_URL[$1]="http://127.0.0.1:$3"
+}
+if want ficus-jwt; then
+    start_ficus_jwt ficus-jwt "$P_FJWT" "$P_FJWT_ADMIN"
+    WRK_ARGS[ficus-jwt]="-H|Authorization: Bearer $JWT_TOKEN"
+    OHA_ARGS[ficus-jwt]="-H|Authorization: Bearer $JWT_TOKEN"
+fi
+if want ficus-bearer; then
+    start_ficus ficus-bearer "$FICUS_BIN" "$P_FBEAR" "$P_FBEAR_ADMIN"
+    expect_status ficus-bearer "${URL[ficus-bearer]}" 200 -H "Authorization: Bearer $JWT_TOKEN"
+    WRK_ARGS[ficus-bearer]="-H|Authorization: Bearer $JWT_TOKEN"
+    OHA_ARGS[ficus-bearer]="-H|Authorization: Bearer $JWT_TOKEN"
+fi
+if want ficus-jwt-miss; then
+    start_ficus_jwt ficus-jwt-miss "$P_FJWTM" "$P_FJWTM_ADMIN"
+    # wrk's script arguments follow the URL: see sample()
+    WRK_ARGS[ficus-jwt-miss]="-s|$ROOT/benches/jwt-pool.lua"
+    NO_OHA[ficus-jwt-miss]=1
+fi
+# args_of SCENARIO TOOL: the scenario's extra arguments, one a line ("|"-separated above)
+extra_args() {
+    local v
+    if [[ "$2" == wrk ]]; then v=${WRK_ARGS[$1]:-}; else v=${OHA_ARGS[$1]:-}; fi
+    [[ -n "$v" ]] && tr '|' '\n' <<<"$v"
+    return 0
+}
+# the arguments after wrk's URL (a script's own)
+wrk_tail() {
+    [[ "$1" == ficus-jwt-miss ]] && printf '%s\n' -- "$JWT_DIR/pool.txt"
+    return 0
+}
+# "hits misses" of the jwt policy's token cache, from /metrics
+jwt_cache() {
+    curl -s --max-time 5 "${ADMIN_URL[$1]}/metrics" | awk '
+        /^ficus_auth_cache_total\{/ && /result="hit"/ {h = $NF}
+        /^ficus_auth_cache_total\{/ && /result="miss"/ {m = $NF}
+        END {printf "%d %d\n", h, m}'
+}
+
 FLOG_OUT="$TMP/ficus-log.access.jsonl"
 if want ficus-log; then
     # stdout (the access log) appended to a file, stderr to another.
@@ -466,12 +610,12 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 steal_ticks() { awk '/^cpu / {print $9}' /proc/stat; }
 NCPU=$(nproc)
 
-RESULTS_DIR="$ROOT/target/bench-results"
+RESULTS_DIR="$TARGET_DIR/bench-results"
 mkdir -p "$RESULTS_DIR"
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 CSV="$RESULTS_DIR/load-$STAMP.csv"
 SUMMARY="$RESULTS_DIR/load-$STAMP.md"
-echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note,user_cpu_us_per_req,steal_pct" >"$CSV"
+echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note,user_cpu_us_per_req,steal_pct,auth_cache_miss_pct" >"$CSV"
 
 cat >"$TMP/parse.py" <<'PY'
 import json, re, sys
@@ -535,25 +679,31 @@ FAILED_SAMPLES=0
 
 # sample ROUND SCENARIO TOOL
 sample() {
-    local round=$1 sc=$2 tool=$3 url=${URL[$2]} pid=${SRV_PID[$2]} out c0 c1 u0 u1 rss
+    local round=$1 sc=$2 tool=$3 url=${URL[$2]} pid=${SRV_PID[$2]} out c0 c1 u0 u1 rss xa xt
+    local jc0="" jc1="" hits="" misses="" missp=""
     out="$TMP/r$round-$sc.$tool.out"
+    mapfile -t xa < <(extra_args "$sc" "$tool")
+    mapfile -t xt < <(wrk_tail "$sc")
     # O_APPEND, so truncating is safe; afterwards its lines are this sample's requests
     [[ "$sc" == ficus-log ]] && : >"$FLOG_OUT"
+    # the token cache's counters, read outside the CPU-time window
+    [[ -n "${ADMIN_URL[$sc]:-}" ]] && jc0=$(jwt_cache "$sc")
     rss=$(rss_kb "$pid")
     t=$(ticks "$pid") && read -r k0 sy0 <<<"$t"
     st0=$(steal_ticks)
     t=$(ticks "$UP_WORKER") && read -r uu0 us0 <<<"$t"
     if [[ "$tool" == wrk ]]; then
         timeout -s INT $((DUR_S + 30)) taskset -c "$LOADGEN_CPU" \
-            wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${HDR_ARGS[@]}" "$url" >"$out" 2>&1 || true
+            wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${HDR_ARGS[@]}" "${xa[@]}" "$url" "${xt[@]}" >"$out" 2>&1 || true
     else
         timeout -s INT $((DUR_S + 30)) taskset -c "$LOADGEN_CPU" \
-            "$OHA_BIN" --no-tui "${OHA_JSON_FLAG[@]}" "${OHA_EXTRA[@]}" "${HDR_ARGS[@]}" -z "$DURATION" -c "$CONNS" -q "$RATE" \
+            "$OHA_BIN" --no-tui "${OHA_JSON_FLAG[@]}" "${OHA_EXTRA[@]}" "${HDR_ARGS[@]}" "${xa[@]}" -z "$DURATION" -c "$CONNS" -q "$RATE" \
             --latency-correction "$url" >"$out" 2>"$out.err" || true
     fi
     t=$(ticks "$pid") && read -r k1 sy1 <<<"$t"
     st1=$(steal_ticks)
     t=$(ticks "$UP_WORKER") && read -r uu1 us1 <<<"$t"
+    [[ -n "${ADMIN_URL[$sc]:-}" ]] && jc1=$(jwt_cache "$sc")
     c0=$((k0 + sy0)) c1=$((k1 + sy1)) u0=$((uu0 + us0)) u1=$((uu1 + us1))
     local parsed ok req secs rps p50 p99 p999 serr non2xx note cpu ucpu kcpu steal offered=""
     if ! parsed=$(python3 "$TMP/parse.py" "$tool" "$out" 2>"$out.parse-err"); then
@@ -573,6 +723,22 @@ sample() {
         ucpu=""
         kcpu=""
     fi
+    if [[ -n "$jc0" && -n "$jc1" ]]; then
+        read -r h0 m0 <<<"$jc0"
+        read -r h1 m1 <<<"$jc1"
+        hits=$((h1 - h0)) misses=$((m1 - m0))
+        if ((hits + misses > 0)); then
+            missp=$(python3 -c "print('%.2f' % ($misses*100/($hits+$misses)))")
+        fi
+        note="${note:+$note; }token cache hits $hits misses $misses"
+        # the ficus-jwt-miss figures mean "a verification per request" only if that held
+        if [[ "$sc" == ficus-jwt-miss && -n "$missp" ]] && python3 -c "import sys; sys.exit(0 if $missp < 95 else 1)"; then
+            loud "ficus-jwt-miss round $round $tool: only $missp% of token lookups missed the cache"
+        fi
+        if ((hits + misses < req)); then
+            loud "$sc round $round $tool: $req requests but $((hits + misses)) token cache lookups"
+        fi
+    fi
     if [[ "$sc" == ficus-log && -f "$FLOG_OUT" ]]; then
         note="${note:+$note; }access log lines $(wc -l <"$FLOG_OUT")"
         : >"$FLOG_OUT"
@@ -580,7 +746,7 @@ sample() {
     [[ "$p50" == - ]] && p50=""
     [[ "$p99" == - ]] && p99=""
     [[ "$p999" == - ]] && p999=""
-    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\",$kcpu,$steal" >>"$CSV"
+    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\",$kcpu,$steal,$missp" >>"$CSV"
     if [[ "$ok" != 1 ]]; then
         FAILED_SAMPLES=$((FAILED_SAMPLES + 1))
         loud "FAILED SAMPLE: round $round, $sc, $tool: requests=$req socket_errors=$serr non2xx=$non2xx ${note}" \
@@ -603,10 +769,12 @@ log "expected run time: about $((ROUNDS * N_SC * PER)) s"
 for ((round = 1; round <= ROUNDS; round++)); do
     for sc in $SCENARIOS; do
         # warm-up, results discarded
+        mapfile -t wa < <(extra_args "$sc" wrk)
+        mapfile -t wt < <(wrk_tail "$sc")
         timeout -s INT $((WARM_S + 30)) taskset -c "$LOADGEN_CPU" \
-            wrk -t1 -c"$CONNS" -d"$WARMUP" "${HDR_ARGS[@]}" "${URL[$sc]}" >/dev/null 2>&1 || true
+            wrk -t1 -c"$CONNS" -d"$WARMUP" "${HDR_ARGS[@]}" "${wa[@]}" "${URL[$sc]}" "${wt[@]}" >/dev/null 2>&1 || true
         sample "$round" "$sc" wrk
-        if [[ -n "$OHA_BIN" ]]; then
+        if [[ -n "$OHA_BIN" && -z "${NO_OHA[$sc]:-}" ]]; then
             sample "$round" "$sc" oha
         fi
     done
@@ -654,7 +822,19 @@ label = {
     "ficus-canonical": "ficus, plain route, preserve_header_case = false",
     "ficus-alt": "ALT_BIN (another ficus build), plain route",
     "ficus-registry": "ficus, registry features on",
+    "ficus-jwt": "ficus, RS256 JWT route, one token (cache hit)",
+    "ficus-jwt-miss": "ficus, RS256 JWT route, token pool (cache miss)",
+    "ficus-bearer": "ficus, plain route, no policy, the JWT's Authorization header",
 }
+
+def diff(sc, ref, tool, key):
+    if ref not in scenarios:
+        return "n/a"
+    a, b = by_round(sc, tool, key), by_round(ref, tool, key)
+    ds = [a[k] - b[k] for k in a if k in b]
+    if not ds:
+        return "n/a"
+    return "%+.2f (%+.2f to %+.2f)" % (st.median(ds), min(ds), max(ds))
 n_rounds = len({r["round"] for r in rows})
 print("wrk -t1 -c32, %d round(s), request headers: %s; medians over successful samples; "
       "ratios are per round (median, min–max). CPU = utime+stime of the server process "
@@ -687,6 +867,30 @@ if "ficus" in scenarios and "ficus-alt" in scenarios:
     print()
     print("ficus ÷ ficus-alt (this build ÷ ALT_BIN): rps %s, CPU per request %s" % (
         ratio("ficus", "ficus-alt", "wrk", "rps"), ratio("ficus", "ficus-alt", "wrk", "cpu_us_per_req")))
+jwt = [sc for sc in ("ficus-bearer", "ficus-jwt", "ficus-jwt-miss") if sc in scenarios]
+if jwt and "ficus" in scenarios:
+    print()
+    print("JWT routes against the plain ficus route, per round (median, min–max); "
+          "token cache misses from ficus_auth_cache_total:")
+    print()
+    print("| scenario | rps ÷ ficus | CPU ÷ ficus | CPU µs/req − ficus | token cache misses |")
+    print("|---|---|---|---|---|")
+    for sc in jwt:
+        mp = med([f(r.get("auth_cache_miss_pct")) for r in samples(sc, "wrk")])
+        print("| %s | %s | %s | %s | %s |" % (
+            label[sc], ratio(sc, "ficus", "wrk", "rps"), ratio(sc, "ficus", "wrk", "cpu_us_per_req"),
+            diff(sc, "ficus", "wrk", "cpu_us_per_req"), num(mp, "%.2f%%")))
+    if "ficus-bearer" in jwt and "ficus-jwt" in jwt:
+        print()
+        print("ficus-jwt ÷ ficus-bearer (the auth step alone, same request bytes): rps %s, CPU %s, "
+              "CPU µs/req %s" % (ratio("ficus-jwt", "ficus-bearer", "wrk", "rps"),
+                                 ratio("ficus-jwt", "ficus-bearer", "wrk", "cpu_us_per_req"),
+                                 diff("ficus-jwt", "ficus-bearer", "wrk", "cpu_us_per_req")))
+    if "ficus-jwt" in jwt and "ficus-jwt-miss" in jwt:
+        print()
+        print("ficus-jwt-miss − ficus-jwt, CPU µs per request (the cost of a verification): %s; "
+              "rps ratio %s" % (diff("ficus-jwt-miss", "ficus-jwt", "wrk", "cpu_us_per_req"),
+                                ratio("ficus-jwt-miss", "ficus-jwt", "wrk", "rps")))
 for sc in ("ficus", "ficus-canonical", "ficus-registry", "ficus-log", "ficus-alt"):
     if sc in scenarios and "bare" in scenarios:
         print()
@@ -697,19 +901,22 @@ if have_oha:
     print()
     print("Fixed offered load: oha -q %s --latency-correction -c32, %d round(s), medians." % (rate, n_rounds))
     print()
-    print("| scenario | ok/rounds | achieved rps | p50 | p99 | p99.9 | CPU µs/req | p99 ÷ nginx-proxy |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| scenario | ok/rounds | achieved rps | p50 | p99 | p99.9 | CPU µs/req | p99 ÷ nginx-proxy | p99 ÷ ficus |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for sc in scenarios:
         s = samples(sc, "oha")
         n_all = len([r for r in rows if r["scenario"] == sc and r["tool"] == "oha"])
-        print("| %s | %d/%d | %s | %s | %s | %s | %s | %s |" % (
+        if n_all == 0:
+            print("| %s | no oha part | | | | | | | |" % label.get(sc, sc))
+            continue
+        print("| %s | %d/%d | %s | %s | %s | %s | %s | %s | %s |" % (
             label.get(sc, sc), len(s), n_all,
             num(med([f(r["rps"]) for r in s]), "%.0f"),
             num(med([f(r["p50_us"]) for r in s]), "%.0f µs"),
             num(med([f(r["p99_us"]) for r in s]), "%.0f µs"),
             num(med([f(r["p999_us"]) for r in s]), "%.0f µs"),
             num(med([f(r["cpu_us_per_req"]) for r in s]), "%.2f"),
-            ratio(sc, "nginx", "oha", "p99_us"),
+            ratio(sc, "nginx", "oha", "p99_us"), ratio(sc, "ficus", "oha", "p99_us"),
         ))
 steals = [f(r.get("steal_pct")) for r in rows if f(r.get("steal_pct")) is not None]
 if steals:

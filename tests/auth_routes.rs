@@ -156,6 +156,15 @@ fn refusals_carry_rfc6750_challenges() {
     let r = get(&gw, "/orders/1", &[("authorization", "Basic Zm9vOmJhcg==")]);
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"ficus\""));
+    // A JWT, which the provider's introspection refuses to judge (`unsupported_token_type`):
+    // the endpoint works, so this is a refusal, not an outage.
+    let jwt = idp.client_credentials_token("orders:read", "urn:api:shop");
+    let r = get(
+        &gw,
+        "/orders/1",
+        &[("authorization", &format!("Bearer {jwt}"))],
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
     // An unknown token: inactive.
     let r = get(
         &gw,
@@ -189,10 +198,17 @@ fn refusals_carry_rfc6750_challenges() {
     // A CORS preflight is never refused for lack of credentials.
     let pre = raw_request(
         gw.listen,
-        b"OPTIONS /orders/1 HTTP/1.1\r\nHost: shop.example\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: GET\r\nConnection: close\r\n\r\n",
+        b"OPTIONS /orders/1 HTTP/1.1\r\nHost: shop.example\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: GET\r\nAuthorization: Bearer forged\r\nConnection: close\r\n\r\n",
     );
     assert_ne!(pre.status, 401, "{}", pre.text());
     assert_ne!(pre.status, 403);
+    // It reached the upstream (no CORS policy answers it here), without the unchecked token.
+    let seen = o.last().unwrap();
+    assert_eq!(seen.method, "OPTIONS");
+    assert!(
+        seen.header("authorization").is_none(),
+        "an unchecked token went upstream"
+    );
     // Metrics count the outcomes.
     let m = gw.metrics();
     let count = |outcome: &str| {
@@ -204,7 +220,8 @@ fn refusals_carry_rfc6750_challenges() {
         .unwrap_or(-1.0)
     };
     assert_eq!(count("no_token"), 2.0, "{m}");
-    assert_eq!(count("inactive"), 1.0);
+    assert_eq!(count("inactive"), 2.0);
+    assert_eq!(count("provider_unavailable"), 0.0);
     assert_eq!(count("insufficient_scope"), 1.0);
 }
 
@@ -250,7 +267,7 @@ fn introspection_answers_are_cached_and_claim_rules_apply() {
     let gw = Gateway::start(&config(
         &idp,
         &o,
-        "auth = \"partners\"\nclaims = [{ claim = \"client_id\", one_of = [\"ficus-test\", \"other\"] }, { claim = \"scope\", contains = \"orders:read\" }]",
+        "auth = \"partners\"\nclaims = [{ claim = \"client_id\", one_of = [\"ficus-test\", \"other\"] }, { claim = \"client_id\", contains = \"ficus-test\" }]\nscopes = [\"orders:read\"]",
         &secret,
     ));
     let token = opaque(&idp, "orders:read");
@@ -276,7 +293,7 @@ fn introspection_answers_are_cached_and_claim_rules_apply() {
         metric_sum(&m, "ficus_auth_cache_total", &[("result", "hit")]),
         Some(4.0)
     );
-    // A token without the scope word fails the `contains` rule.
+    // A token without the scope is refused.
     let token = opaque(&idp, "orders:write");
     let r = get(
         &gw,
@@ -287,7 +304,7 @@ fn introspection_answers_are_cached_and_claim_rules_apply() {
     assert!(r
         .header("www-authenticate")
         .unwrap()
-        .contains("required claim not satisfied"));
+        .contains("insufficient_scope"));
 }
 
 #[test]

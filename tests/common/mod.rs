@@ -6,14 +6,19 @@
 //! * [`config`]: routes.toml from a builder.
 //! * [`wire`], [`ws`]: a raw HTTP/1.1 client and WebSocket frames, by hand.
 //! * [`registry`], [`metrics`]: reading `/registry` and `/metrics`.
-//! * [`tls`]: a test CA. [`dnsmasq`], [`browser`]: the real DNS server and headless Chromium.
-//! * [`oidc`]: a real OpenID provider (npm oidc-provider under Node).
+//! * [`tls`]: a test CA and an HTTPS front. [`dnsmasq`], [`browser`]: the real DNS server
+//!   and headless Chromium.
+//! * [`auth`]: what the authentication tests share (tokens sent, the answers the spec fixes).
+//! * [`oidc`]: a real OpenID provider (npm oidc-provider under Node); [`jwt`]: tokens
+//!   tests sign themselves.
 #![allow(dead_code, unused_imports)]
 
+pub mod auth;
 pub mod browser;
 pub mod config;
 pub mod dnsmasq;
 pub mod gateway;
+pub mod jwt;
 pub mod metrics;
 pub mod oidc;
 pub mod origin;
@@ -23,8 +28,10 @@ pub mod tls;
 pub mod wire;
 pub mod ws;
 
+pub use auth::*;
 pub use config::*;
 pub use gateway::*;
+pub use jwt::*;
 pub use metrics::*;
 pub use oidc::*;
 pub use origin::*;

@@ -22,6 +22,16 @@
 //                          the provider on the same port with another file. The first key
 //                          signs; the others are still published at jwks_uri.
 //
+// Revocation (RFC 7009, POST /token/revocation) is enabled next to introspection, so a
+// test can revoke an opaque token and see the gateway refuse it.
+//
+// Every request is counted by path (without the query) and logged as one line,
+// `oidc-provider GET /jwks`, so tests can see how often the gateway fetched the JWKS.
+// `GET /__test/counts` answers the counts so far as JSON, e.g.
+// {"/jwks": 2, "/.well-known/openid-configuration": 1, "/token": 3, "/token/introspection": 0}
+// (those four paths are always present; any other path once requested). It is not
+// counted itself, and it is not part of oidc-provider: nothing but a test asks for it.
+//
 // Every token issued is logged ("oidc-provider token issued: ..."), so tests can count the
 // token requests a client made. SIGTERM and SIGINT close the listener and exit 0.
 
@@ -113,6 +123,11 @@ const provider = new Provider(issuer, {
       // Any authenticated client may introspect (there is one, and it is confidential).
       allowedPolicy: async () => true,
     },
+    revocation: {
+      enabled: true,
+      // Any authenticated client may revoke (the same single confidential client).
+      allowedPolicy: async () => true,
+    },
     resourceIndicators: {
       enabled: true,
       // A token request without `resource` gets no resource server (an opaque token).
@@ -132,7 +147,36 @@ provider.on('server_error', (_ctx, err) => console.error('oidc-provider server_e
 provider.on('grant.success', (ctx) => console.log(`oidc-provider token issued: client ${ctx.oidc.client?.clientId} grant ${ctx.oidc.params?.grant_type}`));
 provider.on('grant.error', (_ctx, err) => console.error('oidc-provider grant.error:', err.message, err.error_description ?? ''));
 
-const server = http.createServer(provider.callback());
+// Requests per path, for GET /__test/counts.
+const COUNTS_PATH = '/__test/counts';
+// No prototype: a request path is only ever a key here.
+const counts = Object.assign(Object.create(null), {
+  '/jwks': 0,
+  '/.well-known/openid-configuration': 0,
+  '/token': 0,
+  '/token/introspection': 0,
+});
+
+function pathOf(url) {
+  try {
+    return new URL(url, issuer).pathname;
+  } catch {
+    return url;
+  }
+}
+const handle = provider.callback();
+
+const server = http.createServer((req, res) => {
+  const path = pathOf(req.url);
+  if (req.method === 'GET' && path === COUNTS_PATH) {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(counts));
+    return;
+  }
+  counts[path] = (counts[path] ?? 0) + 1;
+  console.log(`oidc-provider ${req.method} ${path}`);
+  handle(req, res);
+});
 server.listen(port, host, () => {
   console.log(`oidc-provider listening on ${issuer}`);
 });

@@ -133,6 +133,15 @@ impl CommonSettings {
         if let Some(h) = c.forward_claims {
             out.forward_claims = identity_header(h, "forward_claims", &seen, cx);
         }
+        if let (TokenSource::Query(_), false, Some(t)) =
+            (&out.token, out.forward_authorization, c.token)
+        {
+            cx.warning(
+                Some(t.span()),
+                "forward_authorization",
+                "`forward_authorization = false` cannot take a token out of the query string: the upstream still gets it in the URL",
+            );
+        }
         out
     }
 
@@ -167,8 +176,8 @@ impl CommonSettings {
     }
 
     /// Queues the upstream edits for a request this policy verified: the identity headers
-    /// from its claims, and `Authorization` removed unless forwarded.
-    pub fn forward_identity(&self, id: &Identity, edits: &mut HeaderEdits) {
+    /// from its claims, and the token removed unless forwarded (`headers`: the client's).
+    pub fn forward_identity(&self, id: &Identity, headers: &HeaderMap, edits: &mut HeaderEdits) {
         for (claim, header) in &self.claims_to_headers {
             if let Some(v) = id.claim(claim).and_then(claim_header_value) {
                 edits.set(header.clone(), v);
@@ -182,7 +191,38 @@ impl CommonSettings {
             }
         }
         if !self.forward_authorization {
-            edits.remove(http::header::AUTHORIZATION);
+            self.remove_token(headers, edits);
+        }
+    }
+
+    /// Queues the removal of this policy's token from the upstream request: the
+    /// `Authorization` header, the named header, or the named cookie (the other cookies
+    /// stay). A token in the query string stays in the URL (`ficus check` says so).
+    pub fn remove_token(&self, headers: &HeaderMap, edits: &mut HeaderEdits) {
+        match &self.token {
+            TokenSource::Bearer => edits.remove(http::header::AUTHORIZATION),
+            TokenSource::Header(h) => edits.remove(h.clone()),
+            TokenSource::Cookie(name) => {
+                if !headers.contains_key(http::header::COOKIE) {
+                    return;
+                }
+                let kept: Vec<&str> = headers
+                    .get_all(http::header::COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(';'))
+                    .map(str::trim)
+                    .filter(|pair| {
+                        !pair.is_empty()
+                            && pair.split_once('=').map_or(pair.trim(), |(k, _)| k.trim()) != name
+                    })
+                    .collect();
+                match HeaderValue::from_str(&kept.join("; ")) {
+                    Ok(v) if !kept.is_empty() => edits.set(http::header::COOKIE, v),
+                    _ => edits.remove(http::header::COOKIE),
+                }
+            }
+            TokenSource::Query(_) => {}
         }
     }
 }
@@ -494,6 +534,47 @@ mod tests {
     }
 
     #[test]
+    fn the_token_is_removed_from_where_it_came() {
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("a=1; at=secret"),
+        );
+        h.append(http::header::COOKIE, HeaderValue::from_static("b=2"));
+        let s = CommonSettings {
+            token: TokenSource::Cookie("at".into()),
+            ..CommonSettings::default()
+        };
+        let mut edits = HeaderEdits::default();
+        s.remove_token(&h, &mut edits);
+        assert_eq!(
+            edits.ops(),
+            [crate::HeaderOp::Set(
+                http::header::COOKIE,
+                HeaderValue::from_static("a=1; b=2")
+            )]
+        );
+        let only = {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::COOKIE, HeaderValue::from_static("at=secret"));
+            h
+        };
+        let mut edits = HeaderEdits::default();
+        s.remove_token(&only, &mut edits);
+        assert_eq!(edits.ops(), [crate::HeaderOp::Remove(http::header::COOKIE)]);
+        let s = CommonSettings {
+            token: TokenSource::Header(HeaderName::from_static("x-token")),
+            ..CommonSettings::default()
+        };
+        let mut edits = HeaderEdits::default();
+        s.remove_token(&h, &mut edits);
+        assert_eq!(
+            edits.ops(),
+            [crate::HeaderOp::Remove(HeaderName::from_static("x-token"))]
+        );
+    }
+
+    #[test]
     fn identity_goes_upstream_as_headers() {
         let s = CommonSettings {
             claims_to_headers: vec![
@@ -514,7 +595,7 @@ mod tests {
             serde_json::json!({"sub": "u1", "realm_access": {"roles": ["a", "b"]}, "evil": "x\r\ny"}),
         );
         let mut edits = HeaderEdits::default();
-        s.forward_identity(&id, &mut edits);
+        s.forward_identity(&id, &HeaderMap::new(), &mut edits);
         let ops = edits.ops();
         assert!(ops.contains(&crate::HeaderOp::Set(
             HeaderName::from_static("x-user-id"),

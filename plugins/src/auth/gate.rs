@@ -85,7 +85,11 @@ impl Plugin for AuthGate {
     async fn on_request(&self, req: &mut RequestView<'_>) -> Outcome {
         // A browser's CORS preflight carries no credentials; refusing it would break every
         // cross-origin call. It is answered or forwarded as the route says, without identity.
+        // Whatever token it carries goes no further: it was not checked.
         if req.preflight {
+            for p in &self.policies {
+                p.common().remove_token(req.headers, req.upstream);
+            }
             return Outcome::Continue;
         }
         let mut provider_down = false;
@@ -109,7 +113,7 @@ impl Plugin for AuthGate {
                     return match self.requirements.check(&id) {
                         Ok(()) => {
                             p.counters().count(Counted::Accepted);
-                            p.common().forward_identity(&id, req.upstream);
+                            p.common().forward_identity(&id, req.headers, req.upstream);
                             req.state.insert(id);
                             Outcome::Continue
                         }
@@ -151,5 +155,177 @@ impl Plugin for AuthGate {
         } else {
             challenge(refusal)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{identity_from_claims, AuthCounters, CommonSettings};
+    use crate::{HeaderEdits, RequestState};
+    use http::{HeaderMap, Method};
+
+    /// A policy that gives the same verdict to every token.
+    struct Fixed {
+        name: &'static str,
+        verdict: Verdict,
+        common: CommonSettings,
+        counters: AuthCounters,
+    }
+
+    fn fixed(name: &'static str, verdict: Verdict) -> Arc<dyn Authenticator> {
+        Arc::new(Fixed {
+            name,
+            verdict,
+            common: CommonSettings::default(),
+            counters: AuthCounters::default(),
+        })
+    }
+
+    #[async_trait]
+    impl Authenticator for Fixed {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn common(&self) -> &CommonSettings {
+            &self.common
+        }
+        async fn verify(&self, _token: &str) -> Verdict {
+            self.verdict.clone()
+        }
+        fn counters(&self) -> &AuthCounters {
+            &self.counters
+        }
+    }
+
+    fn accepted(scope: &str) -> Verdict {
+        Verdict::Accepted(identity_from_claims(
+            "p",
+            serde_json::json!({"sub": "u1", "scope": scope}),
+        ))
+    }
+
+    async fn run(gate: &AuthGate, token: Option<&str>, preflight: bool) -> (Outcome, RequestState) {
+        let mut headers = HeaderMap::new();
+        if let Some(t) = token {
+            headers.insert(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+            );
+        }
+        let mut state = RequestState::new();
+        let mut edits = HeaderEdits::default();
+        let mut req = RequestView {
+            method: &Method::GET,
+            path: "/",
+            query: None,
+            headers: &headers,
+            client_ip: None,
+            route: "r",
+            request_id: "id",
+            preflight,
+            state: &mut state,
+            upstream: &mut edits,
+        };
+        let out = gate.on_request(&mut req).await;
+        (out, state)
+    }
+
+    fn status_and_challenge(out: &Outcome) -> (u16, String) {
+        match out {
+            Outcome::Respond(r) => (
+                r.status.as_u16(),
+                r.headers
+                    .iter()
+                    .find(|(n, _)| n == http::header::WWW_AUTHENTICATE)
+                    .map(|(_, v)| v.to_str().unwrap().to_string())
+                    .unwrap_or_default(),
+            ),
+            Outcome::Continue => (0, String::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn any_policy_may_accept_and_the_identity_is_stored() {
+        let gate = AuthGate::new(
+            vec![
+                fixed("a", Verdict::Refused(Refusal::WrongIssuer)),
+                fixed("b", accepted("x")),
+            ],
+            Requirements::default(),
+        );
+        let (out, state) = run(&gate, Some("t"), false).await;
+        assert_eq!(out, Outcome::Continue);
+        assert_eq!(
+            state
+                .get::<crate::Identity>()
+                .and_then(|i| i.subject.as_deref()),
+            Some("u1")
+        );
+    }
+
+    #[tokio::test]
+    async fn unavailable_outranks_a_refusal_and_no_token_gets_a_bare_challenge() {
+        let gate = AuthGate::new(
+            vec![
+                fixed("a", Verdict::Refused(Refusal::Expired)),
+                fixed("b", Verdict::Unavailable),
+            ],
+            Requirements::default(),
+        );
+        let (out, _) = run(&gate, Some("t"), false).await;
+        assert_eq!(status_and_challenge(&out).0, 503);
+        let (out, _) = run(&gate, None, false).await;
+        assert_eq!(
+            status_and_challenge(&out),
+            (401, "Bearer realm=\"ficus\"".to_string())
+        );
+        // A preflight is never refused.
+        let (out, _) = run(&gate, None, true).await;
+        assert_eq!(out, Outcome::Continue);
+    }
+
+    #[tokio::test]
+    async fn the_refusal_that_says_most_is_reported() {
+        let gate = AuthGate::new(
+            vec![
+                fixed("a", Verdict::Refused(Refusal::WrongIssuer)),
+                fixed("b", Verdict::Refused(Refusal::Inactive)),
+            ],
+            Requirements::default(),
+        );
+        let (out, _) = run(&gate, Some("t"), false).await;
+        assert_eq!(
+            status_and_challenge(&out),
+            (
+                401,
+                "Bearer realm=\"ficus\", error=\"invalid_token\", error_description=\"token inactive\""
+                    .to_string()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn requirements_are_checked_on_the_accepting_policys_identity() {
+        let gate = AuthGate::new(
+            vec![fixed("a", accepted("orders:read"))],
+            Requirements {
+                scopes: vec!["orders:read".into(), "orders:write".into()],
+                claims: vec![],
+            },
+        );
+        let (out, state) = run(&gate, Some("t"), false).await;
+        assert_eq!(
+            status_and_challenge(&out),
+            (
+                403,
+                "Bearer realm=\"ficus\", error=\"insufficient_scope\", scope=\"orders:read orders:write\""
+                    .to_string()
+            )
+        );
+        assert!(
+            state.get::<crate::Identity>().is_some(),
+            "a 403 still logs who it was"
+        );
     }
 }

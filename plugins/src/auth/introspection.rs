@@ -42,6 +42,9 @@ const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_CACHE_SIZE: usize = 10_000;
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// OAuth2 error codes with which an introspection endpoint refuses the token itself (not the
+/// gateway): RFC 6749 §5.2 and RFC 7009 §2.2.1.
+const TOKEN_ERRORS: [&str; 3] = ["invalid_request", "unsupported_token_type", "invalid_token"];
 /// Introspection calls in flight at once per policy: a flood of distinct tokens queues
 /// here (and gets `503` after `timeout`) instead of opening thousands of connections to the
 /// provider.
@@ -316,20 +319,36 @@ impl IntrospectionPolicy {
             .header(http::header::ACCEPT, "application/json")
             .form(&[("token", token), ("token_type_hint", "access_token")])
             .send();
-        let answer =
-            match tokio::time::timeout(s.timeout, async { provider::json_body(sent.await?).await })
-                .await
+        let answer = match tokio::time::timeout(s.timeout, async {
+            provider::any_json_body(sent.await?).await
+        })
+        .await
+        {
+            Ok(Ok((200, v))) => Some(v),
+            // The endpoint works and refuses to judge this token (oidc-provider answers
+            // `unsupported_token_type` for its own JWTs): the token is not accepted,
+            // which is a 401 for the client, not an outage. An error about the
+            // gateway's own credentials (`invalid_client`) stays an outage.
+            Ok(Ok((400, v)))
+                if v.get("error")
+                    .and_then(Value::as_str)
+                    .is_some_and(|e| TOKEN_ERRORS.contains(&e)) =>
             {
-                Ok(Ok(v)) => Some(v),
-                Ok(Err(e)) => {
-                    warn_call_failed(&self.name, &e.to_string());
-                    None
-                }
-                Err(_) => {
-                    warn_call_failed(&self.name, "timed out");
-                    None
-                }
-            };
+                Some(serde_json::json!({ "active": false }))
+            }
+            Ok(Ok((status, _))) => {
+                warn_call_failed(&self.name, &format!("answered status {status}"));
+                None
+            }
+            Ok(Err(e)) => {
+                warn_call_failed(&self.name, &e.to_string());
+                None
+            }
+            Err(_) => {
+                warn_call_failed(&self.name, "timed out");
+                None
+            }
+        };
         if answer.is_none() {
             self.count_call(CallResult::Error);
         }

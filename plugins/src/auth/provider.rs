@@ -32,6 +32,15 @@ pub fn check_url(
             return None;
         }
     };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        cx.error_hint(
+            Some(url.span()),
+            key,
+            "a provider URL must not hold credentials",
+            "give the gateway's credentials with `client_id` and `client_secret_file`",
+        );
+        return None;
+    }
     if parsed.scheme() == "http" && !is_loopback(&parsed) {
         cx.warning(
             Some(url.span()),
@@ -114,10 +123,19 @@ pub enum CallError {
 }
 
 /// The body of a successful answer as JSON, at most [`MAX_BODY`] bytes read.
-pub async fn json_body(mut resp: reqwest::Response) -> Result<serde_json::Value, CallError> {
-    if !resp.status().is_success() {
-        return Err(CallError::Status(resp.status().as_u16()));
+pub async fn json_body(resp: reqwest::Response) -> Result<serde_json::Value, CallError> {
+    match any_json_body(resp).await? {
+        (status, v) if (200..300).contains(&status) => Ok(v),
+        (status, _) => Err(CallError::Status(status)),
     }
+}
+
+/// The status and JSON body of an answer, whatever its status (an OAuth2 error answer is
+/// JSON too), at most [`MAX_BODY`] bytes read.
+pub async fn any_json_body(
+    mut resp: reqwest::Response,
+) -> Result<(u16, serde_json::Value), CallError> {
+    let status = resp.status().as_u16();
     if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
         return Err(CallError::TooLarge);
     }
@@ -129,7 +147,8 @@ pub async fn json_body(mut resp: reqwest::Response) -> Result<serde_json::Value,
         body.extend_from_slice(&chunk);
     }
     match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) if v.is_object() => Ok(v),
+        Ok(v) if v.is_object() => Ok((status, v)),
+        _ if !(200..300).contains(&status) => Err(CallError::Status(status)),
         _ => Err(CallError::NotJson),
     }
 }

@@ -12,8 +12,9 @@
 //! ]
 //! ```
 //!
-//! `contains` looks into an array claim for an equal element, or into a string claim for an
-//! equal space-separated word (never a substring: `"notadmin"` does not contain `"admin"`).
+//! `contains` looks into an array claim for an equal element; a string claim contains only
+//! itself (never a word or a substring of it: free text such as a name must not match by
+//! accident; scopes have `scopes`).
 //! Values compare as JSON: a string equals a string, a number a number of the same value.
 
 use serde::Deserialize;
@@ -57,7 +58,7 @@ impl ClaimRule {
             ClaimTest::OneOf(options) => options.iter().any(|w| same(v, w)),
             ClaimTest::Contains(want) => match (v, want) {
                 (Value::Array(items), _) => items.iter().any(|i| same(i, want)),
-                (Value::String(s), Value::String(w)) => s.split_ascii_whitespace().any(|x| x == w),
+                (Value::String(_), _) => same(v, want),
                 _ => false,
             },
         }
@@ -235,8 +236,8 @@ mod tests {
         assert!(rule("tenant", ClaimTest::OneOf(vec!["x".into(), "acme".into()])).holds(&who));
         assert!(rule("realm_access.roles", ClaimTest::Contains("admin".into())).holds(&who));
         assert!(!rule("realm_access.roles", ClaimTest::Contains("adm".into())).holds(&who));
-        assert!(rule("groups", ClaimTest::Contains("admins".into())).holds(&who));
-        assert!(!rule("groups", ClaimTest::Contains("admin".into())).holds(&who));
+        assert!(!rule("groups", ClaimTest::Contains("admins".into())).holds(&who));
+        assert!(rule("groups", ClaimTest::Contains("staff admins".into())).holds(&who));
         assert!(!rule("missing", ClaimTest::Contains("admin".into())).holds(&who));
     }
 

@@ -84,6 +84,16 @@ impl SecretKeys<'_> {
                             );
                             return None;
                         }
+                        if world_readable(&path) {
+                            cx.warning(
+                                Some(f.span()),
+                                &format!("{name}_file"),
+                                format!(
+                                    "{} can be read by every user of this machine; `chmod 600` it",
+                                    path.display()
+                                ),
+                            );
+                        }
                         Some(Secret(bytes))
                     }
                     Err(e) => {
@@ -119,6 +129,12 @@ impl SecretKeys<'_> {
             (None, None) => None,
         }
     }
+}
+
+/// Whether every user may read the file (mode `o+r`).
+fn world_readable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
 }
 
 #[cfg(test)]

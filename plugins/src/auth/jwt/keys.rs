@@ -441,11 +441,12 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    /// A store that never changes (a local key).
+    /// A store holding `set` (a local key, which never changes; or the key set a rebuilt
+    /// policy inherits).
     pub fn fixed(set: Arc<KeySet>) -> KeyStore {
         KeyStore {
+            generation: AtomicU64::new(set.generation),
             current: RwLock::new(Some(set)),
-            generation: AtomicU64::new(0),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::fetch::Remote;
@@ -60,17 +60,54 @@ pub struct JwtPolicy {
     counters: AuthCounters,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    /// Where a remote key set comes from, as the key of [`LAST_KEY_SETS`].
+    source: Option<String>,
+}
+
+/// The last key set fetched from each source (JWKS URL or discovery document and issuer)
+/// in this process. A policy rebuilt by a reload (its `leeway` changed, say) starts from
+/// the keys its predecessor had instead of from nothing: during a provider outage the new
+/// instance would otherwise have no keys at all and answer `503` until the provider comes
+/// back. The background fetch replaces them as usual. Small: one key set per source ever
+/// configured.
+static LAST_KEY_SETS: Mutex<Vec<(String, Arc<KeySet>)>> = Mutex::new(Vec::new());
+
+fn source_key(r: &super::RemoteSettings) -> String {
+    format!("{:?}|{:?}|{}", r.jwks, r.discovery, r.issuer)
+}
+
+fn last_key_set(source: &str) -> Option<Arc<KeySet>> {
+    let sets = LAST_KEY_SETS.lock().unwrap_or_else(PoisonError::into_inner);
+    sets.iter()
+        .find(|(s, _)| s == source)
+        .map(|(_, k)| k.clone())
+}
+
+fn remember_key_set(source: &str, set: Arc<KeySet>) {
+    let mut sets = LAST_KEY_SETS.lock().unwrap_or_else(PoisonError::into_inner);
+    match sets.iter_mut().find(|(s, _)| s == source) {
+        Some(entry) => entry.1 = set,
+        None => sets.push((source.to_string(), set)),
+    }
 }
 
 impl JwtPolicy {
     pub fn new(name: &str, settings: Arc<JwtSettings>) -> JwtPolicy {
         let name: Arc<str> = name.into();
-        let (keys, remote) = match &settings.keys {
-            KeySource::Local(set) => (KeyStore::fixed(set.clone()), None),
-            KeySource::Remote(r) => (
-                KeyStore::default(),
-                Some(Remote::new(name.clone(), r.clone())),
-            ),
+        let (keys, remote, source) = match &settings.keys {
+            KeySource::Local(set) => (KeyStore::fixed(set.clone()), None, None),
+            KeySource::Remote(r) => {
+                let source = source_key(r);
+                let keys = match last_key_set(&source) {
+                    Some(set) => KeyStore::fixed(set),
+                    None => KeyStore::default(),
+                };
+                (
+                    keys,
+                    Some(Remote::new(name.clone(), r.clone())),
+                    Some(source),
+                )
+            }
         };
         JwtPolicy {
             name,
@@ -81,6 +118,7 @@ impl JwtPolicy {
             counters: AuthCounters::default(),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            source,
         }
     }
 
@@ -88,6 +126,9 @@ impl JwtPolicy {
     fn publish(&self, set: KeySet) {
         if self.keys.publish(set) {
             self.cache.clear();
+        }
+        if let (Some(source), Some(set)) = (&self.source, self.keys.current()) {
+            remember_key_set(source, set);
         }
     }
 
@@ -664,6 +705,25 @@ mod tests {
         assert_eq!(refusal(p.verify(&t).await), Refusal::UnknownKey);
         assert!(provider.hits("/jwks") >= 3);
         assert_eq!(subject(p.verify(&good).await), "alice");
+    }
+
+    #[tokio::test]
+    async fn a_policy_rebuilt_during_an_outage_starts_from_its_predecessors_keys() {
+        let provider = Provider::start().await;
+        provider.set_jwks(jwks_doc(&[("rsa-public.jwk.json", "k1")]));
+        let first = remote(&provider, "", |_| {});
+        let good = rs256("k1", &claims(Some(&provider)), "rsa");
+        assert_eq!(subject(first.verify(&good).await), "alice");
+        provider.set_status("/jwks", 500);
+        provider.set_status("/.well-known/openid-configuration", 500);
+        // A reload that changes something else about the policy builds a new instance.
+        let rebuilt = remote(&provider, "", |r| r.min_refresh = Duration::from_secs(30));
+        assert!(
+            rebuilt.ready(),
+            "the rebuilt policy has no keys during the outage"
+        );
+        assert_eq!(subject(rebuilt.verify(&good).await), "alice");
+        assert_eq!(subject(rebuilt.verify(&good).await), "alice", "and caches");
     }
 
     #[test]
