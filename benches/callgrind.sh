@@ -21,7 +21,8 @@
 #        key, algorithms = ["RS256"], issuer, audience, claims_to_headers = { sub =
 #        "X-User-Id" }, and every request carries the same valid token: the cache-hit path),
 #        JWT=miss (the same policy with cache_size = 100, and wrk cycles through a pool of
-#        JWT_POOL (default 2000) distinct tokens: a full RS256 verification per request),
+#        JWT_POOL (default 10000) distinct tokens: a full RS256 verification per request; the
+#        share of token-cache misses during the measured run is printed),
 #        JWT=header (no policy, but every request carries the same Authorization header as
 #        with JWT=1: what the token's bytes cost the proxy without any auth work).
 # Binaries come from $CARGO_TARGET_DIR/release (default target/release).
@@ -39,7 +40,7 @@ source benches/request-headers.sh
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
 [[ "$WHICH" == ficus || "$WHICH" == bare ]] || die "first argument must be ficus or bare"
 JWT=${JWT:-0}
-JWT_POOL=${JWT_POOL:-2000}
+JWT_POOL=${JWT_POOL:-10000}
 case "$JWT" in
 0) ;;
 1 | miss | header) [[ "$WHICH" == ficus ]] || die "JWT=$JWT needs the ficus scenario" ;;
@@ -180,9 +181,21 @@ else
 fi
 
 wrk -t1 -c16 -d2s "${WRK_PRE[@]}" "http://127.0.0.1:$P_PROXY/" "${WRK_POST[@]}" >/dev/null
+# "hits misses" of the policy's token cache
+cache_counts() {
+    curl -s --max-time 10 "http://127.0.0.1:$P_ADMIN/metrics" | awk '
+        /^ficus_auth_cache_total\{/ && /result="hit"/ {h = $NF}
+        /^ficus_auth_cache_total\{/ && /result="miss"/ {m = $NF}
+        END {printf "%d %d\n", h, m}'
+}
+[[ "$JWT" == 1 || "$JWT" == miss ]] && read -r H0 M0 < <(cache_counts)
 callgrind_control -z "$VG" >/dev/null
 OUT=$(wrk -t1 -c16 -d"${SECS}s" "${WRK_PRE[@]}" "http://127.0.0.1:$P_PROXY/" "${WRK_POST[@]}")
 callgrind_control -d "$VG" >/dev/null
+if [[ "$JWT" == 1 || "$JWT" == miss ]]; then
+    read -r H1 M1 < <(cache_counts)
+    echo "token cache during the measured run: $((H1 - H0)) hits, $((M1 - M0)) misses"
+fi
 REQS=$(awk '/requests in/{print $1}' <<<"$OUT")
 grep -q "Non-2xx" <<<"$OUT" && die "non-2xx responses during the run: $OUT"
 [[ -n "$REQS" && "$REQS" -gt 0 ]] || die "no requests measured: $OUT"
