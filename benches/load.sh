@@ -49,6 +49,9 @@
 #   REQUEST_HEADERS  "minimal" (default: wrk's own request, Host only) or "browser" (ten
 #               headers a browser sends on a page load: User-Agent, Accept, Cookie, ...)
 #   JWT_POOL    distinct tokens for ficus-jwt-miss, default 10000
+#   MAX_STEAL   samples with more CPU steal than this (percent, default 5) are left out of
+#               the medians and ratios and listed under the tables
+#   RESUMMARIZE path to an earlier run's CSV: print its summary (with this MAX_STEAL), run nothing
 #   SKIP_BUILD  1 to use the binaries already in $CARGO_TARGET_DIR/release (default target/release)
 #   KEEP_TMP    1 to keep the temp dir (configs, logs) after the run
 # Results: a markdown summary on stdout, and the raw samples plus the summary
@@ -69,6 +72,7 @@ SERVER_CPU=${SERVER_CPU:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 JWT_POOL=${JWT_POOL:-10000}
+MAX_STEAL=${MAX_STEAL:-5}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -95,6 +99,185 @@ v = float(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.gro
 print(max(1, math.ceil(v)))' "$1"
 }
 
+# summarize CSV SCENARIOS RATE HAVE_OHA REQUEST_HEADERS: the markdown summary of a run's
+# samples. Samples with errors, and samples during which the CPU steal was above MAX_STEAL
+# percent, are left out of the medians and ratios (and listed).
+summarize() {
+    MAX_STEAL=$MAX_STEAL python3 - "$@" <<'PY'
+import csv, os, statistics as st, sys
+
+path, scenarios, rate, have_oha = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4] == "1"
+request_headers = sys.argv[5]
+rows = list(csv.DictReader(open(path)))
+f = lambda v: float(v) if v not in ("", None) else None
+
+max_steal = float(os.environ.get("MAX_STEAL") or "inf")
+def stolen(r):
+    return r.get("steal_pct") not in ("", None) and float(r["steal_pct"]) > max_steal
+
+def samples(sc, tool):
+    return [r for r in rows if r["scenario"] == sc and r["tool"] == tool and r["ok"] == "1"
+            and not stolen(r)]
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return st.median(xs) if xs else None
+
+def by_round(sc, tool, key):
+    return {r["round"]: f(r[key]) for r in samples(sc, tool) if f(r[key]) is not None}
+
+def ratio(sc, ref, tool, key):
+    if ref not in scenarios:
+        return "n/a"
+    a, b = by_round(sc, tool, key), by_round(ref, tool, key)
+    rs = [a[k] / b[k] for k in a if k in b and b[k]]
+    if not rs:
+        return "n/a"
+    return "%.2f (%.2f–%.2f)" % (st.median(rs), min(rs), max(rs))
+
+def num(v, fmt):
+    return "–" if v is None else fmt % v
+
+label = {
+    "direct": "direct to upstream nginx",
+    "nginx": "nginx as proxy",
+    "bare": "bare pingora",
+    "ficus": "ficus, plain route",
+    "ficus-log": "ficus, plain route, JSON access log",
+    "ficus-canonical": "ficus, plain route, preserve_header_case = false",
+    "ficus-alt": "ALT_BIN (another ficus build), plain route",
+    "ficus-registry": "ficus, registry features on",
+    "ficus-jwt": "ficus, RS256 JWT route, one token (cache hit)",
+    "ficus-jwt-miss": "ficus, RS256 JWT route, token pool (cache miss)",
+    "ficus-bearer": "ficus, plain route, no policy, the JWT's Authorization header",
+}
+
+def diff(sc, ref, tool, key):
+    if ref not in scenarios:
+        return "n/a"
+    a, b = by_round(sc, tool, key), by_round(ref, tool, key)
+    ds = [a[k] - b[k] for k in a if k in b]
+    if not ds:
+        return "n/a"
+    return "%+.2f (%+.2f to %+.2f)" % (st.median(ds), min(ds), max(ds))
+n_rounds = len({r["round"] for r in rows})
+print("wrk -t1 -c32, %d round(s), request headers: %s; medians over successful samples; "
+      "ratios are per round (median, min–max). CPU = utime+stime of the server process "
+      "(nginx: its worker; direct: the upstream worker) per request. RSS after warm-up."
+      % (n_rounds, request_headers))
+print()
+print("| scenario | ok/rounds | median rps | median p50 | median p99 | median CPU µs/req "
+      "| of which user | RSS | rps ÷ nginx-proxy | CPU ÷ nginx-proxy | rps ÷ bare | CPU ÷ bare |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for sc in scenarios:
+    s = samples(sc, "wrk")
+    n_all = len([r for r in rows if r["scenario"] == sc and r["tool"] == "wrk"])
+    rss = med([f(r["rss_kb"]) for r in s])
+    print("| %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        label.get(sc, sc), len(s), n_all,
+        num(med([f(r["rps"]) for r in s]), "%.0f"),
+        num(med([f(r["p50_us"]) for r in s]), "%.0f µs"),
+        num(med([f(r["p99_us"]) for r in s]), "%.0f µs"),
+        num(med([f(r["cpu_us_per_req"]) for r in s]), "%.2f"),
+        num(med([f(r.get("user_cpu_us_per_req")) for r in s]), "%.2f"),
+        num(rss / 1024 if rss else None, "%.1f MiB"),
+        ratio(sc, "nginx", "wrk", "rps"), ratio(sc, "nginx", "wrk", "cpu_us_per_req"),
+        ratio(sc, "bare", "wrk", "rps"), ratio(sc, "bare", "wrk", "cpu_us_per_req"),
+    ))
+if "ficus" in scenarios and "ficus-registry" in scenarios:
+    print()
+    print("ficus-registry ÷ ficus: rps %s, CPU per request %s" % (
+        ratio("ficus-registry", "ficus", "wrk", "rps"), ratio("ficus-registry", "ficus", "wrk", "cpu_us_per_req")))
+if "ficus" in scenarios and "ficus-alt" in scenarios:
+    print()
+    print("ficus ÷ ficus-alt (this build ÷ ALT_BIN): rps %s, CPU per request %s" % (
+        ratio("ficus", "ficus-alt", "wrk", "rps"), ratio("ficus", "ficus-alt", "wrk", "cpu_us_per_req")))
+jwt = [sc for sc in ("ficus-bearer", "ficus-jwt", "ficus-jwt-miss") if sc in scenarios]
+if jwt and "ficus" in scenarios:
+    print()
+    print("JWT routes against the plain ficus route, per round (median, min–max); "
+          "token cache misses from ficus_auth_cache_total:")
+    print()
+    print("| scenario | rps ÷ ficus | CPU ÷ ficus | CPU µs/req − ficus | token cache misses |")
+    print("|---|---|---|---|---|")
+    for sc in jwt:
+        mp = med([f(r.get("auth_cache_miss_pct")) for r in samples(sc, "wrk")])
+        print("| %s | %s | %s | %s | %s |" % (
+            label[sc], ratio(sc, "ficus", "wrk", "rps"), ratio(sc, "ficus", "wrk", "cpu_us_per_req"),
+            diff(sc, "ficus", "wrk", "cpu_us_per_req"), num(mp, "%.2f%%")))
+    if "ficus-bearer" in jwt and "ficus-jwt" in jwt:
+        print()
+        print("ficus-jwt ÷ ficus-bearer (the auth step alone, same request bytes): rps %s, CPU %s, "
+              "CPU µs/req %s" % (ratio("ficus-jwt", "ficus-bearer", "wrk", "rps"),
+                                 ratio("ficus-jwt", "ficus-bearer", "wrk", "cpu_us_per_req"),
+                                 diff("ficus-jwt", "ficus-bearer", "wrk", "cpu_us_per_req")))
+    if "ficus-jwt" in jwt and "ficus-jwt-miss" in jwt:
+        print()
+        print("ficus-jwt-miss − ficus-jwt, CPU µs per request (the cost of a verification): %s; "
+              "rps ratio %s" % (diff("ficus-jwt-miss", "ficus-jwt", "wrk", "cpu_us_per_req"),
+                                ratio("ficus-jwt-miss", "ficus-jwt", "wrk", "rps")))
+for sc in ("ficus", "ficus-canonical", "ficus-registry", "ficus-log", "ficus-alt"):
+    if sc in scenarios and "bare" in scenarios:
+        print()
+        print("%s ÷ bare pingora: rps %s, CPU per request %s" % (
+            sc, ratio(sc, "bare", "wrk", "rps"), ratio(sc, "bare", "wrk", "cpu_us_per_req")))
+
+if have_oha:
+    print()
+    print("Fixed offered load: oha -q %s --latency-correction -c32, %d round(s), medians." % (rate, n_rounds))
+    print()
+    print("| scenario | ok/rounds | achieved rps | p50 | p99 | p99.9 | CPU µs/req | p99 ÷ nginx-proxy | p99 ÷ ficus |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for sc in scenarios:
+        s = samples(sc, "oha")
+        n_all = len([r for r in rows if r["scenario"] == sc and r["tool"] == "oha"])
+        if n_all == 0:
+            print("| %s | no oha part | | | | | | | |" % label.get(sc, sc))
+            continue
+        print("| %s | %d/%d | %s | %s | %s | %s | %s | %s | %s |" % (
+            label.get(sc, sc), len(s), n_all,
+            num(med([f(r["rps"]) for r in s]), "%.0f"),
+            num(med([f(r["p50_us"]) for r in s]), "%.0f µs"),
+            num(med([f(r["p99_us"]) for r in s]), "%.0f µs"),
+            num(med([f(r["p999_us"]) for r in s]), "%.0f µs"),
+            num(med([f(r["cpu_us_per_req"]) for r in s]), "%.2f"),
+            ratio(sc, "nginx", "oha", "p99_us"), ratio(sc, "ficus", "oha", "p99_us"),
+        ))
+steals = [f(r.get("steal_pct")) for r in rows if f(r.get("steal_pct")) is not None]
+if steals:
+    print()
+    print("CPU steal (time the hypervisor gave this VM's CPUs to other guests) per sample: "
+          "median %.1f%%, max %.1f%%. Above a few percent, absolute figures and even "
+          "same-round ratios get noisy." % (st.median(steals), max(steals)))
+high = [r for r in rows if r["ok"] == "1" and stolen(r)]
+if high:
+    print()
+    print("**%d sample(s) with CPU steal above %g%% excluded:** %s" % (len(high), max_steal, ", ".join(
+        "round %s %s %s (%s%%)" % (r["round"], r["scenario"], r["tool"], r["steal_pct"]) for r in high)))
+failed = [r for r in rows if r["ok"] != "1"]
+if failed:
+    print()
+    print("**%d failed sample(s) excluded:** %s" % (len(failed), ", ".join(
+        "round %s %s %s" % (r["round"], r["scenario"], r["tool"]) for r in failed)))
+PY
+}
+
+# RESUMMARIZE=path/to/load-STAMP.csv: print the summary of an earlier run (with this
+# MAX_STEAL) and stop.
+if [[ -n "${RESUMMARIZE:-}" ]]; then
+    [[ -f "$RESUMMARIZE" ]] || die "RESUMMARIZE: no file $RESUMMARIZE"
+    read -r rs_scenarios rs_rate rs_oha < <(python3 - "$RESUMMARIZE" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+sc = list(dict.fromkeys(r["scenario"] for r in rows))
+rate = next((r["offered_rps"] for r in rows if r["offered_rps"]), "0")
+print(",".join(sc), rate, "1" if any(r["tool"] == "oha" for r in rows) else "-")
+PY
+)
+    [[ "$rs_oha" == - ]] && rs_oha=""
+    summarize "$RESUMMARIZE" "${rs_scenarios//,/ }" "$rs_rate" "$rs_oha" "$REQUEST_HEADERS"
+    exit 0
+fi
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 [[ "$RATE" =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer (got '$RATE')"
 [[ "$JWT_POOL" =~ ^[1-9][0-9]*$ ]] || die "JWT_POOL must be a positive integer (got '$JWT_POOL')"
@@ -783,153 +966,7 @@ done
 # --------------------------------------------------------------------------
 # Summary
 # --------------------------------------------------------------------------
-python3 - "$CSV" "$SCENARIOS" "$RATE" "${OHA_BIN:+1}" "$REQUEST_HEADERS" >"$SUMMARY" <<'PY'
-import csv, statistics as st, sys
-
-path, scenarios, rate, have_oha = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4] == "1"
-request_headers = sys.argv[5]
-rows = list(csv.DictReader(open(path)))
-f = lambda v: float(v) if v not in ("", None) else None
-
-def samples(sc, tool):
-    return [r for r in rows if r["scenario"] == sc and r["tool"] == tool and r["ok"] == "1"]
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return st.median(xs) if xs else None
-
-def by_round(sc, tool, key):
-    return {r["round"]: f(r[key]) for r in samples(sc, tool) if f(r[key]) is not None}
-
-def ratio(sc, ref, tool, key):
-    if ref not in scenarios:
-        return "n/a"
-    a, b = by_round(sc, tool, key), by_round(ref, tool, key)
-    rs = [a[k] / b[k] for k in a if k in b and b[k]]
-    if not rs:
-        return "n/a"
-    return "%.2f (%.2f–%.2f)" % (st.median(rs), min(rs), max(rs))
-
-def num(v, fmt):
-    return "–" if v is None else fmt % v
-
-label = {
-    "direct": "direct to upstream nginx",
-    "nginx": "nginx as proxy",
-    "bare": "bare pingora",
-    "ficus": "ficus, plain route",
-    "ficus-log": "ficus, plain route, JSON access log",
-    "ficus-canonical": "ficus, plain route, preserve_header_case = false",
-    "ficus-alt": "ALT_BIN (another ficus build), plain route",
-    "ficus-registry": "ficus, registry features on",
-    "ficus-jwt": "ficus, RS256 JWT route, one token (cache hit)",
-    "ficus-jwt-miss": "ficus, RS256 JWT route, token pool (cache miss)",
-    "ficus-bearer": "ficus, plain route, no policy, the JWT's Authorization header",
-}
-
-def diff(sc, ref, tool, key):
-    if ref not in scenarios:
-        return "n/a"
-    a, b = by_round(sc, tool, key), by_round(ref, tool, key)
-    ds = [a[k] - b[k] for k in a if k in b]
-    if not ds:
-        return "n/a"
-    return "%+.2f (%+.2f to %+.2f)" % (st.median(ds), min(ds), max(ds))
-n_rounds = len({r["round"] for r in rows})
-print("wrk -t1 -c32, %d round(s), request headers: %s; medians over successful samples; "
-      "ratios are per round (median, min–max). CPU = utime+stime of the server process "
-      "(nginx: its worker; direct: the upstream worker) per request. RSS after warm-up."
-      % (n_rounds, request_headers))
-print()
-print("| scenario | ok/rounds | median rps | median p50 | median p99 | median CPU µs/req "
-      "| of which user | RSS | rps ÷ nginx-proxy | CPU ÷ nginx-proxy | rps ÷ bare | CPU ÷ bare |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-for sc in scenarios:
-    s = samples(sc, "wrk")
-    n_all = len([r for r in rows if r["scenario"] == sc and r["tool"] == "wrk"])
-    rss = med([f(r["rss_kb"]) for r in s])
-    print("| %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        label.get(sc, sc), len(s), n_all,
-        num(med([f(r["rps"]) for r in s]), "%.0f"),
-        num(med([f(r["p50_us"]) for r in s]), "%.0f µs"),
-        num(med([f(r["p99_us"]) for r in s]), "%.0f µs"),
-        num(med([f(r["cpu_us_per_req"]) for r in s]), "%.2f"),
-        num(med([f(r.get("user_cpu_us_per_req")) for r in s]), "%.2f"),
-        num(rss / 1024 if rss else None, "%.1f MiB"),
-        ratio(sc, "nginx", "wrk", "rps"), ratio(sc, "nginx", "wrk", "cpu_us_per_req"),
-        ratio(sc, "bare", "wrk", "rps"), ratio(sc, "bare", "wrk", "cpu_us_per_req"),
-    ))
-if "ficus" in scenarios and "ficus-registry" in scenarios:
-    print()
-    print("ficus-registry ÷ ficus: rps %s, CPU per request %s" % (
-        ratio("ficus-registry", "ficus", "wrk", "rps"), ratio("ficus-registry", "ficus", "wrk", "cpu_us_per_req")))
-if "ficus" in scenarios and "ficus-alt" in scenarios:
-    print()
-    print("ficus ÷ ficus-alt (this build ÷ ALT_BIN): rps %s, CPU per request %s" % (
-        ratio("ficus", "ficus-alt", "wrk", "rps"), ratio("ficus", "ficus-alt", "wrk", "cpu_us_per_req")))
-jwt = [sc for sc in ("ficus-bearer", "ficus-jwt", "ficus-jwt-miss") if sc in scenarios]
-if jwt and "ficus" in scenarios:
-    print()
-    print("JWT routes against the plain ficus route, per round (median, min–max); "
-          "token cache misses from ficus_auth_cache_total:")
-    print()
-    print("| scenario | rps ÷ ficus | CPU ÷ ficus | CPU µs/req − ficus | token cache misses |")
-    print("|---|---|---|---|---|")
-    for sc in jwt:
-        mp = med([f(r.get("auth_cache_miss_pct")) for r in samples(sc, "wrk")])
-        print("| %s | %s | %s | %s | %s |" % (
-            label[sc], ratio(sc, "ficus", "wrk", "rps"), ratio(sc, "ficus", "wrk", "cpu_us_per_req"),
-            diff(sc, "ficus", "wrk", "cpu_us_per_req"), num(mp, "%.2f%%")))
-    if "ficus-bearer" in jwt and "ficus-jwt" in jwt:
-        print()
-        print("ficus-jwt ÷ ficus-bearer (the auth step alone, same request bytes): rps %s, CPU %s, "
-              "CPU µs/req %s" % (ratio("ficus-jwt", "ficus-bearer", "wrk", "rps"),
-                                 ratio("ficus-jwt", "ficus-bearer", "wrk", "cpu_us_per_req"),
-                                 diff("ficus-jwt", "ficus-bearer", "wrk", "cpu_us_per_req")))
-    if "ficus-jwt" in jwt and "ficus-jwt-miss" in jwt:
-        print()
-        print("ficus-jwt-miss − ficus-jwt, CPU µs per request (the cost of a verification): %s; "
-              "rps ratio %s" % (diff("ficus-jwt-miss", "ficus-jwt", "wrk", "cpu_us_per_req"),
-                                ratio("ficus-jwt-miss", "ficus-jwt", "wrk", "rps")))
-for sc in ("ficus", "ficus-canonical", "ficus-registry", "ficus-log", "ficus-alt"):
-    if sc in scenarios and "bare" in scenarios:
-        print()
-        print("%s ÷ bare pingora: rps %s, CPU per request %s" % (
-            sc, ratio(sc, "bare", "wrk", "rps"), ratio(sc, "bare", "wrk", "cpu_us_per_req")))
-
-if have_oha:
-    print()
-    print("Fixed offered load: oha -q %s --latency-correction -c32, %d round(s), medians." % (rate, n_rounds))
-    print()
-    print("| scenario | ok/rounds | achieved rps | p50 | p99 | p99.9 | CPU µs/req | p99 ÷ nginx-proxy | p99 ÷ ficus |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for sc in scenarios:
-        s = samples(sc, "oha")
-        n_all = len([r for r in rows if r["scenario"] == sc and r["tool"] == "oha"])
-        if n_all == 0:
-            print("| %s | no oha part | | | | | | | |" % label.get(sc, sc))
-            continue
-        print("| %s | %d/%d | %s | %s | %s | %s | %s | %s | %s |" % (
-            label.get(sc, sc), len(s), n_all,
-            num(med([f(r["rps"]) for r in s]), "%.0f"),
-            num(med([f(r["p50_us"]) for r in s]), "%.0f µs"),
-            num(med([f(r["p99_us"]) for r in s]), "%.0f µs"),
-            num(med([f(r["p999_us"]) for r in s]), "%.0f µs"),
-            num(med([f(r["cpu_us_per_req"]) for r in s]), "%.2f"),
-            ratio(sc, "nginx", "oha", "p99_us"), ratio(sc, "ficus", "oha", "p99_us"),
-        ))
-steals = [f(r.get("steal_pct")) for r in rows if f(r.get("steal_pct")) is not None]
-if steals:
-    print()
-    print("CPU steal (time the hypervisor gave this VM's CPUs to other guests) per sample: "
-          "median %.1f%%, max %.1f%%. Above a few percent, absolute figures and even "
-          "same-round ratios get noisy." % (st.median(steals), max(steals)))
-failed = [r for r in rows if r["ok"] != "1"]
-if failed:
-    print()
-    print("**%d failed sample(s) excluded:** %s" % (len(failed), ", ".join(
-        "round %s %s %s" % (r["round"], r["scenario"], r["tool"]) for r in failed)))
-PY
+summarize "$CSV" "$SCENARIOS" "$RATE" "${OHA_BIN:+1}" "$REQUEST_HEADERS" >"$SUMMARY"
 
 {
     echo
