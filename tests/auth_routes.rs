@@ -159,11 +159,7 @@ fn refusals_carry_rfc6750_challenges() {
     // A JWT, which the provider's introspection refuses to judge (`unsupported_token_type`):
     // the endpoint works, so this is a refusal, not an outage.
     let jwt = idp.client_credentials_token("orders:read", "urn:api:shop");
-    let r = get(
-        &gw,
-        "/orders/1",
-        &[("authorization", &format!("Bearer {jwt}"))],
-    );
+    let r = bearer(&gw, "/orders/1", &jwt);
     assert_eq!(r.status, 401, "{}", r.text());
     // An unknown token: inactive.
     let r = get(
@@ -180,11 +176,7 @@ fn refusals_carry_rfc6750_challenges() {
     );
     // A token without every scope.
     let token = opaque(&idp, "orders:read");
-    let r = get(
-        &gw,
-        "/orders/1",
-        &[("authorization", &format!("Bearer {token}"))],
-    );
+    let r = bearer(&gw, "/orders/1", &token);
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(
         r.header("www-authenticate"),
@@ -238,11 +230,7 @@ fn any_of_a_list_may_accept_and_an_unavailable_policy_is_never_a_pass() {
         &secret,
     ));
     let token = opaque(&idp, "orders:read");
-    let r = get(
-        &gw,
-        "/orders/1",
-        &[("authorization", &format!("Bearer {token}"))],
-    );
+    let r = bearer(&gw, "/orders/1", &token);
     assert_eq!(r.status, 200, "the second policy accepts: {}", r.text());
     // A token neither accepts: one policy could not answer, so 503, not 401.
     let r = get(&gw, "/orders/1", &[("authorization", "Bearer nope")]);
@@ -250,11 +238,7 @@ fn any_of_a_list_may_accept_and_an_unavailable_policy_is_never_a_pass() {
     assert_eq!(r.header("retry-after"), Some("5"));
     // Only the broken policy: 503 for every token.
     let gw2 = Gateway::start(&config(&idp, &o, "auth = \"other\"", &secret));
-    let r = get(
-        &gw2,
-        "/orders/1",
-        &[("authorization", &format!("Bearer {token}"))],
-    );
+    let r = bearer(&gw2, "/orders/1", &token);
     assert_eq!(r.status, 503);
     assert!(r.json()["request_id"].is_string());
 }
@@ -272,11 +256,7 @@ fn introspection_answers_are_cached_and_claim_rules_apply() {
     ));
     let token = opaque(&idp, "orders:read");
     for _ in 0..5 {
-        let r = get(
-            &gw,
-            "/orders/1",
-            &[("authorization", &format!("Bearer {token}"))],
-        );
+        let r = bearer(&gw, "/orders/1", &token);
         assert_eq!(r.status, 200, "{}", r.text());
     }
     let m = gw.metrics();
@@ -295,11 +275,7 @@ fn introspection_answers_are_cached_and_claim_rules_apply() {
     );
     // A token without the scope is refused.
     let token = opaque(&idp, "orders:write");
-    let r = get(
-        &gw,
-        "/orders/1",
-        &[("authorization", &format!("Bearer {token}"))],
-    );
+    let r = bearer(&gw, "/orders/1", &token);
     assert_eq!(r.status, 403);
     assert!(r
         .header("www-authenticate")

@@ -7,7 +7,10 @@
 //! its hit rate, never unbounded memory.
 
 use sha2::{Digest, Sha256};
+
+use crate::MetricSample;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -16,6 +19,32 @@ pub type TokenKey = [u8; 32];
 
 pub fn token_key(token: &str) -> TokenKey {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// Lookups of a policy's token cache, for `ficus_auth_cache_total{policy, result}`. A hit is
+/// counted by the policy once the entry is also still usable (its key set, its `exp`).
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl CacheCounters {
+    pub fn record(&self, hit: bool) {
+        let n = if hit { &self.hits } else { &self.misses };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn samples(&self, policy: &str, out: &mut Vec<MetricSample>) {
+        for (result, n) in [("hit", &self.hits), ("miss", &self.misses)] {
+            out.push(MetricSample::counter(
+                "ficus_auth_cache_total",
+                "Token cache lookups by policy and result.",
+                vec![("policy", policy.to_string()), ("result", result.into())],
+                n.load(Ordering::Relaxed),
+            ));
+        }
+    }
 }
 
 pub struct TokenCache<V> {

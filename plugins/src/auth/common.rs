@@ -350,7 +350,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Refusal> {
         return Ok(None);
     }
     let token = rest.trim_start_matches(' ');
-    if token.is_empty() || token.contains([' ', '\t', ',']) {
+    // One pass over the bytes: a token is 1-2 KiB, and a per-character pattern search
+    // over it was the largest cost of a cache hit.
+    if token.is_empty() || memchr::memchr3(b' ', b'\t', b',', token.as_bytes()).is_some() {
         return Err(Refusal::Malformed);
     }
     Ok(Some(token))

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use toml::Spanned;
 
-use super::cache::{token_key, TokenCache};
+use super::cache::{token_key, CacheCounters, TokenCache};
 use super::common::{CommonConfig, CommonSettings, TokenSourceConfig};
 use super::provider;
 use super::secret::{Secret, SecretKeys};
@@ -248,8 +248,7 @@ impl PolicyKind for Introspection {
             permits: Semaphore::new(MAX_CALLS_IN_FLIGHT),
             counters: AuthCounters::default(),
             calls: Default::default(),
-            cache_hits: AtomicU64::new(0),
-            cache_misses: AtomicU64::new(0),
+            cache_lookups: CacheCounters::default(),
             settings,
         })
     }
@@ -285,8 +284,7 @@ pub struct IntrospectionPolicy {
     permits: Semaphore,
     counters: AuthCounters,
     calls: [AtomicU64; 3],
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
+    cache_lookups: CacheCounters,
 }
 
 fn unix_now() -> u64 {
@@ -437,13 +435,13 @@ impl Authenticator for IntrospectionPolicy {
         let key = token_key(token);
         let now = Instant::now();
         if let Some(a) = self.cache.get(&key, now) {
-            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.cache_lookups.record(true);
             return match a {
                 Answer::Active(id) => Verdict::Accepted(id),
                 Answer::Inactive => Verdict::Refused(Refusal::Inactive),
             };
         }
-        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.cache_lookups.record(false);
         let Some(answer) = self.call(token).await else {
             return Verdict::Unavailable;
         };
@@ -501,14 +499,7 @@ impl Plugin for IntrospectionPolicy {
                 self.calls[r as usize].load(Ordering::Relaxed),
             ));
         }
-        for (label, n) in [("hit", &self.cache_hits), ("miss", &self.cache_misses)] {
-            out.push(MetricSample::counter(
-                "ficus_auth_cache_total",
-                "Token cache lookups by policy and result.",
-                vec![("policy", self.name.to_string()), ("result", label.into())],
-                n.load(Ordering::Relaxed),
-            ));
-        }
+        self.cache_lookups.samples(&self.name, out);
     }
 
     fn authenticator(self: Arc<Self>) -> Option<Arc<dyn Authenticator>> {

@@ -3,7 +3,6 @@
 //! gate), fetches its key set in the background, and reports readiness and metrics.
 
 use async_trait::async_trait;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use super::fetch::Remote;
 use super::keys::{KeySet, KeyStore, Lookup};
 use super::verify::parse;
 use super::{unix_now, JwtSettings, KeySource};
-use crate::auth::cache::{token_key, TokenCache};
+use crate::auth::cache::{token_key, CacheCounters, TokenCache};
 use crate::auth::{
     identity_from_claims, AuthCounters, Authenticator, CommonSettings, Refusal, Verdict,
 };
@@ -58,8 +57,7 @@ pub struct JwtPolicy {
     remote: Option<Remote>,
     cache: TokenCache<Cached>,
     counters: AuthCounters,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
+    cache_lookups: CacheCounters,
     /// Where a remote key set comes from, as the key of [`LAST_KEY_SETS`].
     source: Option<String>,
 }
@@ -116,8 +114,7 @@ impl JwtPolicy {
             keys,
             remote,
             counters: AuthCounters::default(),
-            cache_hits: AtomicU64::new(0),
-            cache_misses: AtomicU64::new(0),
+            cache_lookups: CacheCounters::default(),
             source,
         }
     }
@@ -193,10 +190,10 @@ impl Authenticator for JwtPolicy {
             .get(&key, Instant::now())
             .filter(|c| c.generation == self.keys.generation() && unix < c.exp);
         if let Some(c) = hit {
-            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.cache_lookups.record(true);
             return Verdict::Accepted(c.identity);
         }
-        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.cache_lookups.record(false);
         match self.check(token, unix).await {
             Ok(v) => {
                 // Kept until the token's `exp`, never longer.
@@ -265,14 +262,7 @@ impl Plugin for JwtPolicy {
                 ));
             }
         }
-        for (result, n) in [("hit", &self.cache_hits), ("miss", &self.cache_misses)] {
-            out.push(MetricSample::counter(
-                "ficus_auth_cache_total",
-                "Token cache lookups by policy and result.",
-                labelled(result),
-                n.load(Ordering::Relaxed),
-            ));
-        }
+        self.cache_lookups.samples(&self.name, out);
     }
 
     fn authenticator(self: Arc<Self>) -> Option<Arc<dyn Authenticator>> {
