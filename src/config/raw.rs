@@ -28,6 +28,10 @@ pub struct RawGateway {
     pub preserve_header_case: Option<bool>,
     /// W3C trace context: "start" (default), "continue" or "off".
     pub trace_context: Option<Spanned<String>>,
+    /// The `[cors.NAME]` policy of routes that name none.
+    pub cors: Option<Spanned<String>>,
+    /// The `[rate_limits.NAME]` policy of routes that name none.
+    pub rate_limit: Option<Spanned<String>>,
 }
 
 /// `[registry]`: the embedded service registry.
@@ -350,6 +354,61 @@ pub struct RawRoute {
     /// Rules on the verified token's claims (every one must hold).
     #[serde(default)]
     pub claims: Vec<Spanned<ficus_plugins::auth::requirements::ClaimRuleConfig>>,
+    /// `[cors.NAME]` for this route, or `false` to opt out of `[gateway] cors`.
+    pub cors: Option<Spanned<PolicyRef>>,
+    /// `[rate_limits.NAME]` for this route, or `false` to opt out of `[gateway] rate_limit`.
+    pub rate_limit: Option<Spanned<PolicyRef>>,
+}
+
+/// A route's reference to a policy that may have a gateway-wide default: a name, or
+/// `false` for none (not even the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyRef {
+    Name(String),
+    Off,
+}
+
+impl PolicyRef {
+    /// The policy a route uses: its own reference, else the gateway's default. `None` when
+    /// the route opts out or neither names one. The name keeps the position it was written
+    /// at, for errors.
+    pub fn effective(
+        route: Option<&Spanned<PolicyRef>>,
+        default: Option<&Spanned<String>>,
+    ) -> Option<Spanned<String>> {
+        match route {
+            Some(r) => match r.get_ref() {
+                PolicyRef::Name(n) => Some(Spanned::new(r.span(), n.clone())),
+                PolicyRef::Off => None,
+            },
+            None => default.cloned(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PolicyRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Ref;
+        impl<'de> serde::de::Visitor<'de> for Ref {
+            type Value = PolicyRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a policy name, or `false` for none")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PolicyRef, E> {
+                Ok(PolicyRef::Name(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<PolicyRef, E> {
+                if v {
+                    Err(E::custom(
+                        "`true` names no policy: write a policy name, or `false` to opt out of the gateway's default",
+                    ))
+                } else {
+                    Ok(PolicyRef::Off)
+                }
+            }
+        }
+        d.deserialize_any(Ref)
+    }
 }
 
 /// A policy name or a list of them (`auth = "corp"`, `auth = ["corp", "partners"]`).
