@@ -13,9 +13,14 @@
 //! DER: it parses the key on every check either way, and has no other public API.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use ficus_plugins::auth::gate::AuthGate;
 use ficus_plugins::auth::jwt::{Jwt, JwtConfig, JwtPolicy};
+use ficus_plugins::auth::requirements::Requirements;
 use ficus_plugins::auth::{Authenticator, Verdict};
-use ficus_plugins::{CompileContext, PolicyKind};
+use ficus_plugins::{
+    CompileContext, HeaderEdits, Outcome, Plugin, PolicyKind, RequestState, RequestView,
+};
+use http::{HeaderMap, HeaderValue, Method};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::future::Future;
 use std::hint::black_box;
@@ -59,6 +64,31 @@ fn token(alg: Algorithm, key: &EncodingKey, n: usize) -> String {
     header.typ = Some("at+jwt".into());
     header.kid = Some("k1".into());
     jsonwebtoken::encode(&header, &claims, key).expect("bench token signs")
+}
+
+/// The whole auth step of a route on a cache hit, as the load bench's `ficus-jwt` route
+/// runs it: find the bearer token, verify it, check the route's requirements, queue the
+/// identity header, store the identity.
+fn gate_step(gate: &AuthGate, headers: &HeaderMap) -> bool {
+    let mut state = RequestState::new();
+    let mut upstream = HeaderEdits::default();
+    let mut req = RequestView {
+        method: &Method::GET,
+        path: "/orders/1",
+        query: None,
+        headers,
+        client_ip: None,
+        route: "orders",
+        request_id: "0123456789abcdef",
+        preflight: false,
+        state: &mut state,
+        upstream: &mut upstream,
+    };
+    let mut fut = pin!(gate.on_request(&mut req));
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(o) => o == Outcome::Continue,
+        Poll::Pending => unreachable!("a cache hit never waits"),
+    }
 }
 
 /// Runs `verify` to completion: with a local key it never waits, so one poll does.
@@ -112,6 +142,23 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("{name} cache hit"), |b| {
             b.iter(|| black_box(verify(&cached, black_box(t))))
         });
+        if name == "RS256" {
+            let with_header = policy(
+                &format!("{src}\nclaims_to_headers = {{ sub = \"X-User-Id\" }}"),
+                10_000,
+            );
+            let gate = AuthGate::new(vec![Arc::new(with_header)], Requirements::default());
+            let mut headers = HeaderMap::new();
+            let bearer = HeaderValue::from_str(&format!("Bearer {t}")).expect("token is ASCII");
+            headers.insert(http::header::AUTHORIZATION, bearer);
+            assert!(
+                gate_step(&gate, &headers),
+                "the bench token passes the gate"
+            );
+            group.bench_function("RS256 gate step, cache hit", |b| {
+                b.iter(|| black_box(gate_step(&gate, black_box(&headers))))
+            });
+        }
     }
     group.finish();
 }

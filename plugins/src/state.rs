@@ -22,16 +22,19 @@ pub type RequestState = http::Extensions;
 ///
 /// The rate limiter keys on it (`claim:sub`), the upstream-request step turns it into
 /// headers for the service, and the access log records `subject` and `client_id`.
+///
+/// Cheap to clone (every field is shared): a cached identity is handed to each request
+/// its token comes with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
     /// The policy that verified the credential (`[auth.NAME]`).
     pub policy: Arc<str>,
     /// The subject (`sub`) the credential was issued to.
-    pub subject: Option<String>,
+    pub subject: Option<Arc<str>>,
     /// The OAuth2 client the credential was issued to (`client_id` / `azp`).
-    pub client_id: Option<String>,
+    pub client_id: Option<Arc<str>>,
     /// Granted scopes.
-    pub scopes: Vec<String>,
+    pub scopes: Arc<[String]>,
     /// Every claim of the credential, for claim rules and claim-keyed limits.
     pub claims: Arc<serde_json::Value>,
 }
@@ -43,17 +46,17 @@ impl Identity {
             policy: policy.into(),
             subject: None,
             client_id: None,
-            scopes: Vec::new(),
+            scopes: Arc::new([]),
             claims: Arc::new(serde_json::Value::Null),
         }
     }
 
-    pub fn with_subject(mut self, subject: impl Into<String>) -> Identity {
+    pub fn with_subject(mut self, subject: impl Into<Arc<str>>) -> Identity {
         self.subject = Some(subject.into());
         self
     }
 
-    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Identity {
+    pub fn with_client_id(mut self, client_id: impl Into<Arc<str>>) -> Identity {
         self.client_id = Some(client_id.into());
         self
     }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use toml::Spanned;
 
-use super::cache::{token_key, CacheCounters, TokenCache};
+use super::cache::{CacheCounters, TokenCache, TokenKey};
 use super::common::{CommonConfig, CommonSettings, TokenSourceConfig};
 use super::provider;
 use super::secret::{Secret, SecretKeys};
@@ -432,7 +432,7 @@ impl Authenticator for IntrospectionPolicy {
     }
 
     async fn verify(&self, token: &str) -> Verdict {
-        let key = token_key(token);
+        let key = TokenKey::opaque(token);
         let now = Instant::now();
         if let Some(a) = self.cache.get(&key, now) {
             self.cache_lookups.record(true);
@@ -451,7 +451,7 @@ impl Authenticator for IntrospectionPolicy {
             Some(Value::Bool(true)) => {}
             Some(Value::Bool(false)) => {
                 self.count_call(CallResult::Inactive);
-                self.cache.insert(key, Answer::Inactive, ttl_until, now);
+                self.cache.insert(&key, Answer::Inactive, ttl_until, now);
                 return Verdict::Refused(Refusal::Inactive);
             }
             // Not an RFC 7662 answer: the endpoint is misbehaving, which is not a pass.
@@ -473,7 +473,7 @@ impl Authenticator for IntrospectionPolicy {
         };
         let id = identity_from_claims(&self.name, answer);
         self.cache
-            .insert(key, Answer::Active(id.clone()), until, now);
+            .insert(&key, Answer::Active(id.clone()), until, now);
         Verdict::Accepted(id)
     }
 }

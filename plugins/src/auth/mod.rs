@@ -239,7 +239,7 @@ pub async fn authenticate(a: &dyn Authenticator, req: &RequestView<'_>) -> Optio
 /// The identity carried by verified claims: `sub`, the client (`client_id`, else `azp`),
 /// scopes from `scope` (space-separated) or `scp` (an array, or a string).
 pub fn identity_from_claims(policy: &str, claims: serde_json::Value) -> Identity {
-    let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(Arc::<str>::from);
     let subject = text("sub");
     let client_id = text("client_id").or_else(|| text("azp"));
     let mut scopes: Vec<String> = Vec::new();
@@ -257,7 +257,7 @@ pub fn identity_from_claims(policy: &str, claims: serde_json::Value) -> Identity
     let mut id = Identity::new(policy);
     id.subject = subject;
     id.client_id = client_id;
-    id.scopes = scopes;
+    id.scopes = scopes.into();
     id.claims = Arc::new(claims);
     id
 }
@@ -272,10 +272,10 @@ mod tests {
             "corp",
             serde_json::json!({"sub": "u1", "azp": "web", "scope": "a b  c"}),
         );
-        assert_eq!(id.scopes, ["a", "b", "c"]);
+        assert_eq!(*id.scopes, ["a", "b", "c"]);
         assert_eq!(id.client_id.as_deref(), Some("web"));
         let id = identity_from_claims("corp", serde_json::json!({"scp": ["x", 3, "y"]}));
-        assert_eq!(id.scopes, ["x", "y"]);
+        assert_eq!(*id.scopes, ["x", "y"]);
         assert_eq!(id.subject, None);
     }
 

@@ -249,7 +249,7 @@ mod tests {
         };
         let mut who = id(serde_json::json!({"scope": "a b c"}));
         assert_eq!(r.check(&who), Ok(()));
-        who.scopes = vec!["a".into()];
+        who.scopes = vec!["a".to_string()].into();
         assert_eq!(r.check(&who), Err(Unmet::Scope));
         who.claims = Arc::new(Value::Null);
         assert!(Requirements::default().check(&who).is_ok());

@@ -10,7 +10,7 @@ use super::fetch::Remote;
 use super::keys::{KeySet, KeyStore, Lookup};
 use super::verify::parse;
 use super::{unix_now, JwtSettings, KeySource};
-use crate::auth::cache::{token_key, CacheCounters, TokenCache};
+use crate::auth::cache::{CacheCounters, TokenCache, TokenKey};
 use crate::auth::{
     identity_from_claims, AuthCounters, Authenticator, CommonSettings, Refusal, Verdict,
 };
@@ -183,7 +183,7 @@ impl Authenticator for JwtPolicy {
     }
 
     async fn verify(&self, token: &str) -> Verdict {
-        let key = token_key(token);
+        let key = TokenKey::jwt(token);
         let unix = unix_now();
         let hit = self
             .cache
@@ -205,7 +205,7 @@ impl Authenticator for JwtPolicy {
                     exp: v.exp,
                 };
                 self.cache
-                    .insert(key, cached, now + left.min(MAX_DURATION), now);
+                    .insert(&key, cached, now + left.min(MAX_DURATION), now);
                 Verdict::Accepted(v.identity)
             }
             Err(Failure::Refused(r)) => Verdict::Refused(r),
@@ -355,7 +355,7 @@ mod tests {
 
     fn subject(v: Verdict) -> String {
         match v {
-            Verdict::Accepted(id) => id.subject.unwrap_or_default(),
+            Verdict::Accepted(id) => id.subject.as_deref().unwrap_or_default().to_string(),
             other => panic!("not accepted: {other:?}"),
         }
     }
@@ -398,7 +398,7 @@ mod tests {
         assert_eq!(metric(&p, "ficus_auth_cache_total", "miss"), 1);
         match p.verify(&t).await {
             Verdict::Accepted(id) => {
-                assert_eq!(id.scopes, ["orders:read"]);
+                assert_eq!(*id.scopes, ["orders:read"]);
                 assert_eq!(&*id.policy, "corp");
             }
             other => panic!("{other:?}"),
@@ -517,7 +517,7 @@ mod tests {
         };
         let at = Instant::now();
         p.cache
-            .insert(token_key(&t), cached, at + Duration::from_secs(60), at);
+            .insert(&TokenKey::jwt(&t), cached, at + Duration::from_secs(60), at);
         assert_eq!(refusal(p.verify(&t).await), Refusal::Expired);
         assert_eq!(metric(&p, "ficus_auth_cache_total", "hit"), 0);
     }
