@@ -29,6 +29,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod cors;
 pub mod duration;
 mod edits;
 pub mod hooks;

@@ -1,6 +1,8 @@
 //! The `check` and `explain` commands. They compile the config exactly as `run` does and
 //! use the same router, so what they say is what the gateway does.
 
+mod cors;
+
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::fmt::Write;
 use std::path::Path;
@@ -301,6 +303,7 @@ pub fn explain(
                     names.join(", ")
                 );
             }
+            cors::describe(&mut out, r, &req.header.headers, input.preflight);
             let svc = &cfg.services[r.service];
             describe_service(&mut out, &cfg, svc);
             if let Some(fb) = r.fallback {

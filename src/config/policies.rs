@@ -13,6 +13,7 @@ use ficus_plugins::auth::gate::AuthGate;
 use ficus_plugins::auth::introspection::Introspection;
 use ficus_plugins::auth::jwt::Jwt;
 use ficus_plugins::auth::requirements::Requirements;
+use ficus_plugins::cors::Cors;
 use ficus_plugins::{auth, CompileContext, PolicyKind, Problem, Severity, Stage};
 use std::collections::HashSet;
 use std::ops::Range;
@@ -22,13 +23,16 @@ use toml::Spanned;
 
 use super::compiler::{deserialize, Compiler};
 use super::diag::closest_name;
-use super::raw::{NameList, RawRoute};
+use super::raw::{NameList, PolicyRef, RawGateway, RawRoute};
 use super::recover::locate;
 use crate::policy::{instantiate, Chain, Link, Policies, PolicyInstance};
 
 /// The top-level tables that hold policies, as `(section, route key)`.
-pub const POLICY_SECTIONS: [(&str, &str); 2] =
-    [(Access::SECTION, "access"), (auth::SECTION, "auth")];
+pub const POLICY_SECTIONS: [(&str, &str); 3] = [
+    (Access::SECTION, "access"),
+    (auth::SECTION, "auth"),
+    (Cors::SECTION, "cors"),
+];
 
 /// Policies read from the file.
 #[derive(Default)]
@@ -62,6 +66,7 @@ pub fn read_policy_section(
             read_entry::<Access>,
         ),
         auth::SECTION => read_section(c, auth::SECTION, value, out, previous, read_auth_entry),
+        Cors::SECTION => read_section(c, Cors::SECTION, value, out, previous, read_entry::<Cors>),
         _ => return false,
     }
     true
@@ -272,21 +277,77 @@ fn resolve(
     None
 }
 
+/// The gateway-wide default policies of routes that name none (`[gateway] cors`),
+/// resolved once: an unknown name is reported at the gateway key, once.
+#[derive(Default)]
+pub struct PolicyDefaults {
+    cors: Option<Arc<PolicyInstance>>,
+}
+
+/// Resolves `[gateway] cors`.
+pub fn policy_defaults(
+    c: &mut Compiler<'_>,
+    sections: &PolicySections,
+    used: &mut HashSet<(&'static str, String)>,
+    gateway: Option<&RawGateway>,
+) -> PolicyDefaults {
+    let Some(g) = gateway else {
+        return PolicyDefaults::default();
+    };
+    PolicyDefaults {
+        cors: g
+            .cors
+            .as_ref()
+            .and_then(|n| resolve(c, sections, used, Cors::SECTION, n, "gateway.cors")),
+    }
+}
+
 /// The chain of policies a route names.
 pub fn route_chain(
     c: &mut Compiler<'_>,
     sections: &PolicySections,
     used: &mut HashSet<(&'static str, String)>,
+    defaults: &PolicyDefaults,
     route_key: &str,
     raw: &RawRoute,
 ) -> Chain {
     let mut links = Vec::new();
+    links.extend(cors_link(c, sections, used, defaults, route_key, raw));
     if let Some(name) = &raw.access {
         let key = format!("{route_key}.access");
         links.extend(resolve(c, sections, used, Access::SECTION, name, &key).map(Link::policy));
     }
     links.extend(auth_gate(c, sections, used, route_key, raw));
     Chain::new(links)
+}
+
+/// The route's CORS policy: its own `cors`, else `[gateway] cors`; `cors = false` opts out.
+fn cors_link(
+    c: &mut Compiler<'_>,
+    sections: &PolicySections,
+    used: &mut HashSet<(&'static str, String)>,
+    defaults: &PolicyDefaults,
+    route_key: &str,
+    raw: &RawRoute,
+) -> Option<Link> {
+    let policy = match raw.cors.as_ref() {
+        None => defaults.cors.clone(),
+        Some(r) => match r.get_ref() {
+            PolicyRef::Off => None,
+            PolicyRef::Name(n) => {
+                let name = Spanned::new(r.span(), n.clone());
+                resolve(
+                    c,
+                    sections,
+                    used,
+                    Cors::SECTION,
+                    &name,
+                    &format!("{route_key}.cors"),
+                )
+            }
+        },
+    };
+    policy.map(Link::policy)
 }
 
 /// The route's auth step: its `auth` policies with its `scopes` and `claims`.

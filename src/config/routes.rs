@@ -89,12 +89,19 @@ pub(super) fn compile_routes(
     );
     let mut route_names: HashMap<String, Range<usize>> = HashMap::new();
     let mut used_policies = HashSet::new();
+    let defaults = policies::policy_defaults(
+        c,
+        &sections.policies,
+        &mut used_policies,
+        sections.gateway.as_ref(),
+    );
     let mut routes = Vec::new();
     for (i, span, raw) in &sections.routes {
         let chain = policies::route_chain(
             c,
             &sections.policies,
             &mut used_policies,
+            &defaults,
             &format!("routes[{i}]"),
             raw,
         );

@@ -36,6 +36,14 @@ pub struct PolicyInstance {
     settings: Arc<dyn Any + Send + Sync>,
 }
 
+impl PolicyInstance {
+    /// The compiled settings when they are an `S` (the kind's `Settings`): for tools that
+    /// describe a policy (`ficus explain`) from the values its plugin decides on.
+    pub fn settings<S: 'static>(&self) -> Option<&S> {
+        self.settings.downcast_ref()
+    }
+}
+
 impl std::fmt::Debug for PolicyInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}#{}", self.kind, self.name, self.id)

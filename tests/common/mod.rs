@@ -8,6 +8,8 @@
 //! * [`registry`], [`metrics`]: reading `/registry` and `/metrics`.
 //! * [`tls`]: a test CA and an HTTPS front. [`dnsmasq`], [`browser`]: the real DNS server
 //!   and headless Chromium.
+//! * [`cors_page`]: a page on its own origin whose script fetches through the gateway in
+//!   Chromium, for CORS tests.
 //! * [`auth`]: what the authentication tests share (tokens sent, the answers the spec fixes).
 //! * [`oidc`]: a real OpenID provider (npm oidc-provider under Node); [`jwt`]: tokens
 //!   tests sign themselves.
@@ -16,6 +18,7 @@
 pub mod auth;
 pub mod browser;
 pub mod config;
+pub mod cors_page;
 pub mod dnsmasq;
 pub mod gateway;
 pub mod jwt;
@@ -30,6 +33,7 @@ pub mod ws;
 
 pub use auth::*;
 pub use config::*;
+pub use cors_page::*;
 pub use gateway::*;
 pub use jwt::*;
 pub use metrics::*;

@@ -134,7 +134,18 @@ pub fn read_response(stream: &mut TcpStream, deadline: Instant) -> io::Result<Ra
 
 /// `GET path` with the given Host header and extra headers; `Connection: close`.
 pub fn get_raw(addr: SocketAddr, path: &str, host: &str, headers: &[(&str, &str)]) -> RawResponse {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
+    request_raw(addr, "GET", path, host, headers)
+}
+
+/// `METHOD path` with the given Host header and extra headers, no body; `Connection: close`.
+pub fn request_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> RawResponse {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
