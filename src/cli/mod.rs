@@ -301,6 +301,9 @@ pub fn explain(
                     names.join(", ")
                 );
             }
+            if decision.is_ok() {
+                describe_rate_limit(&mut out, &cfg, r);
+            }
             let svc = &cfg.services[r.service];
             describe_service(&mut out, &cfg, svc);
             if let Some(fb) = r.fallback {
@@ -353,6 +356,67 @@ pub fn explain(
         }
     }
     Ok(out)
+}
+
+/// Prints the route's rate limit: its limits, where it comes from, what a refusal carries.
+fn describe_rate_limit(out: &mut String, cfg: &config::Config, r: &crate::router::Route) {
+    use ficus_plugins::ratelimit::config::{HeaderMode, StoreSettings};
+    use ficus_plugins::ratelimit::{RateLimitSettings, SECTION};
+    let default = cfg.gateway.rate_limit.as_deref();
+    let Some(p) = r.chain.policies.iter().find(|p| p.kind == SECTION) else {
+        if let Some(d) = default {
+            let _ = writeln!(
+                out,
+                "rate limit: none (the route opts out of `[gateway] rate_limit = \"{d}\"`)"
+            );
+        }
+        return;
+    };
+    let Some(s) = p.settings::<RateLimitSettings>() else {
+        return;
+    };
+    let origin = if default == Some(&*p.name) {
+        " (also `[gateway] rate_limit`)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "rate limit: \"{}\"{origin}; buckets are shared by every route naming it; a request must pass every limit:",
+        p.name
+    );
+    let single = s.limits.len() == 1;
+    for l in &s.limits {
+        let _ = writeln!(
+            out,
+            "  {} by {}: {}, burst {} (named \"{}\" in the RateLimit fields)",
+            if single { "limit" } else { "-" },
+            l.key,
+            l.rate,
+            l.burst,
+            l.field_name(&p.name, single)
+        );
+    }
+    let store = match &s.store {
+        StoreSettings::Local { max_keys } => {
+            format!("local memory, at most {max_keys} keys")
+        }
+        StoreSettings::Redis(r) => format!("redis {}:{}/{}", r.host, r.port, r.db),
+    };
+    let fields = match s.headers {
+        HeaderMode::Refusals => "RateLimit fields on 429s",
+        HeaderMode::Always => "RateLimit fields on every response",
+        HeaderMode::Off => "no RateLimit fields",
+    };
+    let _ = writeln!(
+        out,
+        "  store: {store}; over the limit: 429 with Retry-After, {fields}{}",
+        if s.legacy_headers {
+            " and X-RateLimit-*"
+        } else {
+            ""
+        }
+    );
 }
 
 /// Prints a service's configured sources and, when the gateway is running, its live

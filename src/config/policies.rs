@@ -13,6 +13,7 @@ use ficus_plugins::auth::gate::AuthGate;
 use ficus_plugins::auth::introspection::Introspection;
 use ficus_plugins::auth::jwt::Jwt;
 use ficus_plugins::auth::requirements::Requirements;
+use ficus_plugins::ratelimit::{self, RateLimit};
 use ficus_plugins::{auth, CompileContext, PolicyKind, Problem, Severity, Stage};
 use std::collections::HashSet;
 use std::ops::Range;
@@ -22,13 +23,16 @@ use toml::Spanned;
 
 use super::compiler::{deserialize, Compiler};
 use super::diag::closest_name;
-use super::raw::{NameList, RawRoute};
+use super::raw::{NameList, PolicyRef, RawGateway, RawRoute};
 use super::recover::locate;
 use crate::policy::{instantiate, Chain, Link, Policies, PolicyInstance};
 
 /// The top-level tables that hold policies, as `(section, route key)`.
-pub const POLICY_SECTIONS: [(&str, &str); 2] =
-    [(Access::SECTION, "access"), (auth::SECTION, "auth")];
+pub const POLICY_SECTIONS: [(&str, &str); 3] = [
+    (Access::SECTION, "access"),
+    (auth::SECTION, "auth"),
+    (ratelimit::SECTION, ratelimit::ROUTE_KEY),
+];
 
 /// Policies read from the file.
 #[derive(Default)]
@@ -62,6 +66,14 @@ pub fn read_policy_section(
             read_entry::<Access>,
         ),
         auth::SECTION => read_section(c, auth::SECTION, value, out, previous, read_auth_entry),
+        ratelimit::SECTION => read_section(
+            c,
+            ratelimit::SECTION,
+            value,
+            out,
+            previous,
+            read_entry::<RateLimit>,
+        ),
         _ => return false,
     }
     true
@@ -272,13 +284,14 @@ fn resolve(
     None
 }
 
-/// The chain of policies a route names.
+/// The chain of policies a route names (or, for a rate limit, `[gateway]` names for it).
 pub fn route_chain(
     c: &mut Compiler<'_>,
     sections: &PolicySections,
     used: &mut HashSet<(&'static str, String)>,
     route_key: &str,
     raw: &RawRoute,
+    gateway: &RawGateway,
 ) -> Chain {
     let mut links = Vec::new();
     if let Some(name) = &raw.access {
@@ -286,7 +299,35 @@ pub fn route_chain(
         links.extend(resolve(c, sections, used, Access::SECTION, name, &key).map(Link::policy));
     }
     links.extend(auth_gate(c, sections, used, route_key, raw));
+    if let Some(name) = PolicyRef::effective(raw.rate_limit.as_ref(), gateway.rate_limit.as_ref()) {
+        // An unknown default is reported once, at `[gateway]` (see `check_gateway_defaults`).
+        if raw.rate_limit.is_some()
+            || sections
+                .compiled
+                .get(RateLimit::SECTION, name.get_ref())
+                .is_some()
+        {
+            let key = format!("{route_key}.{}", ratelimit::ROUTE_KEY);
+            links.extend(
+                resolve(c, sections, used, RateLimit::SECTION, &name, &key).map(Link::policy),
+            );
+        }
+    }
     Chain::new(links)
+}
+
+/// The policies `[gateway]` names as defaults for routes that name none: an unknown one is
+/// an error at its own position (once, not once per route).
+pub fn check_gateway_defaults(
+    c: &mut Compiler<'_>,
+    sections: &PolicySections,
+    used: &mut HashSet<(&'static str, String)>,
+    gateway: &RawGateway,
+) {
+    if let Some(name) = &gateway.rate_limit {
+        let key = format!("gateway.{}", ratelimit::ROUTE_KEY);
+        resolve(c, sections, used, RateLimit::SECTION, name, &key);
+    }
 }
 
 /// The route's auth step: its `auth` policies with its `scopes` and `claims`.

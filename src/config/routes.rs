@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::compiler::{span_of, Compiler, HeaderSide};
 use super::diag::{closest_name, did_you_mean, Diagnostics};
-use super::raw::{RawMatch, RawRoute};
+use super::raw::{RawGateway, RawMatch, RawRoute};
 use super::{policies, Sections};
 use crate::registry::spec::ServiceSpec;
 use crate::router::normalize::PathFlags;
@@ -89,6 +89,9 @@ pub(super) fn compile_routes(
     );
     let mut route_names: HashMap<String, Range<usize>> = HashMap::new();
     let mut used_policies = HashSet::new();
+    let no_gateway = RawGateway::default();
+    let gateway = sections.gateway.as_ref().unwrap_or(&no_gateway);
+    policies::check_gateway_defaults(c, &sections.policies, &mut used_policies, gateway);
     let mut routes = Vec::new();
     for (i, span, raw) in &sections.routes {
         let chain = policies::route_chain(
@@ -97,6 +100,7 @@ pub(super) fn compile_routes(
             &mut used_policies,
             &format!("routes[{i}]"),
             raw,
+            gateway,
         );
         if let Some(mut route) = compile_route(c, &mut names, &mut route_names, *i, span, raw) {
             route.chain = chain;

@@ -42,6 +42,13 @@ impl std::fmt::Debug for PolicyInstance {
     }
 }
 
+impl PolicyInstance {
+    /// The compiled settings, when they are a `T` (for `explain`).
+    pub fn settings<T: 'static>(&self) -> Option<&T> {
+        self.settings.downcast_ref()
+    }
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The instance for policy `name` of kind `K` with these settings: the previous
