@@ -600,3 +600,151 @@ fn parse_redis_url(url: &Spanned<String>, cx: &mut CompileContext<'_>) -> Option
         password: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Severity;
+    use std::path::Path;
+
+    fn compile_in(dir: &Path, src: &str) -> (Option<RateLimitSettings>, Vec<crate::Problem>) {
+        let cfg: RateLimitConfig = toml::from_str(src).unwrap();
+        let mut cx = CompileContext::new(dir);
+        let s = compile(cfg, &mut cx);
+        (s, cx.into_problems())
+    }
+
+    fn errors(src: &str) -> Vec<(String, String, Option<String>)> {
+        let (s, p) = compile_in(Path::new("."), src);
+        assert!(s.is_none(), "{src} compiled");
+        p.into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| (p.key, p.message, p.hint))
+            .collect()
+    }
+
+    #[test]
+    fn a_policy_compiles_with_defaults() {
+        let (s, p) = compile_in(
+            Path::new("."),
+            "limits = [{ key = \"client_ip\", rate = \"100/s\", burst = 200 }, { key = [\"route\", \"claim:sub\"], rate = \"6000/min\" }]",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let s = s.unwrap();
+        assert_eq!(s.limits[0].burst, 200);
+        assert_eq!(s.limits[1].burst, 6000, "burst defaults to the count");
+        assert_eq!(s.limits[1].field_name("p", false), "p.route+claim:sub");
+        assert_eq!(
+            s.store,
+            StoreSettings::Local {
+                max_keys: DEFAULT_MAX_KEYS
+            }
+        );
+        assert_eq!(s.headers, HeaderMode::Refusals);
+        assert_eq!(s.on_store_error, OnStoreError::FailOpen);
+        assert_eq!(s.limits[0].field_name("p\"x", true), "p_x");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_key() {
+        let e = errors(
+            "limits = [{ key = \"ip\", rate = \"10/sec\", burst = 0 }, { key = [], rate = \"0/h\" }]\nheaders = \"sometimes\"\nmax_keys = 0",
+        );
+        let keys: Vec<&str> = e.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "limits[0].key",
+                "limits[0].rate",
+                "limits[0].burst",
+                "limits[1].key",
+                "limits[1].rate",
+                "headers",
+                "max_keys"
+            ]
+        );
+        assert_eq!(e[0].2.as_deref(), Some("did you mean `client_ip`?"));
+        assert!(e[1].1.contains("unknown unit"), "{:?}", e[1]);
+    }
+
+    #[test]
+    fn two_limits_with_one_name_need_a_name() {
+        let e = errors(
+            "limits = [{ key = \"client_ip\", rate = \"1/s\" }, { key = \"client_ip\", rate = \"100/h\" }]",
+        );
+        assert!(
+            e[0].1.contains("two limits would be named `client_ip`"),
+            "{e:?}"
+        );
+        let (s, _) = compile_in(
+            Path::new("."),
+            "limits = [{ key = \"client_ip\", rate = \"1/s\" }, { key = \"client_ip\", rate = \"100/h\", name = \"hourly\" }]",
+        );
+        assert!(s.is_some());
+        let e = errors("limits = [{ key = \"client_ip\", rate = \"1/s\", name = \"a\\\"b\" }]");
+        assert_eq!(e[0].0, "limits[0].name");
+    }
+
+    #[test]
+    fn redis_settings_are_checked_before_the_store_is_refused() {
+        let e = errors("store = \"redis\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]");
+        assert_eq!(e[0].0, "redis");
+        let e = errors(
+            "store = \"redis\"\nredis = \"redis://u:hunter2@127.0.0.1:6379/0\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]",
+        );
+        assert!(e[0].1.contains("holds a password"), "{e:?}");
+        assert!(!format!("{e:?}").contains("hunter2"));
+        for (url, what) in [
+            ("http://127.0.0.1:6379", "not a Redis URL scheme"),
+            ("redis://127.0.0.1:6379/zero", "not a database number"),
+            ("redis://127.0.0.1:99999", "not a URL"),
+            ("redis://127.0.0.1/0?timeout=1", "no query"),
+            ("not a url", "not a URL"),
+        ] {
+            let e = errors(&format!(
+                "store = \"redis\"\nredis = \"{url}\"\nlimits = [{{ key = \"client_ip\", rate = \"1/s\" }}]"
+            ));
+            assert!(e[0].1.contains(what), "{url}: {e:?}");
+        }
+        let e = errors(
+            "store = \"redis\"\nredis = \"redis://127.0.0.1\"\nredis_password = \"x\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]",
+        );
+        assert_eq!(e[0].0, "redis_password");
+        let e = errors("store = \"redis\"\nredis = \"rediss://cache.internal:6380/2\"\non_store_error = \"fail-closed\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "store");
+        assert_eq!(e[0].1, "the Redis store is not built in yet");
+        let e = errors("store = \"memcached\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]");
+        assert_eq!(e[0].0, "store");
+        let e = errors(
+            "redis = \"redis://127.0.0.1\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]",
+        );
+        assert!(e[0].2.as_deref().unwrap().contains("store = \"redis\""));
+        let e = errors("store = \"redis\"\nredis = \"redis://h\"\nmax_keys = 10\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]");
+        assert_eq!(e[0].0, "max_keys");
+    }
+
+    #[test]
+    fn a_redis_url_parses_into_its_parts() {
+        let url = Spanned::new(0..1, "rediss://ops@cache.internal:6380/2".to_string());
+        let mut cx = CompileContext::new(Path::new("."));
+        let r = parse_redis_url(&url, &mut cx).unwrap();
+        assert_eq!(
+            (r.tls, r.host.as_str(), r.port, r.db, r.username.as_deref()),
+            (true, "cache.internal", 6380, 2, Some("ops"))
+        );
+        let url = Spanned::new(0..1, "redis://[::1]".to_string());
+        let r = parse_redis_url(&url, &mut cx).unwrap();
+        assert_eq!((r.host.as_str(), r.port, r.db), ("::1", 6379, 0));
+    }
+
+    #[test]
+    fn on_store_error_on_a_local_store_is_a_warning() {
+        let (s, p) = compile_in(
+            Path::new("."),
+            "on_store_error = \"fail-closed\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]",
+        );
+        assert!(s.is_some());
+        assert_eq!(p[0].severity, Severity::Warning);
+    }
+}
