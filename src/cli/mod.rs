@@ -649,6 +649,36 @@ service = "monolith"
     }
 
     #[test]
+    fn explain_describes_rate_limits_and_opt_outs() {
+        let cfg = CFG.replacen(
+            "[services.monolith]",
+            "[gateway]\nrate_limit = \"per_client\"\n\n[rate_limits.per_client]\nlimits = [{ key = \"client_ip\", rate = \"100/s\", burst = 200 }, { key = \"route\", rate = \"2000/s\" }]\nlegacy_headers = true\n\n[services.monolith]",
+            1,
+        )
+        .replace(
+            "service = \"search\"\n",
+            "service = \"search\"\nrate_limit = false\n",
+        );
+        let f = write_config(&cfg);
+        let out = explain(f.path(), "GET", "/orders/1", &[]).unwrap();
+        assert!(out.contains("rate_limits = \"per_client\""), "{out}");
+        assert!(
+            out.contains("- by client_ip: 100/s, burst 200 (named \"per_client.client_ip\""),
+            "{out}"
+        );
+        assert!(out.contains("- by route: 2000/s, burst 2000"), "{out}");
+        assert!(out.contains("at most 1000000 keys"), "{out}");
+        assert!(out.contains("and X-RateLimit-*"), "{out}");
+        let out = explain(f.path(), "GET", "/google/x", &[]).unwrap();
+        assert!(
+            out.contains(
+                "rate limit: none (the route opts out of `[gateway] rate_limit = \"per_client\"`)"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn check_exit_codes() {
         let f = write_config(CFG);
         assert_eq!(check(f.path()).0, 0);
