@@ -304,6 +304,9 @@ pub fn explain(
                 );
             }
             cors::describe(&mut out, r, &req.header.headers, input.preflight);
+            if decision.is_ok() {
+                describe_rate_limit(&mut out, &cfg, r);
+            }
             let svc = &cfg.services[r.service];
             describe_service(&mut out, &cfg, svc);
             if let Some(fb) = r.fallback {
@@ -356,6 +359,67 @@ pub fn explain(
         }
     }
     Ok(out)
+}
+
+/// Prints the route's rate limit: its limits, where it comes from, what a refusal carries.
+fn describe_rate_limit(out: &mut String, cfg: &config::Config, r: &crate::router::Route) {
+    use ficus_plugins::ratelimit::config::{HeaderMode, StoreSettings};
+    use ficus_plugins::ratelimit::{RateLimitSettings, SECTION};
+    let default = cfg.gateway.rate_limit.as_deref();
+    let Some(p) = r.chain.policies.iter().find(|p| p.kind == SECTION) else {
+        if let Some(d) = default {
+            let _ = writeln!(
+                out,
+                "rate limit: none (the route opts out of `[gateway] rate_limit = \"{d}\"`)"
+            );
+        }
+        return;
+    };
+    let Some(s) = p.settings::<RateLimitSettings>() else {
+        return;
+    };
+    let origin = if default == Some(&*p.name) {
+        " (also `[gateway] rate_limit`)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "rate limit: \"{}\"{origin}; buckets are shared by every route naming it; a request must pass every limit:",
+        p.name
+    );
+    let single = s.limits.len() == 1;
+    for l in &s.limits {
+        let _ = writeln!(
+            out,
+            "  {} by {}: {}, burst {} (named \"{}\" in the RateLimit fields)",
+            if single { "limit" } else { "-" },
+            l.key,
+            l.rate,
+            l.burst,
+            l.field_name(&p.name, single)
+        );
+    }
+    let store = match &s.store {
+        StoreSettings::Local { max_keys } => {
+            format!("local memory, at most {max_keys} keys")
+        }
+        StoreSettings::Redis(r) => format!("redis {}:{}/{}", r.host, r.port, r.db),
+    };
+    let fields = match s.headers {
+        HeaderMode::Refusals => "RateLimit fields on 429s",
+        HeaderMode::Always => "RateLimit fields on every response",
+        HeaderMode::Off => "no RateLimit fields",
+    };
+    let _ = writeln!(
+        out,
+        "  store: {store}; over the limit: 429 with Retry-After, {fields}{}",
+        if s.legacy_headers {
+            " and X-RateLimit-*"
+        } else {
+            ""
+        }
+    );
 }
 
 /// Prints a service's configured sources and, when the gateway is running, its live
@@ -585,6 +649,36 @@ service = "monolith"
             let err = explain(f.path(), "GET", url, &[]).unwrap_err();
             assert!(matches!(err, ExplainError::Url(..)), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn explain_describes_rate_limits_and_opt_outs() {
+        let cfg = CFG.replacen(
+            "[services.monolith]",
+            "[gateway]\nrate_limit = \"per_client\"\n\n[rate_limits.per_client]\nlimits = [{ key = \"client_ip\", rate = \"100/s\", burst = 200 }, { key = \"route\", rate = \"2000/s\" }]\nlegacy_headers = true\n\n[services.monolith]",
+            1,
+        )
+        .replace(
+            "service = \"search\"\n",
+            "service = \"search\"\nrate_limit = false\n",
+        );
+        let f = write_config(&cfg);
+        let out = explain(f.path(), "GET", "/orders/1", &[]).unwrap();
+        assert!(out.contains("rate_limits = \"per_client\""), "{out}");
+        assert!(
+            out.contains("- by client_ip: 100/s, burst 200 (named \"per_client.client_ip\""),
+            "{out}"
+        );
+        assert!(out.contains("- by route: 2000/s, burst 2000"), "{out}");
+        assert!(out.contains("at most 1000000 keys"), "{out}");
+        assert!(out.contains("and X-RateLimit-*"), "{out}");
+        let out = explain(f.path(), "GET", "/google/x", &[]).unwrap();
+        assert!(
+            out.contains(
+                "rate limit: none (the route opts out of `[gateway] rate_limit = \"per_client\"`)"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct GatewaySettings {
     /// Keep header names' original spelling on the way through (else canonical case).
     pub preserve_header_case: bool,
     pub trace_context: TraceContext,
+    /// `[gateway] rate_limit`: the `[rate_limits.NAME]` policy of routes that name none
+    /// (resolved per route by the policy compiler; kept here for `explain`).
+    pub rate_limit: Option<String>,
 }
 
 /// What the gateway does with W3C trace context (`traceparent`).
@@ -145,6 +148,7 @@ pub(super) fn compile_gateway(c: &mut Compiler<'_>, g: &RawGateway) -> GatewaySe
         zone: g.zone.clone(),
         preserve_header_case: g.preserve_header_case.unwrap_or(true),
         trace_context,
+        rate_limit: g.rate_limit.as_ref().map(|n| n.get_ref().clone()),
     }
 }
 

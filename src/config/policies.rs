@@ -14,6 +14,7 @@ use ficus_plugins::auth::introspection::Introspection;
 use ficus_plugins::auth::jwt::Jwt;
 use ficus_plugins::auth::requirements::Requirements;
 use ficus_plugins::cors::Cors;
+use ficus_plugins::ratelimit::{self, RateLimit};
 use ficus_plugins::{auth, CompileContext, PolicyKind, Problem, Severity, Stage};
 use std::collections::HashSet;
 use std::ops::Range;
@@ -28,10 +29,11 @@ use super::recover::locate;
 use crate::policy::{instantiate, Chain, Link, Policies, PolicyInstance};
 
 /// The top-level tables that hold policies, as `(section, route key)`.
-pub const POLICY_SECTIONS: [(&str, &str); 3] = [
+pub const POLICY_SECTIONS: [(&str, &str); 4] = [
     (Access::SECTION, "access"),
     (auth::SECTION, "auth"),
     (Cors::SECTION, "cors"),
+    (ratelimit::SECTION, ratelimit::ROUTE_KEY),
 ];
 
 /// Policies read from the file.
@@ -67,6 +69,14 @@ pub fn read_policy_section(
         ),
         auth::SECTION => read_section(c, auth::SECTION, value, out, previous, read_auth_entry),
         Cors::SECTION => read_section(c, Cors::SECTION, value, out, previous, read_entry::<Cors>),
+        ratelimit::SECTION => read_section(
+            c,
+            ratelimit::SECTION,
+            value,
+            out,
+            previous,
+            read_entry::<RateLimit>,
+        ),
         _ => return false,
     }
     true
@@ -277,14 +287,16 @@ fn resolve(
     None
 }
 
-/// The gateway-wide default policies of routes that name none (`[gateway] cors`),
-/// resolved once: an unknown name is reported at the gateway key, once.
+/// The gateway-wide default policies of routes that name none (`[gateway] cors`,
+/// `[gateway] rate_limit`), resolved once: an unknown name is reported at the gateway key,
+/// once, not once per route.
 #[derive(Default)]
 pub struct PolicyDefaults {
     cors: Option<Arc<PolicyInstance>>,
+    rate_limit: Option<Arc<PolicyInstance>>,
 }
 
-/// Resolves `[gateway] cors`.
+/// Resolves the `[gateway]` defaults.
 pub fn policy_defaults(
     c: &mut Compiler<'_>,
     sections: &PolicySections,
@@ -294,15 +306,20 @@ pub fn policy_defaults(
     let Some(g) = gateway else {
         return PolicyDefaults::default();
     };
+    let rate_limit_key = format!("gateway.{}", ratelimit::ROUTE_KEY);
     PolicyDefaults {
         cors: g
             .cors
             .as_ref()
             .and_then(|n| resolve(c, sections, used, Cors::SECTION, n, "gateway.cors")),
+        rate_limit: g
+            .rate_limit
+            .as_ref()
+            .and_then(|n| resolve(c, sections, used, RateLimit::SECTION, n, &rate_limit_key)),
     }
 }
 
-/// The chain of policies a route names.
+/// The chain of policies a route names (or `[gateway]` names for it).
 pub fn route_chain(
     c: &mut Compiler<'_>,
     sections: &PolicySections,
@@ -312,38 +329,51 @@ pub fn route_chain(
     raw: &RawRoute,
 ) -> Chain {
     let mut links = Vec::new();
-    links.extend(cors_link(c, sections, used, defaults, route_key, raw));
+    links.extend(defaulted_link(
+        c,
+        sections,
+        used,
+        defaults.cors.as_ref(),
+        Cors::SECTION,
+        raw.cors.as_ref(),
+        format!("{route_key}.cors"),
+    ));
     if let Some(name) = &raw.access {
         let key = format!("{route_key}.access");
         links.extend(resolve(c, sections, used, Access::SECTION, name, &key).map(Link::policy));
     }
     links.extend(auth_gate(c, sections, used, route_key, raw));
+    links.extend(defaulted_link(
+        c,
+        sections,
+        used,
+        defaults.rate_limit.as_ref(),
+        RateLimit::SECTION,
+        raw.rate_limit.as_ref(),
+        format!("{route_key}.{}", ratelimit::ROUTE_KEY),
+    ));
     Chain::new(links)
 }
 
-/// The route's CORS policy: its own `cors`, else `[gateway] cors`; `cors = false` opts out.
-fn cors_link(
+/// A policy a route names with a key that has a gateway default (`cors`, `rate_limit`):
+/// the route's own, else the default; `false` opts out.
+#[allow(clippy::too_many_arguments)]
+fn defaulted_link(
     c: &mut Compiler<'_>,
     sections: &PolicySections,
     used: &mut HashSet<(&'static str, String)>,
-    defaults: &PolicyDefaults,
-    route_key: &str,
-    raw: &RawRoute,
+    default: Option<&Arc<PolicyInstance>>,
+    section: &'static str,
+    route_ref: Option<&Spanned<PolicyRef>>,
+    key: String,
 ) -> Option<Link> {
-    let policy = match raw.cors.as_ref() {
-        None => defaults.cors.clone(),
+    let policy = match route_ref {
+        None => default.cloned(),
         Some(r) => match r.get_ref() {
             PolicyRef::Off => None,
             PolicyRef::Name(n) => {
                 let name = Spanned::new(r.span(), n.clone());
-                resolve(
-                    c,
-                    sections,
-                    used,
-                    Cors::SECTION,
-                    &name,
-                    &format!("{route_key}.cors"),
-                )
+                resolve(c, sections, used, section, &name, &key)
             }
         },
     };

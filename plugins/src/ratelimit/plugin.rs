@@ -1,0 +1,213 @@
+//! A `[rate_limits.NAME]` instance on the request path: compute the request's key for each
+//! limit, ask the store for one decision, and answer `429` or let the request through
+//! (leaving the decision for the response fields when `headers = "always"`).
+//!
+//! The instance holds the buckets, so they are shared by every route naming the policy and
+//! survive a reload that leaves the policy unchanged. It never holds a lock across an
+//! await: the local store decides synchronously under one shard lock per limit.
+
+use async_trait::async_trait;
+use http::StatusCode;
+use smallvec::SmallVec;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::config::{HeaderMode, OnStoreError, RateLimitSettings};
+use super::fields::{Fields, RATELIMIT, RATELIMIT_POLICY};
+use super::key::BucketKey;
+use super::store::{Decision, Store};
+use super::SECTION;
+use crate::{
+    Background, Hooks, MetricSample, Outcome, Plugin, RequestView, Response, ResponseHead,
+};
+
+/// The refusal's message (fixed text).
+pub const LIMITED: &str = "rate limit exceeded";
+/// The answer when the store cannot decide and the policy fails closed.
+pub const UNAVAILABLE: &str = "rate limit unavailable";
+/// How often buckets that are full again are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// A decision left in the request's state for the response fields.
+#[derive(Debug, Clone)]
+pub struct RateLimitDecision(pub Decision);
+
+#[derive(Default)]
+struct RouteCounts {
+    admitted: AtomicU64,
+    limited: AtomicU64,
+}
+
+/// A rate-limit policy instance.
+pub struct RateLimitPlugin {
+    name: Arc<str>,
+    settings: Arc<RateLimitSettings>,
+    store: Store,
+    fields: Fields,
+    /// Per route naming the policy (route names are few and fixed by the config).
+    counts: RwLock<HashMap<Box<str>, Arc<RouteCounts>>>,
+    store_errors: AtomicU64,
+}
+
+impl RateLimitPlugin {
+    pub fn new(name: &str, settings: Arc<RateLimitSettings>, store: Store) -> RateLimitPlugin {
+        RateLimitPlugin {
+            name: name.into(),
+            fields: Fields::new(name, &settings.limits),
+            settings,
+            store,
+            counts: RwLock::new(HashMap::new()),
+            store_errors: AtomicU64::new(0),
+        }
+    }
+
+    pub fn settings(&self) -> &RateLimitSettings {
+        &self.settings
+    }
+
+    /// The store's key count (for tests and `/policies`).
+    pub fn keys(&self) -> usize {
+        self.store.keys()
+    }
+
+    fn count(&self, route: &str, admitted: bool) {
+        let bump = |c: &RouteCounts| {
+            let n = if admitted { &c.admitted } else { &c.limited };
+            n.fetch_add(1, Ordering::Relaxed);
+        };
+        if let Some(c) = self
+            .counts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(route)
+        {
+            return bump(c);
+        }
+        let mut counts = self.counts.write().unwrap_or_else(|p| p.into_inner());
+        bump(counts.entry(route.into()).or_default());
+    }
+
+    /// The `429` for a refused decision.
+    fn refusal(&self, d: &Decision) -> Response {
+        let mut r = Response::error(StatusCode::TOO_MANY_REQUESTS, LIMITED)
+            .with_header(http::header::RETRY_AFTER, Fields::retry_after(d));
+        if self.settings.headers != HeaderMode::Off {
+            r = r
+                .with_header(RATELIMIT_POLICY, self.fields.policy().clone())
+                .with_header(RATELIMIT, self.fields.ratelimit(d));
+        }
+        if self.settings.legacy_headers {
+            for (n, v) in self.fields.legacy(d) {
+                r = r.with_header(n, v);
+            }
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl Plugin for RateLimitPlugin {
+    fn kind(&self) -> &'static str {
+        SECTION
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks {
+            request: true,
+            // Fields on admitted requests' responses only when asked for: otherwise the
+            // policy costs nothing after the request step.
+            response: self.settings.headers == HeaderMode::Always,
+            ..Hooks::default()
+        }
+    }
+
+    async fn on_request(&self, req: &mut RequestView<'_>) -> Outcome {
+        let decision = {
+            let view: &RequestView<'_> = req;
+            let keys: SmallVec<[BucketKey<'_>; 4]> = self
+                .settings
+                .limits
+                .iter()
+                .enumerate()
+                .map(|(i, l)| l.key.resolve(i, view))
+                .collect();
+            self.store.check(&keys).await
+        };
+        match decision {
+            Ok(d) if d.admitted => {
+                self.count(req.route, true);
+                if self.settings.headers == HeaderMode::Always {
+                    req.state.insert(RateLimitDecision(d));
+                }
+                Outcome::Continue
+            }
+            Ok(d) => {
+                self.count(req.route, false);
+                Outcome::Respond(self.refusal(&d))
+            }
+            Err(e) => {
+                self.store_errors.fetch_add(1, Ordering::Relaxed);
+                log::warn!("rate limit {}: {e}", self.name);
+                match self.settings.on_store_error {
+                    OnStoreError::FailOpen => Outcome::Continue,
+                    OnStoreError::FailClosed => Outcome::Respond(
+                        Response::error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
+                            .with_header(http::header::RETRY_AFTER, 1u32.into()),
+                    ),
+                }
+            }
+        }
+    }
+
+    async fn on_response(&self, resp: &mut ResponseHead<'_>) {
+        let Some(RateLimitDecision(d)) = resp.state.get::<RateLimitDecision>() else {
+            return;
+        };
+        resp.edits
+            .set(RATELIMIT_POLICY, self.fields.policy().clone());
+        resp.edits.set(RATELIMIT, self.fields.ratelimit(d));
+        if self.settings.legacy_headers {
+            for (n, v) in self.fields.legacy(d) {
+                resp.edits.set(n, v);
+            }
+        }
+    }
+
+    fn background(self: Arc<Self>) -> Option<Background> {
+        Some(Box::pin(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                self.store.sweep();
+            }
+        }))
+    }
+
+    fn metrics(&self, out: &mut Vec<MetricSample>) {
+        let counts = self.counts.read().unwrap_or_else(|p| p.into_inner());
+        let mut routes: Vec<_> = counts.iter().collect();
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        for (route, c) in routes {
+            for (result, n) in [("admitted", &c.admitted), ("limited", &c.limited)] {
+                out.push(MetricSample::counter(
+                    "ficus_rate_limit_requests_total",
+                    "Requests a rate-limit policy decided, by route and result.",
+                    vec![
+                        ("policy", self.name.to_string()),
+                        ("route", route.to_string()),
+                        ("result", result.to_string()),
+                    ],
+                    n.load(Ordering::Relaxed),
+                ));
+            }
+        }
+        out.push(MetricSample::counter(
+            "ficus_rate_limit_store_errors_total",
+            "Decisions a rate-limit policy's store could not make.",
+            vec![("policy", self.name.to_string())],
+            self.store_errors.load(Ordering::Relaxed),
+        ));
+        self.store.metrics(&self.name, out);
+    }
+}

@@ -1,0 +1,97 @@
+//! Where buckets live, behind one call: a policy hands a store the keys of a request (one
+//! per limit) and gets back one [`Decision`] over all of them.
+//!
+//! Every store implements the same GCRA (docs/rate-limiting.md): per bucket a theoretical
+//! arrival time `tat`; at time `t` a request is admitted iff `max(tat, t) + T - t <= B·T`,
+//! and then `tat` becomes `max(tat, t) + T`. A request is admitted only when every limit
+//! admits it, and then it costs each limit one unit; a refused request costs none. So the
+//! fields a store reports ([`LimitState`]) mean the same whichever store computed them, and
+//! the response fields built from them do too.
+//!
+//! `Local` (this process's memory) is the store today; a shared store (Redis) plugs in as
+//! another variant of [`Store`] with the same `check`.
+
+use smallvec::SmallVec;
+use std::time::Duration;
+
+use super::key::BucketKey;
+use super::local::LocalStore;
+use crate::MetricSample;
+
+/// What a store knows about one limit after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitState {
+    /// Whether this limit alone would admit the request.
+    pub admitted: bool,
+    /// Requests this limit would admit right now, after this decision (0 when refused).
+    pub remaining: u64,
+    /// Time until this limit's bucket is full again (`tat - t`).
+    pub reset: Duration,
+    /// When refused: time until this limit would admit one request
+    /// (`max(tat, t) + T - t - B·T`); zero otherwise.
+    pub retry_after: Duration,
+}
+
+/// One decision over all of a policy's limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Every limit admitted the request (and each was charged one unit).
+    pub admitted: bool,
+    /// One state per limit, in the policy's order.
+    pub limits: SmallVec<[LimitState; 4]>,
+}
+
+impl Decision {
+    /// When a refused request could be admitted: when the last refusing limit admits.
+    pub fn retry_after(&self) -> Duration {
+        self.limits
+            .iter()
+            .map(|l| l.retry_after)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// A store that could not decide (a shared store unreachable). The policy's
+/// `on_store_error` says what the request gets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the rate-limit store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A policy's buckets.
+pub enum Store {
+    /// In this process's memory: exact, never fails, not shared with other instances.
+    Local(LocalStore),
+}
+
+impl Store {
+    /// Decides one request: `keys` holds one key per limit, in the policy's order.
+    pub async fn check(&self, keys: &[BucketKey<'_>]) -> Result<Decision, StoreError> {
+        match self {
+            Store::Local(s) => Ok(s.check(keys)),
+        }
+    }
+
+    /// Periodic upkeep (the local store drops buckets that are full again).
+    pub fn sweep(&self) {
+        match self {
+            Store::Local(s) => s.sweep(),
+        }
+    }
+
+    /// How many keys the store holds for this instance (the local store's table).
+    pub fn keys(&self) -> usize {
+        match self {
+            Store::Local(s) => s.len(),
+        }
+    }
+
+    /// The store's own samples, labelled with the policy.
+    pub fn metrics(&self, policy: &str, out: &mut Vec<MetricSample>) {
+        match self {
+            Store::Local(s) => s.metrics(policy, out),
+        }
+    }
+}
