@@ -33,6 +33,22 @@
 #              The keys and tokens are made at the start by benches/jwt-tokens.js (node).
 #              Before measuring, both check that a request with a token gets 200, and
 #              that one without a token, or with a bad signature, gets 401.
+#   ficus-rl-cors  the plain route with rate_limit = "bench" (a local [rate_limits.bench],
+#              key client_ip, 1000000/s, burst 1000000: never hit) and cors = "bench"
+#              (origins ["https://app.example.com"], credentials, expose_headers
+#              ["X-Request-Id"]); wrk and oha send that allowed Origin on every request
+#   ficus-origin  the plain route, no policy, with the same Origin header (ficus-rl-cors ÷
+#              ficus-origin is the two policies' cost alone)
+#              Before measuring: a request with the Origin gets 200 and (ficus-rl-cors)
+#              Access-Control-Allow-Origin, a preflight gets 204, and a short-lived second
+#              instance with the same policies at 1/h, burst 1, answers 200 then 429.
+#   ficus-rl-redis  the plain route with a Redis-backed [rate_limits.bench] (store = "redis",
+#              on_store_error = "fail-closed", client_ip, 1000000/s, burst 1000000: never
+#              hit). The script starts its own redis-server (--save '' --appendonly no) on
+#              a free loopback port, pinned to SERVER_CPU like ficus (one box: the proxy,
+#              its upstream and its store share a core), and reports redis-server's CPU per
+#              request next to ficus's. Before measuring: a request gets 200, Redis holds
+#              a key, and a second instance at 1/h, burst 1 (Redis db 1) answers 200 then 429.
 #
 # Usage: bash benches/load.sh
 # Knobs (environment):
@@ -150,6 +166,9 @@ label = {
     "ficus-jwt": "ficus, RS256 JWT route, one token (cache hit)",
     "ficus-jwt-miss": "ficus, RS256 JWT route, token pool (cache miss)",
     "ficus-bearer": "ficus, plain route, no policy, the JWT's Authorization header",
+    "ficus-origin": "ficus, plain route, no policy, an Origin header",
+    "ficus-rl-cors": "ficus, local rate limit (never hit) + CORS, allowed Origin",
+    "ficus-rl-redis": "ficus, Redis rate limit (never hit), redis-server on the server core",
 }
 
 def diff(sc, ref, tool, key):
@@ -216,6 +235,49 @@ if jwt and "ficus" in scenarios:
         print("ficus-jwt-miss − ficus-jwt, CPU µs per request (the cost of a verification): %s; "
               "rps ratio %s" % (diff("ficus-jwt-miss", "ficus-jwt", "wrk", "cpu_us_per_req"),
                                 ratio("ficus-jwt-miss", "ficus-jwt", "wrk", "rps")))
+rl = [sc for sc in ("ficus-origin", "ficus-rl-cors", "ficus-rl-redis") if sc in scenarios]
+if rl and "ficus" in scenarios:
+    print()
+    print("Rate limiting and CORS (issue 11) against the plain ficus route, per round (median, "
+          "min–max). \"ficus + redis\" adds redis-server's utime+stime to ficus's; the p50/p99 "
+          "differences are oha's at the fixed rate:")
+    print()
+    print("| scenario | rps ÷ ficus | CPU ÷ ficus | CPU µs/req − ficus | redis-server CPU µs/req "
+          "| ficus + redis CPU µs/req − ficus | Redis commands/req | oha p50 − ficus | oha p99 − ficus |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    us = lambda v: v if v == "n/a" else v + " µs"
+    def combined_diff(sc):
+        a = {r["round"]: f(r["cpu_us_per_req"]) + f(r["store_cpu_us_per_req"])
+             for r in samples(sc, "wrk")
+             if f(r["cpu_us_per_req"]) is not None and f(r.get("store_cpu_us_per_req")) is not None}
+        b = by_round("ficus", "wrk", "cpu_us_per_req")
+        ds = [a[k] - b[k] for k in a if k in b]
+        return "%+.2f (%+.2f to %+.2f)" % (st.median(ds), min(ds), max(ds)) if ds else "n/a"
+    for sc in rl:
+        s = samples(sc, "wrk")
+        store = med([f(r.get("store_cpu_us_per_req")) for r in s])
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label[sc], ratio(sc, "ficus", "wrk", "rps"), ratio(sc, "ficus", "wrk", "cpu_us_per_req"),
+            diff(sc, "ficus", "wrk", "cpu_us_per_req"), num(store, "%.2f"),
+            combined_diff(sc) if store is not None else "–",
+            num(med([f(r.get("store_cmds_per_req")) for r in s]), "%.2f"),
+            us(diff(sc, "ficus", "oha", "p50_us")), us(diff(sc, "ficus", "oha", "p99_us"))))
+    if "ficus-rl-cors" in rl:
+        a = by_round("ficus-rl-cors", "wrk", "rps")
+        b = by_round("ficus", "wrk", "rps")
+        rs = [a[k] / b[k] for k in a if k in b and b[k]]
+        if rs:
+            m = st.median(rs)
+            print()
+            print("Issue budget, ficus-rl-cors at most 3%% below ficus: median ratio %.3f, %s "
+                  "(%d of %d rounds at 0.97 or above)" % (
+                      m, "met" if m >= 0.97 else "**not met**", sum(r >= 0.97 for r in rs), len(rs)))
+    if "ficus-rl-cors" in rl and "ficus-origin" in rl:
+        print()
+        print("ficus-rl-cors ÷ ficus-origin (the two policies alone, same request bytes): rps %s, "
+              "CPU %s, CPU µs/req %s" % (ratio("ficus-rl-cors", "ficus-origin", "wrk", "rps"),
+                                         ratio("ficus-rl-cors", "ficus-origin", "wrk", "cpu_us_per_req"),
+                                         diff("ficus-rl-cors", "ficus-origin", "wrk", "cpu_us_per_req")))
 for sc in ("ficus", "ficus-canonical", "ficus-registry", "ficus-log", "ficus-alt"):
     if sc in scenarios and "bare" in scenarios:
         print()
@@ -283,13 +345,14 @@ fi
 [[ "$JWT_POOL" =~ ^[1-9][0-9]*$ ]] || die "JWT_POOL must be a positive integer (got '$JWT_POOL')"
 for s in $SCENARIOS; do
     case "$s" in
-        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer) ;;
-        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer)" ;;
+        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer | ficus-origin | ficus-rl-cors | ficus-rl-redis) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer ficus-origin ficus-rl-cors ficus-rl-redis)" ;;
     esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
-want_ficus() { want ficus || want ficus-canonical || want ficus-log || want ficus-registry || want_jwt; }
+want_ficus() { want ficus || want ficus-canonical || want ficus-log || want ficus-registry || want_jwt || want_rl; }
 want_jwt() { want ficus-jwt || want ficus-jwt-miss || want ficus-bearer; }
+want_rl() { want ficus-origin || want ficus-rl-cors || want ficus-rl-redis; }
 
 # --------------------------------------------------------------------------
 # Tools
@@ -315,6 +378,12 @@ command -v taskset >/dev/null || apt_install util-linux
 command -v pgrep >/dev/null || apt_install procps
 command -v timeout >/dev/null || apt_install coreutils
 if want_jwt; then command -v node >/dev/null || apt_install nodejs; fi
+if want ficus-rl-redis; then
+    # Debian's redis-server depends on redis-tools (redis-cli)
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server
+    command -v redis-server >/dev/null || die "redis-server not found after install"
+    command -v redis-cli >/dev/null || die "redis-cli not found after install"
+fi
 if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     apt_install nginx-light || apt_install nginx
 fi
@@ -479,10 +548,12 @@ nginx_worker() {
 
 # Free loopback ports: bind them all at once so they are distinct.
 read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_FREG_ADMIN P_FCAN P_FCAN_ADMIN P_FALT P_FALT_ADMIN \
-    P_FJWT P_FJWT_ADMIN P_FJWTM P_FJWTM_ADMIN P_FBEAR P_FBEAR_ADMIN < <(python3 -c '
+    P_FJWT P_FJWT_ADMIN P_FJWTM P_FJWTM_ADMIN P_FBEAR P_FBEAR_ADMIN \
+    P_FORIG P_FORIG_ADMIN P_FRLC P_FRLC_ADMIN P_FRLC1 P_FRLC1_ADMIN \
+    P_FRLR P_FRLR_ADMIN P_FRLR1 P_FRLR1_ADMIN P_REDIS < <(python3 -c '
 import socket
 socks = []
-for _ in range(19):
+for _ in range(30):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -633,6 +704,44 @@ EOF
 ficus_jwt_conf "$P_FJWT" "$P_FJWT_ADMIN" "" >"$TMP/ficus-jwt.toml"
 ficus_jwt_conf "$P_FJWTM" "$P_FJWTM_ADMIN" "cache_size = 100" >"$TMP/ficus-jwt-miss.toml"
 
+# The rate-limit and CORS scenarios (issue 11). The limits are never hit at any rate this
+# box reaches (a million requests a second, a burst of a million); the "-tiny" configs,
+# the same policies at 1/h with a burst of 1, are started briefly before measuring to
+# show that the limit really refuses.
+BENCH_ORIGIN="https://app.example.com"
+ficus_conf "$P_FORIG" "$P_FORIG_ADMIN" off >"$TMP/ficus-origin.toml"
+ficus_rl_cors_conf() { # $1 listen port, $2 admin port, $3 rate, $4 burst
+    ficus_conf "$1" "$2" off
+    cat <<EOF
+rate_limit = "bench"
+cors = "bench"
+
+[rate_limits.bench]
+limits = [{ key = "client_ip", rate = "$3", burst = $4 }]
+
+[cors.bench]
+origins = ["$BENCH_ORIGIN"]
+credentials = true
+expose_headers = ["X-Request-Id"]
+EOF
+}
+ficus_rl_redis_conf() { # $1 listen port, $2 admin port, $3 rate, $4 burst, $5 Redis db
+    ficus_conf "$1" "$2" off
+    cat <<EOF
+rate_limit = "bench"
+
+[rate_limits.bench]
+store = "redis"
+redis = "redis://127.0.0.1:$P_REDIS/$5"
+on_store_error = "fail-closed"
+limits = [{ key = "client_ip", rate = "$3", burst = $4 }]
+EOF
+}
+ficus_rl_cors_conf "$P_FRLC" "$P_FRLC_ADMIN" 1000000/s 1000000 >"$TMP/ficus-rl-cors.toml"
+ficus_rl_cors_conf "$P_FRLC1" "$P_FRLC1_ADMIN" 1/h 1 >"$TMP/ficus-rl-cors-tiny.toml"
+ficus_rl_redis_conf "$P_FRLR" "$P_FRLR_ADMIN" 1000000/s 1000000 0 >"$TMP/ficus-rl-redis.toml"
+ficus_rl_redis_conf "$P_FRLR1" "$P_FRLR1_ADMIN" 1/h 1 1 >"$TMP/ficus-rl-redis-tiny.toml"
+
 for c in upstream nginx-proxy; do
     "$NGINX" -t -q -p "$TMP" "${NGINX_E[@]}" -c "$TMP/$c.conf" -g 'daemon off;' >&2 ||
         die "nginx rejected $TMP/$c.conf"
@@ -681,12 +790,12 @@ want ficus-registry && start_ficus ficus-registry "$FICUS_BIN" "$P_FREG" "$P_FRE
 
 # Per-scenario wrk and oha arguments (after the request-header ones); an oha part is
 # skipped for a scenario marked in NO_OHA.
-declare -A WRK_ARGS=() OHA_ARGS=() NO_OHA=() ADMIN_URL=()
+declare -A WRK_ARGS=() OHA_ARGS=() NO_OHA=() ADMIN_URL=() RL_ADMIN=() STORE_PID=()
 # expect_status NAME URL STATUS [curl args...]: die unless URL answers STATUS
 expect_status() {
     local name=$1 url=$2 want=$3 code
     shift 3
-    code=$(curl -s -o "$TMP/probe.out" -w '%{http_code}' --max-time 5 "$@" "$url" || true)
+    code=$(curl -s -D "$TMP/probe.headers" -o "$TMP/probe.out" -w '%{http_code}' --max-time 5 "$@" "$url" || true)
     if [[ "$code" != "$want" ]]; then
         echo "---- response body:" >&2
         cat "$TMP/probe.out" >&2 || true
@@ -740,6 +849,131 @@ if want ficus-jwt-miss; then
     WRK_ARGS[ficus-jwt-miss]="-s|$ROOT/benches/jwt-pool.lua"
     NO_OHA[ficus-jwt-miss]=1
 fi
+# --- ficus-origin, ficus-rl-cors, ficus-rl-redis (issue 11) ---
+# ficus check first: a config ficus refuses is clearer here than as "did not become ready"
+check_conf() { # $1 name (config $TMP/$1.toml)
+    local out rc=0
+    out=$("$FICUS_BIN" check "$TMP/$1.toml" 2>&1) || rc=$?
+    if ((rc >= 2)); then
+        echo "$out" >&2
+        [[ "$out" == *"not built in yet"* ]] &&
+            die "$1: this ficus build has no Redis store yet (ficus check: \"not built in yet\"); leave ficus-rl-redis out of SCENARIOS"
+        die "$1: ficus check refused $TMP/$1.toml"
+    fi
+    ((rc == 0)) || log "$1: ficus check warnings: $out"
+}
+# header_is 'Name: value' / header_absent Name: about the last expect_status's response
+header_is() { # $1 scenario, $2 the header line
+    tr -d '\r' <"$TMP/probe.headers" | grep -qixF -- "$2" ||
+        die "$1: expected the response header '$2'; got: $(tr -d '\r' <"$TMP/probe.headers" | tr '\n' '|')"
+}
+header_absent() { # $1 scenario, $2 the header name
+    if tr -d '\r' <"$TMP/probe.headers" | grep -qi -- "^$2:"; then
+        die "$1: expected no $2 header; got: $(tr -d '\r' <"$TMP/probe.headers" | tr '\n' '|')"
+    fi
+    return 0
+}
+# "admitted limited store_errors" of the rate-limit policy "bench", from /metrics
+rl_counts() { # $1 admin URL
+    curl -s --max-time 5 "$1/metrics" | awk '
+        /^ficus_rate_limit_requests_total\{/ && /policy="bench"/ && /result="admitted"/ {a += $NF}
+        /^ficus_rate_limit_requests_total\{/ && /policy="bench"/ && /result="limited"/ {l += $NF}
+        /^ficus_rate_limit_store_errors_total\{/ && /policy="bench"/ {e += $NF}
+        END {printf "%d %d %d\n", a, l, e}'
+}
+# start_checked NAME PORT ADMIN_PORT: ficus check, start, wait for /readyz (the first request
+# is the caller's check, so that a tiny limit's one admitted request is not spent here)
+start_checked() {
+    check_conf "$1"
+    start "$1" INT "$TMP/$1.log" "$FICUS_BIN" run --config "$TMP/$1.toml"
+    SRV_PID[$1]=$STARTED_PID
+    wait_http "$1" "$STARTED_PID" "http://127.0.0.1:$3/readyz" "$TMP/$1.log"
+}
+# tiny_check NAME PORT ADMIN_PORT [curl args]: the policy at 1/h, burst 1, answers 200 then
+# 429 (the brief second instance is stopped again at once)
+tiny_check() {
+    local name=$1 port=$2 admin=$3 c
+    shift 3
+    start_checked "$name" "$port" "$admin"
+    expect_status "$name" "http://127.0.0.1:$port/" 200 "$@"
+    expect_status "$name" "http://127.0.0.1:$port/" 429 "$@"
+    tr -d '\r' <"$TMP/probe.headers" | grep -qi '^Retry-After: [0-9]' || die "$name: a 429 without Retry-After"
+    read -r _ c _ < <(rl_counts "http://127.0.0.1:$admin")
+    ((c >= 1)) || die "$name: a 429 but ficus_rate_limit_requests_total{result=\"limited\"} is $c"
+    stop_pid "${SRV_PID[$name]}" INT "$name"
+    unset "SRV_PID[$name]"
+}
+ORIGIN_HDR="Origin: $BENCH_ORIGIN"
+if want ficus-origin; then
+    check_conf ficus-origin
+    start_ficus ficus-origin "$FICUS_BIN" "$P_FORIG" "$P_FORIG_ADMIN"
+    expect_status ficus-origin "${URL[ficus-origin]}" 200 -H "$ORIGIN_HDR"
+    header_absent ficus-origin Access-Control-Allow-Origin
+    WRK_ARGS[ficus-origin]="-H|$ORIGIN_HDR"
+    OHA_ARGS[ficus-origin]="-H|$ORIGIN_HDR"
+    log "ficus-origin: a request with $ORIGIN_HDR gets 200 without CORS headers"
+fi
+if want ficus-rl-cors; then
+    tiny_check ficus-rl-cors-tiny "$P_FRLC1" "$P_FRLC1_ADMIN" -H "$ORIGIN_HDR"
+    # the refusal carries the CORS headers too (the tiny check's last response is the 429)
+    header_is ficus-rl-cors-tiny "Access-Control-Allow-Origin: $BENCH_ORIGIN"
+    start_checked ficus-rl-cors "$P_FRLC" "$P_FRLC_ADMIN"
+    u="http://127.0.0.1:$P_FRLC/"
+    expect_status ficus-rl-cors "$u" 200 -H "$ORIGIN_HDR"
+    header_is ficus-rl-cors "Access-Control-Allow-Origin: $BENCH_ORIGIN"
+    header_is ficus-rl-cors "Access-Control-Allow-Credentials: true"
+    header_is ficus-rl-cors "Access-Control-Expose-Headers: X-Request-Id"
+    expect_status ficus-rl-cors "$u" 204 -X OPTIONS -H "$ORIGIN_HDR" -H "Access-Control-Request-Method: PUT"
+    header_is ficus-rl-cors "Access-Control-Allow-Origin: $BENCH_ORIGIN"
+    read -r a _ _ < <(rl_counts "http://127.0.0.1:$P_FRLC_ADMIN")
+    ((a >= 1)) || die "ficus-rl-cors: no admitted request in ficus_rate_limit_requests_total{policy=\"bench\"}"
+    URL[ficus-rl-cors]=$u
+    RL_ADMIN[ficus-rl-cors]="http://127.0.0.1:$P_FRLC_ADMIN"
+    WRK_ARGS[ficus-rl-cors]="-H|$ORIGIN_HDR"
+    OHA_ARGS[ficus-rl-cors]="-H|$ORIGIN_HDR"
+    log "ficus-rl-cors: 200 with Access-Control-Allow-Origin, preflight 204, the limit admits;" \
+        "at 1/h the same policies answer 429 (with CORS headers)"
+fi
+redis_cli() { redis-cli -h 127.0.0.1 -p "$P_REDIS" "$@"; }
+# commands Redis has processed so far (INFO stats)
+redis_cmds() { redis_cli info stats | awk -F: '/^total_commands_processed:/ {print $2 + 0}'; }
+if want ficus-rl-redis; then
+    # pinned to SERVER_CPU with the upstream and ficus: one box, the store's CPU competes
+    # with the proxy's, as it would for a gateway and a Redis on one machine
+    start redis-server TERM "$TMP/redis.log" redis-server --bind 127.0.0.1 --port "$P_REDIS" \
+        --save '' --appendonly no --dir "$TMP" --daemonize no
+    REDIS_PID=$STARTED_PID
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$REDIS_PID" 2>/dev/null || {
+            tail -n 20 "$TMP/redis.log" >&2
+            die "redis-server (pid $REDIS_PID) exited before it became ready"
+        }
+        [[ "$(redis_cli ping 2>/dev/null)" == PONG ]] && break
+        sleep 0.1
+    done
+    [[ "$(redis_cli ping 2>/dev/null)" == PONG ]] || die "redis-server did not answer PING within 30 s"
+    log "redis-server ready on 127.0.0.1:$P_REDIS ($(redis-server --version | cut -d' ' -f3))"
+    tiny_check ficus-rl-redis-tiny "$P_FRLR1" "$P_FRLR1_ADMIN"
+    # the 1/h bucket is kept for an hour: the store really is Redis (db 1)
+    [[ -n "$(redis_cli -n 1 --scan --pattern '*' | head -n1)" ]] ||
+        die "ficus-rl-redis-tiny: a 429, but Redis db 1 holds no key"
+    start_checked ficus-rl-redis "$P_FRLR" "$P_FRLR_ADMIN"
+    u="http://127.0.0.1:$P_FRLR/"
+    q0=$(redis_cmds)
+    expect_status ficus-rl-redis "$u" 200
+    q1=$(redis_cmds)
+    # (a bucket at 1000000/s is full again a microsecond later, so db 0 may hold no key
+    # by now: the command count shows the request went through Redis)
+    ((q1 > q0 + 1)) || die "ficus-rl-redis: a request got 200 but Redis processed no command for it"
+    read -r a _ e < <(rl_counts "http://127.0.0.1:$P_FRLR_ADMIN")
+    ((a >= 1 && e == 0)) || die "ficus-rl-redis: admitted $a, store errors $e in /metrics"
+    URL[ficus-rl-redis]=$u
+    RL_ADMIN[ficus-rl-redis]="http://127.0.0.1:$P_FRLR_ADMIN"
+    STORE_PID[ficus-rl-redis]=$REDIS_PID
+    log "ficus-rl-redis: 200 through Redis ($((q1 - q0 - 1)) command(s) for one request), no store errors;" \
+        "at 1/h the same policy answers 429 and Redis holds its key"
+fi
+
 # args_of SCENARIO TOOL: the scenario's extra arguments, one a line ("|"-separated above)
 extra_args() {
     local v
@@ -798,7 +1032,7 @@ mkdir -p "$RESULTS_DIR"
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 CSV="$RESULTS_DIR/load-$STAMP.csv"
 SUMMARY="$RESULTS_DIR/load-$STAMP.md"
-echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note,user_cpu_us_per_req,steal_pct,auth_cache_miss_pct" >"$CSV"
+echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note,user_cpu_us_per_req,steal_pct,auth_cache_miss_pct,store_cpu_us_per_req,store_cmds_per_req" >"$CSV"
 
 cat >"$TMP/parse.py" <<'PY'
 import json, re, sys
@@ -864,6 +1098,7 @@ FAILED_SAMPLES=0
 sample() {
     local round=$1 sc=$2 tool=$3 url=${URL[$2]} pid=${SRV_PID[$2]} out c0 c1 u0 u1 rss xa xt
     local jc0="" jc1="" hits="" misses="" missp=""
+    local spid=${STORE_PID[$2]:-} rc0="" rc1="" q0="" q1="" scpu="" scmds=""
     out="$TMP/r$round-$sc.$tool.out"
     mapfile -t xa < <(extra_args "$sc" "$tool")
     mapfile -t xt < <(wrk_tail "$sc")
@@ -871,7 +1106,10 @@ sample() {
     [[ "$sc" == ficus-log ]] && : >"$FLOG_OUT"
     # the token cache's counters, read outside the CPU-time window
     [[ -n "${ADMIN_URL[$sc]:-}" ]] && jc0=$(jwt_cache "$sc")
+    [[ -n "${RL_ADMIN[$sc]:-}" ]] && rc0=$(rl_counts "${RL_ADMIN[$sc]}")
+    [[ -n "$spid" ]] && q0=$(redis_cmds)
     rss=$(rss_kb "$pid")
+    if [[ -n "$spid" ]]; then t=$(ticks "$spid") && read -r sk0 ss0 <<<"$t"; fi
     t=$(ticks "$pid") && read -r k0 sy0 <<<"$t"
     st0=$(steal_ticks)
     t=$(ticks "$UP_WORKER") && read -r uu0 us0 <<<"$t"
@@ -886,7 +1124,10 @@ sample() {
     t=$(ticks "$pid") && read -r k1 sy1 <<<"$t"
     st1=$(steal_ticks)
     t=$(ticks "$UP_WORKER") && read -r uu1 us1 <<<"$t"
+    if [[ -n "$spid" ]]; then t=$(ticks "$spid") && read -r sk1 ss1 <<<"$t"; fi
     [[ -n "${ADMIN_URL[$sc]:-}" ]] && jc1=$(jwt_cache "$sc")
+    [[ -n "${RL_ADMIN[$sc]:-}" ]] && rc1=$(rl_counts "${RL_ADMIN[$sc]}")
+    [[ -n "$spid" ]] && q1=$(redis_cmds)
     c0=$((k0 + sy0)) c1=$((k1 + sy1)) u0=$((uu0 + us0)) u1=$((uu1 + us1))
     local parsed ok req secs rps p50 p99 p999 serr non2xx note cpu ucpu kcpu steal offered=""
     if ! parsed=$(python3 "$TMP/parse.py" "$tool" "$out" 2>"$out.parse-err"); then
@@ -901,10 +1142,26 @@ sample() {
         cpu=$(python3 -c "print('%.3f' % (($c1-$c0)*1e6/$CLK_TCK/$req))")
         ucpu=$(python3 -c "print('%.3f' % (($u1-$u0)*1e6/$CLK_TCK/$req))")
         kcpu=$(python3 -c "print('%.3f' % (($k1-$k0)*1e6/$CLK_TCK/$req))")
+        if [[ -n "$spid" ]]; then
+            scpu=$(python3 -c "print('%.3f' % (($sk1+$ss1-$sk0-$ss0)*1e6/$CLK_TCK/$req))")
+            # less the INFO that read q0 (the one that read q1 is not in q1)
+            scmds=$(python3 -c "print('%.2f' % (($q1-$q0-1)/$req))")
+            note="${note:+$note; }redis-server cpu/req ${scpu}us, commands/req $scmds"
+        fi
     else
         cpu=""
         ucpu=""
         kcpu=""
+    fi
+    if [[ -n "$rc0" && -n "$rc1" ]]; then
+        read -r a0 l0 e0 <<<"$rc0"
+        read -r a1 l1 e1 <<<"$rc1"
+        note="${note:+$note; }rate limit admitted $((a1 - a0)) limited $((l1 - l0)) store errors $((e1 - e0))"
+        # every request must have been decided by the policy, and none refused
+        if ((a1 - a0 < req || l1 - l0 > 0 || e1 - e0 > 0)); then
+            loud "$sc round $round $tool: $req requests, but the rate limit admitted $((a1 - a0))," \
+                "limited $((l1 - l0)), store errors $((e1 - e0))"
+        fi
     fi
     if [[ -n "$jc0" && -n "$jc1" ]]; then
         read -r h0 m0 <<<"$jc0"
@@ -929,7 +1186,7 @@ sample() {
     [[ "$p50" == - ]] && p50=""
     [[ "$p99" == - ]] && p99=""
     [[ "$p999" == - ]] && p999=""
-    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\",$kcpu,$steal,$missp" >>"$CSV"
+    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\",$kcpu,$steal,$missp,$scpu,$scmds" >>"$CSV"
     if [[ "$ok" != 1 ]]; then
         FAILED_SAMPLES=$((FAILED_SAMPLES + 1))
         loud "FAILED SAMPLE: round $round, $sc, $tool: requests=$req socket_errors=$serr non2xx=$non2xx ${note}" \
