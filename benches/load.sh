@@ -923,8 +923,11 @@ if want ficus-rl-cors; then
     header_is ficus-rl-cors "Access-Control-Allow-Origin: $BENCH_ORIGIN"
     header_is ficus-rl-cors "Access-Control-Allow-Credentials: true"
     header_is ficus-rl-cors "Access-Control-Expose-Headers: X-Request-Id"
-    expect_status ficus-rl-cors "$u" 204 -X OPTIONS -H "$ORIGIN_HDR" -H "Access-Control-Request-Method: PUT"
+    # methods = [] allows GET, HEAD and POST (a preflight for PUT is refused: 403)
+    expect_status ficus-rl-cors "$u" 204 -X OPTIONS -H "$ORIGIN_HDR" -H "Access-Control-Request-Method: POST" \
+        -H "Access-Control-Request-Headers: content-type"
     header_is ficus-rl-cors "Access-Control-Allow-Origin: $BENCH_ORIGIN"
+    expect_status ficus-rl-cors "$u" 403 -X OPTIONS -H "$ORIGIN_HDR" -H "Access-Control-Request-Method: PUT"
     read -r a _ _ < <(rl_counts "http://127.0.0.1:$P_FRLC_ADMIN")
     ((a >= 1)) || die "ficus-rl-cors: no admitted request in ficus_rate_limit_requests_total{policy=\"bench\"}"
     URL[ficus-rl-cors]=$u
@@ -1109,7 +1112,10 @@ sample() {
     [[ -n "${RL_ADMIN[$sc]:-}" ]] && rc0=$(rl_counts "${RL_ADMIN[$sc]}")
     [[ -n "$spid" ]] && q0=$(redis_cmds)
     rss=$(rss_kb "$pid")
-    if [[ -n "$spid" ]]; then t=$(ticks "$spid") && read -r sk0 ss0 <<<"$t"; fi
+    if [[ -n "$spid" ]]; then
+        kill -0 "$spid" 2>/dev/null || die "$sc: the store's process (pid $spid) is gone"
+        t=$(ticks "$spid") && read -r sk0 ss0 <<<"$t"
+    fi
     t=$(ticks "$pid") && read -r k0 sy0 <<<"$t"
     st0=$(steal_ticks)
     t=$(ticks "$UP_WORKER") && read -r uu0 us0 <<<"$t"
