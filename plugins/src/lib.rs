@@ -35,6 +35,7 @@ pub mod hooks;
 mod metrics;
 pub mod net;
 mod policy;
+pub mod ratelimit;
 mod state;
 
 pub use async_trait::async_trait;

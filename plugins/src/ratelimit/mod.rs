@@ -1,0 +1,3 @@
+//! Rate limiting.
+
+pub mod redis;
