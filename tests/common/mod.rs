@@ -9,6 +9,7 @@
 //! * [`tls`]: a test CA and an HTTPS front. [`dnsmasq`], [`browser`]: the real DNS server
 //!   and headless Chromium.
 //! * [`auth`]: what the authentication tests share (tokens sent, the answers the spec fixes).
+//! * [`redis`]: a real redis-server (stop, start again, pause) and raw commands to it.
 //! * [`oidc`]: a real OpenID provider (npm oidc-provider under Node); [`jwt`]: tokens
 //!   tests sign themselves.
 #![allow(dead_code, unused_imports)]
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod origin;
 pub mod process;
+pub mod redis;
 pub mod registry;
 pub mod tls;
 pub mod wire;
@@ -36,6 +38,7 @@ pub use metrics::*;
 pub use oidc::*;
 pub use origin::*;
 pub use process::*;
+pub use redis::*;
 pub use registry::*;
 pub use tls::*;
 pub use wire::*;
