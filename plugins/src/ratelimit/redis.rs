@@ -361,6 +361,12 @@ impl Inner {
         loop {
             let mut done = {
                 let mut state = self.lock();
+                // The attempt's task records its result before it lets `done` go; gone
+                // without a result, it was dropped (its runtime shut down): start over.
+                if matches!(&state.link, Link::Connecting { done, .. } if done.has_changed().is_err())
+                {
+                    state.link = Link::Idle;
+                }
                 match &state.link {
                     Link::Up { conn, id } => return Ok((conn.clone(), *id)),
                     Link::Connecting { done, wait: true } => done.clone(),
@@ -592,6 +598,59 @@ mod tests {
             parse_reply(&[1, 1, 0], 1),
             Err(StoreError::Protocol(_))
         ));
+    }
+
+    /// A connection attempt whose runtime shuts down does not leave the store waiting for
+    /// it forever: the next call, on another runtime, connects again.
+    #[test]
+    fn an_abandoned_connection_attempt_is_replaced() {
+        use std::net::TcpListener;
+        use std::sync::atomic::AtomicUsize;
+        // Accepts connections and never answers: the handshake hangs.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for s in listener.incoming() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                open.push(s);
+            }
+        });
+        let store = RedisStore::new(&format!("redis://127.0.0.1:{port}"), None, T).unwrap();
+        let l = [RedisLimit {
+            key: "k",
+            interval: T,
+            burst: 1,
+        }];
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        // Shut down while the attempt is under way (it would give up after T).
+        first.block_on(async {
+            tokio::select! {
+                r = store.check(&l) => panic!("the handshake cannot finish: {r:?}"),
+                _ = async {
+                    while accepted.load(Ordering::SeqCst) == 0 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                } => {}
+            }
+        });
+        drop(first);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        let r = runtime().block_on(store.check(&l));
+        assert_eq!(r, Err(StoreError::Timeout));
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "a second attempt was made"
+        );
     }
 
     #[tokio::test]
