@@ -188,7 +188,8 @@ impl RedisStore {
             return Err(ConfigError::ZeroTimeout);
         }
         let parsed = url::Url::parse(url).map_err(|e| ConfigError::BadUrl(e.to_string()))?;
-        if parsed.password().is_some() {
+        // `redis://user:PASSWORD@host`, or `redis+unix:///path?pass=PASSWORD`.
+        if parsed.password().is_some() || parsed.query_pairs().any(|(k, _)| k == "pass") {
             return Err(ConfigError::InlinePassword);
         }
         match parsed.scheme() {
@@ -201,9 +202,8 @@ impl RedisStore {
             .map_err(|e| ConfigError::BadUrl(e.to_string()))?;
         let password = password.filter(|p| !p.is_empty());
         if let Some(p) = &password {
-            info = info
-                .clone()
-                .set_redis_settings(info.redis_settings().clone().set_password(p));
+            let settings = info.redis_settings().clone().set_password(p);
+            info = info.set_redis_settings(settings);
         }
         let tcp = TcpSettings::default().set_nodelay(true);
         #[cfg(target_os = "linux")]
@@ -297,23 +297,17 @@ impl ScriptArgs {
         let mut keys = Vec::with_capacity(limits.len());
         let mut args = Vec::with_capacity(2 * limits.len());
         for l in limits {
+            // The key stays out of the message: it may be made of a client's identity.
             if l.interval.is_zero() {
-                return Err(StoreError::InvalidLimit(format!(
-                    "`{}`: the interval is zero",
-                    l.key
-                )));
+                return Err(StoreError::InvalidLimit("the interval is zero".into()));
             }
             if l.burst == 0 {
-                return Err(StoreError::InvalidLimit(format!(
-                    "`{}`: the burst is zero",
-                    l.key
-                )));
+                return Err(StoreError::InvalidLimit("the burst is zero".into()));
             }
             let window = l.interval.as_nanos() * u128::from(l.burst);
             if window > MAX_WINDOW.as_nanos() {
                 return Err(StoreError::InvalidLimit(format!(
-                    "`{}`: burst × interval is over {} days",
-                    l.key,
+                    "burst × interval is over {} days",
                     MAX_WINDOW.as_secs() / 86_400
                 )));
             }
@@ -509,6 +503,10 @@ mod tests {
         assert!(RedisStore::new("redis://127.0.0.1:6379/2", None, T).is_ok());
         assert!(RedisStore::new("redis://ficus@10.0.0.5", Some("pw".into()), T).is_ok());
         assert!(RedisStore::new("redis+unix:///run/redis.sock", None, T).is_ok());
+        assert_eq!(
+            RedisStore::new("redis+unix:///run/redis.sock?pass=hunter2", None, T).unwrap_err(),
+            ConfigError::InlinePassword
+        );
         assert_eq!(
             RedisStore::new("redis://:hunter2@127.0.0.1", None, T).unwrap_err(),
             ConfigError::InlinePassword
