@@ -372,6 +372,58 @@ async fn redis_down_then_back() {
     assert!(restarted.elapsed() < Duration::from_millis(2_500));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reconnect_storm_while_redis_fails() {
+    // A "Redis" that accepts connections and closes them at once: every connection
+    // attempt fails, quickly, and is counted.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let attempts = Arc::new(AtomicU64::new(0));
+    let counter = attempts.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    let s = RedisStore::new(&format!("redis://127.0.0.1:{port}"), None, TIMEOUT).unwrap();
+    let run = Duration::from_secs(2);
+    let deadline = Instant::now() + run;
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut calls = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let r = s
+                        .check(&[limit("storm", Duration::from_millis(1), 10)])
+                        .await;
+                    assert!(r.is_err(), "{r:?}");
+                    assert!(
+                        t.elapsed() < Duration::from_millis(100),
+                        "{:?}",
+                        t.elapsed()
+                    );
+                    calls += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                calls
+            })
+        })
+        .collect();
+    let mut calls = 0;
+    for c in callers {
+        calls += c.await.unwrap();
+    }
+    let attempts = attempts.load(Ordering::SeqCst);
+    eprintln!("{calls} calls, {attempts} connection attempts in {run:?}");
+    // Pauses of 100, 200, 400, 800 ms, then 1 s: about 6 attempts in 2 s.
+    assert!(calls > 1000, "{calls} calls");
+    assert!((2..=8).contains(&attempts), "{attempts} attempts");
+    assert!(!s.healthy());
+}
+
 /// `calls=N` of command `name` in INFO commandstats (0 when never called).
 fn command_calls(redis: &Redis, name: &str) -> u64 {
     let info = redis.ok(&["INFO", "commandstats"]).bulk().unwrap();
