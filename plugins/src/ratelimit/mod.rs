@@ -27,6 +27,7 @@ pub mod key;
 pub mod local;
 pub mod plugin;
 pub mod rate;
+pub mod redis;
 pub mod store;
 pub mod table;
 
