@@ -151,6 +151,9 @@ rate_limit = false
     let (code, out) = check(&tls);
     assert_eq!(code, 2, "{out}");
     reported(&out, 8, 9, "rate_limits.per_client.redis");
-    assert!(out.contains("`rediss://` (TLS to Redis) is not supported"), "{out}");
+    assert!(
+        out.contains("`rediss://` (TLS to Redis) is not supported"),
+        "{out}"
+    );
     assert!(out.contains("1 error(s)"), "{out}");
 }
