@@ -7,7 +7,7 @@
 //! First a plain measurement, printed: p50/p99 of 20,000 sequential calls (one limit, and
 //! two limits), then throughput and p50/p99 with 32 concurrent callers on a 2-thread
 //! runtime for 3 s. Then criterion's sequential latency of one call. Numbers:
-//! docs/rate-limiting-redis.md.
+//! docs/rate-limiting.md (One quota across gateways: Redis).
 
 use criterion::Criterion;
 use ficus_plugins::ratelimit::redis::{RedisLimit, RedisStore};
