@@ -5,8 +5,7 @@
 //!
 //! Each test is one Chromium run (a few seconds) with several fetches. To check another kind
 //! of gateway answer, add a route with [`Fixture::start`]'s `edit` and one more
-//! [`FetchCase`]: a "429 is readable" case is a rate-limited route with `cors = "shop"`,
-//! fetched until it answers 429, whose result must be `ok` with `status == Some(429)`.
+//! [`FetchCase`], as the rate-limited route of the 429 test does.
 
 mod common;
 use common::*;
@@ -172,4 +171,48 @@ fn another_origin_is_blocked_by_the_browser() {
         Some(1.0),
         "{m}"
     );
+}
+
+#[test]
+fn a_429_from_the_rate_limit_is_readable_by_the_page() {
+    let f = Fixture::start(|c| {
+        c.table("rate_limits.tight", |t| {
+            t.set(
+                "limits",
+                r#"[{ key = "client_ip", rate = "1/min", burst = 2 }]"#,
+            );
+        })
+        .route_with("limited", "/limited/**", "api", |r| {
+            r.set_str("cors", "shop").set_str("rate_limit", "tight");
+        })
+    });
+    let results = run_page(
+        &f.allowed_page,
+        &[
+            // A preflighted PUT: the preflight is answered before the rate limit and costs
+            // the client nothing, the PUT itself takes one unit.
+            FetchCase::new("put", "PUT", &f.gw.url("/limited/1")).header("X-Custom", "1"),
+            FetchCase::get("second", &f.gw.url("/limited/2")),
+            FetchCase::get("third", &f.gw.url("/limited/3")).read_header("x-request-id"),
+        ],
+    );
+    assert_eq!(results["put"].status, Some(200), "{:?}", results["put"]);
+    assert_eq!(
+        results["second"].status,
+        Some(200),
+        "{:?}",
+        results["second"]
+    );
+    let limited = &results["third"];
+    assert!(limited.ok, "the page could not read the 429: {limited:?}");
+    assert_eq!(limited.status, Some(429));
+    let body: serde_json::Value = serde_json::from_str(limited.body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["error"], "rate limit exceeded");
+    assert_eq!(body["request_id"].as_str(), limited.header("x-request-id"));
+    assert_eq!(
+        f.api_saw("GET"),
+        ["/limited/2"],
+        "the limited request never reached the API"
+    );
+    assert_eq!(f.api_saw("OPTIONS"), Vec::<String>::new());
 }

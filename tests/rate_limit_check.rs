@@ -105,7 +105,7 @@ fn check_reports_every_rate_limit_error_at_its_position() {
 }
 
 #[test]
-fn check_accepts_a_valid_policy_and_names_the_missing_redis_store() {
+fn check_accepts_a_valid_policy_and_refuses_tls_to_redis() {
     let ok = r#"[gateway]
 listen = ["127.0.0.1:18080"]
 admin = "127.0.0.1:19901"
@@ -144,9 +144,16 @@ rate_limit = false
         "{out}"
     );
     let redis = redis.replace("redis_password_env = \"FICUS_TEST_UNSET_VAR\"\n", "");
+    // A Redis policy checks without Redis running: `check` never connects.
     let (code, out) = check(&redis);
+    assert_eq!(code, 0, "{out}");
+    let tls = redis.replace("redis://127.0.0.1:6379/0", "rediss://127.0.0.1:6379/0");
+    let (code, out) = check(&tls);
     assert_eq!(code, 2, "{out}");
-    reported(&out, 7, 9, "rate_limits.per_client.store");
-    assert!(out.contains("the Redis store is not built in yet"), "{out}");
+    reported(&out, 8, 9, "rate_limits.per_client.redis");
+    assert!(
+        out.contains("`rediss://` (TLS to Redis) is not supported"),
+        "{out}"
+    );
     assert!(out.contains("1 error(s)"), "{out}");
 }

@@ -9,6 +9,9 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)          # pingora (libz-n
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # A real DNS server for discovery tests (/usr/sbin may not be on PATH).
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+# A real Redis for the rate limiter's shared store (tests/common/redis.rs starts its own
+# instances on free ports; the Debian service the package may start is not used).
+[ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 # Headless browser for the registry dashboard test.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 # Node runs the OpenID provider (tests/oidc, npm oidc-provider 9). It runs on Node 20 and

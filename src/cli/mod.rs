@@ -404,7 +404,9 @@ fn describe_rate_limit(out: &mut String, cfg: &config::Config, r: &crate::router
         StoreSettings::Local { max_keys } => {
             format!("local memory, at most {max_keys} keys")
         }
-        StoreSettings::Redis(r) => format!("redis {}:{}/{}", r.host, r.port, r.db),
+        StoreSettings::Redis { server: r, .. } => {
+            format!("redis {} (shared by every gateway)", r.url())
+        }
     };
     let fields = match s.headers {
         HeaderMode::Refusals => "RateLimit fields on 429s",

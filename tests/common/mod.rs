@@ -11,6 +11,7 @@
 //! * [`cors_page`]: a page on its own origin whose script fetches through the gateway in
 //!   Chromium, for CORS tests.
 //! * [`auth`]: what the authentication tests share (tokens sent, the answers the spec fixes).
+//! * [`redis`]: a real redis-server (stop, start again, pause) and raw commands to it.
 //! * [`oidc`]: a real OpenID provider (npm oidc-provider under Node); [`jwt`]: tokens
 //!   tests sign themselves.
 #![allow(dead_code, unused_imports)]
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod origin;
 pub mod process;
+pub mod redis;
 pub mod registry;
 pub mod tls;
 pub mod wire;
@@ -40,6 +42,7 @@ pub use metrics::*;
 pub use oidc::*;
 pub use origin::*;
 pub use process::*;
+pub use redis::*;
 pub use registry::*;
 pub use tls::*;
 pub use wire::*;

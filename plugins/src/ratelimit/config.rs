@@ -11,6 +11,7 @@
 
 use serde::Deserialize;
 use std::net::IpAddr;
+use std::time::Duration;
 use toml::Spanned;
 
 use super::key::{KeyPart, KeySpec, MAX_PARTS};
@@ -44,7 +45,9 @@ pub struct RateLimitConfig {
     /// `"fail-open"` (default) or `"fail-closed"`: what a request gets when the shared
     /// store cannot decide.
     pub on_store_error: Option<Spanned<String>>,
-    /// The most buckets the local store keeps.
+    /// How long a decision may wait for Redis (default 50ms).
+    pub redis_timeout: Option<Spanned<String>>,
+    /// The most buckets the local store keeps (with Redis: the fail-open fallback's).
     pub max_keys: Option<Spanned<i64>>,
     /// `"refusals"` (default), `"always"` or `"off"`: which responses carry `RateLimit`
     /// and `RateLimit-Policy`.
@@ -133,8 +136,15 @@ pub enum OnStoreError {
 /// Where the buckets live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSettings {
-    Local { max_keys: usize },
-    Redis(RedisSettings),
+    Local {
+        max_keys: usize,
+    },
+    /// Shared in Redis; `max_keys` bounds the local buckets used while Redis cannot
+    /// decide and the policy fails open.
+    Redis {
+        server: RedisSettings,
+        max_keys: usize,
+    },
 }
 
 /// A Redis server, from `redis = "redis://HOST:PORT/DB"` and the password keys.
@@ -147,6 +157,26 @@ pub struct RedisSettings {
     pub db: u32,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// How long a decision may wait for Redis.
+    pub timeout: Duration,
+}
+
+impl RedisSettings {
+    /// The server's URL, without the password (it goes separately).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let user = self
+            .username
+            .as_deref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{scheme}://{user}{host}:{}/{}", self.port, self.db)
+    }
 }
 
 /// A compiled `[rate_limits.NAME]`.
@@ -459,6 +489,14 @@ fn compile_store(config: &RateLimitConfig, cx: &mut CompileContext<'_>) -> Optio
                 "a Redis password without a Redis store",
             );
         }
+        if let Some(t) = &config.redis_timeout {
+            cx.error_hint(
+                Some(t.span()),
+                "redis_timeout",
+                "`redis_timeout` is set but the policy's store is local",
+                "add store = \"redis\", or remove `redis_timeout`",
+            );
+        }
         if let Some(o) = &config.on_store_error {
             cx.warning(
                 Some(o.span()),
@@ -466,29 +504,10 @@ fn compile_store(config: &RateLimitConfig, cx: &mut CompileContext<'_>) -> Optio
                 "`on_store_error` has no effect: the local store cannot fail",
             );
         }
-        let max_keys = match &config.max_keys {
-            None => DEFAULT_MAX_KEYS,
-            Some(m) if !(1..=MAX_MAX_KEYS).contains(m.get_ref()) => {
-                cx.error_hint(
-                    Some(m.span()),
-                    "max_keys",
-                    format!("max_keys {} is out of range", m.get_ref()),
-                    format!("write 1 to {MAX_MAX_KEYS} (the default {DEFAULT_MAX_KEYS} takes about 20 MB)"),
-                );
-                return None;
-            }
-            Some(m) => *m.get_ref() as usize,
-        };
+        let max_keys = compile_max_keys(config, cx)?;
         return Some(StoreSettings::Local { max_keys });
     }
-    if let Some(m) = &config.max_keys {
-        cx.error_hint(
-            Some(m.span()),
-            "max_keys",
-            "`max_keys` bounds the local store; Redis keys expire on their own",
-            "remove `max_keys`, or use store = \"local\"",
-        );
-    }
+    let max_keys = compile_max_keys(config, cx)?;
     let Some(url) = &config.redis else {
         cx.error_hint(
             config.store.as_ref().map(|s| s.span()),
@@ -500,21 +519,82 @@ fn compile_store(config: &RateLimitConfig, cx: &mut CompileContext<'_>) -> Optio
     };
     let server = parse_redis_url(url, cx);
     let secret = password.read(cx);
-    let mut settings = server?;
-    settings.password = secret;
+    let timeout = compile_redis_timeout(config, cx);
+    let mut server = server?;
+    server.password = secret;
+    server.timeout = timeout?;
+    if server.tls {
+        cx.error_hint(
+            Some(url.span()),
+            "redis",
+            "`rediss://` (TLS to Redis) is not supported",
+            "reach Redis over a private network, or through a local TLS tunnel (stunnel, spiped) with a redis:// URL",
+        );
+        return None;
+    }
+    // The URL as the store will use it: what it refuses is an error here, not at start.
+    if let Err(e) = super::redis::RedisStore::new(&server.url(), None, server.timeout) {
+        cx.error(Some(url.span()), "redis", e.to_string());
+        return None;
+    }
     if cx.has_errors() {
         return None;
     }
-    // Everything above is checked; the shared store itself comes with the Redis store
-    // (issue 11's second half).
-    cx.error_hint(
-        config.store.as_ref().map(|s| s.span()),
-        "store",
-        "the Redis store is not built in yet",
-        "use store = \"local\" until it is",
-    );
-    let _ = settings;
-    None
+    Some(StoreSettings::Redis { server, max_keys })
+}
+
+/// `max_keys`: the local store's bound (with Redis, its fail-open fallback's).
+fn compile_max_keys(config: &RateLimitConfig, cx: &mut CompileContext<'_>) -> Option<usize> {
+    match &config.max_keys {
+        None => Some(DEFAULT_MAX_KEYS),
+        Some(m) if !(1..=MAX_MAX_KEYS).contains(m.get_ref()) => {
+            cx.error_hint(
+                Some(m.span()),
+                "max_keys",
+                format!("max_keys {} is out of range", m.get_ref()),
+                format!(
+                    "write 1 to {MAX_MAX_KEYS} (the default {DEFAULT_MAX_KEYS} takes about 20 MB)"
+                ),
+            );
+            None
+        }
+        Some(m) => Some(*m.get_ref() as usize),
+    }
+}
+
+/// The default wait for a Redis decision: a loopback or same-zone round trip is well under
+/// a millisecond, and a request should not wait long for a limit.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn compile_redis_timeout(
+    config: &RateLimitConfig,
+    cx: &mut CompileContext<'_>,
+) -> Option<Duration> {
+    let Some(t) = &config.redis_timeout else {
+        return Some(DEFAULT_REDIS_TIMEOUT);
+    };
+    match crate::duration::try_parse_duration(t.get_ref()) {
+        Ok(d) if !d.is_zero() && d <= MAX_REDIS_TIMEOUT => Some(d),
+        Ok(_) => {
+            cx.error_hint(
+                Some(t.span()),
+                "redis_timeout",
+                format!("redis_timeout `{}` is out of range", t.get_ref()),
+                "write a duration above zero and at most 5s, e.g. \"50ms\"",
+            );
+            None
+        }
+        Err(e) => {
+            cx.error_hint(
+                Some(t.span()),
+                "redis_timeout",
+                format!("redis_timeout: {e}"),
+                "write a duration, e.g. \"50ms\"",
+            );
+            None
+        }
+    }
 }
 
 /// `redis://[USER@]HOST[:PORT][/DB]` or `rediss://` (TLS). A password in the URL is
@@ -598,6 +678,7 @@ fn parse_redis_url(url: &Spanned<String>, cx: &mut CompileContext<'_>) -> Option
         db,
         username,
         password: None,
+        timeout: DEFAULT_REDIS_TIMEOUT,
     })
 }
 
@@ -686,7 +767,24 @@ mod tests {
     }
 
     #[test]
-    fn redis_settings_are_checked_before_the_store_is_refused() {
+    fn a_redis_policy_compiles() {
+        let (s, p) = compile_in(
+            Path::new("."),
+            "store = \"redis\"\nredis = \"redis://ops@127.0.0.1:6390/3\"\nredis_timeout = \"20ms\"\non_store_error = \"fail-closed\"\nlimits = [{ key = \"claim:client_id\", rate = \"6000/min\", burst = 100 }]",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let s = s.expect("compiles");
+        let StoreSettings::Redis { server, max_keys } = &s.store else {
+            panic!("a Redis store: {:?}", s.store);
+        };
+        assert_eq!(server.url(), "redis://ops@127.0.0.1:6390/3");
+        assert_eq!(server.timeout, Duration::from_millis(20));
+        assert_eq!(*max_keys, DEFAULT_MAX_KEYS);
+        assert_eq!(s.on_store_error, OnStoreError::FailClosed);
+    }
+
+    #[test]
+    fn redis_settings_are_checked() {
         let e = errors("store = \"redis\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]");
         assert_eq!(e[0].0, "redis");
         let e = errors(
@@ -712,15 +810,22 @@ mod tests {
         assert_eq!(e[0].0, "redis_password");
         let e = errors("store = \"redis\"\nredis = \"rediss://cache.internal:6380/2\"\non_store_error = \"fail-closed\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert_eq!(e[0].0, "store");
-        assert_eq!(e[0].1, "the Redis store is not built in yet");
+        assert_eq!(e[0].0, "redis");
+        assert!(e[0].1.contains("not supported"), "{e:?}");
+        for t in ["0s", "10s", "fast"] {
+            let e = errors(&format!("store = \"redis\"\nredis = \"redis://h\"\nredis_timeout = \"{t}\"\nlimits = [{{ key = \"client_ip\", rate = \"1/s\" }}]"));
+            assert_eq!(e[0].0, "redis_timeout", "{t}: {e:?}");
+        }
+        let e =
+            errors("redis_timeout = \"50ms\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]");
+        assert_eq!(e[0].0, "redis_timeout");
         let e = errors("store = \"memcached\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]");
         assert_eq!(e[0].0, "store");
         let e = errors(
             "redis = \"redis://127.0.0.1\"\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]",
         );
         assert!(e[0].2.as_deref().unwrap().contains("store = \"redis\""));
-        let e = errors("store = \"redis\"\nredis = \"redis://h\"\nmax_keys = 10\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]");
+        let e = errors("store = \"redis\"\nredis = \"redis://h\"\nmax_keys = 0\nlimits = [{ key = \"client_ip\", rate = \"1/s\" }]");
         assert_eq!(e[0].0, "max_keys");
     }
 

@@ -27,6 +27,8 @@ pub mod key;
 pub mod local;
 pub mod plugin;
 pub mod rate;
+pub mod redis;
+pub mod shared;
 pub mod store;
 pub mod table;
 
@@ -59,9 +61,26 @@ impl PolicyKind for RateLimit {
             StoreSettings::Local { max_keys } => {
                 store::Store::Local(local::LocalStore::new(&settings.limits, *max_keys))
             }
-            // compile refuses `store = "redis"` until the Redis store is built in.
-            StoreSettings::Redis(_) => {
-                store::Store::Local(local::LocalStore::new(&settings.limits, 1))
+            StoreSettings::Redis { server, max_keys } => {
+                let password = server
+                    .password
+                    .as_ref()
+                    .and_then(|p| p.text())
+                    .map(str::to_string);
+                match redis::RedisStore::new(&server.url(), password, server.timeout) {
+                    Ok(r) => store::Store::Shared(shared::SharedStore::new(
+                        name,
+                        r,
+                        &settings.limits,
+                        *max_keys,
+                    )),
+                    // Compiling checked the URL with the same call; should it still be
+                    // refused, the limits hold in this gateway alone rather than not at all.
+                    Err(e) => {
+                        log::error!("rate limit {name}: {e}; limiting in this gateway only");
+                        store::Store::Local(local::LocalStore::new(&settings.limits, *max_keys))
+                    }
+                }
             }
         };
         Arc::new(RateLimitPlugin::new(name, settings, store))

@@ -10,14 +10,14 @@ use async_trait::async_trait;
 use http::StatusCode;
 use smallvec::SmallVec;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use super::config::{HeaderMode, OnStoreError, RateLimitSettings};
 use super::fields::{Fields, RATELIMIT, RATELIMIT_POLICY};
 use super::key::BucketKey;
-use super::store::{Decision, Store};
+use super::store::{Decision, Store, StoreError};
 use super::SECTION;
 use crate::{
     Background, Hooks, MetricSample, Outcome, Plugin, RequestView, Response, ResponseHead,
@@ -29,6 +29,19 @@ pub const LIMITED: &str = "rate limit exceeded";
 pub const UNAVAILABLE: &str = "rate limit unavailable";
 /// How often buckets that are full again are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// At most one message per this while the shared store keeps failing.
+const STORE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The shared store's failures as logged: the first at once, then one summary per
+/// [`STORE_LOG_EVERY`], and one line when it answers again.
+#[derive(Default)]
+struct StoreLog {
+    last: Option<Instant>,
+    /// Failed decisions not yet reported.
+    unreported: u64,
+    /// Failed decisions since the store last answered.
+    outage: u64,
+}
 
 /// A decision left in the request's state for the response fields.
 #[derive(Debug, Clone)]
@@ -49,6 +62,10 @@ pub struct RateLimitPlugin {
     /// Per route naming the policy (route names are few and fixed by the config).
     counts: RwLock<HashMap<Box<str>, Arc<RouteCounts>>>,
     store_errors: AtomicU64,
+    /// The shared store failed its last call (read on every decision; the log's lock is
+    /// taken only around failures and the recovery).
+    store_failing: AtomicBool,
+    store_log: Mutex<StoreLog>,
 }
 
 impl RateLimitPlugin {
@@ -60,6 +77,53 @@ impl RateLimitPlugin {
             store,
             counts: RwLock::new(HashMap::new()),
             store_errors: AtomicU64::new(0),
+            store_failing: AtomicBool::new(false),
+            store_log: Mutex::new(StoreLog::default()),
+        }
+    }
+
+    /// Counts a decision the store could not make, and logs it (rate-limited: an outage
+    /// under load is thousands of failures a second).
+    fn store_failed(&self, e: &StoreError) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+        self.store_failing.store(true, Ordering::Relaxed);
+        let mut log = self.store_log.lock().unwrap_or_else(|p| p.into_inner());
+        log.unreported += 1;
+        log.outage += 1;
+        let now = Instant::now();
+        if log
+            .last
+            .is_none_or(|t| now.duration_since(t) >= STORE_LOG_EVERY)
+        {
+            let then = match self.settings.on_store_error {
+                OnStoreError::FailOpen => "deciding with this gateway's own buckets",
+                OnStoreError::FailClosed => "answering 503",
+            };
+            log::warn!(
+                "rate limit {}: {e}; {then} ({} decision(s) without the store since the last message)",
+                self.name,
+                log.unreported
+            );
+            log.last = Some(now);
+            log.unreported = 0;
+        }
+    }
+
+    /// The store decided: ends an outage, with one line saying so.
+    fn store_answered(&self) {
+        if !self.store_failing.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut log = self.store_log.lock().unwrap_or_else(|p| p.into_inner());
+        if self.store_failing.swap(false, Ordering::Relaxed) {
+            // At warning level like the outage it ends (the gateway caps `log` records at
+            // warnings: pingora's debug logging is costly even when filtered).
+            log::warn!(
+                "rate limit {}: the shared store answers again ({} decision(s) were made without it)",
+                self.name,
+                log.outage
+            );
+            *log = StoreLog::default();
         }
     }
 
@@ -133,31 +197,36 @@ impl Plugin for RateLimitPlugin {
                 .enumerate()
                 .map(|(i, l)| l.key.resolve(i, view))
                 .collect();
-            self.store.check(&keys).await
+            match self.store.check(&keys).await {
+                Ok(d) => {
+                    self.store_answered();
+                    Some(d)
+                }
+                Err(e) => {
+                    self.store_failed(&e);
+                    match self.settings.on_store_error {
+                        OnStoreError::FailOpen => Some(self.store.fallback(&keys)),
+                        OnStoreError::FailClosed => None,
+                    }
+                }
+            }
         };
         match decision {
-            Ok(d) if d.admitted => {
+            Some(d) if d.admitted => {
                 self.count(req.route, true);
                 if self.settings.headers == HeaderMode::Always {
                     req.state.insert(RateLimitDecision(d));
                 }
                 Outcome::Continue
             }
-            Ok(d) => {
+            Some(d) => {
                 self.count(req.route, false);
                 Outcome::Respond(self.refusal(&d))
             }
-            Err(e) => {
-                self.store_errors.fetch_add(1, Ordering::Relaxed);
-                log::warn!("rate limit {}: {e}", self.name);
-                match self.settings.on_store_error {
-                    OnStoreError::FailOpen => Outcome::Continue,
-                    OnStoreError::FailClosed => Outcome::Respond(
-                        Response::error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
-                            .with_header(http::header::RETRY_AFTER, 1u32.into()),
-                    ),
-                }
-            }
+            None => Outcome::Respond(
+                Response::error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
+                    .with_header(http::header::RETRY_AFTER, 1u32.into()),
+            ),
         }
     }
 

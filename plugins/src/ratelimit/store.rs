@@ -8,14 +8,15 @@
 //! fields a store reports ([`LimitState`]) mean the same whichever store computed them, and
 //! the response fields built from them do too.
 //!
-//! `Local` (this process's memory) is the store today; a shared store (Redis) plugs in as
-//! another variant of [`Store`] with the same `check`.
+//! `Local` keeps buckets in this process's memory; `Shared` keeps them in Redis, shared
+//! by every gateway naming the policy, with local buckets to fall back on.
 
 use smallvec::SmallVec;
 use std::time::Duration;
 
 use super::key::BucketKey;
 use super::local::LocalStore;
+use super::shared::SharedStore;
 use crate::MetricSample;
 
 /// What a store knows about one limit after a decision.
@@ -64,6 +65,8 @@ pub enum StoreError {
 pub enum Store {
     /// In this process's memory: exact, never fails, not shared with other instances.
     Local(LocalStore),
+    /// In Redis, shared by every gateway: exact, may fail (then see `fallback`).
+    Shared(SharedStore),
 }
 
 impl Store {
@@ -71,6 +74,24 @@ impl Store {
     pub async fn check(&self, keys: &[BucketKey<'_>]) -> Result<Decision, StoreError> {
         match self {
             Store::Local(s) => Ok(s.check(keys)),
+            Store::Shared(s) => s.check(keys).await,
+        }
+    }
+
+    /// A decision without the shared store, for a policy that fails open while it cannot
+    /// decide: this gateway's own buckets, with the same limits.
+    pub fn fallback(&self, keys: &[BucketKey<'_>]) -> Decision {
+        match self {
+            Store::Local(s) => s.check(keys),
+            Store::Shared(s) => s.fallback(keys),
+        }
+    }
+
+    /// Whether the store can decide (the local store always can; Redis: its last call did).
+    pub fn healthy(&self) -> bool {
+        match self {
+            Store::Local(_) => true,
+            Store::Shared(s) => s.healthy(),
         }
     }
 
@@ -78,6 +99,7 @@ impl Store {
     pub fn sweep(&self) {
         match self {
             Store::Local(s) => s.sweep(),
+            Store::Shared(s) => s.fallback_store().sweep(),
         }
     }
 
@@ -85,6 +107,7 @@ impl Store {
     pub fn keys(&self) -> usize {
         match self {
             Store::Local(s) => s.len(),
+            Store::Shared(s) => s.fallback_store().len(),
         }
     }
 
@@ -92,6 +115,15 @@ impl Store {
     pub fn metrics(&self, policy: &str, out: &mut Vec<MetricSample>) {
         match self {
             Store::Local(s) => s.metrics(policy, out),
+            Store::Shared(s) => {
+                out.push(MetricSample::gauge(
+                    "ficus_rate_limit_store_up",
+                    "Whether a rate-limit policy's shared store answered its last call.",
+                    vec![("policy", policy.to_string())],
+                    u64::from(s.healthy()),
+                ));
+                s.fallback_store().metrics(policy, out)
+            }
         }
     }
 }

@@ -1,0 +1,661 @@
+//! The rate limiter's shared store: GCRA buckets kept in Redis, so that every gateway
+//! pointed at one Redis enforces one limit between them.
+//!
+//! [`RedisStore::check`] decides one request against one or more limits in a single Lua
+//! script call (EVALSHA, falling back to EVAL when Redis answers NOSCRIPT), one round trip,
+//! bounded by the store's timeout. The script (`redis.lua`, next to this file) reads the
+//! time from Redis (`TIME`), so gateways with skewed clocks agree; it admits the request
+//! only when every limit has room, and then updates every bucket, or none. A bucket is one
+//! key, `ficus:rl:` + the caller's key, holding its theoretical arrival time (TAT) and
+//! expiring at it: an idle bucket costs Redis nothing.
+//!
+//! The connection is made on first use, not by [`RedisStore::new`]: a store can be built
+//! (a config compiled) while Redis is down. One multiplexed connection serves every
+//! caller. When it drops, the next call reconnects; while Redis stays down, calls fail at
+//! once ([`StoreError::Unreachable`]) and one reconnect attempt at a time is made, paused
+//! 100 ms, then twice as long after each failure, up to 1 s. A Redis that accepts but does
+//! not answer (hung, paused) costs each call its timeout ([`StoreError::Timeout`]).
+//!
+//! This module owns the store and its wire format. What a refusal means for the request
+//! (fail open or closed, the 429, the headers) is the caller's business.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::io::tcp::TcpSettings;
+use redis::{AsyncConnectionConfig, Client, ErrorKind, IntoConnectionInfo, RedisError};
+use tokio::sync::watch;
+
+/// Put before every caller key: the store's keys are recognisable and cannot collide with
+/// other users of the same Redis.
+pub const KEY_PREFIX: &str = "ficus:rl:";
+
+/// The longest `burst * interval` a limit may have. The script computes in nanoseconds
+/// with Lua's doubles, exact below 2^53 ns (about 104 days).
+pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The GCRA script; see the comments at its top for its arguments and reply.
+const SCRIPT: &str = include_str!("redis.lua");
+
+/// Pause after the first failed connection attempt; doubled after each further failure.
+const FIRST_RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause between two attempts: Redis back is found within about this long.
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+/// TCP_USER_TIMEOUT: a request unacknowledged this long (Redis's host gone, a network
+/// black hole) closes the connection, so it is replaced instead of timing out forever.
+/// A paused Redis process still has its kernel acknowledge, and keeps its connection.
+#[cfg(target_os = "linux")]
+const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Commands queued toward the connection's writer before callers wait for room (the
+/// crate's default, 50, is small for a gateway's concurrency).
+const PIPELINE_BUFFER: usize = 1024;
+
+/// One limit of a request: the bucket's key (without [`KEY_PREFIX`]), the emission
+/// interval `T` (period / N) and the burst `B` (requests admitted at once from a full
+/// bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisLimit<'a> {
+    pub key: &'a str,
+    pub interval: Duration,
+    pub burst: u32,
+}
+
+/// One limit's state after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitState {
+    /// Whether this limit had room for the request (the request itself is admitted only
+    /// when every limit had: [`RedisDecision::admitted`]).
+    pub admitted: bool,
+    /// Further requests this limit would admit right now; 0 when it had no room.
+    pub remaining: u64,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+    /// Until this limit would admit one request; zero when it had room.
+    pub retry_after: Duration,
+}
+
+/// The decision on one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisDecision {
+    /// Every limit had room, and every bucket was updated. When false, none was.
+    pub admitted: bool,
+    /// One per [`RedisLimit`], in the order given.
+    pub limits: Vec<LimitState>,
+}
+
+/// A Redis URL the store will not use. Never contains a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("not a Redis URL: {0}")]
+    BadUrl(String),
+    #[error(
+        "the Redis URL has a password in it: write the URL without it and give the password from a file or an environment variable"
+    )]
+    InlinePassword,
+    #[error(
+        "`{0}://` (TLS) is not supported: ficus is built without a TLS client for Redis; reach Redis over a private network or through a local TLS tunnel, with a redis:// URL"
+    )]
+    TlsUnsupported(String),
+    #[error("unsupported URL scheme `{0}`: use redis:// (or redis+unix:// for a socket)")]
+    Scheme(String),
+    #[error("the Redis timeout must be more than zero")]
+    ZeroTimeout,
+}
+
+/// Why a check got no decision. Never contains the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// No answer within the store's timeout (Redis hung or overloaded, or a connection
+    /// attempt that did not complete).
+    #[error("Redis did not answer in time")]
+    Timeout,
+    /// No connection: refused, dropped, or waiting before the next reconnect attempt.
+    #[error("Redis is unreachable: {0}")]
+    Unreachable(String),
+    /// Redis refused the credentials, or wants some (NOAUTH, WRONGPASS, NOPERM).
+    #[error("Redis refused the credentials: {0}")]
+    Auth(String),
+    /// Redis answered with an error or with a reply the script never gives.
+    #[error("unexpected answer from Redis: {0}")]
+    Protocol(String),
+    /// A limit the store cannot apply (a caller's bug: config compilation checks these).
+    #[error("invalid rate limit: {0}")]
+    InvalidLimit(String),
+}
+
+/// The shared GCRA store; clones share one connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    connection: AsyncConnectionConfig,
+    timeout: Duration,
+    /// The URL, for messages (it has no password: those are refused).
+    target: String,
+    /// Only to scrub it from error text, should Redis or the client ever echo it.
+    password: Option<String>,
+    script_hash: String,
+    link: Mutex<LinkState>,
+    healthy: AtomicBool,
+}
+
+struct LinkState {
+    link: Link,
+    /// The pause after the next failed attempt.
+    pause: Duration,
+    /// Numbers connections, so that a failed call drops only the connection it used.
+    next_id: u64,
+}
+
+enum Link {
+    /// No connection and no attempt: the next call connects, and waits for it.
+    Idle,
+    /// One attempt in flight; `done` fires when it ends. `wait`: callers wait for it
+    /// (first use, or a connection that just dropped); after a failed attempt they do not.
+    Connecting {
+        done: watch::Receiver<()>,
+        wait: bool,
+    },
+    Up {
+        conn: MultiplexedConnection,
+        id: u64,
+    },
+    /// The last attempt failed; calls fail with `error` until `retry_at`.
+    Down {
+        error: StoreError,
+        retry_at: Instant,
+    },
+}
+
+impl RedisStore {
+    /// A store for `url` (`redis://host:port/db`, `redis+unix:///path`), authenticating with
+    /// `password` (read by the caller from a file or an environment variable), each call
+    /// bounded by `timeout`. Does not connect: the first [`check`](Self::check) does, and
+    /// the store reconnects by itself. Fails only on a URL it cannot use: unparseable, with
+    /// an inline password, or `rediss://` (no TLS support).
+    pub fn new(
+        url: &str,
+        password: Option<String>,
+        timeout: Duration,
+    ) -> Result<RedisStore, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        let parsed = url::Url::parse(url).map_err(|e| ConfigError::BadUrl(e.to_string()))?;
+        // `redis://user:PASSWORD@host`, or `redis+unix:///path?pass=PASSWORD`.
+        if parsed.password().is_some() || parsed.query_pairs().any(|(k, _)| k == "pass") {
+            return Err(ConfigError::InlinePassword);
+        }
+        match parsed.scheme() {
+            "redis" | "valkey" | "redis+unix" | "unix" => {}
+            tls @ ("rediss" | "valkeys") => return Err(ConfigError::TlsUnsupported(tls.into())),
+            other => return Err(ConfigError::Scheme(other.into())),
+        }
+        let mut info = url
+            .into_connection_info()
+            .map_err(|e| ConfigError::BadUrl(e.to_string()))?;
+        let password = password.filter(|p| !p.is_empty());
+        if let Some(p) = &password {
+            let settings = info.redis_settings().clone().set_password(p);
+            info = info.set_redis_settings(settings);
+        }
+        let tcp = TcpSettings::default().set_nodelay(true);
+        #[cfg(target_os = "linux")]
+        let tcp = tcp.set_user_timeout(DEAD_PEER_TIMEOUT);
+        let info = info.set_tcp_settings(tcp);
+        let client = Client::open(info).map_err(|e| ConfigError::BadUrl(e.to_string()))?;
+        // The connection attempt (TCP, AUTH, SELECT) runs in a task of its own, outside
+        // any call's timeout: it gets the same bound. Commands are bounded per call by
+        // `check`, so the connection needs no response timeout of its own.
+        let connection = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(None)
+            .set_pipeline_buffer_size(PIPELINE_BUFFER);
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                connection,
+                timeout,
+                target: url.to_string(),
+                password,
+                script_hash: redis::Script::new(SCRIPT).get_hash().to_string(),
+                link: Mutex::new(LinkState {
+                    link: Link::Idle,
+                    pause: FIRST_RECONNECT_PAUSE,
+                    next_id: 0,
+                }),
+                healthy: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Decides one request against `limits`: admitted only when every limit has room,
+    /// and then every bucket is updated; otherwise none is. One script call, one round
+    /// trip, bounded by the store's timeout. Must run on a tokio runtime.
+    pub async fn check(&self, limits: &[RedisLimit<'_>]) -> Result<RedisDecision, StoreError> {
+        if limits.is_empty() {
+            return Ok(RedisDecision {
+                admitted: true,
+                limits: Vec::new(),
+            });
+        }
+        let args = ScriptArgs::new(limits)?;
+        let result = match tokio::time::timeout(self.inner.timeout, self.inner.run(&args)).await {
+            Ok(Ok(reply)) => parse_reply(&reply, limits.len()),
+            Ok(Err(e)) => Err(e),
+            Err(_elapsed) => Err(StoreError::Timeout),
+        };
+        self.inner.healthy.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+
+    /// Whether the last call got a decision from Redis (false before the first call).
+    pub fn healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The store's URL (it holds no password).
+    pub fn url(&self) -> &str {
+        &self.inner.target
+    }
+
+    /// The bound on each call.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.inner.target)
+            .field(
+                "password",
+                &self.inner.password.as_ref().map(|_| "redacted"),
+            )
+            .field("timeout", &self.inner.timeout)
+            .field("healthy", &self.healthy())
+            .finish()
+    }
+}
+
+/// The script's keys and arguments, checked and encoded once per call.
+struct ScriptArgs {
+    keys: Vec<String>,
+    /// Per limit: interval in nanoseconds, burst.
+    args: Vec<u64>,
+}
+
+impl ScriptArgs {
+    fn new(limits: &[RedisLimit<'_>]) -> Result<ScriptArgs, StoreError> {
+        let mut keys = Vec::with_capacity(limits.len());
+        let mut args = Vec::with_capacity(2 * limits.len());
+        for l in limits {
+            // The key stays out of the message: it may be made of a client's identity.
+            if l.interval.is_zero() {
+                return Err(StoreError::InvalidLimit("the interval is zero".into()));
+            }
+            if l.burst == 0 {
+                return Err(StoreError::InvalidLimit("the burst is zero".into()));
+            }
+            let window = l.interval.as_nanos() * u128::from(l.burst);
+            if window > MAX_WINDOW.as_nanos() {
+                return Err(StoreError::InvalidLimit(format!(
+                    "burst × interval is over {} days",
+                    MAX_WINDOW.as_secs() / 86_400
+                )));
+            }
+            keys.push(format!("{KEY_PREFIX}{}", l.key));
+            // Below MAX_WINDOW, so within u64.
+            args.push(l.interval.as_nanos() as u64);
+            args.push(u64::from(l.burst));
+        }
+        Ok(ScriptArgs { keys, args })
+    }
+
+    /// `EVALSHA sha` or `EVAL script`, with the keys and arguments.
+    fn command(&self, verb: &str, script: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd(verb);
+        cmd.arg(script).arg(self.keys.len());
+        for k in &self.keys {
+            cmd.arg(k);
+        }
+        for a in &self.args {
+            cmd.arg(*a);
+        }
+        cmd
+    }
+}
+
+impl Inner {
+    /// The script's reply. Unbounded: `check` puts the timeout around it.
+    async fn run(self: &Arc<Self>, args: &ScriptArgs) -> Result<Vec<i64>, StoreError> {
+        let (mut conn, id) = self.connection().await?;
+        let evalsha = args.command("EVALSHA", &self.script_hash);
+        match evalsha.query_async::<Vec<i64>>(&mut conn).await {
+            Ok(reply) => Ok(reply),
+            // Not cached (a restarted or flushed Redis): EVAL runs it and caches it.
+            Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => args
+                .command("EVAL", SCRIPT)
+                .query_async::<Vec<i64>>(&mut conn)
+                .await
+                .map_err(|e| self.failed(e, Some(id))),
+            Err(e) => Err(self.failed(e, Some(id))),
+        }
+    }
+
+    /// The current connection, connecting when there is none (see [`Link`]).
+    async fn connection(self: &Arc<Self>) -> Result<(MultiplexedConnection, u64), StoreError> {
+        loop {
+            let mut done = {
+                let mut state = self.lock();
+                // The attempt's task records its result before it lets `done` go; gone
+                // without a result, it was dropped (its runtime shut down): start over.
+                if matches!(&state.link, Link::Connecting { done, .. } if done.has_changed().is_err())
+                {
+                    state.link = Link::Idle;
+                }
+                match &state.link {
+                    Link::Up { conn, id } => return Ok((conn.clone(), *id)),
+                    Link::Connecting { done, wait: true } => done.clone(),
+                    Link::Connecting { wait: false, .. } => {
+                        return Err(StoreError::Unreachable("reconnecting".into()))
+                    }
+                    Link::Down { error, retry_at } if Instant::now() < *retry_at => {
+                        return Err(error.clone())
+                    }
+                    // After a failure only the caller that starts the attempt waits for
+                    // it; the others fail at once.
+                    Link::Down { .. } => self.start_connecting(&mut state, false),
+                    Link::Idle => self.start_connecting(&mut state, true),
+                }
+            };
+            // Fires when the attempt ends (its sender is dropped): look again.
+            let _ = done.changed().await;
+        }
+    }
+
+    /// Starts the one connection attempt in a task of its own: a caller that times out
+    /// does not cancel it.
+    fn start_connecting(
+        self: &Arc<Self>,
+        state: &mut LinkState,
+        wait: bool,
+    ) -> watch::Receiver<()> {
+        let (tx, rx) = watch::channel(());
+        state.link = Link::Connecting {
+            done: rx.clone(),
+            wait,
+        };
+        let inner = Arc::clone(self);
+        tokio::spawn(async move {
+            let result = inner
+                .client
+                .get_multiplexed_async_connection_with_config(&inner.connection)
+                .await;
+            inner.connected(result);
+            drop(tx);
+        });
+        rx
+    }
+
+    fn connected(&self, result: Result<MultiplexedConnection, RedisError>) {
+        let error = result.as_ref().err().map(|e| self.classify(e));
+        let mut state = self.lock();
+        match (result, error) {
+            (Ok(conn), _) => {
+                let id = state.next_id;
+                state.next_id += 1;
+                state.pause = FIRST_RECONNECT_PAUSE;
+                state.link = Link::Up { conn, id };
+            }
+            (Err(_), error) => {
+                let pause = state.pause;
+                state.pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
+                state.link = Link::Down {
+                    error: error.unwrap_or(StoreError::Unreachable("connection failed".into())),
+                    retry_at: Instant::now() + pause,
+                };
+                self.healthy.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A failed command: the connection `id` it used is dropped when the error says the
+    /// connection is gone (the next call reconnects).
+    fn failed(&self, e: RedisError, id: Option<u64>) -> StoreError {
+        let gone = e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error();
+        if let (true, Some(id)) = (gone, id) {
+            let mut state = self.lock();
+            if matches!(state.link, Link::Up { id: current, .. } if current == id) {
+                state.link = Link::Idle;
+            }
+        }
+        self.classify(&e)
+    }
+
+    fn classify(&self, e: &RedisError) -> StoreError {
+        let text = redact(&e.to_string(), self.password.as_deref());
+        let auth_code = matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+        if e.kind() == ErrorKind::AuthenticationFailed || auth_code {
+            StoreError::Auth(text)
+        } else if e.is_timeout() {
+            StoreError::Timeout
+        } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+            StoreError::Unreachable(text)
+        } else {
+            StoreError::Protocol(text)
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LinkState> {
+        // Nothing panics while holding it; a poisoned lock still holds a consistent state.
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `text` with every occurrence of `password` replaced.
+fn redact(text: &str, password: Option<&str>) -> String {
+    match password {
+        Some(p) if !p.is_empty() && text.contains(p) => text.replace(p, "<redacted>"),
+        _ => text.to_string(),
+    }
+}
+
+/// The script's reply: `[admitted, (admitted_i, remaining, reset_ns, retry_after_ns) * n]`.
+fn parse_reply(reply: &[i64], n: usize) -> Result<RedisDecision, StoreError> {
+    if reply.len() != 1 + 4 * n {
+        return Err(StoreError::Protocol(format!(
+            "the rate-limit script answered {} numbers for {n} limits",
+            reply.len()
+        )));
+    }
+    let nanos = |v: i64| Duration::from_nanos(v.max(0) as u64);
+    let limits = reply[1..]
+        .chunks_exact(4)
+        .map(|c| LimitState {
+            admitted: c[0] == 1,
+            remaining: c[1].max(0) as u64,
+            reset: nanos(c[2]),
+            retry_after: nanos(c[3]),
+        })
+        .collect();
+    Ok(RedisDecision {
+        admitted: reply[0] == 1,
+        limits,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn urls() {
+        assert!(RedisStore::new("redis://127.0.0.1:6379/2", None, T).is_ok());
+        assert!(RedisStore::new("redis://ficus@10.0.0.5", Some("pw".into()), T).is_ok());
+        assert!(RedisStore::new("redis+unix:///run/redis.sock", None, T).is_ok());
+        assert_eq!(
+            RedisStore::new("redis+unix:///run/redis.sock?pass=hunter2", None, T).unwrap_err(),
+            ConfigError::InlinePassword
+        );
+        assert_eq!(
+            RedisStore::new("redis://:hunter2@127.0.0.1", None, T).unwrap_err(),
+            ConfigError::InlinePassword
+        );
+        assert_eq!(
+            RedisStore::new("redis://user:hunter2@127.0.0.1", None, T).unwrap_err(),
+            ConfigError::InlinePassword
+        );
+        assert_eq!(
+            RedisStore::new("rediss://127.0.0.1", None, T).unwrap_err(),
+            ConfigError::TlsUnsupported("rediss".into())
+        );
+        assert_eq!(
+            RedisStore::new("http://127.0.0.1", None, T).unwrap_err(),
+            ConfigError::Scheme("http".into())
+        );
+        assert!(matches!(
+            RedisStore::new("127.0.0.1:6379", None, T),
+            Err(ConfigError::BadUrl(_) | ConfigError::Scheme(_))
+        ));
+        assert_eq!(
+            RedisStore::new("redis://127.0.0.1", None, Duration::ZERO).unwrap_err(),
+            ConfigError::ZeroTimeout
+        );
+    }
+
+    #[test]
+    fn errors_never_show_the_password() {
+        let e = RedisStore::new("redis://:hunter2@127.0.0.1", None, T).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"));
+        let store = RedisStore::new("redis://127.0.0.1", Some("hunter2".into()), T).unwrap();
+        assert!(!format!("{store:?}").contains("hunter2"));
+        assert_eq!(
+            redact("AUTH hunter2 failed", Some("hunter2")),
+            "AUTH <redacted> failed"
+        );
+        assert_eq!(redact("refused", None), "refused");
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let limit = |interval, burst| RedisLimit {
+            key: "k",
+            interval,
+            burst,
+        };
+        let ms = Duration::from_millis(1);
+        assert!(matches!(
+            ScriptArgs::new(&[limit(Duration::ZERO, 1)]),
+            Err(StoreError::InvalidLimit(_))
+        ));
+        assert!(matches!(
+            ScriptArgs::new(&[limit(ms, 0)]),
+            Err(StoreError::InvalidLimit(_))
+        ));
+        assert!(matches!(
+            ScriptArgs::new(&[limit(Duration::from_secs(3600), 24 * 31)]),
+            Err(StoreError::InvalidLimit(_))
+        ));
+        let a = ScriptArgs::new(&[limit(Duration::from_secs(1) / 6000, 10)]).unwrap();
+        assert_eq!(a.keys, ["ficus:rl:k"]);
+        assert_eq!(a.args, [166_666, 10]);
+    }
+
+    #[test]
+    fn replies() {
+        let d = parse_reply(&[0, 1, 3, 2_000, 0, 0, 0, 5_000, 1_500], 2).unwrap();
+        assert!(!d.admitted);
+        assert_eq!(
+            d.limits,
+            [
+                LimitState {
+                    admitted: true,
+                    remaining: 3,
+                    reset: Duration::from_micros(2),
+                    retry_after: Duration::ZERO
+                },
+                LimitState {
+                    admitted: false,
+                    remaining: 0,
+                    reset: Duration::from_micros(5),
+                    retry_after: Duration::from_nanos(1_500)
+                }
+            ]
+        );
+        assert!(matches!(
+            parse_reply(&[1, 1, 0], 1),
+            Err(StoreError::Protocol(_))
+        ));
+    }
+
+    /// A connection attempt whose runtime shuts down does not leave the store waiting for
+    /// it forever: the next call, on another runtime, connects again.
+    #[test]
+    fn an_abandoned_connection_attempt_is_replaced() {
+        use std::net::TcpListener;
+        use std::sync::atomic::AtomicUsize;
+        // Accepts connections and never answers: the handshake hangs.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for s in listener.incoming() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                open.push(s);
+            }
+        });
+        let store = RedisStore::new(&format!("redis://127.0.0.1:{port}"), None, T).unwrap();
+        let l = [RedisLimit {
+            key: "k",
+            interval: T,
+            burst: 1,
+        }];
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        // Shut down while the attempt is under way (it would give up after T).
+        first.block_on(async {
+            tokio::select! {
+                r = store.check(&l) => panic!("the handshake cannot finish: {r:?}"),
+                _ = async {
+                    while accepted.load(Ordering::SeqCst) == 0 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                } => {}
+            }
+        });
+        drop(first);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        let r = runtime().block_on(store.check(&l));
+        assert_eq!(r, Err(StoreError::Timeout));
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "a second attempt was made"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_limits_no_redis() {
+        // Nothing listens on port 1: a call that went to Redis would fail.
+        let store = RedisStore::new("redis://127.0.0.1:1", None, T).unwrap();
+        let d = store.check(&[]).await.unwrap();
+        assert!(d.admitted && d.limits.is_empty());
+    }
+}
