@@ -956,6 +956,9 @@ if want ficus-rl-redis; then
     done
     [[ "$(redis_cli ping 2>/dev/null)" == PONG ]] || die "redis-server did not answer PING within 30 s"
     log "redis-server ready on 127.0.0.1:$P_REDIS ($(redis-server --version | cut -d' ' -f3))"
+    # Redis db 1, not 0: a bucket's name is the policy's, the limit's position and the
+    # key's digest, not its rate, so in db 0 the measured instance would inherit the 1/h
+    # instance's spent bucket and answer 429 for an hour
     tiny_check ficus-rl-redis-tiny "$P_FRLR1" "$P_FRLR1_ADMIN"
     # the 1/h bucket is kept for an hour: the store really is Redis (db 1)
     [[ -n "$(redis_cli -n 1 --scan --pattern '*' | head -n1)" ]] ||
