@@ -261,7 +261,17 @@ impl Shared {
             policies: &current.config.policies,
             admin: self.admin,
         };
-        match config::load_with(path, Some(&running)) {
+        // A panic while compiling (a bug) must not take the watcher thread, and with it
+        // every later reload, down: it is a failed reload like any other.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            config::load_with(path, Some(&running))
+        }))
+        .unwrap_or_else(|_| {
+            Err(ConfigError::Internal {
+                path: path.display().to_string(),
+            })
+        });
+        match loaded {
             Ok(cfg) => {
                 for what in restart_only_changes(&current.config.gateway, &cfg.gateway) {
                     tracing::warn!(

@@ -9,6 +9,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// A request sent from the local address `from`.
 fn get_from(from: &str, to: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawResponse {
@@ -160,8 +161,7 @@ fn behind_a_trusted_proxy_each_client_has_its_own_bucket() {
 }
 
 /// Limits apply to the route the normalized path picked: spellings of one path are one
-/// route and one bucket. (`/login/**` because a trailing slash is significant to patterns
-/// without `**`: `/login` alone would leave `/login/` to another route.)
+/// route and one bucket.
 #[test]
 fn path_variants_share_one_bucket() {
     let o = Origin::start("o");
@@ -173,6 +173,49 @@ fn path_variants_share_one_bucket() {
     assert_eq!(got, [200, 200, 429, 429, 429]);
     // And the route's buckets are the policy's: `orders` names it too, same key.
     assert_eq!(statuses(&gw, "127.0.0.11", "/orders/1", 1), [429]);
+}
+
+/// A route for exactly `/signin` (no `/**`): a trailing slash, a doubled slash, a dot
+/// segment or an escaped letter is still that route, so none of them reaches the
+/// unlimited catch-all.
+#[test]
+fn an_exact_route_cannot_be_dodged_with_a_trailing_slash() {
+    let o = Origin::start("o");
+    let cfg = ConfigBuilder::new()
+        .table("rate_limits.tight", |t| {
+            t.set("limits", format!("[{TIGHT}]"));
+        })
+        .service("o", &[o.addr()])
+        .route_with("signin", "/signin", "o", |r| {
+            r.set_str("rate_limit", "tight");
+        })
+        .route("open", "/**", "o")
+        .build();
+    let gw = Gateway::start(&cfg);
+    let got: Vec<u16> = [
+        "/signin",
+        "/signin/",
+        "//signin//",
+        "/./signin/.",
+        "/%73ignin/",
+        "/signin/x/..",
+    ]
+    .iter()
+    .map(|p| get_from("127.0.0.19", gw.listen, p, &[]).status)
+    .collect();
+    assert_eq!(got, [200, 200, 429, 429, 429, 429]);
+    let m = gw.metrics();
+    assert_eq!(
+        metric_sum(
+            &m,
+            "ficus_rate_limit_requests_total",
+            &[("route", "signin")]
+        ),
+        Some(6.0),
+        "{m}"
+    );
+    // Another path is another route.
+    assert_eq!(statuses(&gw, "127.0.0.19", "/signinx", 1), [200]);
 }
 
 #[test]
@@ -414,4 +457,57 @@ fn metrics_count_decisions_per_route_and_keys() {
         metric_sum(&m, "ficus_rate_limit_max_keys", &[("policy", "tight")]),
         Some(1_000_000.0)
     );
+}
+
+/// QA D1: a burst whose bucket would take years to refill is a config error at its key,
+/// never a crash: `check` reports it, a reload with it is refused, and the next good
+/// reload applies (the watcher lives on).
+#[test]
+fn an_absurd_burst_is_refused_and_reloading_goes_on() {
+    let o = Origin::start("o");
+    let gw = Gateway::start(&config(&o, "", ""));
+    let absurd = config(&o, "", "").replace(
+        TIGHT,
+        r#"{ key = "client_ip", rate = "1/h", burst = 6000000 }"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, gw.subst(&absurd)).unwrap();
+    let (code, out, err) = ficus(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("rate_limits.tight.limits[0].burst"), "{out}");
+    assert!(out.contains("takes 250000 days to refill"), "{out}");
+
+    let before = gw.generation();
+    gw.rewrite_config(&absurd);
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            (metric_sum(
+                &gw.metrics(),
+                "ficus_config_reloads_total",
+                &[("result", "failed")],
+            ) >= Some(1.0))
+            .then_some(())
+        })
+        .is_some(),
+        "the reload is refused and counted\n{}",
+        gw.logs()
+    );
+    assert_eq!(gw.generation(), before);
+    assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
+    // The next edit still reloads.
+    gw.reload(&config(&o, "headers = \"off\"\nlegacy_headers = true", ""));
+    assert_eq!(statuses(&gw, "127.0.0.20", "/orders/1", 2), [200, 200]);
+    // QA D2: with headers = "off" the legacy fields stay off too (check warns).
+    let r = get_from("127.0.0.20", gw.listen, "/orders/1", &[]);
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    for h in [
+        "ratelimit",
+        "ratelimit-policy",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+    ] {
+        assert_eq!(r.header(h), None, "{h}: {:?}", r.headers);
+    }
 }

@@ -157,3 +157,28 @@ rate_limit = false
     );
     assert!(out.contains("1 error(s)"), "{out}");
 }
+
+/// QA D3: the "not used" warning names the route key that would use the policy.
+#[test]
+fn an_unused_policy_is_a_warning_naming_the_route_key() {
+    let (code, out) = check(
+        r#"[rate_limits.spare]
+limits = [{ key = "client_ip", rate = "10/s" }]
+
+[services.o]
+instances = ["127.0.0.1:8081"]
+
+[[routes]]
+name = "a"
+match = { path = "/a/**" }
+service = "o"
+"#,
+    );
+    assert_eq!(code, 1, "warnings only: {out}");
+    assert!(
+        out.contains("rate_limits policy `spare` is not used by any route"),
+        "{out}"
+    );
+    assert!(out.contains("rate_limit = \"spare\""), "{out}");
+    assert!(!out.contains("rate_limits = \"spare\""), "{out}");
+}

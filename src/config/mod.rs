@@ -59,6 +59,9 @@ pub enum ConfigError {
     },
     #[error("{}", render_diagnostics(.0))]
     Invalid(Vec<Diagnostic>),
+    /// Compiling panicked: a bug in ficus, not in the file. Nothing was applied.
+    #[error("compiling {path} failed on an internal error (a bug in ficus: please report it with the file); nothing was applied")]
+    Internal { path: String },
 }
 
 fn render_diagnostics(d: &[Diagnostic]) -> String {

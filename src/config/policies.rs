@@ -454,6 +454,14 @@ fn auth_gate(
     })
 }
 
+/// The route key that names a policy of `section` (`rate_limits` → `rate_limit`).
+fn route_key(section: &str) -> &str {
+    POLICY_SECTIONS
+        .iter()
+        .find(|(s, _)| *s == section)
+        .map_or(section, |(_, k)| k)
+}
+
 /// Policies no route names: a warning (a policy written but never attached protects
 /// nothing, which is worth knowing).
 pub fn warn_unused(
@@ -469,7 +477,10 @@ pub fn warn_unused(
                 span.clone(),
                 format!("{section}.{name}"),
                 format!("{section} policy `{name}` is not used by any route"),
-                Some(format!("name it on a route: {section} = \"{name}\"")),
+                Some(format!(
+                    "name it on a route: {} = \"{name}\"",
+                    route_key(section)
+                )),
             );
         }
     }

@@ -269,6 +269,12 @@ impl Router {
             self.best_of(&n.exact, req, best);
             return;
         };
+        // A trailing slash is not significant: `/login/` is the route of `/login` (a
+        // client must not reach another route's policies, or dodge a route's limit, by
+        // adding one). A route that ends in `/**` here ranks as it always did.
+        if rest.is_empty() {
+            self.best_of(&n.exact, req, best);
+        }
         let (head, next) = split_segment(rest);
         if let Some(&child) = n.literals.get(head) {
             self.walk(child, next, req, best);

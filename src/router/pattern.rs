@@ -196,7 +196,8 @@ impl PathPattern {
         if self.tail {
             out.push(rest.unwrap_or(""));
             Some(out)
-        } else if rest.is_none() {
+        } else if rest.is_none_or(str::is_empty) {
+            // Nothing left, or only a trailing slash (not significant, see `Router::find`).
             Some(out)
         } else {
             None
@@ -247,7 +248,7 @@ impl PathPattern {
             }
             rest = next;
         }
-        if rest.is_some() && !self.tail {
+        if rest.is_some_and(|r| !r.is_empty()) && !self.tail {
             return (
                 self.segments.len(),
                 Some(format!(
@@ -429,6 +430,11 @@ mod tests {
         assert_eq!(p.captures("/google/rust"), Some(vec!["rust"]));
         assert_eq!(p.captures("/google"), None);
         assert_eq!(p.captures("/google/a/b"), None);
+        // A trailing slash is not significant; an empty segment is still no value.
+        assert_eq!(p.captures("/google/rust/"), Some(vec!["rust"]));
+        assert!(p.mismatch("/google/rust/").1.is_none());
+        assert_eq!(p.captures("/google/"), None);
+        assert_eq!(p.captures("/google/a/b/"), None);
         let t = PathPattern::parse("/orders/**").unwrap();
         assert_eq!(t.captures("/orders"), Some(vec![""]));
         assert_eq!(t.captures("/orders/1/2"), Some(vec!["1/2"]));

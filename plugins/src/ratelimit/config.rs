@@ -27,6 +27,8 @@ pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 const MAX_MAX_KEYS: i64 = 100_000_000;
 /// The Redis port when the URL names none.
 const REDIS_PORT: u16 = 6379;
+/// The longest a full bucket may take to refill (`burst × T`), for both stores.
+pub const MAX_WINDOW: std::time::Duration = super::redis::MAX_WINDOW;
 
 /// `[rate_limits.NAME]` as written.
 #[derive(Debug, Deserialize)]
@@ -242,6 +244,13 @@ pub fn compile(config: RateLimitConfig, cx: &mut CompileContext<'_>) -> Option<R
         ],
     )
     .unwrap_or(OnStoreError::FailOpen);
+    if headers == HeaderMode::Off && config.legacy_headers {
+        cx.warning(
+            None,
+            "legacy_headers",
+            "`legacy_headers` has no effect with headers = \"off\": the legacy fields go where the RateLimit fields go",
+        );
+    }
     let store = compile_store(&config, cx);
     if cx.has_errors() {
         return None;
@@ -341,6 +350,26 @@ fn compile_limits(
         let (Some(key), Some(rate), Some(burst)) = (key, rate, burst) else {
             continue;
         };
+        // A full bucket holds `burst × T` of time: past a month it is no limit anyone
+        // means, and the stores' clocks (nanoseconds) must hold it.
+        let window = rate.emission_interval().as_nanos() * u128::from(burst);
+        if window > MAX_WINDOW.as_nanos() {
+            let span = l.burst.as_ref().map_or(l.rate.span(), |b| b.span());
+            cx.error_hint(
+                Some(span),
+                &format!("{at}.burst"),
+                format!(
+                    "burst {burst} at {} takes {} days to refill",
+                    l.rate.get_ref(),
+                    window / 86_400_000_000_000
+                ),
+                format!(
+                    "a full bucket may hold at most {} days (burst × the time per request)",
+                    MAX_WINDOW.as_secs() / 86_400
+                ),
+            );
+            continue;
+        }
         // Two limits would carry one name in the response fields.
         let id =
             |name: &Option<String>, key: &KeySpec| name.clone().unwrap_or_else(|| key.to_string());
@@ -764,6 +793,20 @@ mod tests {
         assert!(s.is_some());
         let e = errors("limits = [{ key = \"client_ip\", rate = \"1/s\", name = \"a\\\"b\" }]");
         assert_eq!(e[0].0, "limits[0].name");
+    }
+
+    #[test]
+    fn a_bucket_holds_at_most_thirty_days() {
+        let e = errors("limits = [{ key = \"client_ip\", rate = \"1/h\", burst = 6000000 }]");
+        assert_eq!(e[0].0, "limits[0].burst");
+        assert!(e[0].1.contains("takes 250000 days to refill"), "{e:?}");
+        let e = errors("limits = [{ key = \"client_ip\", rate = \"1/min\", burst = 4294967295 }]");
+        assert_eq!(e[0].0, "limits[0].burst");
+        let (s, p) = compile_in(
+            Path::new("."),
+            "limits = [{ key = \"client_ip\", rate = \"1/h\", burst = 720 }]",
+        );
+        assert!(s.is_some(), "30 days exactly is allowed: {p:?}");
     }
 
     #[test]

@@ -157,11 +157,13 @@ impl RateLimitPlugin {
     fn refusal(&self, d: &Decision) -> Response {
         let mut r = Response::error(StatusCode::TOO_MANY_REQUESTS, LIMITED)
             .with_header(http::header::RETRY_AFTER, Fields::retry_after(d));
-        if self.settings.headers != HeaderMode::Off {
-            r = r
-                .with_header(RATELIMIT_POLICY, self.fields.policy().clone())
-                .with_header(RATELIMIT, self.fields.ratelimit(d));
+        if self.settings.headers == HeaderMode::Off {
+            return r;
         }
+        r = r
+            .with_header(RATELIMIT_POLICY, self.fields.policy().clone())
+            .with_header(RATELIMIT, self.fields.ratelimit(d));
+        // The legacy fields go where the IETF ones go.
         if self.settings.legacy_headers {
             for (n, v) in self.fields.legacy(d) {
                 r = r.with_header(n, v);
