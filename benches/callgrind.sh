@@ -24,7 +24,10 @@
 #        JWT_POOL (default 10000) distinct tokens: a full RS256 verification per request; the
 #        share of token-cache misses during the measured run is printed),
 #        JWT=header (no policy, but every request carries the same Authorization header as
-#        with JWT=1: what the token's bytes cost the proxy without any auth work).
+#        with JWT=1: what the token's bytes cost the proxy without any auth work),
+#        ORIGIN=1 (every request carries `Origin: https://app.example.com`),
+#        RLCORS=1 (the route has load.sh's ficus-rl-cors policies: a local rate limit that is
+#        never hit and a CORS policy admitting that origin; implies ORIGIN=1).
 # Binaries come from $CARGO_TARGET_DIR/release (default target/release).
 set -euo pipefail
 
@@ -139,6 +142,20 @@ claims_to_headers = { sub = "X-User-Id" }
 EOF
         [[ "$JWT" == miss ]] && echo "cache_size = 100" >>"$TMP/ficus.toml"
     fi
+    if [[ "${RLCORS:-0}" == 1 ]]; then
+        cat >>"$TMP/ficus.toml" <<EOF
+rate_limit = "bench"
+cors = "bench"
+
+[rate_limits.bench]
+limits = [{ key = "client_ip", rate = "1000000/s", burst = 1000000 }]
+
+[cors.bench]
+origins = ["https://app.example.com"]
+credentials = true
+expose_headers = ["X-Request-Id"]
+EOF
+    fi
     if [[ "${ACCESS:-0}" == 1 ]]; then
         cat >>"$TMP/ficus.toml" <<EOF
 access = "office"
@@ -154,6 +171,9 @@ fi
 # the load: wrk's arguments before the URL, and after it (a script's own)
 WRK_PRE=("${HDR_ARGS[@]}")
 WRK_POST=()
+if [[ "${ORIGIN:-0}" == 1 || "${RLCORS:-0}" == 1 ]]; then
+    WRK_PRE+=(-H "Origin: https://app.example.com")
+fi
 case "$JWT" in
 1 | header) WRK_PRE+=(-H "Authorization: Bearer $JWT_TOKEN") ;;
 miss)

@@ -129,6 +129,9 @@ pub struct OriginRule {
     host: HostRule,
     /// `None` for the scheme's default port.
     port: Option<u16>,
+    /// For an exact host: the origin as a browser serializes it (`https://app.example.com`),
+    /// compared byte for byte before any parsing (the common case, cheaply).
+    serialized: Option<Box<[u8]>>,
 }
 
 impl OriginRule {
@@ -166,11 +169,23 @@ impl OriginRule {
         };
         let host = host_rule(host)?;
         let scheme = scheme.to_ascii_lowercase();
-        Ok(OriginRule {
+        let mut rule = OriginRule {
             port: normalized_port(&scheme, port),
             scheme: scheme.into(),
             host,
-        })
+            serialized: None,
+        };
+        if matches!(rule.host, HostRule::Exact(_)) {
+            rule.serialized = Some(rule.to_string().into_bytes().into());
+        }
+        Ok(rule)
+    }
+
+    /// Whether `value` is this rule's origin exactly as a browser sends it. A `true` is
+    /// always right (the bytes parse to the rule's own origin); a `false` proves nothing:
+    /// other spellings are judged by [`OriginRule::matches`].
+    pub fn is_exactly(&self, value: &[u8]) -> bool {
+        self.serialized.as_deref() == Some(value)
     }
 
     /// Whether the rule admits a request's origin.
@@ -349,6 +364,7 @@ impl Origins {
     pub fn admits(&self, value: &[u8]) -> bool {
         match self {
             Origins::Any => true,
+            Origins::List { rules, .. } if rules.iter().any(|r| r.is_exactly(value)) => true,
             Origins::List { rules, null } => match parse_request_origin(value) {
                 Some(RequestOriginValue::Null) => *null,
                 Some(RequestOriginValue::Tuple(o)) => rules.iter().any(|r| r.matches(&o)),
@@ -444,6 +460,36 @@ mod tests {
         let with_port = list(&["http://*.dev.example.com:8080"]);
         assert!(with_port.admits(b"http://x.dev.example.com:8080"));
         assert!(!with_port.admits(b"http://x.dev.example.com"));
+    }
+
+    #[test]
+    fn the_exact_spelling_is_found_without_parsing_and_agrees_with_it() {
+        let o = list(&[
+            "https://App.Example.com:443",
+            "http://127.0.0.1:8080",
+            "https://*.example.com",
+        ]);
+        for (value, admitted) in [
+            ("https://app.example.com", true),
+            ("http://127.0.0.1:8080", true),
+            ("https://APP.example.com", true),
+            ("https://app.example.com:443", true),
+            ("https://app.example.com.", false),
+            ("https://app.example.co", false),
+            ("http://app.example.com", false),
+            ("https://b.example.com", true),
+        ] {
+            assert_eq!(o.admits(value.as_bytes()), admitted, "{value}");
+        }
+        let Origins::List { rules, .. } = &o else {
+            unreachable!()
+        };
+        assert!(rules[0].is_exactly(b"https://app.example.com"));
+        assert!(!rules[0].is_exactly(b"https://APP.example.com"));
+        assert!(
+            !rules[2].is_exactly(b"https://*.example.com"),
+            "patterns are always parsed"
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub struct RateLimitPlugin {
     store: Store,
     fields: Fields,
     /// Per route naming the policy (route names are few and fixed by the config).
-    counts: RwLock<HashMap<Box<str>, Arc<RouteCounts>>>,
+    counts: RwLock<HashMap<Box<str>, Arc<RouteCounts>, foldhash::fast::RandomState>>,
     store_errors: AtomicU64,
     /// The shared store failed its last call (read on every decision; the log's lock is
     /// taken only around failures and the recovery).
@@ -75,7 +75,7 @@ impl RateLimitPlugin {
             fields: Fields::new(name, &settings.limits),
             settings,
             store,
-            counts: RwLock::new(HashMap::new()),
+            counts: RwLock::new(HashMap::default()),
             store_errors: AtomicU64::new(0),
             store_failing: AtomicBool::new(false),
             store_log: Mutex::new(StoreLog::default()),
