@@ -26,6 +26,7 @@ pub mod outcome;
 pub mod respond;
 pub mod route;
 pub mod select;
+pub mod split;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -175,7 +176,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
-        match select::choose(ctx, &session.req_header().headers) {
+        match select::choose(ctx, session.req_header()) {
             Ok(peer) => {
                 forward::take_service_token(ctx)
                     .await
@@ -200,7 +201,8 @@ impl ProxyHttp for Gateway {
         let Some(routed) = &ctx.routed else {
             return Ok(());
         };
-        if let Some(target) = &routed.target {
+        // A split side with its own path rules has its own target.
+        if let Some(target) = ctx.upstream.target.as_ref().or(routed.target.as_ref()) {
             upstream
                 .set_raw_path(target.as_bytes())
                 .map_err(|_| GatewayError::Internal.into_pingora())?;
@@ -367,7 +369,11 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.timing.start.elapsed();
         let rt = &ctx.runtime;
         match &ctx.routed {
-            Some(r) => rt.route_metrics[r.index].record(status, elapsed),
+            Some(r) => {
+                rt.route_metrics_for(r.index, ctx.upstream.service)
+                    .record(status, elapsed);
+                split::record(ctx, r.index);
+            }
             None => self.shared.metrics.unrouted.record(status, elapsed),
         }
         chain::run_log(ctx, status, elapsed).await;
