@@ -476,3 +476,55 @@ fn explain_shows_the_split_stickiness_override_and_fallback() {
     let out = explain(&["Cookie: uid=alice"]);
     assert!(out.contains("(by its cookie `uid`"), "{out}");
 }
+
+#[test]
+fn claim_keys_follow_the_verified_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = random_hex(32);
+    let secret_path = write_secret(dir.path(), "hmac.key", &secret);
+    let mono = Origin::start("monolith");
+    let orders = Origin::start("orders");
+    let cfg = ConfigBuilder::new()
+        .table("auth.local", |t| {
+            t.set_str("issuer", "https://issuer.local")
+                .set("secret_file", toml_path(&secret_path))
+                .set("algorithms", r#"["HS256"]"#)
+                .set_str("audience", "ficus-tests");
+        })
+        .service("monolith", &[mono.addr()])
+        .service("orders", &[orders.addr()])
+        .route_with("orders", "/orders/**", "monolith", |r| {
+            r.remove("service");
+            r.set(
+                "split",
+                r#"[{ service = "monolith", weight = 50 }, { service = "orders", weight = 50 }]"#,
+            );
+            r.set_str("auth", "local");
+        })
+        .raw("sticky = { claim = \"sub\" }\n")
+        .build();
+    let gw = Gateway::start(&cfg);
+    let now = unix_now();
+    let header = serde_json::json!({ "alg": "HS256", "typ": "JWT" });
+    let mut seen = HashMap::new();
+    for i in 0..60 {
+        let claims = serde_json::json!({
+            "iss": "https://issuer.local", "aud": "ficus-tests", "sub": format!("user-{i}"),
+            "iat": now, "exp": now + 300,
+        });
+        let token = hs256_jwt(&header, &claims, secret.as_bytes());
+        let auth = format!("Bearer {token}");
+        let sides: Vec<String> = (0..3)
+            .map(|_| side_of(&gw, "/orders/1", &[("authorization", &auth)]))
+            .collect();
+        assert!(sides.iter().all(|s| *s == sides[0]), "user-{i}: {sides:?}");
+        *seen.entry(sides[0].clone()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "60 subjects all on one side: {seen:?}");
+    wait_metric(
+        &gw,
+        "ficus_split_requests_total",
+        &[("route", "orders"), ("choice", "sticky")],
+        180.0,
+    );
+}
