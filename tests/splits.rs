@@ -134,6 +134,16 @@ fn sticky_cookie_users_stay_and_a_weight_change_moves_only_the_shifted_range() {
     );
 
     gw.reload(&split_config(&mono, &orders, (80, 20), sticky));
+    // The admin API shows the reloaded weights.
+    let config = gw.admin_get("/config").unwrap().json();
+    assert_eq!(
+        config["routes"][0]["split"],
+        serde_json::json!([
+            { "service": "monolith", "weight": 80 },
+            { "service": "orders", "weight": 20 }
+        ]),
+        "{config}"
+    );
     let after = sides(&gw);
     let mut moved = 0;
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
