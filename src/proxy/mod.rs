@@ -6,7 +6,8 @@
 //! - `request_filter`: request id, client address, trace context; then [`admission`],
 //!   [`route::route_request`] and the route's request hooks ([`chain`]). Answers the
 //!   request itself (4xx, a plugin's answer) when it must.
-//! - `upstream_peer`: pick an instance of the route's service ([`select`]) and take the
+//! - `upstream_peer`: on the first attempt, the side of a split route ([`split`]); then an
+//!   instance of the service, or of the fallback ([`select`]), and take the
 //!   service's own token if it has client credentials ([`forward::take_service_token`]).
 //! - `upstream_request_filter`: [`forward`]'s edits, then the plugins' upstream hooks, then
 //!   the service's token in place of the client's `Authorization`.

@@ -160,3 +160,51 @@ pub fn record(ctx: &RequestCtx, route: usize) {
         m.override_ignored.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderName, HeaderValue};
+
+    fn key_of(key: &StickyKey, headers: &HeaderMap) -> Option<Vec<u8>> {
+        let req = Request {
+            headers,
+            identity: None,
+            client_ip: None,
+            services: &[],
+        };
+        with_key(key, &req, |k| k.to_vec())
+    }
+
+    #[test]
+    fn cookie_keys_match_the_whole_name_and_need_a_value() {
+        let uid = StickyKey::Cookie("uid".into());
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("xuid=wrong; theme=dark"),
+        );
+        assert_eq!(key_of(&uid, &h), None);
+        // HTTP/2 clients may send several cookie fields.
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static(" uid=alice "),
+        );
+        assert_eq!(key_of(&uid, &h), Some(b"alice".to_vec()));
+        let mut empty = HeaderMap::new();
+        empty.insert(http::header::COOKIE, HeaderValue::from_static("uid="));
+        assert_eq!(key_of(&uid, &empty), None);
+    }
+
+    #[test]
+    fn header_keys_ignore_surrounding_space_and_empty_values() {
+        let key = StickyKey::Header(HeaderName::from_static("x-user"));
+        let mut h = HeaderMap::new();
+        h.insert("x-user", HeaderValue::from_static("  "));
+        assert_eq!(key_of(&key, &h), None);
+        h.insert("x-user", HeaderValue::from_static(" bob"));
+        assert_eq!(key_of(&key, &h), Some(b"bob".to_vec()));
+        // A claim key without a verified identity has no value.
+        assert_eq!(key_of(&StickyKey::Claim("sub".into()), &h), None);
+    }
+}
