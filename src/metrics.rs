@@ -164,8 +164,8 @@ pub struct SplitSideMetrics {
 const SPLIT_CHOICES: [&str; 3] = ["sticky", "random", "override"];
 
 impl SplitSideMetrics {
-    /// Counts a request placed on this side; `choice` indexes [`SPLIT_CHOICES`] (0 sticky,
-    /// 1 random, 2 override).
+    /// Counts a request placed on this side; `choice` is 0 for sticky, 1 for random, 2 for
+    /// override (the order of the `choice` labels).
     pub fn chosen(&self, choice: usize) {
         if let Some(c) = self.chosen.get(choice) {
             c.fetch_add(1, Ordering::Relaxed);
