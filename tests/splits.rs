@@ -374,6 +374,20 @@ fn an_unavailable_new_side_falls_back_and_traffic_returns_when_it_recovers() {
         .is_some_and(|n| n >= 5.0),
         "{m}"
     );
+    // Served by the monolith, so counted under it (monolith's weight is 0: only fallbacks).
+    assert!(
+        metric_sum(
+            &m,
+            "ficus_requests_total",
+            &[
+                ("route", "orders"),
+                ("service", "monolith"),
+                ("status", "200")
+            ]
+        )
+        .is_some_and(|n| n >= 5.0),
+        "{m}"
+    );
     assert!(
         gw.logs().lines().any(|l| l.contains("fallback=true")
             && l.contains("service=monolith")
