@@ -26,6 +26,7 @@ fn route(i: usize, path: String) -> Route {
         headers: vec![],
         allow: PathFlags::empty(),
         service: 0,
+        split: None,
         strip_prefix: None,
         rewrite: None,
         request_headers: HeaderEdits::default(),

@@ -151,6 +151,28 @@ impl ServiceMetrics {
     }
 }
 
+/// How a split route's requests were placed on one of its sides (before any fallback).
+#[derive(Default, Debug)]
+pub struct SplitSideMetrics {
+    /// By choice: sticky key, random, override.
+    chosen: [AtomicU64; 3],
+    /// Requests placed on this side that went to the route's fallback instead.
+    pub fell_back: AtomicU64,
+}
+
+/// The ways a split route places a request, as a label.
+const SPLIT_CHOICES: [&str; 3] = ["sticky", "random", "override"];
+
+impl SplitSideMetrics {
+    /// Counts a request placed on this side; `choice` is 0 for sticky, 1 for random, 2 for
+    /// override (the order of the `choice` labels).
+    pub fn chosen(&self, choice: usize) {
+        if let Some(c) = self.chosen.get(choice) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Token requests for one service's client credentials, by result.
 #[derive(Default, Debug)]
 pub struct CredentialMetrics {
@@ -163,6 +185,10 @@ pub struct CredentialMetrics {
 pub struct Metrics {
     routes: Mutex<HashMap<(String, String), Arc<RouteMetrics>>>,
     services: Mutex<HashMap<String, Arc<ServiceMetrics>>>,
+    /// Sides of split routes, by (route, service).
+    split_sides: Mutex<HashMap<(String, String), Arc<SplitSideMetrics>>>,
+    /// Override headers a split route ignored (naming no service of its split), by route.
+    overrides_ignored: Mutex<HashMap<String, Arc<AtomicU64>>>,
     /// Only services that have (or had) `client_credentials`.
     credentials: Mutex<HashMap<String, Arc<CredentialMetrics>>>,
     /// Requests that matched no route (or failed before routing).
@@ -182,6 +208,21 @@ impl Metrics {
     pub fn service(&self, service: &str) -> Arc<ServiceMetrics> {
         let mut m = self.services.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(service.to_string()).or_default().clone()
+    }
+
+    pub fn split_side(&self, route: &str, service: &str) -> Arc<SplitSideMetrics> {
+        let mut m = self.split_sides.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry((route.to_string(), service.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    pub fn override_ignored(&self, route: &str) -> Arc<AtomicU64> {
+        let mut m = self
+            .overrides_ignored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        m.entry(route.to_string()).or_default().clone()
     }
 
     pub fn client_credentials(&self, service: &str) -> Arc<CredentialMetrics> {
@@ -228,6 +269,7 @@ impl Metrics {
                 );
             }
         }
+        self.render_splits(&mut out);
         let credentials = sorted(&self.credentials);
         if !credentials.is_empty() {
             out.push_str("# HELP ficus_client_credentials_fetches_total Token requests for services' client credentials, by result.\n# TYPE ficus_client_credentials_fetches_total counter\n");
@@ -262,6 +304,48 @@ impl Metrics {
         out.push_str("# HELP ficus_requests_in_flight Requests being served now.\n# TYPE ficus_requests_in_flight gauge\n");
         let _ = writeln!(out, "ficus_requests_in_flight {inflight}");
         out
+    }
+}
+
+impl Metrics {
+    /// Split routes: where requests were placed, fallbacks from each side, and ignored
+    /// overrides. Nothing when no route has (or had) a split.
+    fn render_splits(&self, out: &mut String) {
+        let sides = sorted(&self.split_sides);
+        if sides.is_empty() {
+            return;
+        }
+        out.push_str("# HELP ficus_split_requests_total Requests of split routes by the side they were placed on (before any fallback) and how.\n# TYPE ficus_split_requests_total counter\n");
+        for ((r, s), m) in &sides {
+            for (i, choice) in SPLIT_CHOICES.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "ficus_split_requests_total{{route=\"{}\",service=\"{}\",choice=\"{choice}\"}} {}",
+                    LabelValue(r),
+                    LabelValue(s),
+                    m.chosen[i].load(Ordering::Relaxed)
+                );
+            }
+        }
+        out.push_str("# HELP ficus_split_fallbacks_total Requests of split routes placed on a side that was unavailable and served by the route's fallback.\n# TYPE ficus_split_fallbacks_total counter\n");
+        for ((r, s), m) in &sides {
+            let _ = writeln!(
+                out,
+                "ficus_split_fallbacks_total{{route=\"{}\",service=\"{}\"}} {}",
+                LabelValue(r),
+                LabelValue(s),
+                m.fell_back.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP ficus_split_overrides_ignored_total Override headers that named no service of the route's split.\n# TYPE ficus_split_overrides_ignored_total counter\n");
+        for (r, n) in &sorted(&self.overrides_ignored) {
+            let _ = writeln!(
+                out,
+                "ficus_split_overrides_ignored_total{{route=\"{}\"}} {}",
+                LabelValue(r),
+                n.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{self, Config, ConfigError};
-use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics};
+use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics, SplitSideMetrics};
 use crate::registry::{Registry, ServiceState};
 use crate::upstream::credentials::{OAuth2Endpoint, TokenSource};
 
@@ -21,7 +21,13 @@ pub struct Runtime {
     pub config: Config,
     /// Live service states, indexed like `config.services`.
     pub services: Vec<Arc<ServiceState>>,
+    /// Request metrics of each route with its own service; see [`Runtime::route_metrics_for`].
     pub route_metrics: Vec<Arc<RouteMetrics>>,
+    /// Request metrics of each route with the other services it can use (split sides,
+    /// fallback): a request is counted under the service that served it.
+    pub route_other_metrics: Vec<Vec<(usize, Arc<RouteMetrics>)>>,
+    /// Split routes' side and override counters, indexed like the router's routes.
+    pub split_metrics: Vec<Option<RouteSplitMetrics>>,
     pub service_metrics: Vec<Arc<ServiceMetrics>>,
     /// The token source of each service with `client_credentials`, indexed like
     /// `config.services`.
@@ -68,6 +74,41 @@ impl Runtime {
             .iter()
             .map(|r| metrics.route(&r.name, &config.services[r.service].name))
             .collect();
+        let route_other_metrics = config
+            .router
+            .routes()
+            .iter()
+            .map(|r| {
+                let sides = r
+                    .split
+                    .iter()
+                    .flat_map(|s| s.sides.iter().map(|d| d.service));
+                let mut others: Vec<usize> = sides.chain(r.fallback).collect();
+                others.retain(|s| *s != r.service);
+                others.sort_unstable();
+                others.dedup();
+                others
+                    .into_iter()
+                    .map(|s| (s, metrics.route(&r.name, &config.services[s].name)))
+                    .collect()
+            })
+            .collect();
+        let split_metrics = config
+            .router
+            .routes()
+            .iter()
+            .map(|r| {
+                let split = r.split.as_ref()?;
+                Some(RouteSplitMetrics {
+                    sides: split
+                        .sides
+                        .iter()
+                        .map(|d| metrics.split_side(&r.name, &config.services[d.service].name))
+                        .collect(),
+                    override_ignored: metrics.override_ignored(&r.name),
+                })
+            })
+            .collect();
         let service_metrics = config
             .services
             .iter()
@@ -77,9 +118,24 @@ impl Runtime {
             config,
             services,
             route_metrics,
+            route_other_metrics,
+            split_metrics,
             service_metrics,
             credentials,
             generation,
+        }
+    }
+
+    /// The request metrics of route `route` served by `service`.
+    pub fn route_metrics_for(&self, route: usize, service: Option<usize>) -> &RouteMetrics {
+        let own = &self.route_metrics[route];
+        match service {
+            Some(s) if s != self.config.router.route(route).service => self.route_other_metrics
+                [route]
+                .iter()
+                .find(|(i, _)| *i == s)
+                .map_or(own, |(_, m)| m),
+            _ => own,
         }
     }
 
@@ -88,6 +144,13 @@ impl Runtime {
         let i = self.config.service_index(name)?;
         self.credentials[i].as_ref()
     }
+}
+
+/// A split route's counters: one per side (indexed like its sides) and the ignored
+/// overrides.
+pub struct RouteSplitMetrics {
+    pub sides: Vec<Arc<SplitSideMetrics>>,
+    pub override_ignored: Arc<AtomicU64>,
 }
 
 /// Settings that only take effect at start-up, by name, when they differ.

@@ -114,7 +114,17 @@ pub struct ConfigView<'a> {
 pub struct RouteView<'a> {
     pub name: &'a str,
     pub path: &'a str,
+    /// The route's service; for a split, its first side's.
     pub service: &'a str,
+    /// A split route's sides and weights, in config order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<Vec<SideView<'a>>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SideView<'a> {
+    pub service: &'a str,
+    pub weight: u32,
 }
 
 impl<'a> ConfigView<'a> {
@@ -128,6 +138,15 @@ impl<'a> ConfigView<'a> {
                 name: &r.name,
                 path: &r.pattern.source,
                 service: &rt.config.services[r.service].name,
+                split: r.split.as_ref().map(|sp| {
+                    sp.sides
+                        .iter()
+                        .map(|d| SideView {
+                            service: &rt.config.services[d.service].name,
+                            weight: d.weight,
+                        })
+                        .collect()
+                }),
             })
             .collect();
         ConfigView {

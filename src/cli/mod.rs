@@ -2,6 +2,7 @@
 //! use the same router, so what they say is what the gateway does.
 
 mod cors;
+mod split;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::fmt::Write;
@@ -307,14 +308,24 @@ pub fn explain(
             if decision.is_ok() {
                 describe_rate_limit(&mut out, &cfg, r);
             }
-            let svc = &cfg.services[r.service];
-            describe_service(&mut out, &cfg, svc);
-            if let Some(fb) = r.fallback {
-                let _ = writeln!(
-                    out,
-                    "fallback: {} (used when `{}` is unavailable)",
-                    cfg.services[fb].name, svc.name
-                );
+            if let Some(sp) = &r.split {
+                split::describe(&mut out, &cfg, r, sp, &req.header, decision.as_ref().ok());
+                for side in &sp.sides {
+                    describe_service(&mut out, &cfg, &cfg.services[side.service]);
+                }
+                if let Some(fb) = r.fallback.filter(|f| sp.side_of_service(*f).is_none()) {
+                    describe_service(&mut out, &cfg, &cfg.services[fb]);
+                }
+            } else {
+                let svc = &cfg.services[r.service];
+                describe_service(&mut out, &cfg, svc);
+                if let Some(fb) = r.fallback {
+                    let _ = writeln!(
+                        out,
+                        "fallback: {} (used when `{}` is unavailable)",
+                        cfg.services[fb].name, svc.name
+                    );
+                }
             }
         }
     }

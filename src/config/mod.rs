@@ -20,6 +20,7 @@ mod recover;
 mod routes;
 mod services;
 mod shadow;
+mod split;
 #[cfg(test)]
 mod testing;
 mod tls;
@@ -292,7 +293,16 @@ fn read_routes(c: &mut Compiler<'_>, value: Spanned<DeValue<'_>>, s: &mut Sectio
                             .push((i, Spanned::new(svc.span(), name.to_string())));
                     }
                 }
+                let before = c.d.items.len();
                 match deserialize::<RawRoute>(c, v, &format!("routes[{i}]")) {
+                    // A route left with neither `service` nor `split` after its bad keys
+                    // were dropped most likely misspelled one of them: reported once, as
+                    // the typo, not again as "names no service".
+                    Some(r)
+                        if r.service.is_none() && r.split.is_none() && c.d.items.len() > before =>
+                    {
+                        s.some_route_failed = true
+                    }
                     Some(r) => s.routes.push((i, rspan, r)),
                     None => s.some_route_failed = true,
                 }

@@ -331,7 +331,15 @@ pub struct RawRoute {
     pub name: Spanned<String>,
     #[serde(rename = "match")]
     pub matcher: Spanned<RawMatch>,
-    pub service: Spanned<String>,
+    /// The one service of the route; a route has this or `split`.
+    pub service: Option<Spanned<String>>,
+    /// Services sharing the route's traffic by weight.
+    pub split: Option<Spanned<Vec<Spanned<RawSplitSide>>>>,
+    /// What keeps a user on one side of the split.
+    pub sticky: Option<Spanned<RawSticky>>,
+    /// A header testers may name a split's service in, to force that side.
+    #[serde(rename = "override")]
+    pub split_override: Option<Spanned<RawOverride>>,
     pub strip_prefix: Option<Spanned<String>>,
     pub rewrite: Option<Spanned<String>>,
     #[serde(default)]
@@ -358,6 +366,34 @@ pub struct RawRoute {
     pub cors: Option<Spanned<PolicyRef>>,
     /// `[rate_limits.NAME]` for this route, or `false` to opt out of `[gateway] rate_limit`.
     pub rate_limit: Option<Spanned<PolicyRef>>,
+}
+
+/// A `split` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplitSide {
+    pub service: Spanned<String>,
+    /// Signed so a negative weight gets a clear error rather than serde's "expected u32".
+    pub weight: Spanned<i64>,
+    pub strip_prefix: Option<Spanned<String>>,
+    pub rewrite: Option<Spanned<String>>,
+}
+
+/// `sticky = { cookie = "uid" }` and its siblings: exactly one key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSticky {
+    pub cookie: Option<Spanned<String>>,
+    pub header: Option<Spanned<String>>,
+    pub claim: Option<Spanned<String>>,
+    pub client_ip: Option<Spanned<bool>>,
+}
+
+/// `override = { header = "X-Ficus-Target" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    pub header: Spanned<String>,
 }
 
 /// A route's reference to a policy that may have a gateway-wide default: a name, or

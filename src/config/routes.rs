@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::compiler::{span_of, Compiler, HeaderSide};
 use super::diag::{closest_name, did_you_mean, Diagnostics};
 use super::raw::{RawMatch, RawRoute};
-use super::{policies, Sections};
+use super::{policies, split, Sections};
 use crate::registry::spec::ServiceSpec;
 use crate::router::normalize::PathFlags;
 use crate::router::pattern::{HostPattern, PathPattern};
@@ -20,7 +20,7 @@ use crate::router::{Rewrite, Route};
 use crate::upstream::RetryPolicy;
 
 /// The services routes can name, for lookups and "did you mean" hints.
-struct ServiceNames<'n> {
+pub(super) struct ServiceNames<'n> {
     names: Vec<&'n str>,
     index: HashMap<&'n str, usize>,
     /// Services whose own section had errors: already reported, so not "unknown".
@@ -43,7 +43,7 @@ impl<'n> ServiceNames<'n> {
 
     /// The index of the service a route names (`what` is "service" or "fallback
     /// service"); an unknown name is an error with a hint.
-    fn resolve(
+    pub(super) fn resolve(
         &mut self,
         d: &mut Diagnostics<'_>,
         name: &Spanned<String>,
@@ -129,16 +129,16 @@ fn compile_route(
 ) -> Option<Route> {
     let key = format!("routes[{i}]");
     let name = route_name(c, &key, raw, route_names);
-    let service = names.resolve(&mut c.d, &raw.service, &format!("{key}.service"), "service");
     let m = raw.matcher.get_ref();
     let pattern = path_pattern(c, &key, m);
+    let (service, split) = split::route_upstream(c, names, &key, span, raw, pattern.as_ref());
     let host = host_pattern(c, &key, m);
     let methods = match_methods(c, &key, m);
     let headers = match_headers(c, &key, m);
     let allow = path_opt_ins(c, &key, raw);
-    let strip_prefix = strip_prefix(c, &key, raw, pattern.as_ref());
+    let strip_prefix = strip_prefix(c, &key, raw.strip_prefix.as_ref(), pattern.as_ref());
     let rewrite = rewrite(c, &key, raw, pattern.as_ref());
-    let request_headers = c.header_edits(
+    let mut request_headers = c.header_edits(
         &raw.request_headers,
         &format!("{key}.request_headers"),
         HeaderSide::Request,
@@ -148,8 +148,13 @@ fn compile_route(
         &format!("{key}.response_headers"),
         HeaderSide::Response,
     );
+    // The override names a side for the gateway only: the upstream never sees it.
+    if let Some(h) = split.as_ref().and_then(|s| s.override_header.clone()) {
+        request_headers.remove.push(h);
+    }
     let timeouts = c.timeouts(&raw.timeouts, &format!("{key}.timeouts"));
-    let fallback = fallback(c, names, &key, raw, service);
+    let own_service = service.filter(|_| split.is_none());
+    let fallback = fallback(c, names, &key, raw, own_service);
     let retries = retry_policy(c, &key, span, raw);
     Some(Route {
         name: name.as_str().into(),
@@ -161,6 +166,7 @@ fn compile_route(
         headers,
         allow,
         service: service?,
+        split,
         strip_prefix,
         rewrite,
         request_headers,
@@ -314,15 +320,17 @@ fn path_opt_ins(c: &mut Compiler<'_>, key: &str, raw: &RawRoute) -> PathFlags {
     allow
 }
 
-/// `strip_prefix`: must be a leading part of the pattern's fixed prefix, ending at a `/`.
-fn strip_prefix(
+/// `strip_prefix` (of a route, or of a split's side under `key`): must be a leading part
+/// of the pattern's fixed prefix, ending at a `/`.
+pub(super) fn strip_prefix(
     c: &mut Compiler<'_>,
     key: &str,
-    raw: &RawRoute,
+    strip_prefix: Option<&Spanned<String>>,
     pattern: Option<&PathPattern>,
 ) -> Option<String> {
+    let sp_key = strip_prefix;
     let mut strip_prefix = None;
-    if let (Some(sp), Some(p)) = (&raw.strip_prefix, pattern) {
+    if let (Some(sp), Some(p)) = (sp_key, pattern) {
         let s = sp.get_ref().trim_end_matches('/');
         let lit = p.literal_prefix();
         let on_boundary = lit == s || lit.starts_with(&format!("{s}/"));
@@ -355,8 +363,26 @@ fn rewrite(
     raw: &RawRoute,
     pattern: Option<&PathPattern>,
 ) -> Option<Rewrite> {
+    path_rewrite(
+        c,
+        key,
+        raw.rewrite.as_ref(),
+        raw.strip_prefix.is_some(),
+        pattern,
+    )
+}
+
+/// A `rewrite` template (of a route, or of a split's side under `key`); `with_strip` says
+/// the same table also has `strip_prefix`, which it excludes.
+pub(super) fn path_rewrite(
+    c: &mut Compiler<'_>,
+    key: &str,
+    rewrite_key: Option<&Spanned<String>>,
+    with_strip: bool,
+    pattern: Option<&PathPattern>,
+) -> Option<Rewrite> {
     let mut rewrite = None;
-    if let (Some(rw), Some(p)) = (&raw.rewrite, pattern) {
+    if let (Some(rw), Some(p)) = (rewrite_key, pattern) {
         match Rewrite::parse(rw.get_ref(), p) {
             Ok(r) => rewrite = Some(r),
             Err(e) => c.d.error(
@@ -365,7 +391,7 @@ fn rewrite(
                 format!("bad rewrite: {e}"),
             ),
         }
-        if raw.strip_prefix.is_some() {
+        if with_strip {
             c.d.error_hint(span_of(rw), format!("{key}.rewrite"), "`rewrite` and `strip_prefix` cannot be combined", "a rewrite template already says the whole upstream path; use `{**}` for the rest of the path");
         }
     }

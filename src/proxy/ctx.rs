@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::error::GatewayError;
 use super::route::Routed;
+use super::split::Chosen;
 use crate::ids::TraceParent;
 use crate::registry::{BulkheadPermit, InstancePermit, Member, ServiceState};
 use crate::router::Route;
@@ -69,8 +70,15 @@ impl Tried {
 /// The upstream side of a request: which service, which tries.
 #[derive(Default)]
 pub struct Upstream {
-    /// Index of the service in use (the route's, or its fallback).
+    /// Index of the service in use (the route's or its chosen split side's, or the
+    /// fallback).
     pub service: Option<usize>,
+    /// The split side chosen for this request (split routes only), decided once before
+    /// the first attempt.
+    pub split: Option<Chosen>,
+    /// The upstream target when the service used has path rules of its own (a split side
+    /// with `rewrite`/`strip_prefix`); else the route's target applies.
+    pub target: Option<String>,
     pub fell_back: bool,
     pub attempts: u32,
     pub tried: Tried,

@@ -11,13 +11,21 @@ use crate::access_log;
 pub fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) {
     let req = session.req_header();
     let rt = &ctx.runtime;
-    let (route, service) = match &ctx.routed {
+    // `service` is the service that served the request; `side` the split side it was
+    // placed on (they differ after a fallback), empty on a route without a split.
+    let (route, service, side) = match &ctx.routed {
         Some(r) => {
             let route = rt.config.router.route(r.index);
             let svc = ctx.upstream.service.unwrap_or(route.service);
-            (&*route.name, rt.config.services[svc].name.as_str())
+            let side = route
+                .split
+                .as_ref()
+                .zip(ctx.upstream.split)
+                .and_then(|(s, c)| s.sides.get(c.side))
+                .map_or("", |d| rt.config.services[d.service].name.as_str());
+            (&*route.name, rt.config.services[svc].name.as_str(), side)
         }
-        None => ("", ""),
+        None => ("", "", ""),
     };
     let path = ctx.routed.as_ref().map_or_else(
         || String::from_utf8_lossy(req.raw_path()).into_owned(),
@@ -51,6 +59,7 @@ pub fn access_log(session: &Session, ctx: &RequestCtx, status: u16, elapsed: Dur
         status,
         route,
         service,
+        side,
         instance = %instance,
         client_ip = %client,
         bytes = session.body_bytes_sent() as u64,

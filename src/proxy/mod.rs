@@ -6,7 +6,8 @@
 //! - `request_filter`: request id, client address, trace context; then [`admission`],
 //!   [`route::route_request`] and the route's request hooks ([`chain`]). Answers the
 //!   request itself (4xx, a plugin's answer) when it must.
-//! - `upstream_peer`: pick an instance of the route's service ([`select`]) and take the
+//! - `upstream_peer`: on the first attempt, the side of a split route ([`split`]); then an
+//!   instance of the service, or of the fallback ([`select`]), and take the
 //!   service's own token if it has client credentials ([`forward::take_service_token`]).
 //! - `upstream_request_filter`: [`forward`]'s edits, then the plugins' upstream hooks, then
 //!   the service's token in place of the client's `Authorization`.
@@ -26,6 +27,7 @@ pub mod outcome;
 pub mod respond;
 pub mod route;
 pub mod select;
+pub mod split;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -175,7 +177,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
-        match select::choose(ctx, &session.req_header().headers) {
+        match select::choose(ctx, session.req_header()) {
             Ok(peer) => {
                 forward::take_service_token(ctx)
                     .await
@@ -200,7 +202,8 @@ impl ProxyHttp for Gateway {
         let Some(routed) = &ctx.routed else {
             return Ok(());
         };
-        if let Some(target) = &routed.target {
+        // A split side with its own path rules has its own target.
+        if let Some(target) = ctx.upstream.target.as_ref().or(routed.target.as_ref()) {
             upstream
                 .set_raw_path(target.as_bytes())
                 .map_err(|_| GatewayError::Internal.into_pingora())?;
@@ -367,7 +370,11 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.timing.start.elapsed();
         let rt = &ctx.runtime;
         match &ctx.routed {
-            Some(r) => rt.route_metrics[r.index].record(status, elapsed),
+            Some(r) => {
+                rt.route_metrics_for(r.index, ctx.upstream.service)
+                    .record(status, elapsed);
+                split::record(ctx, r.index);
+            }
             None => self.shared.metrics.unrouted.record(status, elapsed),
         }
         chain::run_log(ctx, status, elapsed).await;

@@ -6,12 +6,15 @@
 
 use http::{HeaderMap, Method};
 use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
 
 use super::ctx::{Attempt, RequestCtx};
 use super::error::GatewayError;
+use super::split;
 use crate::registry::breaker::Admission;
 use crate::registry::spec::{HashKey, LbPolicy};
 use crate::registry::{stable_hash, NoPick, PickContext};
+use crate::router::Route;
 use crate::upstream::peer_with_timeouts;
 
 /// Admits the request to a service: breaker, then bulkhead.
@@ -70,18 +73,48 @@ fn hash_key(policy: &LbPolicy, headers: &HeaderMap, ctx: &RequestCtx) -> Option<
     }
 }
 
-/// Chooses the instance for the next attempt and returns its peer.
-pub fn choose(ctx: &mut RequestCtx, headers: &HeaderMap) -> Result<Box<HttpPeer>, GatewayError> {
+/// The route's fallback for a request whose service is unavailable: not when the request
+/// already fell back, nor when the fallback is the service that failed.
+fn fallback_for(route: &Route, ctx: &RequestCtx, failed: usize) -> Option<usize> {
+    route
+        .fallback
+        .filter(|fb| !ctx.upstream.fell_back && *fb != failed)
+}
+
+/// Sets the upstream target for `service` when it is a split side with path rules of its
+/// own; otherwise the route's target (computed when routing) applies.
+fn set_target(ctx: &mut RequestCtx, route: &Route, service: usize, req: &RequestHeader) {
+    let side = route
+        .split
+        .as_ref()
+        .and_then(|s| s.side_of_service(service))
+        .filter(|s| s.has_own_path_rules());
+    ctx.upstream.target = match (side, &ctx.routed) {
+        (Some(side), Some(routed)) => Some(route.side_target(side, &routed.path, req.uri.query())),
+        _ => None,
+    };
+}
+
+/// Chooses the instance for the next attempt and returns its peer. The first attempt also
+/// decides the service: the route's (or its split side's), or the fallback.
+pub fn choose(ctx: &mut RequestCtx, req: &RequestHeader) -> Result<Box<HttpPeer>, GatewayError> {
     let Some(routed) = &ctx.routed else {
         return Err(GatewayError::Internal);
     };
     let rt = ctx.runtime.clone();
     let route = rt.config.router.route(routed.index);
+    let headers = &req.headers;
     if ctx.upstream.attempts == 0 {
-        if let Err(e) = admit(ctx, route.service) {
-            let fallback = route.fallback.ok_or(e)?;
+        let primary = split::primary_service(route, headers, ctx);
+        let mut used = primary;
+        if let Err(e) = admit(ctx, primary) {
+            let fallback = fallback_for(route, ctx, primary).ok_or(e)?;
             ctx.upstream.fell_back = true;
             admit(ctx, fallback)?;
+            used = fallback;
+        }
+        if route.split.is_some() {
+            set_target(ctx, route, used, req);
         }
     }
     ctx.upstream.attempts += 1;
@@ -117,11 +150,14 @@ pub fn choose(ctx: &mut RequestCtx, headers: &HeaderMap) -> Result<Box<HttpPeer>
                     svc.breaker.release_trial();
                 }
                 // The strangler's safety net: an unavailable new service falls back.
-                if !ctx.upstream.fell_back && ctx.upstream.attempts == 1 {
-                    if let Some(fb) = route.fallback {
+                if ctx.upstream.attempts == 1 {
+                    if let Some(fb) = fallback_for(route, ctx, service) {
                         ctx.upstream.fell_back = true;
                         ctx.upstream.bulkhead = None;
                         admit(ctx, fb)?;
+                        if route.split.is_some() {
+                            set_target(ctx, route, fb, req);
+                        }
                         continue;
                     }
                 }

@@ -12,6 +12,7 @@
 pub mod normalize;
 pub mod pattern;
 pub mod rewrite;
+pub mod split;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use normalize::PathFlags;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use crate::policy::Chain;
 pub use crate::upstream::{RetryPolicy, Timeouts};
 pub use rewrite::Rewrite;
+pub use split::{Side, Split, StickyKey};
 
 /// Header edits applied to a request or response.
 #[derive(Debug, Clone, Default)]
@@ -57,8 +59,12 @@ pub struct Route {
     pub headers: Vec<(HeaderName, Option<HeaderValue>)>,
     /// Ambiguous path constructs this route accepts.
     pub allow: PathFlags,
-    /// Index of the route's service in the runtime's service list.
+    /// Index of the route's service in the runtime's service list; for a split, its first
+    /// side's (config order).
     pub service: usize,
+    /// `split = [...]`: the services the route's traffic is shared between. `None` sends
+    /// everything to `service`.
+    pub split: Option<Split>,
     pub strip_prefix: Option<String>,
     pub rewrite: Option<Rewrite>,
     pub request_headers: HeaderEdits,
@@ -77,12 +83,41 @@ impl Route {
     /// The wire-form target (path and query) to send upstream for a normalized path:
     /// the rewrite template, or the path minus `strip_prefix`, re-encoded where needed.
     pub fn upstream_target(&self, path: &str, query: Option<&str>) -> String {
-        if let Some(rw) = &self.rewrite {
+        self.target_with(
+            self.rewrite.as_ref(),
+            self.strip_prefix.as_deref(),
+            path,
+            query,
+        )
+    }
+
+    /// The upstream target for a split's side: its own path rules, else the route's.
+    pub fn side_target(&self, side: &Side, path: &str, query: Option<&str>) -> String {
+        if side.has_own_path_rules() {
+            self.target_with(
+                side.rewrite.as_ref(),
+                side.strip_prefix.as_deref(),
+                path,
+                query,
+            )
+        } else {
+            self.upstream_target(path, query)
+        }
+    }
+
+    fn target_with(
+        &self,
+        rewrite: Option<&Rewrite>,
+        strip_prefix: Option<&str>,
+        path: &str,
+        query: Option<&str>,
+    ) -> String {
+        if let Some(rw) = rewrite {
             let caps = self.pattern.captures(path).unwrap_or_default();
             return rw.render(&caps, query);
         }
-        let path = match &self.strip_prefix {
-            Some(prefix) => match path.strip_prefix(prefix.as_str()) {
+        let path = match strip_prefix {
+            Some(prefix) => match path.strip_prefix(prefix) {
                 Some("") => "/",
                 Some(rest) if rest.starts_with('/') => rest,
                 _ => path,
@@ -302,6 +337,7 @@ mod tests {
             headers: vec![],
             allow: PathFlags::empty(),
             service: 0,
+            split: None,
             strip_prefix: None,
             rewrite: None,
             request_headers: HeaderEdits::default(),
