@@ -163,6 +163,11 @@ pub struct Comparison {
     pub fields: Vec<String>,
     /// Differences whose field did not fit in `fields`.
     pub fields_omitted: u64,
+    /// For each entry of `fields`: whether a difference there concerned the value as a
+    /// whole (any kind but `array_length`). Noise learned at such a field also covers
+    /// what is under it; noise learned from a length alone does not.
+    #[serde(skip)]
+    pub(crate) whole: Vec<bool>,
     /// Differences not counted because their field is learned noise.
     pub noise: u64,
 }
@@ -180,6 +185,7 @@ impl Comparison {
             omitted: 0,
             fields: Vec::new(),
             fields_omitted: 0,
+            whole: Vec::new(),
             noise: 0,
         }
     }
@@ -328,12 +334,14 @@ impl Sink<'_, '_> {
             }
         }
         let out = &mut *self.out;
-        if !out.fields.iter().any(|f| f == field) {
-            if out.fields.len() < self.cmp.limits.max_fields {
+        let whole = kind != DifferenceKind::ArrayLength;
+        match out.fields.iter().position(|f| f == field) {
+            Some(i) => out.whole[i] |= whole,
+            None if out.fields.len() < self.cmp.limits.max_fields => {
                 out.fields.push(field.to_owned());
-            } else {
-                out.fields_omitted += 1;
+                out.whole.push(whole);
             }
+            None => out.fields_omitted += 1,
         }
         if out.differences.len() < self.cmp.limits.max_differences.max(1) {
             let (primary, shadow) = values();

@@ -7,7 +7,10 @@
 //! counted; a field seen differing in at least `threshold` pairs (default 1: one
 //! primary disagreeing with itself is proof enough that the field is not deterministic)
 //! is noise from then on. A primary-vs-shadow difference at a noise field, or under one
-//! (noise at `$.meta` covers `$.meta.generated_at`), is not a mismatch.
+//! (noise at `$.meta` covers `$.meta.generated_at`), is not a mismatch. One exception:
+//! an array seen only with different lengths (`array_length`) excuses its length, not
+//! its elements, which are still compared one by one: a feed that grows between two
+//! calls must not excuse every wrong item in it.
 //!
 //! A pair whose two statuses differ teaches nothing and is only counted as discarded: a
 //! primary that answered 200 then 503 had a failure, not a noisy field, and learning
@@ -44,13 +47,20 @@ pub enum Learned {
 pub struct NoiseModel {
     threshold: u64,
     max_fields: usize,
-    /// Pairs each field differed in.
-    seen: HashMap<String, u64>,
+    /// Pairs each field differed in, and whether it covers its subtree.
+    seen: HashMap<String, Seen>,
     /// How many fields have reached the threshold (a quick "no noise at all").
     noisy: usize,
     pairs: u64,
     discarded: u64,
     overflow: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    pairs: u64,
+    /// Some pair differed at this field as a whole (not only in an array's length).
+    subtree: bool,
 }
 
 impl Default for NoiseModel {
@@ -90,19 +100,25 @@ impl NoiseModel {
             return Learned::Nothing;
         }
         let mut new = 0;
-        for field in &pair.fields {
+        for (i, field) in pair.fields.iter().enumerate() {
             if !self.seen.contains_key(field.as_str()) {
                 if self.seen.len() >= self.max_fields {
                     self.overflow += 1;
                     continue;
                 }
-                self.seen.insert(field.clone(), 0);
+                let fresh = Seen {
+                    pairs: 0,
+                    subtree: false,
+                };
+                self.seen.insert(field.clone(), fresh);
             }
-            let Some(count) = self.seen.get_mut(field.as_str()) else {
+            let Some(seen) = self.seen.get_mut(field.as_str()) else {
                 continue;
             };
-            *count += 1;
-            if *count == self.threshold {
+            seen.pairs += 1;
+            // Without the flag (a comparison read back from JSON), excuse less.
+            seen.subtree |= pair.whole.get(i).copied().unwrap_or(false);
+            if seen.pairs == self.threshold {
                 self.noisy += 1;
                 new += 1;
             }
@@ -112,19 +128,24 @@ impl NoiseModel {
 
     /// Whether `field` is noise.
     pub fn is_noise(&self, field: &str) -> bool {
-        self.seen.get(field).is_some_and(|&n| n >= self.threshold)
+        self.seen
+            .get(field)
+            .is_some_and(|s| s.pairs >= self.threshold)
     }
 
-    /// Whether `field`, or one of its ancestors (`field[..end]` for each end in
-    /// `ancestors`), is noise.
+    /// Whether `field` is noise, or one of its ancestors (`field[..end]` for each end in
+    /// `ancestors`) is noise as a whole.
     pub fn covers(&self, field: &str, ancestors: &[usize]) -> bool {
         if self.noisy == 0 {
             return false;
         }
         self.is_noise(field)
-            || ancestors
-                .iter()
-                .any(|&end| field.get(..end).is_some_and(|f| self.is_noise(f)))
+            || ancestors.iter().any(|&end| {
+                field
+                    .get(..end)
+                    .and_then(|f| self.seen.get(f))
+                    .is_some_and(|s| s.subtree && s.pairs >= self.threshold)
+            })
     }
 
     /// The model for the admin endpoint and the board.
@@ -132,10 +153,11 @@ impl NoiseModel {
         let mut fields: Vec<NoiseField> = self
             .seen
             .iter()
-            .map(|(field, &pairs)| NoiseField {
+            .map(|(field, s)| NoiseField {
                 field: field.clone(),
-                pairs,
-                noise: pairs >= self.threshold,
+                pairs: s.pairs,
+                noise: s.pairs >= self.threshold,
+                covers_subtree: s.subtree,
             })
             .collect();
         fields.sort_by(|a, b| b.pairs.cmp(&a.pairs).then_with(|| a.field.cmp(&b.field)));
@@ -172,4 +194,7 @@ pub struct NoiseField {
     pub pairs: u64,
     /// Whether it has reached the threshold (and so is excused).
     pub noise: bool,
+    /// Whether, as noise, it also excuses what is under it (false for an array seen
+    /// only with different lengths).
+    pub covers_subtree: bool,
 }

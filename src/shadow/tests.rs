@@ -505,6 +505,43 @@ fn noise_on_a_parent_covers_its_children() {
 }
 
 #[test]
+fn noise_on_an_array_length_does_not_excuse_its_elements() {
+    let c = ShadowComparison::default();
+    let record = ShadowRecord::default();
+    let h = json();
+    // A feed that grew between the two primary calls.
+    record.learn_noise(
+        &c,
+        &resp(&h, r#"{"feed": [1, 2]}"#),
+        &resp(&h, r#"{"feed": [1, 2, 3]}"#),
+    );
+    let req_h = HeaderMap::new();
+    let primary = resp(&h, r#"{"feed": [1, 2, 3]}"#);
+    // Only the length differs: excused.
+    let out = record.compare(
+        &c,
+        &request(&req_h),
+        &primary,
+        &resp(&h, r#"{"feed": [1, 2]}"#),
+    );
+    assert!(out.matched(), "{out:#?}");
+    // A wrong element is still a mismatch.
+    let out = record.compare(
+        &c,
+        &request(&req_h),
+        &primary,
+        &resp(&h, r#"{"feed": [1, 5]}"#),
+    );
+    assert_eq!(found(&out), [(ValueChanged, "$.feed[1]")]);
+    assert_eq!(out.noise, 1);
+    let noise = &record.report().noise.fields[0];
+    assert_eq!(
+        (noise.field.as_str(), noise.noise, noise.covers_subtree),
+        ("$.feed", true, false)
+    );
+}
+
+#[test]
 fn a_primary_disagreeing_on_status_teaches_nothing() {
     let c = ShadowComparison::default();
     let record = ShadowRecord::default();
