@@ -764,3 +764,21 @@ fn the_sensitive_header_list_names_the_credential_headers() {
     }
     assert!(!SENSITIVE_HEADERS.contains(&CONTENT_TYPE));
 }
+
+#[test]
+fn the_noise_table_is_bounded() {
+    let c = ShadowComparison::default();
+    let mut noise = NoiseModel::new(1, 2);
+    let pair = cmp_json(
+        &c,
+        r#"{"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}"#,
+        r#"{"a": 2, "b": 2, "c": 2, "d": 2, "e": 2}"#,
+    );
+    assert_eq!(noise.learn(&pair), Learned::Differences { new: 2 });
+    let report = noise.report();
+    assert_eq!(report.fields.len(), 2);
+    assert_eq!(report.fields_overflow, 3);
+    // A field that did not fit is not noise.
+    assert!(noise.is_noise("$.a"));
+    assert!(!noise.is_noise("$.e"));
+}
