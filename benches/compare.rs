@@ -7,7 +7,7 @@ use ficus::shadow::{CompareConfig, Response};
 use http::HeaderMap;
 use std::hint::black_box;
 
-/// An order with twelve lines: about 2 KB of JSON. `price_of_line_7` is the one value
+/// An order with sixteen lines: about 2 KB of JSON. `price_of_line_7` is the one value
 /// the "differing" pair changes; `reversed` writes every object's members backwards.
 fn order(price_of_line_7: f64, reversed: bool) -> String {
     let line = |i: usize| {
@@ -29,7 +29,7 @@ fn order(price_of_line_7: f64, reversed: bool) -> String {
         }
         format!("{{{}}}", fields.join(","))
     };
-    let lines: Vec<String> = (0..12).map(line).collect();
+    let lines: Vec<String> = (0..16).map(line).collect();
     let mut top = [
         r#""id":"ord-7f3a""#.to_owned(),
         r#""customer":{"id":42,"name":"Ann Example","tier":"gold"}"#.to_owned(),
