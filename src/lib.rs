@@ -26,5 +26,6 @@ pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod shadow;
 pub mod sockets;
 pub mod upstream;
