@@ -30,6 +30,7 @@ pub mod rate;
 pub mod redis;
 pub mod shared;
 pub mod store;
+mod store_config;
 pub mod table;
 
 use std::sync::Arc;
