@@ -261,37 +261,26 @@ fn the_password_comes_from_a_file_and_a_wrong_one_is_a_store_error() {
     let redis = Redis::start_with_password("s3cret-redis-pass");
     let o = Origin::start("o");
     let dir = tempfile::tempdir().expect("tempdir");
-    let right = dir.path().join("redis-pass");
-    std::fs::write(&right, "s3cret-redis-pass\n").expect("password file");
-    let gw = Gateway::start(&config(
-        &o,
-        &redis,
-        r#"{ key = "client_ip", rate = "1/min", burst = 1 }"#,
-        &[
-            (
-                "redis_password_file",
-                &format!("{:?}", right.display().to_string()),
-            ),
-            ("on_store_error", "\"fail-closed\""),
-        ],
-    ));
+    // A fail-closed gateway whose Redis password is `password`, read from a file.
+    let gateway = |file: &str, password: &str| {
+        let path = dir.path().join(file);
+        std::fs::write(&path, password).expect("password file");
+        let path = format!("{:?}", path.display().to_string());
+        Gateway::start(&config(
+            &o,
+            &redis,
+            r#"{ key = "client_ip", rate = "1/min", burst = 1 }"#,
+            &[
+                ("redis_password_file", &path),
+                ("on_store_error", "\"fail-closed\""),
+            ],
+        ))
+    };
+    let gw = gateway("redis-pass", "s3cret-redis-pass\n");
     assert_eq!(gw.get("/api/a").status, 200);
     assert_eq!(gw.get("/api/a").status, 429, "Redis holds the bucket");
 
-    let wrong = dir.path().join("wrong-pass");
-    std::fs::write(&wrong, "not-it").expect("password file");
-    let gw2 = Gateway::start(&config(
-        &o,
-        &redis,
-        r#"{ key = "client_ip", rate = "1/min", burst = 1 }"#,
-        &[
-            (
-                "redis_password_file",
-                &format!("{:?}", wrong.display().to_string()),
-            ),
-            ("on_store_error", "\"fail-closed\""),
-        ],
-    ));
+    let gw2 = gateway("wrong-pass", "not-it");
     assert_eq!(gw2.get("/api/a").status, 503);
     let logs = gw2.logs();
     assert!(
