@@ -35,6 +35,7 @@ fn route(i: usize, path: String) -> Route {
         fallback: None,
         chain: Default::default(),
         retries: Default::default(),
+        shadow: None,
     }
 }
 

@@ -191,6 +191,8 @@ pub struct Metrics {
     overrides_ignored: Mutex<HashMap<String, Arc<AtomicU64>>>,
     /// Only services that have (or had) `client_credentials`.
     credentials: Mutex<HashMap<String, Arc<CredentialMetrics>>>,
+    /// Shadowed routes' records and copies in flight, by route.
+    pub shadows: crate::shadow::store::ShadowStates,
     /// Requests that matched no route (or failed before routing).
     pub unrouted: Arc<RouteMetrics>,
     pub reloads_ok: AtomicU64,
@@ -270,6 +272,7 @@ impl Metrics {
             }
         }
         self.render_splits(&mut out);
+        self.shadows.render_metrics(&mut out);
         let credentials = sorted(&self.credentials);
         if !credentials.is_empty() {
             out.push_str("# HELP ficus_client_credentials_fetches_total Token requests for services' client credentials, by result.\n# TYPE ficus_client_credentials_fetches_total counter\n");

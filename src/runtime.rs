@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics, SplitSideMetrics};
 use crate::registry::{Registry, ServiceState};
+use crate::shadow::store::ShadowState;
 use crate::upstream::credentials::{OAuth2Endpoint, TokenSource};
 
 /// One compiled config with its metric handles (indexed like the router's routes and the
@@ -29,6 +30,9 @@ pub struct Runtime {
     /// Split routes' side and override counters, indexed like the router's routes.
     pub split_metrics: Vec<Option<RouteSplitMetrics>>,
     pub service_metrics: Vec<Arc<ServiceMetrics>>,
+    /// Shadowed routes' states (record, copies in flight), indexed like the router's
+    /// routes.
+    pub shadows: Vec<Option<Arc<ShadowState>>>,
     /// The token source of each service with `client_credentials`, indexed like
     /// `config.services`.
     pub credentials: Vec<Option<Arc<TokenSource>>>,
@@ -114,6 +118,18 @@ impl Runtime {
             .iter()
             .map(|s| metrics.service(&s.name))
             .collect();
+        let shadows: Vec<Option<Arc<ShadowState>>> = config
+            .router
+            .routes()
+            .iter()
+            .map(|r| {
+                let s = r.shadow.as_ref()?;
+                let service = &config.services[s.service].name;
+                Some(metrics.shadows.state(&r.name, service, &s.compare, s.queue))
+            })
+            .collect();
+        let shadowed: Vec<&str> = shadows.iter().flatten().map(|s| s.route.as_str()).collect();
+        metrics.shadows.retain(&shadowed);
         Runtime {
             config,
             services,
@@ -121,6 +137,7 @@ impl Runtime {
             route_other_metrics,
             split_metrics,
             service_metrics,
+            shadows,
             credentials,
             generation,
         }

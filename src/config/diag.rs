@@ -177,6 +177,14 @@ impl<'a> Diagnostics<'a> {
         self.push(Severity::Error, span, key, msg, hint);
     }
 
+    /// Errors reported so far (a step's own errors are the growth across it).
+    pub fn error_count(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }

@@ -24,6 +24,7 @@ mod split;
 #[cfg(test)]
 mod testing;
 mod tls;
+mod unreachable;
 
 use diag::{did_you_mean, Diagnostic, Diagnostics, Severity};
 use raw::{RawGateway, RawRegistry, RawRoute, RawService};
@@ -172,7 +173,7 @@ pub fn compile_with(
         .iter()
         .map(|(i, s, _)| (*i, s.clone()))
         .collect();
-    shadow::warn_shadowed(&mut c.d, router.routes(), &route_spans);
+    unreachable::warn_shadowed(&mut c.d, router.routes(), &route_spans);
     let warnings = finish(c.d)?;
     Ok(Config {
         path: path.to_path_buf(),

@@ -366,6 +366,24 @@ pub struct RawRoute {
     pub cors: Option<Spanned<PolicyRef>>,
     /// `[rate_limits.NAME]` for this route, or `false` to opt out of `[gateway] rate_limit`.
     pub rate_limit: Option<Spanned<PolicyRef>>,
+    /// Copies of the route's requests sent to another service and compared.
+    pub shadow: Option<Spanned<RawShadow>>,
+}
+
+/// `shadow = { service = "orders-v2", sample = 0.25, compare = { … } }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadow {
+    pub service: Spanned<String>,
+    pub sample: Option<Spanned<f64>>,
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub timeout: Option<Spanned<String>>,
+    /// Signed so a negative number gets a clear error rather than serde's.
+    pub max_body_bytes: Option<Spanned<i64>>,
+    pub queue: Option<Spanned<i64>>,
+    pub strip_prefix: Option<Spanned<String>>,
+    pub rewrite: Option<Spanned<String>>,
+    pub compare: Option<Spanned<crate::shadow::CompareConfig>>,
 }
 
 /// A `split` entry.

@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::compiler::{span_of, Compiler, HeaderSide};
 use super::diag::{closest_name, did_you_mean, Diagnostics};
 use super::raw::{RawMatch, RawRoute};
-use super::{policies, split, Sections};
+use super::{policies, shadow, split, Sections};
 use crate::registry::spec::ServiceSpec;
 use crate::router::normalize::PathFlags;
 use crate::router::pattern::{HostPattern, PathPattern};
@@ -155,6 +155,7 @@ fn compile_route(
     let timeouts = c.timeouts(&raw.timeouts, &format!("{key}.timeouts"));
     let own_service = service.filter(|_| split.is_none());
     let fallback = fallback(c, names, &key, raw, own_service);
+    let shadow = shadow::route_shadow(c, names, &key, raw, own_service, pattern.as_ref());
     let retries = retry_policy(c, &key, span, raw);
     Some(Route {
         name: name.as_str().into(),
@@ -174,6 +175,7 @@ fn compile_route(
         timeouts,
         fallback,
         retries,
+        shadow: shadow.map(Box::new),
         chain: Default::default(),
     })
 }

@@ -1,194 +1,209 @@
-//! Warnings for routes that can never match: an earlier-ranked route with the same path
-//! shape accepts every request the later one accepts.
-//!
-//! Routes are grouped by path shape (capture names do not matter) and host, so the work is
-//! linear in the number of routes plus the pairs within a group of routes on the same path
-//! and host (a route without a host is compared with every host's routes on its path).
+//! A route's `shadow = { … }`: the shadow service, which requests are copied, the bounds
+//! on each copy, its own path rules, and the comparison. Every problem is reported with
+//! its key; copying requests that are not safe is allowed but warned about.
 
 use http::Method;
-use std::collections::HashMap;
 use std::ops::Range;
+use toml::Spanned;
 
-use super::diag::Diagnostics;
-use crate::router::pattern::{HostPattern, Segment};
-use crate::router::Route;
+use super::compiler::{span_of, Compiler};
+use super::raw::{RawRoute, RawShadow};
+use super::routes::{path_rewrite, strip_prefix, ServiceNames};
+use crate::router::pattern::PathPattern;
+use crate::shadow::route::{
+    RouteShadow, DEFAULT_MAX_BODY, DEFAULT_QUEUE, DEFAULT_SAMPLE, DEFAULT_TIMEOUT, MAX_MAX_BODY,
+    MAX_QUEUE,
+};
 
-/// The part of a path pattern that decides which paths it matches.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct PathShape<'r> {
-    /// Literal segments, `None` for a capture or `*`.
-    segments: Vec<Option<&'r str>>,
-    tail: bool,
-}
+/// Methods copied when the route lists none: those without side effects.
+const SAFE: [Method; 2] = [Method::GET, Method::HEAD];
 
-fn shape(r: &Route) -> PathShape<'_> {
-    PathShape {
-        segments: r
-            .pattern
-            .segments
-            .iter()
-            .map(|s| match s {
-                Segment::Literal(l) => Some(&**l),
-                Segment::Param(_) => None,
-            })
-            .collect(),
-        tail: r.pattern.tail,
+/// The route's shadow, or `None` (none configured, or reported as broken). `service` is
+/// the route's own service when it has no split.
+pub(super) fn route_shadow(
+    c: &mut Compiler<'_>,
+    names: &mut ServiceNames<'_>,
+    key: &str,
+    raw: &RawRoute,
+    service: Option<usize>,
+    pattern: Option<&PathPattern>,
+) -> Option<RouteShadow> {
+    let spanned = raw.shadow.as_ref()?;
+    let s = spanned.get_ref();
+    let key = format!("{key}.shadow");
+    let before = c.d.error_count();
+    let shadow_service = names.resolve(
+        &mut c.d,
+        &s.service,
+        &format!("{key}.service"),
+        "shadow service",
+    );
+    if shadow_service.is_some() && shadow_service == service {
+        c.d.error_hint(
+            span_of(&s.service),
+            format!("{key}.service"),
+            "the shadow service is the route's own service",
+            "shadow traffic goes to the new service that is not yet answering: name it here",
+        );
     }
-}
-
-/// A host pattern as a map key: whether it is a `*.` suffix, and its (lowercase) text.
-type HostKey<'r> = (bool, &'r str);
-
-fn host_key(h: &HostPattern) -> HostKey<'_> {
-    match h {
-        HostPattern::Exact(e) => (false, e),
-        HostPattern::Suffix(s) => (true, s),
+    let sample = sample(c, &key, s);
+    let methods = methods(c, &key, s);
+    let timeout = c
+        .positive_duration(
+            &s.timeout,
+            &format!("{key}.timeout"),
+            "a zero timeout fails every copy",
+        )
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let max_body = bounded(
+        c,
+        &key,
+        "max_body_bytes",
+        &s.max_body_bytes,
+        0,
+        MAX_MAX_BODY,
+    )
+    .unwrap_or(DEFAULT_MAX_BODY);
+    let queue = bounded(c, &key, "queue", &s.queue, 1, MAX_QUEUE).unwrap_or(DEFAULT_QUEUE);
+    let strip_prefix = strip_prefix(c, &key, s.strip_prefix.as_ref(), pattern);
+    let rewrite = path_rewrite(
+        c,
+        &key,
+        s.rewrite.as_ref(),
+        s.strip_prefix.is_some(),
+        pattern,
+    );
+    let compare = compare(c, &key, spanned.span(), s, max_body);
+    if c.d.error_count() > before {
+        return None;
     }
+    Some(RouteShadow {
+        service: shadow_service?,
+        sample,
+        methods,
+        timeout,
+        max_body,
+        queue,
+        strip_prefix,
+        rewrite,
+        compare: compare?,
+    })
 }
 
-/// Whether `wide` accepts every request that `narrow` accepts, given the same path shape.
-fn covers(wide: &Route, narrow: &Route) -> bool {
-    let methods = wide.methods.is_empty()
-        || (!narrow.methods.is_empty()
-            && narrow
-                .methods
-                .iter()
-                .all(|m: &Method| wide.methods.contains(m)));
-    let host = wide.host.is_none() || wide.host == narrow.host;
-    let headers = wide.headers.iter().all(|(name, want)| {
-        narrow
-            .headers
-            .iter()
-            .any(|(n, v)| n == name && (want.is_none() || v == want))
-    });
-    methods && host && headers
+fn sample(c: &mut Compiler<'_>, key: &str, s: &RawShadow) -> f64 {
+    let Some(v) = &s.sample else {
+        return DEFAULT_SAMPLE;
+    };
+    let x = *v.get_ref();
+    // `!(… contains …)` also refuses NaN.
+    if !(0.0..=1.0).contains(&x) {
+        c.d.error_hint(
+            span_of(v),
+            format!("{key}.sample"),
+            format!("sample = {x}: a share of requests is between 0 and 1"),
+            "0.25 copies a quarter of the route's requests; 1 copies them all",
+        );
+    }
+    x
 }
 
-/// Whether two routes accept exactly the same requests on the same path shape.
-fn same_predicates(a: &Route, b: &Route) -> bool {
-    covers(a, b) && covers(b, a)
+fn methods(c: &mut Compiler<'_>, key: &str, s: &RawShadow) -> Vec<Method> {
+    let Some(list) = &s.methods else {
+        return SAFE.to_vec();
+    };
+    let mkey = format!("{key}.methods");
+    let mut methods = Vec::new();
+    let mut unsafe_ones = Vec::new();
+    for m in list.get_ref() {
+        let text = m.get_ref().to_ascii_uppercase();
+        match Method::from_bytes(text.as_bytes()) {
+            Ok(method) if !methods.contains(&method) => {
+                if !method.is_safe() {
+                    unsafe_ones.push(method.to_string());
+                }
+                methods.push(method);
+            }
+            Ok(_) => c.d.error(
+                span_of(m),
+                mkey.clone(),
+                format!("`{text}` is listed twice"),
+            ),
+            Err(_) => c.d.error(
+                span_of(m),
+                mkey.clone(),
+                format!("`{}` is not an HTTP method", m.get_ref()),
+            ),
+        }
+    }
+    if list.get_ref().is_empty() {
+        c.d.error_hint(
+            span_of(list),
+            mkey.clone(),
+            "no method listed: nothing would be copied",
+            "leave `methods` out to copy GET and HEAD requests, or remove `shadow`",
+        );
+    }
+    if !unsafe_ones.is_empty() {
+        c.d.warning(
+            span_of(list),
+            mkey,
+            format!(
+                "copies of {} requests reach the shadow service as well as the primary: anything they change happens twice",
+                unsafe_ones.join(", ")
+            ),
+            Some("the shadow must not share side effects with the primary (database, payments, mail); copies carry `X-Ficus-Shadow: 1` so it can skip them".into()),
+        );
+    }
+    methods
 }
 
-/// Warns about every route that an earlier-ranked route shadows. `routes` is in priority
-/// order; `spans` maps a route's file position to its span.
-pub fn warn_shadowed(
-    d: &mut Diagnostics<'_>,
-    routes: &[Route],
-    spans: &HashMap<usize, Range<usize>>,
-) {
-    let mut groups: HashMap<(PathShape<'_>, Option<HostKey<'_>>), Vec<usize>> = HashMap::new();
-    for (rank, r) in routes.iter().enumerate() {
-        let path = shape(r);
-        let any_host = r
-            .host
-            .as_ref()
-            .and_then(|_| groups.get(&(path.clone(), None)))
-            .into_iter()
-            .flatten();
-        let host = r.host.as_ref().map(host_key);
-        let same_host = groups.get(&(path.clone(), host)).into_iter().flatten();
-        let wide = any_host
-            .chain(same_host)
-            .copied()
-            .filter(|&w| covers(&routes[w], r))
-            .min();
-        if let Some(w) = wide {
-            let wide = &routes[w];
-            let message = if same_predicates(wide, r) {
-                format!(
-                    "route `{}` can never match: route `{}` has the same path and predicates and comes first",
-                    r.name, wide.name
-                )
-            } else {
-                format!(
-                    "route `{}` can never match: route `{}` above matches everything it does",
-                    r.name, wide.name
-                )
-            };
-            d.warning(
-                spans.get(&r.file_order).cloned().unwrap_or(0..0),
-                format!("routes[{}]", r.file_order),
-                message,
-                Some(
-                    "remove it, move it above, or give it a predicate the other lacks (methods, host, headers)"
-                        .into(),
-                ),
+/// An integer key within `lo..=hi`.
+fn bounded(
+    c: &mut Compiler<'_>,
+    key: &str,
+    name: &str,
+    v: &Option<Spanned<i64>>,
+    lo: usize,
+    hi: usize,
+) -> Option<usize> {
+    let v = v.as_ref()?;
+    let n = *v.get_ref();
+    match usize::try_from(n) {
+        Ok(n) if (lo..=hi).contains(&n) => Some(n),
+        _ => {
+            c.d.error(
+                span_of(v),
+                format!("{key}.{name}"),
+                format!("{name} = {n}: must be between {lo} and {hi}"),
             );
+            None
         }
-        groups.entry((path, host)).or_default().push(rank);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::config::compile;
-    use std::path::Path;
-
-    fn shadow_warnings(routes: &str) -> Vec<String> {
-        let src = format!("[services.a]\ninstances = [\"127.0.0.1:1\"]\n{routes}");
-        let cfg = compile(Path::new("routes.toml"), &src).unwrap();
-        cfg.warnings
-            .iter()
-            .map(|w| w.message.clone())
-            .filter(|m| m.contains("can never match"))
-            .collect()
-    }
-
-    fn route(name: &str, matcher: &str) -> String {
-        format!("[[routes]]\nname = \"{name}\"\nmatch = {{ {matcher} }}\nservice = \"a\"\n")
-    }
-
-    #[test]
-    fn a_route_covered_by_an_earlier_one_is_reported() {
-        let cases = [
-            (
-                route(
-                    "getpost",
-                    "path = \"/a/{id}\", methods = [\"GET\", \"POST\"]",
-                ) + &route("get", "path = \"/a/{x}\", methods = [\"GET\"]"),
-                "route `get` can never match: route `getpost` above matches everything it does",
-            ),
-            (
-                route("any", "path = \"/b/**\", headers = { x = \"*\" }")
-                    + &route("one", "path = \"/b/**\", headers = { x = \"1\" }"),
-                "route `one` can never match: route `any` above",
-            ),
-            (
-                route("m1", "path = \"/c\", methods = [\"GET\"]")
-                    + &route("m2", "path = \"/c\", methods = [\"GET\", \"GET\"]"),
-                "route `m2` can never match: route `m1` has the same path and predicates",
-            ),
-            (
-                route("h1", "path = \"/d\", host = \"*.x.com\"")
-                    + &route("h2", "path = \"/d\", host = \"*.X.COM\""),
-                "route `h2` can never match: route `h1` has the same path",
-            ),
-        ];
-        for (routes, want) in cases {
-            let w = shadow_warnings(&routes);
-            assert_eq!(w.len(), 1, "{routes}: {w:?}");
-            assert!(w[0].contains(want), "{routes}: {w:?}");
+fn compare(
+    c: &mut Compiler<'_>,
+    key: &str,
+    span: Range<usize>,
+    s: &RawShadow,
+    max_body: usize,
+) -> Option<crate::shadow::ShadowComparison> {
+    let (config, span) = match &s.compare {
+        Some(cmp) => (cmp.get_ref().clone(), span_of(cmp)),
+        None => (Default::default(), span),
+    };
+    match config.compile() {
+        Ok(mut cmp) => {
+            // What was kept of a body is compared whole: the copy's bound is the
+            // comparison's.
+            cmp.limits.max_body = max_body;
+            Some(cmp)
         }
-    }
-
-    #[test]
-    fn routes_that_can_still_match_are_not_reported() {
-        let cases = [
-            // The more specific route ranks first, so the general one still gets the rest.
-            route("get", "path = \"/a/{id}\", methods = [\"GET\"]")
-                + &route(
-                    "getpost",
-                    "path = \"/a/{id}\", methods = [\"GET\", \"POST\"]",
-                ),
-            route("one", "path = \"/b/**\", headers = { x = \"1\" }")
-                + &route("two", "path = \"/b/**\", headers = { x = \"2\" }"),
-            route("h1", "path = \"/d\", host = \"a.example\"")
-                + &route("h2", "path = \"/d\", host = \"b.example\""),
-            route("lit", "path = \"/e/x\"") + &route("param", "path = \"/e/{id}\""),
-            route("exact", "path = \"/f\"") + &route("tail", "path = \"/f/**\""),
-        ];
-        for routes in cases {
-            assert_eq!(shadow_warnings(&routes), Vec::<String>::new(), "{routes}");
+        Err(errors) => {
+            for e in errors {
+                c.d.error(span.clone(), format!("{key}.compare"), e.to_string());
+            }
+            None
         }
     }
 }

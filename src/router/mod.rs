@@ -74,6 +74,9 @@ pub struct Route {
     /// Service index to use when the route's service is unavailable.
     pub fallback: Option<usize>,
     pub retries: RetryPolicy,
+    /// `shadow = { … }`: copies of the route's requests sent to another service and
+    /// compared with the primary's answers.
+    pub shadow: Option<Box<crate::shadow::route::RouteShadow>>,
     /// The route's policies (access, and later authentication, rate limits, CORS) as a
     /// plugin chain in their fixed stage order.
     pub chain: Chain,
@@ -345,6 +348,7 @@ mod tests {
             timeouts: Timeouts::default(),
             fallback: None,
             retries: RetryPolicy::default(),
+            shadow: None,
             chain: Chain::default(),
         }
     }

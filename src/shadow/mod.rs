@@ -34,6 +34,8 @@ pub mod noise;
 pub mod path;
 pub mod record;
 mod render;
+pub mod route;
+pub mod store;
 
 #[cfg(test)]
 mod tests;

@@ -69,6 +69,7 @@ struct Counters {
     excused_by_noise: u64,
     invalid_json: u64,
     too_large: u64,
+    too_large_answers: u64,
     shadow_errors: u64,
     shadow_timeouts: u64,
     dropped: u64,
@@ -181,6 +182,11 @@ impl ShadowRecord {
         self.counters().shadow_timeouts += 1;
     }
 
+    /// An answer (the primary's or the shadow's) was over the copy limit: not compared.
+    pub fn answer_too_large(&self) {
+        self.counters().too_large_answers += 1;
+    }
+
     /// A shadow copy was not sent (queue full, body over the copy limit).
     pub fn dropped(&self) {
         self.counters().dropped += 1;
@@ -212,6 +218,7 @@ impl ShadowRecord {
             excused_by_noise: c.excused_by_noise,
             invalid_json: c.invalid_json,
             too_large: c.too_large,
+            too_large_answers: c.too_large_answers,
             shadow_errors: c.shadow_errors,
             shadow_timeouts: c.shadow_timeouts,
             dropped: c.dropped,
@@ -268,6 +275,8 @@ pub struct ShadowReport {
     pub invalid_json: u64,
     /// Comparisons made byte for byte because a body was over the size limit.
     pub too_large: u64,
+    /// Copies not compared because an answer was over the copy limit (`max_body_bytes`).
+    pub too_large_answers: u64,
     pub shadow_errors: u64,
     pub shadow_timeouts: u64,
     /// Shadow copies not sent.

@@ -1,0 +1,201 @@
+//! The shadow records of every route, kept across reloads: a route's record goes on as
+//! long as its shadow service and comparison are unchanged, and starts over when either
+//! changes (its counts would otherwise mix two different experiments).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::compare::ShadowComparison;
+use super::record::{RecordLimits, ShadowRecord, ShadowReport};
+use crate::metrics::LabelValue;
+
+/// One route's shadow: its record and its copies in flight.
+#[derive(Debug)]
+pub struct ShadowState {
+    pub route: String,
+    pub service: String,
+    pub record: ShadowRecord,
+    comparison: ShadowComparison,
+    in_flight: AtomicUsize,
+    queue: AtomicUsize,
+}
+
+/// A copy's place in its route's queue, released when the exchange ends.
+#[derive(Debug)]
+pub struct Slot(Arc<ShadowState>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Slot {
+    pub fn state(&self) -> &Arc<ShadowState> {
+        &self.0
+    }
+}
+
+impl ShadowState {
+    /// A place for one more copy, or `None` when `queue` copies are already in flight
+    /// (the copy is then dropped and counted).
+    pub fn try_slot(self: &Arc<Self>) -> Option<Slot> {
+        let max = self.queue.load(Ordering::Relaxed);
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+
+    /// Copies in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn queue(&self) -> usize {
+        self.queue.load(Ordering::Relaxed)
+    }
+}
+
+/// Every route's shadow state, by route name.
+#[derive(Debug, Default)]
+pub struct ShadowStates {
+    routes: Mutex<HashMap<String, Arc<ShadowState>>>,
+}
+
+impl ShadowStates {
+    /// The state of `route` shadowed to `service`: the running one when the service and
+    /// comparison are unchanged (its queue bound updated), else a new one.
+    pub fn state(
+        &self,
+        route: &str,
+        service: &str,
+        comparison: &ShadowComparison,
+        queue: usize,
+    ) -> Arc<ShadowState> {
+        let mut routes = self.lock();
+        if let Some(s) = routes.get(route) {
+            if s.service == service && s.comparison == *comparison {
+                s.queue.store(queue, Ordering::Relaxed);
+                return s.clone();
+            }
+        }
+        let state = Arc::new(ShadowState {
+            route: route.to_owned(),
+            service: service.to_owned(),
+            record: ShadowRecord::new(RecordLimits::default()),
+            comparison: comparison.clone(),
+            in_flight: AtomicUsize::new(0),
+            queue: AtomicUsize::new(queue),
+        });
+        routes.insert(route.to_owned(), state.clone());
+        state
+    }
+
+    /// Forgets the routes that no longer have a shadow.
+    pub fn retain(&self, keep: &[&str]) {
+        self.lock()
+            .retain(|route, _| keep.contains(&route.as_str()));
+    }
+
+    /// The state of `route`, if it has a shadow.
+    pub fn get(&self, route: &str) -> Option<Arc<ShadowState>> {
+        self.lock().get(route).cloned()
+    }
+
+    /// Every shadowed route's state, by route name.
+    pub fn all(&self) -> Vec<Arc<ShadowState>> {
+        let mut v: Vec<_> = self.lock().values().cloned().collect();
+        v.sort_by(|a, b| a.route.cmp(&b.route));
+        v
+    }
+
+    /// The record of `route` as served on `/shadow/{route}`.
+    pub fn report(&self, route: &str) -> Option<ShadowReport> {
+        self.get(route).map(|s| s.record.report())
+    }
+
+    /// `ficus_shadow_*` in the Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        let all = self.all();
+        if all.is_empty() {
+            return;
+        }
+        let reports: Vec<(Arc<ShadowState>, ShadowReport)> = all
+            .into_iter()
+            .map(|s| {
+                let r = s.record.report();
+                (s, r)
+            })
+            .collect();
+        out.push_str("# HELP ficus_shadow_requests_total Shadow copies by what became of them: matched, mismatched (after learned noise), error, timeout, too_large (an answer over max_body_bytes), dropped (queue full or request body over the limit).\n# TYPE ficus_shadow_requests_total counter\n");
+        for (s, r) in &reports {
+            for (result, n) in [
+                ("matched", r.matched),
+                ("mismatched", r.mismatched),
+                ("error", r.shadow_errors),
+                ("timeout", r.shadow_timeouts),
+                ("too_large", r.too_large_answers),
+                ("dropped", r.dropped),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "ficus_shadow_requests_total{{route=\"{}\",service=\"{}\",result=\"{result}\"}} {n}",
+                    LabelValue(&s.route),
+                    LabelValue(&s.service)
+                );
+            }
+        }
+        out.push_str("# HELP ficus_shadow_excused_by_noise_total Shadow copies that matched only because the differing fields were learned as noise.\n# TYPE ficus_shadow_excused_by_noise_total counter\n");
+        for (s, r) in &reports {
+            let _ = writeln!(
+                out,
+                "ficus_shadow_excused_by_noise_total{{route=\"{}\",service=\"{}\"}} {}",
+                LabelValue(&s.route),
+                LabelValue(&s.service),
+                r.excused_by_noise
+            );
+        }
+        out.push_str("# HELP ficus_shadow_field_mismatches_total Mismatched shadow answers by differing field (the most frequent fields a record keeps).\n# TYPE ficus_shadow_field_mismatches_total counter\n");
+        for (s, r) in &reports {
+            for f in &r.fields {
+                let _ = writeln!(
+                    out,
+                    "ficus_shadow_field_mismatches_total{{route=\"{}\",service=\"{}\",field=\"{}\"}} {}",
+                    LabelValue(&s.route),
+                    LabelValue(&s.service),
+                    LabelValue(&f.field),
+                    f.count
+                );
+            }
+        }
+        out.push_str("# HELP ficus_shadow_noise_fields Fields learned as noise (differing between two answers of the primary).\n# TYPE ficus_shadow_noise_fields gauge\n");
+        for (s, r) in &reports {
+            let _ = writeln!(
+                out,
+                "ficus_shadow_noise_fields{{route=\"{}\",service=\"{}\"}} {}",
+                LabelValue(&s.route),
+                LabelValue(&s.service),
+                r.noise.fields.len()
+            );
+        }
+        out.push_str("# HELP ficus_shadow_in_flight Shadow copies in flight.\n# TYPE ficus_shadow_in_flight gauge\n");
+        for (s, _) in &reports {
+            let _ = writeln!(
+                out,
+                "ficus_shadow_in_flight{{route=\"{}\",service=\"{}\"}} {}",
+                LabelValue(&s.route),
+                LabelValue(&s.service),
+                s.in_flight()
+            );
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ShadowState>>> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
