@@ -20,6 +20,7 @@ use serde::Serialize;
 pub mod policies;
 pub mod registry_api;
 pub mod registry_view;
+pub mod shadow;
 mod tls_probe;
 
 /// The admin HTTP application.
@@ -56,6 +57,9 @@ impl Admin {
                 StatusCode::OK,
                 &registry_view::snapshot(&self.shared.registry),
             );
+        }
+        if let Some(r) = shadow::handle(&self.shared.metrics, path) {
+            return r;
         }
         if path == "/registry/ui" || path == "/" {
             return reply(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD);
