@@ -69,6 +69,14 @@ enum Command {
     },
     /// Start a sample monolith and a new service on loopback with the gateway in front.
     Demo(RunOptions),
+    /// Show a shadowed route's comparison record from the running gateway.
+    Shadow {
+        /// The route's name.
+        route: String,
+        /// The gateway's admin listener (default: `[gateway] admin` of --config).
+        #[arg(long, value_name = "HOST:PORT")]
+        admin: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -127,6 +135,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Shadow { route, admin } => {
+            let shown = ficus::cli::admin_client::admin_addr(admin.as_deref(), &cli.config)
+                .and_then(|addr| ficus::cli::shadow(addr, &route));
+            match shown {
+                Ok(out) => {
+                    print_out(&out);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Demo(opts) => {
             ficus::logging::init(false);
             match ficus::demo::run(&cli.config, opts.ready_file()) {

@@ -77,7 +77,8 @@ pub fn handle(metrics: &Metrics, path: &str) -> Option<Response<Vec<u8>>> {
             .collect();
         return Some(json_reply(StatusCode::OK, &all));
     }
-    let route = path.strip_prefix("/shadow/")?;
+    let route = percent_decoded(path.strip_prefix("/shadow/")?);
+    let route = route.as_str();
     Some(match metrics.shadows.get(route) {
         Some(state) => json_reply(StatusCode::OK, &RouteShadowView::of(&state)),
         None => error_reply(
@@ -85,4 +86,43 @@ pub fn handle(metrics: &Metrics, path: &str) -> Option<Response<Vec<u8>>> {
             &format!("no shadowed route named `{route}` (GET /shadow lists them)"),
         ),
     })
+}
+
+/// A route name as written in a request target (`%XX` escapes decoded; an invalid escape
+/// is kept as written, and names no route).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|c| hex(*c)),
+            b.get(i + 2).and_then(|c| hex(*c)),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decoded;
+
+    #[test]
+    fn route_names_are_percent_decoded() {
+        assert_eq!(percent_decoded("orders%20v2"), "orders v2");
+        assert_eq!(percent_decoded("a%2Fb"), "a/b");
+        assert_eq!(percent_decoded("bad%zz%4"), "bad%zz%4");
+        assert_eq!(percent_decoded("plain"), "plain");
+    }
 }
