@@ -68,6 +68,7 @@ pub async fn exchange(
             .await
             .map_err(|e| ExchangeError::Failed(format!("connect {}: {e}", member.addr)))?;
         let failed = |e: Box<pingora_error::Error>| ExchangeError::Failed(e.to_string());
+        let head = framed(head, &body, session.as_http1().is_some());
         session
             .write_request_header(Box::new(head))
             .await
@@ -112,4 +113,24 @@ pub async fn exchange(
         Ok(result) => result,
         Err(_) => Err(ExchangeError::Timeout(timeout)),
     }
+}
+
+/// The copy's head for the protocol of the connection it goes out on. The primary's
+/// upstream request was shaped for the primary's connection (HTTP/1.1 or HTTP/2), and the
+/// whole body is at hand: it is sent with a `Content-Length`, never chunked.
+fn framed(mut head: RequestHeader, body: &Bytes, h1: bool) -> RequestHeader {
+    head.remove_header(&http::header::TRANSFER_ENCODING);
+    if !body.is_empty() {
+        let _ = head.insert_header(http::header::CONTENT_LENGTH, body.len());
+    }
+    if h1 {
+        head.set_version(http::Version::HTTP_11);
+        // An HTTP/2 request names its host in the target's authority.
+        if !head.headers.contains_key(http::header::HOST) {
+            if let Some(authority) = head.uri.authority().map(|a| a.as_str().to_owned()) {
+                let _ = head.insert_header(http::header::HOST, authority);
+            }
+        }
+    }
+    head
 }
