@@ -226,7 +226,7 @@ fn a_slow_failing_or_resetting_shadow_never_reaches_the_client() {
     let gw = Gateway::start(&shadow_config(
         &mono,
         &v2,
-        r#"{ service = "orders-v2", timeout = "500ms", queue = 100 }"#,
+        r#"{ service = "orders-v2", timeout = "1s", queue = 100 }"#,
     ));
     let mut worst = Duration::ZERO;
     for path in [
@@ -322,9 +322,17 @@ fn the_queue_bound_drops_and_counts_copies() {
     for _ in 0..10 {
         assert_eq!(get(&gw, "/orders/1", &[]).status, 200);
     }
-    let rep = report(&gw);
+    // Counted as each request is logged, just after its answer.
+    let rep = poll_until(Duration::from_millis(500), || {
+        let rep = report(&gw);
+        (rep["dropped"] == 8).then_some(rep)
+    })
+    .unwrap_or_else(|| report(&gw));
     assert_eq!(rep["dropped"], 8, "{rep:#}");
-    assert_eq!(rep["in_flight"], 2, "{rep:#}");
+    assert_eq!(
+        rep["in_flight"], 2,
+        "the two copies still wait for the shadow: {rep:#}"
+    );
     let rep = wait_outcomes(&gw, 10);
     assert_eq!(rep["compared"], 2, "{rep:#}");
     assert_eq!(v2.requests(), 2);

@@ -20,25 +20,70 @@ fn check(route_keys: &str) -> (i32, String) {
 #[test]
 fn check_reports_shadow_mistakes() {
     let cases = [
-        ("shadow = { service = \"ordrs\" }\n", "did you mean `orders`"),
+        (
+            "shadow = { service = \"ordrs\" }\n",
+            "did you mean `orders`",
+        ),
         (
             "shadow = { service = \"monolith\" }\n",
             "the shadow service is the route's own service",
         ),
-        ("shadow = { service = \"orders\", sample = 1.5 }\n", "sample = 1.5"),
-        ("shadow = { service = \"orders\", sample = -0.1 }\n", "sample = -0.1"),
-        ("shadow = { service = \"orders\", methods = [] }\n", "no method listed"),
-        ("shadow = { service = \"orders\", methods = [\"GE T\"] }\n", "not an HTTP method"),
-        ("shadow = { service = \"orders\", timeout = \"0s\" }\n", "zero timeout"),
-        ("shadow = { service = \"orders\", timeout = \"soon\" }\n", "not a duration"),
-        ("shadow = { service = \"orders\", max_body_bytes = -1 }\n", "max_body_bytes = -1"),
-        ("shadow = { service = \"orders\", queue = 0 }\n", "queue = 0"),
-        ("shadow = { service = \"orders\", compare = { ignore = [\"total\"] } }\n", "compare.ignore[0]"),
-        ("shadow = { service = \"orders\", compare = { tolerance = 2.0 } }\n", "compare.tolerance"),
-        ("shadow = { service = \"orders\", compare = { noise_sample = 7 } }\n", "noise_sample"),
-        ("shadow = { service = \"orders\", compare = { ignor = [] } }\n", "ignor"),
-        ("shadow = { service = \"orders\", rewrite = \"/v2/{nope}\" }\n", "bad rewrite"),
-        ("shadow = { service = \"orders\", strip_prefix = \"/elsewhere\" }\n", "not a leading part"),
+        (
+            "shadow = { service = \"orders\", sample = 1.5 }\n",
+            "sample = 1.5",
+        ),
+        (
+            "shadow = { service = \"orders\", sample = -0.1 }\n",
+            "sample = -0.1",
+        ),
+        (
+            "shadow = { service = \"orders\", methods = [] }\n",
+            "no method listed",
+        ),
+        (
+            "shadow = { service = \"orders\", methods = [\"GE T\"] }\n",
+            "not an HTTP method",
+        ),
+        (
+            "shadow = { service = \"orders\", timeout = \"0s\" }\n",
+            "zero timeout",
+        ),
+        (
+            "shadow = { service = \"orders\", timeout = \"soon\" }\n",
+            "not a duration",
+        ),
+        (
+            "shadow = { service = \"orders\", max_body_bytes = -1 }\n",
+            "max_body_bytes = -1",
+        ),
+        (
+            "shadow = { service = \"orders\", queue = 0 }\n",
+            "queue = 0",
+        ),
+        (
+            "shadow = { service = \"orders\", compare = { ignore = [\"total\"] } }\n",
+            "compare.ignore[0]",
+        ),
+        (
+            "shadow = { service = \"orders\", compare = { tolerance = 2.0 } }\n",
+            "compare.tolerance",
+        ),
+        (
+            "shadow = { service = \"orders\", compare = { noise_sample = 7 } }\n",
+            "noise_sample",
+        ),
+        (
+            "shadow = { service = \"orders\", compare = { ignor = [] } }\n",
+            "ignor",
+        ),
+        (
+            "shadow = { service = \"orders\", rewrite = \"/v2/{nope}\" }\n",
+            "bad rewrite",
+        ),
+        (
+            "shadow = { service = \"orders\", strip_prefix = \"/elsewhere\" }\n",
+            "not a leading part",
+        ),
         ("shadow = { servce = \"orders\" }\n", "servce"),
     ];
     for (keys, want) in cases {
@@ -49,7 +94,10 @@ fn check_reports_shadow_mistakes() {
     // Unsafe methods are allowed, with a warning that says why it matters.
     let (code, out) = check("shadow = { service = \"orders\", methods = [\"GET\", \"post\"] }\n");
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("copies of POST requests reach the shadow service"), "{out}");
+    assert!(
+        out.contains("copies of POST requests reach the shadow service"),
+        "{out}"
+    );
     assert!(out.contains("X-Ficus-Shadow: 1"), "{out}");
     let (code, out) = check("shadow = { service = \"orders\", sample = 0.25, timeout = \"2s\", queue = 10, max_body_bytes = 4096, rewrite = \"/v2/orders/{**}\", compare = { ignore = [\"$.at\", \"$.items[*].etag\"], tolerance = 0.001, headers = [\"content-type\"], redact = [\"$.card\"], noise_sample = 0.05 } }\n");
     assert_eq!(code, 0, "{out}");
@@ -65,7 +113,13 @@ fn explain_shows_the_shadow() {
     )
     .unwrap();
     let explain = |method: &str| {
-        let (code, out, err) = ficus(&["explain", "--config", p.to_str().unwrap(), method, "/orders/5?x=1"]);
+        let (code, out, err) = ficus(&[
+            "explain",
+            "--config",
+            p.to_str().unwrap(),
+            method,
+            "/orders/5?x=1",
+        ]);
         assert_eq!(code, 0, "{out}\n{err}");
         out
     };
@@ -111,7 +165,10 @@ fn compared(gw: &Gateway, want: u64) {
         let r = gw.admin_get("/shadow/orders").ok()?;
         (r.json()["compared"].as_u64() == Some(want)).then_some(())
     });
-    let now = gw.admin_get("/shadow/orders").map(|r| r.text()).unwrap_or_default();
+    let now = gw
+        .admin_get("/shadow/orders")
+        .map(|r| r.text())
+        .unwrap_or_default();
     assert!(ok.is_some(), "compared never reached {want}: {now}");
 }
 
@@ -122,7 +179,12 @@ fn send(gw: &Gateway, method: &str, path: &str) {
         .unwrap();
     let status = rt.block_on(async {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        client().request(m, gw.url(path)).send().await.unwrap().status()
+        client()
+            .request(m, gw.url(path))
+            .send()
+            .await
+            .unwrap()
+            .status()
     });
     assert_eq!(status, 200, "{method} {path}");
 }
@@ -138,7 +200,11 @@ fn only_safe_methods_are_copied_unless_the_route_lists_more() {
     std::thread::sleep(Duration::from_millis(200));
     let methods: Vec<String> = v2.received().iter().map(|r| r.method.clone()).collect();
     assert_eq!(methods, ["GET", "HEAD"]);
-    gw.reload(&config(&mono, &v2, r#"{ service = "orders-v2", methods = ["POST"] }"#));
+    gw.reload(&config(
+        &mono,
+        &v2,
+        r#"{ service = "orders-v2", methods = ["POST"] }"#,
+    ));
     send(&gw, "GET", "/orders/2");
     send(&gw, "POST", "/orders/2");
     // The same comparison: the record goes on (2 before, the POST now).
@@ -163,7 +229,11 @@ fn records_survive_a_reload_that_keeps_the_shadow_and_start_over_when_it_changes
     send(&gw, "GET", "/orders/1");
     compared(&gw, 4);
     // The queue bound changes: still the same experiment.
-    gw.reload(&config(&mono, &v2, r#"{ service = "orders-v2", queue = 5 }"#));
+    gw.reload(&config(
+        &mono,
+        &v2,
+        r#"{ service = "orders-v2", queue = 5 }"#,
+    ));
     send(&gw, "GET", "/orders/1");
     compared(&gw, 5);
     assert_eq!(gw.admin_get("/shadow/orders").unwrap().json()["queue"], 5);
