@@ -66,7 +66,7 @@ fn copies_are_marked_compared_structurally_and_never_change_the_answer() {
     let mono = Origin::builder("monolith")
         .fallback(Handler::new(|_| {
             Reply::json(
-                json!({"id": 7, "total": 10.0, "items": [{"sku": "a", "etag": "x1"}], "at": 1}),
+                json!({"id": 7, "total": 10.0, "items": [{"sku": "a", "etag": "x1"}], "at": 1, "card": "4111-1111"}),
             )
         }))
         .start();
@@ -75,16 +75,16 @@ fn copies_are_marked_compared_structurally_and_never_change_the_answer() {
     let v2 = Origin::builder("v2")
         .route(
             "/orders/bad",
-            Handler::new(|_| Reply::json(json!({"at": 2, "id": 7, "total": 12.5, "items": [{"sku": "a", "etag": "y"}]}))),
+            Handler::new(|_| Reply::json(json!({"at": 2, "id": 7, "total": 12.5, "items": [{"sku": "a", "etag": "y"}], "card": "4999-9999"}))),
         )
         .fallback(Handler::new(|_| {
-            Reply::json(json!({"at": 2, "items": [{"etag": "y2", "sku": "a"}], "total": 10.000001, "id": 7}))
+            Reply::json(json!({"at": 2, "items": [{"etag": "y2", "sku": "a"}], "total": 10.000001, "id": 7, "card": "4111-1111"}))
         }))
         .start();
     let gw = Gateway::start(&shadow_config(
         &mono,
         &v2,
-        r#"{ service = "orders-v2", compare = { ignore = ["$.at", "$.items[*].etag"], tolerance = 0.001 } }"#,
+        r#"{ service = "orders-v2", compare = { ignore = ["$.at", "$.items[*].etag"], tolerance = 0.001, redact = ["$.card"] } }"#,
     ));
     for _ in 0..3 {
         let r = get(
@@ -122,14 +122,27 @@ fn copies_are_marked_compared_structurally_and_never_change_the_answer() {
         .iter()
         .map(|f| f["field"].as_str().unwrap())
         .collect();
-    assert_eq!(fields, ["$.total"], "{rep:#}");
+    assert_eq!(fields, ["$.card", "$.total"], "{rep:#}");
     // The sample: the field-level difference, the path, sensitive headers redacted.
     let sample = &rep["samples"][0];
     assert_eq!(sample["path"], "/orders/bad");
-    assert_eq!(sample["differences"][0]["kind"], "value_changed");
+    let total = sample["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == "$.total")
+        .expect("the total's difference");
+    assert_eq!(total["kind"], "value_changed");
+    assert_eq!(
+        (total["primary"].as_str(), total["shadow"].as_str()),
+        (Some("10.0"), Some("12.5"))
+    );
     let text = sample.to_string();
     assert!(!text.contains("secret-token"), "{text}");
     assert!(!text.contains("sid=abc"), "{text}");
+    // A redacted field is named, its values are not.
+    assert!(text.contains("$.card"), "{text}");
+    assert!(!text.contains("4111") && !text.contains("4999"), "{text}");
     // The copy is marked; the primary's request is not.
     let copies = v2.received();
     assert_eq!(copies.len(), 4);
