@@ -111,6 +111,7 @@ fn copies_are_marked_compared_structurally_and_never_change_the_answer() {
         ],
     );
     assert_eq!(r.json()["total"], 10.0);
+    let request_id = r.header("x-request-id").expect("a request id").to_owned();
     let rep = wait_outcomes(&gw, 4);
     assert_eq!(rep["compared"], 4, "{rep:#}");
     assert_eq!(rep["matched"], 3, "{rep:#}");
@@ -153,7 +154,13 @@ fn copies_are_marked_compared_structurally_and_never_change_the_answer() {
         .received()
         .iter()
         .all(|c| c.header("x-ficus-shadow").is_none()));
-    // The copy carries the request id the client's answer has.
+    // The copy carries the request id the client's answer has, and the client's headers.
+    let bad = copies
+        .iter()
+        .find(|c| c.path == "/orders/bad")
+        .expect("the copy");
+    assert_eq!(bad.header("x-request-id"), Some(request_id.as_str()));
+    assert_eq!(bad.header("authorization"), Some("Bearer secret-token"));
     let metrics = gw.metrics();
     assert_eq!(
         metric_sum(
