@@ -409,3 +409,55 @@ fn bodies_over_the_copy_limit_are_not_compared_and_are_counted() {
         "only the one with a small request and primary answer went out"
     );
 }
+
+/// A client on HTTP/2 (h2c): the copy goes out on HTTP/1.1 with the Host the primary got,
+/// and its body whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_http2_requests_go_out_as_http1_with_their_host_and_body() {
+    let mono = Origin::builder("monolith")
+        .fallback(Handler::echo())
+        .start();
+    let v2 = Origin::builder("v2").fallback(Handler::echo()).start();
+    let config = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set("access_log", r#""off""#);
+            g.set("listen", r#"[{ addr = "{listen}", h2c = true }]"#);
+        })
+        .service("monolith", &[mono.addr()])
+        .service("orders-v2", &[v2.addr()])
+        .route_with("orders", "/orders/**", "monolith", |r| {
+            r.set(
+                "shadow",
+                r#"{ service = "orders-v2", methods = ["GET", "POST"] }"#,
+            );
+        })
+        .build();
+    let gw = Gateway::start(&config);
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = c
+        .post(format!("http://{}/orders/9?x=1", gw.listen))
+        .body("a".repeat(3000))
+        .send()
+        .await
+        .expect("h2c request");
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let listen = gw.listen;
+    let copy = tokio::task::spawn_blocking(move || {
+        poll_until(Duration::from_secs(10), || v2.received().pop())
+    })
+    .await
+    .unwrap()
+    .expect("the copy never arrived");
+    assert_eq!(copy.method, "POST");
+    assert_eq!(copy.path, "/orders/9?x=1");
+    assert_eq!(copy.body.len(), 3000);
+    assert_eq!(copy.header("host"), Some(listen.to_string().as_str()));
+    assert_eq!(copy.header("x-ficus-shadow"), Some("1"));
+    let primary = mono.received().pop().expect("the primary's request");
+    assert_eq!(copy.header("host"), primary.header("host"));
+}
