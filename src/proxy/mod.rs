@@ -98,7 +98,16 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
 /// Admission and routing: the route, or the error to answer with.
 fn admit_and_route(req: &RequestHeader, ctx: &RequestCtx) -> Result<route::Routed, Refusal> {
     let config = &ctx.runtime.config;
-    admission::admit(req, &config.gateway.limits)?;
+    if let Err(error) = admission::admit(req, &config.gateway.limits) {
+        // An upload declared too large comes from a head that is otherwise sound: it is
+        // answered as its route's, so the route's response policies (CORS: a page can
+        // read its 413) apply as they do to a body found too large while it streams.
+        let route = match error {
+            GatewayError::BodyTooLarge => route_request(req, config).ok(),
+            _ => None,
+        };
+        return Err(Refusal { error, route });
+    }
     route_request(req, config)
 }
 
