@@ -461,3 +461,55 @@ async fn copies_of_http2_requests_go_out_as_http1_with_their_host_and_body() {
     let primary = mono.received().pop().expect("the primary's request");
     assert_eq!(copy.header("host"), primary.header("host"));
 }
+
+/// Requests still streaming their answers hold memory for their copies: all of them
+/// together stay within the route's budget (twice `queue` × `max_body_bytes`), and the
+/// copies that would pass it are dropped and counted.
+#[test]
+fn captures_in_progress_share_the_routes_memory_budget() {
+    let mono = Origin::builder("monolith")
+        .fallback(Handler::new(|_| {
+            Reply::ok()
+                .chunk(Duration::ZERO, vec![b'a'; 900])
+                .chunk(Duration::from_millis(1500), vec![b'b'; 50])
+        }))
+        .start();
+    let v2 = Origin::builder("v2")
+        .fallback(Handler::new(|_| Reply::text("x")))
+        .start();
+    // Budget: 2 × 3 × 1000 = 6000 bytes, room for six 900-byte answers in progress.
+    let gw = Gateway::start(&shadow_config(
+        &mono,
+        &v2,
+        r#"{ service = "orders-v2", queue = 3, max_body_bytes = 1000 }"#,
+    ));
+    let listen = gw.listen;
+    let clients: Vec<_> = (0..8)
+        .map(|_| std::thread::spawn(move || get_raw(listen, "/orders/1", "test.local", &[]).status))
+        .collect();
+    let held = |m: &str| metric_sum(m, "ficus_shadow_held_bytes", &[("route", "orders")]);
+    let mut last = String::new();
+    let peak = poll_until(Duration::from_secs(3), || {
+        last = gw.metrics();
+        (held(&last) == Some(5400.0)).then_some(())
+    });
+    assert!(
+        peak.is_some(),
+        "six answers of 900 bytes never held:\n{last}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        held(&gw.metrics()),
+        Some(5400.0),
+        "no more than the budget allows"
+    );
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200, "every client gets its whole answer");
+    }
+    let rep = wait_outcomes(&gw, 8);
+    assert!(rep["dropped"].as_u64().unwrap() >= 2, "{rep:#}");
+    let gone = poll_until(Duration::from_secs(5), || {
+        (held(&gw.metrics()) == Some(0.0)).then_some(())
+    });
+    assert!(gone.is_some(), "the bytes are given back: {}", gw.metrics());
+}

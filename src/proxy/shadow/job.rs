@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::exchange::{exchange, Answer, ExchangeError};
 use crate::runtime::Runtime;
 use crate::shadow::record::SampleRequest;
-use crate::shadow::store::Slot;
+use crate::shadow::store::{Reservation, Slot};
 use crate::shadow::Response;
 
 /// The marker a shadow copy (and a second primary request) carries, so a service can skip
@@ -20,6 +20,8 @@ pub static X_FICUS_SHADOW: http::HeaderName = http::HeaderName::from_static("x-f
 /// Everything a copy needs, owned.
 pub struct Job {
     pub slot: Slot,
+    /// The copy's body bytes, given back to the route's budget when the job ends.
+    pub _held: Reservation,
     /// The snapshot the request ran under: its route, services and comparison.
     pub runtime: Arc<Runtime>,
     pub route: usize,
