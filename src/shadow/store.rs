@@ -18,11 +18,14 @@ pub struct ShadowState {
     pub service: String,
     pub record: ShadowRecord,
     comparison: ShadowComparison,
-    in_flight: AtomicUsize,
+    /// Copies in flight and body bytes held for the route: shared with the states that
+    /// came before it for the same route (a reload that starts a new record), so copies
+    /// still running from the old one count against the same bounds.
+    in_flight: Arc<AtomicUsize>,
     queue: AtomicUsize,
     /// Body bytes held for this route's copies: requests being captured and copies in
     /// flight.
-    held: AtomicUsize,
+    held: Arc<AtomicUsize>,
     /// The most `held` may reach; a copy that would go past it is dropped.
     budget: AtomicUsize,
 }
@@ -143,21 +146,26 @@ impl ShadowStates {
         budget: usize,
     ) -> Arc<ShadowState> {
         let mut routes = self.lock();
-        if let Some(s) = routes.get(route) {
+        let previous = routes.get(route);
+        if let Some(s) = previous {
             if s.service == service && s.comparison == *comparison {
                 s.queue.store(queue, Ordering::Relaxed);
                 s.budget.store(budget, Ordering::Relaxed);
                 return s.clone();
             }
         }
+        let (in_flight, held) = match previous {
+            Some(p) => (p.in_flight.clone(), p.held.clone()),
+            None => Default::default(),
+        };
         let state = Arc::new(ShadowState {
             route: route.to_owned(),
             service: service.to_owned(),
             record: ShadowRecord::new(RecordLimits::default()),
             comparison: comparison.clone(),
-            in_flight: AtomicUsize::new(0),
+            in_flight,
             queue: AtomicUsize::new(queue),
-            held: AtomicUsize::new(0),
+            held,
             budget: AtomicUsize::new(budget),
         });
         routes.insert(route.to_owned(), state.clone());
@@ -301,6 +309,28 @@ mod tests {
         let again = states.state("r", "v2", &ShadowComparison::default(), 2, 10);
         assert!(Arc::ptr_eq(&s, &again));
         assert!(!Reservation::new(again).grow(11));
+    }
+
+    #[test]
+    fn a_new_record_for_the_route_shares_the_bounds_with_copies_still_running() {
+        let states = ShadowStates::default();
+        let old = states.state("r", "v2", &ShadowComparison::default(), 1, 100);
+        let _running = old.try_slot().expect("room");
+        let mut held = Reservation::new(old.clone());
+        assert!(held.grow(80));
+        let other = ShadowComparison {
+            tolerance: 0.5,
+            ..Default::default()
+        };
+        let new = states.state("r", "v2", &other, 1, 100);
+        assert!(!Arc::ptr_eq(&old, &new), "a new comparison, a new record");
+        assert!(
+            new.try_slot().is_none(),
+            "the old copy still fills the queue"
+        );
+        assert!(!Reservation::new(new.clone()).grow(30));
+        drop(held);
+        assert!(Reservation::new(new).grow(30));
     }
 
     #[test]
