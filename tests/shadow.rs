@@ -588,3 +588,62 @@ fn a_flood_of_interim_answers_is_a_shadow_error() {
     );
     assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
 }
+
+/// Compressed answers are compared by what they say: gzip on one side only, or at
+/// different levels, is not a mismatch; a real difference inside still is.
+#[test]
+fn compressed_answers_are_decoded_before_they_are_compared() {
+    use std::io::Write;
+    let gzip = |body: &serde_json::Value, level: u32| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        e.write_all(body.to_string().as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let order = json!({"id": 3, "items": ["a", "b"], "total": 5});
+    let fast = gzip(&order, 1);
+    let mono = Origin::builder("monolith")
+        .fallback(Handler::new(move |_| {
+            Reply::ok()
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .body(fast.clone())
+        }))
+        .start();
+    let best = gzip(&order, 9);
+    let changed = gzip(&json!({"id": 3, "items": ["a", "b"], "total": 6}), 6);
+    let plain = order.clone();
+    let v2 = Origin::builder("v2")
+        .route(
+            "/orders/plain",
+            Handler::new(move |_| Reply::json(plain.clone())),
+        )
+        .route(
+            "/orders/changed",
+            Handler::new(move |_| {
+                Reply::ok()
+                    .header("content-encoding", "gzip")
+                    .body(changed.clone())
+            }),
+        )
+        .fallback(Handler::new(move |_| {
+            Reply::ok()
+                .header("content-encoding", "gzip")
+                .body(best.clone())
+        }))
+        .start();
+    let gw = Gateway::start(&shadow_config(&mono, &v2, r#"{ service = "orders-v2" }"#));
+    for path in ["/orders/levels", "/orders/plain", "/orders/changed"] {
+        let r = get(&gw, path, &[("accept-encoding", "gzip")]);
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("content-encoding"),
+            Some("gzip"),
+            "the client's answer is untouched"
+        );
+    }
+    let rep = wait_outcomes(&gw, 3);
+    assert_eq!(rep["matched"], 2, "{rep:#}");
+    assert_eq!(rep["mismatched"], 1, "{rep:#}");
+    assert_eq!(rep["invalid_json"], 0, "{rep:#}");
+    assert_eq!(rep["fields"][0]["field"], "$.total", "{rep:#}");
+}

@@ -30,6 +30,7 @@
 
 pub mod compare;
 pub mod config;
+pub mod encoding;
 pub mod noise;
 pub mod path;
 pub mod record;

@@ -5,10 +5,12 @@
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora_http::RequestHeader;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::exchange::{exchange, Answer, ExchangeError};
 use crate::runtime::Runtime;
+use crate::shadow::encoding::{decoded, DecodeError};
 use crate::shadow::record::SampleRequest;
 use crate::shadow::route::X_FICUS_SHADOW;
 use crate::shadow::store::{Reservation, Slot};
@@ -90,22 +92,48 @@ pub async fn run(job: Job) {
         Err(ExchangeError::TooLarge(_)) => return record.answer_too_large(),
         Err(ExchangeError::Unavailable | ExchangeError::Failed(_)) => return record.shadow_error(),
     };
-    let primary = view(&job.primary);
+    // Compressed answers are compared by what they say.
+    let max = shadow.max_body;
+    let Some(primary_body) = readable(&job.primary, max) else {
+        return record.answer_too_large();
+    };
+    let Some(shadow_body) = readable(&answer, max) else {
+        return record.answer_too_large();
+    };
+    let primary = Response {
+        status: job.primary.status,
+        headers: &job.primary.headers,
+        body: &primary_body,
+    };
     if let Some(again) = &again {
-        record.learn_noise(&shadow.compare, &primary, &view(again));
+        if let Some(body) = readable(again, max) {
+            let second = Response {
+                status: again.status,
+                headers: &again.headers,
+                body: &body,
+            };
+            record.learn_noise(&shadow.compare, &primary, &second);
+        }
     }
     let request = SampleRequest {
         method: method.as_str(),
         path: &job.path,
         headers: &request_headers,
     };
-    record.compare(&shadow.compare, &request, &primary, &view(&answer));
+    let answer = Response {
+        status: answer.status,
+        headers: &answer.headers,
+        body: &shadow_body,
+    };
+    record.compare(&shadow.compare, &request, &primary, &answer);
 }
 
-fn view(a: &Answer) -> Response<'_> {
-    Response {
-        status: a.status,
-        headers: &a.headers,
-        body: &a.body,
+/// An answer's body as compared: decoded, or as it came when it only claims a coding it
+/// does not have (a difference worth seeing); `None` when decoded it is over the bound.
+fn readable(a: &Answer, max: usize) -> Option<Cow<'_, [u8]>> {
+    match decoded(&a.headers, &a.body, max) {
+        Ok(b) => Some(b),
+        Err(DecodeError::TooLarge(_)) => None,
+        Err(DecodeError::Corrupt(_)) => Some(Cow::Borrowed(&a.body)),
     }
 }
