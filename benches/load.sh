@@ -55,9 +55,10 @@
 #              /metrics shows ficus_split_requests_total > 0 for both sides after 40
 #              requests; per sample, each side's share of the placements is recorded.
 #   ficus-shadow  the plain route with shadow = { service = "shadow", sample = 1.0,
-#              queue = 1024 }, service "shadow" the same upstream instance: the upstream
-#              serves every request twice, on the same core as ficus, so the copy's cost
-#              shows in ficus's CPU and again in the upstream's. Before measuring: after a
+#              queue = SHADOW_QUEUE (1024) }, service "shadow" the same upstream
+#              instance: the upstream serves every request twice, on the same core as
+#              ficus, so the copy's cost shows in ficus's CPU and again in the
+#              upstream's (both are in the table). Before measuring: after a
 #              few requests GET /shadow/plain (admin) shows compared > 0, matched ==
 #              compared, nothing dropped or failed. Before and after every sample the
 #              script waits for the copies in flight to finish (in_flight 0; the end of the
@@ -80,6 +81,7 @@
 #   REQUEST_HEADERS  "minimal" (default: wrk's own request, Host only) or "browser" (ten
 #               headers a browser sends on a page load: User-Agent, Accept, Cookie, ...)
 #   JWT_POOL    distinct tokens for ficus-jwt-miss, default 10000
+#   SHADOW_QUEUE  ficus-shadow's queue (copies in flight at once), default 1024 (ficus: 1..10000)
 #   MAX_STEAL   samples with more CPU steal than this (percent, default 5) are left out of
 #               the medians and ratios and listed under the tables
 #   RESUMMARIZE path to an earlier run's CSV: print its summary (with this MAX_STEAL), run nothing
@@ -104,6 +106,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 JWT_POOL=${JWT_POOL:-10000}
 MAX_STEAL=${MAX_STEAL:-5}
+SHADOW_QUEUE=${SHADOW_QUEUE:-1024}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -454,6 +457,7 @@ fi
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 [[ "$RATE" =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer (got '$RATE')"
 [[ "$JWT_POOL" =~ ^[1-9][0-9]*$ ]] || die "JWT_POOL must be a positive integer (got '$JWT_POOL')"
+[[ "$SHADOW_QUEUE" =~ ^[1-9][0-9]*$ ]] || die "SHADOW_QUEUE must be a positive integer (got '$SHADOW_QUEUE')"
 for s in $SCENARIOS; do
     case "$s" in
         direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer | ficus-origin | ficus-rl-cors | ficus-rl-redis | ficus-split | ficus-shadow) ;;
@@ -864,6 +868,11 @@ conf, services, route = sys.stdin.read(), sys.argv[1], sys.argv[2]
 line = "service = \"upstream\"\n"
 assert conf.count(line) == 1, "ficus_conf changed: no single service line to replace"
 conf = conf.replace("[[routes]]\n", services + "\n[[routes]]\n", 1).replace(line, route + "\n")
+if "\"upstream\"" not in route:
+    # a service no route uses is a ficus check warning
+    up = "[services.upstream]\n"
+    start = conf.index(up)
+    conf = conf[:start] + conf[conf.index("\n\n", start) + 2:]
 sys.stdout.write(conf)' "$3" "$4"
 }
 ficus_route_conf "$P_FSPL" "$P_FSPL_ADMIN" "[services.a]
@@ -876,8 +885,8 @@ instances = [\"127.0.0.1:$P_UP\"]
 # route's own): "shadow", with the same instance. Compared: status and body (the default).
 ficus_route_conf "$P_FSHD" "$P_FSHD_ADMIN" "[services.shadow]
 instances = [\"127.0.0.1:$P_UP\"]
-" 'service = "upstream"
-shadow = { service = "shadow", sample = 1.0, queue = 1024 }' >"$TMP/ficus-shadow.toml"
+" "service = \"upstream\"
+shadow = { service = \"shadow\", sample = 1.0, queue = $SHADOW_QUEUE }" >"$TMP/ficus-shadow.toml"
 
 for c in upstream nginx-proxy; do
     "$NGINX" -t -q -p "$TMP" "${NGINX_E[@]}" -c "$TMP/$c.conf" -g 'daemon off;' >&2 ||
@@ -1158,7 +1167,8 @@ shadow_drain() {
     done
     ((inflight == 0)) || loud "$name: $inflight shadow copies still in flight 30 s after the load stopped"
     t1=$(date +%s.%N)
-    python3 -c "print('%.1f' % ($t1 - $t0))"
+    # 0 when none was in flight at the first look (the look itself takes a moment)
+    if ((i == 0)); then echo 0; else python3 -c "print('%.1f' % ($t1 - $t0))"; fi
 }
 if want ficus-split; then
     check_conf ficus-split
