@@ -334,8 +334,12 @@ if i12 and "ficus" in scenarios:
                      if shares else "–")
             drops = "–"
         else:
-            c = [total(sc, t, k) or 0 for t in ("wrk", "oha") for k in ("shadow_compared", "shadow_mismatched", "shadow_failed")]
-            extra = "compared %d, mismatched %d, failed %d" % (c[0] + c[3], c[1] + c[4], c[2] + c[5])
+            c = [total(sc, t, k) for t in ("wrk", "oha") for k in ("shadow_compared", "shadow_mismatched", "shadow_failed")]
+            if all(x is None for x in c):
+                extra = "–"
+            else:
+                c = [x or 0 for x in c]
+                extra = "compared %d, mismatched %d, failed %d" % (c[0] + c[3], c[1] + c[4], c[2] + c[5])
             drops = "%s · %s" % (dropped(sc, "wrk"), dropped(sc, "oha"))
         print("| %s | %s | %s | %s | %s | %s (%s) | %s (%s) | %s | %s | %s |" % (
             label[sc], ratio(sc, "ficus", "wrk", "rps"), ratio(sc, "ficus", "wrk", "cpu_us_per_req"),
@@ -384,6 +388,10 @@ if i12 and "ficus" in scenarios:
                                  "**above it**" if m > 0 else "below it (shadow faster than the plain route?)"))
                 else:
                     line += "; fewer than 3 rounds of ficus: no noise yardstick"
+                do = total("ficus-shadow", "oha", "shadow_dropped")
+                if do:
+                    line += ("; **%d copies were dropped at the fixed rate**: the p99 is for a shadow "
+                             "that skipped copies" % do)
                 print(line)
     if have_oha:
         for sc in ["ficus"] + i12:
