@@ -49,6 +49,22 @@
 #              its upstream and its store share a core), and reports redis-server's CPU per
 #              request next to ficus's. Before measuring: a request gets 200, Redis holds
 #              a key, and a second instance at 1/h, burst 1 (Redis db 1) answers 200 then 429.
+#   ficus-split  the plain route with split = [{ service = "a", weight = 50 },
+#              { service = "b", weight = 50 }] instead of service: two services with the
+#              same upstream instance, no sticky key (random placement). Before measuring:
+#              /metrics shows ficus_split_requests_total > 0 for both sides after 40
+#              requests; per sample, each side's share of the placements is recorded.
+#   ficus-shadow  the plain route with shadow = { service = "shadow", sample = 1.0,
+#              queue = SHADOW_QUEUE (1024) }, service "shadow" the same upstream
+#              instance: the upstream serves every request twice, on the same core as
+#              ficus, so the copy's cost shows in ficus's CPU and again in the
+#              upstream's (both are in the table). Before measuring: after a
+#              few requests GET /shadow/plain (admin) shows compared > 0, matched ==
+#              compared, nothing dropped or failed. Before and after every sample the
+#              script waits for the copies in flight to finish (in_flight 0; the end of the
+#              CPU window is after that wait), and records the sample's copies compared,
+#              mismatched, failed and dropped (queue full); /shadow/plain's totals after the
+#              run are printed under the summary.
 #
 # Usage: bash benches/load.sh
 # Knobs (environment):
@@ -65,6 +81,7 @@
 #   REQUEST_HEADERS  "minimal" (default: wrk's own request, Host only) or "browser" (ten
 #               headers a browser sends on a page load: User-Agent, Accept, Cookie, ...)
 #   JWT_POOL    distinct tokens for ficus-jwt-miss, default 10000
+#   SHADOW_QUEUE  ficus-shadow's queue (copies in flight at once), default 1024 (ficus: 1..10000)
 #   MAX_STEAL   samples with more CPU steal than this (percent, default 5) are left out of
 #               the medians and ratios and listed under the tables
 #   RESUMMARIZE path to an earlier run's CSV: print its summary (with this MAX_STEAL), run nothing
@@ -89,6 +106,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 JWT_POOL=${JWT_POOL:-10000}
 MAX_STEAL=${MAX_STEAL:-5}
+SHADOW_QUEUE=${SHADOW_QUEUE:-1024}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -169,6 +187,8 @@ label = {
     "ficus-origin": "ficus, plain route, no policy, an Origin header",
     "ficus-rl-cors": "ficus, local rate limit (never hit) + CORS, allowed Origin",
     "ficus-rl-redis": "ficus, Redis rate limit (never hit), redis-server on the server core",
+    "ficus-split": "ficus, split 50/50 over two services (same upstream), random placement",
+    "ficus-shadow": "ficus, shadow copy of every request (sample 1.0) to the same upstream",
 }
 
 def diff(sc, ref, tool, key):
@@ -278,6 +298,108 @@ if rl and "ficus" in scenarios:
               "CPU %s, CPU µs/req %s" % (ratio("ficus-rl-cors", "ficus-origin", "wrk", "rps"),
                                          ratio("ficus-rl-cors", "ficus-origin", "wrk", "cpu_us_per_req"),
                                          diff("ficus-rl-cors", "ficus-origin", "wrk", "cpu_us_per_req")))
+i12 = [sc for sc in ("ficus-split", "ficus-shadow") if sc in scenarios]
+if i12 and "ficus" in scenarios:
+    print()
+    print("Splits and shadow traffic (issue 12) against the plain ficus route, per round (median, "
+          "min–max). CPU is ficus's; upstream CPU is the upstream nginx worker's, which also serves "
+          "ficus-shadow's copies, on the same core as ficus. oha p50/p99 are medians at the fixed "
+          "rate, ficus's from the same run in brackets. Counts are summed over the measured samples "
+          "(warm-ups and checks left out); a dropped copy is one the shadow's queue had no room for.")
+    print()
+    print("| scenario | rps ÷ ficus | CPU ÷ ficus | CPU µs/req − ficus | upstream CPU µs/req − ficus "
+          "| oha p50 (ficus) | oha p99 (ficus) | oha p99 − ficus | split side a's share / shadow copies "
+          "| copies dropped, wrk · oha |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    us = lambda v: v if v == "n/a" else v + " µs"
+    def total(sc, tool, key):
+        vs = [f(r.get(key)) for r in samples(sc, tool)]
+        vs = [v for v in vs if v is not None]
+        return int(sum(vs)) if vs else None
+    def dropped(sc, tool):
+        d = total(sc, tool, "shadow_dropped")
+        if d is None:
+            return "–"
+        req = total(sc, tool, "requests") or 0
+        txt = "%d (%.2f%% of %d requests)" % (d, 100.0 * d / req, req) if req else str(d)
+        return "**%s**" % txt if d > 0 else txt
+    p50f = med([f(r["p50_us"]) for r in samples("ficus", "oha")])
+    p99f = med([f(r["p99_us"]) for r in samples("ficus", "oha")])
+    for sc in i12:
+        s = samples(sc, "wrk")
+        if sc == "ficus-split":
+            shares = [f(r.get("split_a_share")) for r in s + samples(sc, "oha")]
+            shares = [x for x in shares if x is not None]
+            extra = ("a: %.1f%% (%.1f–%.1f%%)" % (100 * st.median(shares), 100 * min(shares), 100 * max(shares))
+                     if shares else "–")
+            drops = "–"
+        else:
+            c = [total(sc, t, k) for t in ("wrk", "oha") for k in ("shadow_compared", "shadow_mismatched", "shadow_failed")]
+            if all(x is None for x in c):
+                extra = "–"
+            else:
+                c = [x or 0 for x in c]
+                extra = "compared %d, mismatched %d, failed %d" % (c[0] + c[3], c[1] + c[4], c[2] + c[5])
+            drops = "%s · %s" % (dropped(sc, "wrk"), dropped(sc, "oha"))
+        print("| %s | %s | %s | %s | %s | %s (%s) | %s (%s) | %s | %s | %s |" % (
+            label[sc], ratio(sc, "ficus", "wrk", "rps"), ratio(sc, "ficus", "wrk", "cpu_us_per_req"),
+            diff(sc, "ficus", "wrk", "cpu_us_per_req"),
+            diff(sc, "ficus", "wrk", "upstream_cpu_us_per_req"),
+            num(med([f(r["p50_us"]) for r in samples(sc, "oha")]), "%.0f µs"), num(p50f, "%.0f µs"),
+            num(med([f(r["p99_us"]) for r in samples(sc, "oha")]), "%.0f µs"), num(p99f, "%.0f µs"),
+            us(diff(sc, "ficus", "oha", "p99_us")), extra, drops))
+    def budget(sc, floor):
+        a, b = by_round(sc, "wrk", "rps"), by_round("ficus", "wrk", "rps")
+        rs = [a[k] / b[k] for k in a if k in b and b[k]]
+        return (st.median(rs), sum(r >= floor for r in rs), len(rs)) if rs else None
+    if "ficus-split" in i12:
+        b = budget("ficus-split", 0.98)
+        if b:
+            print()
+            print("Issue budget, ficus-split at most 2%% below ficus: median ratio %.3f, %s "
+                  "(%d of %d rounds at 0.98 or above)" % (b[0], "met" if b[0] >= 0.98 else "**not met**", b[1], b[2]))
+    if "ficus-shadow" in i12:
+        b = budget("ficus-shadow", 0.90)
+        d = total("ficus-shadow", "wrk", "shadow_dropped")
+        if b:
+            line = ("Issue budget, ficus-shadow's throughput at most 10%% below ficus at 100%% sampling: "
+                    "median ratio %.3f (%d of %d rounds at 0.90 or above): %s" % (
+                        b[0], b[1], b[2], "met" if b[0] >= 0.90 else "**not met**"))
+            if d:
+                line += (", but **%d copies were dropped**: the shadow did not copy every request, "
+                         "so the ratio is for less work than the budget's" % d)
+            print()
+            print(line)
+        if have_oha:
+            a, fr = by_round("ficus-shadow", "oha", "p99_us"), by_round("ficus", "oha", "p99_us")
+            ds = [a[k] - fr[k] for k in a if k in fr]
+            own = sorted(fr.values())
+            if ds:
+                print()
+                line = ("Client p99 at the fixed rate, ficus-shadow − ficus: median %+.0f µs (%+.0f to %+.0f) "
+                        "over %d round(s)" % (st.median(ds), min(ds), max(ds), len(ds)))
+                if len(own) >= 3:
+                    spread = own[-1] - own[0]
+                    m = st.median(ds)
+                    line += ("; ficus's own p99 spans %.0f–%.0f µs across rounds (spread %.0f µs, the noise "
+                             "yardstick): the difference is %s" % (
+                                 own[0], own[-1], spread,
+                                 "within it" if abs(m) <= spread else
+                                 "**above it**" if m > 0 else "below it (shadow faster than the plain route?)"))
+                else:
+                    line += "; fewer than 3 rounds of ficus: no noise yardstick"
+                do = total("ficus-shadow", "oha", "shadow_dropped")
+                if do:
+                    line += ("; **%d copies were dropped at the fixed rate**: the p99 is for a shadow "
+                             "that skipped copies" % do)
+                print(line)
+    if have_oha:
+        for sc in ["ficus"] + i12:
+            ach = med([f(r["rps"]) for r in samples(sc, "oha")])
+            if ach is not None and ach < 0.98 * float(rate):
+                print()
+                print("**%s's oha part reached %.0f of the %s requests/s offered**: its latencies "
+                      "are a queue's; run again with a lower RATE" % (sc, ach, rate))
 for sc in ("ficus", "ficus-canonical", "ficus-registry", "ficus-log", "ficus-alt"):
     if sc in scenarios and "bare" in scenarios:
         print()
@@ -343,16 +465,18 @@ fi
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 [[ "$RATE" =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer (got '$RATE')"
 [[ "$JWT_POOL" =~ ^[1-9][0-9]*$ ]] || die "JWT_POOL must be a positive integer (got '$JWT_POOL')"
+[[ "$SHADOW_QUEUE" =~ ^[1-9][0-9]*$ ]] || die "SHADOW_QUEUE must be a positive integer (got '$SHADOW_QUEUE')"
 for s in $SCENARIOS; do
     case "$s" in
-        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer | ficus-origin | ficus-rl-cors | ficus-rl-redis) ;;
-        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer ficus-origin ficus-rl-cors ficus-rl-redis)" ;;
+        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer | ficus-origin | ficus-rl-cors | ficus-rl-redis | ficus-split | ficus-shadow) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer ficus-origin ficus-rl-cors ficus-rl-redis ficus-split ficus-shadow)" ;;
     esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
-want_ficus() { want ficus || want ficus-canonical || want ficus-log || want ficus-registry || want_jwt || want_rl; }
+want_ficus() { want ficus || want ficus-canonical || want ficus-log || want ficus-registry || want_jwt || want_rl || want_i12; }
 want_jwt() { want ficus-jwt || want ficus-jwt-miss || want ficus-bearer; }
 want_rl() { want ficus-origin || want ficus-rl-cors || want ficus-rl-redis; }
+want_i12() { want ficus-split || want ficus-shadow; }
 
 # --------------------------------------------------------------------------
 # Tools
@@ -550,10 +674,11 @@ nginx_worker() {
 read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_FREG_ADMIN P_FCAN P_FCAN_ADMIN P_FALT P_FALT_ADMIN \
     P_FJWT P_FJWT_ADMIN P_FJWTM P_FJWTM_ADMIN P_FBEAR P_FBEAR_ADMIN \
     P_FORIG P_FORIG_ADMIN P_FRLC P_FRLC_ADMIN P_FRLC1 P_FRLC1_ADMIN \
-    P_FRLR P_FRLR_ADMIN P_FRLR1 P_FRLR1_ADMIN P_REDIS < <(python3 -c '
+    P_FRLR P_FRLR_ADMIN P_FRLR1 P_FRLR1_ADMIN P_REDIS \
+    P_FSPL P_FSPL_ADMIN P_FSHD P_FSHD_ADMIN < <(python3 -c '
 import socket
 socks = []
-for _ in range(30):
+for _ in range(34):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -741,6 +866,35 @@ ficus_rl_cors_conf "$P_FRLC" "$P_FRLC_ADMIN" 1000000/s 1000000 >"$TMP/ficus-rl-c
 ficus_rl_cors_conf "$P_FRLC1" "$P_FRLC1_ADMIN" 1/h 1 >"$TMP/ficus-rl-cors-tiny.toml"
 ficus_rl_redis_conf "$P_FRLR" "$P_FRLR_ADMIN" 1000000/s 1000000 0 >"$TMP/ficus-rl-redis.toml"
 ficus_rl_redis_conf "$P_FRLR1" "$P_FRLR1_ADMIN" 1/h 1 1 >"$TMP/ficus-rl-redis-tiny.toml"
+
+# The split and shadow scenarios (issue 12): the plain route of ficus_conf, with the
+# route's `service` line replaced. Every service has the one upstream instance.
+ficus_route_conf() { # $1 listen port, $2 admin port, $3 extra [services.*] tables, $4 the route's service/split/shadow lines
+    ficus_conf "$1" "$2" off | python3 -c '
+import sys
+conf, services, route = sys.stdin.read(), sys.argv[1], sys.argv[2]
+line = "service = \"upstream\"\n"
+assert conf.count(line) == 1, "ficus_conf changed: no single service line to replace"
+conf = conf.replace("[[routes]]\n", services + "\n[[routes]]\n", 1).replace(line, route + "\n")
+if "\"upstream\"" not in route:
+    # a service no route uses is a ficus check warning
+    up = "[services.upstream]\n"
+    start = conf.index(up)
+    conf = conf[:start] + conf[conf.index("\n\n", start) + 2:]
+sys.stdout.write(conf)' "$3" "$4"
+}
+ficus_route_conf "$P_FSPL" "$P_FSPL_ADMIN" "[services.a]
+instances = [\"127.0.0.1:$P_UP\"]
+
+[services.b]
+instances = [\"127.0.0.1:$P_UP\"]
+" 'split = [{ service = "a", weight = 50 }, { service = "b", weight = 50 }]' >"$TMP/ficus-split.toml"
+# The shadow service must be another service than the route's (ficus check refuses the
+# route's own): "shadow", with the same instance. Compared: status and body (the default).
+ficus_route_conf "$P_FSHD" "$P_FSHD_ADMIN" "[services.shadow]
+instances = [\"127.0.0.1:$P_UP\"]
+" "service = \"upstream\"
+shadow = { service = \"shadow\", sample = 1.0, queue = $SHADOW_QUEUE }" >"$TMP/ficus-shadow.toml"
 
 for c in upstream nginx-proxy; do
     "$NGINX" -t -q -p "$TMP" "${NGINX_E[@]}" -c "$TMP/$c.conf" -g 'daemon off;' >&2 ||
@@ -985,6 +1139,71 @@ if want ficus-rl-redis; then
         "at 1/h the same policy answers 429 and Redis holds its key"
 fi
 
+# --- ficus-split, ficus-shadow (issue 12) ---
+BENCH_ROUTE=plain # the route's name in ficus_conf: /shadow/$BENCH_ROUTE, route="..." labels
+declare -A SPLIT_ADMIN=() SHADOW_ADMIN=()
+# "a b": the split route's placements on each side (all choices), from /metrics
+split_counts() { # $1 admin URL
+    curl -s --max-time 5 "$1/metrics" | awk -v route="route=\"$BENCH_ROUTE\"" '
+        /^ficus_split_requests_total\{/ && index($0, route) && /service="a"/ {a += $NF}
+        /^ficus_split_requests_total\{/ && index($0, route) && /service="b"/ {b += $NF}
+        END {printf "%d %d\n", a, b}'
+}
+# "in_flight compared matched mismatched failed dropped" of the shadowed route, from
+# GET /shadow/ROUTE; failed = shadow_errors + shadow_timeouts + too_large_answers
+shadow_record() { # $1 admin URL
+    curl -s --max-time 5 "$1/shadow/$BENCH_ROUTE" | python3 -c '
+import json, sys
+try:
+    r = json.load(sys.stdin)
+    print(r["in_flight"], r["compared"], r["matched"], r["mismatched"],
+          r["shadow_errors"] + r["shadow_timeouts"] + r["too_large_answers"], r["dropped"])
+except Exception as e:
+    sys.exit("no shadow record: %s" % e)'
+}
+# shadow_drain NAME ADMIN_URL: waits (up to 30 s) until no copy is in flight; prints the
+# seconds waited. Copies still running would otherwise land in the next sample's CPU
+# window, or in another scenario's (the upstream is shared).
+shadow_drain() {
+    local name=$1 admin=$2 rec inflight i t0 t1
+    t0=$(date +%s.%N)
+    for ((i = 0; i < 300; i++)); do
+        rec=$(shadow_record "$admin") || die "$name: no record at $admin/shadow/$BENCH_ROUTE"
+        read -r inflight _ <<<"$rec"
+        ((inflight == 0)) && break
+        sleep 0.1
+    done
+    ((inflight == 0)) || loud "$name: $inflight shadow copies still in flight 30 s after the load stopped"
+    t1=$(date +%s.%N)
+    # 0 when none was in flight at the first look (the look itself takes a moment)
+    if ((i == 0)); then echo 0; else python3 -c "print('%.1f' % ($t1 - $t0))"; fi
+}
+if want ficus-split; then
+    check_conf ficus-split
+    start_ficus ficus-split "$FICUS_BIN" "$P_FSPL" "$P_FSPL_ADMIN"
+    for ((i = 0; i < 40; i++)); do expect_status ficus-split "${URL[ficus-split]}" 200; done
+    read -r sa sb < <(split_counts "http://127.0.0.1:$P_FSPL_ADMIN")
+    ((sa > 0 && sb > 0)) ||
+        die "ficus-split: after 40 requests ficus_split_requests_total shows a=$sa b=$sb (both sides must have traffic)"
+    SPLIT_ADMIN[ficus-split]="http://127.0.0.1:$P_FSPL_ADMIN"
+    log "ficus-split: 200 with the upstream's body; after 40 requests ficus_split_requests_total a=$sa b=$sb"
+fi
+if want ficus-shadow; then
+    check_conf ficus-shadow
+    start_ficus ficus-shadow "$FICUS_BIN" "$P_FSHD" "$P_FSHD_ADMIN"
+    for ((i = 0; i < 10; i++)); do expect_status ficus-shadow "${URL[ficus-shadow]}" 200; done
+    adm="http://127.0.0.1:$P_FSHD_ADMIN"
+    shadow_drain ficus-shadow "$adm" >/dev/null
+    rec=$(shadow_record "$adm") || die "ficus-shadow: no record at $adm/shadow/$BENCH_ROUTE"
+    read -r _ c m mm fl dr <<<"$rec"
+    ((c > 0 && m == c && mm == 0 && fl == 0 && dr == 0)) ||
+        die "ficus-shadow: after 10 requests $adm/shadow/$BENCH_ROUTE shows compared $c, matched $m," \
+            "mismatched $mm, failed $fl, dropped $dr (want compared > 0, all matched, none failed or dropped):" \
+            "$(curl -s --max-time 5 "$adm/shadow/$BENCH_ROUTE" | head -c 1500)"
+    SHADOW_ADMIN[ficus-shadow]=$adm
+    log "ficus-shadow: 200 with the upstream's body; /shadow/$BENCH_ROUTE compared $c, matched $m, nothing dropped or failed"
+fi
+
 # args_of SCENARIO TOOL: the scenario's extra arguments, one a line ("|"-separated above)
 extra_args() {
     local v
@@ -1043,7 +1262,7 @@ mkdir -p "$RESULTS_DIR"
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 CSV="$RESULTS_DIR/load-$STAMP.csv"
 SUMMARY="$RESULTS_DIR/load-$STAMP.md"
-echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note,user_cpu_us_per_req,steal_pct,auth_cache_miss_pct,store_cpu_us_per_req,store_cmds_per_req" >"$CSV"
+echo "round,scenario,tool,ok,requests,seconds,rps,p50_us,p99_us,p999_us,socket_errors,non2xx,cpu_us_per_req,upstream_cpu_us_per_req,rss_kb,offered_rps,note,user_cpu_us_per_req,steal_pct,auth_cache_miss_pct,store_cpu_us_per_req,store_cmds_per_req,split_a_share,shadow_compared,shadow_mismatched,shadow_failed,shadow_dropped,shadow_drain_s" >"$CSV"
 
 cat >"$TMP/parse.py" <<'PY'
 import json, re, sys
@@ -1110,6 +1329,8 @@ sample() {
     local round=$1 sc=$2 tool=$3 url=${URL[$2]} pid=${SRV_PID[$2]} out c0 c1 u0 u1 rss xa xt
     local jc0="" jc1="" hits="" misses="" missp=""
     local spid=${STORE_PID[$2]:-} rc0="" rc1="" q0="" q1="" scpu="" scmds=""
+    local splitm=${SPLIT_ADMIN[$2]:-} shadm=${SHADOW_ADMIN[$2]:-} sp0="" sp1="" sr0="" sr1=""
+    local share="" sh_c="" sh_mm="" sh_fl="" sh_dr="" drain=""
     out="$TMP/r$round-$sc.$tool.out"
     mapfile -t xa < <(extra_args "$sc" "$tool")
     mapfile -t xt < <(wrk_tail "$sc")
@@ -1119,6 +1340,12 @@ sample() {
     [[ -n "${ADMIN_URL[$sc]:-}" ]] && jc0=$(jwt_cache "$sc")
     [[ -n "${RL_ADMIN[$sc]:-}" ]] && rc0=$(rl_counts "${RL_ADMIN[$sc]}")
     [[ -n "$spid" ]] && q0=$(redis_cmds)
+    if [[ -n "$splitm" ]]; then sp0=$(split_counts "$splitm"); fi
+    if [[ -n "$shadm" ]]; then
+        # the warm-up's copies finish before the CPU window opens
+        shadow_drain "$sc" "$shadm" >/dev/null
+        sr0=$(shadow_record "$shadm") || die "$sc: no shadow record"
+    fi
     rss=$(rss_kb "$pid")
     if [[ -n "$spid" ]]; then
         kill -0 "$spid" 2>/dev/null || die "$sc: the store's process (pid $spid) is gone"
@@ -1135,6 +1362,8 @@ sample() {
             "$OHA_BIN" --no-tui "${OHA_JSON_FLAG[@]}" "${OHA_EXTRA[@]}" "${HDR_ARGS[@]}" "${xa[@]}" -z "$DURATION" -c "$CONNS" -q "$RATE" \
             --latency-correction "$url" >"$out" 2>"$out.err" || true
     fi
+    # the sample's copies are its work: the CPU window closes once they are done
+    if [[ -n "$shadm" ]]; then drain=$(shadow_drain "$sc" "$shadm"); fi
     t=$(ticks "$pid") && read -r k1 sy1 <<<"$t"
     st1=$(steal_ticks)
     t=$(ticks "$UP_WORKER") && read -r uu1 us1 <<<"$t"
@@ -1142,6 +1371,8 @@ sample() {
     [[ -n "${ADMIN_URL[$sc]:-}" ]] && jc1=$(jwt_cache "$sc")
     [[ -n "${RL_ADMIN[$sc]:-}" ]] && rc1=$(rl_counts "${RL_ADMIN[$sc]}")
     [[ -n "$spid" ]] && q1=$(redis_cmds)
+    if [[ -n "$splitm" ]]; then sp1=$(split_counts "$splitm"); fi
+    if [[ -n "$shadm" ]]; then sr1=$(shadow_record "$shadm") || die "$sc: no shadow record"; fi
     c0=$((k0 + sy0)) c1=$((k1 + sy1)) u0=$((uu0 + us0)) u1=$((uu1 + us1))
     local parsed ok req secs rps p50 p99 p999 serr non2xx note cpu ucpu kcpu steal offered=""
     if ! parsed=$(python3 "$TMP/parse.py" "$tool" "$out" 2>"$out.parse-err"); then
@@ -1192,6 +1423,36 @@ sample() {
             loud "$sc round $round $tool: $req requests but $((hits + misses)) token cache lookups"
         fi
     fi
+    if [[ -n "$sp0" && -n "$sp1" ]]; then
+        read -r a0 b0 <<<"$sp0"
+        read -r a1 b1 <<<"$sp1"
+        local pa=$((a1 - a0)) pb=$((b1 - b0))
+        if ((pa + pb > 0)); then share=$(python3 -c "print('%.4f' % ($pa/($pa+$pb)))"); fi
+        note="${note:+$note; }split placements a $pa b $pb"
+        # every request is placed once; with random placement each side gets about half
+        if ((pa + pb < req)); then
+            loud "$sc round $round $tool: $req requests but $((pa + pb)) split placements"
+        elif ((req >= 2000)) && ! python3 -c "import sys; sys.exit(0 if 0.45 <= $share <= 0.55 else 1)"; then
+            loud "$sc round $round $tool: side a got $share of $((pa + pb)) placements (weights 50/50)"
+        fi
+    fi
+    if [[ -n "$sr0" && -n "$sr1" ]]; then
+        read -r _ c0s _ mm0 fl0 dr0 <<<"$sr0"
+        read -r _ c1s _ mm1 fl1 dr1 <<<"$sr1"
+        sh_c=$((c1s - c0s)) sh_mm=$((mm1 - mm0)) sh_fl=$((fl1 - fl0)) sh_dr=$((dr1 - dr0))
+        note="${note:+$note; }shadow copies compared $sh_c mismatched $sh_mm failed $sh_fl dropped $sh_dr, drained in ${drain}s"
+        if ((sh_dr > 0)); then
+            loud "$sc round $round $tool: $sh_dr shadow copies DROPPED (queue full): the shadow did not keep up"
+        fi
+        if ((sh_mm > 0 || sh_fl > 0)); then
+            loud "$sc round $round $tool: shadow copies mismatched $sh_mm, failed $sh_fl (the same upstream should answer alike)"
+        fi
+        # every request is copied or counted as dropped (wrk may not count the last few
+        # answers it got: more copies than requests is fine)
+        if ((sh_c + sh_fl + sh_dr < req)); then
+            loud "$sc round $round $tool: $req requests but $((sh_c + sh_fl + sh_dr)) copies accounted for"
+        fi
+    fi
     if [[ "$sc" == ficus-log && -f "$FLOG_OUT" ]]; then
         note="${note:+$note; }access log lines $(wc -l <"$FLOG_OUT")"
         : >"$FLOG_OUT"
@@ -1199,7 +1460,7 @@ sample() {
     [[ "$p50" == - ]] && p50=""
     [[ "$p99" == - ]] && p99=""
     [[ "$p999" == - ]] && p999=""
-    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\",$kcpu,$steal,$missp,$scpu,$scmds" >>"$CSV"
+    echo "$round,$sc,$tool,$ok,$req,$secs,$rps,$p50,$p99,$p999,$serr,$non2xx,$cpu,$ucpu,$rss,$offered,\"$note\",$kcpu,$steal,$missp,$scpu,$scmds,$share,$sh_c,$sh_mm,$sh_fl,$sh_dr,$drain" >>"$CSV"
     if [[ "$ok" != 1 ]]; then
         FAILED_SAMPLES=$((FAILED_SAMPLES + 1))
         loud "FAILED SAMPLE: round $round, $sc, $tool: requests=$req socket_errors=$serr non2xx=$non2xx ${note}" \
@@ -1237,6 +1498,20 @@ done
 # Summary
 # --------------------------------------------------------------------------
 summarize "$CSV" "$SCENARIOS" "$RATE" "${OHA_BIN:+1}" "$REQUEST_HEADERS" >"$SUMMARY"
+# ficus-shadow's record over its whole life: what the per-sample counts above add up to,
+# plus the checks' and warm-ups' copies
+if [[ -n "${SHADOW_ADMIN[ficus-shadow]:-}" ]]; then
+    shadow_drain ficus-shadow "${SHADOW_ADMIN[ficus-shadow]}" >/dev/null
+    if rec=$(shadow_record "${SHADOW_ADMIN[ficus-shadow]}"); then
+        read -r _ c m mm fl dr <<<"$rec"
+        dropped_txt="dropped $dr (queue full)"
+        ((dr > 0)) && dropped_txt="**dropped $dr (queue full): the shadow did not keep up**"
+        printf '\nficus-shadow after the run, GET /shadow/%s (every copy: checks, warm-ups and samples): compared %s, matched %s, mismatched %s, failed %s, %s\n' \
+            "$BENCH_ROUTE" "$c" "$m" "$mm" "$fl" "$dropped_txt" >>"$SUMMARY"
+    else
+        printf '\nficus-shadow after the run: no record at %s/shadow/%s\n' "${SHADOW_ADMIN[ficus-shadow]}" "$BENCH_ROUTE" >>"$SUMMARY"
+    fi
+fi
 
 {
     echo
