@@ -246,10 +246,10 @@ Try:
   curl -s http://{admin}/metrics | grep ficus_requests_total
   {ficus} explain --config {config} GET http://{listen}/deliveries/42
 
-Shadow traffic (docs/migration.md):
+Shadow traffic (docs/migration.md): /orders is still answered by the monolith, and a copy
+of each GET goes to the orders service; the two answers are compared.
   for i in $(seq 10); do curl -s http://{listen}/orders/42; done
-                                            # the monolith answers; a copy goes to the orders service
-  {ficus} shadow orders --config {config}  # the comparison: one real mismatch ($.total), learned noise ($.generated_at)
+  {ficus} shadow orders --config {config}   # one real mismatch ($.total), learned noise ($.generated_at)
   curl -s http://{admin}/shadow/orders      # the same record as JSON
   curl -s http://{admin}/metrics | grep ficus_shadow_
   {ficus} explain --config {config} GET http://{listen}/orders/42
