@@ -393,3 +393,51 @@ fn check_validates_the_token_url_and_the_keys() {
     let (code, out, ..) = with("token_url = \"https://idp.example.com/token\"");
     assert_eq!(code, 0, "{out}");
 }
+
+/// Shadow copies: a shadow service with client credentials gets its own token, like the
+/// primary's traffic; the primary's token never reaches a shadow.
+#[test]
+fn a_shadow_service_gets_its_own_token_never_the_primarys() {
+    let idp = OidcProvider::start(OidcOptions::default());
+    let primary = Origin::start("primary");
+    let shadow = Origin::start("shadow");
+    let cfg = ConfigBuilder::new()
+        .service_with("orders", &[primary.addr()], |s| {
+            s.set(
+                "client_credentials",
+                format!(
+                    "{{ token_url = {}, client_id = \"ficus-test\", client_secret_file = \"gw.secret\"{READ} }}",
+                    toml_str(&idp.token_endpoint())
+                ),
+            );
+        })
+        .service_with("orders-v2", &[shadow.addr()], |s| {
+            s.set(
+                "client_credentials",
+                format!(
+                    "{{ token_url = {}, client_id = \"ficus-test\", client_secret_file = \"gw.secret\", scopes = [\"orders:write\"], resource = \"urn:api:shop\" }}",
+                    toml_str(&idp.token_endpoint())
+                ),
+            );
+        })
+        .route_with("orders", "/orders/**", "orders", |r| {
+            r.set("shadow", r#"{ service = "orders-v2" }"#);
+        });
+    let gw = gateway(&cfg, SECRET);
+    let primary_token = upstream_token(&request(&gw));
+    let copy = poll_until(WAIT, || shadow.received().pop()).expect("the copy never arrived");
+    let auth = copy.header("authorization").expect("the copy has a token");
+    let copy_token = auth.strip_prefix("Bearer ").expect("a bearer token");
+    assert_ne!(copy_token, "the-clients-own-token");
+    assert_ne!(
+        copy_token, primary_token,
+        "the shadow got the primary's token"
+    );
+    assert_eq!(
+        claims(copy_token)["scope"],
+        "orders:write",
+        "{}",
+        claims(copy_token)
+    );
+    assert_eq!(claims(&primary_token)["scope"], "orders:read");
+}

@@ -65,6 +65,16 @@ pub async fn run(job: Job) {
         }
     }
     let services = &job.runtime.services;
+    // A service with client credentials gets its own token, as its primary traffic does.
+    if !authorize(&mut shadow_head, &job.runtime, shadow.service).await {
+        return record.shadow_error();
+    }
+    let again_head = match again_head {
+        Some(mut h) => authorize(&mut h, &job.runtime, job.primary_service)
+            .await
+            .then_some(h),
+        None => None,
+    };
     let to_shadow = exchange(
         &services[shadow.service],
         shadow_head,
@@ -135,5 +145,17 @@ fn readable(a: &Answer, max: usize) -> Option<Cow<'_, [u8]>> {
         Ok(b) => Some(b),
         Err(DecodeError::TooLarge(_)) => None,
         Err(DecodeError::Corrupt(_)) => Some(Cow::Borrowed(&a.body)),
+    }
+}
+
+/// Puts `service`'s own token in place of the client's `Authorization` when the service
+/// has client credentials; `false` when its token cannot be had now.
+async fn authorize(head: &mut RequestHeader, runtime: &Runtime, service: usize) -> bool {
+    let Some(source) = &runtime.credentials[service] else {
+        return true;
+    };
+    match source.authorization().await {
+        Ok(v) => head.insert_header(http::header::AUTHORIZATION, v).is_ok(),
+        Err(_) => false,
     }
 }
