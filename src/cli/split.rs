@@ -104,7 +104,7 @@ pub fn describe_shadow(
     out: &mut String,
     cfg: &Config,
     route: &Route,
-    shadow: &crate::shadow::route::RouteShadow,
+    shadow: &crate::router::shadow::RouteShadow,
     req: &RequestHeader,
     routed: Option<&Routed>,
 ) {

@@ -191,7 +191,7 @@ pub fn compile_with(
 /// The identity headers and the shadow-copy marker: every header a client may not send.
 fn gateway_owned(identity: Box<[http::HeaderName]>) -> Box<[http::HeaderName]> {
     let mut owned = identity.into_vec();
-    owned.push(crate::shadow::route::X_FICUS_SHADOW.clone());
+    owned.push(crate::router::shadow::X_FICUS_SHADOW.clone());
     owned.into_boxed_slice()
 }
 

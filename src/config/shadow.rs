@@ -10,7 +10,7 @@ use super::compiler::{span_of, Compiler};
 use super::raw::{RawRoute, RawShadow};
 use super::routes::{path_rewrite, strip_prefix, ServiceNames};
 use crate::router::pattern::PathPattern;
-use crate::shadow::route::{
+use crate::router::shadow::{
     RouteShadow, DEFAULT_MAX_BODY, DEFAULT_QUEUE, DEFAULT_SAMPLE, DEFAULT_TIMEOUT, MAX_MAX_BODY,
     MAX_QUEUE,
 };

@@ -12,6 +12,7 @@
 pub mod normalize;
 pub mod pattern;
 pub mod rewrite;
+pub mod shadow;
 pub mod split;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -76,7 +77,7 @@ pub struct Route {
     pub retries: RetryPolicy,
     /// `shadow = { … }`: copies of the route's requests sent to another service and
     /// compared with the primary's answers.
-    pub shadow: Option<Box<crate::shadow::route::RouteShadow>>,
+    pub shadow: Option<Box<shadow::RouteShadow>>,
     /// The route's policies (access, and later authentication, rate limits, CORS) as a
     /// plugin chain in their fixed stage order.
     pub chain: Chain,
@@ -112,7 +113,7 @@ impl Route {
     /// primary's target is used).
     pub fn shadow_target(
         &self,
-        shadow: &crate::shadow::route::RouteShadow,
+        shadow: &shadow::RouteShadow,
         path: &str,
         query: Option<&str>,
     ) -> Option<String> {

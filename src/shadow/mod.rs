@@ -35,7 +35,6 @@ pub mod noise;
 pub mod path;
 pub mod record;
 mod render;
-pub mod route;
 pub mod store;
 
 #[cfg(test)]

@@ -9,10 +9,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::exchange::{exchange, Answer, ExchangeError};
+use crate::router::shadow::X_FICUS_SHADOW;
 use crate::runtime::Runtime;
 use crate::shadow::encoding::{decoded, DecodeError};
 use crate::shadow::record::SampleRequest;
-use crate::shadow::route::X_FICUS_SHADOW;
 use crate::shadow::store::{Reservation, Slot};
 use crate::shadow::Response;
 

@@ -4,8 +4,8 @@
 use http::Method;
 use std::time::Duration;
 
-use super::compare::ShadowComparison;
-use crate::router::rewrite::Rewrite;
+use super::rewrite::Rewrite;
+use crate::shadow::ShadowComparison;
 
 /// The marker every shadow copy (and second primary request) carries, so a service can
 /// skip side effects. The gateway owns it: a client's copy is removed from every request.
