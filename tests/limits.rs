@@ -274,3 +274,37 @@ fn client_that_stops_reading_is_cut_off_after_send_timeout() {
     });
     assert!(logged.is_some(), "not cut off:\n{}", gw.logs());
 }
+
+/// The answer to an over-long request target does not depend on how its bytes were split
+/// into packets: 100 KiB of target in 16 KiB writes, or in one, is 414 every time.
+#[test]
+fn an_over_long_target_is_414_however_it_arrives() {
+    use std::io::Write;
+    let o = Origin::start("o");
+    let gw = catch_all_gateway(&o, |c| c);
+    let req = format!(
+        "GET /x?q={} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    for attempt in 0..10 {
+        let mut s = std::net::TcpStream::connect(gw.listen).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if attempt % 2 == 0 {
+            for piece in req.as_bytes().chunks(16 * 1024) {
+                // The gateway may answer and close before the last piece.
+                if s.write_all(piece).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        } else {
+            let _ = s.write_all(req.as_bytes());
+        }
+        let r = read_response(&mut s, Instant::now() + Duration::from_secs(5)).expect("an answer");
+        assert_eq!(r.status, 414, "attempt {attempt}: {}", r.text());
+    }
+    // A target just under the limit still goes through.
+    let ok = format!("/x?q={}", "a".repeat(8 * 1024 - 100));
+    assert_eq!(gw.get(&ok).status, 200);
+    assert_eq!(o.requests(), 1);
+}

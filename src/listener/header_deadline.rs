@@ -176,10 +176,29 @@ fn skip_empty_lines(buf: &mut BytesMut) {
     }
 }
 
+/// Room for a request line's method, spaces and version around its target.
+const REQUEST_LINE_EXTRA: usize = 64;
+
 /// What to answer before the proxy sees the request, when the head breaks a limit the
-/// proxy's parser would only report as a generic 400: more header lines than allowed, or
-/// no end of head within the size limit (414 when even the request line did not end).
-fn head_violation(buf: &[u8], head: &Head, max_headers: usize) -> Option<GatewayError> {
+/// proxy's parser would only report as a generic 400: a request line too long for
+/// `max_uri_bytes` (414), more header lines than allowed, or no end of head within the
+/// size limit (431). Decided from the bytes alone, so the answer to the same bytes does
+/// not depend on how they were split into packets.
+fn head_violation(
+    buf: &[u8],
+    head: &Head,
+    max_headers: usize,
+    max_uri: usize,
+) -> Option<GatewayError> {
+    let within = match *head {
+        Head::Ready(end) => &buf[..end],
+        Head::Oversized => buf,
+        _ => return None,
+    };
+    let line = memchr::memchr(b'\n', within).unwrap_or(within.len());
+    if line > max_uri.saturating_add(REQUEST_LINE_EXTRA) {
+        return Some(GatewayError::UriTooLong);
+    }
     match *head {
         // Each header line is at least 4 bytes (`a:\r\n`), so short heads cannot have
         // too many: the common case costs no count.
@@ -188,7 +207,6 @@ fn head_violation(buf: &[u8], head: &Head, max_headers: usize) -> Option<Gateway
             // The request line and the empty line that ends the head are not headers.
             (lines.saturating_sub(2) > max_headers).then_some(GatewayError::HeadersTooLarge)
         }
-        Head::Oversized if !buf.contains(&b'\n') => Some(GatewayError::UriTooLong),
         Head::Oversized => Some(GatewayError::HeadersTooLarge),
         _ => None,
     }
@@ -502,7 +520,8 @@ where
             if !first && *shutdown.borrow() {
                 return None;
             }
-            if let Some(err) = head_violation(&buf, &head, limits.max_headers) {
+            if let Some(err) = head_violation(&buf, &head, limits.max_headers, limits.max_uri_bytes)
+            {
                 answer_and_close(conn.io(), &buf, err, &self.shared).await;
                 return None;
             }
@@ -645,19 +664,38 @@ mod tests {
         head.extend_from_slice(b"\r\n");
         let end = head_end(&head).unwrap();
         assert_eq!(
-            head_violation(&head, &Head::Ready(end), 100),
+            head_violation(&head, &Head::Ready(end), 100, 8192),
             Some(GatewayError::HeadersTooLarge)
         );
-        assert_eq!(head_violation(&head, &Head::Ready(end), 300), None);
+        assert_eq!(head_violation(&head, &Head::Ready(end), 300, 8192), None);
         let short = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-        assert_eq!(head_violation(short, &Head::Ready(short.len()), 1), None);
         assert_eq!(
-            head_violation(&[b'a'; 100], &Head::Oversized, 100),
+            head_violation(short, &Head::Ready(short.len()), 1, 8192),
+            None
+        );
+        assert_eq!(
+            head_violation(&[b'a'; 100], &Head::Oversized, 100, 8),
             Some(GatewayError::UriTooLong)
         );
         assert_eq!(
-            head_violation(b"GET / HTTP/1.1\r\nx: aaaa", &Head::Oversized, 100),
+            head_violation(b"GET / HTTP/1.1\r\nx: aaaa", &Head::Oversized, 100, 8192),
             Some(GatewayError::HeadersTooLarge)
+        );
+        // A request line over the URI limit is 414 whether or not its end arrived with it.
+        let long = format!("GET /x?q={} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
+        let b = long.as_bytes();
+        assert_eq!(
+            head_violation(b, &Head::Ready(b.len()), 100, 8192),
+            Some(GatewayError::UriTooLong)
+        );
+        assert_eq!(
+            head_violation(b, &Head::Oversized, 100, 8192),
+            Some(GatewayError::UriTooLong)
+        );
+        assert_eq!(
+            head_violation(&b[..5000], &Head::Oversized, 100, 8192),
+            Some(GatewayError::HeadersTooLarge),
+            "a line that may still fit is not judged on its start"
         );
     }
 }
