@@ -1,4 +1,4 @@
-//! The `ficus` command line: run | check | explain | demo.
+//! The `ficus` command line: run | check | explain | demo | status.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -69,6 +69,13 @@ enum Command {
     },
     /// Start a sample monolith and a new service on loopback with the gateway in front.
     Demo(RunOptions),
+    /// Show the migration board of a running gateway: how much traffic the legacy still
+    /// serves, per route and in total.
+    Status {
+        /// The admin listener to ask (default: `[gateway] admin` of --config, else 127.0.0.1:9901).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -127,6 +134,18 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Status { admin } => {
+            match ficus::cli::status::status(&cli.config, admin.as_deref()) {
+                Ok(out) => {
+                    print_out(&out);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Demo(opts) => {
             ficus::logging::init(false);
             match ficus::demo::run(&cli.config, opts.ready_file()) {

@@ -214,6 +214,8 @@ pub struct Shared {
     runtime: ArcSwap<Runtime>,
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
+    /// The migration board's history of the route counters (written by its sampler).
+    pub board: crate::board::Board,
     inflight: AtomicUsize,
     draining: AtomicBool,
     listening: AtomicBool,
@@ -259,6 +261,7 @@ impl Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             registry,
+            board: crate::board::Board::from_env(),
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),

@@ -3,6 +3,7 @@
 
 mod cors;
 mod split;
+pub mod status;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::fmt::Write;
