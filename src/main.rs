@@ -1,4 +1,4 @@
-//! The `ficus` command line: run | check | explain | demo | status.
+//! The `ficus` command line: run | check | explain | demo | shadow | status.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -69,11 +69,19 @@ enum Command {
     },
     /// Start a sample monolith and a new service on loopback with the gateway in front.
     Demo(RunOptions),
+    /// Show a shadowed route's comparison record from the running gateway.
+    Shadow {
+        /// The route's name.
+        route: String,
+        /// The gateway's admin listener (default: `[gateway] admin` of --config).
+        #[arg(long, value_name = "HOST:PORT")]
+        admin: Option<String>,
+    },
     /// Show the migration board of a running gateway: how much traffic the legacy still
     /// serves, per route and in total.
     Status {
-        /// The admin listener to ask (default: `[gateway] admin` of --config, else 127.0.0.1:9901).
-        #[arg(long, value_name = "ADDR")]
+        /// The gateway's admin listener (default: `[gateway] admin` of --config, else 127.0.0.1:9901).
+        #[arg(long, value_name = "HOST:PORT")]
         admin: Option<String>,
     },
 }
@@ -134,15 +142,31 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Status { admin } => {
-            match ficus::cli::status::status(&cli.config, admin.as_deref()) {
+        Command::Shadow { route, admin } => {
+            let shown = ficus::cli::admin_client::admin_addr(admin.as_deref(), &cli.config)
+                .and_then(|addr| ficus::cli::shadow(addr, &route));
+            match shown {
                 Ok(out) => {
                     print_out(&out);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(1)
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Status { admin } => {
+            let shown = ficus::cli::admin_client::admin_addr(admin.as_deref(), &cli.config)
+                .and_then(ficus::cli::status::status);
+            match shown {
+                Ok(out) => {
+                    print_out(&out);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -729,3 +729,52 @@ fn reload_keeps_an_unchanged_policy_and_applies_a_changed_one() {
     assert_eq!(allowed("https://b.test").as_deref(), Some("https://b.test"));
     assert_eq!(allowed("https://x.test"), None);
 }
+
+/// An upload too large for the gateway, declared or streamed: the 413 carries the route's
+/// CORS headers, so a page can tell its user why.
+#[test]
+fn a_413_for_a_body_too_large_carries_cors_headers() {
+    let o = upstream_with_cors_headers();
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .limits(|l| {
+                l.set("max_body_bytes", 1000);
+            })
+            .table("cors.shop", shop_policy)
+            .service("orders", &[o.addr()])
+            .route_with("orders", "/orders/**", "orders", |r| {
+                r.set_str("cors", "shop");
+            })
+            .build(),
+    );
+    let declared = format!(
+        "POST /orders/1 HTTP/1.1\r\nHost: {SHOP}\r\nOrigin: https://shop.example.com\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n{}",
+        "x".repeat(5000)
+    );
+    let mut chunked = format!(
+        "POST /orders/1 HTTP/1.1\r\nHost: {SHOP}\r\nOrigin: https://shop.example.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    for _ in 0..5 {
+        chunked.push_str(&format!("3e8\r\n{}\r\n", "y".repeat(1000)));
+    }
+    chunked.push_str("0\r\n\r\n");
+    for req in [declared, chunked] {
+        let r = raw_request(gw.listen, req.as_bytes());
+        assert_eq!(r.status, 413, "{}", describe(&r));
+        assert_eq!(
+            r.header_all("access-control-allow-origin"),
+            ["https://shop.example.com"],
+            "{}",
+            describe(&r)
+        );
+        assert_eq!(r.header_all("access-control-allow-credentials"), ["true"]);
+        assert!(r.json()["request_id"].is_string());
+    }
+    // Another origin's 413 has none.
+    let r = raw_request(
+        gw.listen,
+        format!("POST /orders/1 HTTP/1.1\r\nHost: {SHOP}\r\nOrigin: https://evil.test\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(cors_headers(&r), []);
+}

@@ -21,6 +21,7 @@ pub mod board;
 pub mod policies;
 pub mod registry_api;
 pub mod registry_view;
+pub mod shadow;
 mod tls_probe;
 
 /// The admin HTTP application.
@@ -59,6 +60,9 @@ impl Admin {
             );
         }
         if let Some(r) = board::handle(&self.shared, path) {
+            return r;
+        }
+        if let Some(r) = shadow::handle(&self.shared.metrics, path) {
             return r;
         }
         if path == "/registry/ui" || path == "/" {

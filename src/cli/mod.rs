@@ -1,9 +1,13 @@
 //! The `check` and `explain` commands. They compile the config exactly as `run` does and
 //! use the same router, so what they say is what the gateway does.
 
+pub mod admin_client;
 mod cors;
+mod shadow;
 mod split;
 pub mod status;
+
+pub use shadow::shadow;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::fmt::Write;
@@ -308,6 +312,10 @@ pub fn explain(
             cors::describe(&mut out, r, &req.header.headers, input.preflight);
             if decision.is_ok() {
                 describe_rate_limit(&mut out, &cfg, r);
+            }
+            if let Some(sh) = &r.shadow {
+                let routed = decision.as_ref().ok();
+                split::describe_shadow(&mut out, &cfg, r, sh, &req.header, routed);
             }
             if let Some(sp) = &r.split {
                 split::describe(&mut out, &cfg, r, sp, &req.header, decision.as_ref().ok());

@@ -97,3 +97,71 @@ pub fn describe(
         }
     }
 }
+
+/// `explain`'s lines for a shadowed route: where copies go, which requests are copied
+/// (and whether this one would be), the bounds, and what is compared.
+pub fn describe_shadow(
+    out: &mut String,
+    cfg: &Config,
+    route: &Route,
+    shadow: &crate::shadow::route::RouteShadow,
+    req: &RequestHeader,
+    routed: Option<&Routed>,
+) {
+    let methods: Vec<&str> = shadow.methods.iter().map(|m| m.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "shadow: copies to {} after the client has its answer ({:.1}% of {} requests; timeout {:?}; bodies up to {} bytes each way; at most {} in flight, more are dropped)",
+        cfg.services[shadow.service].name,
+        shadow.sample * 100.0,
+        methods.join("/"),
+        shadow.timeout,
+        shadow.max_body,
+        shadow.queue
+    );
+    let copied = shadow.copies(&req.method);
+    let path = routed
+        .filter(|_| copied)
+        .and_then(|r| route.shadow_target(shadow, &r.path, req.uri.query()));
+    let _ = writeln!(
+        out,
+        "  this request: {}{}",
+        if copied {
+            format!("{} is copied", req.method)
+        } else {
+            format!("{} is not copied", req.method)
+        },
+        path.map(|p| format!(", shadow path {p}"))
+            .unwrap_or_default()
+    );
+    let cmp = &shadow.compare;
+    let mut what = vec!["status".to_string()];
+    let headers: Vec<&str> = cmp.headers().map(|h| h.as_str()).collect();
+    if !headers.is_empty() {
+        what.push(format!("headers {}", headers.join(", ")));
+    }
+    what.push("body (JSON field by field, else by digest)".into());
+    let _ = writeln!(out, "  compared: {}", what.join(", "));
+    let ignored: Vec<&str> = cmp.ignored().collect();
+    if !ignored.is_empty() {
+        let _ = writeln!(out, "  ignored: {}", ignored.join(", "));
+    }
+    if cmp.tolerance() > 0.0 {
+        let _ = writeln!(
+            out,
+            "  numbers within {}% of each other are equal",
+            cmp.tolerance() * 100.0
+        );
+    }
+    let redacted: Vec<&str> = cmp.redacted().collect();
+    if !redacted.is_empty() {
+        let _ = writeln!(out, "  redacted in samples: {}", redacted.join(", "));
+    }
+    if cmp.noise_sample() > 0.0 {
+        let _ = writeln!(
+            out,
+            "  noise: {:.1}% of copies also ask the primary again; fields that differ between its two answers are not counted",
+            cmp.noise_sample() * 100.0
+        );
+    }
+}

@@ -1,99 +1,28 @@
 //! `ficus status`: the migration board in the terminal. Reads `/migration.json` from a
-//! running gateway's admin listener (the address given with `--admin`, else the `admin` of
-//! the routes file, else the default) and prints the headline and a table of the routes.
+//! running gateway's admin listener (found by `admin_client::admin_addr`: `--admin`, else
+//! the `admin` of the routes file, else the default) and prints the headline and a table
+//! of the routes.
 //!
 //! Only reads; the figures are the gateway's (see `crate::board`), never recomputed here.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write as _};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::Path;
-use std::time::Duration;
-use thiserror::Error;
+use std::net::SocketAddr;
 
+use super::admin_client::{get_json, AdminError};
 use crate::board::model::{MigrationBoard, RouteBoard, SideFacts};
-use crate::config::DEFAULT_ADMIN;
 
-/// How long `status` waits to connect and for the answer.
-const TIMEOUT: Duration = Duration::from_secs(3);
 /// The sparkline's width in characters (the newest samples).
 const SPARK_WIDTH: usize = 60;
 
-#[derive(Debug, Error)]
-pub enum StatusError {
-    #[error("`{0}` is not an address (write e.g. 127.0.0.1:9901)")]
-    BadAddress(String),
-    #[error("the gateway's admin listener at {addr} is not reachable ({source}); is ficus running, and is that its `[gateway] admin` address? Use --admin ADDR to name another")]
-    Unreachable {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{addr} did not answer GET /migration.json like a ficus admin listener: {why}")]
-    BadAnswer { addr: String, why: String },
-}
-
-/// Where `status` asks: `--admin`, else the config's admin address, else [`DEFAULT_ADMIN`].
-/// Returns the address and where it came from.
-pub fn admin_address(config: &Path, admin: Option<&str>) -> (String, String) {
-    if let Some(a) = admin {
-        return (a.to_string(), "--admin".into());
-    }
-    match crate::config::load(config) {
-        Ok(cfg) => {
-            let mut addr = cfg.gateway.admin;
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            (addr.to_string(), format!("`admin` in {}", config.display()))
-        }
-        Err(_) => (
-            DEFAULT_ADMIN.to_string(),
-            format!("the default ({} not loadable)", config.display()),
-        ),
-    }
-}
-
-/// `ficus status`: the report to print, or why there is none.
-pub fn status(config: &Path, admin: Option<&str>) -> Result<String, StatusError> {
-    let (addr, from) = admin_address(config, admin);
-    let board = fetch(&addr)?;
-    Ok(render(&board, &addr, &from))
-}
-
-/// GET /migration.json from `addr`.
-pub fn fetch(addr: &str) -> Result<MigrationBoard, StatusError> {
-    let sock: SocketAddr = addr
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| StatusError::BadAddress(addr.to_string()))?;
-    let unreachable = |source| StatusError::Unreachable {
-        addr: addr.to_string(),
-        source,
-    };
-    let mut s = TcpStream::connect_timeout(&sock, TIMEOUT).map_err(unreachable)?;
-    s.set_read_timeout(Some(TIMEOUT)).map_err(unreachable)?;
-    // The admin listener only answers IP-literal or loopback hosts (DNS rebinding guard).
-    let request = format!(
-        "GET /migration.json HTTP/1.1\r\nHost: {sock}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(request.as_bytes()).map_err(unreachable)?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(unreachable)?;
-    let bad = |why: String| StatusError::BadAnswer {
-        addr: addr.to_string(),
-        why,
-    };
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| bad("no HTTP response".into()))?;
-    let status_line = head.lines().next().unwrap_or_default();
-    if status_line.split_whitespace().nth(1) != Some("200") {
-        return Err(bad(format!("`{status_line}`")));
-    }
-    serde_json::from_str(body).map_err(|e| bad(format!("unexpected JSON ({e})")))
+/// `ficus status`: the report of the gateway whose admin listener is `admin`, or why there
+/// is none.
+pub fn status(admin: SocketAddr) -> Result<String, AdminError> {
+    let json = get_json(admin, "/migration.json")?;
+    let board: MigrationBoard = serde_json::from_value(json).map_err(|e| AdminError::Invalid {
+        addr: admin,
+        error: format!("not a migration board ({e})"),
+    })?;
+    Ok(render(&board, admin))
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -143,10 +72,10 @@ fn sides(legacy: &SideFacts, new: &SideFacts, f: fn(&SideFacts) -> String) -> St
 }
 
 /// The report: headline, sparkline, one line per route.
-pub fn render(board: &MigrationBoard, addr: &str, from: &str) -> String {
+pub fn render(board: &MigrationBoard, admin: SocketAddr) -> String {
     let mut out = String::new();
     let t = &board.total;
-    let _ = writeln!(out, "ficus migration board (admin {addr}, from {from})");
+    let _ = writeln!(out, "ficus migration board (admin listener {admin})");
     if let Some(n) = &board.notice {
         let _ = writeln!(out, "note: {n}");
     }

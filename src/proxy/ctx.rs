@@ -149,6 +149,8 @@ pub struct RequestCtx {
     pub upstream: Upstream,
     pub plugins: PluginCtx,
     pub outcome: Outcome,
+    /// What is kept of a request chosen for a shadow copy (shadowed routes only).
+    pub shadow: Option<Box<super::shadow::Capture>>,
     _inflight: InflightGuard,
 }
 
@@ -169,6 +171,7 @@ impl RequestCtx {
             upstream: Upstream::default(),
             plugins: PluginCtx::default(),
             outcome: Outcome::default(),
+            shadow: None,
         }
     }
 

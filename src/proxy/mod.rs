@@ -14,7 +14,8 @@
 //! - `response_filter`: [`forward`]'s edits and the response hooks ([`respond`], the one
 //!   way out that gateway-made responses take too).
 //! - `fail_to_proxy`: the one place proxying errors become 502/503/504 JSON responses.
-//! - `logging`: the attempt's outcome ([`outcome`]), metrics, log hooks, the access log.
+//! - `logging`: the attempt's outcome ([`outcome`]), metrics, log hooks, a shadow copy's
+//!   hand-off ([`shadow`]), the access log.
 
 pub mod admission;
 pub mod chain;
@@ -27,6 +28,7 @@ pub mod outcome;
 pub mod respond;
 pub mod route;
 pub mod select;
+pub mod shadow;
 pub mod split;
 
 use async_trait::async_trait;
@@ -96,7 +98,16 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
 /// Admission and routing: the route, or the error to answer with.
 fn admit_and_route(req: &RequestHeader, ctx: &RequestCtx) -> Result<route::Routed, Refusal> {
     let config = &ctx.runtime.config;
-    admission::admit(req, &config.gateway.limits)?;
+    if let Err(error) = admission::admit(req, &config.gateway.limits) {
+        // An upload declared too large comes from a head that is otherwise sound: it is
+        // answered as its route's, so the route's response policies (CORS: a page can
+        // read its 413) apply as they do to a body found too large while it streams.
+        let route = match error {
+            GatewayError::BodyTooLarge => route_request(req, config).ok(),
+            _ => None,
+        };
+        return Err(Refusal { error, route });
+    }
     route_request(req, config)
 }
 
@@ -143,7 +154,10 @@ impl ProxyHttp for Gateway {
             }
         }
         match chain::run_request(session.req_header(), ctx).await {
-            None => Ok(false),
+            None => {
+                shadow::begin(session.req_header(), ctx);
+                Ok(false)
+            }
             Some(answer) => {
                 let reply = Reply::plugin(answer, ctx.request_id());
                 respond::send(session, ctx, reply).await;
@@ -165,6 +179,9 @@ impl ProxyHttp for Gateway {
             ctx.outcome.body_bytes += b.len() as u64;
             if ctx.outcome.body_bytes > ctx.runtime.config.gateway.limits.max_body_bytes {
                 return Err(GatewayError::BodyTooLarge.into_pingora());
+            }
+            if let Some(copy) = &mut ctx.shadow {
+                copy.request_chunk(b);
             }
         }
         Ok(())
@@ -217,6 +234,9 @@ impl ProxyHttp for Gateway {
             forward::upstream_headers(upstream, session, ctx, routed.index);
         }
         chain::run_upstream(upstream, ctx).await;
+        if let Some(copy) = &mut ctx.shadow {
+            copy.upstream_head(upstream);
+        }
         forward::service_token(upstream, ctx);
         Ok(())
     }
@@ -264,8 +284,25 @@ impl ProxyHttp for Gateway {
         }
         if !resp.status.is_informational() {
             outcome::record(session, ctx, Evidence::Answered(status));
+            if let Some(copy) = &mut ctx.shadow {
+                copy.answer_head(resp);
+            }
         }
         Ok(())
+    }
+
+    /// Keeps the primary's answer for a shadow copy's comparison.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Box<RequestCtx>,
+    ) -> Result<Option<std::time::Duration>> {
+        if let (Some(copy), Some(b)) = (&mut ctx.shadow, body) {
+            copy.answer_chunk(b);
+        }
+        Ok(None)
     }
 
     /// A connect failure: the request was not sent, so it may go to another instance.
@@ -381,6 +418,7 @@ impl ProxyHttp for Gateway {
         if rt.config.gateway.access_log != AccessLog::Off {
             log::access_log(session, ctx, status, elapsed);
         }
+        shadow::finish(ctx, e.is_some());
     }
 
     fn suppress_error_log(

@@ -108,6 +108,24 @@ impl Route {
         }
     }
 
+    /// The upstream target for a route's shadow: its own path rules, else `None` (the
+    /// primary's target is used).
+    pub fn shadow_target(
+        &self,
+        shadow: &crate::shadow::route::RouteShadow,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<String> {
+        shadow.has_own_path_rules().then(|| {
+            self.target_with(
+                shadow.rewrite.as_ref(),
+                shadow.strip_prefix.as_deref(),
+                path,
+                query,
+            )
+        })
+    }
+
     fn target_with(
         &self,
         rewrite: Option<&Rewrite>,

@@ -1,0 +1,101 @@
+//! How terminal commands (`ficus shadow`, `ficus status`) read a running gateway: a GET to
+//! its admin listener, found from `--admin`, else the routes file's `[gateway] admin`,
+//! else the default address.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+use crate::config::DEFAULT_ADMIN;
+
+/// How long a command waits for the admin listener.
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// Admin answers are JSON documents of a few hundred kilobytes at most.
+const MAX_ANSWER: u64 = 16 * 1024 * 1024;
+
+/// Why the admin listener could not be read.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    #[error("`{0}` is not an address (use HOST:PORT, e.g. 127.0.0.1:9901)")]
+    Address(String),
+    #[error("the gateway's admin listener at {addr} is not reachable ({error}); is ficus running? (--admin HOST:PORT names another address)")]
+    Unreachable { addr: SocketAddr, error: String },
+    #[error("the admin listener at {addr} answered {status}: {message}")]
+    Status {
+        addr: SocketAddr,
+        status: u16,
+        message: String,
+    },
+    #[error("the admin listener at {addr} sent an answer that is not JSON: {error}")]
+    Invalid { addr: SocketAddr, error: String },
+}
+
+/// The admin listener's address: `explicit`, else `[gateway] admin` of the routes file
+/// (read without compiling the rest, so a file the gateway is not running yet does not
+/// matter), else the default. An unspecified address (`0.0.0.0`) is reached on loopback.
+pub fn admin_addr(explicit: Option<&str>, config: &Path) -> Result<SocketAddr, AdminError> {
+    let written = match explicit {
+        Some(a) => a.to_owned(),
+        None => std::fs::read_to_string(config)
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("gateway")?.get("admin")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| DEFAULT_ADMIN.to_owned()),
+    };
+    let mut addr = written
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| AdminError::Address(written.clone()))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    Ok(addr)
+}
+
+/// `GET path` on the admin listener, as JSON.
+pub fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json::Value, AdminError> {
+    let unreachable = |e: std::io::Error| AdminError::Unreachable {
+        addr,
+        error: e.to_string(),
+    };
+    let mut s = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(unreachable)?;
+    s.set_read_timeout(Some(TIMEOUT)).map_err(unreachable)?;
+    s.set_write_timeout(Some(TIMEOUT)).map_err(unreachable)?;
+    // The admin listener answers IP-address hosts only (DNS rebinding).
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(unreachable)?;
+    let mut buf = Vec::new();
+    s.take(MAX_ANSWER)
+        .read_to_end(&mut buf)
+        .map_err(unreachable)?;
+    let text = String::from_utf8_lossy(&buf);
+    let invalid = |error: String| AdminError::Invalid { addr, error };
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| invalid("no HTTP answer".into()))?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid("no status line".into()))?;
+    let json: serde_json::Value = serde_json::from_str(body).map_err(|e| invalid(e.to_string()))?;
+    if status != 200 {
+        let message = json["error"].as_str().unwrap_or("(no message)").to_owned();
+        return Err(AdminError::Status {
+            addr,
+            status,
+            message,
+        });
+    }
+    Ok(json)
+}

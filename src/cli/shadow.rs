@@ -1,0 +1,158 @@
+//! `ficus shadow ROUTE`: a shadowed route's record in the terminal, read from the running
+//! gateway's `/shadow/{route}`: how many copies matched, which fields differ, the noise
+//! learned, and the last mismatches field by field.
+
+use serde_json::Value;
+use std::fmt::Write;
+
+use super::admin_client::{get_json, AdminError};
+
+/// Mismatch samples shown (the record keeps more; `/shadow/{route}` has them all).
+const SAMPLES_SHOWN: usize = 5;
+
+/// Reads and renders the record of `route`.
+pub fn shadow(admin: std::net::SocketAddr, route: &str) -> Result<String, AdminError> {
+    let path = format!("/shadow/{}", encode(route));
+    Ok(render(&get_json(admin, &path)?))
+}
+
+/// Percent-encodes what a route name may hold that a request target may not.
+fn encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// The record as text.
+pub fn render(r: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "route {}: copies go to {} ({} in flight, queue {})",
+        r["route"].as_str().unwrap_or("?"),
+        r["service"].as_str().unwrap_or("?"),
+        n(&r["in_flight"]),
+        n(&r["queue"])
+    );
+    let compared = n(&r["compared"]);
+    let rate = r["match_rate"]
+        .as_f64()
+        .map_or("-".to_owned(), |x| format!("{:.1}%", x * 100.0));
+    let _ = writeln!(
+        out,
+        "compared {compared}: matched {} ({rate}), mismatched {}",
+        n(&r["matched"]),
+        n(&r["mismatched"])
+    );
+    if n(&r["excused_by_noise"]) > 0 {
+        let _ = writeln!(
+            out,
+            "  {} matched only because their differences were learned noise",
+            n(&r["excused_by_noise"])
+        );
+    }
+    let _ = writeln!(
+        out,
+        "not compared: {} shadow errors, {} timeouts, {} answers over the size limit, {} dropped (queue full or request body over the limit)",
+        n(&r["shadow_errors"]),
+        n(&r["shadow_timeouts"]),
+        n(&r["too_large_answers"]),
+        n(&r["dropped"])
+    );
+    fields(&mut out, r);
+    noise(&mut out, r);
+    samples(&mut out, r);
+    out
+}
+
+fn fields(out: &mut String, r: &Value) {
+    let Some(fields) = r["fields"].as_array().filter(|f| !f.is_empty()) else {
+        let _ = writeln!(out, "no mismatching field");
+        return;
+    };
+    let _ = writeln!(out, "mismatching fields (in how many mismatches):");
+    let width = fields
+        .iter()
+        .map(|f| f["field"].as_str().unwrap_or("").len())
+        .max()
+        .unwrap_or(0);
+    for f in fields {
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {}{}",
+            f["field"].as_str().unwrap_or("?"),
+            n(&f["count"]),
+            if f["noise"].as_bool() == Some(true) {
+                "  (learned as noise since)"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+fn noise(out: &mut String, r: &Value) {
+    let pairs = n(&r["noise"]["pairs"]);
+    if pairs == 0 {
+        return;
+    }
+    let learned: Vec<&str> = r["noise"]["fields"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter(|f| f["noise"].as_bool() != Some(false))
+                .filter_map(|f| f["field"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "noise learned from {pairs} pairs of primary answers: {}",
+        if learned.is_empty() {
+            "none".to_owned()
+        } else {
+            learned.join(", ")
+        }
+    );
+}
+
+fn samples(out: &mut String, r: &Value) {
+    let Some(samples) = r["samples"].as_array().filter(|s| !s.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(out, "last mismatches (newest first):");
+    for s in samples.iter().take(SAMPLES_SHOWN) {
+        let _ = writeln!(
+            out,
+            "  {} {}  primary {} / shadow {}",
+            s["method"].as_str().unwrap_or("?"),
+            s["path"].as_str().unwrap_or("?"),
+            n(&s["primary"]["status"]),
+            n(&s["shadow"]["status"])
+        );
+        for d in s["differences"].as_array().into_iter().flatten() {
+            let side = |k: &str| d[k].as_str().unwrap_or("(absent)").to_owned();
+            let _ = writeln!(
+                out,
+                "    {} {}: {} -> {}",
+                d["path"].as_str().unwrap_or("?"),
+                d["kind"].as_str().unwrap_or("?").replace('_', " "),
+                side("primary"),
+                side("shadow")
+            );
+        }
+        if n(&s["omitted"]) > 0 {
+            let _ = writeln!(out, "    ... and {} more differences", n(&s["omitted"]));
+        }
+    }
+}
