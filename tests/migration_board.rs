@@ -128,6 +128,21 @@ fn settled_board(gw: &Gateway, points: usize) -> Value {
     last
 }
 
+/// The board once the `account` route's shadow copies (one per request, compared off the
+/// request path) have all been compared.
+fn shadows_compared(gw: &Gateway) -> Value {
+    let mut last = Value::Null;
+    let ok = poll_until(Duration::from_secs(10), || {
+        last = board(gw);
+        (route(&last, "account")["shadow"]["compared"] == LEGACY_ROUTE).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "the shadow copies were never all compared:\n{last:#}"
+    );
+    last
+}
+
 fn route<'a>(b: &'a Value, name: &str) -> &'a Value {
     b["routes"]
         .as_array()
@@ -218,6 +233,22 @@ fn board_json_reports_the_legacy_share_per_route_and_in_total() {
         "no traffic is no rate: {account:#}"
     );
     assert_eq!(account["shadow"]["service"], "catalog", "{account:#}");
+    // Every copy differs from the monolith's answer where the echo names its origin.
+    let b = shadows_compared(&gw);
+    let shadow = &route(&b, "account")["shadow"];
+    assert_eq!(shadow["matched"], 0, "{shadow:#}");
+    assert_eq!(shadow["mismatched"], LEGACY_ROUTE, "{shadow:#}");
+    assert!(approx(&shadow["match_rate"], 0.0), "{shadow:#}");
+    assert!(
+        shadow["top_fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["field"] == "$.origin" && f["count"] == LEGACY_ROUTE),
+        "{shadow:#}"
+    );
+    // Shadow copies are not requests of the route: the shares are unchanged.
+    assert_eq!(b["total"]["requests_5m"], TOTAL);
 
     let catalog = route(&b, "catalog");
     assert_eq!(catalog["target"], "new");
@@ -377,6 +408,7 @@ fn without_legacy_the_board_says_so_instead_of_guessing() {
 fn status_prints_the_headline_and_one_line_per_route() {
     let (_mono, _catalog, gw) = start_with_traffic();
     settled_board(&gw, 1);
+    shadows_compared(&gw);
     let admin = gw.admin.to_string();
     let (code, out, err) = ficus(&["status", "--admin", &admin]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
@@ -403,6 +435,11 @@ fn status_prints_the_headline_and_one_line_per_route() {
         "{account}"
     );
     assert!(account.contains(" 0.0% "), "{account}");
+    assert!(account.contains("0.0% of 10"), "shadow match: {account}");
+    assert!(
+        account.contains("$.origin x10"),
+        "top mismatches: {account}"
+    );
     let catalog = line("catalog");
     assert!(catalog.contains("new catalog"), "{catalog}");
     assert!(catalog.contains("100.0%"), "{catalog}");
@@ -480,6 +517,7 @@ fn element_text<'a>(dom: &'a str, id: &str) -> Option<&'a str> {
 fn the_board_page_in_chromium_shows_the_headline_routes_and_sparkline() {
     let (_mono, _catalog, gw) = start_with_traffic();
     settled_board(&gw, 1);
+    shadows_compared(&gw);
 
     let page = gw.admin_get("/migration").expect("GET /migration");
     assert_eq!(page.status, 200);
@@ -500,6 +538,13 @@ fn the_board_page_in_chromium_shows_the_headline_routes_and_sparkline() {
     let mut rows = rows_with_class(&dom, "tr", "route-row");
     rows.sort();
     assert_eq!(rows, ["account", "catalog", "orders"], "{dom}");
+    // The shadowed route's row: its match rate and the field that differed.
+    let account = &dom[dom
+        .find("data-route=\"account\" data-target")
+        .expect("account row")..];
+    let account = &account[..account.find("</tr>").unwrap()];
+    assert!(account.contains("10 compared"), "{account}");
+    assert!(account.contains("$.origin × 10"), "{account}");
     let mut bars = rows_with_class(&dom, "div", "bar-row");
     bars.sort();
     assert_eq!(bars, ["account", "catalog", "orders"], "{dom}");
