@@ -53,7 +53,7 @@ struct Counts {
     fell_back: u64,
 }
 
-/// One pair's readings, aligned with [`History::stamps`] from the newest end: a pair added
+/// One pair's readings, aligned with the history's stamps from the newest end: a pair added
 /// by a reload has fewer readings than there are stamps.
 #[derive(Debug, Default)]
 struct PairRing {

@@ -92,7 +92,7 @@ pub struct GatewaySettings {
     /// (resolved per route by the policy compiler; kept here for `explain`).
     pub rate_limit: Option<String>,
     /// `[gateway] legacy`: the services the migration board counts as the legacy (checked
-    /// against the services by [`compile_legacy`]); empty when unset.
+    /// against the services when the config is compiled); empty when unset.
     pub legacy: Vec<String>,
 }
 
