@@ -725,3 +725,83 @@ fn the_grafana_dashboard_is_well_formed_and_uses_the_gateway_s_metrics() {
         }
     }
 }
+
+#[test]
+fn fallbacks_and_the_new_side_s_failures_show_on_the_board() {
+    sample_fast();
+    let mono = Origin::start("monolith");
+    let fresh = Origin::start("fresh");
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .gateway(|g| {
+                g.set("legacy", r#""monolith""#);
+            })
+            .service("monolith", &[mono.addr()])
+            .service_with("fresh", &[fresh.addr()], |s| {
+                s.set(
+                    "breaker",
+                    r#"{ consecutive_failures = 2, open_for = "60s" }"#,
+                );
+            })
+            .route_with("orders", "/orders/**", "monolith", |r| {
+                r.remove("service");
+                r.set(
+                    "split",
+                    r#"[{ service = "monolith", weight = 0 }, { service = "fresh", weight = 100 }]"#,
+                );
+                r.set_str("fallback", "monolith");
+            })
+            .route_with("search", "/search/**", "fresh", |r| {
+                r.set_str("fallback", "monolith");
+            })
+            .build(),
+    );
+    assert_eq!(gw.get("/orders/1").origin().as_deref(), Some("fresh"));
+    fresh.stop();
+    // Requests fail on the new side until its breaker opens; then the monolith serves them.
+    let opened = poll_until(Duration::from_secs(10), || {
+        let r = gw.get("/orders/1");
+        (r.status == 200 && r.origin().as_deref() == Some("monolith")).then_some(())
+    });
+    assert!(opened.is_some(), "the breaker never opened:\n{}", gw.logs());
+    for i in 0..3 {
+        assert_eq!(
+            gw.get(&format!("/orders/{i}")).origin().as_deref(),
+            Some("monolith")
+        );
+        assert_eq!(
+            gw.get(&format!("/search/{i}")).origin().as_deref(),
+            Some("monolith")
+        );
+    }
+    // The board agrees with the Prometheus counters once every request is counted.
+    let mut last = Value::Null;
+    let ok = poll_until(Duration::from_secs(10), || {
+        let metrics = gw.metrics();
+        let fell_back = metric_sum(
+            &metrics,
+            "ficus_split_fallbacks_total",
+            &[("route", "orders")],
+        )?;
+        let requests = metric_sum(&metrics, "ficus_requests_total", &[])?;
+        last = board(&gw);
+        (last["total"]["requests_5m"].as_f64() == Some(requests)
+            && route(&last, "orders")["fallbacks_5m"].as_f64() == Some(fell_back))
+        .then_some(())
+    });
+    assert!(ok.is_some(), "{last:#}\n{}", gw.metrics());
+    let orders = route(&last, "orders");
+    assert!(orders["fallbacks_5m"].as_u64().unwrap() >= 4, "{orders:#}");
+    // The new side's failures before the breaker opened: 5xx only there.
+    assert!(orders["new"]["errors"].as_u64().unwrap() >= 1, "{orders:#}");
+    assert!(approx(&orders["legacy"]["error_rate"], 0.0), "{orders:#}");
+    // A plain route's fallbacks: the requests its fallback service served.
+    let search = route(&last, "search");
+    assert_eq!(search["fallbacks_5m"], 3, "{search:#}");
+    assert_eq!(search["legacy"]["requests"], 3, "{search:#}");
+    assert_eq!(search["target"], "new");
+    assert_eq!(
+        last["total"]["fallbacks_5m"].as_u64(),
+        Some(orders["fallbacks_5m"].as_u64().unwrap() + 3)
+    );
+}
