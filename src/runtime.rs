@@ -125,7 +125,14 @@ impl Runtime {
             .map(|r| {
                 let s = r.shadow.as_ref()?;
                 let service = &config.services[s.service].name;
-                Some(metrics.shadows.state(&r.name, service, &s.compare, s.queue))
+                // Each copy in the queue may hold a request and an answer; requests still
+                // being captured share the same budget.
+                let budget = s.queue.saturating_mul(s.max_body).saturating_mul(2);
+                Some(
+                    metrics
+                        .shadows
+                        .state(&r.name, service, &s.compare, s.queue, budget),
+                )
             })
             .collect();
         let shadowed: Vec<&str> = shadows.iter().flatten().map(|s| s.route.as_str()).collect();

@@ -23,6 +23,7 @@ fn shadow_config(mono: &Origin, v2: &Origin, shadow: &str) -> String {
         .route_with("orders", "/orders/**", "monolith", |r| {
             r.set("shadow", shadow);
         })
+        .route("other", "/other/**", "monolith")
         .build()
 }
 
@@ -112,9 +113,22 @@ fn copies_are_marked_compared_structurally_and_never_change_the_answer() {
     );
     assert_eq!(r.json()["total"], 10.0);
     let request_id = r.header("x-request-id").expect("a request id").to_owned();
+    // A client cannot pass a real request off as a copy.
+    for forged in ["X-Ficus-Shadow", "x_ficus_shadow"] {
+        assert_eq!(get(&gw, "/other/x", &[(forged, "1")]).status, 200);
+    }
     let rep = wait_outcomes(&gw, 4);
     assert_eq!(rep["compared"], 4, "{rep:#}");
     assert_eq!(rep["matched"], 3, "{rep:#}");
+    let forged: Vec<_> = mono
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/other/x")
+        .collect();
+    assert_eq!(forged.len(), 2, "unrouted? {forged:?}");
+    assert!(forged
+        .iter()
+        .all(|r| r.header("x-ficus-shadow").is_none() && r.header("x_ficus_shadow").is_none()));
     assert_eq!(rep["mismatched"], 1, "{rep:#}");
     assert_eq!(rep["service"], "orders-v2");
     let fields: Vec<&str> = rep["fields"]
@@ -460,4 +474,117 @@ async fn copies_of_http2_requests_go_out_as_http1_with_their_host_and_body() {
     assert_eq!(copy.header("x-ficus-shadow"), Some("1"));
     let primary = mono.received().pop().expect("the primary's request");
     assert_eq!(copy.header("host"), primary.header("host"));
+}
+
+/// Requests still streaming their answers hold memory for their copies: all of them
+/// together stay within the route's budget (twice `queue` × `max_body_bytes`), and the
+/// copies that would pass it are dropped and counted.
+#[test]
+fn captures_in_progress_share_the_routes_memory_budget() {
+    let mono = Origin::builder("monolith")
+        .fallback(Handler::new(|_| {
+            Reply::ok()
+                .chunk(Duration::ZERO, vec![b'a'; 900])
+                .chunk(Duration::from_millis(1500), vec![b'b'; 50])
+        }))
+        .start();
+    let v2 = Origin::builder("v2")
+        .fallback(Handler::new(|_| Reply::text("x")))
+        .start();
+    // Budget: 2 × 3 × 1000 = 6000 bytes, room for six 900-byte answers in progress.
+    let gw = Gateway::start(&shadow_config(
+        &mono,
+        &v2,
+        r#"{ service = "orders-v2", queue = 3, max_body_bytes = 1000 }"#,
+    ));
+    let listen = gw.listen;
+    let clients: Vec<_> = (0..8)
+        .map(|_| std::thread::spawn(move || get_raw(listen, "/orders/1", "test.local", &[]).status))
+        .collect();
+    let held = |m: &str| metric_sum(m, "ficus_shadow_held_bytes", &[("route", "orders")]);
+    let mut last = String::new();
+    let peak = poll_until(Duration::from_secs(3), || {
+        last = gw.metrics();
+        (held(&last) == Some(5400.0)).then_some(())
+    });
+    assert!(
+        peak.is_some(),
+        "six answers of 900 bytes never held:\n{last}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        held(&gw.metrics()),
+        Some(5400.0),
+        "no more than the budget allows"
+    );
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200, "every client gets its whole answer");
+    }
+    let rep = wait_outcomes(&gw, 8);
+    assert!(rep["dropped"].as_u64().unwrap() >= 2, "{rep:#}");
+    let gone = poll_until(Duration::from_secs(5), || {
+        (held(&gw.metrics()) == Some(0.0)).then_some(())
+    });
+    assert!(gone.is_some(), "the bytes are given back: {}", gw.metrics());
+}
+
+/// Noise is learned from a second primary answer only for safe methods: a copied POST
+/// never reaches production twice.
+#[test]
+fn a_copied_post_is_never_sent_to_the_primary_twice() {
+    let mono = Origin::builder("monolith")
+        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
+        .start();
+    let v2 = Origin::builder("v2")
+        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
+        .start();
+    let gw = Gateway::start(&shadow_config(
+        &mono,
+        &v2,
+        r#"{ service = "orders-v2", methods = ["GET", "POST"], compare = { noise_sample = 1.0 } }"#,
+    ));
+    let r = request_raw(
+        gw.listen,
+        "POST",
+        "/orders/pay",
+        "test.local",
+        &[("content-length", "0")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(get(&gw, "/orders/1", &[]).status, 200);
+    wait_outcomes(&gw, 2);
+    let posts = mono
+        .received()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1, "the primary got the POST once");
+    let gets = mono.received().iter().filter(|r| r.method == "GET").count();
+    assert_eq!(gets, 2, "a GET is asked twice to learn noise");
+}
+
+/// A shadow that answers with a flood of interim answers is an error like any other.
+#[test]
+fn a_flood_of_interim_answers_is_a_shadow_error() {
+    let mono = Origin::builder("monolith")
+        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
+        .start();
+    let flood = "HTTP/1.1 100 Continue\r\n\r\n".repeat(50)
+        + "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
+    let v2 = Origin::builder("v2")
+        .route("/orders/few", Handler::new(|_| Reply::raw("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n{\"ok\":true}")))
+        .fallback(Handler::new(move |_| Reply::raw(flood.clone())))
+        .start();
+    let gw = Gateway::start(&shadow_config(&mono, &v2, r#"{ service = "orders-v2" }"#));
+    for _ in 0..3 {
+        assert_eq!(get(&gw, "/orders/1", &[]).status, 200);
+    }
+    assert_eq!(get(&gw, "/orders/few", &[]).status, 200);
+    let rep = wait_outcomes(&gw, 4);
+    assert_eq!(rep["shadow_errors"], 3, "{rep:#}");
+    assert_eq!(
+        rep["matched"], 1,
+        "one interim answer is read past: {rep:#}"
+    );
+    assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
 }

@@ -85,6 +85,11 @@ fn check_reports_shadow_mistakes() {
             "not a leading part",
         ),
         ("shadow = { servce = \"orders\" }\n", "servce"),
+        (
+            "shadow = { service = \"orders\", max_body_bytes = 0 }\n",
+            "max_body_bytes = 0",
+        ),
+        ("shadow = \"orders\"\n", "a table like { service = \"NAME\""),
     ];
     for (keys, want) in cases {
         let (code, out) = check(keys);
@@ -99,6 +104,9 @@ fn check_reports_shadow_mistakes() {
         "{out}"
     );
     assert!(out.contains("X-Ficus-Shadow: 1"), "{out}");
+    let (code, out) = check("shadow = { service = \"orders\", sample = 0 }\n");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("sample = 0: no request is copied"), "{out}");
     let (code, out) = check("shadow = { service = \"orders\", sample = 0.25, timeout = \"2s\", queue = 10, max_body_bytes = 4096, rewrite = \"/v2/orders/{**}\", compare = { ignore = [\"$.at\", \"$.items[*].etag\"], tolerance = 0.001, headers = [\"content-type\"], redact = [\"$.card\"], noise_sample = 0.05 } }\n");
     assert_eq!(code, 0, "{out}");
 }
@@ -293,6 +301,13 @@ fn ficus_shadow_prints_the_record_of_the_running_gateway() {
     let (code, _, err) = ficus(&["shadow", "orders", "--admin", "127.0.0.1:1"]);
     assert_eq!(code, 2);
     assert!(err.contains("not reachable"), "{err}");
+    // A routes file that is not there is said so, not replaced by the default address.
+    let (code, _, err) = ficus(&["shadow", "orders", "--config", "/nonexistent/routes.toml"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot read the admin address from /nonexistent/routes.toml"),
+        "{err}"
+    );
     // The listing.
     let list = gw.admin_get("/shadow").unwrap().json();
     assert_eq!(list[0]["route"], "orders");

@@ -20,6 +20,10 @@ const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 pub enum AdminError {
     #[error("`{0}` is not an address (use HOST:PORT, e.g. 127.0.0.1:9901)")]
     Address(String),
+    #[error(
+        "cannot read the admin address from {path}: {error} (--admin HOST:PORT names it directly)"
+    )]
+    Config { path: String, error: String },
     #[error("the gateway's admin listener at {addr} is not reachable ({error}); is ficus running? (--admin HOST:PORT names another address)")]
     Unreachable { addr: SocketAddr, error: String },
     #[error("the admin listener at {addr} answered {status}: {message}")]
@@ -38,11 +42,7 @@ pub enum AdminError {
 pub fn admin_addr(explicit: Option<&str>, config: &Path) -> Result<SocketAddr, AdminError> {
     let written = match explicit {
         Some(a) => a.to_owned(),
-        None => std::fs::read_to_string(config)
-            .ok()
-            .and_then(|text| text.parse::<toml::Table>().ok())
-            .and_then(|t| t.get("gateway")?.get("admin")?.as_str().map(str::to_owned))
-            .unwrap_or_else(|| DEFAULT_ADMIN.to_owned()),
+        None => configured_admin(config)?,
     };
     let mut addr = written
         .to_socket_addrs()
@@ -57,6 +57,23 @@ pub fn admin_addr(explicit: Option<&str>, config: &Path) -> Result<SocketAddr, A
         });
     }
     Ok(addr)
+}
+
+/// `[gateway] admin` of the routes file, or the default when the file has none.
+fn configured_admin(config: &Path) -> Result<String, AdminError> {
+    let unusable = |error: String| AdminError::Config {
+        path: config.display().to_string(),
+        error,
+    };
+    let text = std::fs::read_to_string(config).map_err(|e| unusable(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| unusable(e.message().trim().to_owned()))?;
+    match table.get("gateway").and_then(|g| g.get("admin")) {
+        None => Ok(DEFAULT_ADMIN.to_owned()),
+        Some(toml::Value::String(a)) => Ok(a.clone()),
+        Some(_) => Err(unusable("`gateway.admin` is not a string".into())),
+    }
 }
 
 /// `GET path` on the admin listener, as JSON.

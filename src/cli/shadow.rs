@@ -29,6 +29,25 @@ fn encode(name: &str) -> String {
     out
 }
 
+/// A string of the record as it may be printed: control characters (an upstream chose
+/// the field names) are shown escaped, never sent to the terminal.
+fn text(v: &Value, absent: &str) -> String {
+    match v.as_str() {
+        Some(s) => s
+            .chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect(),
+        None => absent.to_owned(),
+    }
+}
+
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
@@ -39,8 +58,8 @@ pub fn render(r: &Value) -> String {
     let _ = writeln!(
         out,
         "route {}: copies go to {} ({} in flight, queue {})",
-        r["route"].as_str().unwrap_or("?"),
-        r["service"].as_str().unwrap_or("?"),
+        text(&r["route"], "?"),
+        text(&r["service"], "?"),
         n(&r["in_flight"]),
         n(&r["queue"])
     );
@@ -83,14 +102,14 @@ fn fields(out: &mut String, r: &Value) {
     let _ = writeln!(out, "mismatching fields (in how many mismatches):");
     let width = fields
         .iter()
-        .map(|f| f["field"].as_str().unwrap_or("").len())
+        .map(|f| text(&f["field"], "").len())
         .max()
         .unwrap_or(0);
     for f in fields {
         let _ = writeln!(
             out,
             "  {:<width$}  {}{}",
-            f["field"].as_str().unwrap_or("?"),
+            text(&f["field"], "?"),
             n(&f["count"]),
             if f["noise"].as_bool() == Some(true) {
                 "  (learned as noise since)"
@@ -106,12 +125,12 @@ fn noise(out: &mut String, r: &Value) {
     if pairs == 0 {
         return;
     }
-    let learned: Vec<&str> = r["noise"]["fields"]
+    let learned: Vec<String> = r["noise"]["fields"]
         .as_array()
         .map(|f| {
             f.iter()
                 .filter(|f| f["noise"].as_bool() != Some(false))
-                .filter_map(|f| f["field"].as_str())
+                .map(|f| text(&f["field"], "?"))
                 .collect()
         })
         .unwrap_or_default();
@@ -135,18 +154,18 @@ fn samples(out: &mut String, r: &Value) {
         let _ = writeln!(
             out,
             "  {} {}  primary {} / shadow {}",
-            s["method"].as_str().unwrap_or("?"),
-            s["path"].as_str().unwrap_or("?"),
+            text(&s["method"], "?"),
+            text(&s["path"], "?"),
             n(&s["primary"]["status"]),
             n(&s["shadow"]["status"])
         );
         for d in s["differences"].as_array().into_iter().flatten() {
-            let side = |k: &str| d[k].as_str().unwrap_or("(absent)").to_owned();
+            let side = |k: &str| text(&d[k], "(absent)");
             let _ = writeln!(
                 out,
                 "    {} {}: {} -> {}",
-                d["path"].as_str().unwrap_or("?"),
-                d["kind"].as_str().unwrap_or("?").replace('_', " "),
+                text(&d["path"], "?"),
+                text(&d["kind"], "?").replace('_', " "),
                 side("primary"),
                 side("shadow")
             );
@@ -154,5 +173,25 @@ fn samples(out: &mut String, r: &Value) {
         if n(&s["omitted"]) > 0 {
             let _ = writeln!(out, "    ... and {} more differences", n(&s["omitted"]));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_from_the_record_never_reach_the_terminal() {
+        let r = serde_json::json!({
+            "route": "orders\u{1b}[2J",
+            "fields": [{"field": "$.a\nfake line", "count": 1}],
+            "samples": [{"method": "GET", "path": "/x\r", "differences": [
+                {"path": "$.b\u{7}", "kind": "value_changed", "primary": "1\u{1b}]0;x", "shadow": "2"}
+            ]}]
+        });
+        let out = render(&r);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.contains("$.a\\nfake line"), "{out}");
+        assert!(out.contains("orders\\u{1b}[2J"), "{out}");
     }
 }

@@ -87,9 +87,10 @@ pub struct Config {
     /// Every policy section's instance (`[access.NAME]`...), shared by the routes that name
     /// it.
     pub policies: Policies,
-    /// Headers the auth policies set from a verified identity (`X-User-Id`). The gateway
-    /// owns them: every client-sent copy is removed from every request on every route, with
-    /// or without auth, so no upstream ever reads an identity a client chose.
+    /// Headers the gateway owns: those the auth policies set from a verified identity
+    /// (`X-User-Id`), and the shadow-copy marker (`X-Ficus-Shadow`). Every client-sent copy
+    /// is removed from every request on every route, so no upstream ever reads an identity
+    /// a client chose, nor takes a real request for a copy whose side effects it may skip.
     pub identity_headers: Box<[http::HeaderName]>,
     /// Warnings found while compiling (the config is still usable).
     pub warnings: Vec<Diagnostic>,
@@ -192,10 +193,17 @@ pub fn compile_with(
         services,
         registry,
         router,
-        identity_headers: sections.policies.compiled.identity_headers(),
+        identity_headers: gateway_owned(sections.policies.compiled.identity_headers()),
         policies: sections.policies.compiled,
         warnings,
     })
+}
+
+/// The identity headers and the shadow-copy marker: every header a client may not send.
+fn gateway_owned(identity: Box<[http::HeaderName]>) -> Box<[http::HeaderName]> {
+    let mut owned = identity.into_vec();
+    owned.push(crate::shadow::route::X_FICUS_SHADOW.clone());
+    owned.into_boxed_slice()
 }
 
 /// The top-level sections of the file, each deserialized on its own so that an error in

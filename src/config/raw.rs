@@ -404,7 +404,10 @@ pub struct RawRoute {
 
 /// `shadow = { service = "orders-v2", sample = 0.25, compare = { … } }`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table like { service = \"NAME\", sample = 0.25 }"
+)]
 pub struct RawShadow {
     pub service: Spanned<String>,
     pub sample: Option<Spanned<f64>>,

@@ -60,7 +60,7 @@ pub(super) fn route_shadow(
         &key,
         "max_body_bytes",
         &s.max_body_bytes,
-        0,
+        1,
         MAX_MAX_BODY,
     )
     .unwrap_or(DEFAULT_MAX_BODY);
@@ -95,6 +95,14 @@ fn sample(c: &mut Compiler<'_>, key: &str, s: &RawShadow) -> f64 {
         return DEFAULT_SAMPLE;
     };
     let x = *v.get_ref();
+    if x == 0.0 {
+        c.d.warning(
+            span_of(v),
+            format!("{key}.sample"),
+            "sample = 0: no request is copied",
+            Some("remove `shadow` to stop shadowing, or give a share such as 0.05".into()),
+        );
+    }
     // `!(… contains …)` also refuses NaN.
     if !(0.0..=1.0).contains(&x) {
         c.d.error_hint(

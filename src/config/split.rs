@@ -127,7 +127,18 @@ fn split(
     let sticky = raw.sticky.as_ref().and_then(|s| sticky(c, key, s));
     let override_header = raw.split_override.as_ref().and_then(|o| {
         let h = &o.get_ref().header;
-        header_name(c, &format!("{key}.override.header"), h)
+        let okey = format!("{key}.override.header");
+        let name = header_name(c, &okey, h)?;
+        if needed_upstream(&name) {
+            c.d.error_hint(
+                span_of(h),
+                okey,
+                format!("`{name}` cannot be the override header: the gateway removes the override header before forwarding, and the request needs this one"),
+                "use a header of its own, such as \"X-Ficus-Target\"",
+            );
+            return None;
+        }
+        Some(name)
     });
     if !ok {
         return None;
@@ -247,6 +258,30 @@ fn non_empty(c: &mut Compiler<'_>, key: &str, v: &Spanned<String>) -> Option<Str
     Some(s.to_string())
 }
 
+/// Headers a request cannot lose on its way upstream (the override header is removed):
+/// framing, routing, credentials, tracing and the gateway's own.
+fn needed_upstream(name: &HeaderName) -> bool {
+    const NEEDED: [&str; 16] = [
+        "host",
+        "authorization",
+        "cookie",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "transfer-encoding",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "x-request-id",
+        "traceparent",
+        "tracestate",
+        "x-ficus-shadow",
+    ];
+    NEEDED.contains(&name.as_str()) || super::compiler::is_hop_by_hop(name)
+}
+
 fn header_name(c: &mut Compiler<'_>, key: &str, v: &Spanned<String>) -> Option<HeaderName> {
     match HeaderName::from_bytes(v.get_ref().as_bytes()) {
         Ok(h) => Some(h),
@@ -323,6 +358,25 @@ mod tests {
             m.iter().any(|m| m.contains("split[0].strip_prefix")),
             "{m:?}"
         );
+    }
+
+    #[test]
+    fn the_override_cannot_be_a_header_the_request_needs() {
+        for h in [
+            "Host",
+            "authorization",
+            "Cookie",
+            "Content-Length",
+            "Connection",
+            "X-Request-Id",
+        ] {
+            let m = check(&format!("split = [{{ service = \"monolith\", weight = 1 }}, {{ service = \"orders\", weight = 1 }}]\noverride = {{ header = \"{h}\" }}\n"));
+            assert!(
+                m.iter()
+                    .any(|m| m.contains("cannot be the override header")),
+                "{h}: {m:?}"
+            );
+        }
     }
 
     #[test]

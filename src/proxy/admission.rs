@@ -45,7 +45,7 @@ pub fn admit(req: &RequestHeader, limits: &Limits) -> Result<(), GatewayError> {
     }
     // One `Content-Length` line: two, even equal ones, are refused (as nginx does), an
     // upstream could read them differently. (Next to `Transfer-Encoding` pingora has
-    // already dropped it and will close the connection after the answer, RFC 9112 §6.1.)
+    // already dropped it: see `raw_has_content_length`.)
     let mut cl = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
     match (cl.next(), cl.next()) {
         (None, _) => {}
@@ -65,6 +65,19 @@ pub fn admit(req: &RequestHeader, limits: &Limits) -> Result<(), GatewayError> {
         _ => return Err(GatewayError::UnsupportedTransferCoding),
     }
     Ok(())
+}
+
+/// Whether an HTTP/1 head as received (`raw`, the header section's bytes) has a
+/// `Content-Length` line. pingora drops `Content-Length` from a head that also has
+/// `Transfer-Encoding` (RFC 9112 §6.3) before the gateway sees it, so the pair is found
+/// in the bytes; called only for requests with `Transfer-Encoding`.
+pub fn raw_has_content_length(raw: &[u8]) -> bool {
+    const NAME: &[u8] = b"content-length";
+    raw.split(|b| *b == b'\n').skip(1).any(|line| {
+        line.len() > NAME.len()
+            && line[..NAME.len()].eq_ignore_ascii_case(NAME)
+            && matches!(line[NAME.len()], b':' | b' ' | b'\t')
+    })
 }
 
 /// Whether a refusal leaves the connection reusable: not after one whose body framing is
@@ -116,5 +129,22 @@ fn host_is_sound(req: &RequestHeader) -> bool {
             None => headers::absolute_target_authority(req.raw_path())
                 .is_none_or(headers::host_value_is_sound),
         },
+    }
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::raw_has_content_length;
+
+    #[test]
+    fn content_length_lines_are_found_in_the_raw_head_only_as_header_names() {
+        let with = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\ncOnTeNt-LeNgTh: 5\r\n\r\n";
+        assert!(raw_has_content_length(with));
+        assert!(raw_has_content_length(
+            b"POST / HTTP/1.1\r\nContent-Length : 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(!raw_has_content_length(
+            b"POST /content-length: HTTP/1.1\r\nHost: t\r\nX-A: content-length: 5\r\nContent-Lengthy: 1\r\n\r\n"
+        ));
     }
 }

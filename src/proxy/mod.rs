@@ -143,6 +143,19 @@ impl ProxyHttp for Gateway {
             respond::send(session, ctx, Reply::options_asterisk()).await;
             return Ok(true);
         }
+        // `Content-Length` next to `Transfer-Encoding`: the request-smuggling pair. RFC
+        // 9112 lets a server frame it by the chunked coding; a gateway in front of legacy
+        // servers refuses it outright (as Envoy and nginx do), before anything is read or
+        // forwarded.
+        if req.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && session
+                .as_downstream()
+                .as_http1()
+                .is_some_and(|h1| admission::raw_has_content_length(&h1.get_headers_raw_bytes()))
+        {
+            respond::send_error(session, ctx, GatewayError::BadRequest, true).await;
+            return Ok(true);
+        }
         match admit_and_route(req, ctx) {
             Ok(routed) => ctx.routed = Some(routed),
             Err(Refusal { error, route }) => {

@@ -7,6 +7,10 @@ use std::time::Duration;
 use super::compare::ShadowComparison;
 use crate::router::rewrite::Rewrite;
 
+/// The marker every shadow copy (and second primary request) carries, so a service can
+/// skip side effects. The gateway owns it: a client's copy is removed from every request.
+pub static X_FICUS_SHADOW: http::HeaderName = http::HeaderName::from_static("x-ficus-shadow");
+
 /// The default share of a route's requests that are copied.
 pub const DEFAULT_SAMPLE: f64 = 1.0;
 /// The default limit on a shadow exchange, from sending the copy to the shadow's last byte.

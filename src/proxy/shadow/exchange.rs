@@ -86,10 +86,15 @@ pub async fn exchange(
             let Some(resp) = session.response_header() else {
                 return Err(ExchangeError::Failed("no response head".into()));
             };
-            if !resp.status.is_informational() || informational == MAX_INFORMATIONAL {
+            if !resp.status.is_informational() {
                 break (resp.status.as_u16(), resp.headers.clone());
             }
             informational += 1;
+            if informational > MAX_INFORMATIONAL {
+                return Err(ExchangeError::Failed(format!(
+                    "more than {MAX_INFORMATIONAL} interim (1xx) answers"
+                )));
+            }
         };
         let mut kept = Vec::new();
         while let Some(chunk) = session.read_response_body().await.map_err(failed)? {

@@ -10,16 +10,15 @@ use std::sync::Arc;
 use super::exchange::{exchange, Answer, ExchangeError};
 use crate::runtime::Runtime;
 use crate::shadow::record::SampleRequest;
-use crate::shadow::store::Slot;
+use crate::shadow::route::X_FICUS_SHADOW;
+use crate::shadow::store::{Reservation, Slot};
 use crate::shadow::Response;
-
-/// The marker a shadow copy (and a second primary request) carries, so a service can skip
-/// side effects.
-pub static X_FICUS_SHADOW: http::HeaderName = http::HeaderName::from_static("x-ficus-shadow");
 
 /// Everything a copy needs, owned.
 pub struct Job {
     pub slot: Slot,
+    /// The copy's body bytes, given back to the route's budget when the job ends.
+    pub _held: Reservation,
     /// The snapshot the request ran under: its route, services and comparison.
     pub runtime: Arc<Runtime>,
     pub route: usize,
@@ -50,8 +49,11 @@ pub async fn run(job: Job) {
         crate::proxy::headers::X_REQUEST_ID.clone(),
         job.request_id.clone(),
     );
-    let learn =
-        shadow.compare.noise_sample() > 0.0 && fastrand::f64() < shadow.compare.noise_sample();
+    // The primary is asked a second time only for requests without side effects: a
+    // copied POST must never reach production twice.
+    let learn = method.is_safe()
+        && shadow.compare.noise_sample() > 0.0
+        && fastrand::f64() < shadow.compare.noise_sample();
     let again_head = learn.then(|| head.clone());
     let mut shadow_head = head;
     if let Some(target) = &job.shadow_target {

@@ -12,16 +12,16 @@ mod job;
 use bytes::Bytes;
 use http::HeaderMap;
 use pingora_http::{RequestHeader, ResponseHeader};
-use std::sync::Arc;
 
 use super::ctx::RequestCtx;
-use crate::shadow::store::ShadowState;
+use crate::shadow::store::Reservation;
 
 pub use exchange::{exchange, Answer, ExchangeError};
 
 /// What is kept of one request chosen for a shadow copy.
 pub struct Capture {
-    state: Arc<ShadowState>,
+    /// The body bytes kept, counted against the route's budget.
+    held: Reservation,
     max_body: usize,
     /// The client's path (without the query), for mismatch samples.
     path: String,
@@ -36,6 +36,8 @@ pub struct Capture {
     answer_body: Vec<u8>,
     request_too_large: bool,
     answer_too_large: bool,
+    /// The route's copies already hold all the memory they may: this one is dropped.
+    over_budget: bool,
 }
 
 /// Chooses the request for a copy (its route has a shadow, the method is copied, the
@@ -69,7 +71,7 @@ pub fn begin(req: &RequestHeader, ctx: &mut RequestCtx) {
     }
     let shadow_target = route.shadow_target(shadow, &routed.path, req.uri.query());
     ctx.shadow = Some(Box::new(Capture {
-        state,
+        held: Reservation::new(state),
         max_body: shadow.max_body,
         path: req.uri.path().to_owned(),
         shadow_target,
@@ -79,18 +81,14 @@ pub fn begin(req: &RequestHeader, ctx: &mut RequestCtx) {
         answer_body: Vec::new(),
         request_too_large: false,
         answer_too_large: false,
+        over_budget: false,
     }));
 }
 
 impl Capture {
     /// Keeps a chunk of the request body, up to the bound.
     pub fn request_chunk(&mut self, chunk: &Bytes) {
-        keep(
-            &mut self.request_body,
-            &mut self.request_too_large,
-            chunk,
-            self.max_body,
-        );
+        self.keep(chunk, Body::Request);
     }
 
     /// Keeps the upstream request as sent to the primary (the last attempt's).
@@ -102,31 +100,45 @@ impl Capture {
     pub fn answer_head(&mut self, resp: &ResponseHeader) {
         self.answer = Some((resp.status.as_u16(), resp.headers.clone()));
         // A retry's answer replaces an earlier one.
-        self.answer_body.clear();
+        self.held.release(self.answer_body.len());
+        self.answer_body = Vec::new();
         self.answer_too_large = false;
     }
 
     /// Keeps a chunk of the primary's answer body, up to the bound.
     pub fn answer_chunk(&mut self, chunk: &Bytes) {
-        keep(
-            &mut self.answer_body,
-            &mut self.answer_too_large,
-            chunk,
-            self.max_body,
-        );
+        self.keep(chunk, Body::Answer);
+    }
+
+    /// Keeps a chunk, or gives the body up (and its bytes back) when it would pass the
+    /// copy's bound or the route's memory budget.
+    fn keep(&mut self, chunk: &Bytes, which: Body) {
+        let (buf, over) = match which {
+            Body::Request => (&mut self.request_body, &mut self.request_too_large),
+            Body::Answer => (&mut self.answer_body, &mut self.answer_too_large),
+        };
+        if *over || self.over_budget {
+            return;
+        }
+        let fits = buf.len() + chunk.len() <= self.max_body;
+        if fits && self.held.grow(chunk.len()) {
+            buf.extend_from_slice(chunk);
+            return;
+        }
+        if fits {
+            self.over_budget = true;
+        } else {
+            *over = true;
+        }
+        self.held.release(buf.len());
+        *buf = Vec::new();
     }
 }
 
-fn keep(buf: &mut Vec<u8>, over: &mut bool, chunk: &Bytes, max: usize) {
-    if *over {
-        return;
-    }
-    if buf.len() + chunk.len() > max {
-        *over = true;
-        *buf = Vec::new();
-    } else {
-        buf.extend_from_slice(chunk);
-    }
+#[derive(Clone, Copy)]
+enum Body {
+    Request,
+    Answer,
 }
 
 /// Hands a complete copy to a shadow job, once the client has its answer. A request the
@@ -137,7 +149,7 @@ pub fn finish(ctx: &mut RequestCtx, failed: bool) {
         return;
     };
     let Capture {
-        state,
+        held,
         path,
         shadow_target,
         head,
@@ -146,8 +158,10 @@ pub fn finish(ctx: &mut RequestCtx, failed: bool) {
         answer_body,
         request_too_large,
         answer_too_large,
+        over_budget,
         ..
     } = *capture;
+    let state = held.state().clone();
     let (Some(head), Some((status, headers)), Some(routed), Some(served)) =
         (head, answer, &ctx.routed, ctx.upstream.service)
     else {
@@ -165,7 +179,7 @@ pub fn finish(ctx: &mut RequestCtx, failed: bool) {
     if served == shadow.service {
         return;
     }
-    if request_too_large {
+    if request_too_large || over_budget {
         state.record.dropped();
         return;
     }
@@ -179,6 +193,7 @@ pub fn finish(ctx: &mut RequestCtx, failed: bool) {
     };
     tokio::spawn(job::run(job::Job {
         slot,
+        _held: held,
         runtime: ctx.runtime.clone(),
         route: routed.index,
         primary_service: served,
