@@ -194,7 +194,14 @@ pub(super) fn compile_legacy(
         );
     }
     let mut names: Vec<String> = Vec::new();
-    for name in &raw.get_ref().0 {
+    for entry in &raw.get_ref().0 {
+        let name = entry.get_ref();
+        // A list entry is reported at its own position; a single name at the value's.
+        let at = if entry.span().is_empty() {
+            span.clone()
+        } else {
+            entry.span()
+        };
         if services.contains(&name.as_str()) {
             if !names.contains(name) {
                 names.push(name.clone());
@@ -210,7 +217,7 @@ pub(super) fn compile_legacy(
             None => format!("known services: {}", services.join(", ")),
         };
         c.d.error_hint(
-            span.clone(),
+            at,
             "gateway.legacy",
             format!("unknown legacy service `{name}`"),
             hint,
@@ -628,5 +635,59 @@ mod tests {
                     && m.contains("\"continue\"")),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn legacy_names_are_services() {
+        let cfg = |legacy: &str| format!("[gateway]\nlegacy = {legacy}\n{BASE}{ROUTE}");
+        let ok = compile(Path::new("routes.toml"), &cfg("\"orders\"")).unwrap();
+        assert_eq!(ok.gateway.legacy, ["orders"]);
+        let ok = compile(Path::new("routes.toml"), &cfg("[\"orders\", \"orders\"]")).unwrap();
+        assert_eq!(ok.gateway.legacy, ["orders"]);
+        // Each unknown entry of a list at its own position, with a hint.
+        let d = errors(&cfg("[\"orders\", \"ordrs\", \"billing\"]"));
+        let at: Vec<(usize, usize, &str)> = d
+            .iter()
+            .map(|d| (d.line, d.column, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                (2, 21, "unknown legacy service `ordrs`"),
+                (2, 30, "unknown legacy service `billing`"),
+            ],
+            "{d:#?}"
+        );
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `orders`?"));
+        assert_eq!(d[1].hint.as_deref(), Some("known services: orders"));
+        // A single name at the value.
+        let d = errors(&cfg("\"ordres\""));
+        assert_eq!((d[0].line, d[0].column), (2, 10), "{d:#?}");
+        let d = errors(&cfg("[]"));
+        assert!(d[0].message.contains("lists no service"), "{d:#?}");
+        let d = errors(&cfg("{ name = \"orders\" }"));
+        assert!(
+            d[0].message
+                .contains("a service name or a list of service names"),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn a_migrating_config_without_legacy_is_warned_about() {
+        let split = "[services.monolith]\ninstances = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"s\"\nmatch = { path = \"/s/**\" }\nsplit = [{ service = \"monolith\", weight = 1 }, { service = \"orders\", weight = 1 }]\n";
+        let warned = |src: &str| {
+            compile(Path::new("routes.toml"), src)
+                .unwrap()
+                .warnings
+                .iter()
+                .any(|w| w.key == "gateway.legacy")
+        };
+        assert!(warned(&format!("{BASE}{split}")));
+        assert!(!warned(&format!(
+            "[gateway]\nlegacy = \"monolith\"\n{BASE}{split}"
+        )));
+        // Nothing is moving: nothing to warn about.
+        assert!(!warned(&format!("{BASE}{ROUTE}")));
     }
 }

@@ -36,9 +36,10 @@ pub struct RawGateway {
     pub legacy: Option<Spanned<RawLegacy>>,
 }
 
-/// `legacy = "monolith"` or `legacy = ["monolith", "old-billing"]`.
+/// `legacy = "monolith"` or `legacy = ["monolith", "old-billing"]`; each name with its
+/// position (the single-string form: the whole value's, set by the caller).
 #[derive(Debug)]
-pub struct RawLegacy(pub Vec<String>);
+pub struct RawLegacy(pub Vec<Spanned<String>>);
 
 impl<'de> Deserialize<'de> for RawLegacy {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -49,14 +50,14 @@ impl<'de> Deserialize<'de> for RawLegacy {
                 f.write_str("a service name or a list of service names")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawLegacy, E> {
-                Ok(RawLegacy(vec![v.to_string()]))
+                Ok(RawLegacy(vec![Spanned::new(0..0, v.to_string())]))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
             ) -> Result<RawLegacy, A::Error> {
                 let mut names = Vec::new();
-                while let Some(n) = seq.next_element::<String>()? {
+                while let Some(n) = seq.next_element::<Spanned<String>>()? {
                     names.push(n);
                 }
                 Ok(RawLegacy(names))
