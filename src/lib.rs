@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod demo;

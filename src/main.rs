@@ -1,4 +1,4 @@
-//! The `ficus` command line: run | check | explain | demo.
+//! The `ficus` command line: run | check | explain | demo | shadow | status.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -77,6 +77,13 @@ enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         admin: Option<String>,
     },
+    /// Show the migration board of a running gateway: how much traffic the legacy still
+    /// serves, per route and in total.
+    Status {
+        /// The gateway's admin listener (default: `[gateway] admin` of --config, else 127.0.0.1:9901).
+        #[arg(long, value_name = "HOST:PORT")]
+        admin: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -138,6 +145,20 @@ fn main() -> ExitCode {
         Command::Shadow { route, admin } => {
             let shown = ficus::cli::admin_client::admin_addr(admin.as_deref(), &cli.config)
                 .and_then(|addr| ficus::cli::shadow(addr, &route));
+            match shown {
+                Ok(out) => {
+                    print_out(&out);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Status { admin } => {
+            let shown = ficus::cli::admin_client::admin_addr(admin.as_deref(), &cli.config)
+                .and_then(ficus::cli::status::status);
             match shown {
                 Ok(out) => {
                     print_out(&out);

@@ -40,6 +40,12 @@ impl Histogram {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// The count of each bucket (non-cumulative, the last one `+Inf`), for the migration
+    /// board's sampler.
+    pub fn bucket_counts(&self) -> [u64; LATENCY_BUCKETS.len() + 1] {
+        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
+    }
+
     fn render(&self, name: &str, labels: &str, out: &mut String) {
         let mut cumulative = 0;
         for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
@@ -75,6 +81,11 @@ impl RouteMetrics {
             }
         }
         self.latency.observe(elapsed);
+    }
+
+    /// Requests answered with a 5xx status, for the migration board's sampler.
+    pub fn server_errors(&self) -> u64 {
+        self.statuses().range(500..600).map(|(_, n)| n).sum()
     }
 
     fn statuses(&self) -> BTreeMap<u16, u64> {
@@ -352,6 +363,20 @@ impl Metrics {
     }
 }
 
+/// `ficus_service_info{service,legacy}`: one series per configured service, `legacy="true"`
+/// for the services `[gateway] legacy` names, so that PromQL can tell the legacy's share of
+/// `ficus_requests_total` (see docs/migration-board.md).
+pub fn render_service_info<'a>(services: impl Iterator<Item = (&'a str, bool)>, out: &mut String) {
+    out.push_str("# HELP ficus_service_info Configured services; legacy=\"true\" for those `[gateway] legacy` names.\n# TYPE ficus_service_info gauge\n");
+    for (name, legacy) in services {
+        let _ = writeln!(
+            out,
+            "ficus_service_info{{service=\"{}\",legacy=\"{legacy}\"}} 1",
+            LabelValue(name)
+        );
+    }
+}
+
 /// Renders plugin samples, one `# HELP`/`# TYPE` block per metric name, in the order
 /// names first appear.
 pub fn render_samples(samples: &[ficus_plugins::MetricSample], out: &mut String) {
@@ -454,6 +479,37 @@ mod tests {
         assert!(text.contains(
             "ficus_client_credentials_fetches_total{service=\"orders\",result=\"ok\"} 2\nficus_client_credentials_fetches_total{service=\"orders\",result=\"error\"} 0\n"
         ), "{text}");
+    }
+
+    #[test]
+    fn service_info_marks_the_legacy() {
+        let mut out = String::new();
+        render_service_info(
+            [("monolith", true), ("or\"ders", false)].into_iter(),
+            &mut out,
+        );
+        assert!(out.contains("# TYPE ficus_service_info gauge\n"), "{out}");
+        assert!(
+            out.contains("ficus_service_info{service=\"monolith\",legacy=\"true\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ficus_service_info{service=\"or\\\"ders\",legacy=\"false\"} 1\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn board_readings() {
+        let m = RouteMetrics::default();
+        m.record(200, Duration::from_micros(100));
+        m.record(502, Duration::from_millis(30));
+        m.record(599, Duration::from_millis(30));
+        m.record(404, Duration::from_millis(30));
+        assert_eq!(m.server_errors(), 2);
+        let b = m.latency.bucket_counts();
+        assert_eq!(b.iter().sum::<u64>(), 4);
+        assert_eq!((b[0], b[6]), (1, 3));
     }
 
     #[test]

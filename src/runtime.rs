@@ -221,6 +221,8 @@ pub struct Shared {
     runtime: ArcSwap<Runtime>,
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
+    /// The migration board's history of the route counters (written by its sampler).
+    pub board: crate::board::Board,
     inflight: AtomicUsize,
     draining: AtomicBool,
     listening: AtomicBool,
@@ -262,10 +264,15 @@ impl Shared {
         let path = config.path.clone();
         let admin = config.gateway.admin;
         let runtime = Runtime::new(config, &metrics, &registry, 1, None);
+        // The board's first reading (all zeros) before any request can arrive, so its
+        // windows count every request of the process even if its sampler starts late.
+        let board = crate::board::Board::from_env();
+        board.sample(&runtime);
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             registry,
+            board,
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),

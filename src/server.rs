@@ -141,6 +141,10 @@ pub fn run(
         "client credentials",
         CredentialTasks::new(shared.clone()),
     ));
+    server.add_service(background_service(
+        "migration board sampler",
+        crate::board::sampler::BoardSampler::new(shared.clone()),
+    ));
     extra(&mut server);
 
     tracing::info!(

@@ -7,7 +7,7 @@ use common::*;
 use serde_json::json;
 use std::time::Duration;
 
-const CHECK_BASE: &str = "[gateway]\nlisten = [\"127.0.0.1:18080\"]\n[services.monolith]\ninstances = [\"127.0.0.1:1\"]\n[services.orders]\ninstances = [\"127.0.0.1:2\"]\n[[routes]]\nname = \"orders\"\nmatch = { path = \"/orders/**\" }\nservice = \"monolith\"\n";
+const CHECK_BASE: &str = "[gateway]\nlisten = [\"127.0.0.1:18080\"]\nlegacy = \"monolith\"\n[services.monolith]\ninstances = [\"127.0.0.1:1\"]\n[services.orders]\ninstances = [\"127.0.0.1:2\"]\n[[routes]]\nname = \"orders\"\nmatch = { path = \"/orders/**\" }\nservice = \"monolith\"\n";
 
 fn check(route_keys: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();

@@ -404,7 +404,7 @@ fn an_unavailable_new_side_falls_back_and_traffic_returns_when_it_recovers() {
     assert_eq!(back.origin_path().as_deref(), Some("/v2/orders/2"));
 }
 
-const CHECK_BASE: &str = "[gateway]\nlisten = [\"127.0.0.1:18080\"]\n[services.monolith]\ninstances = [\"127.0.0.1:1\"]\n[services.orders]\ninstances = [\"127.0.0.1:2\"]\n[[routes]]\nname = \"orders\"\nmatch = { path = \"/orders/**\" }\n";
+const CHECK_BASE: &str = "[gateway]\nlisten = [\"127.0.0.1:18080\"]\nlegacy = \"monolith\"\n[services.monolith]\ninstances = [\"127.0.0.1:1\"]\n[services.orders]\ninstances = [\"127.0.0.1:2\"]\n[[routes]]\nname = \"orders\"\nmatch = { path = \"/orders/**\" }\n";
 
 fn check(route_keys: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();

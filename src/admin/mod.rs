@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::runtime::{Runtime, Shared};
 use serde::Serialize;
 
+pub mod board;
 pub mod policies;
 pub mod registry_api;
 pub mod registry_view;
@@ -58,6 +59,9 @@ impl Admin {
                 &registry_view::snapshot(&self.shared.registry),
             );
         }
+        if let Some(r) = board::handle(&self.shared, path) {
+            return r;
+        }
         if let Some(r) = shadow::handle(&self.shared.metrics, path) {
             return r;
         }
@@ -84,6 +88,7 @@ impl Admin {
             "/metrics" => {
                 let mut text = self.shared.metrics.render(self.shared.inflight());
                 registry_view::metrics(&self.shared.registry, &mut text);
+                board::service_info(&self.shared.runtime(), &mut text);
                 let mut samples = Vec::new();
                 for p in self.shared.runtime().config.policies.iter() {
                     p.plugin.metrics(&mut samples);

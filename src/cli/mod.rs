@@ -5,6 +5,7 @@ pub mod admin_client;
 mod cors;
 mod shadow;
 mod split;
+pub mod status;
 
 pub use shadow::shadow;
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::compiler::{span_of, Compiler};
+use super::diag::closest_name;
 use super::raw::{RawGateway, RawLimits, RawListen, RawRegistry};
 use super::tls;
 
@@ -90,6 +91,9 @@ pub struct GatewaySettings {
     /// `[gateway] rate_limit`: the `[rate_limits.NAME]` policy of routes that name none
     /// (resolved per route by the policy compiler; kept here for `explain`).
     pub rate_limit: Option<String>,
+    /// `[gateway] legacy`: the services the migration board counts as the legacy (checked
+    /// against the services when the config is compiled); empty when unset.
+    pub legacy: Vec<String>,
 }
 
 /// What the gateway does with W3C trace context (`traceparent`).
@@ -149,7 +153,77 @@ pub(super) fn compile_gateway(c: &mut Compiler<'_>, g: &RawGateway) -> GatewaySe
         preserve_header_case: g.preserve_header_case.unwrap_or(true),
         trace_context,
         rate_limit: g.rate_limit.as_ref().map(|n| n.get_ref().clone()),
+        // Filled in by `compile_legacy` once the services are known.
+        legacy: Vec::new(),
     }
+}
+
+/// `legacy`: the names it gives, each a known service (an unknown one is an error with a
+/// "did you mean"; one whose own section failed is already reported). `services` are the
+/// services' names, `failed` those whose sections did not compile. Without `legacy`, a
+/// config that is moving traffic (`migrating`: some route has a split or a shadow) gets a
+/// warning: the migration board then shows no shares rather than guess which side is the
+/// legacy.
+pub(super) fn compile_legacy(
+    c: &mut Compiler<'_>,
+    g: &RawGateway,
+    services: &[&str],
+    failed: &std::collections::HashSet<String>,
+    migrating: bool,
+) -> Vec<String> {
+    let Some(raw) = &g.legacy else {
+        if migrating {
+            c.d.warning(
+                0..0,
+                "gateway.legacy",
+                "routes split or shadow traffic, but `[gateway] legacy` does not say which \
+                 services are the legacy: the migration board (/migration, `ficus status`) \
+                 cannot show how much traffic the legacy still serves",
+                Some("add e.g. `legacy = \"monolith\"` to `[gateway]`".into()),
+            );
+        }
+        return Vec::new();
+    };
+    let span = span_of(raw);
+    if raw.get_ref().0.is_empty() {
+        c.d.error_hint(
+            span.clone(),
+            "gateway.legacy",
+            "`legacy` lists no service",
+            "name the legacy service(s), e.g. `legacy = \"monolith\"`, or remove the key",
+        );
+    }
+    let mut names: Vec<String> = Vec::new();
+    for entry in &raw.get_ref().0 {
+        let name = entry.get_ref();
+        // A list entry is reported at its own position; a single name at the value's.
+        let at = if entry.span().is_empty() {
+            span.clone()
+        } else {
+            entry.span()
+        };
+        if services.contains(&name.as_str()) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+            continue;
+        }
+        if failed.contains(name) {
+            continue;
+        }
+        let hint = match closest_name(name, services) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if services.is_empty() => "define it under `[services.NAME]`".to_string(),
+            None => format!("known services: {}", services.join(", ")),
+        };
+        c.d.error_hint(
+            at,
+            "gateway.legacy",
+            format!("unknown legacy service `{name}`"),
+            hint,
+        );
+    }
+    names
 }
 
 /// The `listen` entries with the span of each (for collision errors); none listed means
@@ -561,5 +635,59 @@ mod tests {
                     && m.contains("\"continue\"")),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn legacy_names_are_services() {
+        let cfg = |legacy: &str| format!("[gateway]\nlegacy = {legacy}\n{BASE}{ROUTE}");
+        let ok = compile(Path::new("routes.toml"), &cfg("\"orders\"")).unwrap();
+        assert_eq!(ok.gateway.legacy, ["orders"]);
+        let ok = compile(Path::new("routes.toml"), &cfg("[\"orders\", \"orders\"]")).unwrap();
+        assert_eq!(ok.gateway.legacy, ["orders"]);
+        // Each unknown entry of a list at its own position, with a hint.
+        let d = errors(&cfg("[\"orders\", \"ordrs\", \"billing\"]"));
+        let at: Vec<(usize, usize, &str)> = d
+            .iter()
+            .map(|d| (d.line, d.column, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                (2, 21, "unknown legacy service `ordrs`"),
+                (2, 30, "unknown legacy service `billing`"),
+            ],
+            "{d:#?}"
+        );
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `orders`?"));
+        assert_eq!(d[1].hint.as_deref(), Some("known services: orders"));
+        // A single name at the value.
+        let d = errors(&cfg("\"ordres\""));
+        assert_eq!((d[0].line, d[0].column), (2, 10), "{d:#?}");
+        let d = errors(&cfg("[]"));
+        assert!(d[0].message.contains("lists no service"), "{d:#?}");
+        let d = errors(&cfg("{ name = \"orders\" }"));
+        assert!(
+            d[0].message
+                .contains("a service name or a list of service names"),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn a_migrating_config_without_legacy_is_warned_about() {
+        let split = "[services.monolith]\ninstances = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"s\"\nmatch = { path = \"/s/**\" }\nsplit = [{ service = \"monolith\", weight = 1 }, { service = \"orders\", weight = 1 }]\n";
+        let warned = |src: &str| {
+            compile(Path::new("routes.toml"), src)
+                .unwrap()
+                .warnings
+                .iter()
+                .any(|w| w.key == "gateway.legacy")
+        };
+        assert!(warned(&format!("{BASE}{split}")));
+        assert!(!warned(&format!(
+            "[gateway]\nlegacy = \"monolith\"\n{BASE}{split}"
+        )));
+        // Nothing is moving: nothing to warn about.
+        assert!(!warned(&format!("{BASE}{ROUTE}")));
     }
 }

@@ -152,7 +152,7 @@ pub fn compile_with(
     let sections = read_sections(&mut c, doc, previous);
     let no_gateway = RawGateway::default();
     let raw_gateway = sections.gateway.as_ref().unwrap_or(&no_gateway);
-    let gateway = gateway::compile_gateway(&mut c, raw_gateway);
+    let mut gateway = gateway::compile_gateway(&mut c, raw_gateway);
     let registry = services::compile_registry(&mut c, &sections.registry, gateway.zone.clone());
     let services: Vec<ServiceSpec> = sections
         .services
@@ -167,6 +167,17 @@ pub fn compile_with(
         registry.registration && services.iter().any(|s| s.registration),
     );
     let routes = routes::compile_routes(&mut c, &sections, &services);
+    let service_names: Vec<&str> = sections.services.iter().map(|s| s.0.as_str()).collect();
+    let migrating = routes
+        .iter()
+        .any(|r| r.split.is_some() || r.shadow.is_some());
+    gateway.legacy = gateway::compile_legacy(
+        &mut c,
+        raw_gateway,
+        &service_names,
+        &sections.failed_services,
+        migrating,
+    );
     warn_if_empty(&mut c, &sections);
     let router = Router::new(routes);
     let route_spans: HashMap<usize, Range<usize>> = sections

@@ -32,6 +32,39 @@ pub struct RawGateway {
     pub cors: Option<Spanned<String>>,
     /// The `[rate_limits.NAME]` policy of routes that name none.
     pub rate_limit: Option<Spanned<String>>,
+    /// The services the migration board counts as the legacy: a name or a list of names.
+    pub legacy: Option<Spanned<RawLegacy>>,
+}
+
+/// `legacy = "monolith"` or `legacy = ["monolith", "old-billing"]`; each name with its
+/// position (the single-string form: the whole value's, set by the caller).
+#[derive(Debug)]
+pub struct RawLegacy(pub Vec<Spanned<String>>);
+
+impl<'de> Deserialize<'de> for RawLegacy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = RawLegacy;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a service name or a list of service names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawLegacy, E> {
+                Ok(RawLegacy(vec![Spanned::new(0..0, v.to_string())]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawLegacy, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = seq.next_element::<Spanned<String>>()? {
+                    names.push(n);
+                }
+                Ok(RawLegacy(names))
+            }
+        }
+        d.deserialize_any(Names)
+    }
 }
 
 /// `[registry]`: the embedded service registry.
