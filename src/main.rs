@@ -142,34 +142,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Shadow { route, admin } => {
-            let shown = ficus::cli::admin_client::admin_addr(admin.as_deref(), &cli.config)
-                .and_then(|addr| ficus::cli::shadow(addr, &route));
-            match shown {
-                Ok(out) => {
-                    print_out(&out);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Command::Status { admin } => {
-            let shown = ficus::cli::admin_client::admin_addr(admin.as_deref(), &cli.config)
-                .and_then(ficus::cli::status::status);
-            match shown {
-                Ok(out) => {
-                    print_out(&out);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Command::Shadow { route, admin } => shown(
+            ficus::cli::admin_client::admin_addr(admin.as_deref(), &cli.config)
+                .and_then(|addr| ficus::cli::shadow(addr, &route)),
+        ),
+        Command::Status { admin } => shown(
+            ficus::cli::admin_client::admin_addr(admin.as_deref(), &cli.config)
+                .and_then(ficus::cli::status::status),
+        ),
         Command::Demo(opts) => {
             ficus::logging::init(false);
             match ficus::demo::run(&cli.config, opts.ready_file()) {
@@ -179,6 +159,20 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// A command that reads the running gateway: its report, or its error and exit code 2.
+fn shown(result: Result<String, ficus::cli::admin_client::AdminError>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print_out(&out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -66,14 +66,6 @@ fn instance_rows(dom: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The text of the element with `id` (no nested elements) in serialized HTML.
-fn element_text<'a>(dom: &'a str, id: &str) -> Option<&'a str> {
-    let open = dom.find(&format!(" id=\"{id}\""))?;
-    let start = open + dom[open..].find('>')? + 1;
-    let len = dom[start..].find('<')?;
-    Some(dom[start..start + len].trim())
-}
-
 #[test]
 fn dashboard_shows_healthy_and_unhealthy_instances() {
     let up = Origin::start("up");
@@ -119,7 +111,7 @@ fn dashboard_shows_healthy_and_unhealthy_instances() {
     ];
     want.sort();
     assert_eq!(rows, want, "instance rows of the rendered page:\n{dom}");
-    let banner = element_text(&dom, "banner").expect("error banner element in the page");
+    let banner = browser::element_text(&dom, "banner").expect("error banner element in the page");
     assert!(banner.is_empty(), "the page shows a fetch error: {banner}");
 
     // What a person sees: a green and a red health badge.

@@ -505,14 +505,6 @@ fn rows_with_class(dom: &str, tag: &str, class: &str) -> Vec<String> {
         .collect()
 }
 
-/// The text of the element with `id` (no nested elements) in serialized HTML.
-fn element_text<'a>(dom: &'a str, id: &str) -> Option<&'a str> {
-    let open = dom.find(&format!(" id=\"{id}\""))?;
-    let start = open + dom[open..].find('>')? + 1;
-    let len = dom[start..].find('<')?;
-    Some(dom[start..start + len].trim())
-}
-
 #[test]
 fn the_board_page_in_chromium_shows_the_headline_routes_and_sparkline() {
     let (_mono, _catalog, gw) = start_with_traffic();
@@ -527,13 +519,17 @@ fn the_board_page_in_chromium_shows_the_headline_routes_and_sparkline() {
     let url = gw.admin_url("/migration");
 
     let dom = browser::dump_dom(&url);
-    assert_eq!(element_text(&dom, "legacy-share"), Some("56.0%"), "{dom}");
     assert_eq!(
-        element_text(&dom, "legacy-share-1h"),
+        browser::element_text(&dom, "legacy-share"),
         Some("56.0%"),
         "{dom}"
     );
-    let banner = element_text(&dom, "banner").expect("banner element");
+    assert_eq!(
+        browser::element_text(&dom, "legacy-share-1h"),
+        Some("56.0%"),
+        "{dom}"
+    );
+    let banner = browser::element_text(&dom, "banner").expect("banner element");
     assert!(banner.is_empty(), "the page shows a fetch error: {banner}");
     let mut rows = rows_with_class(&dom, "tr", "route-row");
     rows.sort();

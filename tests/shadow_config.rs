@@ -10,11 +10,7 @@ use std::time::Duration;
 const CHECK_BASE: &str = "[gateway]\nlisten = [\"127.0.0.1:18080\"]\nlegacy = \"monolith\"\n[services.monolith]\ninstances = [\"127.0.0.1:1\"]\n[services.orders]\ninstances = [\"127.0.0.1:2\"]\n[[routes]]\nname = \"orders\"\nmatch = { path = \"/orders/**\" }\nservice = \"monolith\"\n";
 
 fn check(route_keys: &str) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("routes.toml");
-    std::fs::write(&p, format!("{CHECK_BASE}{route_keys}")).unwrap();
-    let (code, out, err) = ficus(&["check", p.to_str().unwrap()]);
-    (code, format!("{out}\n{err}"))
+    check_text(&format!("{CHECK_BASE}{route_keys}"))
 }
 
 #[test]

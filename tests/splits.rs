@@ -407,11 +407,7 @@ fn an_unavailable_new_side_falls_back_and_traffic_returns_when_it_recovers() {
 const CHECK_BASE: &str = "[gateway]\nlisten = [\"127.0.0.1:18080\"]\nlegacy = \"monolith\"\n[services.monolith]\ninstances = [\"127.0.0.1:1\"]\n[services.orders]\ninstances = [\"127.0.0.1:2\"]\n[[routes]]\nname = \"orders\"\nmatch = { path = \"/orders/**\" }\n";
 
 fn check(route_keys: &str) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("routes.toml");
-    std::fs::write(&p, format!("{CHECK_BASE}{route_keys}")).unwrap();
-    let (code, out, err) = ficus(&["check", p.to_str().unwrap()]);
-    (code, format!("{out}\n{err}"))
+    check_text(&format!("{CHECK_BASE}{route_keys}"))
 }
 
 #[test]

@@ -164,3 +164,44 @@ fn invalid_upstream_statuses_are_502() {
         assert_clean_json_error(&r, &[]);
     }
 }
+
+/// An invalid answer is still an answer: with retries allowed and another instance ready,
+/// the request is not sent again (responses are never retried).
+#[test]
+fn an_invalid_answer_is_not_retried() {
+    let bad = Origin::builder("bad")
+        .fallback(Reply::raw(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n".to_vec(),
+        ))
+        .start();
+    let good = Origin::start("good");
+    let cfg = ConfigBuilder::new()
+        .service_with("o", &[bad.addr(), good.addr()], |s| {
+            s.set_str("lb", "round_robin");
+        })
+        .route_with("all", "/**", "o", |r| {
+            r.set("retries", "{ attempts = 3 }");
+        })
+        .build();
+    let gw = Gateway::start(&cfg);
+    let mut invalid = 0;
+    for _ in 0..4 {
+        let r = get_raw(gw.listen, "/x", "t", &[]);
+        if r.status == 502 {
+            invalid += 1;
+        } else {
+            assert_eq!(r.status, 200);
+        }
+    }
+    assert!(invalid >= 1, "the bad instance was never picked");
+    assert_eq!(
+        bad.requests(),
+        invalid,
+        "each invalid answer came from one try only"
+    );
+    assert_eq!(
+        good.requests() + bad.requests(),
+        4,
+        "no request was sent twice"
+    );
+}

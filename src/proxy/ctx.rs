@@ -122,6 +122,9 @@ pub struct Outcome {
     /// An upgraded connection ended because its upstream stayed silent (see
     /// [`GatewayError::TunnelIdle`]): says nothing about the instance either way.
     pub idle_tunnel: bool,
+    /// The upstream answered with a status it may not send (over 599, or `101` to a
+    /// request that asked for no upgrade): an answer all the same, so never retried.
+    pub invalid_answer: bool,
     /// Request body bytes received so far.
     pub body_bytes: u64,
 }

@@ -289,6 +289,8 @@ impl ProxyHttp for Gateway {
         // asked for. Either is an invalid upstream response (502).
         let status = resp.status.as_u16();
         if status > 599 || (status == 101 && !session.is_upgrade_req()) {
+            // An answer, however wrong: like any answer, never retried.
+            ctx.outcome.invalid_answer = true;
             return Err(Error::explain(
                 ErrorType::InvalidHTTPHeader,
                 format!("invalid upstream response status {status}"),
@@ -369,6 +371,7 @@ impl ProxyHttp for Gateway {
         );
         let retry = replayable
             && !timed_out
+            && !ctx.outcome.invalid_answer
             && e.esource() == &ErrorSource::Upstream
             && session.response_written().is_none()
             && select::may_retry(ctx, &session.req_header().method);

@@ -18,6 +18,14 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 pub const VIRTUAL_TIME_BUDGET_MS: u32 = 5000;
 pub const WINDOW_SIZE: (u32, u32) = (1280, 900);
 
+/// The text of the element with `id` (no nested elements) in serialized HTML.
+pub fn element_text<'a>(dom: &'a str, id: &str) -> Option<&'a str> {
+    let open = dom.find(&format!(" id=\"{id}\""))?;
+    let start = open + dom[open..].find('>')? + 1;
+    let len = dom[start..].find('<')?;
+    Some(dom[start..start + len].trim())
+}
+
 /// The serialized DOM of `url` after its scripts ran (`--dump-dom`).
 pub fn dump_dom(url: &str) -> String {
     let out = run_chromium(url, &["--dump-dom".to_string()]);

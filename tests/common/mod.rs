@@ -83,6 +83,16 @@ pub fn ficus(args: &[&str]) -> (i32, String, String) {
     (status.code().unwrap_or(-1), p.stdout(), p.stderr())
 }
 
+/// `ficus check` on `text` written to a routes file of its own: (exit code, stdout and
+/// stderr together).
+pub fn check_text(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("routes.toml");
+    std::fs::write(&p, text).unwrap();
+    let (code, out, err) = ficus(&["check", p.to_str().unwrap()]);
+    (code, format!("{out}\n{err}"))
+}
+
 /// A gateway with one catch-all route `all` to a service named after `o`, after `edit` of
 /// that config (gateway keys, limits, `edit_route("all", ...)`).
 pub fn catch_all_gateway(o: &Origin, edit: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Gateway {
