@@ -178,14 +178,15 @@ pub async fn finish_head(
 /// A proxied response's head made ready for the client: hop-by-hop removal and the
 /// gateway's own edits ([`forward::response_headers`]), then the plugins' response hooks.
 ///
-/// With `preserve_header_case` every edit goes through pingora's case-keeping API (a name
-/// is parsed and entered in two maps per header). Without it the head keeps no spellings,
-/// and all of the edits, the hooks' too, run on its plain header map in one window: one
-/// map, no name parsing, room reserved once ([`own_edits`]).
+/// Where spellings are kept (`preserve_header_case`, an HTTP/1 client) every edit goes
+/// through pingora's case-keeping API (a name is parsed and entered in two maps per
+/// header). Elsewhere the head's spellings are dropped (HTTP/2 sends every name in
+/// lowercase anyway), and all of the edits, the hooks' too, run on its plain header map in
+/// one window: one map, no name parsing, room reserved once ([`own_edits`]).
 pub async fn proxied_head(session: &Session, ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
     let switching = resp.status == StatusCode::SWITCHING_PROTOCOLS;
     let h1 = !session.is_http2();
-    if ctx.runtime.config.gateway.preserve_header_case {
+    if h1 && ctx.runtime.config.gateway.preserve_header_case {
         forward::response_headers(resp, ctx, switching, h1);
         finish_head(session, ctx, resp, Source::Upstream).await;
         return;
