@@ -2,8 +2,9 @@
 //! (lookalikes are not), credentials, exposed headers and `Vary`; preflights answered at the
 //! edge (never forwarded, never authenticated) or refused without CORS headers; the
 //! upstream's CORS headers replaced; CORS headers on the gateway's own 401 and 502; the
-//! gateway default and `cors = false`; `ficus check` and `explain`; reload. The browser's
-//! side is tests/cors_browser.rs.
+//! gateway default and `cors = false`; the same headers with and without
+//! `preserve_header_case` and over HTTP/2; `ficus check` and `explain`; reload. The
+//! browser's side is tests/cors_browser.rs.
 
 mod common;
 use common::*;
@@ -114,6 +115,113 @@ fn an_allowed_origin_is_echoed_with_credentials_exposed_headers_and_vary() {
         o.last().unwrap().header("origin"),
         Some("HTTPS://App.Example.COM:443")
     );
+}
+
+/// With header case kept or not, a proxied response gets the same CORS headers, spelled
+/// the same on the wire (pingora keeps its Title-Case for a dozen names only: these go out
+/// in lowercase either way); the gateway's `X-Request-Id` is Title-Case only where case is
+/// kept. (Without it, the policy's edits are made in the same step as the gateway's own.)
+#[test]
+fn cors_headers_are_the_same_with_and_without_header_case() {
+    let o = upstream_with_cors_headers();
+    for preserve in [true, false] {
+        let gw = Gateway::start(
+            &ConfigBuilder::new()
+                .gateway(|g| {
+                    g.set("preserve_header_case", preserve);
+                })
+                .table("cors.shop", shop_policy)
+                .service("orders", &[o.addr()])
+                .route_with("orders", "/orders/**", "orders", |r| {
+                    r.set_str("cors", "shop");
+                })
+                .build(),
+        );
+        let r = send(
+            &gw,
+            "GET",
+            "/orders/1",
+            &[("Origin", "https://shop.example.com")],
+        );
+        assert_eq!(r.status, 200, "{}", describe(&r));
+        let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+        for want in [
+            "access-control-allow-origin",
+            "access-control-allow-credentials",
+            "access-control-expose-headers",
+            "vary",
+        ] {
+            assert_eq!(
+                names.iter().filter(|n| **n == want).count(),
+                1,
+                "{want} once, spelled so (preserve_header_case = {preserve}): {names:?}"
+            );
+        }
+        let request_id = if preserve {
+            "X-Request-Id"
+        } else {
+            "x-request-id"
+        };
+        assert!(names.contains(&request_id), "{request_id}: {names:?}");
+        assert_eq!(
+            r.header_all("access-control-allow-origin"),
+            ["https://shop.example.com"]
+        );
+        assert_eq!(r.header_all("access-control-allow-credentials"), ["true"]);
+        assert_eq!(
+            r.header_all("access-control-expose-headers"),
+            ["X-Request-Id"]
+        );
+        assert_eq!(vary(&r), ["Accept-Encoding, Origin"]);
+    }
+}
+
+/// An HTTP/2 client gets the policy's headers too (its responses are edited without the
+/// head's spellings, which HTTP/2 does not send), with `preserve_header_case` on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_gets_the_cors_headers() {
+    let o = upstream_with_cors_headers();
+    let gw = Gateway::start(
+        &ConfigBuilder::new()
+            .gateway(|g| {
+                g.set("listen", r#"[{ addr = "{listen}", h2c = true }]"#)
+                    .set("preserve_header_case", true);
+            })
+            .table("cors.shop", shop_policy)
+            .service("orders", &[o.addr()])
+            .route_with("orders", "/orders/**", "orders", |r| {
+                r.set_str("cors", "shop");
+            })
+            .build(),
+    );
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("http://{}/orders/1", gw.listen))
+        .header("Origin", "https://shop.example.com")
+        .send()
+        .await
+        .expect("h2c request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let all = |name: &str| -> Vec<String> {
+        r.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        all("access-control-allow-origin"),
+        ["https://shop.example.com"]
+    );
+    assert_eq!(all("access-control-allow-credentials"), ["true"]);
+    assert_eq!(all("access-control-expose-headers"), ["X-Request-Id"]);
+    assert_eq!(all("vary"), ["Accept-Encoding, Origin"]);
+    assert_eq!(all("x-request-id").len(), 1);
 }
 
 #[test]

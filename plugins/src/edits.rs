@@ -56,6 +56,11 @@ impl HeaderEdits {
             .count()
     }
 
+    /// Forgets every edit, keeping the list's room for the next ones.
+    pub fn clear(&mut self) {
+        self.ops.clear();
+    }
+
     /// Removes and returns every edit, leaving the list empty.
     pub fn take(&mut self) -> Vec<HeaderOp> {
         std::mem::take(&mut self.ops)
@@ -83,5 +88,12 @@ mod tests {
         assert!(matches!(e.ops()[0], HeaderOp::Remove(_)));
         assert_eq!(e.take().len(), 3);
         assert!(e.is_empty());
+        e.append(
+            HeaderName::from_static("x-scope"),
+            HeaderValue::from_static("b"),
+        );
+        e.clear();
+        assert!(e.is_empty());
+        assert_eq!(e.additions(), 0);
     }
 }

@@ -6,8 +6,8 @@ use ficus_plugins::{
     HeaderEdits, HeaderOp, LogRecord, Outcome, Plugin, RequestState, RequestView, ResponseHead,
     Source, UpstreamRequest,
 };
-use http::HeaderName;
-use pingora_http::{RequestHeader, ResponseHeader};
+use http::{HeaderName, StatusCode};
+use pingora_http::RequestHeader;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,21 +109,25 @@ async fn upstream_hooks(
             edits: &mut edits,
         };
         p.on_upstream_request(&mut req).await;
-        apply(upstream, &edits.take());
+        apply(upstream, edits.ops());
+        edits.clear();
     }
 }
 
-/// The response hooks, on any response head.
+/// The response hooks, on any response head: a pingora head, or the plain map of one taken
+/// apart (see `respond::proxied_head`).
 pub async fn run_response(
     req: &RequestHeader,
     ctx: &RequestCtx,
-    head: &mut ResponseHeader,
+    status: StatusCode,
+    head: &mut impl HeaderSink,
     source: Source,
 ) {
     let Some(route) = ctx.route() else { return };
     if !route.chain.response.is_empty() {
         let state = &ctx.plugins.state;
-        response_hooks(&route.chain.response, req, &route.name, state, head, source).await;
+        let hooks = &route.chain.response;
+        response_hooks(hooks, req, &route.name, state, status, head, source).await;
     }
 }
 
@@ -132,14 +136,15 @@ async fn response_hooks(
     req: &RequestHeader,
     route: &str,
     state: &RequestState,
-    head: &mut ResponseHeader,
+    status: StatusCode,
+    head: &mut impl HeaderSink,
     source: Source,
 ) {
     let mut edits = HeaderEdits::default();
     for p in plugins {
         let mut view = ResponseHead {
-            status: head.status,
-            headers: &head.headers,
+            status,
+            headers: head.map(),
             source,
             method: &req.method,
             request_headers: &req.headers,
@@ -148,7 +153,8 @@ async fn response_hooks(
             edits: &mut edits,
         };
         p.on_response(&mut view).await;
-        apply(head, &edits.take());
+        apply(head, edits.ops());
+        edits.clear();
     }
 }
 
@@ -175,7 +181,8 @@ mod tests {
     use super::*;
     use crate::policy::{instantiate, Chain, Link};
     use ficus_plugins::{async_trait, CompileContext, Hooks, Identity, PolicyKind, Stage};
-    use http::{HeaderValue, StatusCode};
+    use http::HeaderValue;
+    use pingora_http::ResponseHeader;
 
     /// A test plugin that leaves a trace of every hook in the headers it may edit.
     struct Tracer {
@@ -338,11 +345,13 @@ mod tests {
         head.insert_header("server", "origin").unwrap();
         head.insert_header("content-length", "10").unwrap();
         let req = request();
+        let status = head.status;
         response_hooks(
             &chain.response,
             &req,
             "r",
             &state,
+            status,
             &mut head,
             Source::Gateway,
         )

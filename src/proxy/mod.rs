@@ -33,7 +33,6 @@ pub mod split;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ficus_plugins::Source;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -264,16 +263,7 @@ impl ProxyHttp for Gateway {
         if let Some(start) = ctx.timing.upstream_start {
             ctx.timing.upstream_elapsed = Some(start.elapsed());
         }
-        let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-        let h1 = !session.is_http2();
-        if ctx.runtime.config.gateway.preserve_header_case {
-            forward::response_headers(resp, ctx, switching, h1);
-        } else {
-            headers::without_case_response(resp, |h| {
-                forward::response_headers(h, ctx, switching, h1)
-            });
-        }
-        respond::finish_head(session, ctx, resp, Source::Upstream).await;
+        respond::proxied_head(session, ctx, resp).await;
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 use super::chain;
 use super::ctx::RequestCtx;
 use super::error::GatewayError;
+use super::forward;
 use super::headers::{self, HeaderSink};
 
 /// The methods the gateway proxies: its answer to `OPTIONS *`.
@@ -133,13 +134,23 @@ pub fn gateway_head(
     Some(head)
 }
 
+/// Room kept for each response hook of the route, in the same step: a CORS policy adds up
+/// to four headers to an actual response (`Access-Control-Allow-Origin`, `-Allow-Credentials`,
+/// `-Expose-Headers`, `Vary`), a rate limit with `headers = "always"` two to five.
+const ROOM_PER_RESPONSE_HOOK: usize = 4;
+
 /// The gateway's own edits of every response head: the request id and the route's
 /// `response_headers`.
 pub fn own_edits(h: &mut impl HeaderSink, ctx: &RequestCtx) {
     let route = ctx.route();
-    // X-Request-Id, the route's own, and one free slot: pingora then sets Date and
-    // Connection, and even an insert that replaces a value grows a full map.
-    h.reserve(2 + route.map_or(0, |r| r.response_headers.additions()));
+    // X-Request-Id, the route's own, the response hooks' and one free slot: pingora then
+    // sets Date and Connection, and even an insert that replaces a value grows a full map.
+    // One reservation grows a map at most once.
+    h.reserve(
+        2 + route.map_or(0, |r| {
+            r.response_headers.additions() + ROOM_PER_RESPONSE_HOOK * r.chain.response.len()
+        }),
+    );
     h.put(
         &headers::X_REQUEST_ID,
         "X-Request-Id",
@@ -160,7 +171,33 @@ pub async fn finish_head(
     head: &mut ResponseHeader,
     source: Source,
 ) {
-    chain::run_response(session.req_header(), ctx, head, source).await;
+    let status = head.status;
+    chain::run_response(session.req_header(), ctx, status, head, source).await;
+}
+
+/// A proxied response's head made ready for the client: hop-by-hop removal and the
+/// gateway's own edits ([`forward::response_headers`]), then the plugins' response hooks.
+///
+/// Where spellings are kept (`preserve_header_case`, an HTTP/1 client) every edit goes
+/// through pingora's case-keeping API (a name is parsed and entered in two maps per
+/// header). Elsewhere the head's spellings are dropped (HTTP/2 sends every name in
+/// lowercase anyway), and all of the edits, the hooks' too, run on its plain header map in
+/// one window: one map, no name parsing, room reserved once ([`own_edits`]).
+pub async fn proxied_head(session: &Session, ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
+    let switching = resp.status == StatusCode::SWITCHING_PROTOCOLS;
+    let h1 = !session.is_http2();
+    if h1 && ctx.runtime.config.gateway.preserve_header_case {
+        forward::response_headers(resp, ctx, switching, h1);
+        finish_head(session, ctx, resp, Source::Upstream).await;
+        return;
+    }
+    // Should this future be dropped before the end (the request is being torn down), the
+    // head left behind is empty; nothing sends it then.
+    let mut parts = headers::response_parts(resp);
+    forward::response_headers(&mut parts.headers, ctx, switching, h1);
+    let req = session.req_header();
+    chain::run_response(req, ctx, parts.status, &mut parts.headers, Source::Upstream).await;
+    *resp = ResponseHeader::from(parts);
 }
 
 /// Sends a gateway-made response through the one way out. Errors writing to a client that

@@ -99,12 +99,14 @@ impl CorsPlugin {
                 return;
             }
         };
-        edits.set(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        // Every `Access-Control-*` on the response is removed above: appending (no look for
+        // values to replace) ends the same as setting.
+        edits.append(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         if s.credentials {
-            edits.set(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
+            edits.append(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
         }
         if let Some(expose) = &s.expose_value {
-            edits.set(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
+            edits.append(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
         }
     }
 }
@@ -125,12 +127,14 @@ fn is_access_control(name: &HeaderName) -> bool {
 
 /// Adds `Origin` to the response's `Vary`, unless it is there already (or `Vary: *`).
 fn vary_on_origin(response: &HeaderMap, edits: &mut HeaderEdits) {
-    let mut existing = response.get_all(VARY).iter().peekable();
+    let all = response.get_all(VARY);
+    let mut existing = all.iter().peekable();
     if existing.peek().is_none() {
-        edits.set(VARY, VARY_ORIGIN);
+        // None there: appending ends the same as setting.
+        edits.append(VARY, VARY_ORIGIN);
         return;
     }
-    let covered = response.get_all(VARY).iter().any(|v| {
+    let covered = all.iter().any(|v| {
         v.as_bytes()
             .split(|&b| b == b',')
             .map(<[u8]>::trim_ascii)

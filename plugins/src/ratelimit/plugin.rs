@@ -153,6 +153,57 @@ impl RateLimitPlugin {
         bump(counts.entry(route.into()).or_default());
     }
 
+    /// The request's key for each limit, in the policy's order.
+    fn bucket_keys<'r>(&self, req: &'r RequestView<'_>) -> SmallVec<[BucketKey<'r>; 4]> {
+        self.settings
+            .limits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| l.key.resolve(i, req))
+            .collect()
+    }
+
+    /// The shared store's decision; when it cannot decide, the local buckets' (fail open)
+    /// or none (fail closed).
+    async fn shared_decision(&self, req: &RequestView<'_>) -> Option<Decision> {
+        let keys = self.bucket_keys(req);
+        match self.store.check(&keys).await {
+            Ok(d) => {
+                self.store_answered();
+                Some(d)
+            }
+            Err(e) => {
+                self.store_failed(&e);
+                match self.settings.on_store_error {
+                    OnStoreError::FailOpen => Some(self.store.fallback(&keys)),
+                    OnStoreError::FailClosed => None,
+                }
+            }
+        }
+    }
+
+    /// What the request gets for a decision (`None`: the store could not decide and the
+    /// policy fails closed).
+    fn conclude(&self, req: &mut RequestView<'_>, decision: Option<Decision>) -> Outcome {
+        match decision {
+            Some(d) if d.admitted => {
+                self.count(req.route, true);
+                if self.settings.headers == HeaderMode::Always {
+                    req.state.insert(RateLimitDecision(d));
+                }
+                Outcome::Continue
+            }
+            Some(d) => {
+                self.count(req.route, false);
+                Outcome::Respond(self.refusal(&d))
+            }
+            None => Outcome::Respond(
+                Response::error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
+                    .with_header(http::header::RETRY_AFTER, 1u32.into()),
+            ),
+        }
+    }
+
     /// The `429` for a refused decision.
     fn refusal(&self, d: &Decision) -> Response {
         let mut r = Response::error(StatusCode::TOO_MANY_REQUESTS, LIMITED)
@@ -190,46 +241,14 @@ impl Plugin for RateLimitPlugin {
     }
 
     async fn on_request(&self, req: &mut RequestView<'_>) -> Outcome {
-        let decision = {
-            let view: &RequestView<'_> = req;
-            let keys: SmallVec<[BucketKey<'_>; 4]> = self
-                .settings
-                .limits
-                .iter()
-                .enumerate()
-                .map(|(i, l)| l.key.resolve(i, view))
-                .collect();
-            match self.store.check(&keys).await {
-                Ok(d) => {
-                    self.store_answered();
-                    Some(d)
-                }
-                Err(e) => {
-                    self.store_failed(&e);
-                    match self.settings.on_store_error {
-                        OnStoreError::FailOpen => Some(self.store.fallback(&keys)),
-                        OnStoreError::FailClosed => None,
-                    }
-                }
-            }
+        let decision = match &self.store {
+            // Decided here, under one shard lock per limit: nothing to await. The shared
+            // store's call is boxed on its own, so this hook's future (allocated and moved
+            // on every request) stays small.
+            Store::Local(local) => Some(local.check(&self.bucket_keys(req))),
+            Store::Shared(_) => Box::pin(self.shared_decision(req)).await,
         };
-        match decision {
-            Some(d) if d.admitted => {
-                self.count(req.route, true);
-                if self.settings.headers == HeaderMode::Always {
-                    req.state.insert(RateLimitDecision(d));
-                }
-                Outcome::Continue
-            }
-            Some(d) => {
-                self.count(req.route, false);
-                Outcome::Respond(self.refusal(&d))
-            }
-            None => Outcome::Respond(
-                Response::error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
-                    .with_header(http::header::RETRY_AFTER, 1u32.into()),
-            ),
-        }
+        self.conclude(req, decision)
     }
 
     async fn on_response(&self, resp: &mut ResponseHead<'_>) {

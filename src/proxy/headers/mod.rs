@@ -12,6 +12,7 @@ use crate::router::HeaderEdits;
 
 pub mod forwarding;
 pub mod hop_by_hop;
+pub mod spelling;
 
 // The paths the proxy phases use (`headers::set_forwarded`, ...).
 pub use crate::http_syntax::host::{
@@ -75,11 +76,18 @@ macro_rules! pingora_sink {
             fn put(&mut self, _name: &HeaderName, title: &'static str, value: HeaderValue) {
                 let _ = self.insert_header(title, value);
             }
+            // A name with a static spelling costs pingora no copy of it (see `spelling`).
             fn put_named(&mut self, name: &HeaderName, value: HeaderValue) {
-                let _ = self.insert_header(name.clone(), value);
+                let _ = match spelling::static_spelling(name) {
+                    Some(s) => self.insert_header(s, value),
+                    None => self.insert_header(name.clone(), value),
+                };
             }
             fn add(&mut self, name: &HeaderName, value: HeaderValue) {
-                let _ = self.append_header(name.clone(), value);
+                let _ = match spelling::static_spelling(name) {
+                    Some(s) => self.append_header(s, value),
+                    None => self.append_header(name.clone(), value),
+                };
             }
             fn del(&mut self, name: &HeaderName) {
                 self.remove_header(name);
@@ -114,10 +122,17 @@ pub fn without_case_request(req: &mut RequestHeader, edit: impl FnOnce(&mut Head
 
 /// The same for a response (its reason phrase becomes the canonical one for the status).
 pub fn without_case_response(resp: &mut ResponseHeader, edit: impl FnOnce(&mut HeaderMap)) {
-    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
-    let mut parts: http::response::Parts = std::mem::replace(resp, empty).into();
+    let mut parts = response_parts(resp);
     edit(&mut parts.headers);
     *resp = ResponseHeader::from(parts);
+}
+
+/// Takes a response head apart the way [`without_case_response`] does, for edits that
+/// await (the plugins' response hooks); put it back with `ResponseHeader::from(parts)`.
+/// Until then `resp` is an empty `200` head.
+pub fn response_parts(resp: &mut ResponseHeader) -> http::response::Parts {
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    std::mem::replace(resp, empty).into()
 }
 
 /// Joins several `Cookie` fields into one, separated by "; ".
