@@ -1,8 +1,11 @@
-//! The one way out: every response head the client gets passes [`finish_head`].
+//! The one way out: every response head the client gets passes the gateway's own edits
+//! ([`own_edits`]) and the plugins' response hooks here.
 //!
-//! Proxied responses reach it from `response_filter`; responses the gateway writes itself
-//! (its errors, plugin answers, `OPTIONS *`) are built as a [`Reply`] and sent by [`send`],
-//! which calls it too. So the request id, the route's `response_headers` edits and the
+//! Proxied responses come from `response_filter` to [`proxied_head`] (which, where no
+//! spellings are kept, makes both in one pass over the head's plain map, else calls
+//! [`finish_head`]); responses the gateway writes itself (its errors, plugin answers,
+//! `OPTIONS *`) are built as a [`Reply`] and sent by [`send`], which calls [`own_edits`] and
+//! [`finish_head`] too. So the request id, the route's `response_headers` edits and the
 //! plugins' response hooks are on every answer, whoever made it, and no path can forget
 //! them. (The connection-level head layer refuses heads pingora never parses; it builds
 //! its answer with [`gateway_head`], the same head a [`Reply`] starts from.)
