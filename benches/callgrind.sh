@@ -26,6 +26,8 @@
 #        JWT=header (no policy, but every request carries the same Authorization header as
 #        with JWT=1: what the token's bytes cost the proxy without any auth work),
 #        ORIGIN=1 (every request carries `Origin: https://app.example.com`),
+#        SHADOW=1 (the route copies every request to a second service at the same upstream:
+#        load.sh's ficus-shadow),
 #        RLCORS=1 (the route has load.sh's ficus-rl-cors policies: a local rate limit that is
 #        never hit and a CORS policy admitting that origin; implies ORIGIN=1).
 # The total per request moves by 1-2k between runs with how busy the box is (fewer requests
@@ -157,6 +159,16 @@ limits = [{ key = "client_ip", rate = "1000000/s", burst = 1000000 }]
 origins = ["https://app.example.com"]
 credentials = true
 expose_headers = ["X-Request-Id"]
+EOF
+    fi
+    if [[ "${SHADOW:-0}" == 1 ]]; then
+        # A second service at the same upstream: ficus refuses a shadow that is the
+        # route's own service.
+        cat >>"$TMP/ficus.toml" <<EOF
+shadow = { service = "shadow", sample = 1.0, queue = 1024 }
+
+[services.shadow]
+instances = ["127.0.0.1:$P_UP"]
 EOF
     fi
     if [[ "${ACCESS:-0}" == 1 ]]; then

@@ -63,8 +63,8 @@ pub async fn exchange(
     peer.options.read_timeout = Some(timeout);
     peer.options.write_timeout = Some(timeout);
     let run = async {
-        let (mut session, _reused) = connector()
-            .get_http_session(&peer)
+        // Boxed, as the connect future (TLS included) is large.
+        let (mut session, _reused) = Box::pin(connector().get_http_session(&peer))
             .await
             .map_err(|e| ExchangeError::Failed(format!("connect {}: {e}", member.addr)))?;
         let failed = |e: Box<pingora_error::Error>| ExchangeError::Failed(e.to_string());
@@ -114,7 +114,7 @@ pub async fn exchange(
             body: kept,
         })
     };
-    match tokio::time::timeout(timeout, run).await {
+    match tokio::time::timeout(timeout, Box::pin(run)).await {
         Ok(result) => result,
         Err(_) => Err(ExchangeError::Timeout(timeout)),
     }

@@ -66,31 +66,33 @@ pub async fn run(job: Job) {
     }
     let services = &job.runtime.services;
     // A service with client credentials gets its own token, as its primary traffic does.
-    if !authorize(&mut shadow_head, &job.runtime, shadow.service).await {
+    if !Box::pin(authorize(&mut shadow_head, &job.runtime, shadow.service)).await {
         return record.shadow_error();
     }
     let again_head = match again_head {
-        Some(mut h) => authorize(&mut h, &job.runtime, job.primary_service)
+        Some(mut h) => Box::pin(authorize(&mut h, &job.runtime, job.primary_service))
             .await
             .then_some(h),
         None => None,
     };
-    let to_shadow = exchange(
+    // Boxed: the exchange's future holds pingora's client session and is large; inline,
+    // it would make every copy's task as large, and spawning it a large memory copy.
+    let to_shadow = Box::pin(exchange(
         &services[shadow.service],
         shadow_head,
         job.request_body.clone(),
         shadow.timeout,
         shadow.max_body,
-    );
+    ));
     let (answer, again) = match again_head {
         Some(h) => {
-            let to_primary = exchange(
+            let to_primary = Box::pin(exchange(
                 &services[job.primary_service],
                 h,
                 job.request_body.clone(),
                 shadow.timeout,
                 shadow.max_body,
-            );
+            ));
             let (a, b) = tokio::join!(to_shadow, to_primary);
             (a, b.ok())
         }
