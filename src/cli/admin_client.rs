@@ -78,13 +78,22 @@ fn configured_admin(config: &Path) -> Result<String, AdminError> {
 
 /// `GET path` on the admin listener, as JSON.
 pub fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json::Value, AdminError> {
+    get_json_within(addr, path, TIMEOUT)
+}
+
+/// [`get_json`], waiting at most `timeout` for each step.
+pub fn get_json_within(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<serde_json::Value, AdminError> {
     let unreachable = |e: std::io::Error| AdminError::Unreachable {
         addr,
         error: e.to_string(),
     };
-    let mut s = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(unreachable)?;
-    s.set_read_timeout(Some(TIMEOUT)).map_err(unreachable)?;
-    s.set_write_timeout(Some(TIMEOUT)).map_err(unreachable)?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(unreachable)?;
+    s.set_read_timeout(Some(timeout)).map_err(unreachable)?;
+    s.set_write_timeout(Some(timeout)).map_err(unreachable)?;
     // The admin listener answers IP-address hosts only (DNS rebinding).
     write!(
         s,

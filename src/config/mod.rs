@@ -14,6 +14,7 @@ mod compiler;
 mod credentials;
 pub mod diag;
 mod gateway;
+mod legacy;
 mod policies;
 pub mod raw;
 mod recover;
@@ -171,7 +172,7 @@ pub fn compile_with(
     let migrating = routes
         .iter()
         .any(|r| r.split.is_some() || r.shadow.is_some());
-    gateway.legacy = gateway::compile_legacy(
+    gateway.legacy = legacy::compile_legacy(
         &mut c,
         raw_gateway,
         &service_names,
