@@ -475,6 +475,8 @@ fn unusable_addresses_are_rejected() {
         ("224.0.0.1:80", "multicast"),
         ("[ff02::1]:80", "multicast"),
         ("255.255.255.255:80", "broadcast"),
+        ("169.254.169.254:80", "link-local"),
+        ("[fe80::1]:80", "link-local"),
     ] {
         let body = format!(r#"{{"addr":"{addr}"}}"#);
         let r = admin_request(&gw, "POST", &path, None, Some(&body));
@@ -485,6 +487,27 @@ fn unusable_addresses_are_rejected() {
     assert_eq!(service(&gw, "orders")["total"], 0);
     // An ordinary address still registers.
     register(&gw, "orders", None, r#"{"addr":"127.0.0.1:9"}"#);
+}
+
+/// The gateway's own listener and admin addresses cannot be registered (traffic would loop
+/// back into it); link-local ones only with `allow_link_local`.
+#[test]
+fn the_gateways_own_addresses_are_refused_and_link_local_needs_an_opt_in() {
+    let with_opt_in = ConfigBuilder::new().table("registry", |t| {
+        t.set("allow_link_local", true);
+    });
+    let cfg = orders(with_opt_in, &[], |_| {});
+    let gw = Gateway::builder(&cfg).fixed_ports().start();
+    let path = instances_path("orders");
+    for own in [gw.listen, gw.admin] {
+        let body = format!(r#"{{"addr":"{own}"}}"#);
+        let r = admin_request(&gw, "POST", &path, None, Some(&body));
+        assert_eq!(r.status, 400, "{own}: {}", r.text());
+        let msg = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(msg.contains("the gateway's own"), "{own}: {msg}");
+    }
+    register(&gw, "orders", None, r#"{"addr":"169.254.10.10:80"}"#);
+    assert_eq!(service(&gw, "orders")["total"], 1);
 }
 
 /// A raw admin request with the given `Host`, `Content-Type` and body (`Connection: close`).

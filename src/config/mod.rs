@@ -154,7 +154,14 @@ pub fn compile_with(
     let no_gateway = RawGateway::default();
     let raw_gateway = sections.gateway.as_ref().unwrap_or(&no_gateway);
     let mut gateway = gateway::compile_gateway(&mut c, raw_gateway);
-    let registry = services::compile_registry(&mut c, &sections.registry, gateway.zone.clone());
+    let own_addrs = gateway
+        .listeners
+        .iter()
+        .map(|l| l.addr)
+        .chain([running.map_or(gateway.admin, |r| r.admin)])
+        .collect();
+    let registry =
+        services::compile_registry(&mut c, &sections.registry, gateway.zone.clone(), own_addrs);
     let services: Vec<ServiceSpec> = sections
         .services
         .iter()

@@ -81,6 +81,8 @@ pub struct RawRegistry {
     pub dns_resolver: Option<Spanned<String>>,
     /// TTL of a registration when the registrant gives none.
     pub default_ttl: Option<Spanned<String>>,
+    /// Accept registrations of link-local addresses (default false).
+    pub allow_link_local: Option<bool>,
 }
 
 /// A `listen` entry: an address string or a listener table.

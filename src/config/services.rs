@@ -20,11 +20,13 @@ use crate::registry::dns::DnsQuery;
 use crate::registry::spec::*;
 use crate::upstream::UpstreamTls;
 
-/// Compiles `[registry]`; `zone` is the gateway's own zone.
+/// Compiles `[registry]`; `zone` is the gateway's own zone, `own_addrs` its listener and
+/// admin addresses (never a registered instance's).
 pub(super) fn compile_registry(
     c: &mut Compiler<'_>,
     r: &RawRegistry,
     zone: Option<String>,
+    own_addrs: Vec<std::net::SocketAddr>,
 ) -> RegistrySettings {
     let d = RegistrySettings::default();
     let mut token = r.token.as_ref().map(|t| t.get_ref().clone());
@@ -53,6 +55,8 @@ pub(super) fn compile_registry(
             )
             .unwrap_or(d.default_ttl),
         zone,
+        allow_link_local: r.allow_link_local.unwrap_or(d.allow_link_local),
+        own_addrs,
     }
 }
 

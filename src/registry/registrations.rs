@@ -83,6 +83,8 @@ struct Policy {
     enabled: bool,
     token: Option<String>,
     default_ttl: Duration,
+    allow_link_local: bool,
+    own_addrs: Vec<SocketAddr>,
 }
 
 impl From<&RegistrySettings> for Policy {
@@ -91,6 +93,8 @@ impl From<&RegistrySettings> for Policy {
             enabled: s.registration,
             token: s.token.clone(),
             default_ttl: s.default_ttl,
+            allow_link_local: s.allow_link_local,
+            own_addrs: s.own_addrs.clone(),
         }
     }
 }
@@ -120,6 +124,28 @@ impl Registrations {
     }
 
     /// Whether `[registry] registration` and the service's own switch are both on.
+    /// Why a registrant may not name `addr` under this gateway's settings, if it may not:
+    /// a link-local address (unless allowed), or one of the gateway's own listeners.
+    fn refused_addr(&self, addr: SocketAddr) -> Option<&'static str> {
+        let policy = self.policy.load();
+        let ip = addr.ip().to_canonical();
+        let link_local = match ip {
+            std::net::IpAddr::V4(v4) => v4.is_link_local(),
+            std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        };
+        if link_local && !policy.allow_link_local {
+            return Some("a link-local address (where cloud metadata services answer, 169.254.169.254) is refused; `[registry] allow_link_local = true` allows it");
+        }
+        // A listener on the unspecified address answers on every local address, loopback
+        // included.
+        let own = policy.own_addrs.iter().any(|own| {
+            own.port() == addr.port()
+                && (own.ip().to_canonical() == ip
+                    || (own.ip().is_unspecified() && ip.is_loopback()))
+        });
+        own.then_some("this is the gateway's own listener or admin address: traffic sent there would come back into the gateway")
+    }
+
     pub fn accepts(&self, spec: &ServiceSpec) -> bool {
         self.policy.load().enabled && spec.registration
     }
@@ -154,6 +180,9 @@ impl Registrations {
         }
         let addr = new.addr;
         if let Some(why) = unusable_instance_addr(addr) {
+            return Err(RegistryError::Invalid(format!("`{addr}`: {why}")));
+        }
+        if let Some(why) = self.refused_addr(addr) {
             return Err(RegistryError::Invalid(format!("`{addr}`: {why}")));
         }
         if new.weight == 0 || new.weight > MAX_WEIGHT {
@@ -359,6 +388,48 @@ mod tests {
             r.register("x", NewInstance::new(addr(3), None)),
             Err(RegistryError::UnknownService(_))
         ));
+    }
+
+    #[test]
+    fn link_local_and_the_gateways_own_addresses_are_refused() {
+        use super::super::ServiceState;
+        let r = Registry::default();
+        r.apply(
+            &[ServiceSpec::with_instances("s", &[])],
+            RegistrySettings {
+                own_addrs: vec![
+                    "127.0.0.1:8080".parse().unwrap(),
+                    "0.0.0.0:9901".parse().unwrap(),
+                ],
+                ..RegistrySettings::default()
+            },
+        );
+        let svc: std::sync::Arc<ServiceState> = r.service("s").unwrap();
+        let add = |a: &str| {
+            r.registrations()
+                .add(&svc, NewInstance::new(a.parse().unwrap(), None))
+        };
+        for refused in [
+            "169.254.169.254:80",
+            "[fe80::1]:80",
+            "127.0.0.1:8080",
+            "127.0.0.2:9901",
+            "[::1]:9901",
+        ] {
+            let err = add(refused).expect_err(refused);
+            assert!(matches!(err, RegistryError::Invalid(_)), "{refused}: {err}");
+        }
+        for ok in ["127.0.0.1:8081", "127.0.0.2:8080", "10.0.0.1:80"] {
+            assert!(add(ok).is_ok(), "{ok}");
+        }
+        r.apply(
+            &[ServiceSpec::with_instances("s", &[])],
+            RegistrySettings {
+                allow_link_local: true,
+                ..RegistrySettings::default()
+            },
+        );
+        assert!(add("169.254.169.254:80").is_ok());
     }
 
     #[test]

@@ -206,6 +206,12 @@ pub struct RegistrySettings {
     pub dns_resolver: Option<SocketAddr>,
     pub default_ttl: Duration,
     pub zone: Option<String>,
+    /// Accept registrations of link-local addresses (`169.254.0.0/16`, `fe80::/10`: where
+    /// cloud metadata services answer); off by default.
+    pub allow_link_local: bool,
+    /// The gateway's own listener and admin addresses: a registration there would send
+    /// traffic back into the gateway.
+    pub own_addrs: Vec<std::net::SocketAddr>,
 }
 
 impl Default for RegistrySettings {
@@ -216,6 +222,8 @@ impl Default for RegistrySettings {
             dns_resolver: None,
             default_ttl: Duration::from_secs(30),
             zone: None,
+            allow_link_local: false,
+            own_addrs: Vec::new(),
         }
     }
 }
