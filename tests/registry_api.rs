@@ -510,6 +510,27 @@ fn the_gateways_own_addresses_are_refused_and_link_local_needs_an_opt_in() {
     assert_eq!(service(&gw, "orders")["total"], 1);
 }
 
+/// What one registration may say about itself is bounded: every registry read serves it.
+#[test]
+fn instance_metadata_is_bounded() {
+    let gw = Gateway::start(&orders(ConfigBuilder::new(), &[], |_| {}));
+    let path = instances_path("orders");
+    let big = "m".repeat(5000);
+    let body = format!(r#"{{"addr":"127.0.0.1:9","metadata":{{"note":"{big}"}}}}"#);
+    let r = admin_request(&gw, "POST", &path, None, Some(&body));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("at most 4096"), "{}", r.text());
+    assert_eq!(service(&gw, "orders")["total"], 0);
+    let fits = "m".repeat(3000);
+    register(
+        &gw,
+        "orders",
+        None,
+        &format!(r#"{{"addr":"127.0.0.1:9","version":"1.2","metadata":{{"note":"{fits}"}}}}"#),
+    );
+    assert_eq!(service(&gw, "orders")["total"], 1);
+}
+
 /// A raw admin request with the given `Host`, `Content-Type` and body (`Connection: close`).
 fn admin_raw(
     gw: &Gateway,

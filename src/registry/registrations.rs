@@ -44,6 +44,11 @@ pub const MAX_TTL: Duration = Duration::from_secs(3600);
 /// The heaviest weight a registrant may ask for.
 const MAX_WEIGHT: u32 = 10_000;
 
+/// The most bytes an instance's `zone`, `version` and `metadata` keys and values may hold
+/// together: what a registry read serves for every instance (a dashboard polls it every
+/// second), so a registrant cannot make it large.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+
 /// What a registrant sends.
 #[derive(Debug, Clone)]
 pub struct NewInstance {
@@ -184,6 +189,18 @@ impl Registrations {
         }
         if let Some(why) = self.refused_addr(addr) {
             return Err(RegistryError::Invalid(format!("`{addr}`: {why}")));
+        }
+        let described = new.zone.as_ref().map_or(0, String::len)
+            + new.version.as_ref().map_or(0, String::len)
+            + new
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if described > MAX_DESCRIPTION_BYTES {
+            return Err(RegistryError::Invalid(format!(
+                "zone, version and metadata hold {described} bytes together; at most {MAX_DESCRIPTION_BYTES} are kept per instance"
+            )));
         }
         if new.weight == 0 || new.weight > MAX_WEIGHT {
             return Err(RegistryError::Invalid(format!(
