@@ -321,12 +321,14 @@ fn each_side_has_its_own_rewrite() {
     );
     assert_eq!(r.origin().as_deref(), Some("monolith"));
     assert_eq!(r.origin_path().as_deref(), Some("/orders/42/items?page=2"));
-    let logs = gw.logs();
-    assert!(
-        logs.lines()
-            .any(|l| l.contains("service=orders") && l.contains("side=orders")),
-        "{logs}"
-    );
+    // The access log is written by its own thread, just after the answer.
+    let logged = poll_until(Duration::from_secs(5), || {
+        gw.logs()
+            .lines()
+            .any(|l| l.contains("service=orders") && l.contains("side=orders"))
+            .then_some(())
+    });
+    assert!(logged.is_some(), "{}", gw.logs());
 }
 
 #[test]
