@@ -11,22 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Services `monolith` (primary) and `orders-v2` (shadow), a route `orders` on
-/// `/orders/**` served by the monolith with `shadow = SHADOW`.
-fn shadow_config(mono: &Origin, v2: &Origin, shadow: &str) -> String {
-    ConfigBuilder::new()
-        .gateway(|g| {
-            g.set("access_log", r#""off""#);
-        })
-        .service("monolith", &[mono.addr()])
-        .service("orders-v2", &[v2.addr()])
-        .route_with("orders", "/orders/**", "monolith", |r| {
-            r.set("shadow", shadow);
-        })
-        .route("other", "/other/**", "monolith")
-        .build()
-}
-
 fn report(gw: &Gateway) -> Value {
     let r = gw.admin_get("/shadow/orders").expect("admin answers");
     assert_eq!(r.status, 200, "{}", r.text());

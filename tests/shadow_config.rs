@@ -150,20 +150,6 @@ fn two_origins() -> (Origin, Origin) {
     (mono, v2)
 }
 
-fn config(mono: &Origin, v2: &Origin, shadow: &str) -> String {
-    ConfigBuilder::new()
-        .gateway(|g| {
-            g.set("access_log", r#""off""#);
-        })
-        .service("monolith", &[mono.addr()])
-        .service("orders-v2", &[v2.addr()])
-        .route_with("orders", "/orders/**", "monolith", |r| {
-            r.set("shadow", shadow);
-        })
-        .route("other", "/other/**", "monolith")
-        .build()
-}
-
 fn compared(gw: &Gateway, want: u64) {
     let ok = poll_until(Duration::from_secs(10), || {
         let r = gw.admin_get("/shadow/orders").ok()?;
@@ -196,7 +182,7 @@ fn send(gw: &Gateway, method: &str, path: &str) {
 #[test]
 fn only_safe_methods_are_copied_unless_the_route_lists_more() {
     let (mono, v2) = two_origins();
-    let gw = Gateway::start(&config(&mono, &v2, r#"{ service = "orders-v2" }"#));
+    let gw = Gateway::start(&shadow_config(&mono, &v2, r#"{ service = "orders-v2" }"#));
     for m in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"] {
         send(&gw, m, "/orders/1");
     }
@@ -204,7 +190,7 @@ fn only_safe_methods_are_copied_unless_the_route_lists_more() {
     std::thread::sleep(Duration::from_millis(200));
     let methods: Vec<String> = v2.received().iter().map(|r| r.method.clone()).collect();
     assert_eq!(methods, ["GET", "HEAD"]);
-    gw.reload(&config(
+    gw.reload(&shadow_config(
         &mono,
         &v2,
         r#"{ service = "orders-v2", methods = ["POST"] }"#,
@@ -221,19 +207,19 @@ fn only_safe_methods_are_copied_unless_the_route_lists_more() {
 fn records_survive_a_reload_that_keeps_the_shadow_and_start_over_when_it_changes() {
     let (mono, v2) = two_origins();
     let base = r#"{ service = "orders-v2" }"#;
-    let gw = Gateway::start(&config(&mono, &v2, base));
+    let gw = Gateway::start(&shadow_config(&mono, &v2, base));
     for _ in 0..3 {
         send(&gw, "GET", "/orders/1");
     }
     compared(&gw, 3);
     // Another route changes; the shadow does not: the record goes on.
-    let mut changed_elsewhere = config(&mono, &v2, base);
+    let mut changed_elsewhere = shadow_config(&mono, &v2, base);
     changed_elsewhere = changed_elsewhere.replace("/other/**", "/elsewhere/**");
     gw.reload(&changed_elsewhere);
     send(&gw, "GET", "/orders/1");
     compared(&gw, 4);
     // The queue bound changes: still the same experiment.
-    gw.reload(&config(
+    gw.reload(&shadow_config(
         &mono,
         &v2,
         r#"{ service = "orders-v2", queue = 5 }"#,
@@ -242,7 +228,7 @@ fn records_survive_a_reload_that_keeps_the_shadow_and_start_over_when_it_changes
     compared(&gw, 5);
     assert_eq!(gw.admin_get("/shadow/orders").unwrap().json()["queue"], 5);
     // The comparison changes: a new record.
-    gw.reload(&config(
+    gw.reload(&shadow_config(
         &mono,
         &v2,
         r#"{ service = "orders-v2", queue = 5, compare = { ignore = ["$.total"] } }"#,
@@ -266,7 +252,7 @@ fn records_survive_a_reload_that_keeps_the_shadow_and_start_over_when_it_changes
 #[test]
 fn ficus_shadow_prints_the_record_of_the_running_gateway() {
     let (mono, v2) = two_origins();
-    let gw = Gateway::start(&config(&mono, &v2, r#"{ service = "orders-v2" }"#));
+    let gw = Gateway::start(&shadow_config(&mono, &v2, r#"{ service = "orders-v2" }"#));
     for _ in 0..2 {
         send(&gw, "GET", "/orders/42");
     }

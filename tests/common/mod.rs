@@ -93,6 +93,22 @@ pub fn check_text(text: &str) -> (i32, String) {
     (code, format!("{out}\n{err}"))
 }
 
+/// Services `monolith` (primary) and `orders-v2` (shadow), a route `orders` on
+/// `/orders/**` served by the monolith with `shadow = SHADOW`.
+pub fn shadow_config(mono: &Origin, v2: &Origin, shadow: &str) -> String {
+    ConfigBuilder::new()
+        .gateway(|g| {
+            g.set("access_log", r#""off""#);
+        })
+        .service("monolith", &[mono.addr()])
+        .service("orders-v2", &[v2.addr()])
+        .route_with("orders", "/orders/**", "monolith", |r| {
+            r.set("shadow", shadow);
+        })
+        .route("other", "/other/**", "monolith")
+        .build()
+}
+
 /// A gateway with one catch-all route `all` to a service named after `o`, after `edit` of
 /// that config (gateway keys, limits, `edit_route("all", ...)`).
 pub fn catch_all_gateway(o: &Origin, edit: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Gateway {
