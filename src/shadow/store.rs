@@ -190,11 +190,6 @@ impl ShadowStates {
         v
     }
 
-    /// The record of `route` as served on `/shadow/{route}`.
-    pub fn report(&self, route: &str) -> Option<ShadowReport> {
-        self.get(route).map(|s| s.record.report())
-    }
-
     /// `ficus_shadow_*` in the Prometheus text format.
     pub fn render_metrics(&self, out: &mut String) {
         let all = self.all();
