@@ -13,7 +13,8 @@
 #   bash benches/callgrind.sh bare
 # Knobs: SECS (measured seconds, default 6), TOP (functions listed, default 30),
 #        SKIP_BUILD=1 (use target/release as is), KEEP=1 (keep the temp dir),
-#        REQUEST_HEADERS=browser (send benches/browser-headers.txt with every request),
+#        REQUEST_HEADERS=browser (send benches/browser-headers.txt with every request;
+#        a count such as 6, 12 or 24: that many header fields in all, see request-headers.sh),
 #        FICUS_BIN=path (measure that ficus binary instead of target/release/ficus; no build),
 #        ACCESS=1 (the route carries an [access.NAME] policy that admits the client: the
 #        cost of the plugin chain with one request hook),

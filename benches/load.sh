@@ -65,6 +65,19 @@
 #              CPU window is after that wait), and records the sample's copies compared,
 #              mismatched, failed and dropped (queue full); /shadow/plain's totals after the
 #              run are printed under the summary.
+#   ficus-full  the whole stack of issue 13's target on one route: auth = "bench" (ficus-jwt's
+#              RS256 policy, one token: cache hits), rate_limit and cors as in ficus-rl-cors,
+#              a service of two instances (the upstream nginx listens on a second port)
+#              with active health probes and least_request balancing, and the JSON access
+#              log written to a file as in ficus-log; wrk and oha send the token and the
+#              allowed Origin. Before measuring: 200 with Access-Control-Allow-Origin, 401
+#              without the token, and both instances answered (upstream access counts).
+#   pingap     pingap (PINGAP_BIN, else pingap on PATH, else $CARGO_TARGET_DIR/pingap/bin/pingap,
+#              installed there with `cargo install pingap --version 0.13.1 --locked` when
+#              missing: 0.13.1 is the newest release that builds with Rust 1.95) as a plain
+#              proxy to the upstream: one location, one upstream, threads = 1, its other
+#              settings at their defaults, no access log. The other pingora-based gateway,
+#              for ficus ÷ pingap in the same rounds.
 #
 # Usage: bash benches/load.sh
 # Knobs (environment):
@@ -78,7 +91,8 @@
 #   LOADGEN_CPU default 0; SERVER_CPU default 1
 #   ALT_BIN     another ficus binary, for the scenario "ficus-alt" (same config as "ficus"):
 #               A/B two builds in the same rounds, e.g. before and after a change
-#   REQUEST_HEADERS  "minimal" (default: wrk's own request, Host only) or "browser" (ten
+#   REQUEST_HEADERS  "minimal" (default: wrk's own request, Host only), a count N (N fields
+#               in all, see benches/request-headers.sh) or "browser" (ten
 #               headers a browser sends on a page load: User-Agent, Accept, Cookie, ...)
 #   JWT_POOL    distinct tokens for ficus-jwt-miss, default 10000
 #   SHADOW_QUEUE  ficus-shadow's queue (copies in flight at once), default 1024 (ficus: 1..10000)
@@ -189,6 +203,8 @@ label = {
     "ficus-rl-redis": "ficus, Redis rate limit (never hit), redis-server on the server core",
     "ficus-split": "ficus, split 50/50 over two services (same upstream), random placement",
     "ficus-shadow": "ficus, shadow copy of every request (sample 1.0) to the same upstream",
+    "ficus-full": "ficus, full stack: JWT (hit) + rate limit + CORS + 2 health-checked instances (least_request) + JSON access log",
+    "pingap": "pingap 0.13 as a plain proxy (1 thread, access log off)",
 }
 
 def diff(sc, ref, tool, key):
@@ -223,6 +239,12 @@ for sc in scenarios:
         ratio(sc, "nginx", "wrk", "rps"), ratio(sc, "nginx", "wrk", "cpu_us_per_req"),
         ratio(sc, "bare", "wrk", "rps"), ratio(sc, "bare", "wrk", "cpu_us_per_req"),
     ))
+if "pingap" in scenarios:
+    print()
+    for sc in ("ficus", "ficus-log", "ficus-full"):
+        if sc in scenarios:
+            print("%s ÷ pingap: rps %s, CPU per request %s" % (
+                sc, ratio(sc, "pingap", "wrk", "rps"), ratio(sc, "pingap", "wrk", "cpu_us_per_req")))
 if "ficus" in scenarios and "ficus-registry" in scenarios:
     print()
     print("ficus-registry ÷ ficus: rps %s, CPU per request %s" % (
@@ -468,13 +490,13 @@ fi
 [[ "$SHADOW_QUEUE" =~ ^[1-9][0-9]*$ ]] || die "SHADOW_QUEUE must be a positive integer (got '$SHADOW_QUEUE')"
 for s in $SCENARIOS; do
     case "$s" in
-        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer | ficus-origin | ficus-rl-cors | ficus-rl-redis | ficus-split | ficus-shadow) ;;
-        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer ficus-origin ficus-rl-cors ficus-rl-redis ficus-split ficus-shadow)" ;;
+        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer | ficus-origin | ficus-rl-cors | ficus-rl-redis | ficus-split | ficus-shadow | ficus-full | pingap) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer ficus-origin ficus-rl-cors ficus-rl-redis ficus-split ficus-shadow ficus-full pingap)" ;;
     esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 want_ficus() { want ficus || want ficus-canonical || want ficus-log || want ficus-registry || want_jwt || want_rl || want_i12; }
-want_jwt() { want ficus-jwt || want ficus-jwt-miss || want ficus-bearer; }
+want_jwt() { want ficus-jwt || want ficus-jwt-miss || want ficus-bearer || want ficus-full; }
 want_rl() { want ficus-origin || want ficus-rl-cors || want ficus-rl-redis; }
 want_i12() { want ficus-split || want ficus-shadow; }
 
@@ -567,6 +589,18 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     fi
 fi
 if want bare; then [[ -x "$BARE_BIN" ]] || die "$BARE_BIN missing"; fi
+if want pingap; then
+    PINGAP_BIN=${PINGAP_BIN:-$(command -v pingap || true)}
+    if [[ -z "$PINGAP_BIN" ]]; then
+        PINGAP_BIN="$TARGET_DIR/pingap/bin/pingap"
+        if [[ ! -x "$PINGAP_BIN" ]]; then
+            log "pingap not found: cargo install pingap --version 0.13.1 --locked (a long build on 2 cores)"
+            cargo install pingap --version 0.13.1 --locked --root "$TARGET_DIR/pingap" >&2 ||
+                die "cargo install pingap failed (leave pingap out of SCENARIOS, or set PINGAP_BIN)"
+        fi
+    fi
+    [[ -x "$PINGAP_BIN" ]] || die "pingap binary $PINGAP_BIN missing"
+fi
 if want_ficus; then [[ -x "$FICUS_BIN" ]] || die "$FICUS_BIN missing"; fi
 
 # --------------------------------------------------------------------------
@@ -675,10 +709,10 @@ read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_F
     P_FJWT P_FJWT_ADMIN P_FJWTM P_FJWTM_ADMIN P_FBEAR P_FBEAR_ADMIN \
     P_FORIG P_FORIG_ADMIN P_FRLC P_FRLC_ADMIN P_FRLC1 P_FRLC1_ADMIN \
     P_FRLR P_FRLR_ADMIN P_FRLR1 P_FRLR1_ADMIN P_REDIS \
-    P_FSPL P_FSPL_ADMIN P_FSHD P_FSHD_ADMIN < <(python3 -c '
+    P_FSPL P_FSPL_ADMIN P_FSHD P_FSHD_ADMIN P_UP2 P_FFULL P_FFULL_ADMIN P_PINGAP < <(python3 -c '
 import socket
 socks = []
-for _ in range(34):
+for _ in range(38):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -717,6 +751,8 @@ EOF
     cat <<EOF
     server {
         listen 127.0.0.1:$P_UP;
+        # a second instance for ficus-full's two-instance service (same worker)
+        listen 127.0.0.1:$P_UP2;
         location / { return 200 "hello from upstream\n"; }
     }
 }
@@ -828,12 +864,51 @@ EOF
 # in it at any time (under 1% of requests at the default pool).
 ficus_jwt_conf "$P_FJWT" "$P_FJWT_ADMIN" "" >"$TMP/ficus-jwt.toml"
 ficus_jwt_conf "$P_FJWTM" "$P_FJWTM_ADMIN" "cache_size = 100" >"$TMP/ficus-jwt-miss.toml"
+BENCH_ORIGIN="https://app.example.com"
+# ficus-full: everything issue 13's "full stack" target names, on the one route.
+if want ficus-full; then
+    cat >"$TMP/ficus-full.toml" <<EOF
+[gateway]
+listen = ["127.0.0.1:$P_FFULL"]
+admin = "127.0.0.1:$P_FFULL_ADMIN"
+threads = 1
+access_log = "json"
+
+[services.upstream]
+instances = ["127.0.0.1:$P_UP", "127.0.0.1:$P_UP2"]
+health = { path = "/", interval = "1s", timeout = "500ms" }
+lb = "least_request"
+
+[[routes]]
+name = "plain"
+match = { path = "/**" }
+service = "upstream"
+auth = "bench"
+rate_limit = "bench"
+cors = "bench"
+
+[auth.bench]
+type = "jwt"
+public_key_file = "$JWT_DIR/public.pem"
+algorithms = ["RS256"]
+issuer = "https://idp.bench.invalid/realms/bench"
+audience = "ficus-bench"
+claims_to_headers = { sub = "X-User-Id" }
+
+[rate_limits.bench]
+limits = [{ key = "client_ip", rate = "1000000/s", burst = 1000000 }]
+
+[cors.bench]
+origins = ["$BENCH_ORIGIN"]
+credentials = true
+expose_headers = ["X-Request-Id"]
+EOF
+fi
 
 # The rate-limit and CORS scenarios (issue 11). The limits are never hit at any rate this
 # box reaches (a million requests a second, a burst of a million); the "-tiny" configs,
 # the same policies at 1/h with a burst of 1, are started briefly before measuring to
 # show that the limit really refuses.
-BENCH_ORIGIN="https://app.example.com"
 ficus_conf "$P_FORIG" "$P_FORIG_ADMIN" off >"$TMP/ficus-origin.toml"
 ficus_rl_cors_conf() { # $1 listen port, $2 admin port, $3 rate, $4 burst
     ficus_conf "$1" "$2" off
@@ -924,6 +999,31 @@ if want bare; then
     SRV_PID[bare]=$STARTED_PID
     wait_http bare-pingora "$STARTED_PID" "http://127.0.0.1:$P_BARE/" "$TMP/bare.log" "$UPSTREAM_BODY"
     URL[bare]="http://127.0.0.1:$P_BARE/"
+fi
+
+if want pingap; then
+    cat >"$TMP/pingap.toml" <<EOF
+[basic]
+name = "pingap-bench"
+pid_file = "$TMP/pingap.pid"
+log_level = "WARN"
+threads = 1
+
+[upstreams.up]
+addrs = ["127.0.0.1:$P_UP"]
+
+[locations.all]
+path = "/"
+upstream = "up"
+
+[servers.bench]
+addr = "127.0.0.1:$P_PINGAP"
+locations = ["all"]
+EOF
+    start pingap INT "$TMP/pingap.log" "$PINGAP_BIN" -c "$TMP/pingap.toml"
+    SRV_PID[pingap]=$STARTED_PID
+    wait_http pingap "$STARTED_PID" "http://127.0.0.1:$P_PINGAP/" "$TMP/pingap.log" "$UPSTREAM_BODY"
+    URL[pingap]="http://127.0.0.1:$P_PINGAP/"
 fi
 
 # Starts a ficus scenario: $1 name, $2 binary, $3 port, $4 admin port (config $TMP/$1.toml).
@@ -1202,6 +1302,43 @@ if want ficus-shadow; then
             "$(curl -s --max-time 5 "$adm/shadow/$BENCH_ROUTE" | head -c 1500)"
     SHADOW_ADMIN[ficus-shadow]=$adm
     log "ficus-shadow: 200 with the upstream's body; /shadow/$BENCH_ROUTE compared $c, matched $m, nothing dropped or failed"
+fi
+
+# --- ficus-full (issue 13): the whole stack on one route ---
+FFULL_OUT="$TMP/ficus-full.access.jsonl"
+if want ficus-full; then
+    check_conf ficus-full
+    # stdout (the access log) to a file, as for ficus-log
+    taskset -c "$SERVER_CPU" "$FICUS_BIN" run --config "$TMP/ficus-full.toml" \
+        >>"$FFULL_OUT" 2>>"$TMP/ficus-full.log" </dev/null &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    STOPSIG[$STARTED_PID]=INT
+    PNAME[$STARTED_PID]=ficus-full
+    SRV_PID[ficus-full]=$STARTED_PID
+    log "started ficus-full: pid $STARTED_PID (core $SERVER_CPU), access log -> $FFULL_OUT"
+    wait_http ficus-full "$STARTED_PID" "http://127.0.0.1:$P_FFULL_ADMIN/readyz" "$TMP/ficus-full.log"
+    u="http://127.0.0.1:$P_FFULL/"
+    expect_status ficus-full "$u" 401 -H "$ORIGIN_HDR"
+    for ((i = 0; i < 20; i++)); do
+        expect_status ficus-full "$u" 200 -H "Authorization: Bearer $JWT_TOKEN" -H "$ORIGIN_HDR"
+    done
+    header_is ficus-full "Access-Control-Allow-Origin: $BENCH_ORIGIN"
+    # both instances are in use: the access log names each (its "instance" field)
+    # (the log is written by its own thread: give it a moment)
+    for port in "$P_UP" "$P_UP2"; do
+        for ((i = 0; i < 50; i++)); do
+            grep -q "\"instance\":\"127.0.0.1:$port\"" "$FFULL_OUT" && break
+            sleep 0.1
+        done
+        grep -q "\"instance\":\"127.0.0.1:$port\"" "$FFULL_OUT" ||
+            die "ficus-full: after 20 requests no access log line names the instance 127.0.0.1:$port"
+    done
+    grep -q '"status":200' "$FFULL_OUT" || die "ficus-full: no access log line with status 200 in $FFULL_OUT"
+    URL[ficus-full]=$u
+    WRK_ARGS[ficus-full]="-H|Authorization: Bearer $JWT_TOKEN|-H|$ORIGIN_HDR"
+    OHA_ARGS[ficus-full]="-H|Authorization: Bearer $JWT_TOKEN|-H|$ORIGIN_HDR"
+    log "ficus-full: 401 without the token; 200 with it and Access-Control-Allow-Origin; both instances used; access log written"
 fi
 
 # args_of SCENARIO TOOL: the scenario's extra arguments, one a line ("|"-separated above)

@@ -140,6 +140,42 @@ fn find_scheme_end(raw: &[u8]) -> Option<usize> {
 
 /// Normalizes the path part of a request target (no query).
 pub fn normalize(raw: &[u8]) -> Result<NormalizedPath, PathError> {
+    // Most paths are already in normal form: one copy instead of a decode and a rebuild.
+    if already_normal(raw) {
+        if let Ok(path) = std::str::from_utf8(raw) {
+            return Ok(NormalizedPath {
+                path: path.to_owned(),
+                flags: PathFlags::empty(),
+            });
+        }
+    }
+    normalize_general(raw)
+}
+
+/// Whether normalizing `raw` would give it back unchanged with no flags: it starts with
+/// `/`, holds only plain path characters (no escape, backslash, `;`, control or non-ASCII
+/// byte), and has no empty, `.` or `..` segment (a trailing `/` is kept by both).
+fn already_normal(raw: &[u8]) -> bool {
+    let Some(rest) = raw.strip_prefix(b"/") else {
+        return false;
+    };
+    if !rest.iter().all(|&b| is_path_char(b) && b != b';') {
+        return false;
+    }
+    let mut segments = rest.split(|&b| b == b'/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        match seg {
+            b"" if last => {}
+            b"" | b"." | b".." => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// The full normalization: percent-decoding, flags, dot-segments, empty segments.
+fn normalize_general(raw: &[u8]) -> Result<NormalizedPath, PathError> {
     if raw.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
@@ -315,6 +351,63 @@ pub fn is_wire_safe(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// The shortcut for paths already in normal form gives exactly what the full
+    /// normalization gives, and is taken only for such paths.
+    #[test]
+    fn already_normal_paths_take_the_shortcut_with_the_same_result() {
+        let normal = [
+            "/",
+            "/a",
+            "/a/",
+            "/api/v1/orders",
+            "/a.b/c-d_e~f",
+            "/x/..a/b..",
+            "/.well-known/x",
+            "/a/.b",
+            "/@:!$&'()*+,=",
+            "/..a",
+            "/a/...",
+        ];
+        for p in normal {
+            assert!(super::already_normal(p.as_bytes()), "{p} is in normal form");
+            let fast = super::normalize(p.as_bytes()).unwrap();
+            let full = super::normalize_general(p.as_bytes()).unwrap();
+            assert_eq!(fast.path, full.path, "{p}");
+            assert_eq!(fast.flags, full.flags, "{p}");
+            assert_eq!(fast.path, p);
+        }
+        let not_normal = [
+            "",
+            "a",
+            "//",
+            "/a//b",
+            "/a/./b",
+            "/a/../b",
+            "/.",
+            "/..",
+            "/a/.",
+            "/a/..",
+            "/%61",
+            "/a;b",
+            "/a\\b",
+            "/a b",
+            "/caf\u{e9}",
+            "/a//",
+            "/\u{7f}",
+        ];
+        for p in not_normal {
+            assert!(
+                !super::already_normal(p.as_bytes()),
+                "{p:?} is not in normal form"
+            );
+            assert_eq!(
+                super::normalize(p.as_bytes()),
+                super::normalize_general(p.as_bytes()),
+                "{p:?}"
+            );
+        }
+    }
+
     use super::*;
 
     fn n(p: &str) -> Result<String, PathError> {
