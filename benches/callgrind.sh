@@ -11,6 +11,7 @@
 #   bash benches/callgrind.sh ficus
 #   bash benches/callgrind.sh ficus 'preserve_header_case = false'
 #   bash benches/callgrind.sh bare
+# Also prints allocations per request (calls into the allocator) and their biggest callers.
 # Knobs: SECS (measured seconds, default 6), TOP (functions listed, default 30),
 #        SKIP_BUILD=1 (use target/release as is), KEEP=1 (keep the temp dir),
 #        REQUEST_HEADERS=browser (send benches/browser-headers.txt with every request;
@@ -241,6 +242,7 @@ DUMP=$(ls "$TMP"/cg.out.* 2>/dev/null | head -1)
 python3 - "$DUMP" "$REQS" "$TOP" "$WHICH" "$JWT" <<'PY'
 import re, subprocess, sys
 dump, reqs, top, which, jwt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+TOP_ALLOC = 25
 def rows(inclusive):
     args = ["callgrind_annotate", "--threshold=100"] + (["--inclusive=yes"] if inclusive else []) + [dump]
     out = subprocess.run(args, capture_output=True, text=True).stdout
@@ -280,4 +282,26 @@ if which == "ficus":
     # own work does not.
     print()
     print(f"ficus's proxy phases together (request_filter ... logging): {phases / reqs:,.0f} per request")
+# Allocations: calls into the allocator (mimalloc, ficus's and bare-pingora's global
+# allocator) per request, counted from the call graph, and their biggest callers.
+out = subprocess.run(["callgrind_annotate", "--tree=caller", "--inclusive=yes", "--threshold=100", dump],
+                     capture_output=True, text=True).stdout.splitlines()
+def callers(fn):
+    res = {}
+    for i, line in enumerate(out):
+        if re.search(r"\*\s+\?\?\?:%s \[" % re.escape(fn), line):
+            j = i - 1
+            while j >= 0 and out[j].strip():
+                m = re.match(r"\s*[\d,]+ \([^)]*\)\s+<\s+(?:\?\?\?:)?(.*?) \(([\d,]+)x\)(?: \[.*\])?$", out[j])
+                if m:
+                    res[m.group(1)] = res.get(m.group(1), 0) + int(m.group(2).replace(",", ""))
+                j -= 1
+    return res
+print()
+counts = {fn: callers(fn) for fn in ("mi_malloc_aligned", "mi_realloc_aligned", "mi_free")}
+print("allocations per request: %.1f, reallocations %.1f, frees %.1f" % tuple(
+    sum(c.values()) / reqs for c in counts.values()))
+for name, n in sorted(counts["mi_malloc_aligned"].items(), key=lambda kv: -kv[1])[:TOP_ALLOC]:
+    if n / reqs >= 0.5:
+        print(f"{n / reqs:9.1f}  {name[:140]}")
 PY
