@@ -241,7 +241,12 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
         // Never signalled: the admin listener lives until the process exits.
         let (_keep, never) = tokio::sync::watch::channel(false);
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            // After a binary upgrade the new process answers on this socket.
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = self.app.shared.handed_over() => return,
+            };
+            let Ok((stream, _)) = accepted else {
                 continue;
             };
             // The response head and body are written separately: without TCP_NODELAY,
