@@ -17,14 +17,19 @@ const AUDIENCE: &str = "soak-api";
 const PROBE_INTERVAL_MS: u64 = 100;
 /// How long a probe or key-fetch rate is measured.
 const RATE_WINDOW: Duration = Duration::from_secs(3);
+/// The client-credentials token lives 4 s (`expires_in`): ficus refreshes it after half of
+/// that.
+const TOKEN_LIFETIME_SECS: u64 = 4;
+const TOKEN_REFRESH: Duration = Duration::from_secs(TOKEN_LIFETIME_SECS / 2);
 /// Resident memory may grow by this much from the 10th reload to the last (allocator
 /// slack); a leak of the compiled config per reload would pass it within a few dozen
 /// reloads.
 const RSS_SLACK_KIB: u64 = 16 * 1024;
 
 /// The config of generation `n`: a health-checked service, a JWT policy whose key set
-/// expires every second, a plain and an authenticated route, and one route whose name
-/// changes with `n` (so that every rewrite is a real reload).
+/// expires every second, a service with client credentials whose token is refreshed every
+/// [`TOKEN_REFRESH`], a plain, an authenticated and a credentialed route, and one route
+/// whose name changes with `n` (so that every rewrite is a real reload).
 fn config(o: &Origin, idp: &Origin, n: usize) -> String {
     ConfigBuilder::new()
         .gateway(|g| {
@@ -42,7 +47,17 @@ fn config(o: &Origin, idp: &Origin, n: usize) -> String {
                 format!(r#"{{ path = "/health", interval = "{PROBE_INTERVAL_MS}ms", timeout = "500ms" }}"#),
             );
         })
+        .service_with("cc", &[o.addr()], |s| {
+            s.set(
+                "client_credentials",
+                format!(
+                    "{{ token_url = {}, client_id = \"soak\", client_secret_file = \"gw.secret\" }}",
+                    toml_str(&format!("http://{}/token", idp.addr()))
+                ),
+            );
+        })
         .route("plain", "/plain/**", "o")
+        .route("cc", "/cc/**", "cc")
         .route_with("secure", "/secure/**", "o", |r| {
             r.set_str("auth", "corp");
         })
@@ -75,9 +90,24 @@ fn soak(reloads: usize, over: Duration) {
             "/jwks",
             Reply::json(TestKey::jwks(&[&key])).header("cache-control", "max-age=1"),
         )
+        .route(
+            "/token",
+            Reply::json(json!({
+                "access_token": "soak-token", "token_type": "Bearer",
+                "expires_in": TOKEN_LIFETIME_SECS,
+            })),
+        )
         .start();
+    let fetches = |path: &str| {
+        idp.received()
+            .iter()
+            .filter(|r| r.path_only() == path)
+            .count()
+    };
     let o = Origin::start("o");
-    let gw = Gateway::start(&config(&o, &idp, 0));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gw.secret"), "soak-secret\n").unwrap();
+    let gw = Gateway::builder(&config(&o, &idp, 0)).dir(dir).start();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -93,13 +123,15 @@ fn soak(reloads: usize, over: Duration) {
         vec![
             Request::get("/plain/a"),
             Request::get("/secure/b").header("authorization", &format!("Bearer {token}")),
+            Request::get("/cc/c"),
         ],
         200,
         3,
         1,
     );
     let probes_before = rate(|| o.health_checks());
-    let fetches_before = rate(|| idp.requests());
+    let fetches_before = rate(|| fetches("/jwks"));
+    let (jwks_at_start, tokens_at_start) = (fetches("/jwks"), fetches("/token"));
 
     let pause = over / reloads as u32;
     let mut rss_early = 0;
@@ -116,14 +148,17 @@ fn soak(reloads: usize, over: Duration) {
     }
     let took = started.elapsed();
     assert_eq!(gw.generation(), 1 + reloads as u64);
+    let jwks_during = fetches("/jwks") - jwks_at_start;
+    let tokens_during = fetches("/token") - tokens_at_start;
 
     let probes_after = rate(|| o.health_checks());
-    let fetches_after = rate(|| idp.requests());
+    let fetches_after = rate(|| fetches("/jwks"));
     let rss_end = rss_kib(gw.pid());
     let tally = load.stop();
     eprintln!(
         "{reloads} reloads in {took:?}; load {tally:?}; health probes/s {probes_before:.1} -> \
-         {probes_after:.1}; JWKS fetches/s {fetches_before:.2} -> {fetches_after:.2}; RSS \
+         {probes_after:.1}; JWKS fetches/s {fetches_before:.2} -> {fetches_after:.2}; during \
+         the reloads {jwks_during} JWKS fetches and {tokens_during} token requests; RSS \
          after reload 10 {rss_early} KiB, at the end {rss_end} KiB"
     );
 
@@ -145,6 +180,20 @@ fn soak(reloads: usize, over: Duration) {
     assert!(
         fetches_after < 2.0 && fetches_after < fetches_before * 1.5 + 0.5,
         "JWKS fetches per second went from {fetches_before:.2} to {fetches_after:.2}"
+    );
+    // Over the whole reload phase: one key-set fetch a second and one token request per
+    // refresh interval, as from one refresher each (a second one would double them, a
+    // refresher lost in a reload would stop them).
+    let secs = took.as_secs_f64();
+    assert!(
+        (jwks_during as f64) <= secs * 1.3 + 2.0 && (jwks_during as f64) >= secs * 0.5,
+        "{jwks_during} JWKS fetches in {secs:.0} s of reloads"
+    );
+    let token_refreshes = secs / TOKEN_REFRESH.as_secs_f64();
+    assert!(
+        (tokens_during as f64) <= token_refreshes * 1.3 + 2.0
+            && (tokens_during as f64) >= token_refreshes * 0.5,
+        "{tokens_during} token requests in {secs:.0} s of reloads (one refresh per {TOKEN_REFRESH:?})"
     );
     assert!(
         rss_end <= rss_early + RSS_SLACK_KIB,

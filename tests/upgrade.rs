@@ -191,6 +191,78 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
     assert_eq!(gw.get("/y").status, 200);
 }
 
+/// The new process's config may differ: a listener only it names is bound fresh, the
+/// others are taken over, and the new process can itself be upgraded again.
+#[test]
+fn an_upgrade_adds_a_listener_and_can_be_upgraded_again() {
+    let o = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = sock_path(&dir);
+    let mut old = old_gateway(&config(&o), &sock);
+    // The old listener by its real address, and a new one on a free port.
+    let two = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set(
+                "listen",
+                format!("[{}, \"127.0.0.1:0\"]", toml_str(&old.listen.to_string())),
+            );
+            g.set_str("admin", &old.admin.to_string());
+            g.set("access_log", r#""off""#);
+        })
+        .service("o", &[o.addr()])
+        .catch_all("o")
+        .build();
+    let cfg2 = dir.path().join("two.toml");
+    std::fs::write(&cfg2, &two).unwrap();
+    let run_new = |ready: &Path| {
+        ProcessBuilder::new("ficus (new)", bin())
+            .args([
+                "run".to_string(),
+                "--config".into(),
+                cfg2.display().to_string(),
+                "--upgrade".into(),
+                "--upgrade-socket".into(),
+                sock.display().to_string(),
+                "--ready-file".into(),
+                ready.display().to_string(),
+            ])
+            .env("NO_COLOR", "1")
+            .stop_signal(libc::SIGINT)
+            .start()
+    };
+    let ready = dir.path().join("second.json");
+    let mut second = run_new(&ready);
+    assert!(poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some());
+    old.signal(libc::SIGQUIT);
+    assert!(
+        old.wait_exit(Duration::from_secs(20)).is_some(),
+        "{}\n{}",
+        old.logs(),
+        second.logs_excerpt()
+    );
+    let addrs = ready_addrs(&ready);
+    assert_eq!(addrs["listeners"][0], old.listen.to_string());
+    let added: std::net::SocketAddr = addrs["listeners"][1].as_str().unwrap().parse().unwrap();
+    assert_ne!(added, old.listen);
+    assert_eq!(get_raw(old.listen, "/x", "t", &[]).status, 200);
+    assert_eq!(get_raw(added, "/y", "t", &[]).status, 200);
+
+    // The second process hands everything over in turn.
+    let ready3 = dir.path().join("third.json");
+    let third = run_new(&ready3);
+    assert!(poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some());
+    second.signal(libc::SIGQUIT);
+    assert!(
+        second.wait_exit(Duration::from_secs(20)).is_some(),
+        "{}\n{}",
+        second.logs_excerpt(),
+        third.logs_excerpt()
+    );
+    assert_eq!(ready_addrs(&ready3), addrs);
+    assert_eq!(get_raw(added, "/z", "t", &[]).status, 200);
+    assert_eq!(old.admin_get("/readyz").unwrap().status, 200);
+}
+
 /// `--upgrade` alone is refused: it needs the socket to take the listeners from.
 #[test]
 fn upgrade_needs_the_upgrade_socket() {
