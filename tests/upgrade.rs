@@ -191,6 +191,28 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
     assert_eq!(gw.get("/y").status, 200);
 }
 
+/// The order of the two steps is not a race: SIGQUIT first, the new process a moment later.
+#[test]
+fn sigquit_before_the_new_process_starts_still_hands_over() {
+    let o = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = sock_path(&dir);
+    let mut old = old_gateway(&config(&o), &sock);
+    old.signal(libc::SIGQUIT);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(old.get("/before").status, 200);
+    let ready = dir.path().join("new-ready.json");
+    let new = start_new(&old, &sock, &ready);
+    assert!(
+        old.wait_exit(Duration::from_secs(20)).is_some(),
+        "{}\n{}",
+        old.logs(),
+        new.logs_excerpt()
+    );
+    assert!(ready.exists());
+    assert_eq!(old.get("/after").status, 200);
+}
+
 /// The new process's config may differ: a listener only it names is bound fresh, the
 /// others are taken over, and the new process can itself be upgraded again.
 #[test]
