@@ -1,11 +1,13 @@
 //! Many hot reloads under load: no failed request, memory flat, and the background tasks
-//! (health probes, JWKS refresh) not duplicated by the reloads.
+//! (health probes, key-set refresh, client-credentials refresh, DNS discovery) neither
+//! duplicated nor stopped by the reloads.
 //!
 //! The short version runs by default (30 reloads in about 15 s); `FICUS_LONG_TESTS=1` runs
 //! the full one (100 reloads in about 60 s).
 
 mod common;
 mod load;
+use common::dnsmasq::Dnsmasq;
 use common::*;
 use load::{Load, Request};
 use serde_json::json;
@@ -21,6 +23,8 @@ const RATE_WINDOW: Duration = Duration::from_secs(3);
 /// that.
 const TOKEN_LIFETIME_SECS: u64 = 4;
 const TOKEN_REFRESH: Duration = Duration::from_secs(TOKEN_LIFETIME_SECS / 2);
+/// The DNS name of service `named` (dnsmasq answers with TTL 1 s).
+const DNS_NAME: &str = "named.soak.test";
 /// Resident memory may grow by this much from the 10th reload to the last (allocator
 /// slack); a leak of the compiled config per reload would pass it within a few dozen
 /// reloads.
@@ -28,9 +32,9 @@ const RSS_SLACK_KIB: u64 = 16 * 1024;
 
 /// The config of generation `n`: a health-checked service, a JWT policy whose key set
 /// expires every second, a service with client credentials whose token is refreshed every
-/// [`TOKEN_REFRESH`], a plain, an authenticated and a credentialed route, and one route
+/// [`TOKEN_REFRESH`], a service found through DNS (TTL 1 s), a route to each, and one route
 /// whose name changes with `n` (so that every rewrite is a real reload).
-fn config(o: &Origin, idp: &Origin, n: usize) -> String {
+fn config(o: &Origin, idp: &Origin, dns: &Dnsmasq, n: usize) -> String {
     ConfigBuilder::new()
         .gateway(|g| {
             g.set("access_log", r#""off""#);
@@ -56,7 +60,18 @@ fn config(o: &Origin, idp: &Origin, n: usize) -> String {
                 ),
             );
         })
+        .service_with("named", &[], |s| {
+            s.set(
+                "dns",
+                format!(
+                    r#"{{ name = "{DNS_NAME}", port = {}, min_ttl = "1s", max_ttl = "1s", resolver = "{}" }}"#,
+                    o.addr().port(),
+                    dns.addr
+                ),
+            );
+        })
         .route("plain", "/plain/**", "o")
+        .route("named", "/named/**", "named")
         .route("cc", "/cc/**", "cc")
         .route_with("secure", "/secure/**", "o", |r| {
             r.set_str("auth", "corp");
@@ -105,9 +120,14 @@ fn soak(reloads: usize, over: Duration) {
             .count()
     };
     let o = Origin::start("o");
+    let dns = Dnsmasq::start();
+    dns.set_hosts(DNS_NAME, &[o.addr().ip()]);
+    let lookups = || dns.log().matches(&format!("query[A] {DNS_NAME}")).count();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gw.secret"), "soak-secret\n").unwrap();
-    let gw = Gateway::builder(&config(&o, &idp, 0)).dir(dir).start();
+    let gw = Gateway::builder(&config(&o, &idp, &dns, 0))
+        .dir(dir)
+        .start();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -124,6 +144,7 @@ fn soak(reloads: usize, over: Duration) {
             Request::get("/plain/a"),
             Request::get("/secure/b").header("authorization", &format!("Bearer {token}")),
             Request::get("/cc/c"),
+            Request::get("/named/d"),
         ],
         200,
         3,
@@ -132,12 +153,13 @@ fn soak(reloads: usize, over: Duration) {
     let probes_before = rate(|| o.health_checks());
     let fetches_before = rate(|| fetches("/jwks"));
     let (jwks_at_start, tokens_at_start) = (fetches("/jwks"), fetches("/token"));
+    let lookups_at_start = lookups();
 
     let pause = over / reloads as u32;
     let mut rss_early = 0;
     let started = Instant::now();
     for n in 1..=reloads {
-        gw.reload(&config(&o, &idp, n));
+        gw.reload(&config(&o, &idp, &dns, n));
         if n == 10.min(reloads) {
             rss_early = rss_kib(gw.pid());
         }
@@ -150,6 +172,7 @@ fn soak(reloads: usize, over: Duration) {
     assert_eq!(gw.generation(), 1 + reloads as u64);
     let jwks_during = fetches("/jwks") - jwks_at_start;
     let tokens_during = fetches("/token") - tokens_at_start;
+    let lookups_during = lookups() - lookups_at_start;
 
     let probes_after = rate(|| o.health_checks());
     let fetches_after = rate(|| fetches("/jwks"));
@@ -158,7 +181,8 @@ fn soak(reloads: usize, over: Duration) {
     eprintln!(
         "{reloads} reloads in {took:?}; load {tally:?}; health probes/s {probes_before:.1} -> \
          {probes_after:.1}; JWKS fetches/s {fetches_before:.2} -> {fetches_after:.2}; during \
-         the reloads {jwks_during} JWKS fetches and {tokens_during} token requests; RSS \
+         the reloads {jwks_during} JWKS fetches, {tokens_during} token requests and \
+         {lookups_during} DNS lookups; RSS \
          after reload 10 {rss_early} KiB, at the end {rss_end} KiB"
     );
 
@@ -194,6 +218,10 @@ fn soak(reloads: usize, over: Duration) {
         (tokens_during as f64) <= token_refreshes * 1.3 + 2.0
             && (tokens_during as f64) >= token_refreshes * 0.5,
         "{tokens_during} token requests in {secs:.0} s of reloads (one refresh per {TOKEN_REFRESH:?})"
+    );
+    assert!(
+        (lookups_during as f64) <= secs * 1.3 + 2.0 && (lookups_during as f64) >= secs * 0.5,
+        "{lookups_during} DNS lookups of {DNS_NAME} (TTL 1 s) in {secs:.0} s of reloads"
     );
     assert!(
         rss_end <= rss_early + RSS_SLACK_KIB,
