@@ -172,9 +172,10 @@ pub fn run_upgradable(
         threads = gateway.threads,
         "ficus started"
     );
-    crate::upgrade::announce_when_ready(shared.clone(), ack);
+    let signals = Signals::install(shared.clone(), handover)?;
+    crate::upgrade::announce_when_ready(shared, ack);
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { shared, handover }),
+        shutdown_signal: Box::new(signals),
     });
     Ok(())
 }

@@ -12,69 +12,128 @@
 
 use async_trait::async_trait;
 use pingora_core::server::{ShutdownSignal, ShutdownSignalWatch};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 use crate::runtime::Shared;
+use crate::server::ServerError;
 use crate::upgrade::HandOver;
 
 /// How often the drain watcher checks the in-flight count after SIGTERM.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
+/// A signal that ends or hands over the process (SIGINT is acted on where it arrives).
+#[derive(Debug, Clone, Copy)]
+enum Received {
+    Term,
+    Quit,
+}
+
 /// Waits for the signal that ends the process (see the module docs).
 pub struct Signals {
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
     /// The sockets to hand over on SIGQUIT (`--upgrade-socket`).
-    pub handover: Option<Arc<HandOver>>,
+    handover: Option<Arc<HandOver>>,
+    received: Mutex<Option<mpsc::UnboundedReceiver<Received>>>,
+}
+
+impl Signals {
+    /// Installs the handlers now, on a thread of their own, before any service starts: a
+    /// signal sent as soon as the ready file appears is then queued, never lost, and never
+    /// meets the default action (for SIGQUIT, ending the process with a core dump).
+    pub fn install(
+        shared: Arc<Shared>,
+        handover: Option<Arc<HandOver>>,
+    ) -> Result<Signals, ServerError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (installed_tx, installed) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("ficus-signals".into())
+            .spawn(move || watch(tx, installed_tx))
+            .map_err(|e| ServerError::Start(format!("signal handling: {e}")))?;
+        installed
+            .recv()
+            .map_err(|_| ServerError::Start("signal handling did not start".into()))?
+            .map_err(|e| ServerError::Start(format!("cannot install signal handlers: {e}")))?;
+        Ok(Signals {
+            shared,
+            handover,
+            received: Mutex::new(Some(rx)),
+        })
+    }
+}
+
+/// The signal thread: forwards SIGTERM and SIGQUIT, and exits the process on SIGINT
+/// (whatever else is under way: a drain, a hand-over).
+fn watch(
+    tx: mpsc::UnboundedSender<Received>,
+    installed: std::sync::mpsc::Sender<std::io::Result<()>>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = installed.send(Err(e));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let (mut term, mut int, mut quit) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) {
+            (Ok(t), Ok(i), Ok(q)) => (t, i, q),
+            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+                let _ = installed.send(Err(e));
+                return;
+            }
+        };
+        let _ = installed.send(Ok(()));
+        loop {
+            let got = tokio::select! {
+                _ = int.recv() => stop_now(),
+                _ = term.recv() => Received::Term,
+                _ = quit.recv() => Received::Quit,
+            };
+            if tx.send(got).is_err() {
+                return;
+            }
+        }
+    });
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::quit()),
-        ) else {
-            tracing::error!("cannot install signal handlers; stopping");
+        let Some(mut received) = self.received.lock().ok().and_then(|mut r| r.take()) else {
             return ShutdownSignal::FastShutdown;
         };
-        let signal = loop {
-            tokio::select! {
-                _ = int.recv() => stop_now(),
-                _ = term.recv() => break self.drain("SIGTERM"),
-                _ = quit.recv() => {
+        loop {
+            match received.recv().await {
+                Some(Received::Term) => return self.drain("SIGTERM"),
+                Some(Received::Quit) => {
                     let Some(handover) = self.handover.clone() else {
-                        break self.drain("SIGQUIT");
+                        return self.drain("SIGQUIT");
                     };
                     tracing::info!("SIGQUIT: handing the listening sockets to a new process");
-                    let sent = tokio::task::spawn_blocking(move || handover.run());
-                    let outcome = tokio::select! {
-                        _ = int.recv() => stop_now(),
-                        r = sent => r,
-                    };
-                    match outcome {
+                    match tokio::task::spawn_blocking(move || handover.run()).await {
                         Ok(Ok(pid)) => {
                             tracing::info!(pid, "upgrade: the new process serves");
                             self.shared.set_handed_over();
-                            break self.drain("upgrade");
+                            return self.drain("upgrade");
                         }
-                        Ok(Err(e)) => {
-                            tracing::error!("upgrade failed, still serving: {e}")
-                        }
+                        Ok(Err(e)) => tracing::error!("upgrade failed, still serving: {e}"),
                         Err(e) => tracing::error!("upgrade failed, still serving: {e}"),
                     }
                 }
+                None => return ShutdownSignal::FastShutdown,
             }
-        };
-        // Ctrl-C still means "stop now" while draining. pingora's server runtime is a
-        // multi-thread one, so this task keeps running after `recv` has returned.
-        tokio::spawn(async move {
-            int.recv().await;
-            stop_now();
-        });
-        signal
+        }
     }
 }
 

@@ -59,7 +59,11 @@ fn start_new(gw: &Gateway, sock: &Path, ready: &Path) -> Process {
         .start()
 }
 
+/// The addresses in a ready file, waiting up to 5 s for it: a process writes it as it
+/// reports ready, from another task than the one that tells the old process or systemd.
 fn ready_addrs(path: &Path) -> serde_json::Value {
+    poll_until(Duration::from_secs(5), || path.exists().then_some(()))
+        .unwrap_or_else(|| panic!("no ready file {}", path.display()));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -192,6 +196,8 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
 }
 
 /// The order of the two steps is not a race: SIGQUIT first, the new process a moment later.
+/// The SIGQUIT goes out as soon as the ready file exists, so this also checks that the
+/// handlers are in place by then (SIGQUIT's default action ends the process).
 #[test]
 fn sigquit_before_the_new_process_starts_still_hands_over() {
     let o = Origin::start("o");
@@ -209,7 +215,7 @@ fn sigquit_before_the_new_process_starts_still_hands_over() {
         old.logs(),
         new.logs_excerpt()
     );
-    assert!(ready.exists());
+    assert_eq!(ready_addrs(&ready)["admin"], old.admin.to_string());
     assert_eq!(old.get("/after").status, 200);
 }
 
@@ -342,7 +348,7 @@ fn systemd_is_told_ready_and_then_the_new_main_pid() {
     let old_ready = dir.path().join("old.json");
     let mut old = run("ficus (old)", &old_ready, false);
     assert_eq!(recv(), "READY=1");
-    assert!(old_ready.exists());
+    assert!(ready_addrs(&old_ready)["admin"].is_string());
 
     let new_ready = dir.path().join("new.json");
     let new = run("ficus (new)", &new_ready, true);

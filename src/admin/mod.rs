@@ -240,11 +240,13 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
         }
         // Never signalled: the admin listener lives until the process exits.
         let (_keep, never) = tokio::sync::watch::channel(false);
+        // After a binary upgrade the new process answers on this socket.
+        let handed_over = self.app.shared.handed_over();
+        tokio::pin!(handed_over);
         loop {
-            // After a binary upgrade the new process answers on this socket.
             let accepted = tokio::select! {
                 a = listener.accept() => a,
-                () = self.app.shared.handed_over() => return,
+                () = &mut handed_over => return,
             };
             let Ok((stream, _)) = accepted else {
                 continue;
