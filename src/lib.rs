@@ -28,5 +28,7 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod shadow;
+pub mod signals;
 pub mod sockets;
+pub mod upgrade;
 pub mod upstream;

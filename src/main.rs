@@ -32,6 +32,15 @@ struct RunOptions {
     /// config this is how to learn the ports the system chose.
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
+    /// The unix socket of binary upgrades (the same for the old and the new process). With
+    /// it, SIGQUIT hands the listening sockets to a `ficus run --upgrade` process waiting
+    /// here, then drains; without it, SIGQUIT drains like SIGTERM. See docs/operations.md.
+    #[arg(long, value_name = "PATH")]
+    upgrade_socket: Option<PathBuf>,
+    /// Take the listening sockets over from the running ficus (binary upgrade): wait at
+    /// --upgrade-socket for it, then send it SIGQUIT.
+    #[arg(long, requires = "upgrade_socket")]
+    upgrade: bool,
 }
 
 impl RunOptions {
@@ -39,6 +48,15 @@ impl RunOptions {
     fn or(self, fallback: RunOptions) -> RunOptions {
         RunOptions {
             ready_file: self.ready_file.or(fallback.ready_file),
+            upgrade_socket: self.upgrade_socket.or(fallback.upgrade_socket),
+            upgrade: self.upgrade || fallback.upgrade,
+        }
+    }
+
+    fn upgrade(&self) -> ficus::server::UpgradeOptions {
+        ficus::server::UpgradeOptions {
+            socket: self.upgrade_socket.clone(),
+            take_over: self.upgrade,
         }
     }
 
@@ -97,6 +115,10 @@ fn main() -> ExitCode {
             eprintln!("error: --ready-file is an option of `run` and `demo`");
             return ExitCode::from(2);
         }
+        Some(_) if cli.run.upgrade_socket.is_some() => {
+            eprintln!("error: --upgrade and --upgrade-socket are options of `run`");
+            return ExitCode::from(2);
+        }
         Some(other) => other,
     };
     match command {
@@ -112,7 +134,8 @@ fn main() -> ExitCode {
             for w in &cfg.warnings {
                 tracing::warn!("{w}");
             }
-            match ficus::server::run(cfg, opts.ready_file(), |_| {}) {
+            let upgrade = opts.upgrade();
+            match ficus::server::run_upgradable(cfg, opts.ready_file(), upgrade, |_| {}) {
                 Ok(()) => {
                     ficus::logging::flush();
                     ExitCode::SUCCESS
@@ -151,6 +174,10 @@ fn main() -> ExitCode {
                 .and_then(ficus::cli::status::status),
         ),
         Command::Demo(opts) => {
+            if opts.upgrade_socket.is_some() {
+                eprintln!("error: --upgrade and --upgrade-socket are options of `run`");
+                return ExitCode::from(2);
+            }
             ficus::logging::init(false);
             match ficus::demo::run(&cli.config, opts.ready_file()) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -226,6 +226,9 @@ pub struct Shared {
     inflight: AtomicUsize,
     draining: AtomicBool,
     listening: AtomicBool,
+    /// Set once a binary upgrade handed the listening sockets to a new process: the admin
+    /// listener stops accepting (the new process answers on the same socket).
+    handed_over: tokio::sync::watch::Sender<bool>,
     /// The snapshot's generation, readable without touching the snapshot (connection
     /// loops use it to refresh what they cached).
     generation: AtomicU64,
@@ -276,6 +279,7 @@ impl Shared {
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),
+            handed_over: tokio::sync::watch::Sender::new(false),
             generation: AtomicU64::new(1),
             started: std::time::Instant::now(),
             config_path: path,
@@ -313,6 +317,17 @@ impl Shared {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Records that a new process serves the listening sockets ([`crate::upgrade`]).
+    pub fn set_handed_over(&self) {
+        self.handed_over.send_replace(true);
+    }
+
+    /// Resolves once the listening sockets were handed to a new process.
+    pub async fn handed_over(&self) {
+        let mut rx = self.handed_over.subscribe();
+        let _ = rx.wait_for(|h| *h).await;
     }
 
     /// Marks the proxy listeners as accepting connections.

@@ -1,21 +1,17 @@
 //! Wires ficus into a pingora server: proxy listeners (plain, h2c, TLS with SNI), the admin
-//! listener, background services, and our own signal handling.
-//!
-//! Pingora's stock SIGTERM handling sleeps for the whole grace period even when nothing is
-//! in flight. ficus instead stops accepting, waits until in-flight requests reach zero or the
-//! configured grace period ends, and exits. SIGINT exits at once.
+//! listener, background services, and our own signal handling ([`crate::signals`]). The
+//! listening sockets are bound by ficus ([`crate::sockets`]) or, in a binary upgrade, taken
+//! over from the running process ([`crate::upgrade`]).
 
-use async_trait::async_trait;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::admin::{AdminServer, Readiness};
@@ -26,7 +22,9 @@ use crate::proxy::Gateway;
 use crate::registry::background::RegistryTasks;
 use crate::reload::ConfigWatcher;
 use crate::runtime::Shared;
+use crate::signals::Signals;
 use crate::sockets::{BoundSocket, BoundSockets, PreBound, ReadyFile};
+use crate::upgrade::{HandOver, ReadyAck};
 use crate::upstream::credentials::CredentialTasks;
 
 #[derive(Debug, Error)]
@@ -40,8 +38,14 @@ pub enum ServerError {
 /// pingora's own post-SIGTERM wait; never reached in practice (see `Signals::drain`).
 const PINGORA_GRACE_BACKSTOP_SECS: u64 = 24 * 3600;
 
-/// How often the drain watcher checks the in-flight count after SIGTERM.
-const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// How this process takes part in a binary upgrade ([`crate::upgrade`]).
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeOptions {
+    /// `--upgrade-socket`: where the sockets are handed over. Without it, SIGQUIT drains.
+    pub socket: Option<PathBuf>,
+    /// `--upgrade`: take the listening sockets over from the process running now.
+    pub take_over: bool,
+}
 
 /// Builds and runs the server until a signal stops it. Extra services (the demo's sample
 /// origins) can be added by the caller through `extra`. With a `ready_file`, the actual
@@ -51,13 +55,28 @@ pub fn run(
     ready_file: Option<ReadyFile>,
     extra: impl FnOnce(&mut Server),
 ) -> Result<(), ServerError> {
+    run_upgradable(config, ready_file, UpgradeOptions::default(), extra)
+}
+
+/// [`run`], taking part in binary upgrades as `upgrade` says.
+pub fn run_upgradable(
+    config: Config,
+    ready_file: Option<ReadyFile>,
+    upgrade: UpgradeOptions,
+    extra: impl FnOnce(&mut Server),
+) -> Result<(), ServerError> {
     let gateway = config.gateway.clone();
     if let Some(f) = &ready_file {
         f.clear()?;
     }
-    // Bound here, not by pingora: an address in use fails the start at once (pingora would
-    // retry for 30 s), and port 0 gets a real port that the ready file reports.
-    let sockets = BoundSockets::bind(&gateway)?;
+    let (sockets, ack) = listening_sockets(&gateway, &upgrade)?;
+    let handover = match &upgrade.socket {
+        Some(path) => Some(Arc::new(
+            HandOver::new(path.clone(), &sockets)
+                .map_err(|e| ServerError::Start(format!("upgrade: {e}")))?,
+        )),
+        None => None,
+    };
     let bound = sockets.addresses();
     let shared = Shared::new(config);
 
@@ -153,10 +172,33 @@ pub fn run(
         threads = gateway.threads,
         "ficus started"
     );
+    let signals = Signals::install(shared.clone(), handover)?;
+    crate::upgrade::announce_when_ready(shared, ack);
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { shared }),
+        shutdown_signal: Box::new(signals),
     });
     Ok(())
+}
+
+/// The listening sockets: bound here, not by pingora (an address in use fails the start at
+/// once, where pingora would retry for 30 s, and port 0 gets a real port that the ready
+/// file reports), or taken over from the running process in an upgrade, with the answer
+/// it waits for.
+fn listening_sockets(
+    gateway: &crate::config::GatewaySettings,
+    upgrade: &UpgradeOptions,
+) -> Result<(BoundSockets, Option<ReadyAck>), ServerError> {
+    if !upgrade.take_over {
+        return Ok((BoundSockets::bind(gateway)?, None));
+    }
+    let path = upgrade
+        .socket
+        .as_ref()
+        .ok_or_else(|| ServerError::Start("--upgrade needs --upgrade-socket".into()))?;
+    let inherited = crate::upgrade::take_over(path, crate::upgrade::TAKEOVER_WAIT)
+        .map_err(|e| ServerError::Start(format!("upgrade: {e}")))?;
+    let sockets = BoundSockets::inherit(gateway, inherited.listeners, inherited.admin)?;
+    Ok((sockets, Some(inherited.ack)))
 }
 
 /// Adds listener `l`, already bound at `addr` (its configured address with the actual port).
@@ -274,84 +316,4 @@ fn load_certified_key(cert: &Path, key: &Path) -> Result<rustls::sign::Certified
     let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
         .map_err(|e| err(key, e.to_string()))?;
     Ok(rustls::sign::CertifiedKey::new(chain, signing))
-}
-
-/// ficus's signal handling (see the module docs).
-struct Signals {
-    shared: Arc<Shared>,
-}
-
-#[async_trait]
-impl ShutdownSignalWatch for Signals {
-    async fn recv(&self) -> ShutdownSignal {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::quit()),
-        ) else {
-            tracing::error!("cannot install signal handlers; stopping");
-            return ShutdownSignal::FastShutdown;
-        };
-        let signal = tokio::select! {
-            _ = int.recv() => stop_now(),
-            _ = term.recv() => self.drain("SIGTERM"),
-            _ = quit.recv() => self.drain("SIGQUIT"),
-        };
-        // Ctrl-C still means "stop now" while draining. pingora's server runtime is a
-        // multi-thread one, so this task keeps running after `recv` has returned.
-        tokio::spawn(async move {
-            int.recv().await;
-            stop_now();
-        });
-        signal
-    }
-}
-
-/// Exits directly: pingora's fast shutdown can leave accept loops spinning on a runtime that
-/// is shutting down. Ctrl-C means "stop now".
-fn stop_now() -> ShutdownSignal {
-    tracing::info!("SIGINT: stopping now");
-    crate::logging::flush();
-    std::process::exit(0);
-}
-
-impl Signals {
-    /// Marks the gateway as draining and starts the watcher that exits the process once the
-    /// last in-flight request is done or the grace period is over. Pingora closes the
-    /// listeners when this returns.
-    fn drain(&self, signal: &str) -> ShutdownSignal {
-        let grace = self.shared.runtime().config.gateway.grace_period;
-        tracing::info!(
-            ?grace,
-            inflight = self.shared.inflight(),
-            "{signal}: draining"
-        );
-        self.shared.set_draining();
-        let shared = self.shared.clone();
-        let deadline = Instant::now() + grace;
-        std::thread::spawn(move || {
-            // Give pingora a moment to close the listening sockets before the first check, so
-            // a request accepted just before the signal is counted.
-            std::thread::sleep(DRAIN_POLL * 5);
-            loop {
-                let inflight = shared.inflight();
-                if inflight == 0 {
-                    tracing::info!("drained: no requests in flight, exiting");
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    tracing::warn!(
-                        inflight,
-                        "grace period over, exiting with requests in flight"
-                    );
-                    break;
-                }
-                std::thread::sleep(DRAIN_POLL);
-            }
-            crate::logging::flush();
-            std::process::exit(0);
-        });
-        ShutdownSignal::GracefulTerminate
-    }
 }

@@ -50,6 +50,42 @@ impl BoundSockets {
         Ok(BoundSockets { proxy, admin })
     }
 
+    /// The sockets a running process handed over in a binary upgrade ([`crate::upgrade`]),
+    /// matched to this config's listeners: by address, and a port-`0` listener takes the
+    /// handed-over socket on the same IP in the same order. A listener the old process did
+    /// not have is bound here; a handed-over socket this config no longer names is closed
+    /// (it stops accepting when the old process exits).
+    pub fn inherit(
+        gateway: &GatewaySettings,
+        mut listeners: Vec<(SocketAddr, TcpListener)>,
+        admin: (SocketAddr, TcpListener),
+    ) -> Result<BoundSockets, ServerError> {
+        let mut proxy = Vec::with_capacity(gateway.listeners.len());
+        for l in &gateway.listeners {
+            let socket = match claim(&mut listeners, l.addr) {
+                Some((addr, socket)) => BoundSocket::adopt(addr, socket),
+                None => {
+                    tracing::info!(addr = %l.addr, "upgrade: a new listener, bound here");
+                    BoundSocket::bind(l.addr)
+                }
+            };
+            proxy
+                .push(socket.map_err(|e| {
+                    ServerError::Start(format!("cannot listen on {}: {e}", l.addr))
+                })?);
+        }
+        for (addr, _) in &listeners {
+            tracing::warn!(%addr, "upgrade: listener no longer configured; it closes with the old process");
+        }
+        let mut admins = vec![admin];
+        let admin = match claim(&mut admins, gateway.admin) {
+            Some((addr, socket)) => BoundSocket::adopt(addr, socket),
+            None => BoundSocket::bind(gateway.admin),
+        }
+        .map_err(|e| ServerError::Start(format!("admin listener {}: {e}", gateway.admin)))?;
+        Ok(BoundSockets { proxy, admin })
+    }
+
     /// The actual addresses, for the ready file and the start-up log line.
     pub fn addresses(&self) -> BoundAddresses {
         BoundAddresses {
@@ -59,7 +95,24 @@ impl BoundSockets {
     }
 }
 
+/// Takes the socket listening on `want` out of `pool`: the one with that exact address, or,
+/// for port `0`, the first one on the same IP.
+fn claim<T>(pool: &mut Vec<(SocketAddr, T)>, want: SocketAddr) -> Option<(SocketAddr, T)> {
+    let at = pool.iter().position(|(a, _)| *a == want).or_else(|| {
+        (want.port() == 0)
+            .then(|| pool.iter().position(|(a, _)| a.ip() == want.ip()))
+            .flatten()
+    })?;
+    Some(pool.remove(at))
+}
+
 impl BoundSocket {
+    /// A socket bound elsewhere (handed over by the old process in an upgrade).
+    fn adopt(addr: SocketAddr, socket: TcpListener) -> std::io::Result<BoundSocket> {
+        socket.set_nonblocking(true)?;
+        Ok(BoundSocket { addr, socket })
+    }
+
     fn bind(addr: SocketAddr) -> std::io::Result<BoundSocket> {
         // std sets SO_REUSEADDR on Unix, as pingora's own bind does.
         let socket = TcpListener::bind(addr)?;
@@ -258,6 +311,23 @@ mod tests {
         file.clear().unwrap();
         assert!(!file.path.exists());
         file.clear().unwrap();
+    }
+
+    #[test]
+    fn handed_over_sockets_are_claimed_by_address_then_port_zero_by_ip() {
+        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+        let c: SocketAddr = "[::1]:4002".parse().unwrap();
+        let mut pool = vec![(a, 'a'), (b, 'b'), (c, 'c')];
+        assert_eq!(claim(&mut pool, b), Some((b, 'b')));
+        assert_eq!(claim(&mut pool, "[::1]:0".parse().unwrap()), Some((c, 'c')));
+        assert_eq!(claim(&mut pool, "127.0.0.2:0".parse().unwrap()), None);
+        assert_eq!(claim(&mut pool, "127.0.0.1:4005".parse().unwrap()), None);
+        assert_eq!(
+            claim(&mut pool, "127.0.0.1:0".parse().unwrap()),
+            Some((a, 'a'))
+        );
+        assert!(pool.is_empty());
     }
 
     #[test]

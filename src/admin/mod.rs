@@ -240,8 +240,15 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
         }
         // Never signalled: the admin listener lives until the process exits.
         let (_keep, never) = tokio::sync::watch::channel(false);
+        // After a binary upgrade the new process answers on this socket.
+        let handed_over = self.app.shared.handed_over();
+        tokio::pin!(handed_over);
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = &mut handed_over => return,
+            };
+            let Ok((stream, _)) = accepted else {
                 continue;
             };
             // The response head and body are written separately: without TCP_NODELAY,

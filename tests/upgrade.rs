@@ -1,0 +1,364 @@
+//! Zero-downtime binary upgrade: a running ficus hands its proxy and admin listeners to a
+//! `ficus run --upgrade` process (SIGQUIT to the old one, docs/operations.md) while clients
+//! keep sending requests, on keep-alive and on new connections.
+
+mod common;
+mod load;
+use common::*;
+use load::{Load, Request};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Load threads on keep-alive connections and on a new connection per request.
+const KEEPALIVE_CLIENTS: usize = 4;
+const FRESH_CLIENTS: usize = 2;
+
+fn config(o: &Origin) -> String {
+    ConfigBuilder::new()
+        .gateway(|g| {
+            g.set_str("grace_period", "5s");
+            g.set("access_log", r#""off""#);
+        })
+        .service("o", &[o.addr()])
+        .catch_all("o")
+        .build()
+}
+
+/// The old gateway, listening for upgrades at `sock`.
+fn old_gateway(cfg: &str, sock: &Path) -> Gateway {
+    let sock = sock.display().to_string();
+    Gateway::builder(cfg)
+        .args(move |p| {
+            vec![
+                "run".into(),
+                "--config".into(),
+                p.display().to_string(),
+                "--upgrade-socket".into(),
+                sock.clone(),
+            ]
+        })
+        .start()
+}
+
+/// Starts `ficus run --upgrade` on the old gateway's config; returns at once (it waits at
+/// `sock` for the old process).
+fn start_new(gw: &Gateway, sock: &Path, ready: &Path) -> Process {
+    ProcessBuilder::new("ficus (new)", bin())
+        .args([
+            "run".to_string(),
+            "--config".into(),
+            gw.config_path().display().to_string(),
+            "--upgrade".into(),
+            "--upgrade-socket".into(),
+            sock.display().to_string(),
+            "--ready-file".into(),
+            ready.display().to_string(),
+        ])
+        .env("NO_COLOR", "1")
+        .stop_signal(libc::SIGINT)
+        .start()
+}
+
+/// The addresses in a ready file, waiting up to 5 s for it: a process writes it as it
+/// reports ready, from another task than the one that tells the old process or systemd.
+fn ready_addrs(path: &Path) -> serde_json::Value {
+    poll_until(Duration::from_secs(5), || path.exists().then_some(()))
+        .unwrap_or_else(|| panic!("no ready file {}", path.display()));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn sock_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("upgrade.sock")
+}
+
+#[test]
+fn upgrade_under_load_refuses_nothing_and_fails_nothing() {
+    let o = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = sock_path(&dir);
+    let mut old = old_gateway(&config(&o), &sock);
+    let old_pid = old.pid();
+    let load = Load::start(
+        old.listen,
+        vec![Request::get("/a"), Request::get("/b/c")],
+        200,
+        KEEPALIVE_CLIENTS,
+        FRESH_CLIENTS,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let before = load.snapshot();
+
+    let ready = dir.path().join("new-ready.json");
+    let mut new = start_new(&old, &sock, &ready);
+    assert!(
+        poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some(),
+        "the new process never opened {}\n{}",
+        sock.display(),
+        new.logs_excerpt()
+    );
+    old.signal(libc::SIGQUIT);
+    assert!(
+        poll_until(Duration::from_secs(20), || ready.exists().then_some(())).is_some(),
+        "the new process never became ready\n{}\n{}",
+        new.logs_excerpt(),
+        old.logs()
+    );
+    let status = old.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the old process did not drain and exit: {status:?}\n{}",
+        old.logs()
+    );
+    assert!(
+        new.is_running(),
+        "the new process died\n{}",
+        new.logs_excerpt()
+    );
+    let during = load.snapshot();
+    std::thread::sleep(Duration::from_secs(1));
+    let tally = load.stop();
+
+    eprintln!("load: before the upgrade {before:?}\nat the end {tally:?}");
+    assert_eq!(tally.refused, 0, "refused connections: {:?}", tally.reasons);
+    assert_eq!(
+        tally.failed,
+        0,
+        "failed requests: {:?}\nnew:\n{}",
+        tally.reasons,
+        new.logs_excerpt()
+    );
+    // Each keep-alive connection the old process held is closed once as it drains (see
+    // tests/load): a client retries at most about once per connection it had there.
+    assert!(
+        tally.retried <= 2 * KEEPALIVE_CLIENTS as u64,
+        "{} retries on closed keep-alive connections",
+        tally.retried
+    );
+    // The load really ran on both sides of the upgrade.
+    assert!(before.ok > 100, "too little load before: {before:?}");
+    assert!(
+        tally.ok > during.ok + 100,
+        "too little load after the old process exited: {during:?} -> {tally:?}"
+    );
+
+    // Same addresses, the admin listener included, now answered by the new process.
+    let addrs = ready_addrs(&ready);
+    assert_eq!(addrs["listeners"][0], old.listen.to_string());
+    assert_eq!(addrs["admin"], old.admin.to_string());
+    let readyz = old.admin_get("/readyz").expect("GET /readyz");
+    assert_eq!(readyz.status, 200, "{}", readyz.text());
+    assert!(
+        old.logs().contains("upgrade: the new process serves"),
+        "{}",
+        old.logs()
+    );
+    let logs = new.logs();
+    assert!(
+        logs.contains(&format!("from={old_pid}")),
+        "the new process does not name the old one: {logs}"
+    );
+    assert_eq!(old.get("/after").status, 200);
+}
+
+/// SIGQUIT with no new process waiting: the old process says so and keeps serving, on its
+/// proxy and its admin listener.
+#[test]
+fn a_failed_upgrade_leaves_the_old_process_serving() {
+    let o = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = sock_path(&dir);
+    let mut gw = old_gateway(&config(&o), &sock);
+    gw.signal(libc::SIGQUIT);
+    assert!(
+        poll_until(Duration::from_secs(20), || gw
+            .logs()
+            .contains("upgrade failed, still serving")
+            .then_some(()))
+        .is_some(),
+        "{}",
+        gw.logs()
+    );
+    assert!(gw.is_running());
+    assert_eq!(gw.get("/x").status, 200);
+    assert_eq!(gw.admin_get("/readyz").unwrap().status, 200);
+    // A second attempt can still succeed.
+    let ready = dir.path().join("new-ready.json");
+    let new = start_new(&gw, &sock, &ready);
+    assert!(poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some());
+    gw.signal(libc::SIGQUIT);
+    assert!(
+        gw.wait_exit(Duration::from_secs(20)).is_some(),
+        "{}\n{}",
+        gw.logs(),
+        new.logs_excerpt()
+    );
+    assert_eq!(gw.get("/y").status, 200);
+}
+
+/// The order of the two steps is not a race: SIGQUIT first, the new process a moment later.
+/// The SIGQUIT goes out as soon as the ready file exists, so this also checks that the
+/// handlers are in place by then (SIGQUIT's default action ends the process).
+#[test]
+fn sigquit_before_the_new_process_starts_still_hands_over() {
+    let o = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = sock_path(&dir);
+    let mut old = old_gateway(&config(&o), &sock);
+    old.signal(libc::SIGQUIT);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(old.get("/before").status, 200);
+    let ready = dir.path().join("new-ready.json");
+    let new = start_new(&old, &sock, &ready);
+    assert!(
+        old.wait_exit(Duration::from_secs(20)).is_some(),
+        "{}\n{}",
+        old.logs(),
+        new.logs_excerpt()
+    );
+    assert_eq!(ready_addrs(&ready)["admin"], old.admin.to_string());
+    assert_eq!(old.get("/after").status, 200);
+}
+
+/// The new process's config may differ: a listener only it names is bound fresh, the
+/// others are taken over, and the new process can itself be upgraded again.
+#[test]
+fn an_upgrade_adds_a_listener_and_can_be_upgraded_again() {
+    let o = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = sock_path(&dir);
+    let mut old = old_gateway(&config(&o), &sock);
+    // The old listener by its real address, and a new one on a free port.
+    let two = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set(
+                "listen",
+                format!("[{}, \"127.0.0.1:0\"]", toml_str(&old.listen.to_string())),
+            );
+            g.set_str("admin", &old.admin.to_string());
+            g.set("access_log", r#""off""#);
+        })
+        .service("o", &[o.addr()])
+        .catch_all("o")
+        .build();
+    let cfg2 = dir.path().join("two.toml");
+    std::fs::write(&cfg2, &two).unwrap();
+    let run_new = |ready: &Path| {
+        ProcessBuilder::new("ficus (new)", bin())
+            .args([
+                "run".to_string(),
+                "--config".into(),
+                cfg2.display().to_string(),
+                "--upgrade".into(),
+                "--upgrade-socket".into(),
+                sock.display().to_string(),
+                "--ready-file".into(),
+                ready.display().to_string(),
+            ])
+            .env("NO_COLOR", "1")
+            .stop_signal(libc::SIGINT)
+            .start()
+    };
+    let ready = dir.path().join("second.json");
+    let mut second = run_new(&ready);
+    assert!(poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some());
+    old.signal(libc::SIGQUIT);
+    assert!(
+        old.wait_exit(Duration::from_secs(20)).is_some(),
+        "{}\n{}",
+        old.logs(),
+        second.logs_excerpt()
+    );
+    let addrs = ready_addrs(&ready);
+    assert_eq!(addrs["listeners"][0], old.listen.to_string());
+    let added: std::net::SocketAddr = addrs["listeners"][1].as_str().unwrap().parse().unwrap();
+    assert_ne!(added, old.listen);
+    assert_eq!(get_raw(old.listen, "/x", "t", &[]).status, 200);
+    assert_eq!(get_raw(added, "/y", "t", &[]).status, 200);
+
+    // The second process hands everything over in turn.
+    let ready3 = dir.path().join("third.json");
+    let third = run_new(&ready3);
+    assert!(poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some());
+    second.signal(libc::SIGQUIT);
+    assert!(
+        second.wait_exit(Duration::from_secs(20)).is_some(),
+        "{}\n{}",
+        second.logs_excerpt(),
+        third.logs_excerpt()
+    );
+    assert_eq!(ready_addrs(&ready3), addrs);
+    assert_eq!(get_raw(added, "/z", "t", &[]).status, 200);
+    assert_eq!(old.admin_get("/readyz").unwrap().status, 200);
+}
+
+/// `--upgrade` alone is refused: it needs the socket to take the listeners from.
+#[test]
+fn upgrade_needs_the_upgrade_socket() {
+    let (code, _, err) = ficus(&["run", "--upgrade"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--upgrade-socket"), "{err}");
+}
+
+/// Under systemd (`Type=notify`, `NotifyAccess=all`): the first process says `READY=1`
+/// once it serves; the new one says `MAINPID=<its pid>` and `READY=1` before the old one
+/// drains, so systemd follows the main process across the upgrade.
+#[test]
+fn systemd_is_told_ready_and_then_the_new_main_pid() {
+    let o = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = sock_path(&dir);
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let cfg = dir.path().join("routes.toml");
+    std::fs::write(
+        &cfg,
+        config(&o)
+            .replace("{listen}", "127.0.0.1:0")
+            .replace("{admin}", "127.0.0.1:0"),
+    )
+    .unwrap();
+    let run = |name: &str, ready: &Path, upgrade: bool| {
+        let mut args = vec![
+            "run".to_string(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--upgrade-socket".into(),
+            sock.display().to_string(),
+            "--ready-file".into(),
+            ready.display().to_string(),
+        ];
+        if upgrade {
+            args.push("--upgrade".into());
+        }
+        ProcessBuilder::new(name, bin())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("NOTIFY_SOCKET", notify_path.as_os_str())
+            .stop_signal(libc::SIGINT)
+            .start()
+    };
+    let recv = || {
+        let mut buf = [0u8; 256];
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let old_ready = dir.path().join("old.json");
+    let mut old = run("ficus (old)", &old_ready, false);
+    assert_eq!(recv(), "READY=1");
+    assert!(ready_addrs(&old_ready)["admin"].is_string());
+
+    let new_ready = dir.path().join("new.json");
+    let new = run("ficus (new)", &new_ready, true);
+    assert!(poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some());
+    old.signal(libc::SIGQUIT);
+    assert_eq!(recv(), format!("MAINPID={}\nREADY=1", new.pid()));
+    assert!(
+        old.wait_exit(Duration::from_secs(10)).is_some(),
+        "{}",
+        old.logs_excerpt()
+    );
+    assert_eq!(ready_addrs(&new_ready), ready_addrs(&old_ready));
+}
