@@ -56,6 +56,13 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// The longest a write to the client may wait (a client that stops reading).
     pub send_timeout: Duration,
+    /// The most connections the admin listener holds open at once; more are closed as
+    /// soon as they are accepted (`src/admin/guard.rs`).
+    pub admin_connections: usize,
+    /// File descriptors the admin listener never takes from the proxy: it refuses
+    /// connections while fewer than this many are left. `None`: a quarter of the limit, at
+    /// most [`crate::admin::guard::DEFAULT_RESERVED_FDS`].
+    pub admin_reserved_fds: Option<usize>,
 }
 
 impl Default for Limits {
@@ -69,6 +76,8 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            admin_connections: 64,
+            admin_reserved_fds: None,
         }
     }
 }
@@ -93,6 +102,11 @@ pub struct GatewaySettings {
     /// `[gateway] legacy`: the services the migration board counts as the legacy (checked
     /// against the services when the config is compiled); empty when unset.
     pub legacy: Vec<String>,
+    /// `admin_reads_need_token`: admin reads (registry, metrics, board, shadow) need the
+    /// registry token even on a loopback admin listener. On one other hosts can reach they
+    /// always do (the admin listener judges its own bound address); `/healthz` and
+    /// `/readyz` never do.
+    pub admin_reads_need_token: bool,
 }
 
 /// What the gateway does with W3C trace context (`traceparent`).
@@ -154,6 +168,7 @@ pub(super) fn compile_gateway(c: &mut Compiler<'_>, g: &RawGateway) -> GatewaySe
         rate_limit: g.rate_limit.as_ref().map(|n| n.get_ref().clone()),
         // Filled in by `compile_legacy` once the services are known.
         legacy: Vec::new(),
+        admin_reads_need_token: g.admin_reads_need_token.unwrap_or(false),
     }
 }
 
@@ -295,15 +310,34 @@ fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
                 "every response would time out as soon as the client's buffers fill",
             )
             .unwrap_or(d.send_timeout),
+        admin_connections: admin_connections(c, l).unwrap_or(d.admin_connections),
+        admin_reserved_fds: l.admin_reserved_fds.or(d.admin_reserved_fds),
     }
 }
 
-/// Refuses an admin listener that other hosts can reach while registry writes need no
-/// credential: anyone who reaches it could register an instance into a service's pool and
-/// receive that service's traffic. `registration_open` says whether any service accepts
-/// self-registration. An unspecified address (`0.0.0.0`, `[::]`) counts as reachable, like
-/// every address that is not loopback. A token key that was given but is unusable (an
-/// unset `token_env`, an empty `token`) is already an error of its own.
+/// `admin_connections`, which must let at least one connection in.
+fn admin_connections(c: &mut Compiler<'_>, l: &RawLimits) -> Option<usize> {
+    let n = l.admin_connections.as_ref()?;
+    if *n.get_ref() == 0 {
+        c.d.error_hint(
+            span_of(n),
+            "gateway.limits.admin_connections",
+            "0 would close every admin connection, health checks included".to_string(),
+            "leave it out for the default (64) or give a positive number".to_string(),
+        );
+        return None;
+    }
+    Some(*n.get_ref())
+}
+
+/// Refuses an admin listener whose writes or reads would need no credential while they
+/// must: anyone who reaches a listener other hosts can reach could register an instance
+/// into a service's pool and receive that service's traffic, or read the registry, the
+/// metrics and the migration figures. `registration_open` says whether any service
+/// accepts self-registration. An unspecified address (`0.0.0.0`, `[::]`) counts as
+/// reachable, like every address that is not loopback; on loopback the token is needed
+/// only with `admin_reads_need_token = true`. A token key that was given but is unusable
+/// (an unset `token_env`, an empty `token`) is already an error of its own.
 pub(super) fn check_registry_writes_are_guarded(
     c: &mut Compiler<'_>,
     g: &RawGateway,
@@ -312,27 +346,53 @@ pub(super) fn check_registry_writes_are_guarded(
     registration_open: bool,
 ) {
     let token_given = registry.token.is_some() || registry.token_env.is_some();
-    if !registration_open || token_given || admin.ip().to_canonical().is_loopback() {
+    let loopback = admin.ip().to_canonical().is_loopback();
+    let reads_need_token = g.admin_reads_need_token.unwrap_or(false);
+    if token_given || (loopback && !reads_need_token) {
         return;
     }
     // Without an `admin` key the listener is on loopback, so the key is always there.
     let span = g.admin.as_ref().map_or(0..0, span_of);
     let port = admin.port();
-    c.d.error_hint(
-        span,
-        "gateway.admin",
-        format!(
-            "the admin listener {admin} can be reached from other hosts, and registry writes \
-             need no token: anyone who reaches it could register an instance and receive a \
-             service's traffic"
-        ),
-        format!(
-            "set `[registry] token_env = \"NAME\"` (the environment variable holding the \
-             bearer token) or `token`, or bind `admin` to loopback (\"127.0.0.1:{port}\" or \
-             \"[::1]:{port}\"; a changed `admin` applies at the next restart), or turn \
-             self-registration off with `[registry] registration = false`"
-        ),
-    );
+    let fix = "set `[registry] token_env = \"NAME\"` (the environment variable holding the \
+               bearer token) or `token`";
+    if loopback {
+        c.d.error_hint(
+            span,
+            "gateway.admin_reads_need_token",
+            "`admin_reads_need_token = true` but no token is configured: every admin read \
+             but /healthz and /readyz would be refused",
+            format!("{fix}, or leave `admin_reads_need_token` out"),
+        );
+    } else if registration_open {
+        c.d.error_hint(
+            span,
+            "gateway.admin",
+            format!(
+                "the admin listener {admin} can be reached from other hosts, and registry \
+                 writes need no token: anyone who reaches it could register an instance and \
+                 receive a service's traffic"
+            ),
+            format!(
+                "{fix}, or bind `admin` to loopback (\"127.0.0.1:{port}\" or \"[::1]:{port}\"; \
+                 a changed `admin` applies at the next restart)"
+            ),
+        );
+    } else {
+        c.d.error_hint(
+            span,
+            "gateway.admin",
+            format!(
+                "the admin listener {admin} can be reached from other hosts, and no token is \
+                 configured: its reads (the registry, /metrics, the migration board) need one"
+            ),
+            format!(
+                "{fix} (Prometheus sends it with `authorization: {{credentials_file: ...}}`), \
+                 or bind `admin` to loopback (\"127.0.0.1:{port}\" or \"[::1]:{port}\"; a \
+                 changed `admin` applies at the next restart)"
+            ),
+        );
+    }
 }
 
 /// Whether two sockets cannot both be bound: the same port on the same address, or on an
@@ -499,14 +559,41 @@ mod tests {
             gateway("0.0.0.0:9901", "[registry]\ntoken = \"s3cret\"\n"),
             gateway("127.0.0.1:9901", ""),
             gateway("[::1]:9901", ""),
-            gateway("0.0.0.0:9901", "[registry]\nregistration = false\n"),
-            gateway("0.0.0.0:9901", "").replace(
-                "[services.orders]\n",
-                "[services.orders]\nregistration = false\n",
+            gateway("127.0.0.1:9901", "admin_reads_need_token = false\n"),
+            gateway(
+                "127.0.0.1:9901",
+                "admin_reads_need_token = true\n[registry]\ntoken = \"s3cret\"\n",
             ),
         ] {
             let cfg = compile(Path::new("routes.toml"), &ok).map_err(|e| e.to_string());
             assert!(cfg.is_ok(), "{ok}\n{}", cfg.unwrap_err());
+        }
+        // Reads need the token too: without registration a reachable listener still needs
+        // one, and so does a loopback one that asks for it.
+        for (cfg, key, says) in [
+            (
+                gateway("0.0.0.0:9901", "[registry]\nregistration = false\n"),
+                "gateway.admin",
+                "its reads",
+            ),
+            (
+                gateway("0.0.0.0:9901", "").replace(
+                    "[services.orders]\n",
+                    "[services.orders]\nregistration = false\n",
+                ),
+                "gateway.admin",
+                "its reads",
+            ),
+            (
+                gateway("127.0.0.1:9901", "admin_reads_need_token = true\n"),
+                "gateway.admin_reads_need_token",
+                "no token is configured",
+            ),
+        ] {
+            let d = errors(&cfg);
+            assert_eq!(d.len(), 1, "{cfg}: {d:#?}");
+            assert_eq!(d[0].key, key, "{d:#?}");
+            assert!(d[0].message.contains(says), "{d:#?}");
         }
         // An unset `token_env` is its own error, not also this one.
         let m = messages(&gateway(
