@@ -36,14 +36,24 @@ fn until_closed(s: &mut TcpStream, within: Duration, trickle: bool) -> (String, 
             let _ = s.write_all(b"x");
         }
         match s.read(&mut buf) {
-            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), Some(Instant::now())),
+            Ok(0) => {
+                return (
+                    String::from_utf8_lossy(&got).into_owned(),
+                    Some(Instant::now()),
+                )
+            }
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e)
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
-            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), Some(Instant::now())),
+            Err(_) => {
+                return (
+                    String::from_utf8_lossy(&got).into_owned(),
+                    Some(Instant::now()),
+                )
+            }
         }
     }
     (String::from_utf8_lossy(&got).into_owned(), None)
@@ -84,7 +94,10 @@ fn a_trickling_admin_client_is_closed_at_the_head_deadline() {
     let mut silent = connect(gw.admin);
     let (_, closed) = until_closed(&mut silent, Duration::from_secs(10), false);
     let took = closed.expect("a silent client is closed") - start;
-    assert!(took <= deadline + SLACK, "silent client closed after {took:?}");
+    assert!(
+        took <= deadline + SLACK,
+        "silent client closed after {took:?}"
+    );
 
     let m = gw.metrics();
     let timeouts = metric_sum(&m, "ficus_admin_timeouts_total", &[("phase", "head")]);
@@ -142,10 +155,16 @@ fn admin_connections_past_the_cap_are_closed_at_once() {
             closed_at_once += 1;
         }
     }
-    assert_eq!(closed_at_once, 16, "extra admin connections answered or kept open");
+    assert_eq!(
+        closed_at_once, 16,
+        "extra admin connections answered or kept open"
+    );
     for i in 0..5 {
         let r = gw.get(&format!("/orders/{i}"));
-        assert_eq!(r.status, 200, "proxy request {i} while the admin cap is reached");
+        assert_eq!(
+            r.status, 200,
+            "proxy request {i} while the admin cap is reached"
+        );
     }
     drop(holders);
     let m = poll_until(Duration::from_secs(5), || {
@@ -231,7 +250,10 @@ fn trickling_admin_connections_leave_the_proxy_its_descriptors() {
         );
         match r {
             Ok(r) => assert_eq!(r.status, 200, "proxy request {i}: {}", r.text()),
-            Err(e) => panic!("proxy request {i} failed during the attack: {e}\n{}", gw.logs()),
+            Err(e) => panic!(
+                "proxy request {i} failed during the attack: {e}\n{}",
+                gw.logs()
+            ),
         }
     }
     assert!(
@@ -254,7 +276,9 @@ fn trickling_admin_connections_leave_the_proxy_its_descriptors() {
     assert_eq!(gw.admin_get("/healthz").expect("healthz").status, 200);
     let logs = gw.logs();
     assert!(
-        logs.matches("admin listener: closing new connections").count() <= 2,
+        logs.matches("admin listener: closing new connections")
+            .count()
+            <= 2,
         "refusals are logged at most once per 10 s:\n{logs}"
     );
 }
@@ -288,7 +312,10 @@ fn registry_reads_come_in_pages() {
     assert_eq!(orders["name"], "orders");
     assert_eq!(orders["total"], 260);
     assert_eq!(orders["instances"].as_array().map(Vec::len), Some(100));
-    assert_eq!(first["services"][1]["instances"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        first["services"][1]["instances"].as_array().map(Vec::len),
+        Some(3)
+    );
     assert!(first["services"][1]["next"].is_null());
 
     let mut seen = std::collections::BTreeSet::new();
@@ -300,7 +327,10 @@ fn registry_reads_come_in_pages() {
         assert_eq!(page["services"].as_array().map(Vec::len), Some(1), "{path}");
         let svc = &page["services"][0];
         for i in svc["instances"].as_array().expect("instances") {
-            assert!(seen.insert(i["addr"].as_str().unwrap_or("").to_string()), "{i} twice");
+            assert!(
+                seen.insert(i["addr"].as_str().unwrap_or("").to_string()),
+                "{i} twice"
+            );
         }
         next = svc["next"].as_str().map(str::to_string);
         pages += 1;
@@ -315,7 +345,11 @@ fn registry_reads_come_in_pages() {
     );
     assert_eq!(summary["services"][0]["total"], 260);
 
-    for bad in ["/registry?limit=501", "/registry?limit=0", "/registry?page=2"] {
+    for bad in [
+        "/registry?limit=501",
+        "/registry?limit=0",
+        "/registry?page=2",
+    ] {
         let (status, body) = get(bad);
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"].is_string(), "{bad}: {body}");
@@ -370,8 +404,16 @@ fn admin_reads_need_the_token_when_guarded() {
         let r = get(guarded, None);
         assert_eq!(r.status, 401, "{guarded} without a token: {}", r.text());
         assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{guarded}");
-        assert_eq!(get(guarded, Some("wrong")).status, 401, "{guarded}, wrong token");
-        assert_eq!(get(guarded, Some(token)).status, 200, "{guarded} with the token");
+        assert_eq!(
+            get(guarded, Some("wrong")).status,
+            401,
+            "{guarded}, wrong token"
+        );
+        assert_eq!(
+            get(guarded, Some(token)).status,
+            200,
+            "{guarded} with the token"
+        );
     }
 
     let admin = gw.admin.to_string();

@@ -117,7 +117,10 @@ pub(super) async fn serve(
         } else {
             (Instant::now() + limits.keepalive_timeout, None)
         };
-        let max = limits.max_header_bytes.saturating_mul(2).max(MIN_HEAD_LIMIT);
+        let max = limits
+            .max_header_bytes
+            .saturating_mul(2)
+            .max(MIN_HEAD_LIMIT);
         let head = read_head(
             &mut stream,
             &mut buf,

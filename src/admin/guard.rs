@@ -317,7 +317,9 @@ mod tests {
         // A reserve smaller than the gap leaves room.
         assert!(guard.admit(100, Some(0)).is_ok());
         // An unknown limit never refuses.
-        assert!(Arc::new(AdminGuard::with_fd_limit(0)).admit(100, Some(50)).is_ok());
+        assert!(Arc::new(AdminGuard::with_fd_limit(0))
+            .admit(100, Some(50))
+            .is_ok());
     }
 
     #[test]

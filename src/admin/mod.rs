@@ -436,8 +436,8 @@ impl ServeHttp for Admin {
                 .registrations()
                 .authorized(auth.map(|v| v.as_bytes()))
         };
-        let reads_need_token = !self.loopback_only
-            || self.shared.runtime().config.gateway.admin_reads_need_token;
+        let reads_need_token =
+            !self.loopback_only || self.shared.runtime().config.gateway.admin_reads_need_token;
         let read = method == http::Method::GET || method == http::Method::HEAD;
         if read && reads_need_token && access::read_needs_token(&path) && !authorized() {
             return access::unauthorized("admin reads need a valid bearer token");

@@ -171,6 +171,9 @@ mod tests {
         let last = Page::from_query(Some("offset=4&limit=2")).unwrap();
         assert_eq!(last.next_link("a", 5), None);
         assert_eq!(last.next_link("a", 6), None);
-        assert_eq!(last.next_link("a", 7).as_deref(), Some("/registry?service=a&offset=6&limit=2"));
+        assert_eq!(
+            last.next_link("a", 7).as_deref(),
+            Some("/registry?service=a&offset=6&limit=2")
+        );
     }
 }

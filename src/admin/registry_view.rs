@@ -484,10 +484,17 @@ mod tests {
         assert_eq!(last["services"][0]["instances"][1]["metadata"]["k"], "v");
         assert!(last["services"][0]["next"].is_null());
         // Every service, each from the same offset.
-        assert_eq!(page("limit=1")["services"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            page("limit=1")["services"].as_array().map(Vec::len),
+            Some(2)
+        );
         assert!(snapshot(&r, &Page::from_query(Some("service=nope")).unwrap()).is_none());
         let summary = serde_json::to_value(snapshot(&r, &Page::summary())).expect("serializes");
         let registered = &summary["services"][0]["instances"][5];
-        assert_eq!(registered["metadata"], serde_json::json!({}), "{registered}");
+        assert_eq!(
+            registered["metadata"],
+            serde_json::json!({}),
+            "{registered}"
+        );
     }
 }
