@@ -104,6 +104,33 @@ fn a_trickling_admin_client_is_closed_at_the_head_deadline() {
     assert_eq!(timeouts, Some(1.0), "{m}");
 }
 
+/// A registry write whose body stops half-way is cut at `body_read_timeout + send_timeout`
+/// and counted, instead of holding the connection for pingora's per-read timeout.
+#[test]
+fn a_stalled_admin_body_is_cut_at_the_exchange_deadline() {
+    let o = Origin::start("orders");
+    let gw = gateway(&o, |l| {
+        l.set_str("body_read_timeout", "1s")
+            .set_str("send_timeout", "1s");
+    });
+    let start = Instant::now();
+    let mut s = connect(gw.admin);
+    s.write_all(
+        b"POST /registry/services/orders/instances HTTP/1.1\r\nHost: admin\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"addr\":",
+    )
+    .expect("write");
+    let (_, closed) = until_closed(&mut s, Duration::from_secs(10), false);
+    let took = closed.expect("the stalled body is cut") - start;
+    assert!(
+        took >= Duration::from_millis(1900) && took <= Duration::from_secs(2) + SLACK,
+        "closed after {took:?}, want about 2 s"
+    );
+    let m = gw.metrics();
+    let cut = metric_sum(&m, "ficus_admin_timeouts_total", &[("phase", "exchange")]);
+    assert_eq!(cut, Some(1.0), "{m}");
+}
+
 /// A kept-alive admin connection is closed after `keepalive_timeout` without a request.
 #[test]
 fn an_idle_kept_alive_admin_connection_is_closed() {
