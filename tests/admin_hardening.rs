@@ -310,6 +310,72 @@ fn trickling_admin_connections_leave_the_proxy_its_descriptors() {
     );
 }
 
+/// CPU time (user + system, in clock ticks) process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The fields after the command name (which may hold spaces) start after its `)`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after `)`.
+    fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)
+}
+
+/// With no descriptor reserve, admin connections exhaust the descriptors and `accept`
+/// fails: the admin accept loop pauses instead of retrying at once (the process stays
+/// nearly idle while connections wait), counts the errors, and serves again afterwards.
+#[test]
+fn failed_admin_accepts_back_off_instead_of_spinning() {
+    let o = Origin::start("orders");
+    let gw = gateway(&o, |l| {
+        l.set("admin_connections", 100_000)
+            .set("admin_reserved_fds", 0)
+            .set_str("header_read_timeout", "60s");
+    });
+    let limit = open_fds(gw.pid()) + 50;
+    let out = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &gw.pid().to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .output()
+        .expect("run prlimit (util-linux)");
+    assert!(
+        out.status.success(),
+        "prlimit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // More connections than descriptors: the rest wait in the listen queue.
+    let attackers: Vec<TcpStream> = (0..120)
+        .filter_map(|_| TcpStream::connect_timeout(&gw.admin, Duration::from_millis(200)).ok())
+        .collect();
+    poll_until(Duration::from_secs(5), || {
+        (open_fds(gw.pid()) >= limit - 1).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "descriptors not exhausted: {} of {limit}",
+            open_fds(gw.pid())
+        )
+    });
+    let before = cpu_ticks(gw.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(gw.pid()) - before;
+    // A spinning accept loop takes a whole core: about 200 ticks in 2 s.
+    assert!(used < 40, "{used} ticks of CPU in 2 s while accept fails");
+    drop(attackers);
+    let m = poll_until(Duration::from_secs(10), || {
+        gw.admin_get("/metrics").ok().filter(|r| r.status == 200)
+    })
+    .expect("the admin listener answers once the connections are gone")
+    .text();
+    let errors = metric_sum(&m, "ficus_admin_accept_errors_total", &[]).unwrap_or(0.0);
+    assert!(errors >= 1.0, "accept errors: {errors}\n{m}");
+    assert_eq!(gw.get("/orders/after").status, 200);
+}
+
 /// A service with `n` static instances on made-up ports (never probed).
 fn many_instances(n: u16) -> String {
     let addrs: Vec<SocketAddr> = (0..n)
