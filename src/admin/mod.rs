@@ -1,12 +1,14 @@
 //! The admin listener: liveness, readiness, Prometheus metrics, the service registry API
 //! and its dashboard.
 //!
-//! Served by pingora's simple `ServeHttp` app on its own address (loopback by default).
-//! Its only writes are registry writes (self-registration), which change where traffic
-//! goes: they need the bearer token when one is configured, and the config compiler
-//! requires one whenever this listener is not on loopback and registration is on.
-//! Requests whose `Host` is a dotted name other than `localhost` are refused (421) so a
-//! DNS-rebinding web page cannot read or write through it.
+//! Served by pingora's simple `ServeHttp` app on its own address (loopback by default),
+//! each connection under deadlines (`connection.rs`) and only while the connection cap and
+//! the descriptors reserved for the proxy allow (`guard.rs`). Its only writes are registry
+//! writes (self-registration), which change where traffic goes: they need the bearer token
+//! when one is configured. Its reads need the token too when this listener is not on
+//! loopback (the config compiler then requires one), except `/healthz` and `/readyz`
+//! (`access.rs`). Requests whose `Host` is a dotted name other than `localhost` are
+//! refused (421) so a DNS-rebinding web page cannot read or write through it.
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -17,16 +19,28 @@ use std::sync::Arc;
 use crate::runtime::{Runtime, Shared};
 use serde::Serialize;
 
+mod access;
 pub mod board;
+mod connection;
+pub mod guard;
 pub mod policies;
 pub mod registry_api;
+pub mod registry_pages;
 pub mod registry_view;
 pub mod shadow;
 mod tls_probe;
 
+use guard::AdminGuard;
+use registry_pages::Page;
+
 /// The admin HTTP application.
 pub struct Admin {
     pub shared: Arc<Shared>,
+    /// Open-connection count and the admin listener's counters.
+    pub guard: Arc<AdminGuard>,
+    /// Whether the admin listener is bound to a loopback address (only local clients
+    /// reach it); otherwise its reads need the token.
+    pub loopback_only: bool,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
@@ -43,8 +57,14 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Re
 }
 
 impl Admin {
-    /// Routes an admin request. Kept separate from the session for unit tests.
-    pub fn handle(&self, method: &http::Method, path: &str) -> Response<Vec<u8>> {
+    /// Routes an admin request (`query` is the part after `?`). Kept separate from the
+    /// session for unit tests.
+    pub fn handle(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Response<Vec<u8>> {
         if method != http::Method::GET && method != http::Method::HEAD {
             let mut r = error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             r.headers_mut().insert(
@@ -53,11 +73,19 @@ impl Admin {
             );
             return r;
         }
-        if path == "/registry" {
-            return json_reply(
-                StatusCode::OK,
-                &registry_view::snapshot(&self.shared.registry),
-            );
+        if path == "/registry" || path == "/registry/summary" {
+            let page = if path == "/registry/summary" {
+                Ok(Page::summary())
+            } else {
+                Page::from_query(query)
+            };
+            return match page {
+                Err(e) => error_reply(StatusCode::BAD_REQUEST, &e.to_string()),
+                Ok(page) => match registry_view::snapshot(&self.shared.registry, &page) {
+                    Some(view) => json_reply(StatusCode::OK, &view),
+                    None => error_reply(StatusCode::NOT_FOUND, "no such service"),
+                },
+            };
         }
         if let Some(r) = board::handle(&self.shared, path) {
             return r;
@@ -94,6 +122,7 @@ impl Admin {
                     p.plugin.metrics(&mut samples);
                 }
                 crate::metrics::render_samples(&samples, &mut text);
+                self.guard.render(&mut text);
                 reply(StatusCode::OK, "text/plain; version=0.0.4", text)
             }
             "/policies" => {
@@ -213,8 +242,19 @@ impl AdminServer {
         shared: Arc<Shared>,
         readiness: Readiness,
     ) -> AdminServer {
+        // Only local clients reach a loopback listener; any other address (the unspecified
+        // one included) may be reached from other hosts.
+        let loopback_only = listener
+            .local_addr()
+            .is_ok_and(|a| a.ip().to_canonical().is_loopback());
+        guard::raise_fd_limit();
+        let guard = Arc::new(AdminGuard::new());
         AdminServer {
-            app: Arc::new(Admin { shared }),
+            app: Arc::new(Admin {
+                shared,
+                guard,
+                loopback_only,
+            }),
             listener: std::sync::Mutex::new(Some(listener)),
             readiness: std::sync::Mutex::new(Some(readiness)),
         }
@@ -224,7 +264,6 @@ impl AdminServer {
 #[async_trait]
 impl pingora_core::services::background::BackgroundService for AdminServer {
     async fn start(&self, _shutdown: pingora_core::server::ShutdownWatch) {
-        use pingora_core::apps::HttpServerApp;
         let Some(std_listener) = self.listener.lock().ok().and_then(|mut l| l.take()) else {
             return;
         };
@@ -243,12 +282,33 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
         // After a binary upgrade the new process answers on this socket.
         let handed_over = self.app.shared.handed_over();
         tokio::pin!(handed_over);
+        let mut failures = 0u32;
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
                 () = &mut handed_over => return,
             };
-            let Ok((stream, _)) = accepted else {
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) or kernel memory: retrying at once would
+                    // spin a core for as long as it lasts. The connection waits in the
+                    // listen queue meanwhile.
+                    let pause = self.app.guard.accept_failed(&e, failures);
+                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            };
+            failures = 0;
+            let limits = self.app.shared.limits();
+            let Ok(admitted) = self
+                .app
+                .guard
+                .admit(limits.admin_connections, limits.admin_reserved_fds)
+            else {
+                // Closed at once (counted and logged by the guard).
+                drop(stream);
                 continue;
             };
             // The response head and body are written separately: without TCP_NODELAY,
@@ -257,23 +317,12 @@ impl pingora_core::services::background::BackgroundService for AdminServer {
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!("admin connection: cannot set TCP_NODELAY: {e}");
             }
-            let app = self.app.clone();
-            let never = never.clone();
-            tokio::spawn(async move {
-                let stream: pingora_core::protocols::Stream =
-                    Box::new(pingora_core::protocols::l4::stream::Stream::from(stream));
-                let mut session = ServerSession::new_http1(stream);
-                session.set_keepalive(Some(60));
-                let mut reused = app.process_new_http(session, &never).await;
-                while let Some(r) = reused {
-                    let (stream, settings) = r.consume();
-                    let mut session = ServerSession::new_http1(stream);
-                    if let Some(s) = settings {
-                        s.apply_to_session(&mut session);
-                    }
-                    reused = app.process_new_http(session, &never).await;
-                }
-            });
+            tokio::spawn(connection::serve(
+                self.app.clone(),
+                stream,
+                never.clone(),
+                admitted,
+            ));
         }
     }
 }
@@ -368,39 +417,6 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, StatusCode> {
     }
 }
 
-/// Whether the admin listener answers a request with this `Host`. A DNS-rebinding page
-/// reaches the listener under its own domain name (`Host: evil.example:9901`) and could read
-/// `/registry` or write to it; names it cannot control are let through:
-/// - no `Host` (HTTP/1.0; a browser always sends one);
-/// - an IP literal (`127.0.0.1:9901`, `[::1]:9901`, `10.0.0.5`): what `ficus status`,
-///   Prometheus pod discovery and `kubectl port-forward` send;
-/// - `localhost` and names under `.localhost` (always loopback, RFC 6761);
-/// - a single-label name with no dot (`admin`, `ficus:9901`, a container or host short
-///   name): it is resolved by the local network's own search domains or hosts file, never by
-///   a name server an attacker runs.
-fn host_allowed(host: Option<&[u8]>) -> bool {
-    let Some(host) = host else { return true };
-    let Ok(host) = std::str::from_utf8(host) else {
-        return false;
-    };
-    let host = host.trim();
-    if let Some(v6) = host.strip_prefix('[') {
-        // `[v6]` or `[v6]:port`.
-        return v6
-            .split_once(']')
-            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
-    }
-    let name = host.rsplit_once(':').map_or(host, |(name, _port)| name);
-    if name.is_empty() {
-        return false;
-    }
-    if name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return true;
-    }
-    let lower = name.to_ascii_lowercase();
-    lower == "localhost" || lower.ends_with(".localhost") || !lower.contains('.')
-}
-
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -409,38 +425,37 @@ impl ServeHttp for Admin {
         // by whatever name they know it under, and what they read is not worth a DNS
         // rebinding attack; the registry (which can be written) and the dashboard are.
         let probe = matches!(req.uri.path(), "/healthz" | "/readyz" | "/metrics");
-        if !probe && !host_allowed(req.headers.get(http::header::HOST).map(|v| v.as_bytes())) {
+        if !probe
+            && !access::host_allowed(req.headers.get(http::header::HOST).map(|v| v.as_bytes()))
+        {
             return error_reply(
                 StatusCode::MISDIRECTED_REQUEST,
                 "the admin listener only answers requests for an IP address, localhost or a single-label host name",
             );
         }
         let path = req.uri.path().to_string();
+        let query = req.uri.query().map(str::to_string);
         let method = req.method.clone();
+        let authorized = || {
+            let auth = req.headers.get(http::header::AUTHORIZATION);
+            self.shared
+                .registry
+                .registrations()
+                .authorized(auth.map(|v| v.as_bytes()))
+        };
+        let reads_need_token =
+            !self.loopback_only || self.shared.runtime().config.gateway.admin_reads_need_token;
+        let read = method == http::Method::GET || method == http::Method::HEAD;
+        if read && reads_need_token && access::read_needs_token(&path) && !authorized() {
+            return access::unauthorized("admin reads need a valid bearer token");
+        }
         if path.starts_with("/registry/services/") {
-            let auth = req
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes().to_vec());
             let content_type = req
                 .headers
                 .get(http::header::CONTENT_TYPE)
                 .map(|v| v.as_bytes().to_vec());
-            if !self
-                .shared
-                .registry
-                .registrations()
-                .authorized(auth.as_deref())
-            {
-                let mut r = error_reply(
-                    StatusCode::UNAUTHORIZED,
-                    "registry writes need a valid bearer token",
-                );
-                r.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    http::HeaderValue::from_static("Bearer"),
-                );
-                return r;
+            if !authorized() {
+                return access::unauthorized("registry writes need a valid bearer token");
             }
             let body = match read_body(session).await {
                 Ok(b) => b,
@@ -471,13 +486,13 @@ impl ServeHttp for Admin {
                 return r;
             }
         }
-        self.handle(&method, &path)
+        self.handle(&method, &path, query.as_deref())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{host_allowed, to_json, ErrorBody};
+    use super::{to_json, ErrorBody};
 
     /// Error messages are escaped by serde, whatever they contain.
     #[test]
@@ -487,35 +502,5 @@ mod tests {
         });
         let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(v["error"], "a \"quoted\" name\nand a line");
-    }
-
-    #[test]
-    fn hosts_a_rebinding_page_cannot_use_are_allowed() {
-        for ok in [
-            None,
-            Some("127.0.0.1:9901"),
-            Some("10.0.0.5"),
-            Some("[::1]:9901"),
-            Some("[fe80::1]"),
-            Some("localhost:9901"),
-            Some("LOCALHOST"),
-            Some("admin.localhost:9901"),
-            Some("admin"),
-            Some("ficus:9901"),
-        ] {
-            assert!(host_allowed(ok.map(str::as_bytes)), "{ok:?}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:9901",
-            "127.0.0.1.nip.io:9901",
-            "localhost.evil.example",
-            "admin.:9901",
-            ":9901",
-            "",
-            "[not-v6]:9901",
-        ] {
-            assert!(!host_allowed(Some(bad.as_bytes())), "{bad:?}");
-        }
     }
 }

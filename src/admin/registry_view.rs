@@ -1,8 +1,11 @@
-//! The registry as the admin listener shows it: the JSON view of every service and instance
-//! (`GET /registry`, which the dashboard renders) and the registry's Prometheus lines.
+//! The registry as the admin listener shows it: the JSON view of its services and one page
+//! of each one's instances (`GET /registry`, and `/registry/summary`, which the dashboard
+//! renders) and the registry's Prometheus lines.
 //!
-//! Read-only: writes are `registry_api.rs`. The JSON view is a set of `Serialize` structs,
-//! so its shape is declared once, here, and every string in it is escaped by serde.
+//! Read-only: writes are `registry_api.rs`, which page a read asks for is
+//! `registry_pages.rs`. The JSON view is a set of `Serialize` structs, so its shape is
+//! declared once, here, and every string in it is escaped by serde. Only the instances on
+//! the page are turned into views: the counts are taken from the members directly.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -11,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::registry_pages::Page;
 use crate::metrics::LabelValue;
 use crate::registry::breaker::BreakerState;
 use crate::registry::clock::now_ms;
@@ -41,7 +45,12 @@ pub struct ServiceView {
     pub dns: Option<DnsView>,
     pub retries: u64,
     pub ejections_total: u64,
+    /// Instances `offset..offset + limit` (see `registry_pages.rs`), in registry order.
     pub instances: Vec<InstanceView>,
+    /// The position of the first of `instances` among all `total`.
+    pub offset: usize,
+    /// The link to the next page of instances, or null on the last page.
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +79,7 @@ pub struct InstanceView {
     pub weight: u32,
     pub zone: Option<String>,
     pub version: Option<String>,
+    /// Empty in `/registry/summary`, which leaves metadata out.
     pub metadata: BTreeMap<String, String>,
     pub sources: Vec<&'static str>,
     pub health: &'static str,
@@ -96,37 +106,52 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// The JSON view of the whole registry.
-pub fn snapshot(registry: &Registry) -> RegistryView {
+/// The JSON view of the registry's services, each with the instances of `page`; `None`
+/// when the page names a service the registry does not have.
+pub fn snapshot(registry: &Registry, page: &Page) -> Option<RegistryView> {
     let now = now_ms();
     let settings = registry.settings();
-    let services = registry
+    let services: Vec<ServiceView> = registry
         .services()
         .iter()
-        .map(|svc| service_view(svc, settings.registration, now))
+        .filter(|svc| page.service.as_ref().is_none_or(|name| *name == svc.name))
+        .map(|svc| service_view(svc, settings.registration, now, page))
         .collect();
-    RegistryView {
+    if page.service.is_some() && services.is_empty() {
+        return None;
+    }
+    Some(RegistryView {
         generated_at_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         zone: settings.zone.clone(),
         services,
-    }
+    })
 }
 
-/// One service; `registration` is the registry-wide switch.
-fn service_view(svc: &ServiceState, registration: bool, now: u64) -> ServiceView {
+/// Whether an instance counts as healthy: probed healthy (or not probed) and not ejected.
+fn is_healthy(m: &Member, probed: bool, now: u64) -> bool {
+    (!probed || m.live.health() == Health::Healthy) && m.live.ejected_for(now).is_none()
+}
+
+/// One service with the instances of `page`; `registration` is the registry-wide switch.
+fn service_view(svc: &ServiceState, registration: bool, now: u64, page: &Page) -> ServiceView {
     let spec = svc.spec();
     let members = svc.members();
     let registrations = svc.registrations();
+    let probed = spec.health.is_some();
+    let total = members.instances.len();
     let instances: Vec<InstanceView> = members
         .instances
         .iter()
-        .map(|m| instance_view(m, spec.health.is_some(), &registrations, now))
+        .skip(page.offset)
+        .take(page.limit)
+        .map(|m| instance_view(m, probed, &registrations, now, page.metadata))
         .collect();
-    let healthy = instances
+    let healthy = members
+        .instances
         .iter()
-        .filter(|i| i.health == "healthy" && !i.ejected)
+        .filter(|m| is_healthy(m, probed, now))
         .count();
     let mut sources = Vec::new();
     if !spec.statics.is_empty() {
@@ -174,12 +199,14 @@ fn service_view(svc: &ServiceState, registration: bool, now: u64) -> ServiceView
         inflight: svc.inflight(),
         max_concurrent: spec.max_concurrent,
         healthy,
-        total: members.instances.len(),
+        total,
         sources,
         dns,
         retries: svc.retries.load(Ordering::Relaxed),
         ejections_total: svc.ejections_total.load(Ordering::Relaxed),
         instances,
+        offset: page.offset,
+        next: page.next_link(&svc.name, total),
     }
 }
 
@@ -189,6 +216,7 @@ fn instance_view(
     probed: bool,
     registrations: &BTreeMap<String, Registration>,
     now: u64,
+    with_metadata: bool,
 ) -> InstanceView {
     let live = &m.live;
     let health = if probed {
@@ -226,7 +254,11 @@ fn instance_view(
         weight: m.weight,
         zone: m.zone.clone(),
         version: m.version.clone(),
-        metadata: m.metadata.clone(),
+        metadata: if with_metadata {
+            m.metadata.clone()
+        } else {
+            BTreeMap::new()
+        },
         sources: m.source_names(),
         health,
         ejected: ejected_for.is_some(),
@@ -357,7 +389,7 @@ mod tests {
         );
         r.register("orders", NewInstance::new(addr(2), None))
             .expect("registers");
-        let v = serde_json::to_value(snapshot(&r)).expect("serializes");
+        let v = serde_json::to_value(snapshot(&r, &Page::first())).expect("serializes");
         assert_eq!(keys(&v), ["generated_at_ms", "services", "zone"]);
         let svc = &v["services"][0];
         assert_eq!(
@@ -372,6 +404,8 @@ mod tests {
                 "lb",
                 "max_concurrent",
                 "name",
+                "next",
+                "offset",
                 "retries",
                 "sources",
                 "total"
@@ -406,6 +440,60 @@ mod tests {
         assert_eq!(registered["sources"], serde_json::json!(["registered"]));
         assert!(
             registered["expires_in_ms"].as_u64().is_some(),
+            "{registered}"
+        );
+    }
+
+    /// A read shows one page of each service's instances, with a link to the next, and
+    /// counts every instance; the summary leaves metadata out.
+    #[test]
+    fn reads_are_paged() {
+        let r = Registry::default();
+        let addrs: Vec<(SocketAddr, u32)> = (1..=5)
+            .map(|p| (SocketAddr::from(([127, 0, 0, 1], p)), 1))
+            .collect();
+        r.apply(
+            &[
+                ServiceSpec::with_instances("orders", &addrs),
+                ServiceSpec::with_instances("users", &addrs[..1]),
+            ],
+            RegistrySettings::default(),
+        );
+        let mut described = NewInstance::new(SocketAddr::from(([127, 0, 0, 1], 9)), None);
+        described.metadata.insert("k".into(), "v".into());
+        r.register("orders", described).expect("registers");
+        let page = |q: &str| {
+            let p = Page::from_query(Some(q)).expect("a valid query");
+            serde_json::to_value(snapshot(&r, &p)).expect("serializes")
+        };
+        let v = page("service=orders&offset=2&limit=2");
+        assert_eq!(v["services"].as_array().map(Vec::len), Some(1));
+        let svc = &v["services"][0];
+        assert_eq!(svc["total"], 6);
+        assert_eq!(svc["healthy"], 6);
+        assert_eq!(svc["offset"], 2);
+        let addrs: Vec<&str> = svc["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .filter_map(|i| i["addr"].as_str())
+            .collect();
+        assert_eq!(addrs, ["127.0.0.1:3", "127.0.0.1:4"]);
+        assert_eq!(svc["next"], "/registry?service=orders&offset=4&limit=2");
+        let last = page("service=orders&offset=4&limit=2");
+        assert_eq!(last["services"][0]["instances"][1]["metadata"]["k"], "v");
+        assert!(last["services"][0]["next"].is_null());
+        // Every service, each from the same offset.
+        assert_eq!(
+            page("limit=1")["services"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert!(snapshot(&r, &Page::from_query(Some("service=nope")).unwrap()).is_none());
+        let summary = serde_json::to_value(snapshot(&r, &Page::summary())).expect("serializes");
+        let registered = &summary["services"][0]["instances"][5];
+        assert_eq!(
+            registered["metadata"],
+            serde_json::json!({}),
             "{registered}"
         );
     }

@@ -1,6 +1,7 @@
 //! How terminal commands (`ficus shadow`, `ficus status`) read a running gateway: a GET to
 //! its admin listener, found from `--admin`, else the routes file's `[gateway] admin`,
-//! else the default address.
+//! else the default address. When the environment has [`TOKEN_ENV`], its value is sent as
+//! the bearer token (an admin listener other hosts can reach answers reads only with it).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -9,6 +10,9 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::config::DEFAULT_ADMIN;
+
+/// The environment variable whose value, when set, is sent as the admin bearer token.
+pub const TOKEN_ENV: &str = "FICUS_ADMIN_TOKEN";
 
 /// How long a command waits for the admin listener.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -94,10 +98,16 @@ pub fn get_json_within(
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(unreachable)?;
     s.set_read_timeout(Some(timeout)).map_err(unreachable)?;
     s.set_write_timeout(Some(timeout)).map_err(unreachable)?;
+    let authorization = match std::env::var(TOKEN_ENV) {
+        Ok(token) if !token.trim().is_empty() => {
+            format!("Authorization: Bearer {}\r\n", token.trim())
+        }
+        _ => String::new(),
+    };
     // The admin listener answers IP-address hosts only (DNS rebinding).
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{authorization}Connection: close\r\n\r\n"
     )
     .map_err(unreachable)?;
     let mut buf = Vec::new();
@@ -116,7 +126,12 @@ pub fn get_json_within(
         .ok_or_else(|| invalid("no status line".into()))?;
     let json: serde_json::Value = serde_json::from_str(body).map_err(|e| invalid(e.to_string()))?;
     if status != 200 {
-        let message = json["error"].as_str().unwrap_or("(no message)").to_owned();
+        let mut message = json["error"].as_str().unwrap_or("(no message)").to_owned();
+        if status == 401 {
+            message.push_str(&format!(
+                " (set {TOKEN_ENV} to the gateway's registry token; `[registry] token_env` names where the gateway reads it)"
+            ));
+        }
         return Err(AdminError::Status {
             addr,
             status,

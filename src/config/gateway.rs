@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::compiler::{span_of, Compiler};
-use super::raw::{RawGateway, RawLimits, RawListen, RawRegistry};
+use super::raw::{RawGateway, RawLimits, RawListen};
 use super::tls;
 
 /// Access log format.
@@ -56,6 +56,13 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// The longest a write to the client may wait (a client that stops reading).
     pub send_timeout: Duration,
+    /// The most connections the admin listener holds open at once; more are closed as
+    /// soon as they are accepted (`src/admin/guard.rs`).
+    pub admin_connections: usize,
+    /// File descriptors the admin listener never takes from the proxy: it refuses
+    /// connections while fewer than this many are left. `None`: a quarter of the limit, at
+    /// most [`crate::admin::guard::DEFAULT_RESERVED_FDS`].
+    pub admin_reserved_fds: Option<usize>,
 }
 
 impl Default for Limits {
@@ -69,6 +76,8 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            admin_connections: 64,
+            admin_reserved_fds: None,
         }
     }
 }
@@ -93,6 +102,11 @@ pub struct GatewaySettings {
     /// `[gateway] legacy`: the services the migration board counts as the legacy (checked
     /// against the services when the config is compiled); empty when unset.
     pub legacy: Vec<String>,
+    /// `admin_reads_need_token`: admin reads (registry, metrics, board, shadow) need the
+    /// registry token even on a loopback admin listener. On one other hosts can reach they
+    /// always do (the admin listener judges its own bound address); `/healthz` and
+    /// `/readyz` never do.
+    pub admin_reads_need_token: bool,
 }
 
 /// What the gateway does with W3C trace context (`traceparent`).
@@ -154,6 +168,7 @@ pub(super) fn compile_gateway(c: &mut Compiler<'_>, g: &RawGateway) -> GatewaySe
         rate_limit: g.rate_limit.as_ref().map(|n| n.get_ref().clone()),
         // Filled in by `compile_legacy` once the services are known.
         legacy: Vec::new(),
+        admin_reads_need_token: g.admin_reads_need_token.unwrap_or(false),
     }
 }
 
@@ -295,44 +310,9 @@ fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
                 "every response would time out as soon as the client's buffers fill",
             )
             .unwrap_or(d.send_timeout),
+        admin_connections: super::admin::admin_connections(c, l).unwrap_or(d.admin_connections),
+        admin_reserved_fds: l.admin_reserved_fds.or(d.admin_reserved_fds),
     }
-}
-
-/// Refuses an admin listener that other hosts can reach while registry writes need no
-/// credential: anyone who reaches it could register an instance into a service's pool and
-/// receive that service's traffic. `registration_open` says whether any service accepts
-/// self-registration. An unspecified address (`0.0.0.0`, `[::]`) counts as reachable, like
-/// every address that is not loopback. A token key that was given but is unusable (an
-/// unset `token_env`, an empty `token`) is already an error of its own.
-pub(super) fn check_registry_writes_are_guarded(
-    c: &mut Compiler<'_>,
-    g: &RawGateway,
-    admin: SocketAddr,
-    registry: &RawRegistry,
-    registration_open: bool,
-) {
-    let token_given = registry.token.is_some() || registry.token_env.is_some();
-    if !registration_open || token_given || admin.ip().to_canonical().is_loopback() {
-        return;
-    }
-    // Without an `admin` key the listener is on loopback, so the key is always there.
-    let span = g.admin.as_ref().map_or(0..0, span_of);
-    let port = admin.port();
-    c.d.error_hint(
-        span,
-        "gateway.admin",
-        format!(
-            "the admin listener {admin} can be reached from other hosts, and registry writes \
-             need no token: anyone who reaches it could register an instance and receive a \
-             service's traffic"
-        ),
-        format!(
-            "set `[registry] token_env = \"NAME\"` (the environment variable holding the \
-             bearer token) or `token`, or bind `admin` to loopback (\"127.0.0.1:{port}\" or \
-             \"[::1]:{port}\"; a changed `admin` applies at the next restart), or turn \
-             self-registration off with `[registry] registration = false`"
-        ),
-    );
 }
 
 /// Whether two sockets cannot both be bound: the same port on the same address, or on an
@@ -465,56 +445,6 @@ mod tests {
             "{:?}",
             cfg.err()
         );
-    }
-
-    /// Registry writes change routing: an admin listener other hosts can reach needs a
-    /// token for them, or no service may accept registrations.
-    #[test]
-    fn a_reachable_admin_listener_needs_a_registry_token() {
-        let gateway = |admin: &str, extra: &str| {
-            format!("[gateway]\nadmin = \"{admin}\"\n{extra}{BASE}{ROUTE}")
-        };
-        for admin in [
-            "0.0.0.0:9901",
-            "[::]:9901",
-            "10.0.0.5:9901",
-            "[fd00::5]:9901",
-        ] {
-            let d = errors(&gateway(admin, ""));
-            assert_eq!(d.len(), 1, "{admin}: {d:#?}");
-            assert_eq!((d[0].line, d[0].column), (2, 9), "{admin}: {d:#?}");
-            assert_eq!(d[0].key, "gateway.admin");
-            assert!(
-                d[0].message.contains("registry writes need no token"),
-                "{d:?}"
-            );
-            let hint = d[0].hint.as_deref().unwrap_or_default();
-            assert!(
-                hint.contains("token_env") && hint.contains("127.0.0.1:9901"),
-                "{hint}"
-            );
-        }
-        // Guarded: a token, loopback, or no registration anywhere.
-        for ok in [
-            gateway("0.0.0.0:9901", "[registry]\ntoken = \"s3cret\"\n"),
-            gateway("127.0.0.1:9901", ""),
-            gateway("[::1]:9901", ""),
-            gateway("0.0.0.0:9901", "[registry]\nregistration = false\n"),
-            gateway("0.0.0.0:9901", "").replace(
-                "[services.orders]\n",
-                "[services.orders]\nregistration = false\n",
-            ),
-        ] {
-            let cfg = compile(Path::new("routes.toml"), &ok).map_err(|e| e.to_string());
-            assert!(cfg.is_ok(), "{ok}\n{}", cfg.unwrap_err());
-        }
-        // An unset `token_env` is its own error, not also this one.
-        let m = messages(&gateway(
-            "0.0.0.0:9901",
-            "[registry]\ntoken_env = \"FICUS_TEST_TOKEN_THAT_IS_NEVER_SET\"\n",
-        ));
-        assert_eq!(m.len(), 1, "{m:?}");
-        assert!(m[0].contains("is not set"), "{m:?}");
     }
 
     #[test]

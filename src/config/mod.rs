@@ -10,6 +10,7 @@
 //! `client_credentials` in `credentials.rs`), `routes.rs`; the checks they
 //! share are in `compiler.rs`, duration strings in `duration.rs`.
 
+mod admin;
 mod compiler;
 mod credentials;
 pub mod diag;
@@ -167,7 +168,7 @@ pub fn compile_with(
         .iter()
         .map(|(name, span, raw)| services::compile_service(&mut c, name, span, raw, &registry))
         .collect();
-    gateway::check_registry_writes_are_guarded(
+    admin::check_admin_is_guarded(
         &mut c,
         raw_gateway,
         running.map_or(gateway.admin, |r| r.admin),

@@ -34,6 +34,9 @@ pub struct RawGateway {
     pub rate_limit: Option<Spanned<String>>,
     /// The services the migration board counts as the legacy: a name or a list of names.
     pub legacy: Option<Spanned<RawLegacy>>,
+    /// Admin reads (registry, metrics, board, shadow) need the registry token even on a
+    /// loopback admin listener (always true for one other hosts can reach).
+    pub admin_reads_need_token: Option<bool>,
 }
 
 /// `legacy = "monolith"` or `legacy = ["monolith", "old-billing"]`; each name with its
@@ -185,6 +188,10 @@ pub struct RawLimits {
     pub body_read_timeout: Option<Spanned<String>>,
     pub keepalive_timeout: Option<Spanned<String>>,
     pub send_timeout: Option<Spanned<String>>,
+    /// The most connections the admin listener holds open at once.
+    pub admin_connections: Option<Spanned<usize>>,
+    /// File descriptors the admin listener leaves to the proxy.
+    pub admin_reserved_fds: Option<usize>,
 }
 
 /// `[services.NAME]`
