@@ -152,8 +152,8 @@ fn string_or_table<'de, T: StringOrTable<'de>, D: serde::Deserializer<'de>>(
 pub struct RawListener {
     pub addr: String,
     pub tls: Option<RawListenerTls>,
-    #[serde(default)]
-    pub http2: bool,
+    /// Offer HTTP/2 by ALPN; on by default on TLS listeners.
+    pub http2: Option<bool>,
     #[serde(default)]
     pub h2c: bool,
 }
@@ -185,6 +185,7 @@ pub struct RawLimits {
     pub body_read_timeout: Option<Spanned<String>>,
     pub keepalive_timeout: Option<Spanned<String>>,
     pub send_timeout: Option<Spanned<String>>,
+    pub tls_handshake_timeout: Option<Spanned<String>>,
 }
 
 /// `[services.NAME]`
