@@ -542,3 +542,54 @@ fn pipelined_requests_across_packets_are_answered_in_order() {
         assert!(a < b, "{what}: answered out of order: {out}");
     }
 }
+
+/// An HTTP/2 connection closed for idleness (`keepalive_timeout`) gets `GOAWAY` with
+/// `NO_ERROR` first, naming the last stream the client opened, so the client knows that
+/// nothing it sends afterwards was processed.
+#[test]
+fn idle_http2_connections_get_a_goaway_before_the_close() {
+    let o = Origin::start("o");
+    let cfg = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set("listen", r#"[{ addr = "{listen}", h2c = true }]"#);
+        })
+        .limits(|l| {
+            l.set_str("keepalive_timeout", "1s");
+        })
+        .service("o", &[o.addr()])
+        .catch_all("o")
+        .build();
+    let gw = Gateway::start(&cfg);
+    let mut s = TcpStream::connect(gw.listen).unwrap();
+    let mut out = PREFACE.to_vec();
+    out.extend(settings());
+    out.extend(get_request(1));
+    s.write_all(&out).unwrap();
+    let started = Instant::now();
+    let got = read_to_close(&mut s, Duration::from_secs(10)).expect("closed when idle");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
+    // The answer to stream 1 came, then the GOAWAY.
+    let at = goaway_at(&got).unwrap_or_else(|| panic!("no GOAWAY before the close: {got:?}"));
+    assert_eq!(
+        &got[at + 9..at + 17],
+        &[0, 0, 0, 1, 0, 0, 0, 0],
+        "last stream 1, NO_ERROR"
+    );
+}
+
+/// Where the first `GOAWAY` frame starts in what the server sent.
+fn goaway_at(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+        if bytes[at + 3] == 0x7 && at + 9 + len <= bytes.len() {
+            return Some(at);
+        }
+        at += 9 + len;
+    }
+    None
+}

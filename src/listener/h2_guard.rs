@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::h2_cuts::{self, CutReason};
 use super::h2_frames::{
     goaway, FrameHead, FrameScanner, Seen, CONTINUATION, DATA, END_STREAM, ENHANCE_YOUR_CALM,
-    GOAWAY, HEADERS,
+    GOAWAY, HEADERS, NO_ERROR,
 };
 use super::replay::forward_details;
 
@@ -109,6 +109,10 @@ pub struct H2Guard {
     last_client_stream: u32,
     /// A `GOAWAY` that ends the connection was seen (and counted) already.
     counted: bool,
+    /// A `GOAWAY` of any kind went out (h2's graceful shutdown sends one).
+    goaway_sent: bool,
+    /// The client closed its side, or reading failed.
+    client_gone: bool,
     state: State,
 }
 
@@ -122,6 +126,8 @@ impl H2Guard {
             budget: ControlBudget::new(Instant::now()),
             last_client_stream: 0,
             counted: false,
+            goaway_sent: false,
+            client_gone: false,
             state: State::Open,
         }
     }
@@ -143,10 +149,12 @@ impl H2Guard {
     /// Accounts for the frames in bytes the gateway just wrote.
     fn scan_to_client(&mut self, bytes: &[u8]) {
         let (budget, counted) = (&mut self.budget, &mut self.counted);
+        let goaway_sent = &mut self.goaway_sent;
         self.to_client.feed(bytes, |seen| match seen {
             Seen::Head(h) if h.kind == DATA => budget.earn(CREDIT_PER_DATA_SENT),
             Seen::Head(_) => {}
             Seen::GoAway { code, debug } => {
+                *goaway_sent = true;
                 if let Some(reason) = CutReason::of_goaway(code, debug) {
                     if !*counted {
                         *counted = true;
@@ -164,22 +172,47 @@ impl H2Guard {
             self.counted = true;
             h2_cuts::record(CutReason::ControlFlood);
         }
-        // Only between frames; half-way through one of h2's frames the client would read
-        // the GOAWAY as part of it. The connection closes either way.
-        if !self.to_client.at_boundary() {
-            return;
+        if self.send_goaway_now(cx, ENHANCE_YOUR_CALM, GOAWAY_DEBUG) {
+            let _ = Pin::new(&mut self.inner).poll_shutdown(cx);
         }
-        let frame = goaway(self.last_client_stream, ENHANCE_YOUR_CALM, GOAWAY_DEBUG);
+    }
+
+    /// Writes a `GOAWAY` if the connection takes it at once; whether it went out. Only
+    /// between frames: half-way through one of h2's frames the client would read the
+    /// `GOAWAY` as part of it. A client that does not read does not get it.
+    fn send_goaway_now(&mut self, cx: &mut Context<'_>, code: u32, debug: &[u8]) -> bool {
+        if !self.to_client.at_boundary() {
+            return false;
+        }
+        self.goaway_sent = true;
+        let frame = goaway(self.last_client_stream, code, debug);
         let mut at = 0;
         while at < frame.len() {
             match Pin::new(&mut self.inner).poll_write(cx, &frame[at..]) {
                 Poll::Ready(Ok(n)) if n > 0 => at += n,
-                // A client that does not read does not get the GOAWAY.
-                _ => return,
+                _ => return false,
             }
         }
-        let _ = Pin::new(&mut self.inner).poll_flush(cx);
-        let _ = Pin::new(&mut self.inner).poll_shutdown(cx);
+        matches!(
+            Pin::new(&mut self.inner).poll_flush(cx),
+            Poll::Ready(Ok(()))
+        )
+    }
+}
+
+/// pingora drops an HTTP/2 connection that had no stream open for `keepalive_timeout`
+/// without telling the client why (no `GOAWAY`), so a client could send a request into a
+/// connection that is closing and see it fail. When the connection goes away without a
+/// `GOAWAY` from h2 or the guard, one with `NO_ERROR` and the last stream the client
+/// opened is written now if the socket takes it without waiting (an idle connection's
+/// does), so the client knows that later streams were never processed and retries them.
+impl Drop for H2Guard {
+    fn drop(&mut self) {
+        if self.goaway_sent || self.client_gone || self.state != State::Open {
+            return;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.send_goaway_now(&mut cx, NO_ERROR, b"");
     }
 }
 
@@ -230,8 +263,13 @@ impl AsyncRead for H2Guard {
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            this.scan_from_client(&buf.filled()[before..]);
+        match &polled {
+            Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
+                this.client_gone = true;
+            }
+            Poll::Ready(Ok(())) => this.scan_from_client(&buf.filled()[before..]),
+            Poll::Ready(Err(_)) => this.client_gone = true,
+            Poll::Pending => {}
         }
         // What was read is h2's even when it broke the budget: h2 handles it and reads
         // again, and that read cuts the connection.
