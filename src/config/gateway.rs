@@ -561,6 +561,30 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_handshake_deadline_defaults_to_the_head_deadline() {
+        let head = format!("[gateway.limits]\nheader_read_timeout = \"3s\"\n{BASE}");
+        let cfg = compile(Path::new("routes.toml"), &head).unwrap();
+        assert_eq!(
+            cfg.gateway.limits.tls_handshake_timeout,
+            Duration::from_secs(3)
+        );
+        let own = format!(
+            "[gateway.limits]\nheader_read_timeout = \"3s\"\ntls_handshake_timeout = \"1s\"\n{BASE}"
+        );
+        let cfg = compile(Path::new("routes.toml"), &own).unwrap();
+        assert_eq!(
+            cfg.gateway.limits.tls_handshake_timeout,
+            Duration::from_secs(1)
+        );
+        let zero = format!("[gateway.limits]\ntls_handshake_timeout = \"0s\"\n{BASE}");
+        let msgs: Vec<String> = errors(&zero).iter().map(|d| d.to_string()).collect();
+        assert!(
+            msgs.iter().any(|m| m.contains("tls_handshake_timeout")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
     fn trace_context_modes() {
         let mode = |m: &str| {
             let src = format!("[gateway]\ntrace_context = \"{m}\"\n{BASE}");

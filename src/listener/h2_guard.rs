@@ -219,7 +219,8 @@ impl Drop for H2Guard {
 /// Whether a frame from the client is within the budget (progress always is).
 fn on_client_frame(budget: &mut ControlBudget, last_stream: &mut u32, h: FrameHead) -> bool {
     match h.kind {
-        DATA if h.len == 0 && h.flags & END_STREAM == 0 => budget.spend(Instant::now),
+        // An empty DATA frame only means something when it ends a body.
+        DATA if h.len == 0 => h.flags & END_STREAM != 0 || budget.spend(Instant::now),
         DATA => {
             budget.earn(CREDIT_PER_DATA_RECEIVED);
             true
