@@ -142,8 +142,8 @@ fn flood_once(addr: SocketAddr, max_frames: usize) -> FloodOutcome {
 }
 
 /// Rounds of unloaded and flooded requests.
-const ROUNDS: usize = 6;
-const REQUESTS_PER_ROUND: usize = 100;
+const ROUNDS: usize = 12;
+const REQUESTS_PER_ROUND: usize = 80;
 
 /// How long each of `n` requests over one HTTP/1 keep-alive connection took.
 fn request_times(addr: SocketAddr, n: usize) -> Vec<Duration> {

@@ -240,13 +240,7 @@ impl Conn {
     fn take_back(stream: Stream, buf: &mut BytesMut) -> Option<Conn> {
         let stream = if stream.as_any().is::<FlushBeforeRead>() {
             let flushing = stream.into_any().downcast::<FlushBeforeRead>().ok()?;
-            flushing.into_inner()
-        } else {
-            stream
-        };
-        let stream = if stream.as_any().is::<HoldNext>() {
-            let holding = stream.into_any().downcast::<HoldNext>().ok()?;
-            let (stream, held) = holding.into_parts();
+            let (stream, held) = flushing.into_inner().into_parts();
             // After any pipelined rest already in `buf`: it was read earlier.
             buf.extend_from_slice(&held);
             stream
@@ -460,7 +454,7 @@ where
                     let n = to_proxy_now(&buf, end);
                     // pingora reads this request and no further (see `HoldNext`).
                     let len = request_len(&buf[..end]);
-                    let stream: Stream = Box::new(HoldNext::new(conn.hand_over(&buf[..n]), len));
+                    let stream = HoldNext::new(conn.hand_over(&buf[..n]), len);
                     if n == buf.len() {
                         buf.clear();
                     } else {
