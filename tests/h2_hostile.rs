@@ -439,6 +439,24 @@ fn unfinished_tls_handshakes_are_closed_at_the_deadline() {
             "after {what}: closed after {took:?} (deadline 1 s)"
         );
     }
+    // Plain HTTP on the TLS port fails the handshake at once.
+    let took = held_for(gw.listen, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(took < Duration::from_millis(800), "closed after {took:?}");
+    let failed = |reason| {
+        metric_sum(
+            &gw.metrics(),
+            "ficus_tls_handshakes_failed_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(failed("timeout"), Some(2.0));
+    // The client may see the close a moment before the count.
+    let errors = poll_until(Duration::from_secs(3), || {
+        failed("error").filter(|n| *n >= 1.0)
+    });
+    assert_eq!(errors, Some(1.0), "{}", gw.metrics());
+    // None of these is worth a log line above debug.
+    assert!(!gw.logs().contains("andshake"), "{}", gw.logs());
 }
 
 /// Without `tls_handshake_timeout` the handshake deadline is `header_read_timeout`.

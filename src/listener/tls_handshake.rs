@@ -12,9 +12,29 @@ use pingora_core::listeners::tls::{Acceptor, TlsSettings};
 use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Handshakes that failed, and that did not finish in time, since the process started
+/// (process-wide like the other connection counters: a reload must not reset them).
+static FAILED: AtomicU64 = AtomicU64::new(0);
+static TIMED_OUT: AtomicU64 = AtomicU64::new(0);
+
+/// The `ficus_tls_handshakes_failed_total` family. Clients cause these at will (scanners,
+/// plain HTTP on a TLS port, silent connections), so they are counted, not logged.
+pub fn render_metrics(out: &mut String) {
+    out.push_str("# HELP ficus_tls_handshakes_failed_total TLS handshakes on proxy listeners that failed or did not finish within tls_handshake_timeout.\n# TYPE ficus_tls_handshakes_failed_total counter\n");
+    for (reason, n) in [("error", &FAILED), ("timeout", &TIMED_OUT)] {
+        let _ = writeln!(
+            out,
+            "ficus_tls_handshakes_failed_total{{reason=\"{reason}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+}
 
 /// The TLS listeners of one proxy service, by the address each is bound to.
 #[derive(Default)]
@@ -85,10 +105,12 @@ impl TlsListeners {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             // Scanners and attackers make these at will: debug, not warn.
             Ok(Err(e)) => {
+                FAILED.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("TLS handshake failed: {e}");
                 None
             }
             Err(_) => {
+                TIMED_OUT.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(?deadline, "TLS handshake not finished in time");
                 None
             }
