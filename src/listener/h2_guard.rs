@@ -13,8 +13,10 @@
 //! the connection can take it at once) and the connection is closed.
 //!
 //! It also notices the `GOAWAY`s h2 itself sends when a client breaks one of its limits
-//! (rapid reset) or the protocol, and counts those cuts ([`super::h2_cuts`]). It never
-//! changes or delays a byte of either direction; it only ends the connection.
+//! (rapid reset) or the protocol, and counts those cuts ([`super::h2_cuts`]), and it sends
+//! the `GOAWAY` pingora leaves out when it drops an idle connection (see its `Drop`). It
+//! never changes or delays a byte of either direction; it only adds a `GOAWAY` between
+//! frames and ends the connection.
 
 use async_trait::async_trait;
 use pingora_core::protocols::{Peek, Stream};
