@@ -315,6 +315,8 @@ impl Metrics {
             "ficus_access_log_dropped_total {}",
             crate::access_log::dropped()
         );
+        crate::listener::h2_cuts::render(&mut out);
+        crate::listener::tls_handshake::render_metrics(&mut out);
         out.push_str("# HELP ficus_requests_in_flight Requests being served now.\n# TYPE ficus_requests_in_flight gauge\n");
         let _ = writeln!(out, "ficus_requests_in_flight {inflight}");
         out

@@ -9,13 +9,13 @@ use pingora_core::server::{RunArgs, Server};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
 use crate::admin::{AdminServer, Readiness};
 use crate::config::{Certificate, Config, Listener};
+use crate::listener::tls_handshake::TlsListeners;
 use crate::listener::HeaderDeadline;
 use crate::policy::tasks::PolicyTasks;
 use crate::proxy::Gateway;
@@ -121,16 +121,26 @@ pub fn run_upgradable(
         // as an idle HTTP/1 connection is (the value from start; reloads do not change it).
         opts.h2_idle_timeout = Some(gateway.limits.keepalive_timeout);
         inner.server_options = Some(opts);
+        // TLS listeners reach pingora as plain TCP: the head layer does their handshakes,
+        // under `tls_handshake_timeout` (see `listener::tls_handshake`).
+        let mut tls = TlsListeners::default();
+        for (l, socket) in &listeners {
+            if let Some(settings) = tls_settings(l)? {
+                tls.add(socket.addr, settings);
+            }
+        }
         let mut proxy = Service::new(
             name.to_string(),
             HeaderDeadline {
                 inner: Arc::new(inner),
                 shared: shared.clone(),
+                tls,
             },
         );
         let mut bound_sockets: Vec<BoundSocket> = Vec::new();
-        for (l, socket) in listeners {
-            add_listener(&mut proxy, l, socket.addr)?;
+        for (_, socket) in listeners {
+            // The key under which `PreBound` hands pingora the socket.
+            proxy.add_tcp(&socket.addr.to_string());
             bound_sockets.push(socket);
         }
         server.add_service(PreBound::new(proxy, bound_sockets));
@@ -201,26 +211,20 @@ fn listening_sockets(
     Ok((sockets, Some(inherited.ack)))
 }
 
-/// Adds listener `l`, already bound at `addr` (its configured address with the actual port).
-fn add_listener<A>(svc: &mut Service<A>, l: &Listener, addr: SocketAddr) -> Result<(), ServerError>
-where
-    A: pingora_core::apps::ServerApp + Send + Sync + 'static,
-{
-    // The key under which `PreBound` hands pingora the socket.
-    let addr = addr.to_string();
+/// The TLS settings of listener `l` (certificates by SNI, ALPN), `None` for plain TCP.
+fn tls_settings(l: &Listener) -> Result<Option<TlsSettings>, ServerError> {
     if l.tls.is_empty() {
-        svc.add_tcp(&addr);
-        return Ok(());
+        return Ok(None);
     }
     let resolver = SniResolver::load(&l.tls)?;
     let mut settings =
         TlsSettings::intermediate("", "").map_err(|e| ServerError::Start(e.to_string()))?;
     settings.set_cert_resolver(Arc::new(resolver));
+    // HTTP/2 is on by default on TLS listeners (`http2 = false` opts out).
     if l.http2 {
         settings.enable_h2();
     }
-    svc.add_tls_with_settings(&addr, None, settings);
-    Ok(())
+    Ok(Some(settings))
 }
 
 /// The SNI name a readiness probe asks a TLS listener for (`None`: plain TCP).

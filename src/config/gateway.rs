@@ -63,6 +63,9 @@ pub struct Limits {
     /// connections while fewer than this many are left. `None`: a quarter of the limit, at
     /// most [`crate::admin::guard::DEFAULT_RESERVED_FDS`].
     pub admin_reserved_fds: Option<usize>,
+    /// How long a client on a TLS listener has to finish the TLS handshake (by default
+    /// `header_read_timeout`).
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -78,6 +81,7 @@ impl Default for Limits {
             send_timeout: Duration::from_secs(60),
             admin_connections: 64,
             admin_reserved_fds: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -180,7 +184,7 @@ fn compile_listeners(c: &mut Compiler<'_>, g: &RawGateway) -> (Vec<Listener>, Ve
     for l in &g.listen {
         let span = span_of(l);
         let (addr, tls, http2, h2c) = match l.get_ref() {
-            RawListen::Addr(a) => (a.as_str(), None, false, false),
+            RawListen::Addr(a) => (a.as_str(), None, None, false),
             RawListen::Table(t) => (t.addr.as_str(), t.tls.as_ref(), t.http2, t.h2c),
         };
         let Some(addr) = c.socket_addr(addr, span.clone(), "gateway.listen") else {
@@ -202,10 +206,10 @@ fn compile_listeners(c: &mut Compiler<'_>, g: &RawGateway) -> (Vec<Listener>, Ve
                 span.clone(),
                 "gateway.listen.h2c",
                 "`h2c` is for cleartext listeners",
-                "on a TLS listener use `http2 = true` (negotiated by ALPN)",
+                "on a TLS listener HTTP/2 is negotiated by ALPN (`http2`, on by default)",
             );
         }
-        if http2 && certs.is_empty() {
+        if http2 == Some(true) && certs.is_empty() {
             c.d.error_hint(
                 span.clone(),
                 "gateway.listen.http2",
@@ -216,8 +220,9 @@ fn compile_listeners(c: &mut Compiler<'_>, g: &RawGateway) -> (Vec<Listener>, Ve
         listener_spans.push(span.clone());
         listeners.push(Listener {
             addr,
+            // Unless a listener says otherwise, HTTP/2 is offered wherever ALPN can offer it.
+            http2: http2.unwrap_or(!certs.is_empty()),
             tls: certs,
-            http2,
             h2c,
         });
     }
@@ -277,18 +282,19 @@ fn compile_trusted_proxies(c: &mut Compiler<'_>, g: &RawGateway) -> Vec<Cidr> {
 /// `[gateway.limits]`; an absent key keeps its [`Limits::default`] value.
 fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
     let d = Limits::default();
+    let header_read_timeout = c
+        .positive_duration(
+            &l.header_read_timeout,
+            "gateway.limits.header_read_timeout",
+            "every request would time out before its headers arrive",
+        )
+        .unwrap_or(d.header_read_timeout);
     Limits {
         max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
         max_headers: l.max_headers.unwrap_or(d.max_headers),
         max_uri_bytes: l.max_uri_bytes.unwrap_or(d.max_uri_bytes),
         max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
-        header_read_timeout: c
-            .positive_duration(
-                &l.header_read_timeout,
-                "gateway.limits.header_read_timeout",
-                "every request would time out before its headers arrive",
-            )
-            .unwrap_or(d.header_read_timeout),
+        header_read_timeout,
         body_read_timeout: c
             .positive_duration(
                 &l.body_read_timeout,
@@ -312,6 +318,13 @@ fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
             .unwrap_or(d.send_timeout),
         admin_connections: super::admin::admin_connections(c, l).unwrap_or(d.admin_connections),
         admin_reserved_fds: l.admin_reserved_fds.or(d.admin_reserved_fds),
+        tls_handshake_timeout: c
+            .positive_duration(
+                &l.tls_handshake_timeout,
+                "gateway.limits.tls_handshake_timeout",
+                "every TLS client would be cut off before its handshake ends",
+            )
+            .unwrap_or(header_read_timeout),
     }
 }
 
@@ -473,6 +486,30 @@ mod tests {
         assert!(
             msgs.iter()
                 .any(|m| m.contains("keepalive_timeout") && m.contains("at least")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn the_tls_handshake_deadline_defaults_to_the_head_deadline() {
+        let head = format!("[gateway.limits]\nheader_read_timeout = \"3s\"\n{BASE}");
+        let cfg = compile(Path::new("routes.toml"), &head).unwrap();
+        assert_eq!(
+            cfg.gateway.limits.tls_handshake_timeout,
+            Duration::from_secs(3)
+        );
+        let own = format!(
+            "[gateway.limits]\nheader_read_timeout = \"3s\"\ntls_handshake_timeout = \"1s\"\n{BASE}"
+        );
+        let cfg = compile(Path::new("routes.toml"), &own).unwrap();
+        assert_eq!(
+            cfg.gateway.limits.tls_handshake_timeout,
+            Duration::from_secs(1)
+        );
+        let zero = format!("[gateway.limits]\ntls_handshake_timeout = \"0s\"\n{BASE}");
+        let msgs: Vec<String> = errors(&zero).iter().map(|d| d.to_string()).collect();
+        assert!(
+            msgs.iter().any(|m| m.contains("tls_handshake_timeout")),
             "{msgs:?}"
         );
     }

@@ -155,8 +155,8 @@ fn string_or_table<'de, T: StringOrTable<'de>, D: serde::Deserializer<'de>>(
 pub struct RawListener {
     pub addr: String,
     pub tls: Option<RawListenerTls>,
-    #[serde(default)]
-    pub http2: bool,
+    /// Offer HTTP/2 by ALPN; on by default on TLS listeners.
+    pub http2: Option<bool>,
     #[serde(default)]
     pub h2c: bool,
 }
@@ -192,6 +192,7 @@ pub struct RawLimits {
     pub admin_connections: Option<Spanned<usize>>,
     /// File descriptors the admin listener leaves to the proxy.
     pub admin_reserved_fds: Option<usize>,
+    pub tls_handshake_timeout: Option<Spanned<String>>,
 }
 
 /// `[services.NAME]`

@@ -22,31 +22,33 @@
 //! waits is noticed.
 
 use async_trait::async_trait;
-use pingora_core::protocols::{Peek, Stream};
+use pingora_core::protocols::Peek;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::hold_next::HoldNext;
 use super::replay::forward_details;
 
-/// The client connection of one HTTP/1 request, as pingora's session gets it.
+/// The client connection of one HTTP/1 request, as pingora's session gets it. It wraps the
+/// [`HoldNext`] of the request by value: one allocation per request for both layers.
 #[derive(Debug)]
 pub struct FlushBeforeRead {
-    inner: Stream,
+    inner: HoldNext,
     /// Bytes were written since the last successful flush.
     unflushed: bool,
 }
 
 impl FlushBeforeRead {
-    pub fn new(inner: Stream) -> FlushBeforeRead {
+    pub fn new(inner: HoldNext) -> FlushBeforeRead {
         FlushBeforeRead {
             inner,
             unflushed: false,
         }
     }
 
-    pub fn into_inner(self) -> Stream {
+    pub fn into_inner(self) -> HoldNext {
         self.inner
     }
 

@@ -10,9 +10,11 @@
 //!
 //! HTTP/2 connections (ALPN `h2`, or the h2c preface on a listener with `h2c`) must send
 //! their connection preface within `header_read_timeout`; after that pingora's HTTP/2
-//! server runs them, closing a connection that has had no stream open for
-//! `keepalive_timeout`. On an `h2c` listener, connections that do not start with the
-//! preface are HTTP/1 and get everything above.
+//! server runs them (behind an [`H2Guard`], which cuts control-frame floods), closing a
+//! connection that has had no stream open for `keepalive_timeout`. On an `h2c` listener,
+//! connections that do not start with the preface are HTTP/1 and get everything above.
+//! On a TLS listener the TLS handshake comes first, under its own deadline
+//! ([`TlsListeners`]).
 
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -28,7 +30,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 use super::flush_before_read::FlushBeforeRead;
+use super::h2_guard::H2Guard;
+use super::hold_next::HoldNext;
 use super::replay::Replay;
+use super::request_end::{head_fields, request_len, to_proxy_now};
+use super::tls_handshake::TlsListeners;
 use crate::ids;
 use crate::proxy::error::GatewayError;
 use crate::proxy::respond::{gateway_head, Reply};
@@ -44,6 +50,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub struct HeaderDeadline<A> {
     pub inner: Arc<A>,
     pub shared: Arc<Shared>,
+    /// The service's TLS listeners, whose handshakes this layer does.
+    pub tls: TlsListeners,
 }
 
 enum Head {
@@ -58,7 +66,7 @@ enum Head {
 }
 
 /// Where the request head ends (just past `\r\n\r\n` or `\n\n`), if it is complete.
-fn head_end(buf: &[u8]) -> Option<usize> {
+pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
     // Only line ends matter: jump between them with a vectorized search.
     for i in memchr::memchr_iter(b'\n', buf) {
         match buf.get(i + 1) {
@@ -68,100 +76,6 @@ fn head_end(buf: &[u8]) -> Option<usize> {
         }
     }
     None
-}
-
-/// What of the bytes read goes to the proxy now: the head, and when the request has a body
-/// as much of it as was read, up to its end. Bytes after the request (a pipelined next
-/// request) stay in `buf` as the start of the next round, and the proxy sees one request
-/// at a time (pingora would otherwise drop them and leave the client waiting for answers
-/// that never come). When where the body ends cannot be told from the bytes at hand
-/// (chunked framing not complete yet, or framing the proxy will refuse), everything goes.
-fn to_proxy_now(buf: &[u8], end: usize) -> usize {
-    if end == buf.len() {
-        return end;
-    }
-    let body_end = match body_framing(&buf[..end]) {
-        Framing::None => Some(end),
-        Framing::Length(n) => usize::try_from(n).ok().and_then(|n| end.checked_add(n)),
-        Framing::Chunked => chunked_end(&buf[end..]).map(|n| end + n),
-        Framing::Unknown => None,
-    };
-    body_end.map_or(buf.len(), |e| e.min(buf.len()))
-}
-
-/// How a request head says its body is framed.
-#[derive(Debug, PartialEq, Eq)]
-enum Framing {
-    None,
-    Length(u64),
-    Chunked,
-    /// Something the proxy will look at more closely (and maybe refuse).
-    Unknown,
-}
-
-/// Reads the framing headers of a request head (only as far as needed to split a pipelined
-/// request off; the proxy validates them).
-fn body_framing(head: &[u8]) -> Framing {
-    let mut framing = Framing::None;
-    for (name, value) in head_fields(head) {
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-            framing = match (framing, n) {
-                (Framing::None, Some(n)) => Framing::Length(n),
-                _ => Framing::Unknown,
-            };
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            framing = match framing {
-                Framing::None if value.eq_ignore_ascii_case(b"chunked") => Framing::Chunked,
-                _ => Framing::Unknown,
-            };
-        }
-    }
-    framing
-}
-
-/// The `name: value` fields of a raw request head (values trimmed), without parsing it.
-fn head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
-        let colon = line.iter().position(|&b| b == b':')?;
-        Some((&line[..colon], line[colon + 1..].trim_ascii()))
-    })
-}
-
-/// Where a chunked body that starts at `body[0]` ends, if all of it is there: its chunks,
-/// the last (zero) chunk and the trailer section.
-fn chunked_end(body: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    loop {
-        let line_end = at + memchr::memchr(b'\n', body.get(at..)?)?;
-        let line = body[at..line_end]
-            .strip_suffix(b"\r")
-            .unwrap_or(&body[at..line_end]);
-        let digits = line.split(|&b| b == b';').next()?.trim_ascii();
-        if digits.is_empty() || digits.len() > 15 {
-            return None;
-        }
-        let size = usize::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
-        at = line_end + 1;
-        if size == 0 {
-            // Trailer fields, then the empty line.
-            loop {
-                let line_end = at + memchr::memchr(b'\n', body.get(at..)?)?;
-                let empty = line_end == at || (line_end == at + 1 && body[at] == b'\r');
-                at = line_end + 1;
-                if empty {
-                    return Some(at);
-                }
-            }
-        }
-        // The data, then its CRLF.
-        at = at.checked_add(size)?;
-        match body.get(at..)? {
-            [b'\r', b'\n', ..] => at += 2,
-            [b'\n', ..] => at += 1,
-            _ => return None,
-        }
-    }
 }
 
 /// Drops empty lines before a request line: RFC 9112 §2.2 asks servers to ignore at
@@ -320,12 +234,16 @@ impl Conn {
         }
     }
 
-    /// The connection back from pingora after a request; `None` if it still holds bytes
-    /// pingora did not read (it then cannot be reused safely).
-    fn take_back(stream: Stream) -> Option<Conn> {
+    /// The connection back from pingora after a request, with the bytes read after the
+    /// request appended to `buf`; `None` if it still holds bytes pingora did not read (it
+    /// then cannot be reused safely).
+    fn take_back(stream: Stream, buf: &mut BytesMut) -> Option<Conn> {
         let stream = if stream.as_any().is::<FlushBeforeRead>() {
             let flushing = stream.into_any().downcast::<FlushBeforeRead>().ok()?;
-            flushing.into_inner()
+            let (stream, held) = flushing.into_inner().into_parts();
+            // After any pipelined rest already in `buf`: it was read earlier.
+            buf.extend_from_slice(&held);
+            stream
         } else {
             stream
         };
@@ -453,11 +371,15 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        // One read buffer and one timer per connection, reused for every request head.
-        let mut buf = BytesMut::with_capacity(4096);
         // The limits, refreshed only when a reload applied a new snapshot.
         let mut generation = self.shared.generation();
         let mut limits = self.shared.limits();
+        let stream = self
+            .tls
+            .handshake(stream, limits.tls_handshake_timeout)
+            .await?;
+        // One read buffer and one timer per connection, reused for every request head.
+        let mut buf = BytesMut::with_capacity(4096);
         let mut timer = Box::pin(tokio::time::sleep(limits.header_read_timeout));
         let mut conn = match Conn::classify(stream) {
             Accepted::Http(c) => c,
@@ -467,7 +389,9 @@ where
                 return match read_opening(&mut s, &mut buf, timer.as_mut()).await {
                     Opening::H2 => {
                         let replay: Stream = Box::new(Replay::new(&buf, s));
-                        self.inner.process_new(replay, shutdown).await
+                        self.inner
+                            .process_new(Box::new(H2Guard::new(replay)), shutdown)
+                            .await
                     }
                     Opening::Http1 | Opening::Gone => None,
                 };
@@ -479,7 +403,7 @@ where
             match read_opening(conn.io(), &mut buf, timer.as_mut()).await {
                 // pingora reads the preface again (from the rewind buffer) and speaks h2.
                 Opening::H2 => {
-                    let stream = conn.hand_over(&buf);
+                    let stream = Box::new(H2Guard::new(conn.hand_over(&buf)));
                     return self.inner.process_new(stream, shutdown).await;
                 }
                 // The bytes read so far stay in `buf` as the start of the first request.
@@ -528,7 +452,9 @@ where
             let stream = match head {
                 Head::Ready(end) => {
                     let n = to_proxy_now(&buf, end);
-                    let stream = conn.hand_over(&buf[..n]);
+                    // pingora reads this request and no further (see `HoldNext`).
+                    let len = request_len(&buf[..end]);
+                    let stream = HoldNext::new(conn.hand_over(&buf[..n]), len);
                     if n == buf.len() {
                         buf.clear();
                     } else {
@@ -563,7 +489,7 @@ where
             let (stream, settings) = reused.consume();
             persistent = settings;
             first = false;
-            conn = Conn::take_back(stream)?;
+            conn = Conn::take_back(stream, &mut buf)?;
         }
     }
 
@@ -575,32 +501,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pipelined_requests_without_bodies_are_split_off() {
-        let two = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n";
-        let end = head_end(two).unwrap();
-        assert_eq!(to_proxy_now(two, end), 28, "only the first request");
-        let rest = &two[28..];
-        assert_eq!(to_proxy_now(rest, head_end(rest).unwrap()), rest.len());
-        // With a body: the head and the body, and the next request stays.
-        let post =
-            b"POST / HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n";
-        let end = head_end(post).unwrap();
-        assert_eq!(to_proxy_now(post, end), end + 3);
-        // Only part of the body read yet: all of it goes.
-        assert_eq!(to_proxy_now(&post[..end + 2], end), end + 2);
-        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n";
-        let end = head_end(chunked).unwrap();
-        assert_eq!(to_proxy_now(chunked, end), chunked.len() - 18);
-        // An incomplete chunked body, or framing the proxy will refuse: everything.
-        let cut = &chunked[..chunked.len() - 22];
-        assert_eq!(to_proxy_now(cut, end), cut.len());
-        let both = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
-        assert_eq!(to_proxy_now(both, head_end(both).unwrap()), both.len());
-        let bad = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\nGET / HTTP/1.1\r\n\r\n";
-        assert_eq!(to_proxy_now(bad, head_end(bad).unwrap()), bad.len());
-    }
 
     #[test]
     fn the_clients_request_id_is_kept_when_the_head_is_refused() {
