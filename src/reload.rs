@@ -40,10 +40,14 @@ impl ConfigWatcher {
             }) => {
                 tracing::info!(generation, warnings, trigger = why, "config reloaded")
             }
-            Err(e) => tracing::error!(
-                trigger = why,
-                "config reload failed, keeping the running config:\n{e}"
-            ),
+            Err(e) => {
+                self.shared.metrics.reload_failures.count(e.reason());
+                tracing::error!(
+                    trigger = why,
+                    reason = e.reason(),
+                    "config reload failed, keeping the running config:\n{e}"
+                )
+            }
         }
     }
 }

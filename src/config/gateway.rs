@@ -93,6 +93,8 @@ pub struct GatewaySettings {
     /// `[gateway] legacy`: the services the migration board counts as the legacy (checked
     /// against the services when the config is compiled); empty when unset.
     pub legacy: Vec<String>,
+    /// `max_config_bytes` and `max_routes` (compiled before the rest of the file).
+    pub bounds: super::bounds::ConfigBounds,
 }
 
 /// What the gateway does with W3C trace context (`traceparent`).
@@ -154,6 +156,8 @@ pub(super) fn compile_gateway(c: &mut Compiler<'_>, g: &RawGateway) -> GatewaySe
         rate_limit: g.rate_limit.as_ref().map(|n| n.get_ref().clone()),
         // Filled in by `compile_legacy` once the services are known.
         legacy: Vec::new(),
+        // Filled in by `compile_with` from the bounds read before the rest of the file.
+        bounds: Default::default(),
     }
 }
 

@@ -34,6 +34,11 @@ pub struct RawGateway {
     pub rate_limit: Option<Spanned<String>>,
     /// The services the migration board counts as the legacy: a name or a list of names.
     pub legacy: Option<Spanned<RawLegacy>>,
+    /// The largest routes.toml a reload accepts (signed so a negative number gets a clear
+    /// error rather than serde's).
+    pub max_config_bytes: Option<Spanned<i64>>,
+    /// The most `[[routes]]` a config may hold.
+    pub max_routes: Option<Spanned<i64>>,
 }
 
 /// `legacy = "monolith"` or `legacy = ["monolith", "old-billing"]`; each name with its

@@ -7,9 +7,10 @@
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use toml::de::DeValue;
 use toml::Spanned;
 
-use super::compiler::{span_of, Compiler, HeaderSide};
+use super::compiler::{deserialize, span_of, Compiler, HeaderSide};
 use super::diag::{closest_name, did_you_mean, Diagnostics};
 use super::raw::{RawMatch, RawRoute};
 use super::{policies, shadow, split, Sections};
@@ -72,13 +73,16 @@ impl<'n> ServiceNames<'n> {
     }
 }
 
-/// Compiles every route that deserialized, checks the service names of those that did not,
-/// and warns about services no route uses.
+/// Deserializes and compiles the routes one at a time (so the raw form of every route is
+/// never held at once), checks the service names of those that did not deserialize, and
+/// warns about services no route uses. Returns the routes and each one's span by file
+/// position.
 pub(super) fn compile_routes(
     c: &mut Compiler<'_>,
-    sections: &Sections,
+    sections: &Sections<'_>,
+    value: Option<Spanned<DeValue<'_>>>,
     services: &[ServiceSpec],
-) -> Vec<Route> {
+) -> (Vec<Route>, HashMap<usize, Range<usize>>) {
     let mut names = ServiceNames::new(
         sections
             .services
@@ -96,26 +100,76 @@ pub(super) fn compile_routes(
         sections.gateway.as_ref(),
     );
     let mut routes = Vec::new();
-    for (i, span, raw) in &sections.routes {
+    let mut spans = HashMap::new();
+    let failed = each_raw_route(c, value, |c, i, span, raw| {
         let chain = policies::route_chain(
             c,
             &sections.policies,
             &mut used_policies,
             &defaults,
             &format!("routes[{i}]"),
-            raw,
+            &raw,
         );
-        if let Some(mut route) = compile_route(c, &mut names, &mut route_names, *i, span, raw) {
+        if let Some(mut route) = compile_route(c, &mut names, &mut route_names, i, &span, &raw) {
             route.chain = chain;
             routes.push(route);
         }
+        spans.insert(i, span);
+    });
+    // A route that did not deserialize may have named any service: its `service` is still
+    // checked and counted as used, and "not used" warnings would be guesses.
+    for (i, svc) in &failed {
+        if let Some(svc) = svc {
+            names.resolve(&mut c.d, svc, &format!("routes[{i}].service"), "service");
+        }
     }
-    check_services_of_failed_routes(c, &mut names, sections);
-    if !sections.some_route_failed {
+    if failed.is_empty() {
         warn_unused_services(c, &names, sections, services);
         policies::warn_unused(c, &sections.policies, &used_policies);
     }
-    routes
+    (routes, spans)
+}
+
+/// Calls `f` with each route of `[[routes]]` that deserializes (file position, span, raw
+/// route); returns the routes that did not, with the `service` each named if any.
+fn each_raw_route(
+    c: &mut Compiler<'_>,
+    value: Option<Spanned<DeValue<'_>>>,
+    mut f: impl FnMut(&mut Compiler<'_>, usize, Range<usize>, RawRoute),
+) -> Vec<(usize, Option<Spanned<String>>)> {
+    let mut failed = Vec::new();
+    let Some(value) = value else {
+        return failed;
+    };
+    let span = value.span();
+    let DeValue::Array(items) = value.into_inner() else {
+        c.d.error_hint(
+            span,
+            "routes",
+            "`routes` must be an array of tables",
+            "write each route as a `[[routes]]` section",
+        );
+        return failed;
+    };
+    for (i, v) in items.into_iter().enumerate() {
+        let rspan = v.span();
+        let service = v.get_ref().get("service").and_then(|svc| {
+            let name = svc.get_ref().as_str()?;
+            Some(Spanned::new(svc.span(), name.to_string()))
+        });
+        let before = c.d.items.len();
+        match deserialize::<RawRoute>(c, v, &format!("routes[{i}]")) {
+            // A route left with neither `service` nor `split` after its bad keys were
+            // dropped most likely misspelled one of them: reported once, as the typo, not
+            // again as "names no service".
+            Some(r) if r.service.is_none() && r.split.is_none() && c.d.items.len() > before => {
+                failed.push((i, service))
+            }
+            Some(r) => f(c, i, rspan, r),
+            None => failed.push((i, service)),
+        }
+    }
+    failed
 }
 
 /// One route; `None` when its pattern or service is unusable (reported).
@@ -147,6 +201,12 @@ fn compile_route(
         &raw.response_headers,
         &format!("{key}.response_headers"),
         HeaderSide::Response,
+    );
+    super::bounds::check_route_header_bytes(
+        c,
+        &key,
+        span.clone(),
+        [&request_headers, &response_headers],
     );
     // The override names a side for the gateway only: the upstream never sees it.
     if let Some(h) = split.as_ref().and_then(|s| s.override_header.clone()) {
@@ -453,27 +513,12 @@ fn retry_policy(
     }
 }
 
-/// Routes that failed to deserialize still name a service: check it and count it used.
-fn check_services_of_failed_routes(
-    c: &mut Compiler<'_>,
-    names: &mut ServiceNames<'_>,
-    sections: &Sections,
-) {
-    let parsed: HashSet<usize> = sections.routes.iter().map(|(i, _, _)| *i).collect();
-    for (i, svc) in &sections.route_service_refs {
-        if parsed.contains(i) {
-            continue;
-        }
-        names.resolve(&mut c.d, svc, &format!("routes[{i}].service"), "service");
-    }
-}
-
 /// Services no route names. Not called when a route failed to deserialize: it may have
 /// named any service, so the warnings would be guesses.
 fn warn_unused_services(
     c: &mut Compiler<'_>,
     names: &ServiceNames<'_>,
-    sections: &Sections,
+    sections: &Sections<'_>,
     services: &[ServiceSpec],
 ) {
     for (idx, u) in names.used.iter().enumerate() {

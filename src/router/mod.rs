@@ -3,18 +3,21 @@
 //! Routes are sorted once by priority (most specific first, then file order) so a route's
 //! index *is* its rank. Paths are looked up in a segment trie; every route whose pattern
 //! matches is a candidate and the lowest index among candidates whose predicates (host,
-//! methods, headers) hold wins. Matching allocates nothing.
+//! methods, headers) hold wins; routes sharing a path are indexed by exact header values
+//! (`candidates.rs`). Matching allocates nothing.
 //!
 //! This module knows nothing about pingora or the registry (a route names its service by
 //! index and carries plain attempt settings from `upstream::attempt`); it must stay cheap
 //! enough to run on every request (see benches/route_match.rs).
 
+mod candidates;
 pub mod normalize;
 pub mod pattern;
 pub mod rewrite;
 pub mod shadow;
 pub mod split;
 
+use candidates::Candidates;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use normalize::PathFlags;
 use pattern::{split_segment, HostPattern, PathPattern, Segment};
@@ -231,12 +234,13 @@ pub struct RequestView<'a> {
 
 #[derive(Default, Debug)]
 struct Node {
-    literals: HashMap<Box<str>, usize>,
+    /// Children by literal segment; `None` on a leaf (most nodes), so it costs no table.
+    literals: Option<Box<HashMap<Box<str>, usize>>>,
     param: Option<usize>,
-    /// Routes whose pattern ends exactly here, by rank.
-    exact: Vec<usize>,
-    /// Routes whose pattern ends here with `/**`, by rank.
-    tail: Vec<usize>,
+    /// Routes whose pattern ends exactly here.
+    exact: Candidates,
+    /// Routes whose pattern ends here with `/**`.
+    tail: Candidates,
 }
 
 /// All routes, ordered by priority, plus the lookup trie.
@@ -255,16 +259,23 @@ impl Router {
             kb.cmp(&ka).then(a.file_order.cmp(&b.file_order))
         });
         let mut nodes = vec![Node::default()];
+        // Per node, the ranks ending there exactly and with `/**` (indexed once complete).
+        let mut ends: Vec<(Vec<usize>, Vec<usize>)> = vec![Default::default()];
         for (rank, route) in routes.iter().enumerate() {
             let mut at = 0;
             for seg in &route.pattern.segments {
                 at = match seg {
-                    Segment::Literal(l) => match nodes[at].literals.get(l) {
+                    Segment::Literal(l) => match nodes[at].literals.as_ref().and_then(|m| m.get(l))
+                    {
                         Some(&n) => n,
                         None => {
                             nodes.push(Node::default());
+                            ends.push(Default::default());
                             let n = nodes.len() - 1;
-                            nodes[at].literals.insert(l.clone(), n);
+                            nodes[at]
+                                .literals
+                                .get_or_insert_with(Default::default)
+                                .insert(l.clone(), n);
                             n
                         }
                     },
@@ -272,6 +283,7 @@ impl Router {
                         Some(n) => n,
                         None => {
                             nodes.push(Node::default());
+                            ends.push(Default::default());
                             let n = nodes.len() - 1;
                             nodes[at].param = Some(n);
                             n
@@ -280,10 +292,14 @@ impl Router {
                 };
             }
             if route.pattern.tail {
-                nodes[at].tail.push(rank);
+                ends[at].1.push(rank);
             } else {
-                nodes[at].exact.push(rank);
+                ends[at].0.push(rank);
             }
+        }
+        for (node, (exact, tail)) in nodes.iter_mut().zip(ends) {
+            node.exact = Candidates::new(exact, &routes);
+            node.tail = Candidates::new(tail, &routes);
         }
         Router { routes, nodes }
     }
@@ -305,18 +321,8 @@ impl Router {
         (best != usize::MAX).then_some(best)
     }
 
-    fn best_of(&self, list: &[usize], req: &RequestView<'_>, best: &mut usize) {
-        // `list` is sorted by rank, so the first route passing its predicates is the list's
-        // best; stop as soon as the remaining ranks cannot beat the current best.
-        for &r in list {
-            if r >= *best {
-                return;
-            }
-            if self.routes[r].predicates_hold(req) {
-                *best = r;
-                return;
-            }
-        }
+    fn best_of(&self, list: &Candidates, req: &RequestView<'_>, best: &mut usize) {
+        list.best(&self.routes, req, best);
     }
 
     fn walk(&self, node: usize, rest: Option<&str>, req: &RequestView<'_>, best: &mut usize) {
@@ -333,7 +339,7 @@ impl Router {
             self.best_of(&n.exact, req, best);
         }
         let (head, next) = split_segment(rest);
-        if let Some(&child) = n.literals.get(head) {
+        if let Some(&child) = n.literals.as_ref().and_then(|m| m.get(head)) {
             self.walk(child, next, req, best);
         }
         if let Some(child) = n.param {
