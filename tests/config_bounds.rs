@@ -9,13 +9,19 @@ use common::*;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-/// `n` plain routes `r{i}` on `/r{i}/**` to service `app` (as `benches/gen_routes.py`).
+/// `n` plain routes `{prefix}{i}` on `/{prefix}{i}/**` to service `app` (as
+/// `benches/gen_routes.py`).
 fn plain_routes(n: usize, prefix: &str) -> String {
+    plain_routes_at(n, prefix, "")
+}
+
+/// `plain_routes` with every path under `/{under}`.
+fn plain_routes_at(n: usize, prefix: &str, under: &str) -> String {
     let mut out = String::with_capacity(n * 80);
     for i in 0..n {
         let _ = write!(
             out,
-            "[[routes]]\nname = \"{prefix}{i}\"\nmatch = {{ path = \"/{prefix}{i}/**\" }}\nservice = \"app\"\n\n"
+            "[[routes]]\nname = \"{prefix}{i}\"\nmatch = {{ path = \"{under}/{prefix}{i}/**\" }}\nservice = \"app\"\n\n"
         );
     }
     out
@@ -162,7 +168,7 @@ fn check_bounds_header_values_a_route_sets() {
     ));
     assert_ne!(code, 0, "{out}");
     assert!(
-        out.contains(":9:")
+        out.contains("routes.toml:8:")
             && out.contains(
                 "header value is 9000 bytes; a route may set at most 8192 bytes per value"
             )
@@ -322,8 +328,9 @@ fn memory_case(n: usize, max_per_route: u64) {
     let gw = Gateway::start(&cfg(&plain_routes(n, "r")));
     assert_eq!(gw.get(&format!("/r{}/x", n - 1)).status, 200);
     let started = settled_rss(&gw);
-    gw.reload(&cfg(&plain_routes(n, "s")));
-    assert_eq!(gw.get(&format!("/s{}/x", n - 1)).status, 200);
+    // Every route edited (its path), as a reload of a changed file would.
+    gw.reload(&cfg(&plain_routes_at(n, "r", "/v2")));
+    assert_eq!(gw.get(&format!("/v2/r{}/x", n - 1)).status, 200);
     assert_eq!(gw.get("/r0/x").status, 404);
     let reloaded = settled_rss(&gw);
     let per_route = |rss: u64| rss.saturating_sub(base) / n as u64;
@@ -345,17 +352,22 @@ fn memory_case(n: usize, max_per_route: u64) {
     );
 }
 
+/// Resident bytes per plain route, dev build. Before this bound: about 4.4 KiB after start
+/// and 8–9 KiB after a reload (the compile's garbage stayed resident). Of what is left,
+/// about half is outside the config: per-route metrics and the migration board's history.
+const MAX_BYTES_PER_ROUTE: u64 = 4096;
+
 #[test]
 fn memory_per_plain_route_is_bounded() {
-    memory_case(20_000, 2048);
+    memory_case(20_000, MAX_BYTES_PER_ROUTE);
 }
 
 #[test]
 fn long_memory_per_plain_route_at_a_hundred_thousand_routes() {
     if !long_tests() {
-        eprintln!("FICUS_LONG_TESTS=1 runs this with 100,000 routes; running 5,000");
-        memory_case(5_000, 2048);
+        eprintln!("FICUS_LONG_TESTS=1 runs this with 100,000 routes; running 10,000");
+        memory_case(10_000, MAX_BYTES_PER_ROUTE);
         return;
     }
-    memory_case(100_000, 2048);
+    memory_case(100_000, MAX_BYTES_PER_ROUTE);
 }

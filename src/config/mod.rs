@@ -38,6 +38,9 @@ use thiserror::Error;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+// Linked for `mi_collect` (see `return_freed_memory`), also where it is not the allocator.
+use mimalloc as _;
+
 use crate::policy::Policies;
 use crate::registry::spec::{RegistrySettings, ServiceSpec};
 use crate::router::Router;
@@ -169,13 +172,29 @@ pub fn load_with(path: &Path, previous: Option<&Running<'_>>) -> Result<Config, 
             .stack_size(COMPILE_STACK)
             .spawn_scoped(scope, || {
                 let limit = previous.map_or(u64::MAX, |r| r.max_config_bytes);
-                let source = bounds::read_bounded(path, limit)?;
-                compile_with(path, &source, previous)
+                let compiled = bounds::read_bounded(path, limit)
+                    .and_then(|source| compile_with(path, &source, previous));
+                return_freed_memory();
+                compiled
             })
             .map_err(|_| internal())?;
         // A panic while compiling is a bug in ficus: a failed load, not a crash.
         compiling.join().unwrap_or_else(|_| Err(internal()))
     })
+}
+
+/// Hands the pages this thread freed back to the system now. mimalloc (the gateway's
+/// allocator) purges freed pages lazily, on a later allocation by the same thread: the
+/// compiling thread makes none, so what compiling needed (the parsed document, each
+/// route's raw form; several times the compiled config) would stay resident for good.
+fn return_freed_memory() {
+    extern "C" {
+        /// mimalloc's `mi_collect`: frees this thread's empty pages and purges them.
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: `mi_collect` only walks the calling thread's own heap; it is safe to call at
+    // any time, also when mimalloc is linked but not the global allocator (test builds).
+    unsafe { mi_collect(true) }
 }
 
 /// The compiling thread's stack: as much as a main thread gets (the TOML parser and serde

@@ -67,10 +67,11 @@ pub struct Route {
     /// side's (config order).
     pub service: usize,
     /// `split = [...]`: the services the route's traffic is shared between. `None` sends
-    /// everything to `service`.
-    pub split: Option<Split>,
+    /// everything to `service`. Boxed, like the other rarely used parts, to keep a plain
+    /// route small (a config may hold 100,000 of them).
+    pub split: Option<Box<Split>>,
     pub strip_prefix: Option<String>,
-    pub rewrite: Option<Rewrite>,
+    pub rewrite: Option<Box<Rewrite>>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
     /// Route-level timeouts; unset values come from the service actually used.
@@ -91,7 +92,7 @@ impl Route {
     /// the rewrite template, or the path minus `strip_prefix`, re-encoded where needed.
     pub fn upstream_target(&self, path: &str, query: Option<&str>) -> String {
         self.target_with(
-            self.rewrite.as_ref(),
+            self.rewrite.as_deref(),
             self.strip_prefix.as_deref(),
             path,
             query,
@@ -301,6 +302,9 @@ impl Router {
             node.exact = Candidates::new(exact, &routes);
             node.tail = Candidates::new(tail, &routes);
         }
+        // Both grew by doubling; a config is built once and read many times.
+        routes.shrink_to_fit();
+        nodes.shrink_to_fit();
         Router { routes, nodes }
     }
 
