@@ -262,6 +262,7 @@ fn header_routes_case(n: usize, check_within: Duration) {
         }
         (median(first), median(last_times))
     });
+    eprintln!("{n} header routes: check {took:?}, median request: first {first:?}, last {last:?}");
     assert!(
         last < Duration::from_millis(2),
         "the last of {n} header routes takes {last:?} (first: {first:?})"

@@ -18,9 +18,11 @@ use super::compiler::{span_of, Compiler};
 use super::ConfigError;
 use crate::router::HeaderEdits;
 
-/// `[gateway] max_config_bytes` unset: far above any hand-written file (a generated one
-/// with 100,000 plain routes is about 8 MiB), far below what would risk the process.
-pub const DEFAULT_MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+/// `[gateway] max_config_bytes` unset. Compiling needs about 60 times the file's size at
+/// its peak (the parsed document dominates: docs/performance.md, "Config compilation"), so
+/// 16 MiB can take about 1 GiB; a file with 100,000 plain routes (the default
+/// `max_routes`) is about 8 MiB.
+pub const DEFAULT_MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 /// `[gateway] max_routes` unset.
 pub const DEFAULT_MAX_ROUTES: usize = 100_000;
 /// The longest header value a route may set or add (what most servers accept in a whole

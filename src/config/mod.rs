@@ -18,6 +18,7 @@ mod gateway;
 mod legacy;
 mod policies;
 pub mod raw;
+mod raw_routes;
 mod recover;
 mod routes;
 mod services;

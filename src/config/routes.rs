@@ -10,10 +10,10 @@ use std::ops::Range;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::compiler::{deserialize, span_of, Compiler, HeaderSide};
+use super::compiler::{span_of, Compiler, HeaderSide};
 use super::diag::{closest_name, did_you_mean, Diagnostics};
 use super::raw::{RawMatch, RawRoute};
-use super::{policies, shadow, split, Sections};
+use super::{policies, raw_routes, shadow, split, Sections};
 use crate::registry::spec::ServiceSpec;
 use crate::router::normalize::PathFlags;
 use crate::router::pattern::{HostPattern, PathPattern};
@@ -101,7 +101,7 @@ pub(super) fn compile_routes(
     );
     let mut routes = Vec::new();
     let mut spans = HashMap::new();
-    let failed = each_raw_route(c, value, |c, i, span, raw| {
+    let failed = raw_routes::each_raw_route(c, value, |c, i, span, raw| {
         let chain = policies::route_chain(
             c,
             &sections.policies,
@@ -128,48 +128,6 @@ pub(super) fn compile_routes(
         policies::warn_unused(c, &sections.policies, &used_policies);
     }
     (routes, spans)
-}
-
-/// Calls `f` with each route of `[[routes]]` that deserializes (file position, span, raw
-/// route); returns the routes that did not, with the `service` each named if any.
-fn each_raw_route(
-    c: &mut Compiler<'_>,
-    value: Option<Spanned<DeValue<'_>>>,
-    mut f: impl FnMut(&mut Compiler<'_>, usize, Range<usize>, RawRoute),
-) -> Vec<(usize, Option<Spanned<String>>)> {
-    let mut failed = Vec::new();
-    let Some(value) = value else {
-        return failed;
-    };
-    let span = value.span();
-    let DeValue::Array(items) = value.into_inner() else {
-        c.d.error_hint(
-            span,
-            "routes",
-            "`routes` must be an array of tables",
-            "write each route as a `[[routes]]` section",
-        );
-        return failed;
-    };
-    for (i, v) in items.into_iter().enumerate() {
-        let rspan = v.span();
-        let service = v.get_ref().get("service").and_then(|svc| {
-            let name = svc.get_ref().as_str()?;
-            Some(Spanned::new(svc.span(), name.to_string()))
-        });
-        let before = c.d.items.len();
-        match deserialize::<RawRoute>(c, v, &format!("routes[{i}]")) {
-            // A route left with neither `service` nor `split` after its bad keys were
-            // dropped most likely misspelled one of them: reported once, as the typo, not
-            // again as "names no service".
-            Some(r) if r.service.is_none() && r.split.is_none() && c.d.items.len() > before => {
-                failed.push((i, service))
-            }
-            Some(r) => f(c, i, rspan, r),
-            None => failed.push((i, service)),
-        }
-    }
-    failed
 }
 
 /// One route; `None` when its pattern or service is unusable (reported).

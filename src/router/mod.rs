@@ -236,6 +236,8 @@ pub struct RequestView<'a> {
 #[derive(Default, Debug)]
 struct Node {
     /// Children by literal segment; `None` on a leaf (most nodes), so it costs no table.
+    /// Boxed on purpose: 8 bytes on a leaf instead of an empty map's 48.
+    #[allow(clippy::box_collection)]
     literals: Option<Box<HashMap<Box<str>, usize>>>,
     param: Option<usize>,
     /// Routes whose pattern ends exactly here.
