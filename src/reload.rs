@@ -33,7 +33,11 @@ impl ConfigWatcher {
     }
 
     fn reload(&self, why: &str) {
-        match self.shared.reload() {
+        let outcome = self.shared.reload();
+        // The old config was most likely dropped just now, on this thread, which will not
+        // allocate again until the next reload: what it held is returned now, not then.
+        crate::config::return_freed_memory();
+        match outcome {
             Ok(ReloadOutcome::Applied {
                 generation,
                 warnings,

@@ -184,11 +184,12 @@ pub fn load_with(path: &Path, previous: Option<&Running<'_>>) -> Result<Config, 
     })
 }
 
-/// Hands the pages this thread freed back to the system now. mimalloc (the gateway's
+/// Hands the pages this thread freed back to the system now (also called by the config
+/// watcher once a reload has dropped the old config). mimalloc (the gateway's
 /// allocator) purges freed pages lazily, on a later allocation by the same thread: the
 /// compiling thread makes none, so what compiling needed (the parsed document, each
 /// route's raw form; several times the compiled config) would stay resident for good.
-fn return_freed_memory() {
+pub fn return_freed_memory() {
     extern "C" {
         /// mimalloc's `mi_collect`: frees this thread's empty pages and purges them.
         fn mi_collect(force: bool);
