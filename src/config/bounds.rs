@@ -140,3 +140,36 @@ pub(super) fn check_route_header_bytes(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_read_up_to_the_limit_and_refused_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("routes.toml");
+        std::fs::write(&path, "x".repeat(100)).unwrap();
+        assert_eq!(read_bounded(&path, 100).unwrap().len(), 100);
+        match read_bounded(&path, 99) {
+            Err(ConfigError::TooLarge { bytes, limit, .. }) => {
+                assert_eq!((bytes, limit), (100, 99))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            read_bounded(&dir.path().join("missing.toml"), 100),
+            Err(ConfigError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn header_values_over_the_bound_are_named() {
+        assert_eq!(
+            header_value_too_long(&"v".repeat(MAX_HEADER_VALUE_BYTES)),
+            None
+        );
+        let m = header_value_too_long(&"v".repeat(MAX_HEADER_VALUE_BYTES + 1)).unwrap();
+        assert!(m.contains("8193 bytes"), "{m}");
+    }
+}
