@@ -77,6 +77,99 @@ pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<String, ConfigError> 
     Ok(source)
 }
 
+/// At start and in `ficus check` (no running config to judge by): whether a file larger
+/// than [`DEFAULT_MAX_CONFIG_BYTES`] allows its own size, found without parsing the whole
+/// file: only the text of its `[gateway]` table is parsed, for `max_config_bytes`. A file
+/// over the limit it sets (or the default, when that cannot be found) is refused before
+/// parsing, as a reload would refuse it; the whole file's value is checked again once
+/// parsed.
+pub(super) fn check_unparsed_size(source: &str, path: &str) -> Result<(), ConfigError> {
+    let bytes = source.len() as u64;
+    if bytes <= DEFAULT_MAX_CONFIG_BYTES {
+        return Ok(());
+    }
+    let limit = declared_max_config_bytes(source).unwrap_or(DEFAULT_MAX_CONFIG_BYTES);
+    if bytes > limit {
+        return Err(ConfigError::TooLarge {
+            path: path.to_string(),
+            bytes,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Before parsing, on every load: a file with more `[[routes]]` headers than the
+/// `max_routes` its `[gateway]` table sets (or the default) is refused unparsed, since the
+/// parsed document alone takes several KiB per route. The count after parsing stays the
+/// authority (routes written as an inline array are only counted there).
+pub(super) fn check_unparsed_routes(source: &str, path: &str) -> Result<(), ConfigError> {
+    let routes = source
+        .lines()
+        .filter(|l| l.trim_start().starts_with("[[routes]]"))
+        .count();
+    if routes <= DEFAULT_MAX_ROUTES {
+        return Ok(());
+    }
+    let limit = declared_gateway(source)
+        .and_then(|g| usize::try_from(g.max_routes?).ok())
+        .unwrap_or(DEFAULT_MAX_ROUTES);
+    if routes > limit {
+        return Err(ConfigError::TooManyRoutes {
+            path: path.to_string(),
+            routes,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// `max_config_bytes` as written in the `[gateway]` table.
+fn declared_max_config_bytes(source: &str) -> Option<u64> {
+    u64::try_from(declared_gateway(source)?.max_config_bytes?).ok()
+}
+
+/// The bounds in the `[gateway]` table, as far as it can be read on its own.
+#[derive(serde::Deserialize)]
+struct DeclaredGateway {
+    max_config_bytes: Option<i64>,
+    max_routes: Option<i64>,
+}
+
+/// The `[gateway]` table's bounds: the text from the `[gateway]` line to the next table
+/// header, parsed on its own.
+fn declared_gateway(source: &str) -> Option<DeclaredGateway> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        gateway: DeclaredGateway,
+    }
+    let is_header = |line: &str, name: Option<&str>| {
+        let line = line.trim_start();
+        match name {
+            Some(n) => line.strip_prefix(n).is_some_and(|rest| {
+                rest.trim_start().is_empty() || rest.trim_start().starts_with('#')
+            }),
+            None => line.starts_with('['),
+        }
+    };
+    let mut start = None;
+    let mut offset = 0;
+    let mut end = source.len();
+    for line in source.split_inclusive('\n') {
+        match start {
+            None if is_header(line, Some("[gateway]")) => start = Some(offset),
+            Some(_) if is_header(line, None) => {
+                end = offset;
+                break;
+            }
+            _ => {}
+        }
+        offset += line.len();
+    }
+    let table: Doc = toml::from_str(&source[start?..end]).ok()?;
+    Some(table.gateway)
+}
+
 /// Compiles `max_config_bytes` and `max_routes` (both must be positive).
 pub(super) fn compile_bounds(
     c: &mut Compiler<'_>,
@@ -161,6 +254,42 @@ mod tests {
             read_bounded(&dir.path().join("missing.toml"), 100),
             Err(ConfigError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn a_big_file_is_judged_by_the_limit_its_gateway_table_sets() {
+        let routes = "[[routes]]\nname = \"r\"\n".repeat(DEFAULT_MAX_CONFIG_BYTES as usize / 20);
+        let raised =
+            format!("[gateway] # big\nmax_config_bytes = 100000000\n[services.a]\n{routes}");
+        assert!(raised.len() as u64 > DEFAULT_MAX_CONFIG_BYTES);
+        assert!(check_unparsed_size(&raised, "r.toml").is_ok());
+        for text in [
+            format!("[gateway]\nmax_config_bytes = 1000\n{routes}"),
+            format!("[services.a]\n{routes}"),
+            format!("[gateway]\nthreads = 2\n{routes}"),
+        ] {
+            match check_unparsed_size(&text, "r.toml") {
+                Err(ConfigError::TooLarge { bytes, .. }) => assert_eq!(bytes, text.len() as u64),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(check_unparsed_size("[gateway]\nmax_config_bytes = 1\n", "r.toml").is_ok());
+    }
+
+    #[test]
+    fn route_headers_are_counted_before_parsing() {
+        let routes = "[[routes]]\n".repeat(DEFAULT_MAX_ROUTES + 1);
+        match check_unparsed_routes(&routes, "r.toml") {
+            Err(ConfigError::TooManyRoutes { routes, limit, .. }) => {
+                assert_eq!(
+                    (routes, limit),
+                    (DEFAULT_MAX_ROUTES + 1, DEFAULT_MAX_ROUTES)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let raised = format!("[gateway]\nmax_routes = 200000\n{routes}");
+        assert!(check_unparsed_routes(&raised, "r.toml").is_ok());
     }
 
     #[test]

@@ -156,8 +156,9 @@ pub struct Running<'a> {
 /// Reads and compiles a config file for a running gateway (see [`Running`]).
 ///
 /// A running gateway refuses a file over its own `max_config_bytes` before parsing it. At
-/// start (and in `ficus check`) there is no process to lose, and the file's own limit is
-/// known only once it is parsed: it is applied right after parsing, before any route is
+/// start (and in `ficus check`) a file over the default limit is refused before parsing
+/// unless its `[gateway]` table raises the limit (see `bounds::check_unparsed_size`);
+/// the file's own limit is applied again right after parsing, before any route is
 /// compiled.
 ///
 /// The work runs on a thread of its own that ends with it: the allocator returns what
@@ -173,8 +174,14 @@ pub fn load_with(path: &Path, previous: Option<&Running<'_>>) -> Result<Config, 
             .stack_size(COMPILE_STACK)
             .spawn_scoped(scope, || {
                 let limit = previous.map_or(u64::MAX, |r| r.max_config_bytes);
-                let compiled = bounds::read_bounded(path, limit)
-                    .and_then(|source| compile_with(path, &source, previous));
+                let compiled = bounds::read_bounded(path, limit).and_then(|source| {
+                    let file = path.display().to_string();
+                    if previous.is_none() {
+                        bounds::check_unparsed_size(&source, &file)?;
+                    }
+                    bounds::check_unparsed_routes(&source, &file)?;
+                    compile_with(path, &source, previous)
+                });
                 return_freed_memory();
                 compiled
             })
