@@ -161,6 +161,30 @@ fn check_reports_the_config_bounds() {
 }
 
 #[test]
+fn check_refuses_a_huge_file_before_parsing_it() {
+    // 220,000 routes, about 17 MiB: parsing alone would take minutes in a dev build and
+    // gigabytes at 1,000,000 routes; both refusals come from reading the text.
+    let routes = plain_routes(220_000, "r");
+    let services = "[services.app]\ninstances = [\"127.0.0.1:1\"]\n";
+    let text = format!("[gateway]\nthreads = 1\n{services}{routes}");
+    let t = Instant::now();
+    let (code, out) = check_text(&text);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("more than `max_config_bytes` (16777216)"),
+        "{out}"
+    );
+    let text = format!("[gateway]\nmax_config_bytes = 100000000\n{services}{routes}");
+    let (code, out) = check_text(&text);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("has 220000 routes, more than `max_routes` (100000)"),
+        "{out}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+}
+
+#[test]
 fn check_bounds_header_values_a_route_sets() {
     let head = "[services.app]\ninstances = [\"127.0.0.1:1\"]\n\n[[routes]]\nname = \"r\"\nmatch = { path = \"/**\" }\nservice = \"app\"\n";
     let long = "v".repeat(9000);
@@ -267,8 +291,11 @@ fn header_routes_case(n: usize, check_within: Duration) {
         (median(first), median(last_times))
     });
     eprintln!("{n} header routes: check {took:?}, median request: first {first:?}, last {last:?}");
+    // End to end through a dev build on a shared machine: about 1–1.5 ms for either
+    // tenant; the scan made the last of 20,000 take 18 ms. The comparison with the first
+    // tenant is the sharper check.
     assert!(
-        last < Duration::from_millis(2),
+        last < Duration::from_millis(5),
         "the last of {n} header routes takes {last:?} (first: {first:?})"
     );
     assert!(
