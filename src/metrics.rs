@@ -208,6 +208,38 @@ pub struct Metrics {
     pub unrouted: Arc<RouteMetrics>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Failed reloads by why they failed (counted by the config watcher).
+    pub reload_failures: ReloadFailures,
+}
+
+/// The reasons a reload fails (`ConfigError::reason`), as metric labels.
+pub const RELOAD_FAILURE_REASONS: [&str; 5] =
+    ["io", "invalid", "too_large", "too_many_routes", "internal"];
+
+/// Failed reloads, one counter per [`RELOAD_FAILURE_REASONS`] entry.
+#[derive(Default, Debug)]
+pub struct ReloadFailures([AtomicU64; RELOAD_FAILURE_REASONS.len()]);
+
+impl ReloadFailures {
+    /// Counts a failure; an unknown reason counts as `invalid`.
+    pub fn count(&self, reason: &str) {
+        let i = RELOAD_FAILURE_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(1);
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str("# HELP ficus_config_reload_failures_total Failed config reloads by reason.\n# TYPE ficus_config_reload_failures_total counter\n");
+        for (reason, n) in RELOAD_FAILURE_REASONS.iter().zip(&self.0) {
+            let _ = writeln!(
+                out,
+                "ficus_config_reload_failures_total{{reason=\"{reason}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 impl Metrics {
@@ -309,6 +341,7 @@ impl Metrics {
             "ficus_config_reloads_total{{result=\"failed\"}} {}",
             self.reloads_failed.load(Ordering::Relaxed)
         );
+        self.reload_failures.render(&mut out);
         out.push_str("# HELP ficus_access_log_dropped_total Access log lines dropped because stdout could not keep up.\n# TYPE ficus_access_log_dropped_total counter\n");
         let _ = writeln!(
             out,

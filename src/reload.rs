@@ -33,17 +33,25 @@ impl ConfigWatcher {
     }
 
     fn reload(&self, why: &str) {
-        match self.shared.reload() {
+        let outcome = self.shared.reload();
+        // The old config was most likely dropped just now, on this thread, which will not
+        // allocate again until the next reload: what it held is returned now, not then.
+        crate::config::return_freed_memory();
+        match outcome {
             Ok(ReloadOutcome::Applied {
                 generation,
                 warnings,
             }) => {
                 tracing::info!(generation, warnings, trigger = why, "config reloaded")
             }
-            Err(e) => tracing::error!(
-                trigger = why,
-                "config reload failed, keeping the running config:\n{e}"
-            ),
+            Err(e) => {
+                self.shared.metrics.reload_failures.count(e.reason());
+                tracing::error!(
+                    trigger = why,
+                    reason = e.reason(),
+                    "config reload failed, keeping the running config:\n{e}"
+                )
+            }
         }
     }
 }

@@ -369,6 +369,7 @@ impl Shared {
         let running = config::Running {
             policies: &current.config.policies,
             admin: self.admin,
+            max_config_bytes: current.config.gateway.bounds.max_config_bytes,
         };
         // A panic while compiling (a bug) must not take the watcher thread, and with it
         // every later reload, down: it is a failed reload like any other.

@@ -274,8 +274,15 @@ impl Compiler<'_> {
                 let k = format!("{key}.{dest}.{name}");
                 let n = HeaderName::from_bytes(name.as_bytes());
                 let v = HeaderValue::from_str(value.get_ref());
-                match (n, v) {
-                    (Ok(n), Ok(v)) => {
+                let too_long = super::bounds::header_value_too_long(value.get_ref());
+                match (n, v, too_long) {
+                    (Ok(_), Ok(_), Some(message)) => self.d.error_hint(
+                        span_of(value),
+                        k,
+                        message,
+                        "a value this long is sent with every message of the route; keep it in the upstream",
+                    ),
+                    (Ok(n), Ok(v), None) => {
                         if let Some((message, hint)) = Self::uneditable(&n, side) {
                             self.d.error_hint(span_of(value), k, message, hint);
                         } else if dest == "set" {
@@ -284,12 +291,12 @@ impl Compiler<'_> {
                             out.add.push((n, v));
                         }
                     }
-                    (Err(_), _) => self.d.error(
+                    (Err(_), _, _) => self.d.error(
                         span_of(value),
                         k,
                         format!("`{name}` is not a valid header name"),
                     ),
-                    (_, Err(_)) => self.d.error(
+                    (_, Err(_), _) => self.d.error(
                         span_of(value),
                         k,
                         "header value contains characters not allowed in HTTP headers",

@@ -111,6 +111,8 @@ pub struct GatewaySettings {
     /// always do (the admin listener judges its own bound address); `/healthz` and
     /// `/readyz` never do.
     pub admin_reads_need_token: bool,
+    /// `max_config_bytes` and `max_routes` (compiled before the rest of the file).
+    pub bounds: super::bounds::ConfigBounds,
 }
 
 /// What the gateway does with W3C trace context (`traceparent`).
@@ -173,6 +175,8 @@ pub(super) fn compile_gateway(c: &mut Compiler<'_>, g: &RawGateway) -> GatewaySe
         // Filled in by `compile_legacy` once the services are known.
         legacy: Vec::new(),
         admin_reads_need_token: g.admin_reads_need_token.unwrap_or(false),
+        // Filled in by `compile_with` from the bounds read before the rest of the file.
+        bounds: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@
 //! share are in `compiler.rs`, duration strings in `duration.rs`.
 
 mod admin;
+pub mod bounds;
 mod compiler;
 mod credentials;
 pub mod diag;
@@ -18,6 +19,7 @@ mod gateway;
 mod legacy;
 mod policies;
 pub mod raw;
+mod raw_routes;
 mod recover;
 mod routes;
 mod services;
@@ -29,14 +31,17 @@ mod tls;
 mod unreachable;
 
 use diag::{did_you_mean, Diagnostic, Diagnostics, Severity};
-use raw::{RawGateway, RawRegistry, RawRoute, RawService};
-use std::collections::{HashMap, HashSet};
+use raw::{RawGateway, RawRegistry, RawService};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+
+// Linked for `mi_collect` (see `return_freed_memory`), also where it is not the allocator.
+use mimalloc as _;
 
 use crate::policy::Policies;
 use crate::registry::spec::{RegistrySettings, ServiceSpec};
@@ -63,9 +68,38 @@ pub enum ConfigError {
     },
     #[error("{}", render_diagnostics(.0))]
     Invalid(Vec<Diagnostic>),
+    /// The file is over `max_config_bytes`: refused before it is parsed (on a reload, the
+    /// running config's limit applies).
+    #[error("{path} is {bytes} bytes, more than `max_config_bytes` ({limit}); nothing was applied\n  hint: raise `[gateway] max_config_bytes` if the file is meant to be this big")]
+    TooLarge {
+        path: String,
+        bytes: u64,
+        limit: u64,
+    },
+    /// More `[[routes]]` than `max_routes`: refused before any route is compiled.
+    #[error("{path} has {routes} routes, more than `max_routes` ({limit}); nothing was applied\n  hint: raise `[gateway] max_routes` if the file is meant to hold this many")]
+    TooManyRoutes {
+        path: String,
+        routes: usize,
+        limit: usize,
+    },
     /// Compiling panicked: a bug in ficus, not in the file. Nothing was applied.
     #[error("compiling {path} failed on an internal error (a bug in ficus: please report it with the file); nothing was applied")]
     Internal { path: String },
+}
+
+impl ConfigError {
+    /// Why, as a metric label: `io`, `invalid`, `too_large`, `too_many_routes` or
+    /// `internal`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConfigError::Io { .. } => "io",
+            ConfigError::Invalid(_) => "invalid",
+            ConfigError::TooLarge { .. } => "too_large",
+            ConfigError::TooManyRoutes { .. } => "too_many_routes",
+            ConfigError::Internal { .. } => "internal",
+        }
+    }
 }
 
 fn render_diagnostics(d: &[Diagnostic]) -> String {
@@ -116,16 +150,66 @@ pub struct Running<'a> {
     /// The admin address the running gateway listens on (a changed `admin` applies only at
     /// the next restart, so the guard on registry writes judges this one).
     pub admin: SocketAddr,
+    /// The running config's `max_config_bytes`: a bigger file is refused unread.
+    pub max_config_bytes: u64,
 }
 
 /// Reads and compiles a config file for a running gateway (see [`Running`]).
+///
+/// A running gateway refuses a file over its own `max_config_bytes` before parsing it. At
+/// start (and in `ficus check`) a file over the default limit is refused before parsing
+/// unless its `[gateway]` table raises the limit (see `bounds::check_unparsed_size`);
+/// the file's own limit is applied again right after parsing, before any route is
+/// compiled.
+///
+/// The work runs on a thread of its own that ends with it: the allocator returns what
+/// compiling left behind (the parsed document, every raw route) when that thread exits,
+/// rather than keeping it for a thread that will not allocate again until the next reload.
 pub fn load_with(path: &Path, previous: Option<&Running<'_>>) -> Result<Config, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+    let internal = || ConfigError::Internal {
         path: path.display().to_string(),
-        source: e,
-    })?;
-    compile_with(path, &source, previous)
+    };
+    std::thread::scope(|scope| {
+        let compiling = std::thread::Builder::new()
+            .name("ficus-config".into())
+            .stack_size(COMPILE_STACK)
+            .spawn_scoped(scope, || {
+                let limit = previous.map_or(u64::MAX, |r| r.max_config_bytes);
+                let compiled = bounds::read_bounded(path, limit).and_then(|source| {
+                    let file = path.display().to_string();
+                    if previous.is_none() {
+                        bounds::check_unparsed_size(&source, &file)?;
+                    }
+                    bounds::check_unparsed_routes(&source, &file)?;
+                    compile_with(path, &source, previous)
+                });
+                return_freed_memory();
+                compiled
+            })
+            .map_err(|_| internal())?;
+        // A panic while compiling is a bug in ficus: a failed load, not a crash.
+        compiling.join().unwrap_or_else(|_| Err(internal()))
+    })
 }
+
+/// Hands the pages this thread freed back to the system now (also called by the config
+/// watcher once a reload has dropped the old config). mimalloc (the gateway's
+/// allocator) purges freed pages lazily, on a later allocation by the same thread: the
+/// compiling thread makes none, so what compiling needed (the parsed document, each
+/// route's raw form; several times the compiled config) would stay resident for good.
+pub fn return_freed_memory() {
+    extern "C" {
+        /// mimalloc's `mi_collect`: frees this thread's empty pages and purges them.
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: `mi_collect` only walks the calling thread's own heap; it is safe to call at
+    // any time, also when mimalloc is linked but not the global allocator (test builds).
+    unsafe { mi_collect(true) }
+}
+
+/// The compiling thread's stack: as much as a main thread gets (the TOML parser and serde
+/// recurse into nested tables).
+const COMPILE_STACK: usize = 8 * 1024 * 1024;
 
 /// Compiles config text; `path` is used for messages and to resolve relative file names.
 pub fn compile(path: &Path, source: &str) -> Result<Config, ConfigError> {
@@ -151,10 +235,12 @@ pub fn compile_with(
             return Err(ConfigError::Invalid(c.d.items));
         }
     };
-    let sections = read_sections(&mut c, doc, previous);
+    let mut sections = read_sections(&mut c, doc, previous, source.len(), &file)?;
+    let raw_routes = sections.routes.take();
     let no_gateway = RawGateway::default();
     let raw_gateway = sections.gateway.as_ref().unwrap_or(&no_gateway);
     let mut gateway = gateway::compile_gateway(&mut c, raw_gateway);
+    gateway.bounds = sections.bounds;
     let own_addrs = gateway
         .listeners
         .iter()
@@ -175,7 +261,7 @@ pub fn compile_with(
         &sections.registry,
         registry.registration && services.iter().any(|s| s.registration),
     );
-    let routes = routes::compile_routes(&mut c, &sections, &services);
+    let (routes, route_spans) = routes::compile_routes(&mut c, &sections, raw_routes, &services);
     let service_names: Vec<&str> = sections.services.iter().map(|s| s.0.as_str()).collect();
     let migrating = routes
         .iter()
@@ -189,11 +275,6 @@ pub fn compile_with(
     );
     warn_if_empty(&mut c, &sections);
     let router = Router::new(routes);
-    let route_spans: HashMap<usize, Range<usize>> = sections
-        .routes
-        .iter()
-        .map(|(i, s, _)| (*i, s.clone()))
-        .collect();
     unreachable::warn_shadowed(&mut c.d, router.routes(), &route_spans);
     let warnings = finish(c.d)?;
     Ok(Config {
@@ -218,49 +299,81 @@ fn gateway_owned(identity: Box<[http::HeaderName]>) -> Box<[http::HeaderName]> {
 /// The top-level sections of the file, each deserialized on its own so that an error in
 /// one does not hide the errors of the others.
 #[derive(Default)]
-struct Sections {
+struct Sections<'i> {
     gateway: Option<RawGateway>,
     registry: RawRegistry,
     /// Services that deserialized: name, span of the name, section.
     services: Vec<(String, Range<usize>, RawService)>,
     /// Services whose section had errors: routes naming them are not told "unknown service".
     failed_services: HashSet<String>,
-    /// Routes that deserialized: index in the file, span, section.
-    routes: Vec<(usize, Range<usize>, RawRoute)>,
-    /// The `service` of every route, kept even if the route fails to deserialize, so it is
-    /// still checked and counted as used.
-    route_service_refs: Vec<(usize, Spanned<String>)>,
+    /// `[[routes]]` as parsed: deserialized and compiled one by one once the services and
+    /// policies are known, so the raw form of every route is never held at once.
+    routes: Option<Spanned<DeValue<'i>>>,
     saw_routes: bool,
-    /// A route that did not deserialize may have named any service, so "not used" warnings
-    /// would be guesses.
-    some_route_failed: bool,
     /// No keys at all: an empty file, or only comments (as after a truncated write).
     no_keys: bool,
     /// Policy sections (`[access.NAME]`...), compiled.
     policies: policies::PolicySections,
+    /// `max_config_bytes` and `max_routes`, compiled first: they decide whether the rest
+    /// is read at all.
+    bounds: bounds::ConfigBounds,
 }
 
-/// Splits the document into its sections, reporting unknown top-level keys.
-fn read_sections(
+/// Splits the document into its sections, reporting unknown top-level keys. `[gateway]`
+/// is read first: its bounds on the file's size and route count are checked before
+/// anything else is (`bytes` is the file's size, `file` its name for the error).
+fn read_sections<'i>(
     c: &mut Compiler<'_>,
-    doc: Spanned<DeTable<'_>>,
+    doc: Spanned<DeTable<'i>>,
     previous: Option<&Policies>,
-) -> Sections {
+    bytes: usize,
+    file: &str,
+) -> Result<Sections<'i>, ConfigError> {
+    let mut doc = doc.into_inner();
     let mut s = Sections {
-        no_keys: doc.get_ref().is_empty(),
+        no_keys: doc.is_empty(),
         ..Sections::default()
     };
-    for (key, value) in doc.into_inner() {
+    if let Some(g) = doc.remove("gateway") {
+        s.gateway = deserialize::<RawGateway>(c, g, "gateway");
+    }
+    let raw = s.gateway.as_ref();
+    s.bounds = bounds::compile_bounds(
+        c,
+        raw.and_then(|g| g.max_config_bytes.as_ref()),
+        raw.and_then(|g| g.max_routes.as_ref()),
+    );
+    if bytes as u64 > s.bounds.max_config_bytes {
+        return Err(ConfigError::TooLarge {
+            path: file.to_string(),
+            bytes: bytes as u64,
+            limit: s.bounds.max_config_bytes,
+        });
+    }
+    let routes = doc.get("routes").and_then(|r| r.get_ref().as_array());
+    if let Some(routes) = routes.map(|r| r.len()) {
+        if routes > s.bounds.max_routes {
+            return Err(ConfigError::TooManyRoutes {
+                path: file.to_string(),
+                routes,
+                limit: s.bounds.max_routes,
+            });
+        }
+    }
+    for (key, value) in doc {
         let kspan = key.span();
         match key.get_ref().as_ref() {
-            "gateway" => s.gateway = deserialize::<RawGateway>(c, value, "gateway"),
             "services" => read_services(c, value, &mut s),
             "registry" => {
                 if let Some(r) = deserialize::<RawRegistry>(c, value, "registry") {
                     s.registry = r;
                 }
             }
-            "routes" => read_routes(c, value, &mut s),
+            "routes" => {
+                // Compiled last, one route at a time (see `routes::compile_routes`).
+                s.saw_routes = true;
+                s.routes = Some(value);
+            }
             other if policies::read_policy_section(c, other, value, &mut s.policies, previous) => {}
             other => {
                 let known = ["gateway", "registry", "services", "routes"]
@@ -282,10 +395,10 @@ fn read_sections(
             }
         }
     }
-    s
+    Ok(s)
 }
 
-fn read_services(c: &mut Compiler<'_>, value: Spanned<DeValue<'_>>, s: &mut Sections) {
+fn read_services(c: &mut Compiler<'_>, value: Spanned<DeValue<'_>>, s: &mut Sections<'_>) {
     let span = value.span();
     match value.into_inner() {
         DeValue::Table(t) => {
@@ -309,45 +422,8 @@ fn read_services(c: &mut Compiler<'_>, value: Spanned<DeValue<'_>>, s: &mut Sect
     }
 }
 
-fn read_routes(c: &mut Compiler<'_>, value: Spanned<DeValue<'_>>, s: &mut Sections) {
-    s.saw_routes = true;
-    let span = value.span();
-    match value.into_inner() {
-        DeValue::Array(items) => {
-            for (i, v) in items.into_iter().enumerate() {
-                let rspan = v.span();
-                if let Some(svc) = v.get_ref().get("service") {
-                    if let Some(name) = svc.get_ref().as_str() {
-                        s.route_service_refs
-                            .push((i, Spanned::new(svc.span(), name.to_string())));
-                    }
-                }
-                let before = c.d.items.len();
-                match deserialize::<RawRoute>(c, v, &format!("routes[{i}]")) {
-                    // A route left with neither `service` nor `split` after its bad keys
-                    // were dropped most likely misspelled one of them: reported once, as
-                    // the typo, not again as "names no service".
-                    Some(r)
-                        if r.service.is_none() && r.split.is_none() && c.d.items.len() > before =>
-                    {
-                        s.some_route_failed = true
-                    }
-                    Some(r) => s.routes.push((i, rspan, r)),
-                    None => s.some_route_failed = true,
-                }
-            }
-        }
-        _ => c.d.error_hint(
-            span,
-            "routes",
-            "`routes` must be an array of tables",
-            "write each route as a `[[routes]]` section",
-        ),
-    }
-}
-
 /// An empty file is an error; a file without routes works but answers 404 to everything.
-fn warn_if_empty(c: &mut Compiler<'_>, s: &Sections) {
+fn warn_if_empty(c: &mut Compiler<'_>, s: &Sections<'_>) {
     if s.no_keys {
         c.d.error_hint(
             0..0,

@@ -37,6 +37,11 @@ pub struct RawGateway {
     /// Admin reads (registry, metrics, board, shadow) need the registry token even on a
     /// loopback admin listener (always true for one other hosts can reach).
     pub admin_reads_need_token: Option<bool>,
+    /// The largest routes.toml a reload accepts (signed so a negative number gets a clear
+    /// error rather than serde's).
+    pub max_config_bytes: Option<Spanned<i64>>,
+    /// The most `[[routes]]` a config may hold.
+    pub max_routes: Option<Spanned<i64>>,
 }
 
 /// `legacy = "monolith"` or `legacy = ["monolith", "old-billing"]`; each name with its

@@ -45,19 +45,21 @@ pub fn deserialize_all<'i, T: serde::Deserialize<'i>>(
     let mut removed: Vec<Removed> = Vec::new();
     // Entries are removed as errors are found, so indices in the working copy shift: paths
     // are named as in the section as written.
-    let original = value.clone();
+    // The section as written, copied only once it has an error (most have none).
+    let mut original: Option<Spanned<DeValue<'i>>> = None;
     for _ in 0..MAX_ERRORS_PER_SECTION {
         let err = match T::deserialize(ValueDeserializer::from(value.clone())) {
             Ok(v) => return Outcome::Parsed(v),
             Err(e) => e,
         };
+        let original = original.get_or_insert_with(|| value.clone());
         let span = err.span().unwrap_or_else(|| value.span());
         if is_follow_on(&err, &span, &removed) {
             return Outcome::Failed;
         }
         match remove_offending(&mut value, &span) {
             Some(mut r) => {
-                if let Some(path) = locate(&original, &span) {
+                if let Some(path) = locate(original, &span) {
                     r.path = path;
                 }
                 let full = if r.path.starts_with('[') {

@@ -7,12 +7,13 @@
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use toml::de::DeValue;
 use toml::Spanned;
 
 use super::compiler::{span_of, Compiler, HeaderSide};
 use super::diag::{closest_name, did_you_mean, Diagnostics};
 use super::raw::{RawMatch, RawRoute};
-use super::{policies, shadow, split, Sections};
+use super::{policies, raw_routes, shadow, split, Sections};
 use crate::registry::spec::ServiceSpec;
 use crate::router::normalize::PathFlags;
 use crate::router::pattern::{HostPattern, PathPattern};
@@ -72,13 +73,16 @@ impl<'n> ServiceNames<'n> {
     }
 }
 
-/// Compiles every route that deserialized, checks the service names of those that did not,
-/// and warns about services no route uses.
+/// Deserializes and compiles the routes one at a time (so the raw form of every route is
+/// never held at once), checks the service names of those that did not deserialize, and
+/// warns about services no route uses. Returns the routes and each one's span by file
+/// position.
 pub(super) fn compile_routes(
     c: &mut Compiler<'_>,
-    sections: &Sections,
+    sections: &Sections<'_>,
+    value: Option<Spanned<DeValue<'_>>>,
     services: &[ServiceSpec],
-) -> Vec<Route> {
+) -> (Vec<Route>, HashMap<usize, Range<usize>>) {
     let mut names = ServiceNames::new(
         sections
             .services
@@ -96,26 +100,34 @@ pub(super) fn compile_routes(
         sections.gateway.as_ref(),
     );
     let mut routes = Vec::new();
-    for (i, span, raw) in &sections.routes {
+    let mut spans = HashMap::new();
+    let failed = raw_routes::each_raw_route(c, value, |c, i, span, raw| {
         let chain = policies::route_chain(
             c,
             &sections.policies,
             &mut used_policies,
             &defaults,
             &format!("routes[{i}]"),
-            raw,
+            &raw,
         );
-        if let Some(mut route) = compile_route(c, &mut names, &mut route_names, *i, span, raw) {
+        if let Some(mut route) = compile_route(c, &mut names, &mut route_names, i, &span, &raw) {
             route.chain = chain;
             routes.push(route);
         }
+        spans.insert(i, span);
+    });
+    // A route that did not deserialize may have named any service: its `service` is still
+    // checked and counted as used, and "not used" warnings would be guesses.
+    for (i, svc) in &failed {
+        if let Some(svc) = svc {
+            names.resolve(&mut c.d, svc, &format!("routes[{i}].service"), "service");
+        }
     }
-    check_services_of_failed_routes(c, &mut names, sections);
-    if !sections.some_route_failed {
+    if failed.is_empty() {
         warn_unused_services(c, &names, sections, services);
         policies::warn_unused(c, &sections.policies, &used_policies);
     }
-    routes
+    (routes, spans)
 }
 
 /// One route; `None` when its pattern or service is unusable (reported).
@@ -148,6 +160,12 @@ fn compile_route(
         &format!("{key}.response_headers"),
         HeaderSide::Response,
     );
+    super::bounds::check_route_header_bytes(
+        c,
+        &key,
+        span.clone(),
+        [&request_headers, &response_headers],
+    );
     // The override names a side for the gateway only: the upstream never sees it.
     if let Some(h) = split.as_ref().and_then(|s| s.override_header.clone()) {
         request_headers.remove.push(h);
@@ -167,9 +185,9 @@ fn compile_route(
         headers,
         allow,
         service: service?,
-        split,
+        split: split.map(Box::new),
         strip_prefix,
-        rewrite,
+        rewrite: rewrite.map(Box::new),
         request_headers,
         response_headers,
         timeouts,
@@ -453,27 +471,12 @@ fn retry_policy(
     }
 }
 
-/// Routes that failed to deserialize still name a service: check it and count it used.
-fn check_services_of_failed_routes(
-    c: &mut Compiler<'_>,
-    names: &mut ServiceNames<'_>,
-    sections: &Sections,
-) {
-    let parsed: HashSet<usize> = sections.routes.iter().map(|(i, _, _)| *i).collect();
-    for (i, svc) in &sections.route_service_refs {
-        if parsed.contains(i) {
-            continue;
-        }
-        names.resolve(&mut c.d, svc, &format!("routes[{i}].service"), "service");
-    }
-}
-
 /// Services no route names. Not called when a route failed to deserialize: it may have
 /// named any service, so the warnings would be guesses.
 fn warn_unused_services(
     c: &mut Compiler<'_>,
     names: &ServiceNames<'_>,
-    sections: &Sections,
+    sections: &Sections<'_>,
     services: &[ServiceSpec],
 ) {
     for (idx, u) in names.used.iter().enumerate() {

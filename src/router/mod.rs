@@ -3,18 +3,21 @@
 //! Routes are sorted once by priority (most specific first, then file order) so a route's
 //! index *is* its rank. Paths are looked up in a segment trie; every route whose pattern
 //! matches is a candidate and the lowest index among candidates whose predicates (host,
-//! methods, headers) hold wins. Matching allocates nothing.
+//! methods, headers) hold wins; routes sharing a path are indexed by exact header values
+//! (`candidates.rs`). Matching allocates nothing.
 //!
 //! This module knows nothing about pingora or the registry (a route names its service by
 //! index and carries plain attempt settings from `upstream::attempt`); it must stay cheap
 //! enough to run on every request (see benches/route_match.rs).
 
+mod candidates;
 pub mod normalize;
 pub mod pattern;
 pub mod rewrite;
 pub mod shadow;
 pub mod split;
 
+use candidates::Candidates;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use normalize::PathFlags;
 use pattern::{split_segment, HostPattern, PathPattern, Segment};
@@ -64,10 +67,11 @@ pub struct Route {
     /// side's (config order).
     pub service: usize,
     /// `split = [...]`: the services the route's traffic is shared between. `None` sends
-    /// everything to `service`.
-    pub split: Option<Split>,
+    /// everything to `service`. Boxed, like the other rarely used parts, to keep a plain
+    /// route small (a config may hold 100,000 of them).
+    pub split: Option<Box<Split>>,
     pub strip_prefix: Option<String>,
-    pub rewrite: Option<Rewrite>,
+    pub rewrite: Option<Box<Rewrite>>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
     /// Route-level timeouts; unset values come from the service actually used.
@@ -88,7 +92,7 @@ impl Route {
     /// the rewrite template, or the path minus `strip_prefix`, re-encoded where needed.
     pub fn upstream_target(&self, path: &str, query: Option<&str>) -> String {
         self.target_with(
-            self.rewrite.as_ref(),
+            self.rewrite.as_deref(),
             self.strip_prefix.as_deref(),
             path,
             query,
@@ -231,12 +235,15 @@ pub struct RequestView<'a> {
 
 #[derive(Default, Debug)]
 struct Node {
-    literals: HashMap<Box<str>, usize>,
+    /// Children by literal segment; `None` on a leaf (most nodes), so it costs no table.
+    /// Boxed on purpose: 8 bytes on a leaf instead of an empty map's 48.
+    #[allow(clippy::box_collection)]
+    literals: Option<Box<HashMap<Box<str>, usize>>>,
     param: Option<usize>,
-    /// Routes whose pattern ends exactly here, by rank.
-    exact: Vec<usize>,
-    /// Routes whose pattern ends here with `/**`, by rank.
-    tail: Vec<usize>,
+    /// Routes whose pattern ends exactly here.
+    exact: Candidates,
+    /// Routes whose pattern ends here with `/**`.
+    tail: Candidates,
 }
 
 /// All routes, ordered by priority, plus the lookup trie.
@@ -255,16 +262,23 @@ impl Router {
             kb.cmp(&ka).then(a.file_order.cmp(&b.file_order))
         });
         let mut nodes = vec![Node::default()];
+        // Per node, the ranks ending there exactly and with `/**` (indexed once complete).
+        let mut ends: Vec<(Vec<usize>, Vec<usize>)> = vec![Default::default()];
         for (rank, route) in routes.iter().enumerate() {
             let mut at = 0;
             for seg in &route.pattern.segments {
                 at = match seg {
-                    Segment::Literal(l) => match nodes[at].literals.get(l) {
+                    Segment::Literal(l) => match nodes[at].literals.as_ref().and_then(|m| m.get(l))
+                    {
                         Some(&n) => n,
                         None => {
                             nodes.push(Node::default());
+                            ends.push(Default::default());
                             let n = nodes.len() - 1;
-                            nodes[at].literals.insert(l.clone(), n);
+                            nodes[at]
+                                .literals
+                                .get_or_insert_with(Default::default)
+                                .insert(l.clone(), n);
                             n
                         }
                     },
@@ -272,6 +286,7 @@ impl Router {
                         Some(n) => n,
                         None => {
                             nodes.push(Node::default());
+                            ends.push(Default::default());
                             let n = nodes.len() - 1;
                             nodes[at].param = Some(n);
                             n
@@ -280,11 +295,18 @@ impl Router {
                 };
             }
             if route.pattern.tail {
-                nodes[at].tail.push(rank);
+                ends[at].1.push(rank);
             } else {
-                nodes[at].exact.push(rank);
+                ends[at].0.push(rank);
             }
         }
+        for (node, (exact, tail)) in nodes.iter_mut().zip(ends) {
+            node.exact = Candidates::new(exact, &routes);
+            node.tail = Candidates::new(tail, &routes);
+        }
+        // Both grew by doubling; a config is built once and read many times.
+        routes.shrink_to_fit();
+        nodes.shrink_to_fit();
         Router { routes, nodes }
     }
 
@@ -305,18 +327,8 @@ impl Router {
         (best != usize::MAX).then_some(best)
     }
 
-    fn best_of(&self, list: &[usize], req: &RequestView<'_>, best: &mut usize) {
-        // `list` is sorted by rank, so the first route passing its predicates is the list's
-        // best; stop as soon as the remaining ranks cannot beat the current best.
-        for &r in list {
-            if r >= *best {
-                return;
-            }
-            if self.routes[r].predicates_hold(req) {
-                *best = r;
-                return;
-            }
-        }
+    fn best_of(&self, list: &Candidates, req: &RequestView<'_>, best: &mut usize) {
+        list.best(&self.routes, req, best);
     }
 
     fn walk(&self, node: usize, rest: Option<&str>, req: &RequestView<'_>, best: &mut usize) {
@@ -333,7 +345,7 @@ impl Router {
             self.best_of(&n.exact, req, best);
         }
         let (head, next) = split_segment(rest);
-        if let Some(&child) = n.literals.get(head) {
+        if let Some(&child) = n.literals.as_ref().and_then(|m| m.get(head)) {
             self.walk(child, next, req, best);
         }
         if let Some(child) = n.param {
