@@ -139,6 +139,30 @@ async fn read_or_timeout<R: AsyncRead + Unpin + ?Sized>(
     }
 }
 
+/// Waits for the first byte of a request: `None` when the idle time runs out, or when the
+/// gateway is shutting down and nothing has arrived (an idle connection is closed then;
+/// no request is lost, none was sent). Bytes that are already there are read first, so a
+/// request that arrived before the shutdown is still served (with `Connection: close`).
+async fn read_idle<R: AsyncRead + Unpin + ?Sized>(
+    stream: &mut R,
+    buf: &mut BytesMut,
+    timer: Pin<&mut Sleep>,
+    shutdown: &mut ShutdownWatch,
+) -> Option<std::io::Result<usize>> {
+    let shutting_down = async {
+        // A dropped sender is no shutdown: wait on the other branches only.
+        if shutdown.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        biased;
+        r = stream.read_buf(buf) => Some(r),
+        _ = timer => None,
+        _ = shutting_down => None,
+    }
+}
+
 /// Reads one request head. The connection's single timer is moved forward for each wait
 /// instead of arming a new timer per request: pushing a tokio timer's deadline later is
 /// one atomic update, and the timer wheel only sees it again when the old deadline comes.
@@ -149,12 +173,13 @@ async fn read_head<R: AsyncRead + Unpin + ?Sized>(
     idle: Duration,
     deadline: Duration,
     max: usize,
+    shutdown: &mut ShutdownWatch,
 ) -> Head {
     // `buf` may already hold the start of a pipelined request (see `split_pipelined`).
     if buf.is_empty() {
         // Waiting for the first byte is keep-alive idleness, not slowness.
         timer.as_mut().reset(Instant::now() + idle);
-        match read_or_timeout(stream, buf, timer.as_mut()).await {
+        match read_idle(stream, buf, timer.as_mut(), shutdown).await {
             Some(Ok(0)) | Some(Err(_)) | None => return Head::Gone,
             Some(Ok(_)) => {}
         }
@@ -412,6 +437,8 @@ where
             }
         }
         let mut persistent = None;
+        // Our own copy of the shutdown signal, to stop waiting on an idle connection.
+        let mut watch = shutdown.clone();
         let mut first = true;
         loop {
             let current = self.shared.generation();
@@ -427,11 +454,9 @@ where
             // A head without its end this far in is refused with 431 (or 414) right here,
             // long before pingora's own 1 MiB limit.
             let max = limits.max_header_bytes.saturating_mul(2).max(64 * 1024);
-            // While shutting down, a keep-alive connection is closed instead of waiting for
-            // (or serving) another request; clients retry on a fresh connection.
-            if !first && *shutdown.borrow() {
-                return None;
-            }
+            // While shutting down, an idle keep-alive connection is closed instead of
+            // waiting for another request (see `read_idle`); a request already read is
+            // served, with `Connection: close`.
             let head = read_head(
                 conn.io(),
                 &mut buf,
@@ -439,11 +464,9 @@ where
                 idle,
                 limits.header_read_timeout,
                 max,
+                &mut watch,
             )
             .await;
-            if !first && *shutdown.borrow() {
-                return None;
-            }
             if let Some(err) = head_violation(&buf, &head, limits.max_headers, limits.max_uri_bytes)
             {
                 answer_and_close(conn.io(), &buf, err, &self.shared).await;
@@ -477,13 +500,10 @@ where
                 Some(p) => {
                     pingora_core::apps::HttpPersistentSettings::apply_to_session(p, &mut session)
                 }
-                None => {
-                    if *shutdown.borrow() {
-                        session.set_keepalive(None);
-                    } else {
-                        session.set_keepalive(Some(limits.keepalive_timeout.as_secs().max(1)));
-                    }
-                }
+                None => session.set_keepalive(Some(limits.keepalive_timeout.as_secs().max(1))),
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
             }
             let reused = self.inner.process_new_http(session, shutdown).await?;
             let (stream, settings) = reused.consume();
