@@ -102,6 +102,7 @@ pub fn run(
         // as an idle HTTP/1 connection is (the value from start; reloads do not change it).
         opts.h2_idle_timeout = Some(gateway.limits.keepalive_timeout);
         inner.server_options = Some(opts);
+        inner.h2_options = Some(h2_options(&gateway.limits.in_flight));
         let mut proxy = Service::new(
             name.to_string(),
             HeaderDeadline {
@@ -157,6 +158,22 @@ pub fn run(
         shutdown_signal: Box::new(Signals { shared }),
     });
     Ok(())
+}
+
+/// What one HTTP/2 stream may have buffered toward a client that does not read: h2's own
+/// default is 400 KiB per stream, 40 MiB for one connection of 100 streams. 64 KiB is one
+/// piece of an upstream body, so a reading client still gets whole pieces.
+const H2_SEND_BUFFER_BYTES: usize = 64 * 1024;
+
+/// HTTP/2 settings for client connections: pingora's bounded defaults (header list size,
+/// streams) with ficus's stream cap and a bounded send buffer per stream.
+fn h2_options(
+    limits: &crate::config::InFlightLimits,
+) -> pingora_core::protocols::http::v2::server::H2Options {
+    let mut h2 = pingora_core::protocols::http::v2::server::default_h2_options();
+    h2.max_concurrent_streams(limits.h2_max_concurrent_streams);
+    h2.max_send_buffer_size(H2_SEND_BUFFER_BYTES);
+    h2
 }
 
 /// Adds listener `l`, already bound at `addr` (its configured address with the actual port).

@@ -56,6 +56,8 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// The longest a write to the client may wait (a client that stops reading).
     pub send_timeout: Duration,
+    /// What requests may hold in flight: HTTP/2 streams, upstream connections, stalls.
+    pub in_flight: super::InFlightLimits,
 }
 
 impl Default for Limits {
@@ -69,6 +71,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            in_flight: super::InFlightLimits::default(),
         }
     }
 }
@@ -295,6 +298,7 @@ fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
                 "every response would time out as soon as the client's buffers fill",
             )
             .unwrap_or(d.send_timeout),
+        in_flight: super::in_flight::compile(c, l),
     }
 }
 

@@ -185,6 +185,11 @@ pub struct RawLimits {
     pub body_read_timeout: Option<Spanned<String>>,
     pub keepalive_timeout: Option<Spanned<String>>,
     pub send_timeout: Option<Spanned<String>>,
+    // What requests may hold in flight (compiled in `in_flight.rs`).
+    pub h2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub max_upstream_requests: Option<Spanned<usize>>,
+    pub max_upstream_requests_per_connection: Option<Spanned<usize>>,
+    pub client_stall_timeout: Option<Spanned<String>>,
 }
 
 /// `[services.NAME]`
