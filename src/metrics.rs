@@ -203,6 +203,10 @@ pub struct UpstreamLoad {
     pub refused_connection: AtomicU64,
     /// Proxied responses cut because the client made no progress reading them.
     pub stalled: AtomicU64,
+    /// The most requests that held a slot at once since the last memory release.
+    pub high_water: AtomicUsize,
+    /// Memory releases after a burst (`src/proxy/release.rs`).
+    pub collections: AtomicU64,
 }
 
 /// All metrics of the process.
@@ -363,6 +367,12 @@ impl Metrics {
             out,
             "ficus_client_stalls_total {}",
             l.stalled.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP ficus_memory_releases_total Times freed memory was given back to the system after a burst of requests holding upstream connections.\n# TYPE ficus_memory_releases_total counter\n");
+        let _ = writeln!(
+            out,
+            "ficus_memory_releases_total {}",
+            l.collections.load(Ordering::Relaxed)
         );
     }
 

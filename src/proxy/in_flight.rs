@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ctx::RequestCtx;
 use super::error::GatewayError;
+use super::release;
 use crate::config::InFlightLimits;
 use crate::metrics::UpstreamLoad;
 
@@ -96,7 +97,8 @@ pub struct UpstreamSlot {
 
 impl Drop for UpstreamSlot {
     fn drop(&mut self) {
-        self.load.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let before = self.load.in_flight.fetch_sub(1, Ordering::AcqRel);
+        release::after_release(&self.load, before.saturating_sub(1));
     }
 }
 
@@ -143,9 +145,12 @@ pub async fn take(
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             (n < cap).then_some(n + 1)
         });
-    if taken.is_err() {
-        load.refused_gateway.fetch_add(1, Ordering::Relaxed);
-        return Err(refused);
+    match taken {
+        Ok(before) => release::note_level(load, before + 1),
+        Err(_) => {
+            load.refused_gateway.fetch_add(1, Ordering::Relaxed);
+            return Err(refused);
+        }
     }
     Ok(UpstreamSlot {
         load: load.clone(),

@@ -27,6 +27,7 @@ pub mod headers;
 pub mod in_flight;
 pub mod log;
 pub mod outcome;
+pub mod release;
 pub mod respond;
 pub mod route;
 pub mod select;
