@@ -44,14 +44,16 @@ fn gateway(o: &Origin, limits: impl FnOnce(&mut Table)) -> Gateway {
 fn established_at(addr: SocketAddr) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
     let port = format!(":{:04X}", addr.port());
-    table
+    // The kernel lists the table in pieces while it changes: an entry can show up twice.
+    let peers: std::collections::HashSet<&str> = table
         .lines()
         .skip(1)
-        .filter(|l| {
+        .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[1].ends_with(&port) && f[3] == "01"
+            (f.len() > 3 && f[1].ends_with(&port) && f[3] == "01").then_some(f[2])
         })
-        .count()
+        .collect();
+    peers.len()
 }
 
 /// Resident memory of process `pid`, in KiB (`VmRSS`).
@@ -187,7 +189,8 @@ async fn attack(gw: &Gateway, o: &Origin, conns: usize, streams: usize, stall: D
     let rss_peak = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
-        let (peak_upstream, rss_peak, done) = (peak_upstream.clone(), rss_peak.clone(), done.clone());
+        let (peak_upstream, rss_peak, done) =
+            (peak_upstream.clone(), rss_peak.clone(), done.clone());
         let origin = o.addr();
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
@@ -215,7 +218,10 @@ async fn attack(gw: &Gateway, o: &Origin, conns: usize, streams: usize, stall: D
         let m = gw.metrics();
         (metric_sum(&m, "ficus_upstream_requests_in_flight", &[]) == Some(0.0)).then_some(())
     });
-    assert!(settled.is_some(), "requests still hold upstream connections");
+    assert!(
+        settled.is_some(),
+        "requests still hold upstream connections"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = rss_kib(pid);
     done.store(true, Ordering::SeqCst);
@@ -255,7 +261,11 @@ fn assert_contained(a: &Attack, gw: &Gateway, conns: usize, per_conn: usize, sta
         "normal requests during the attack: {:?}",
         a.normal.0
     );
-    assert!(a.normal.1 < Duration::from_secs(2), "slowest {:?}", a.normal.1);
+    assert!(
+        a.normal.1 < Duration::from_secs(2),
+        "slowest {:?}",
+        a.normal.1
+    );
     // Every stalled stream got a head and ended within the stall limit and some slack: a
     // 200 that was cut, or a 503 for a stream that waited too long for a slot.
     let slack = Duration::from_millis(2500);
@@ -273,7 +283,11 @@ fn assert_contained(a: &Attack, gw: &Gateway, conns: usize, per_conn: usize, sta
     }
     let m = gw.metrics();
     let stalls = metric_sum(&m, "ficus_client_stalls_total", &[]).unwrap_or(0.0);
-    assert!(stalls >= cut.len() as f64, "{stalls} stalls counted for {} cut", cut.len());
+    assert!(
+        stalls >= cut.len() as f64,
+        "{stalls} stalls counted for {} cut",
+        cut.len()
+    );
 }
 
 /// 10 connections × 100 stalled streams of a 10 MiB answer, with the default caps and a
@@ -292,7 +306,11 @@ async fn stalled_readers_are_capped_cut_and_release_memory() {
     let left = poll_until(Duration::from_secs(10), || {
         (established_at(o.addr()) <= 4).then_some(())
     });
-    assert!(left.is_some(), "{} upstream connections left", established_at(o.addr()));
+    assert!(
+        left.is_some(),
+        "{} upstream connections left",
+        established_at(o.addr())
+    );
     // Without the release after the burst, 25-75 MiB stayed (the allocator keeps freed
     // pages of threads that went quiet); with it, 5-8 MiB.
     assert!(
@@ -302,7 +320,10 @@ async fn stalled_readers_are_capped_cut_and_release_memory() {
         a.rss_before
     );
     let m = gw.metrics();
-    assert_eq!(metric_sum(&m, "ficus_memory_releases_total", &[]), Some(1.0));
+    assert_eq!(
+        metric_sum(&m, "ficus_memory_releases_total", &[]),
+        Some(1.0)
+    );
 }
 
 /// The whole gateway's cap: with room for 20 requests holding an upstream, stalled streams
@@ -342,7 +363,10 @@ async fn a_full_gateway_answers_503_with_retry_after() {
     }
     let json: serde_json::Value = serde_json::from_slice(&text).unwrap();
     assert_eq!(json["request_id"], id.as_str());
-    assert_eq!(json["error"], "the gateway is at its limit of requests in flight");
+    assert_eq!(
+        json["error"],
+        "the gateway is at its limit of requests in flight"
+    );
 
     let mut results = Vec::new();
     for a in attackers {
@@ -352,9 +376,15 @@ async fn a_full_gateway_answers_503_with_retry_after() {
     let refused = results.iter().filter(|r| r.status == Some(503)).count();
     assert_eq!(served, 20, "{results:?}");
     assert_eq!(refused, 40, "{results:?}");
-    assert!(results.iter().all(|r| r.status != Some(503) || r.retry_after));
+    assert!(results
+        .iter()
+        .all(|r| r.status != Some(503) || r.retry_after));
     let m = gw.metrics();
-    let counted = metric_sum(&m, "ficus_upstream_requests_refused_total", &[("cap", "gateway")]);
+    let counted = metric_sum(
+        &m,
+        "ficus_upstream_requests_refused_total",
+        &[("cap", "gateway")],
+    );
     assert_eq!(counted, Some(41.0), "{m}");
     // The cut streams gave their slots back.
     let freed = poll_until(Duration::from_secs(10), || {
@@ -393,7 +423,10 @@ async fn a_slow_but_progressing_download_is_not_cut() {
     }
     let took = started.elapsed();
     assert_eq!(got, 2 * 1024 * 1024);
-    assert!(took > Duration::from_secs(3), "took {took:?}: not slow enough to mean anything");
+    assert!(
+        took > Duration::from_secs(3),
+        "took {took:?}: not slow enough to mean anything"
+    );
     let m = gw.metrics();
     assert_eq!(metric_sum(&m, "ficus_client_stalls_total", &[]), Some(0.0));
 }

@@ -11,6 +11,7 @@
 //! Nothing here runs on the request path except one comparison when a slot is given back.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::UpstreamLoad;
@@ -28,8 +29,10 @@ extern "C" {
 /// Ordinary traffic rarely has so many slow responses in flight; an attack does.
 const BURST: usize = 128;
 
-/// Time for the burst's last streams and connections to be dropped after their slots.
-const SETTLE: Duration = Duration::from_secs(1);
+/// How often the allocator is asked while the burst's tail drains, and for how many rounds
+/// at most (a gateway whose traffic never falls to zero still stops asking).
+const ROUND: Duration = Duration::from_secs(1);
+const MAX_ROUNDS: u32 = 30;
 
 /// Notes that `now` requests hold a slot (called when a slot is taken).
 pub fn note_level(load: &UpstreamLoad, now: usize) {
@@ -37,14 +40,15 @@ pub fn note_level(load: &UpstreamLoad, now: usize) {
 }
 
 /// Called when a slot is given back and `left` requests still hold one: once a burst has
-/// fallen to an eighth of its peak, the allocator is asked (once, off the request path) to
-/// give freed memory back.
-pub fn after_release(load: &UpstreamLoad, left: usize) {
+/// fallen to an eighth of its peak, a thread asks the allocator to give freed memory back,
+/// every second until no request holds a slot (the burst's last streams and connections
+/// are dropped after their slots), then once more.
+pub fn after_release(load: &Arc<UpstreamLoad>, left: usize) {
     let high = load.high_water.load(Ordering::Relaxed);
     if high < BURST || left > high / 8 {
         return;
     }
-    // Only the one that resets the mark collects.
+    // Only the one that resets the mark starts the thread.
     if load
         .high_water
         .compare_exchange(high, 0, Ordering::AcqRel, Ordering::Relaxed)
@@ -53,15 +57,27 @@ pub fn after_release(load: &UpstreamLoad, left: usize) {
         return;
     }
     load.collections.fetch_add(1, Ordering::Relaxed);
+    let load = load.clone();
     let spawned = std::thread::Builder::new()
         .name("ficus-mem-release".into())
-        .spawn(|| {
-            std::thread::sleep(SETTLE);
-            // SAFETY: mi_collect takes no pointers and may be called from any thread at
-            // any time; without mimalloc as the global allocator it has nothing to do.
-            unsafe { mi_collect(true) };
+        .spawn(move || {
+            for _ in 0..MAX_ROUNDS {
+                std::thread::sleep(ROUND);
+                collect();
+                if load.in_flight.load(Ordering::Relaxed) == 0 {
+                    break;
+                }
+            }
+            std::thread::sleep(ROUND);
+            collect();
         });
     if let Err(e) = spawned {
         tracing::debug!("memory release thread not started: {e}");
     }
+}
+
+fn collect() {
+    // SAFETY: mi_collect takes no pointers and may be called from any thread at any time;
+    // without mimalloc as the global allocator it has nothing to do.
+    unsafe { mi_collect(true) };
 }
