@@ -121,8 +121,10 @@ pub async fn take(
         error: GatewayError::Overloaded,
         retry_after: RETRY_AFTER,
     };
-    let mut permit = None;
+    // Declared in this order so that, dropped on a refusal, the permit goes back before
+    // the connection's entry is left.
     let mut joined = None;
+    let mut permit = None;
     if let Some(key) = connection_key(session) {
         let slots = conns.join(key, limits.max_upstream_requests_per_connection);
         joined = Some(Joined {

@@ -36,7 +36,11 @@ const MAX_ROUNDS: u32 = 30;
 
 /// Notes that `now` requests hold a slot (called when a slot is taken).
 pub fn note_level(load: &UpstreamLoad, now: usize) {
-    load.high_water.fetch_max(now, Ordering::Relaxed);
+    // Read first: in steady traffic the mark does not move, and a read keeps the shared
+    // cache line shared between worker threads.
+    if now > load.high_water.load(Ordering::Relaxed) {
+        load.high_water.fetch_max(now, Ordering::Relaxed);
+    }
 }
 
 /// Called when a slot is given back and `left` requests still hold one: once a burst has
