@@ -25,8 +25,11 @@ fn origin() -> Origin {
         .start()
 }
 
-/// A gateway with one h2c listener in front of `o`; `limits` edits `[gateway.limits]`.
-fn gateway(o: &Origin, limits: impl FnOnce(&mut Table)) -> Gateway {
+/// A gateway with one h2c listener in front of `o`, and `/small` served by an origin of
+/// its own (returned), so normal requests measure the gateway, not the attacked origin's
+/// accept queue; `limits` edits `[gateway.limits]`.
+fn gateway(o: &Origin, limits: impl FnOnce(&mut Table)) -> (Gateway, Origin) {
+    let n = Origin::start("n");
     let cfg = ConfigBuilder::new()
         .gateway(|g| {
             g.set("listen", r#"[{ addr = "{listen}", h2c = true }]"#)
@@ -34,9 +37,11 @@ fn gateway(o: &Origin, limits: impl FnOnce(&mut Table)) -> Gateway {
         })
         .limits(limits)
         .service("o", &[o.addr()])
+        .service("n", &[n.addr()])
+        .route("small", "/small", "n")
         .catch_all("o")
         .build();
-    Gateway::start(&cfg)
+    (Gateway::start(&cfg), n)
 }
 
 /// Established TCP connections whose local end is `addr`'s port on loopback: the origin's
@@ -307,7 +312,7 @@ fn assert_contained(a: &Attack, gw: &Gateway, b: Bounds) {
 async fn stalled_readers_are_capped_cut_and_release_memory() {
     let o = origin();
     let stall = Duration::from_secs(2);
-    let gw = gateway(&o, |l| {
+    let (gw, _n) = gateway(&o, |l| {
         l.set_str("client_stall_timeout", "2s");
     });
     let a = attack(&gw, &o, 10, 100, stall).await;
@@ -350,7 +355,7 @@ async fn stalled_readers_are_capped_cut_and_release_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_gateway_answers_503_with_retry_after() {
     let o = origin();
-    let gw = gateway(&o, |l| {
+    let (gw, _n) = gateway(&o, |l| {
         l.set("max_upstream_requests", 20)
             .set("max_upstream_requests_per_connection", 100)
             .set_str("client_stall_timeout", "3s");
@@ -420,7 +425,7 @@ async fn a_slow_but_progressing_download_is_not_cut() {
     let o = Origin::builder("o")
         .route("/big", Reply::ok().repeat_body(b'x', 2 * 1024 * 1024))
         .start();
-    let gw = gateway(&o, |l| {
+    let (gw, _n) = gateway(&o, |l| {
         l.set_str("client_stall_timeout", "1s");
     });
     let addr = gw.listen;
@@ -452,7 +457,7 @@ async fn a_slow_but_progressing_download_is_not_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_cap_is_advertised() {
     let o = origin();
-    let gw = gateway(&o, |l| {
+    let (gw, _n) = gateway(&o, |l| {
         l.set("h2_max_concurrent_streams", 7);
     });
     let tcp = tokio::net::TcpStream::connect(gw.listen).await.unwrap();
@@ -482,7 +487,7 @@ async fn full_scale_attack_is_contained() {
     }
     let o = origin();
     let stall = Duration::from_secs(15);
-    let gw = gateway(&o, |_| {});
+    let (gw, _n) = gateway(&o, |_| {});
     let a = attack(&gw, &o, 120, 100, stall).await;
     // 12,000 streams and 1,920 upstream connections opened at once keep the gateway's two
     // threads busy for seconds (measured: 5-9 s for the slowest normal request with a
