@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -191,6 +191,24 @@ pub struct CredentialMetrics {
     pub error: AtomicU64,
 }
 
+/// Requests holding an upstream connection, and those the in-flight caps and the stall
+/// limit stopped (`src/proxy/in_flight.rs`).
+#[derive(Default, Debug)]
+pub struct UpstreamLoad {
+    /// Requests holding (or opening) an upstream connection now: the gateway-wide cap's count.
+    pub in_flight: AtomicUsize,
+    /// Refused because the gateway-wide cap was reached.
+    pub refused_gateway: AtomicU64,
+    /// Refused after waiting for a slot of their own client connection.
+    pub refused_connection: AtomicU64,
+    /// Proxied responses cut because the client made no progress reading them.
+    pub stalled: AtomicU64,
+    /// The most requests that held a slot at once since the last memory release.
+    pub high_water: AtomicUsize,
+    /// Memory releases after a burst (`src/proxy/release.rs`).
+    pub collections: AtomicU64,
+}
+
 /// All metrics of the process.
 #[derive(Default, Debug)]
 pub struct Metrics {
@@ -210,6 +228,7 @@ pub struct Metrics {
     pub reloads_failed: AtomicU64,
     /// Failed reloads by why they failed (counted by the config watcher).
     pub reload_failures: ReloadFailures,
+    pub upstream_load: Arc<UpstreamLoad>,
 }
 
 /// The reasons a reload fails (`ConfigError::reason`), as metric labels.
@@ -352,11 +371,46 @@ impl Metrics {
         crate::listener::tls_handshake::render_metrics(&mut out);
         out.push_str("# HELP ficus_requests_in_flight Requests being served now.\n# TYPE ficus_requests_in_flight gauge\n");
         let _ = writeln!(out, "ficus_requests_in_flight {inflight}");
+        self.render_upstream_load(&mut out);
         out
     }
 }
 
 impl Metrics {
+    /// Requests holding an upstream connection, refusals by cap, and stalled responses.
+    fn render_upstream_load(&self, out: &mut String) {
+        let l = &self.upstream_load;
+        out.push_str("# HELP ficus_upstream_requests_in_flight Requests holding an upstream connection now.\n# TYPE ficus_upstream_requests_in_flight gauge\n");
+        let _ = writeln!(
+            out,
+            "ficus_upstream_requests_in_flight {}",
+            l.in_flight.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP ficus_upstream_requests_refused_total Requests answered 503 because a cap on requests holding an upstream connection was reached, by cap.\n# TYPE ficus_upstream_requests_refused_total counter\n");
+        for (cap, n) in [
+            ("gateway", &l.refused_gateway),
+            ("connection", &l.refused_connection),
+        ] {
+            let _ = writeln!(
+                out,
+                "ficus_upstream_requests_refused_total{{cap=\"{cap}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP ficus_client_stalls_total Proxied responses cut because the client read nothing for client_stall_timeout.\n# TYPE ficus_client_stalls_total counter\n");
+        let _ = writeln!(
+            out,
+            "ficus_client_stalls_total {}",
+            l.stalled.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP ficus_memory_releases_total Times freed memory was given back to the system after a burst of requests holding upstream connections.\n# TYPE ficus_memory_releases_total counter\n");
+        let _ = writeln!(
+            out,
+            "ficus_memory_releases_total {}",
+            l.collections.load(Ordering::Relaxed)
+        );
+    }
+
     /// Split routes: where requests were placed, fallbacks from each side, and ignored
     /// overrides. Nothing when no route has (or had) a split.
     fn render_splits(&self, out: &mut String) {

@@ -129,6 +129,7 @@ pub fn run_upgradable(
                 tls.add(socket.addr, settings);
             }
         }
+        inner.h2_options = Some(h2_options(&gateway.limits.in_flight));
         let mut proxy = Service::new(
             name.to_string(),
             HeaderDeadline {
@@ -188,6 +189,22 @@ pub fn run_upgradable(
         shutdown_signal: Box::new(signals),
     });
     Ok(())
+}
+
+/// What one HTTP/2 stream may have buffered toward a client that does not read: h2's own
+/// default is 400 KiB per stream, 40 MiB for one connection of 100 streams. 64 KiB is one
+/// piece of an upstream body, so a reading client still gets whole pieces.
+const H2_SEND_BUFFER_BYTES: usize = 64 * 1024;
+
+/// HTTP/2 settings for client connections: pingora's bounded defaults (header list size,
+/// streams) with ficus's stream cap and a bounded send buffer per stream.
+fn h2_options(
+    limits: &crate::config::InFlightLimits,
+) -> pingora_core::protocols::http::v2::server::H2Options {
+    let mut h2 = pingora_core::protocols::http::v2::server::default_h2_options();
+    h2.max_concurrent_streams(limits.h2_max_concurrent_streams);
+    h2.max_send_buffer_size(H2_SEND_BUFFER_BYTES);
+    h2
 }
 
 /// The listening sockets: bound here, not by pingora (an address in use fails the start at

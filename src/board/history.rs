@@ -7,7 +7,7 @@
 //! [`RECENT`] of latency histograms (only the 5-minute p99 needs them). Pairs whose route
 //! or service left the config are dropped at the next sample.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::window::{Delta, Reading, BUCKETS};
@@ -91,6 +91,10 @@ pub struct History {
     recent_capacity: usize,
     stamps: VecDeque<Stamp>,
     pairs: HashMap<Pair, PairRing>,
+    /// Pairs read at zero in the newest sample that have no ring: a pair that has never
+    /// served a request keeps nothing (a config of 20,000 routes would otherwise hold an
+    /// hour of zeros for each, about 12 KiB a route).
+    zero: HashSet<Pair>,
 }
 
 /// A window's deltas per pair, and how much time it actually covers (less than asked while
@@ -125,6 +129,7 @@ impl History {
             recent_capacity: points(RECENT) + 2,
             stamps: VecDeque::new(),
             pairs: HashMap::new(),
+            zero: HashSet::new(),
         }
     }
 
@@ -148,9 +153,27 @@ impl History {
         if self.stamps.len() > self.capacity {
             self.stamps.pop_front();
         }
-        let mut next = HashMap::with_capacity(readings.len());
+        let mut next = HashMap::with_capacity(self.pairs.len());
+        let mut zero = HashSet::new();
         for (pair, r) in readings {
-            let mut ring = self.pairs.remove(&pair).unwrap_or_default();
+            let mut ring = match self.pairs.remove(&pair) {
+                Some(ring) => ring,
+                None if r.requests == 0 && r.server_errors == 0 && r.fell_back == 0 => {
+                    zero.insert(pair);
+                    continue;
+                }
+                None => {
+                    let mut ring = PairRing::default();
+                    // Read at zero one sample ago: it starts from there, so its first
+                    // requests count. (A pair new to the config counts from its first
+                    // reading: its counters may hold an earlier life's requests.)
+                    if self.zero.contains(&pair) {
+                        ring.counts.push_back(Counts::default());
+                        ring.buckets.push_back([0; BUCKETS]);
+                    }
+                    ring
+                }
+            };
             ring.counts.push_back(Counts {
                 requests: r.requests,
                 server_errors: r.server_errors,
@@ -166,6 +189,7 @@ impl History {
             next.insert(pair, ring);
         }
         self.pairs = next;
+        self.zero = zero;
     }
 
     /// How many samples back from the newest is the newest sample taken at or before
@@ -230,18 +254,26 @@ impl History {
                 total: 0,
             };
             for (pair, now_reading) in current {
-                let Some(ring) = self.pairs.get(pair) else {
-                    continue;
-                };
-                let Some(start) = ring.reading(back_start) else {
-                    continue;
-                };
-                let end = match back_end {
-                    None => *now_reading,
-                    Some(b) => match ring.reading(b) {
-                        Some(r) => r,
-                        None => continue,
-                    },
+                let (start, end) = match self.pairs.get(pair) {
+                    Some(ring) => {
+                        let Some(start) = ring.reading(back_start) else {
+                            continue;
+                        };
+                        let end = match back_end {
+                            None => *now_reading,
+                            Some(b) => match ring.reading(b) {
+                                Some(r) => r,
+                                None => continue,
+                            },
+                        };
+                        (start, end)
+                    }
+                    // Read at zero in the newest sample: only the last interval has its
+                    // requests.
+                    None if back_end.is_none() && self.zero.contains(pair) => {
+                        (Reading::default(), *now_reading)
+                    }
+                    None => continue,
                 };
                 let d = super::window::increase(start.requests, end.requests);
                 point.total += d;
@@ -334,6 +366,40 @@ mod tests {
         let w = h.window(t0 + Duration::from_secs(15), RECENT, &current);
         assert_eq!(w.deltas[&pair("o", "m")].requests, 10);
         assert_eq!(w.deltas[&pair("new", "n")].requests, 3);
+    }
+
+    #[test]
+    fn pairs_without_requests_keep_no_ring_and_their_first_requests_count() {
+        let t0 = Instant::now();
+        let mut h = History::new(Duration::from_secs(10));
+        let idle: Vec<_> = (0..1000)
+            .map(|i| (pair(&format!("r{i}"), "m"), reading(0)))
+            .collect();
+        h.record(stamp(t0, 0), idle.clone());
+        h.record(stamp(t0, 10), idle.clone());
+        assert!(
+            h.pairs.is_empty(),
+            "no ring for a pair that never served a request"
+        );
+        // r7 serves 4 requests before the next sample, 2 more after it.
+        let mut next = idle.clone();
+        next[7].1 = reading(4);
+        h.record(stamp(t0, 20), next.clone());
+        assert_eq!(h.pairs.len(), 1);
+        // Read now: r7 at 6, and r8 (read at zero in the newest sample) at 3.
+        next[7].1 = reading(6);
+        next[8].1 = reading(3);
+        let w = h.window(t0 + Duration::from_secs(25), RECENT, &next);
+        assert_eq!(
+            w.deltas[&pair("r7", "m")].requests,
+            6,
+            "the first 4 count too"
+        );
+        assert_eq!(w.deltas[&pair("r8", "m")].requests, 3);
+        assert_eq!(w.deltas[&pair("r9", "m")].requests, 0);
+        let shares = h.intervals(stamp(t0, 25), &next, |_| true);
+        assert_eq!(shares.iter().map(|i| i.total).sum::<u64>(), 9);
+        assert_eq!(shares.last().map(|i| i.total), Some(5), "r7's 2 and r8's 3");
     }
 
     #[test]

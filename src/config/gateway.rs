@@ -66,6 +66,8 @@ pub struct Limits {
     /// How long a client on a TLS listener has to finish the TLS handshake (by default
     /// `header_read_timeout`).
     pub tls_handshake_timeout: Duration,
+    /// What requests may hold in flight: HTTP/2 streams, upstream connections, stalls.
+    pub in_flight: super::InFlightLimits,
 }
 
 impl Default for Limits {
@@ -82,6 +84,7 @@ impl Default for Limits {
             admin_connections: 64,
             admin_reserved_fds: None,
             tls_handshake_timeout: Duration::from_secs(10),
+            in_flight: super::InFlightLimits::default(),
         }
     }
 }
@@ -329,6 +332,7 @@ fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
                 "every TLS client would be cut off before its handshake ends",
             )
             .unwrap_or(header_read_timeout),
+        in_flight: super::in_flight::compile(c, l),
     }
 }
 

@@ -16,6 +16,7 @@ mod compiler;
 mod credentials;
 pub mod diag;
 mod gateway;
+mod in_flight;
 mod legacy;
 mod policies;
 pub mod raw;
@@ -56,6 +57,7 @@ pub use gateway::{
     read_pem_certs, AccessLog, Certificate, Cidr, GatewaySettings, Limits, Listener, TraceContext,
     DEFAULT_ADMIN, DEFAULT_GRACE,
 };
+pub use in_flight::InFlightLimits;
 
 /// Why a config could not be loaded.
 #[derive(Debug, Error)]

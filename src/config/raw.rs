@@ -198,6 +198,11 @@ pub struct RawLimits {
     /// File descriptors the admin listener leaves to the proxy.
     pub admin_reserved_fds: Option<usize>,
     pub tls_handshake_timeout: Option<Spanned<String>>,
+    // What requests may hold in flight (compiled in `in_flight.rs`).
+    pub h2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub max_upstream_requests: Option<Spanned<usize>>,
+    pub max_upstream_requests_per_connection: Option<Spanned<usize>>,
+    pub client_stall_timeout: Option<Spanned<String>>,
 }
 
 /// `[services.NAME]`

@@ -84,6 +84,9 @@ pub struct Upstream {
     pub tried: Tried,
     pub current: Option<Attempt>,
     pub bulkhead: Option<BulkheadPermit>,
+    /// The request's place under the caps on requests holding an upstream connection,
+    /// taken before the first attempt.
+    pub slot: Option<super::in_flight::UpstreamSlot>,
     pub breaker_trial: bool,
     pub retry_after: Option<Duration>,
     /// The instance of the current (last) attempt.

@@ -43,6 +43,9 @@ pub enum GatewayError {
     CircuitOpen,
     /// The service's bulkhead (`max_concurrent`) is full.
     AtCapacity,
+    /// The gateway's cap on requests holding an upstream connection is reached (for the
+    /// whole gateway, or for the client's connection after waiting); see `in_flight.rs`.
+    Overloaded,
     /// The service has client credentials and no token can be had for it now (token
     /// endpoint down, refusing, or backing off after failures).
     UpstreamCredentials,
@@ -74,6 +77,7 @@ impl GatewayError {
             GatewayError::NoInstance
             | GatewayError::CircuitOpen
             | GatewayError::AtCapacity
+            | GatewayError::Overloaded
             | GatewayError::UpstreamCredentials => 503,
             GatewayError::UpstreamTimeout => 504,
         }
@@ -108,6 +112,7 @@ impl GatewayError {
             GatewayError::NoInstance => "no healthy instance of the upstream service",
             GatewayError::CircuitOpen => "upstream service is failing; circuit breaker open",
             GatewayError::AtCapacity => "upstream service is at its concurrency limit",
+            GatewayError::Overloaded => "the gateway is at its limit of requests in flight",
             GatewayError::UpstreamCredentials => {
                 "the gateway's credentials for the upstream service are unavailable"
             }

@@ -6,7 +6,8 @@
 //! - `request_filter`: request id, client address, trace context; then [`admission`],
 //!   [`route::route_request`] and the route's request hooks ([`chain`]). Answers the
 //!   request itself (4xx, a plugin's answer) when it must.
-//! - `upstream_peer`: on the first attempt, the side of a split route ([`split`]); then an
+//! - `upstream_peer`: on the first attempt, a slot under the in-flight caps
+//!   ([`in_flight`]) and the side of a split route ([`split`]); then an
 //!   instance of the service, or of the fallback ([`select`]), and take the
 //!   service's own token if it has client credentials ([`forward::take_service_token`]).
 //! - `upstream_request_filter`: [`forward`]'s edits, then the plugins' upstream hooks, then
@@ -23,8 +24,10 @@ pub mod ctx;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod in_flight;
 pub mod log;
 pub mod outcome;
+pub mod release;
 pub mod respond;
 pub mod route;
 pub mod select;
@@ -55,11 +58,16 @@ pub use route::route_request;
 /// the per-request snapshot.
 pub struct Gateway {
     pub shared: Arc<Shared>,
+    /// The upstream slots of this service's client connections ([`in_flight`]).
+    conns: Arc<in_flight::ConnectionSlots>,
 }
 
 impl Gateway {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Gateway { shared }
+        Gateway {
+            shared,
+            conns: Arc::default(),
+        }
     }
 }
 
@@ -206,6 +214,10 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
+        let load = &self.shared.metrics.upstream_load;
+        in_flight::hold(session, ctx, &self.conns, load)
+            .await
+            .map_err(GatewayError::into_pingora)?;
         match select::choose(ctx, session.req_header()) {
             Ok(peer) => {
                 forward::take_service_token(ctx)
@@ -262,6 +274,13 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(start) = ctx.timing.upstream_start {
             ctx.timing.upstream_elapsed = Some(start.elapsed());
+        }
+        // The stall limit: a client that stops reading the body releases its upstream
+        // connection within `client_stall_timeout` (an upgraded tunnel keeps `send_timeout`).
+        if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+            let limits = &ctx.runtime.config.gateway.limits;
+            let t = in_flight::response_write_timeout(limits.send_timeout, &limits.in_flight);
+            session.set_write_timeout(Some(t));
         }
         respond::proxied_head(session, ctx, resp).await;
         Ok(())
@@ -385,6 +404,7 @@ impl ProxyHttp for Gateway {
             let svc = ctx.upstream.service.unwrap_or(route.service);
             ctx.runtime.service_metrics[svc].upstream_error(kind);
         }
+        in_flight::count_stall(ctx, &self.shared.metrics.upstream_load, err);
         ctx.outcome.error = Some(err);
         ctx.outcome.detail = Some(e.to_string());
         let downstream_gone = matches!(

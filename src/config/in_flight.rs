@@ -1,0 +1,148 @@
+//! `[gateway.limits]` keys that bound what requests may hold at once: HTTP/2 streams per
+//! connection, requests holding an upstream connection (per client connection and for the
+//! whole gateway), and how long a response may make no progress toward its client.
+//!
+//! Compiled here so `gateway.rs` only places the result; enforced in
+//! `src/proxy/in_flight.rs` and `src/server.rs` (the HTTP/2 settings).
+
+use std::time::Duration;
+use toml::Spanned;
+
+use super::compiler::{span_of, Compiler};
+use super::raw::RawLimits;
+
+/// What requests may hold in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlightLimits {
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` of client HTTP/2 connections (from start; a reload
+    /// does not change connections already open).
+    pub h2_max_concurrent_streams: u32,
+    /// Requests holding (or about to open) an upstream connection, gateway-wide. A request
+    /// over it gets 503 with `Retry-After`.
+    pub max_upstream_requests: usize,
+    /// Requests of one client connection (HTTP/2 streams) holding an upstream connection at
+    /// once; the others wait for a slot, at most `client_stall_timeout`, then get 503.
+    pub max_upstream_requests_per_connection: usize,
+    /// The longest one piece of a proxied response (what one upstream read returned, at
+    /// most 64 KiB) may take to reach the client; then the stream is reset and its upstream
+    /// connection closed. Never longer than `send_timeout`.
+    pub client_stall_timeout: Duration,
+}
+
+impl Default for InFlightLimits {
+    fn default() -> Self {
+        InFlightLimits {
+            // pingora's and nginx's order of magnitude (100 and 128): enough for a browser's
+            // page load, which queues the rest on its side.
+            h2_max_concurrent_streams: 100,
+            // Each stalled proxied stream can hold about 300 KiB in the gateway (pingora's
+            // read buffer and task pipe) and one upstream socket: 2,048 bound that to about
+            // 600 MiB and as many sockets, and stay under a 4,096 descriptor limit.
+            max_upstream_requests: 2048,
+            // 120 hostile connections of 16 stay under the gateway-wide cap, so they cannot
+            // take every slot from other clients on their own.
+            max_upstream_requests_per_connection: 16,
+            client_stall_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Reads the keys of `[gateway.limits]` that belong here; zero is refused for each.
+pub(super) fn compile(c: &mut Compiler<'_>, l: &RawLimits) -> InFlightLimits {
+    let d = InFlightLimits::default();
+    InFlightLimits {
+        h2_max_concurrent_streams: at_least_one(
+            c,
+            &l.h2_max_concurrent_streams,
+            "h2_max_concurrent_streams",
+            "no HTTP/2 client could send a request",
+        )
+        .unwrap_or(d.h2_max_concurrent_streams),
+        max_upstream_requests: at_least_one(
+            c,
+            &l.max_upstream_requests,
+            "max_upstream_requests",
+            "every proxied request would be refused",
+        )
+        .unwrap_or(d.max_upstream_requests),
+        max_upstream_requests_per_connection: at_least_one(
+            c,
+            &l.max_upstream_requests_per_connection,
+            "max_upstream_requests_per_connection",
+            "every proxied request would be refused",
+        )
+        .unwrap_or(d.max_upstream_requests_per_connection),
+        client_stall_timeout: c
+            .positive_duration(
+                &l.client_stall_timeout,
+                "gateway.limits.client_stall_timeout",
+                "every proxied response would be cut as soon as the client's buffers fill",
+            )
+            .unwrap_or(d.client_stall_timeout),
+    }
+}
+
+fn at_least_one<T: Copy + PartialEq + From<u8>>(
+    c: &mut Compiler<'_>,
+    v: &Option<Spanned<T>>,
+    key: &str,
+    zero_means: &str,
+) -> Option<T> {
+    let v = v.as_ref()?;
+    if *v.get_ref() == T::from(0) {
+        c.d.error(
+            span_of(v),
+            format!("gateway.limits.{key}"),
+            format!("{key} is 0: {zero_means}; it must be at least 1"),
+        );
+        return None;
+    }
+    Some(*v.get_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::compile;
+    use super::super::diag::Severity;
+    use super::super::testing::{errors, BASE};
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn keys_are_read_and_default() {
+        let src = format!(
+            "[gateway.limits]\nh2_max_concurrent_streams = 8\nmax_upstream_requests = 50\n\
+             max_upstream_requests_per_connection = 4\nclient_stall_timeout = \"2s\"\n{BASE}"
+        );
+        let cfg = compile(Path::new("routes.toml"), &src).unwrap();
+        assert_eq!(
+            cfg.gateway.limits.in_flight,
+            InFlightLimits {
+                h2_max_concurrent_streams: 8,
+                max_upstream_requests: 50,
+                max_upstream_requests_per_connection: 4,
+                client_stall_timeout: Duration::from_secs(2),
+            }
+        );
+        let dflt = compile(Path::new("routes.toml"), BASE).unwrap();
+        assert_eq!(dflt.gateway.limits.in_flight, InFlightLimits::default());
+    }
+
+    #[test]
+    fn zero_is_refused_at_its_key() {
+        for (key, value) in [
+            ("h2_max_concurrent_streams", "0"),
+            ("max_upstream_requests", "0"),
+            ("max_upstream_requests_per_connection", "0"),
+            ("client_stall_timeout", "\"0s\""),
+        ] {
+            let d: Vec<_> = errors(&format!("[gateway.limits]\n{key} = {value}\n{BASE}"))
+                .into_iter()
+                .filter(|d| d.severity == Severity::Error)
+                .collect();
+            assert_eq!(d.len(), 1, "{key}: {d:#?}");
+            assert_eq!(d[0].key, format!("gateway.limits.{key}"));
+            assert_eq!(d[0].line, 2, "{key}: {d:#?}");
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Caps on requests that hold an upstream connection, so that clients who stop reading
+//! cannot multiply the gateway's upstream connections and memory: a slot of the request's
+//! own client connection (HTTP/2 streams share one), then one of the whole gateway.
+//! Also the stall limit on writing proxied responses.
+//!
+//! A request takes its [`UpstreamSlot`] before its first upstream attempt and keeps it until
+//! its context is dropped (after logging); dropping the slot gives both places back. This
+//! file decides nothing about routes or instances (`select.rs` does).
+//!
+//! Per connection, a request waits for a slot (a browser's page load on one HTTP/2
+//! connection queues briefly, as it would on six HTTP/1 connections) for at most
+//! `client_stall_timeout`: by then a stalled holder has been cut, so a longer wait means the
+//! connection's own slots are busy with slow downloads. Gateway-wide, a request is refused
+//! at once: waiting there would let a flood of stalled streams queue everyone else.
+
+use pingora_proxy::Session;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::ctx::RequestCtx;
+use super::error::GatewayError;
+use super::release;
+use crate::config::InFlightLimits;
+use crate::metrics::UpstreamLoad;
+
+/// What a client told to come back later is told: the stall limit frees slots within
+/// seconds, so a short wait is honest.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A client connection: its two ends are unique among connections open at once.
+type ConnKey = (SocketAddr, SocketAddr);
+
+/// The per-connection slots of every client connection that has a request waiting for or
+/// holding an upstream connection. One per proxy service (a connection belongs to one).
+#[derive(Default)]
+pub struct ConnectionSlots {
+    conns: Mutex<HashMap<ConnKey, ConnEntry>>,
+}
+
+struct ConnEntry {
+    slots: Arc<Semaphore>,
+    /// Requests holding or waiting for one of `slots`; the entry goes when none is left.
+    users: usize,
+}
+
+impl ConnectionSlots {
+    /// Joins the connection's entry (made with `limit` slots if it is new).
+    fn join(&self, key: ConnKey, limit: usize) -> Arc<Semaphore> {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = conns.entry(key).or_insert_with(|| ConnEntry {
+            slots: Arc::new(Semaphore::new(limit)),
+            users: 0,
+        });
+        entry.users += 1;
+        entry.slots.clone()
+    }
+
+    fn leave(&self, key: ConnKey) {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = conns.get_mut(&key) {
+            entry.users -= 1;
+            if entry.users == 0 {
+                conns.remove(&key);
+            }
+        }
+    }
+
+    /// Connections with an entry now (for tests).
+    pub fn connections(&self) -> usize {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// A request's place in the connection's entry, left when dropped.
+struct Joined {
+    owner: Arc<ConnectionSlots>,
+    key: ConnKey,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        self.owner.leave(self.key);
+    }
+}
+
+/// A request's right to hold an upstream connection; both caps get it back when dropped.
+pub struct UpstreamSlot {
+    load: Arc<UpstreamLoad>,
+    // Field order is drop order: the permit goes back before the entry is left.
+    _permit: Option<OwnedSemaphorePermit>,
+    _joined: Option<Joined>,
+}
+
+impl Drop for UpstreamSlot {
+    fn drop(&mut self) {
+        let before = self.load.in_flight.fetch_sub(1, Ordering::AcqRel);
+        release::after_release(&self.load, before.saturating_sub(1));
+    }
+}
+
+/// Why a request got no slot, with what to tell the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub error: GatewayError,
+    pub retry_after: Duration,
+}
+
+/// Takes a slot for the request on `session`: first one of its client connection (HTTP/2
+/// only: an HTTP/1 connection has one request at a time), then one of the gateway.
+pub async fn take(
+    session: &Session,
+    conns: &Arc<ConnectionSlots>,
+    load: &Arc<UpstreamLoad>,
+    limits: &InFlightLimits,
+) -> Result<UpstreamSlot, Refused> {
+    let refused = Refused {
+        error: GatewayError::Overloaded,
+        retry_after: RETRY_AFTER,
+    };
+    // Declared in this order so that, dropped on a refusal, the permit goes back before
+    // the connection's entry is left.
+    let mut joined = None;
+    let mut permit = None;
+    if let Some(key) = connection_key(session) {
+        let slots = conns.join(key, limits.max_upstream_requests_per_connection);
+        joined = Some(Joined {
+            owner: conns.clone(),
+            key,
+        });
+        let wait = tokio::time::timeout(limits.client_stall_timeout, slots.acquire_owned());
+        match wait.await {
+            Ok(Ok(p)) => permit = Some(p),
+            // Timed out (the semaphore is never closed).
+            _ => {
+                load.refused_connection.fetch_add(1, Ordering::Relaxed);
+                return Err(refused);
+            }
+        }
+    }
+    let cap = limits.max_upstream_requests;
+    let taken = load
+        .in_flight
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < cap).then_some(n + 1)
+        });
+    match taken {
+        Ok(before) => release::note_level(load, before + 1),
+        Err(_) => {
+            load.refused_gateway.fetch_add(1, Ordering::Relaxed);
+            return Err(refused);
+        }
+    }
+    Ok(UpstreamSlot {
+        load: load.clone(),
+        _permit: permit,
+        _joined: joined,
+    })
+}
+
+/// Makes sure the request holds a slot before an upstream attempt (the first one takes it,
+/// retries keep it). On refusal the client is told when to come back, and its small answer
+/// gets the stall limit too: a refused stalled stream must not linger for `send_timeout`.
+pub async fn hold(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    conns: &Arc<ConnectionSlots>,
+    load: &Arc<UpstreamLoad>,
+) -> Result<(), GatewayError> {
+    if ctx.upstream.slot.is_some() {
+        return Ok(());
+    }
+    let limits = ctx.runtime.config.gateway.limits.in_flight;
+    match take(session, conns, load, &limits).await {
+        Ok(slot) => {
+            ctx.upstream.slot = Some(slot);
+            Ok(())
+        }
+        Err(r) => {
+            ctx.upstream.retry_after = Some(r.retry_after);
+            let send = ctx.runtime.config.gateway.limits.send_timeout;
+            session.set_write_timeout(Some(response_write_timeout(send, &limits)));
+            Err(r.error)
+        }
+    }
+}
+
+/// Counts a proxied response cut for its client's stall (the write deadline of
+/// [`response_write_timeout`] passed).
+pub fn count_stall(ctx: &RequestCtx, load: &UpstreamLoad, err: GatewayError) {
+    if err == GatewayError::ClientNotReading && ctx.upstream.slot.is_some() {
+        load.stalled.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The connection an HTTP/2 stream belongs to; `None` for HTTP/1 (and for a socket
+/// without inet addresses, which ficus does not listen on).
+fn connection_key(session: &Session) -> Option<ConnKey> {
+    if !session.as_downstream().is_http2() {
+        return None;
+    }
+    let client = session.client_addr()?.as_inet()?;
+    let server = session.server_addr()?.as_inet()?;
+    Some((*client, *server))
+}
+
+/// How long one write of a proxied response may wait for the client: the stall limit,
+/// never longer than `send_timeout`. pingora applies it to each piece of the body (what one
+/// upstream read returned, at most 64 KiB), so a download that moves a piece within the
+/// limit is never cut; one slower than about 64 KiB per `client_stall_timeout` is.
+pub fn response_write_timeout(send_timeout: Duration, limits: &InFlightLimits) -> Duration {
+    limits.client_stall_timeout.min(send_timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_entry_lives_while_it_has_users() {
+        let slots = Arc::new(ConnectionSlots::default());
+        let key: ConnKey = (
+            "127.0.0.1:1000".parse().unwrap(),
+            "127.0.0.1:80".parse().unwrap(),
+        );
+        let a = slots.join(key, 2);
+        let b = slots.join(key, 2);
+        assert!(Arc::ptr_eq(&a, &b), "one entry per connection");
+        assert_eq!(slots.connections(), 1);
+        slots.leave(key);
+        assert_eq!(slots.connections(), 1);
+        slots.leave(key);
+        assert_eq!(slots.connections(), 0);
+    }
+
+    #[test]
+    fn the_stall_limit_never_exceeds_send_timeout() {
+        let limits = InFlightLimits::default();
+        assert_eq!(
+            response_write_timeout(Duration::from_secs(60), &limits),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            response_write_timeout(Duration::from_secs(5), &limits),
+            Duration::from_secs(5)
+        );
+    }
+}
