@@ -595,6 +595,8 @@ if want pingap; then
         PINGAP_BIN="$TARGET_DIR/pingap/bin/pingap"
         if [[ ! -x "$PINGAP_BIN" ]]; then
             log "pingap not found: cargo install pingap --version 0.13.1 --locked (a long build on 2 cores)"
+            # its etcd client compiles protobuf definitions at build time
+            command -v protoc >/dev/null || apt_install protobuf-compiler
             cargo install pingap --version 0.13.1 --locked --root "$TARGET_DIR/pingap" >&2 ||
                 die "cargo install pingap failed (leave pingap out of SCENARIOS, or set PINGAP_BIN)"
         fi
