@@ -46,7 +46,7 @@ pub struct HeaderDeadline<A> {
     pub shared: Arc<Shared>,
 }
 
-enum Head {
+pub(crate) enum Head {
     /// A complete request head (and maybe more) was read; it ends at this offset.
     Ready(usize),
     /// Too large to be a valid head: no end of head within the limit.
@@ -58,7 +58,7 @@ enum Head {
 }
 
 /// Where the request head ends (just past `\r\n\r\n` or `\n\n`), if it is complete.
-fn head_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
     // Only line ends matter: jump between them with a vectorized search.
     for i in memchr::memchr_iter(b'\n', buf) {
         match buf.get(i + 1) {
@@ -76,7 +76,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 /// at a time (pingora would otherwise drop them and leave the client waiting for answers
 /// that never come). When where the body ends cannot be told from the bytes at hand
 /// (chunked framing not complete yet, or framing the proxy will refuse), everything goes.
-fn to_proxy_now(buf: &[u8], end: usize) -> usize {
+pub(crate) fn to_proxy_now(buf: &[u8], end: usize) -> usize {
     if end == buf.len() {
         return end;
     }
@@ -91,7 +91,7 @@ fn to_proxy_now(buf: &[u8], end: usize) -> usize {
 
 /// How a request head says its body is framed.
 #[derive(Debug, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     None,
     Length(u64),
     Chunked,
@@ -101,7 +101,7 @@ enum Framing {
 
 /// Reads the framing headers of a request head (only as far as needed to split a pipelined
 /// request off; the proxy validates them).
-fn body_framing(head: &[u8]) -> Framing {
+pub(crate) fn body_framing(head: &[u8]) -> Framing {
     let mut framing = Framing::None;
     for (name, value) in head_fields(head) {
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -130,7 +130,7 @@ fn head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 
 /// Where a chunked body that starts at `body[0]` ends, if all of it is there: its chunks,
 /// the last (zero) chunk and the trailer section.
-fn chunked_end(body: &[u8]) -> Option<usize> {
+pub(crate) fn chunked_end(body: &[u8]) -> Option<usize> {
     let mut at = 0;
     loop {
         let line_end = at + memchr::memchr(b'\n', body.get(at..)?)?;
@@ -166,7 +166,7 @@ fn chunked_end(body: &[u8]) -> Option<usize> {
 
 /// Drops empty lines before a request line: RFC 9112 §2.2 asks servers to ignore at
 /// least one, and a client may send a stray CRLF after a body.
-fn skip_empty_lines(buf: &mut BytesMut) {
+pub(crate) fn skip_empty_lines(buf: &mut BytesMut) {
     let n = buf
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
@@ -184,7 +184,7 @@ const REQUEST_LINE_EXTRA: usize = 64;
 /// `max_uri_bytes` (414), more header lines than allowed, or no end of head within the
 /// size limit (431). Decided from the bytes alone, so the answer to the same bytes does
 /// not depend on how they were split into packets.
-fn head_violation(
+pub(crate) fn head_violation(
     buf: &[u8],
     head: &Head,
     max_headers: usize,
@@ -398,7 +398,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> HeadIo for T {}
 
 /// The client's own `X-Request-Id` in the (maybe partial) head read so far, if it is one
 /// the gateway would accept; only looked for when the gateway answers the head itself.
-fn client_request_id(head: &[u8]) -> Option<String> {
+pub(crate) fn client_request_id(head: &[u8]) -> Option<String> {
     head_fields(head).find_map(|(name, value)| {
         (name.eq_ignore_ascii_case(b"x-request-id") && ids::is_acceptable_request_id(value))
             .then(|| String::from_utf8_lossy(value).into_owned())
