@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub use ficus_plugins::duration;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http_syntax;
 pub mod ids;
 pub mod listener;

@@ -49,4 +49,8 @@ echo "== tests"
 cargo nextest run --workspace --no-fail-fast --test-threads 2 --retries 0
 echo "== doc tests"
 cargo test --workspace --doc
+# Every cargo fuzz target, briefly (docs/fuzzing.md has the long runs). The first build of
+# fuzz/ compiles the dependencies again with coverage instrumentation: several minutes.
+echo "== fuzz targets, ${FUZZ_SECONDS:-10} s each"
+FUZZ_SECONDS=${FUZZ_SECONDS:-10} bash fuzz/run.sh
 echo "== all tests passed"

@@ -54,7 +54,7 @@ pub struct HeaderDeadline<A> {
     pub tls: TlsListeners,
 }
 
-enum Head {
+pub(crate) enum Head {
     /// A complete request head (and maybe more) was read; it ends at this offset.
     Ready(usize),
     /// Too large to be a valid head: no end of head within the limit.
@@ -66,7 +66,7 @@ enum Head {
 }
 
 /// Where the request head ends (just past `\r\n\r\n` or `\n\n`), if it is complete.
-pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
     // Only line ends matter: jump between them with a vectorized search.
     for i in memchr::memchr_iter(b'\n', buf) {
         match buf.get(i + 1) {
@@ -80,7 +80,7 @@ pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
 
 /// Drops empty lines before a request line: RFC 9112 §2.2 asks servers to ignore at
 /// least one, and a client may send a stray CRLF after a body.
-fn skip_empty_lines(buf: &mut BytesMut) {
+pub(crate) fn skip_empty_lines(buf: &mut BytesMut) {
     let n = buf
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
@@ -98,7 +98,7 @@ const REQUEST_LINE_EXTRA: usize = 64;
 /// `max_uri_bytes` (414), more header lines than allowed, or no end of head within the
 /// size limit (431). Decided from the bytes alone, so the answer to the same bytes does
 /// not depend on how they were split into packets.
-fn head_violation(
+pub(crate) fn head_violation(
     buf: &[u8],
     head: &Head,
     max_headers: usize,
@@ -341,7 +341,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> HeadIo for T {}
 
 /// The client's own `X-Request-Id` in the (maybe partial) head read so far, if it is one
 /// the gateway would accept; only looked for when the gateway answers the head itself.
-fn client_request_id(head: &[u8]) -> Option<String> {
+pub(crate) fn client_request_id(head: &[u8]) -> Option<String> {
     head_fields(head).find_map(|(name, value)| {
         (name.eq_ignore_ascii_case(b"x-request-id") && ids::is_acceptable_request_id(value))
             .then(|| String::from_utf8_lossy(value).into_owned())

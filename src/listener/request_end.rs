@@ -45,7 +45,7 @@ pub fn request_len(head: &[u8]) -> Option<u64> {
 
 /// How a request head says its body is framed.
 #[derive(Debug, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     None,
     Length(u64),
     Chunked,
@@ -55,7 +55,7 @@ enum Framing {
 
 /// Reads the framing headers of a request head (only as far as needed to split a pipelined
 /// request off; the proxy validates them).
-fn body_framing(head: &[u8]) -> Framing {
+pub(crate) fn body_framing(head: &[u8]) -> Framing {
     let mut framing = Framing::None;
     for (name, value) in head_fields(head) {
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -84,7 +84,7 @@ pub fn head_fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 
 /// Where a chunked body that starts at `body[0]` ends, if all of it is there: its chunks,
 /// the last (zero) chunk and the trailer section.
-fn chunked_end(body: &[u8]) -> Option<usize> {
+pub(crate) fn chunked_end(body: &[u8]) -> Option<usize> {
     let mut at = 0;
     loop {
         let line_end = at + memchr::memchr(b'\n', body.get(at..)?)?;

@@ -209,22 +209,8 @@ fn normalize_general(raw: &[u8]) -> Result<NormalizedPath, PathError> {
                         flags.insert(PathFlags::SEMICOLON);
                         decoded.push(b';');
                     }
-                    b'%' => {
-                        // `%25` followed by two hex digits is an escape hidden behind another
-                        // escape: one decoder sees `%2e`, the next sees `.`.
-                        let next = raw.get(i + 3..i + 5);
-                        if let Some(n) = next {
-                            if hex_val(n[0]).is_some() && hex_val(n[1]).is_some() {
-                                return Err(PathError::DoubleEncoding);
-                            }
-                        }
-                        // A `%25` followed by a further escape of hex digits (`%25%32%65`)
-                        // is the same trick one level down.
-                        if raw.get(i + 3) == Some(&b'%') {
-                            return Err(PathError::DoubleEncoding);
-                        }
-                        decoded.push(b'%');
-                    }
+                    // Whether it hides an escape is judged on the decoded bytes below.
+                    b'%' => decoded.push(b'%'),
                     c if c < 0x20 || c == 0x7f => return Err(PathError::Control),
                     c => decoded.push(c),
                 }
@@ -247,6 +233,18 @@ fn normalize_general(raw: &[u8]) -> Result<NormalizedPath, PathError> {
                 i += 1;
             }
         }
+    }
+    // A decoded `%` followed by two hex digits is an escape hidden behind another escape:
+    // one decoder sees `%2e`, the next sees `.`. Judged on the decoded bytes, so every
+    // spelling is caught (`%252e`, `%25%32%65`, `%252%65`) and a `%` that hides nothing
+    // (`%25%5B`, decoded `%[`) is not refused: the forwarded form of every accepted path
+    // is accepted again (judged on the raw bytes, both went wrong: see the test
+    // `hidden_escapes_are_judged_on_the_decoded_bytes`).
+    if decoded
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex_val(w[1]).is_some() && hex_val(w[2]).is_some())
+    {
+        return Err(PathError::DoubleEncoding);
     }
     let decoded = String::from_utf8(decoded).map_err(|_| PathError::InvalidUtf8)?;
 
@@ -450,6 +448,28 @@ mod tests {
         assert_eq!(n("/a%00b").unwrap_err(), PathError::Nul);
         assert_eq!(n("/%ff").unwrap_err(), PathError::InvalidUtf8);
         assert_eq!(n("/a%0ab").unwrap_err(), PathError::Control);
+    }
+
+    /// Judged on the raw bytes, a hidden escape completed by another escape (`%252%65`)
+    /// got through (seen while writing the fuzz target's property), and a `%25` followed
+    /// by an escape that hides nothing was refused, so the forwarded form of an accepted
+    /// path was refused (found by the `route_request` fuzz target, its input below).
+    #[test]
+    fn hidden_escapes_are_judged_on_the_decoded_bytes() {
+        // `%252%65` decodes to `%2e`, which a second decoder reads as `.`.
+        assert_eq!(n("/%252%65").unwrap_err(), PathError::DoubleEncoding);
+        assert_eq!(n("/%25a%62/x").unwrap_err(), PathError::DoubleEncoding);
+        assert_eq!(n("/%25%32e").unwrap_err(), PathError::DoubleEncoding);
+        // The fuzzer's input: `%[` hides no escape; accepted, and so is its forwarded form.
+        let raw = b"/%25[2e%225e/%25/x";
+        let path = normalize(raw).unwrap().path;
+        assert_eq!(path, "/%[2e\"5e/%/x");
+        let mut wire = String::new();
+        encode_path(&path, &mut wire);
+        assert_eq!(wire, "/%25%5B2e%225e/%25/x");
+        assert_eq!(normalize(wire.as_bytes()).unwrap().path, path);
+        assert_eq!(n("/%25%20").unwrap(), "/% ");
+        assert_eq!(n("/%25zz").unwrap(), "/%zz");
     }
 
     #[test]
