@@ -32,6 +32,7 @@ pub mod auth;
 pub mod cors;
 pub mod duration;
 mod edits;
+pub mod files;
 pub mod hooks;
 mod metrics;
 pub mod net;

@@ -165,7 +165,11 @@ impl Compiler<'_> {
     /// file, never its contents.
     pub(super) fn secret_from_file(&mut self, file: &Spanned<String>, key: &str) -> Option<String> {
         let path = self.resolve_path(file.get_ref());
-        match std::fs::read_to_string(&path) {
+        let text = ficus_plugins::files::read_bounded(&path).and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+        });
+        match text {
             Ok(text) => {
                 let secret = text.trim_end_matches(['\r', '\n']);
                 if secret.trim().is_empty() {

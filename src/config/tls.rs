@@ -59,7 +59,7 @@ fn load(cert: &Path, key: &Path) -> Result<Vec<Vec<u8>>, CertError> {
     use rustls_pki_types::pem::{self, PemObject};
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let read = |what, path: &Path| {
-        std::fs::read(path).map_err(|source| CertError::Read {
+        ficus_plugins::files::read_bounded(path).map_err(|source| CertError::Read {
             what,
             path: path.to_path_buf(),
             source,

@@ -67,7 +67,7 @@ fn is_loopback(u: &reqwest::Url) -> bool {
 pub fn read_ca(file: Option<&Spanned<String>>, cx: &mut CompileContext<'_>) -> Option<Vec<u8>> {
     let f = file?;
     let path = cx.resolve_path(f.get_ref());
-    match std::fs::read(&path) {
+    match crate::files::read_bounded(&path) {
         Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
             Ok(certs) if !certs.is_empty() => Some(pem),
             _ => {

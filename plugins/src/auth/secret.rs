@@ -70,7 +70,7 @@ impl SecretKeys<'_> {
             }
             (Some(f), None) => {
                 let path = cx.resolve_path(f.get_ref());
-                match std::fs::read(&path) {
+                match crate::files::read_bounded(&path) {
                     Ok(mut bytes) => {
                         // A file written by `echo` ends in a newline that is not part of it.
                         while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
