@@ -1321,6 +1321,13 @@ if want ficus-full; then
     log "started ficus-full: pid $STARTED_PID (core $SERVER_CPU), access log -> $FFULL_OUT"
     wait_http ficus-full "$STARTED_PID" "http://127.0.0.1:$P_FFULL_ADMIN/readyz" "$TMP/ficus-full.log"
     u="http://127.0.0.1:$P_FFULL/"
+    # The instances take traffic once their health probes have passed (1 s interval):
+    # /readyz does not wait for that.
+    for ((i = 0; i < 100; i++)); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Authorization: Bearer $JWT_TOKEN" \
+            -H "$ORIGIN_HDR" "$u") == 200 ]] && break
+        sleep 0.1
+    done
     expect_status ficus-full "$u" 401 -H "$ORIGIN_HDR"
     for ((i = 0; i < 20; i++)); do
         expect_status ficus-full "$u" 200 -H "Authorization: Bearer $JWT_TOKEN" -H "$ORIGIN_HDR"
