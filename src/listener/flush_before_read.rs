@@ -21,15 +21,13 @@
 //! `tests/streaming.rs` checks the common cases, so a pingora that stops reading while it
 //! waits is noticed.
 
-use async_trait::async_trait;
-use pingora_core::protocols::Peek;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::hold_next::HoldNext;
-use super::replay::forward_details;
+use super::replay::{forward_details, forward_peek};
 
 /// The client connection of one HTTP/1 request, as pingora's session gets it. It wraps the
 /// [`HoldNext`] of the request by value: one allocation per request for both layers.
@@ -121,9 +119,4 @@ impl AsyncWrite for FlushBeforeRead {
 
 forward_details!(FlushBeforeRead);
 
-#[async_trait]
-impl Peek for FlushBeforeRead {
-    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
-    }
-}
+forward_peek!(FlushBeforeRead);

@@ -18,8 +18,7 @@
 //! never changes or delays a byte of either direction; it only adds a `GOAWAY` between
 //! frames and ends the connection.
 
-use async_trait::async_trait;
-use pingora_core::protocols::{Peek, Stream};
+use pingora_core::protocols::Stream;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -31,7 +30,7 @@ use super::h2_frames::{
     goaway, FrameHead, FrameScanner, Seen, CONTINUATION, DATA, END_STREAM, ENHANCE_YOUR_CALM,
     GOAWAY, HEADERS, NO_ERROR,
 };
-use super::replay::forward_details;
+use super::replay::{forward_details, forward_peek};
 
 /// Control frames a connection may send in a row without any progress. A browser sends a
 /// handful (`SETTINGS`, a `WINDOW_UPDATE`, a few `PRIORITY`) when it connects and a few per
@@ -336,12 +335,7 @@ impl AsyncWrite for H2Guard {
 
 forward_details!(H2Guard);
 
-#[async_trait]
-impl Peek for H2Guard {
-    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
-    }
-}
+forward_peek!(H2Guard);
 
 #[cfg(test)]
 mod tests {

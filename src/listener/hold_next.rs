@@ -16,15 +16,14 @@
 //! request whose end cannot be told in advance (a chunked body, an upgrade such as
 //! WebSocket) is not limited: everything passes as before.
 
-use async_trait::async_trait;
 use bytes::BytesMut;
-use pingora_core::protocols::{Peek, Stream};
+use pingora_core::protocols::Stream;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
-use super::replay::forward_details;
+use super::replay::{forward_details, forward_peek, forward_write};
 
 /// The most bytes kept after the current request: a head layer's worth of the next
 /// requests.
@@ -108,41 +107,8 @@ impl AsyncRead for HoldNext {
     }
 }
 
-impl AsyncWrite for HoldNext {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+forward_write!(HoldNext);
 
 forward_details!(HoldNext);
 
-#[async_trait]
-impl Peek for HoldNext {
-    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
-    }
-}
+forward_peek!(HoldNext);
