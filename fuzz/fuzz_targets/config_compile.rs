@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
             let running = Running {
                 policies: &cfg.policies,
                 admin: cfg.gateway.admin,
+                max_config_bytes: cfg.gateway.bounds.max_config_bytes,
             };
             let again = config::compile_with(path, source, Some(&running));
             assert!(
