@@ -194,17 +194,8 @@ fn admin_connections_past_the_cap_are_closed_at_once() {
         );
     }
     drop(holders);
-    let m = poll_until(Duration::from_secs(5), || {
-        gw.admin_get("/metrics").ok().filter(|r| r.status == 200)
-    })
-    .expect("the admin listener answers again once the holders are gone")
-    .text();
-    let refused = metric_sum(
-        &m,
-        "ficus_admin_connections_refused_total",
-        &[("reason", "connection_cap")],
-    )
-    .unwrap_or(0.0);
+    let (refused, m) = admin_refusals(&gw, "connection_cap", Duration::from_secs(5))
+        .expect("the admin listener answers again once the holders are gone");
     assert!(refused >= 17.0, "refusals counted: {refused}\n{m}");
 }
 
@@ -288,17 +279,8 @@ fn trickling_admin_connections_leave_the_proxy_its_descriptors() {
         "the gateway reached its descriptor limit"
     );
     drop(attackers);
-    let m = poll_until(Duration::from_secs(10), || {
-        gw.admin_get("/metrics").ok().filter(|r| r.status == 200)
-    })
-    .expect("the admin listener answers once the attackers are gone")
-    .text();
-    let refused = metric_sum(
-        &m,
-        "ficus_admin_connections_refused_total",
-        &[("reason", "fd_reserve")],
-    )
-    .unwrap_or(0.0);
+    let (refused, m) = admin_refusals(&gw, "fd_reserve", Duration::from_secs(10))
+        .expect("the admin listener answers once the attackers are gone");
     assert!(refused >= 500.0, "reserve refusals: {refused}\n{m}");
     assert_eq!(gw.admin_get("/healthz").expect("healthz").status, 200);
     let logs = gw.logs();
@@ -524,4 +506,20 @@ fn admin_reads_need_the_token_when_guarded() {
         dom.contains(r#"id="token-form" class="show""#),
         "the dashboard does not ask for the token:\n{dom}"
     );
+}
+
+/// `ficus_admin_connections_refused_total{reason}` once the admin listener answers
+/// `/metrics` again (within `wait`), with the metrics text; `None` if it never does.
+fn admin_refusals(gw: &Gateway, reason: &str, wait: Duration) -> Option<(f64, String)> {
+    let m = poll_until(wait, || {
+        gw.admin_get("/metrics").ok().filter(|r| r.status == 200)
+    })?
+    .text();
+    let refused = metric_sum(
+        &m,
+        "ficus_admin_connections_refused_total",
+        &[("reason", reason)],
+    )
+    .unwrap_or(0.0);
+    Some((refused, m))
 }
