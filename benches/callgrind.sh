@@ -30,6 +30,7 @@
 #        ORIGIN=1 (every request carries `Origin: https://app.example.com`),
 #        SHADOW=1 (the route copies every request to a second service at the same upstream:
 #        load.sh's ficus-shadow),
+#        LOG=text|json (the access log on, in that format, written to a file; default off),
 #        RLCORS=1 (the route has load.sh's ficus-rl-cors policies: a local rate limit that is
 #        never hit and a CORS policy admitting that origin; implies ORIGIN=1).
 # The total per request moves by 1-2k between runs with how busy the box is (fewer requests
@@ -118,7 +119,7 @@ else
 listen = ["127.0.0.1:$P_PROXY"]
 admin = "127.0.0.1:$P_ADMIN"
 threads = 1
-access_log = "off"
+access_log = "${LOG:-off}"
 $EXTRA
 
 [services.upstream]

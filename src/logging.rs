@@ -60,16 +60,16 @@ fn noisy_line_allowed() -> bool {
     IN_WINDOW.fetch_add(1, Ordering::Relaxed) < NOISY_LINES_PER_WINDOW
 }
 
-/// Installs the global subscriber: diagnostics through tracing-subscriber's formatter,
-/// access-log events (target `ficus::access`) through [`crate::access_log::AccessLayer`].
-/// `json` selects JSON lines for both. Safe to call once.
+/// Installs the global subscriber: diagnostics through tracing-subscriber's formatter
+/// (the access log does not go through `tracing`: [`crate::access_log`]). `json` selects
+/// JSON diagnostic lines. Safe to call once.
 pub fn init(json: bool) {
+    use tracing_subscriber::filter::FilterExt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let _ = GUARD.set(Mutex::new(Some(guard)));
-    crate::access_log::set_json(json);
     let from_env = EnvFilter::try_from_default_env().ok();
     // Records from crates that use `log` (pingora, notify) reach tracing through LogTracer.
     // Without a level cap every `debug!` on pingora's request path would be formatted and
@@ -99,21 +99,15 @@ pub fn init(json: bool) {
         .with_writer(writer)
         .with_ansi(false);
     let diagnostics = if json {
-        diagnostics
-            .json()
-            .flatten_event(true)
-            .with_filter(not_access)
-            .boxed()
+        diagnostics.json().flatten_event(true).boxed()
     } else {
-        diagnostics.with_filter(not_access).boxed()
+        diagnostics.boxed()
     };
-    let access =
-        crate::access_log::AccessLayer.with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            m.target() == crate::access_log::TARGET
-        }));
+    // One combined filter: `tracing::enabled!` does not see a filter nested inside
+    // another layer's filter, and the access log asks it whether anyone else wants its
+    // events.
     let _ = tracing_subscriber::registry()
-        .with(diagnostics.with_filter(filter))
-        .with(access)
+        .with(diagnostics.with_filter(not_access.and(filter)))
         .try_init();
     log::set_max_level(log_level);
 }
@@ -142,5 +136,17 @@ mod tests {
             (NOISY_LINES_PER_WINDOW..=NOISY_LINES_PER_WINDOW * 2).contains(&allowed),
             "{allowed}"
         );
+    }
+
+    #[test]
+    fn access_events_cost_nothing_without_another_subscriber() {
+        // ficus writes access lines itself; with only its own layers installed the
+        // `tracing` copy of each line must not be built.
+        init(false);
+        assert!(!tracing::enabled!(
+            target: crate::access_log::TARGET,
+            tracing::Level::INFO
+        ));
+        assert!(tracing::enabled!(target: "ficus::reload", tracing::Level::INFO));
     }
 }

@@ -395,9 +395,6 @@ impl Shared {
                     tracing::warn!("{w}");
                 }
                 let warnings = cfg.warnings.len();
-                crate::access_log::set_json(
-                    cfg.gateway.access_log == crate::config::AccessLog::Json,
-                );
                 let generation = current.generation + 1;
                 self.runtime.store(Arc::new(Runtime::new(
                     cfg,

@@ -20,6 +20,17 @@ pub enum AccessLog {
     Off,
 }
 
+impl AccessLog {
+    /// The line format, or `None` when the access log is off.
+    pub fn format(self) -> Option<crate::access_log::Format> {
+        match self {
+            AccessLog::Text => Some(crate::access_log::Format::Text),
+            AccessLog::Json => Some(crate::access_log::Format::Json),
+            AccessLog::Off => None,
+        }
+    }
+}
+
 /// An IP network for `trusted_proxies` (the same type access policies use).
 pub use ficus_plugins::net::Cidr;
 

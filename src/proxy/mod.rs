@@ -441,8 +441,8 @@ impl ProxyHttp for Gateway {
             None => self.shared.metrics.unrouted.record(status, elapsed),
         }
         chain::run_log(ctx, status, elapsed).await;
-        if rt.config.gateway.access_log != AccessLog::Off {
-            log::access_log(session, ctx, status, elapsed);
+        if let Some(format) = rt.config.gateway.access_log.format() {
+            log::access_log(session, ctx, format, status, elapsed);
         }
         shadow::finish(ctx, e.is_some());
     }

@@ -1,0 +1,482 @@
+//! One access log line, written straight from typed fields into a byte buffer.
+//!
+//! Field order and spelling are the documented format (docs/configuration.md, "Logs"):
+//! logfmt starts with the timestamp and the word `access`, JSON with `"ts"`. Numbers,
+//! addresses and the timestamp are written without `core::fmt` where that is the hot
+//! part (the formatting machinery cost more than the rest of the line together).
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The line's syntax.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `2026-12-05T17:00:00.000Z access request_id=... method=GET ...`
+    Text,
+    /// `{"ts":"2026-12-05T17:00:00.000Z","request_id":"...",...}`
+    Json,
+}
+
+/// Everything one line says about a finished request.
+#[derive(Debug, Default)]
+pub struct Fields<'a> {
+    pub request_id: &'a str,
+    pub method: &'a str,
+    /// The normalized path (`\0` stands for an encoded slash and is written as `%2F`),
+    /// or the raw target of an unrouted request.
+    pub path: &'a [u8],
+    pub status: u16,
+    pub route: &'a str,
+    pub service: &'a str,
+    pub side: &'a str,
+    pub instance: Option<SocketAddr>,
+    pub client_ip: Option<IpAddr>,
+    pub bytes: u64,
+    pub duration: Duration,
+    pub upstream: Option<Duration>,
+    pub attempts: u32,
+    pub fallback: bool,
+    pub trace_id: &'a str,
+    pub subject: &'a str,
+    pub client_id: &'a str,
+    pub error: &'a str,
+    pub detail: &'a str,
+}
+
+impl Fields<'_> {
+    /// The line as a `tracing` event (target [`super::TARGET`]), for subscribers other
+    /// than ficus's own.
+    pub fn event(&self) {
+        let path = String::from_utf8_lossy(self.path).replace('\0', "%2F");
+        tracing::info!(
+            target: super::TARGET,
+            request_id = self.request_id,
+            method = self.method,
+            path = path.as_str(),
+            status = self.status,
+            route = self.route,
+            service = self.service,
+            side = self.side,
+            instance = %Dash(self.instance),
+            client_ip = %Dash(self.client_ip),
+            bytes = self.bytes,
+            duration_ms = self.duration.as_secs_f64() * 1000.0,
+            upstream_ms = self.upstream.map_or(-1.0, |d| d.as_secs_f64() * 1000.0),
+            attempts = self.attempts,
+            fallback = self.fallback,
+            trace_id = self.trace_id,
+            subject = self.subject,
+            client_id = self.client_id,
+            error = self.error,
+            detail = self.detail,
+        );
+    }
+}
+
+/// A value, or `-` when there is none.
+struct Dash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Dash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// Appends the line for `f`, ending with `\n`.
+pub fn write(out: &mut Vec<u8>, format: Format, f: &Fields<'_>) {
+    let mut w = Line { out, format };
+    match format {
+        Format::Json => {
+            w.out.extend_from_slice(b"{\"ts\":\"");
+            timestamp(w.out);
+            w.out.push(b'"');
+        }
+        Format::Text => {
+            timestamp(w.out);
+            w.out.extend_from_slice(b" access");
+        }
+    }
+    w.str("request_id", f.request_id);
+    w.str("method", f.method);
+    w.path(f.path);
+    w.key("status");
+    push_u64(w.out, u64::from(f.status));
+    w.str("route", f.route);
+    w.str("service", f.service);
+    w.str("side", f.side);
+    w.key("instance");
+    match f.instance {
+        Some(SocketAddr::V4(a)) => {
+            w.open();
+            push_ipv4(w.out, a.ip().octets());
+            w.out.push(b':');
+            push_u64(w.out, u64::from(a.port()));
+            w.close();
+        }
+        Some(a) => w.display(a),
+        None => w.dash(),
+    }
+    w.key("client_ip");
+    match f.client_ip {
+        Some(IpAddr::V4(a)) => {
+            w.open();
+            push_ipv4(w.out, a.octets());
+            w.close();
+        }
+        Some(a) => w.display(a),
+        None => w.dash(),
+    }
+    w.key("bytes");
+    push_u64(w.out, f.bytes);
+    w.key("duration_ms");
+    push_millis(w.out, f.duration);
+    w.key("upstream_ms");
+    match f.upstream {
+        Some(d) => push_millis(w.out, d),
+        None => w.out.extend_from_slice(b"-1"),
+    }
+    w.key("attempts");
+    push_u64(w.out, u64::from(f.attempts));
+    w.key("fallback");
+    w.out
+        .extend_from_slice(if f.fallback { b"true" } else { b"false" });
+    w.str("trace_id", f.trace_id);
+    w.str("subject", f.subject);
+    w.str("client_id", f.client_id);
+    w.str("error", f.error);
+    w.str("detail", f.detail);
+    if format == Format::Json {
+        w.out.push(b'}');
+    }
+    w.out.push(b'\n');
+}
+
+struct Line<'b> {
+    out: &'b mut Vec<u8>,
+    format: Format,
+}
+
+impl Line<'_> {
+    fn key(&mut self, name: &str) {
+        match self.format {
+            Format::Json => {
+                self.out.extend_from_slice(b",\"");
+                self.out.extend_from_slice(name.as_bytes());
+                self.out.extend_from_slice(b"\":");
+            }
+            Format::Text => {
+                self.out.push(b' ');
+                self.out.extend_from_slice(name.as_bytes());
+                self.out.push(b'=');
+            }
+        }
+    }
+
+    /// Opens a value known to need no escaping (quoted in JSON, bare in logfmt).
+    fn open(&mut self) {
+        if self.format == Format::Json {
+            self.out.push(b'"');
+        }
+    }
+
+    fn close(&mut self) {
+        self.open();
+    }
+
+    fn dash(&mut self) {
+        self.open();
+        self.out.push(b'-');
+        self.close();
+    }
+
+    /// An address formatted by `Display` (IPv6: rare enough for `core::fmt`).
+    fn display(&mut self, v: impl std::fmt::Display) {
+        let mut s = String::with_capacity(48);
+        let _ = write!(s, "{v}");
+        self.open();
+        self.out.extend_from_slice(s.as_bytes());
+        self.close();
+    }
+
+    fn str(&mut self, name: &str, v: &str) {
+        self.key(name);
+        self.value(v.as_bytes(), false);
+    }
+
+    fn path(&mut self, p: &[u8]) {
+        self.key("path");
+        match std::str::from_utf8(p) {
+            Ok(s) => self.value(s.as_bytes(), true),
+            Err(_) => {
+                let s = String::from_utf8_lossy(p);
+                self.value(s.as_bytes(), true);
+            }
+        }
+    }
+
+    /// A string value: logfmt leaves it bare when it is safe to, otherwise (and always
+    /// in JSON) it is quoted with JSON escapes. `slash`: `\0` stands for `%2F`.
+    fn value(&mut self, v: &[u8], slash: bool) {
+        let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\';
+        let bare = self.format == Format::Text
+            && !v.is_empty()
+            && v.iter().all(|b| {
+                (b.is_ascii_graphic() && *b != b'"' && *b != b'=' && *b != b'\\')
+                    || (slash && *b == 0)
+            });
+        if bare {
+            if slash && v.contains(&0) {
+                for &b in v {
+                    match b {
+                        0 => self.out.extend_from_slice(b"%2F"),
+                        b => self.out.push(b),
+                    }
+                }
+            } else {
+                self.out.extend_from_slice(v);
+            }
+            return;
+        }
+        self.out.push(b'"');
+        if v.iter().all(plain) {
+            self.out.extend_from_slice(v);
+        } else {
+            for &b in v {
+                match b {
+                    b'"' => self.out.extend_from_slice(b"\\\""),
+                    b'\\' => self.out.extend_from_slice(b"\\\\"),
+                    b'\n' => self.out.extend_from_slice(b"\\n"),
+                    b'\r' => self.out.extend_from_slice(b"\\r"),
+                    b'\t' => self.out.extend_from_slice(b"\\t"),
+                    0 if slash => self.out.extend_from_slice(b"%2F"),
+                    b if b < 0x20 => {
+                        const HEX: &[u8; 16] = b"0123456789abcdef";
+                        self.out.extend_from_slice(b"\\u00");
+                        self.out.push(HEX[usize::from(b >> 4)]);
+                        self.out.push(HEX[usize::from(b & 15)]);
+                    }
+                    b => self.out.push(b),
+                }
+            }
+        }
+        self.out.push(b'"');
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_ipv4(out: &mut Vec<u8>, o: [u8; 4]) {
+    for (i, b) in o.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        push_u64(out, u64::from(b));
+    }
+}
+
+/// Milliseconds with up to three decimals, trailing zeros dropped (`1.5`, `2`, `0.125`).
+fn push_millis(out: &mut Vec<u8>, d: Duration) {
+    // Microseconds, rounded to the nearest: the third decimal of a millisecond.
+    let micros = (d.as_nanos() + 500) / 1000;
+    let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+    push_u64(out, micros / 1000);
+    let frac = micros % 1000;
+    if frac != 0 {
+        out.push(b'.');
+        out.push(b'0' + (frac / 100) as u8);
+        if !frac.is_multiple_of(100) {
+            out.push(b'0' + (frac / 10 % 10) as u8);
+            if !frac.is_multiple_of(10) {
+                out.push(b'0' + (frac % 10) as u8);
+            }
+        }
+    }
+}
+
+/// RFC 3339 UTC timestamp with milliseconds, without a date library.
+fn timestamp(out: &mut Vec<u8>) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    stamp(out, now);
+}
+
+fn stamp(out: &mut Vec<u8>, now: Duration) {
+    // The date and time of day change once a second: format them once per second and
+    // thread, then append the milliseconds.
+    thread_local! {
+        static CACHE: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
+    let secs = now.as_secs();
+    let (cached, mut text) = CACHE.get();
+    if cached != secs {
+        text = format_seconds(secs);
+        CACHE.set((secs, text));
+    }
+    out.extend_from_slice(&text);
+    let ms = now.subsec_millis();
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ]);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for seconds since the epoch (years 0 to 9999).
+fn format_seconds(secs: u64) -> [u8; 19] {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = (yoe + era * 400 + i64::from(m <= 2)).clamp(0, 9999) as u64;
+    let digit = |v: u64| b'0' + (v % 10) as u8;
+    let (h, min, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+    let (m, d) = (m as u64, d as u64);
+    [
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        b'-',
+        digit(m / 10),
+        digit(m),
+        b'-',
+        digit(d / 10),
+        digit(d),
+        b'T',
+        digit(h / 10),
+        digit(h),
+        b':',
+        digit(min / 10),
+        digit(min),
+        b':',
+        digit(s / 10),
+        digit(s),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(format: Format, f: &Fields<'_>) -> String {
+        let mut out = Vec::new();
+        write(&mut out, format, f);
+        String::from_utf8(out).expect("lines are UTF-8")
+    }
+
+    fn sample() -> Fields<'static> {
+        Fields {
+            request_id: "abc",
+            method: "GET",
+            path: b"/a\"b c",
+            status: 200,
+            route: "r",
+            service: "s",
+            instance: Some("127.0.0.1:8080".parse().expect("addr")),
+            client_ip: Some("10.1.2.3".parse().expect("ip")),
+            bytes: 12,
+            duration: Duration::from_micros(1500),
+            attempts: 1,
+            trace_id: "0af7",
+            ..Fields::default()
+        }
+    }
+
+    #[test]
+    fn text_fields_are_bare_or_quoted_and_escaped() {
+        let l = line(Format::Text, &sample());
+        let rest = l.split_once(" access ").expect("prefix").1;
+        assert_eq!(
+            rest,
+            "request_id=abc method=GET path=\"/a\\\"b c\" status=200 route=r service=s \
+             side=\"\" instance=127.0.0.1:8080 client_ip=10.1.2.3 bytes=12 duration_ms=1.5 \
+             upstream_ms=-1 attempts=1 fallback=false trace_id=0af7 subject=\"\" \
+             client_id=\"\" error=\"\" detail=\"\"\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_parse_and_keep_every_field() {
+        let mut f = sample();
+        f.detail = "line\nbreak\t\u{1} and \\";
+        f.instance = None;
+        f.client_ip = Some("2001:db8::1".parse().expect("ip"));
+        f.upstream = Some(Duration::from_nanos(2_000_400));
+        f.fallback = true;
+        let l = line(Format::Json, &f);
+        let v: serde_json::Value = serde_json::from_str(&l).expect("valid JSON");
+        assert_eq!(v["path"], "/a\"b c");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["instance"], "-");
+        assert_eq!(v["client_ip"], "2001:db8::1");
+        assert_eq!(v["duration_ms"], 1.5);
+        assert_eq!(v["upstream_ms"], 2);
+        assert_eq!(v["fallback"], true);
+        assert_eq!(v["detail"], "line\nbreak\t\u{1} and \\");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(20));
+    }
+
+    #[test]
+    fn encoded_slashes_and_invalid_utf8_in_paths() {
+        let mut f = sample();
+        f.path = b"/a\0b";
+        assert!(line(Format::Text, &f).contains(" path=/a%2Fb "));
+        f.path = b"/a\0b c";
+        assert!(line(Format::Text, &f).contains(" path=\"/a%2Fb c\" "));
+        f.path = b"/caf\xe9";
+        let l = line(Format::Json, &f);
+        let v: serde_json::Value = serde_json::from_str(&l).expect("valid JSON");
+        assert_eq!(v["path"], "/caf\u{fffd}");
+    }
+
+    #[test]
+    fn millis_keep_up_to_three_decimals() {
+        for (d, want) in [
+            (Duration::from_micros(1500), "1.5"),
+            (Duration::from_millis(2), "2"),
+            (Duration::from_micros(125), "0.125"),
+            (Duration::from_nanos(12_345_600), "12.346"),
+            (Duration::ZERO, "0"),
+        ] {
+            let mut out = Vec::new();
+            push_millis(&mut out, d);
+            assert_eq!(String::from_utf8(out).expect("ascii"), want);
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_milliseconds() {
+        let mut out = Vec::new();
+        stamp(&mut out, Duration::from_millis(1_733_421_600_007));
+        assert_eq!(out, b"2024-12-05T18:00:00.007Z");
+        out.clear();
+        stamp(&mut out, Duration::from_millis(951_782_400_999));
+        assert_eq!(out, b"2000-02-29T00:00:00.999Z");
+    }
+}
