@@ -86,6 +86,22 @@ impl<T: std::fmt::Display> std::fmt::Display for Dash<T> {
     }
 }
 
+/// A field's name with what precedes it and follows it, for both formats.
+#[derive(Clone, Copy)]
+struct Key {
+    json: &'static [u8],
+    text: &'static [u8],
+}
+
+macro_rules! key {
+    ($name:literal) => {
+        Key {
+            json: concat!(",\"", $name, "\":").as_bytes(),
+            text: concat!(" ", $name, "=").as_bytes(),
+        }
+    };
+}
+
 /// Appends the line for `f`, ending with `\n`.
 pub fn write(out: &mut Vec<u8>, format: Format, f: &Fields<'_>) {
     let mut w = Line { out, format };
@@ -100,15 +116,15 @@ pub fn write(out: &mut Vec<u8>, format: Format, f: &Fields<'_>) {
             w.out.extend_from_slice(b" access");
         }
     }
-    w.str("request_id", f.request_id);
-    w.str("method", f.method);
+    w.str(key!("request_id"), f.request_id);
+    w.str(key!("method"), f.method);
     w.path(f.path);
-    w.key("status");
+    w.key(key!("status"));
     push_u64(w.out, u64::from(f.status));
-    w.str("route", f.route);
-    w.str("service", f.service);
-    w.str("side", f.side);
-    w.key("instance");
+    w.str(key!("route"), f.route);
+    w.str(key!("service"), f.service);
+    w.str(key!("side"), f.side);
+    w.key(key!("instance"));
     match f.instance {
         Some(SocketAddr::V4(a)) => {
             w.open();
@@ -120,7 +136,7 @@ pub fn write(out: &mut Vec<u8>, format: Format, f: &Fields<'_>) {
         Some(a) => w.display(a),
         None => w.dash(),
     }
-    w.key("client_ip");
+    w.key(key!("client_ip"));
     match f.client_ip {
         Some(IpAddr::V4(a)) => {
             w.open();
@@ -130,25 +146,25 @@ pub fn write(out: &mut Vec<u8>, format: Format, f: &Fields<'_>) {
         Some(a) => w.display(a),
         None => w.dash(),
     }
-    w.key("bytes");
+    w.key(key!("bytes"));
     push_u64(w.out, f.bytes);
-    w.key("duration_ms");
+    w.key(key!("duration_ms"));
     push_millis(w.out, f.duration);
-    w.key("upstream_ms");
+    w.key(key!("upstream_ms"));
     match f.upstream {
         Some(d) => push_millis(w.out, d),
         None => w.out.extend_from_slice(b"-1"),
     }
-    w.key("attempts");
+    w.key(key!("attempts"));
     push_u64(w.out, u64::from(f.attempts));
-    w.key("fallback");
+    w.key(key!("fallback"));
     w.out
         .extend_from_slice(if f.fallback { b"true" } else { b"false" });
-    w.str("trace_id", f.trace_id);
-    w.str("subject", f.subject);
-    w.str("client_id", f.client_id);
-    w.str("error", f.error);
-    w.str("detail", f.detail);
+    w.str(key!("trace_id"), f.trace_id);
+    w.str(key!("subject"), f.subject);
+    w.str(key!("client_id"), f.client_id);
+    w.str(key!("error"), f.error);
+    w.str(key!("detail"), f.detail);
     if format == Format::Json {
         w.out.push(b'}');
     }
@@ -161,19 +177,11 @@ struct Line<'b> {
 }
 
 impl Line<'_> {
-    fn key(&mut self, name: &str) {
-        match self.format {
-            Format::Json => {
-                self.out.extend_from_slice(b",\"");
-                self.out.extend_from_slice(name.as_bytes());
-                self.out.extend_from_slice(b"\":");
-            }
-            Format::Text => {
-                self.out.push(b' ');
-                self.out.extend_from_slice(name.as_bytes());
-                self.out.push(b'=');
-            }
-        }
+    fn key(&mut self, k: Key) {
+        self.out.extend_from_slice(match self.format {
+            Format::Json => k.json,
+            Format::Text => k.text,
+        });
     }
 
     /// Opens a value known to need no escaping (quoted in JSON, bare in logfmt).
@@ -202,13 +210,13 @@ impl Line<'_> {
         self.close();
     }
 
-    fn str(&mut self, name: &str, v: &str) {
-        self.key(name);
+    fn str(&mut self, k: Key, v: &str) {
+        self.key(k);
         self.value(v.as_bytes(), false);
     }
 
     fn path(&mut self, p: &[u8]) {
-        self.key("path");
+        self.key(key!("path"));
         match std::str::from_utf8(p) {
             Ok(s) => self.value(s.as_bytes(), true),
             Err(_) => {
@@ -221,29 +229,16 @@ impl Line<'_> {
     /// A string value: logfmt leaves it bare when it is safe to, otherwise (and always
     /// in JSON) it is quoted with JSON escapes. `slash`: `\0` stands for `%2F`.
     fn value(&mut self, v: &[u8], slash: bool) {
-        let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\';
-        let bare = self.format == Format::Text
-            && !v.is_empty()
-            && v.iter().all(|b| {
-                (b.is_ascii_graphic() && *b != b'"' && *b != b'=' && *b != b'\\')
-                    || (slash && *b == 0)
-            });
-        if bare {
-            if slash && v.contains(&0) {
-                for &b in v {
-                    match b {
-                        0 => self.out.extend_from_slice(b"%2F"),
-                        b => self.out.push(b),
-                    }
-                }
-            } else {
-                self.out.extend_from_slice(v);
-            }
+        // One pass collects what the bytes need: escapes, quotes in logfmt, `%2F`.
+        let need = v.iter().fold(0u8, |acc, b| acc | CLASS[usize::from(*b)]);
+        let need = if slash { need } else { need & !SLASH };
+        if self.format == Format::Text && need & (ESCAPE | QUOTE) == 0 && !v.is_empty() {
+            self.extend_with_slashes(v, need);
             return;
         }
         self.out.push(b'"');
-        if v.iter().all(plain) {
-            self.out.extend_from_slice(v);
+        if need & ESCAPE == 0 {
+            self.extend_with_slashes(v, need);
         } else {
             for &b in v {
                 match b {
@@ -265,7 +260,47 @@ impl Line<'_> {
         }
         self.out.push(b'"');
     }
+
+    fn extend_with_slashes(&mut self, v: &[u8], need: u8) {
+        if need & SLASH == 0 {
+            self.out.extend_from_slice(v);
+            return;
+        }
+        for &b in v {
+            match b {
+                0 => self.out.extend_from_slice(b"%2F"),
+                b => self.out.push(b),
+            }
+        }
+    }
 }
+
+/// JSON must escape the byte (and so must logfmt, which then quotes).
+const ESCAPE: u8 = 1;
+/// logfmt must quote a value with this byte (space, `=`, non-ASCII, DEL).
+const QUOTE: u8 = 2;
+/// The byte is `\0`, which a path writes as `%2F` (and which JSON would escape).
+const SLASH: u8 = 4;
+
+/// What each byte needs, by value.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b == 0 {
+            SLASH
+        } else if b < 0x20 || b == b'"' || b == b'\\' {
+            ESCAPE
+        } else if b == b' ' || b == b'=' || b >= 0x7f {
+            QUOTE
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
 
 fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut buf = [0u8; 20];
