@@ -31,6 +31,9 @@
 #        SHADOW=1 (the route copies every request to a second service at the same upstream:
 #        load.sh's ficus-shadow),
 #        LOG=text|json (the access log on, in that format, written to a file; default off),
+#        FULL=1 (load.sh's ficus-full: JWT=1, RLCORS=1, LOG=json, and the service has two
+#        instances, the nginx upstream on a second port, with health probes and
+#        least_request balancing),
 #        RLCORS=1 (the route has load.sh's ficus-rl-cors policies: a local rate limit that is
 #        never hit and a CORS policy admitting that origin; implies ORIGIN=1).
 # The total per request moves by 1-2k between runs with how busy the box is (fewer requests
@@ -49,6 +52,11 @@ cd "$ROOT"
 source benches/request-headers.sh
 
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
+if [[ "${FULL:-0}" == 1 ]]; then
+    JWT=${JWT:-1}
+    RLCORS=1
+    LOG=${LOG:-json}
+fi
 [[ "$WHICH" == ficus || "$WHICH" == bare ]] || die "first argument must be ficus or bare"
 JWT=${JWT:-0}
 JWT_POOL=${JWT_POOL:-10000}
@@ -91,9 +99,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r P_UP P_PROXY P_ADMIN < <(python3 -c '
+read -r P_UP P_PROXY P_ADMIN P_UP2 < <(python3 -c '
 import socket
-s = [socket.socket() for _ in range(3)]
+s = [socket.socket() for _ in range(4)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(" ".join(str(x.getsockname()[1]) for x in s))')
 
@@ -106,7 +114,7 @@ http {
   access_log off;
   keepalive_requests 1000000;
   client_body_temp_path $TMP;
-  server { listen 127.0.0.1:$P_UP; location / { return 200 "hello from upstream\n"; } }
+  server { listen 127.0.0.1:$P_UP; listen 127.0.0.1:$P_UP2; location / { return 200 "hello from upstream\n"; } }
 }
 EOF
 "$NGINX" -c "$TMP/nginx.conf" -e "$TMP/nginx-startup.log" 2>/dev/null || "$NGINX" -c "$TMP/nginx.conf"
@@ -114,6 +122,65 @@ EOF
 if [[ "$WHICH" == bare ]]; then
     CMD=("$TARGET_DIR/release/bare-pingora" --listen "127.0.0.1:$P_PROXY" --upstream "127.0.0.1:$P_UP" --threads 1)
 else
+    # The route's own keys and the sections after it are collected separately, so the
+    # knobs combine (FULL=1 is JWT=1 RLCORS=1 LOG=json plus a two-instance service).
+    ROUTE_KEYS=""
+    SECTIONS=""
+    INSTANCES="\"127.0.0.1:$P_UP\""
+    SERVICE_KEYS=""
+    if [[ "${FULL:-0}" == 1 ]]; then
+        # load.sh's ficus-full: the second instance is the same nginx on a second port
+        INSTANCES="\"127.0.0.1:$P_UP\", \"127.0.0.1:$P_UP2\""
+        SERVICE_KEYS=$'health = { path = "/", interval = "1s", timeout = "500ms" }\nlb = "least_request"'
+    fi
+    if [[ "$JWT" != 0 ]]; then
+        pool=0
+        [[ "$JWT" == miss ]] && pool=$JWT_POOL
+        node benches/jwt-tokens.js "$TMP/jwt" "$pool" || die "benches/jwt-tokens.js failed"
+        JWT_TOKEN=$(<"$TMP/jwt/token.txt")
+    fi
+    if [[ "$JWT" == 1 || "$JWT" == miss ]]; then
+        ROUTE_KEYS+=$'auth = "bench"\n'
+        SECTIONS+="
+[auth.bench]
+type = \"jwt\"
+public_key_file = \"$TMP/jwt/public.pem\"
+algorithms = [\"RS256\"]
+issuer = \"https://idp.bench.invalid/realms/bench\"
+audience = \"ficus-bench\"
+claims_to_headers = { sub = \"X-User-Id\" }
+"
+        [[ "$JWT" == miss ]] && SECTIONS+=$'cache_size = 100\n'
+    fi
+    if [[ "${RLCORS:-0}" == 1 ]]; then
+        ROUTE_KEYS+=$'rate_limit = "bench"\ncors = "bench"\n'
+        SECTIONS+='
+[rate_limits.bench]
+limits = [{ key = "client_ip", rate = "1000000/s", burst = 1000000 }]
+
+[cors.bench]
+origins = ["https://app.example.com"]
+credentials = true
+expose_headers = ["X-Request-Id"]
+'
+    fi
+    if [[ "${SHADOW:-0}" == 1 ]]; then
+        # A second service at the same upstream: ficus refuses a shadow that is the
+        # route's own service.
+        ROUTE_KEYS+=$'shadow = { service = "shadow", sample = 1.0, queue = 1024 }\n'
+        SECTIONS+="
+[services.shadow]
+instances = [\"127.0.0.1:$P_UP\"]
+"
+    fi
+    if [[ "${ACCESS:-0}" == 1 ]]; then
+        ROUTE_KEYS+=$'access = "office"\n'
+        SECTIONS+='
+[access.office]
+allow = ["10.0.0.0/8", "127.0.0.0/8", "2001:db8::/32"]
+deny = ["192.0.2.0/24"]
+'
+    fi
     cat >"$TMP/ficus.toml" <<EOF
 [gateway]
 listen = ["127.0.0.1:$P_PROXY"]
@@ -123,66 +190,16 @@ access_log = "${LOG:-off}"
 $EXTRA
 
 [services.upstream]
-instances = ["127.0.0.1:$P_UP"]
+instances = [$INSTANCES]
+$SERVICE_KEYS
 
 [[routes]]
 name = "plain"
 match = { path = "/**" }
 service = "upstream"
+$ROUTE_KEYS
+$SECTIONS
 EOF
-    if [[ "$JWT" != 0 ]]; then
-        pool=0
-        [[ "$JWT" == miss ]] && pool=$JWT_POOL
-        node benches/jwt-tokens.js "$TMP/jwt" "$pool" || die "benches/jwt-tokens.js failed"
-        JWT_TOKEN=$(<"$TMP/jwt/token.txt")
-    fi
-    if [[ "$JWT" == 1 || "$JWT" == miss ]]; then
-        cat >>"$TMP/ficus.toml" <<EOF
-auth = "bench"
-
-[auth.bench]
-type = "jwt"
-public_key_file = "$TMP/jwt/public.pem"
-algorithms = ["RS256"]
-issuer = "https://idp.bench.invalid/realms/bench"
-audience = "ficus-bench"
-claims_to_headers = { sub = "X-User-Id" }
-EOF
-        [[ "$JWT" == miss ]] && echo "cache_size = 100" >>"$TMP/ficus.toml"
-    fi
-    if [[ "${RLCORS:-0}" == 1 ]]; then
-        cat >>"$TMP/ficus.toml" <<EOF
-rate_limit = "bench"
-cors = "bench"
-
-[rate_limits.bench]
-limits = [{ key = "client_ip", rate = "1000000/s", burst = 1000000 }]
-
-[cors.bench]
-origins = ["https://app.example.com"]
-credentials = true
-expose_headers = ["X-Request-Id"]
-EOF
-    fi
-    if [[ "${SHADOW:-0}" == 1 ]]; then
-        # A second service at the same upstream: ficus refuses a shadow that is the
-        # route's own service.
-        cat >>"$TMP/ficus.toml" <<EOF
-shadow = { service = "shadow", sample = 1.0, queue = 1024 }
-
-[services.shadow]
-instances = ["127.0.0.1:$P_UP"]
-EOF
-    fi
-    if [[ "${ACCESS:-0}" == 1 ]]; then
-        cat >>"$TMP/ficus.toml" <<EOF
-access = "office"
-
-[access.office]
-allow = ["10.0.0.0/8", "127.0.0.0/8", "2001:db8::/32"]
-deny = ["192.0.2.0/24"]
-EOF
-    fi
     CMD=("${FICUS_BIN:-$TARGET_DIR/release/ficus}" run --config "$TMP/ficus.toml")
 fi
 
@@ -210,6 +227,12 @@ for _ in $(seq 150); do
 done
 if [[ "$JWT" == 1 || "$JWT" == miss ]]; then
     # fast 401s must not pass for the authenticated path
+    # health-probed instances take traffic once a probe has passed (FULL=1)
+    for _ in $(seq 100); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "Authorization: Bearer $JWT_TOKEN" \
+            "http://127.0.0.1:$P_PROXY/") == 200 ]] && break
+        sleep 0.2
+    done
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$P_PROXY/")
     [[ "$code" == 401 ]] || die "JWT=$JWT: a request without a token got $code, not 401"
     curl -sf -o /dev/null --max-time 10 -H "Authorization: Bearer $JWT_TOKEN" "http://127.0.0.1:$P_PROXY/" ||
