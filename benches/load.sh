@@ -11,6 +11,9 @@
 #   direct     wrk -> upstream nginx (the ceiling)
 #   nginx      wrk -> nginx reverse proxy (1 worker, upstream keepalive 64) -> upstream
 #   bare       wrk -> bare-pingora (1 thread; benches/bare-pingora) -> upstream (the framework's floor)
+#   bare-full  the same bare-pingora process, sent ficus-full's request (its 1.4 KiB
+#              Authorization header and Origin): the floor for that request, so that
+#              ficus-full ÷ bare-full is ficus's own cost and not the bigger request's
 #   ficus      wrk -> ficus (threads = 1, access_log = "off", one plain route) -> upstream
 #   ficus-log  same as ficus with access_log = "json" written to a file
 #   ficus-canonical  same as ficus with preserve_header_case = false (header names in
@@ -203,6 +206,7 @@ label = {
     "ficus-rl-redis": "ficus, Redis rate limit (never hit), redis-server on the server core",
     "ficus-split": "ficus, split 50/50 over two services (same upstream), random placement",
     "ficus-shadow": "ficus, shadow copy of every request (sample 1.0) to the same upstream",
+    "bare-full": "bare pingora, sent ficus-full's request (token, Origin)",
     "ficus-full": "ficus, full stack: JWT (hit) + rate limit + CORS + 2 health-checked instances (least_request) + JSON access log",
     "pingap": "pingap 0.13 as a plain proxy (1 thread, access log off)",
 }
@@ -239,6 +243,11 @@ for sc in scenarios:
         ratio(sc, "nginx", "wrk", "rps"), ratio(sc, "nginx", "wrk", "cpu_us_per_req"),
         ratio(sc, "bare", "wrk", "rps"), ratio(sc, "bare", "wrk", "cpu_us_per_req"),
     ))
+if "ficus-full" in scenarios and "bare-full" in scenarios:
+    print()
+    print("ficus-full ÷ bare-full (the same request bytes; ficus's own cost of the full stack): "
+          "rps %s, CPU per request %s" % (ratio("ficus-full", "bare-full", "wrk", "rps"),
+                                           ratio("ficus-full", "bare-full", "wrk", "cpu_us_per_req")))
 if "pingap" in scenarios:
     print()
     for sc in ("ficus", "ficus-log", "ficus-full"):
@@ -490,13 +499,13 @@ fi
 [[ "$SHADOW_QUEUE" =~ ^[1-9][0-9]*$ ]] || die "SHADOW_QUEUE must be a positive integer (got '$SHADOW_QUEUE')"
 for s in $SCENARIOS; do
     case "$s" in
-        direct | nginx | bare | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer | ficus-origin | ficus-rl-cors | ficus-rl-redis | ficus-split | ficus-shadow | ficus-full | pingap) ;;
-        *) die "unknown scenario '$s' (known: direct nginx bare ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer ficus-origin ficus-rl-cors ficus-rl-redis ficus-split ficus-shadow ficus-full pingap)" ;;
+        direct | nginx | bare | bare-full | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer | ficus-origin | ficus-rl-cors | ficus-rl-redis | ficus-split | ficus-shadow | ficus-full | pingap) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare bare-full ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer ficus-origin ficus-rl-cors ficus-rl-redis ficus-split ficus-shadow ficus-full pingap)" ;;
     esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 want_ficus() { want ficus || want ficus-canonical || want ficus-log || want ficus-registry || want_jwt || want_rl || want_i12; }
-want_jwt() { want ficus-jwt || want ficus-jwt-miss || want ficus-bearer || want ficus-full; }
+want_jwt() { want ficus-jwt || want ficus-jwt-miss || want ficus-bearer || want ficus-full || want bare-full; }
 want_rl() { want ficus-origin || want ficus-rl-cors || want ficus-rl-redis; }
 want_i12() { want ficus-split || want ficus-shadow; }
 
@@ -578,7 +587,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BARE_BIN="$TARGET_DIR/release/bare-pingora"
 FICUS_BIN="$TARGET_DIR/release/ficus"
 if [[ "$SKIP_BUILD" != 1 ]]; then
-    if want bare; then
+    if want bare || want bare-full; then
         log "cargo build --release -p bare-pingora --bin bare-pingora"
         cargo build --release -p bare-pingora --bin bare-pingora >&2 || die "building bare-pingora failed"
     fi
@@ -588,7 +597,7 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
             die "building ficus failed (run the other scenarios with e.g. SCENARIOS=\"direct nginx bare\")"
     fi
 fi
-if want bare; then [[ -x "$BARE_BIN" ]] || die "$BARE_BIN missing"; fi
+if want bare || want bare-full; then [[ -x "$BARE_BIN" ]] || die "$BARE_BIN missing"; fi
 if want pingap; then
     PINGAP_BIN=${PINGAP_BIN:-$(command -v pingap || true)}
     if [[ -z "$PINGAP_BIN" ]]; then
@@ -996,11 +1005,14 @@ if want nginx; then
     SRV_PID[nginx]=$(nginx_worker "$m")
 fi
 
-if want bare; then
+if want bare || want bare-full; then
     start bare-pingora INT "$TMP/bare.log" "$BARE_BIN" --listen "127.0.0.1:$P_BARE" --upstream "127.0.0.1:$P_UP" --threads 1
     SRV_PID[bare]=$STARTED_PID
     wait_http bare-pingora "$STARTED_PID" "http://127.0.0.1:$P_BARE/" "$TMP/bare.log" "$UPSTREAM_BODY"
     URL[bare]="http://127.0.0.1:$P_BARE/"
+    # bare-full: the same process; its samples measure it over their own interval
+    SRV_PID[bare-full]=${SRV_PID[bare]}
+    URL[bare-full]=${URL[bare]}
 fi
 
 if want pingap; then
@@ -1160,6 +1172,11 @@ tiny_check() {
     unset "SRV_PID[$name]"
 }
 ORIGIN_HDR="Origin: $BENCH_ORIGIN"
+if want bare-full; then
+    WRK_ARGS[bare-full]="-H|Authorization: Bearer $JWT_TOKEN|-H|$ORIGIN_HDR"
+    OHA_ARGS[bare-full]=${WRK_ARGS[bare-full]}
+    expect_status bare-full "${URL[bare-full]}" 200 -H "Authorization: Bearer $JWT_TOKEN" -H "$ORIGIN_HDR"
+fi
 if want ficus-origin; then
     check_conf ficus-origin
     start_ficus ficus-origin "$FICUS_BIN" "$P_FORIG" "$P_FORIG_ADMIN"
