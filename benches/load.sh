@@ -75,6 +75,8 @@
 #              log written to a file as in ficus-log; wrk and oha send the token and the
 #              allowed Origin. Before measuring: 200 with Access-Control-Allow-Origin, 401
 #              without the token, and both instances answered (upstream access counts).
+#   pingap-log pingap as above with its access log on (`access_log = "DIR combined"`: its
+#              combined format, to files under a directory), for ficus-log ÷ pingap-log
 #   pingap     pingap (PINGAP_BIN, else pingap on PATH, else $CARGO_TARGET_DIR/pingap/bin/pingap,
 #              installed there with `cargo install pingap --version 0.13.1 --locked` when
 #              missing: 0.13.1 is the newest release that builds with Rust 1.95) as a plain
@@ -209,6 +211,7 @@ label = {
     "bare-full": "bare pingora, sent ficus-full's request (token, Origin)",
     "ficus-full": "ficus, full stack: JWT (hit) + rate limit + CORS + 2 health-checked instances (least_request) + JSON access log",
     "pingap": "pingap 0.13 as a plain proxy (1 thread, access log off)",
+    "pingap-log": "pingap 0.13, its combined access log to a file",
 }
 
 def diff(sc, ref, tool, key):
@@ -248,6 +251,12 @@ if "ficus-full" in scenarios and "bare-full" in scenarios:
     print("ficus-full ÷ bare-full (the same request bytes; ficus's own cost of the full stack): "
           "rps %s, CPU per request %s" % (ratio("ficus-full", "bare-full", "wrk", "rps"),
                                            ratio("ficus-full", "bare-full", "wrk", "cpu_us_per_req")))
+if "pingap-log" in scenarios:
+    print()
+    for sc in ("ficus-log", "ficus-full"):
+        if sc in scenarios:
+            print("%s ÷ pingap-log (both with an access log): rps %s, CPU per request %s" % (
+                sc, ratio(sc, "pingap-log", "wrk", "rps"), ratio(sc, "pingap-log", "wrk", "cpu_us_per_req")))
 if "pingap" in scenarios:
     print()
     for sc in ("ficus", "ficus-log", "ficus-full"):
@@ -499,8 +508,8 @@ fi
 [[ "$SHADOW_QUEUE" =~ ^[1-9][0-9]*$ ]] || die "SHADOW_QUEUE must be a positive integer (got '$SHADOW_QUEUE')"
 for s in $SCENARIOS; do
     case "$s" in
-        direct | nginx | bare | bare-full | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer | ficus-origin | ficus-rl-cors | ficus-rl-redis | ficus-split | ficus-shadow | ficus-full | pingap) ;;
-        *) die "unknown scenario '$s' (known: direct nginx bare bare-full ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer ficus-origin ficus-rl-cors ficus-rl-redis ficus-split ficus-shadow ficus-full pingap)" ;;
+        direct | nginx | bare | bare-full | ficus | ficus-canonical | ficus-registry | ficus-log | ficus-alt | ficus-jwt | ficus-jwt-miss | ficus-bearer | ficus-origin | ficus-rl-cors | ficus-rl-redis | ficus-split | ficus-shadow | ficus-full | pingap | pingap-log) ;;
+        *) die "unknown scenario '$s' (known: direct nginx bare bare-full ficus ficus-canonical ficus-registry ficus-log ficus-alt ficus-jwt ficus-jwt-miss ficus-bearer ficus-origin ficus-rl-cors ficus-rl-redis ficus-split ficus-shadow ficus-full pingap pingap-log)" ;;
     esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
@@ -598,7 +607,7 @@ if [[ "$SKIP_BUILD" != 1 ]]; then
     fi
 fi
 if want bare || want bare-full; then [[ -x "$BARE_BIN" ]] || die "$BARE_BIN missing"; fi
-if want pingap; then
+if want pingap || want pingap-log; then
     PINGAP_BIN=${PINGAP_BIN:-$(command -v pingap || true)}
     if [[ -z "$PINGAP_BIN" ]]; then
         PINGAP_BIN="$TARGET_DIR/pingap/bin/pingap"
@@ -720,10 +729,10 @@ read -r P_UP P_NGINX P_BARE P_FICUS P_FICUS_ADMIN P_FLOG P_FLOG_ADMIN P_FREG P_F
     P_FJWT P_FJWT_ADMIN P_FJWTM P_FJWTM_ADMIN P_FBEAR P_FBEAR_ADMIN \
     P_FORIG P_FORIG_ADMIN P_FRLC P_FRLC_ADMIN P_FRLC1 P_FRLC1_ADMIN \
     P_FRLR P_FRLR_ADMIN P_FRLR1 P_FRLR1_ADMIN P_REDIS \
-    P_FSPL P_FSPL_ADMIN P_FSHD P_FSHD_ADMIN P_UP2 P_FFULL P_FFULL_ADMIN P_PINGAP < <(python3 -c '
+    P_FSPL P_FSPL_ADMIN P_FSHD P_FSHD_ADMIN P_UP2 P_FFULL P_FFULL_ADMIN P_PINGAP P_PINGAPL < <(python3 -c '
 import socket
 socks = []
-for _ in range(38):
+for _ in range(39):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -1015,29 +1024,48 @@ if want bare || want bare-full; then
     URL[bare-full]=${URL[bare]}
 fi
 
-if want pingap; then
-    cat >"$TMP/pingap.toml" <<EOF
+# start_pingap NAME PORT [ACCESS_LOG]: pingap with one location and one upstream
+start_pingap() {
+    local name=$1 port=$2 access=${3:-}
+    cat >"$TMP/$name.toml" <<EOF
 [basic]
 name = "pingap-bench"
-pid_file = "$TMP/pingap.pid"
+pid_file = "$TMP/$name.pid"
 log_level = "WARN"
 threads = 1
-
 [upstreams.up]
 addrs = ["127.0.0.1:$P_UP"]
-
 [locations.all]
 path = "/"
 upstream = "up"
-
 [servers.bench]
-addr = "127.0.0.1:$P_PINGAP"
+addr = "127.0.0.1:$port"
 locations = ["all"]
 EOF
-    start pingap INT "$TMP/pingap.log" "$PINGAP_BIN" -c "$TMP/pingap.toml"
-    SRV_PID[pingap]=$STARTED_PID
-    wait_http pingap "$STARTED_PID" "http://127.0.0.1:$P_PINGAP/" "$TMP/pingap.log" "$UPSTREAM_BODY"
-    URL[pingap]="http://127.0.0.1:$P_PINGAP/"
+    [[ -n "$access" ]] && echo "access_log = \"$access\"" >>"$TMP/$name.toml"
+    start "$name" INT "$TMP/$name.log" "$PINGAP_BIN" -c "$TMP/$name.toml"
+    SRV_PID[$name]=$STARTED_PID
+    wait_http "$name" "$STARTED_PID" "http://127.0.0.1:$port/" "$TMP/$name.log" "$UPSTREAM_BODY"
+    URL[$name]="http://127.0.0.1:$port/"
+}
+if want pingap; then
+    start_pingap pingap "$P_PINGAP"
+fi
+if want pingap-log; then
+    # its own access log, in its "combined" format, to files under a directory
+    mkdir -p "$TMP/pingap-access"
+    start_pingap pingap-log "$P_PINGAPL" "$TMP/pingap-access combined"
+    for ((i = 0; i < 20; i++)); do
+        curl -s -o /dev/null "${URL[pingap-log]}"
+    done
+    # pingap's log task flushes on a timer (10 s by default): wait for the lines
+    for ((i = 0; i < 150; i++)); do
+        grep -rqs '"GET / HTTP/1.1" 200' "$TMP/pingap-access" && break
+        sleep 0.1
+    done
+    grep -rqs '"GET / HTTP/1.1" 200' "$TMP/pingap-access" ||
+        die "pingap-log: no access log line under $TMP/pingap-access after 20 requests"
+    log "pingap-log: access log lines written under $TMP/pingap-access"
 fi
 
 # Starts a ficus scenario: $1 name, $2 binary, $3 port, $4 admin port (config $TMP/$1.toml).
