@@ -226,24 +226,29 @@ pub struct Shared {
     inflight: AtomicUsize,
     draining: AtomicBool,
     listening: AtomicBool,
+    /// Set the first time the gateway was ready: later reloads (a new policy, new
+    /// instances) do not take a serving gateway out of its load balancer again.
+    ready_once: AtomicBool,
     /// Set once a binary upgrade handed the listening sockets to a new process: the admin
     /// listener stops accepting (the new process answers on the same socket).
     handed_over: tokio::sync::watch::Sender<bool>,
     /// The snapshot's generation, readable without touching the snapshot (connection
     /// loops use it to refresh what they cached).
     generation: AtomicU64,
-    /// When the process started serving, for [`POLICY_READY_GRACE`].
+    /// When the process started serving, for [`READY_GRACE`].
     started: std::time::Instant,
     pub config_path: PathBuf,
     /// The admin address at start: a reload cannot move the admin listener.
     admin: std::net::SocketAddr,
 }
 
-/// How long `/readyz` waits for policies to become ready (an auth policy's first key-set
-/// fetch) before it reports ready anyway. An identity provider that is down at start must
-/// not keep every gateway out of a load balancer, which would take down the routes that do
-/// not need it; the routes that do answer `503` until it is reached.
-pub const POLICY_READY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long `/readyz` waits at start for policies to become ready (an auth policy's first
+/// key-set fetch) and for health probes to settle (a first healthy instance, or a verdict
+/// on every instance) before it reports ready anyway. An identity provider or a service
+/// that is down at start must not keep every gateway out of a load balancer, which would
+/// take down the routes that do not need it; the routes that do answer `503` until it is
+/// reached.
+pub const READY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Counts a request as in flight until dropped.
 pub struct InflightGuard(Arc<Shared>);
@@ -279,6 +284,7 @@ impl Shared {
             inflight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),
+            ready_once: AtomicBool::new(false),
             handed_over: tokio::sync::watch::Sender::new(false),
             generation: AtomicU64::new(1),
             started: std::time::Instant::now(),
@@ -335,13 +341,34 @@ impl Shared {
         self.listening.store(true, Ordering::Release);
     }
 
-    /// Ready to serve: the proxy listeners accept, the gateway is not draining, and every
-    /// policy in use is ready (an auth policy has its key set), or has had
-    /// [`POLICY_READY_GRACE`] to become so.
+    /// Ready to serve: the proxy listeners accept, the gateway is not draining, and, the
+    /// first time, every policy in use is ready (an auth policy has its key set) and every
+    /// health-checked service's probes have settled, or [`READY_GRACE`] has passed. Once
+    /// ready, only draining makes it not ready again.
     pub fn is_ready(&self) -> bool {
-        self.listening.load(Ordering::Acquire)
-            && !self.is_draining()
-            && (self.started.elapsed() >= POLICY_READY_GRACE || self.unready_policy().is_none())
+        if !self.listening.load(Ordering::Acquire) || self.is_draining() {
+            return false;
+        }
+        if self.ready_once.load(Ordering::Acquire) {
+            return true;
+        }
+        let ready = self.started.elapsed() >= READY_GRACE
+            || (self.unready_policy().is_none() && self.registry.unsettled_service().is_none());
+        if ready {
+            self.ready_once.store(true, Ordering::Release);
+        }
+        ready
+    }
+
+    /// What start-up readiness still waits for (`policy auth.corp`, `the first health
+    /// verdicts of service orders`), if anything.
+    pub fn waiting_for(&self) -> Option<String> {
+        if let Some(p) = self.unready_policy() {
+            return Some(format!("policy {p}"));
+        }
+        self.registry
+            .unsettled_service()
+            .map(|s| format!("the first health verdicts of service {s}"))
     }
 
     /// A policy in use that is not ready yet (`auth.corp`), if any.

@@ -103,11 +103,11 @@ impl Admin {
                     reply(StatusCode::OK, "text/plain", "ready\n")
                 } else if self.shared.is_draining() {
                     reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
-                } else if let Some(p) = self.shared.unready_policy() {
+                } else if let Some(what) = self.shared.waiting_for() {
                     reply(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "text/plain",
-                        format!("starting: waiting for policy {p}\n"),
+                        format!("starting: waiting for {what}\n"),
                     )
                 } else {
                     reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n")

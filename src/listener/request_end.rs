@@ -199,7 +199,10 @@ mod tests {
                 .skip(1)
                 .filter_map(|line| {
                     let colon = line.iter().position(|&b| b == b':')?;
-                    Some((line[..colon].to_vec(), line[colon + 1..].trim_ascii().to_vec()))
+                    Some((
+                        line[..colon].to_vec(),
+                        line[colon + 1..].trim_ascii().to_vec(),
+                    ))
                 })
                 .collect()
         };

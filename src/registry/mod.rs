@@ -175,6 +175,25 @@ impl ServiceState {
         self.rebuild();
     }
 
+    /// Whether active health probes have had their first say: always without probes or
+    /// with `start_healthy`, and with no instances; otherwise once some instance is healthy
+    /// (there is somewhere to send traffic) or every instance has a verdict (waiting longer
+    /// would not help). `/readyz` waits for this at start.
+    pub fn probes_settled(&self) -> bool {
+        let spec = self.spec();
+        match &spec.health {
+            None => true,
+            Some(h) if h.start_healthy => true,
+            Some(_) => {
+                let members = self.members();
+                let health = || members.instances.iter().map(|m| m.live.health());
+                members.instances.is_empty()
+                    || health().any(|h| h == Health::Healthy)
+                    || health().all(|h| h != Health::Unknown)
+            }
+        }
+    }
+
     /// Recomputes the published instance set from all sources.
     pub fn rebuild(&self) {
         let spec = self.spec.load_full();
@@ -386,6 +405,15 @@ impl Registry {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// The first service (by name) whose health probes have not settled yet, if any
+    /// ([`ServiceState::probes_settled`]).
+    pub fn unsettled_service(&self) -> Option<String> {
+        self.services()
+            .into_iter()
+            .find(|s| !s.probes_settled())
+            .map(|s| s.name.clone())
     }
 
     /// All services, sorted by name.

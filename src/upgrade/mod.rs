@@ -41,9 +41,9 @@ pub const TAKEOVER_WAIT: Duration = Duration::from_secs(30);
 /// How long the old process keeps trying to reach the new one after SIGQUIT (the new one
 /// may still be compiling its config).
 pub const CONNECT_WAIT: Duration = Duration::from_secs(10);
-/// How long the old process waits for the new one to serve: its first key-set fetches and
-/// DNS lookups happen before it reports ready (`/readyz` gives up waiting for policies after
-/// 30 s, [`crate::runtime::POLICY_READY_GRACE`]).
+/// How long the old process waits for the new one to serve: its first key-set fetches, DNS
+/// lookups and health verdicts happen before it reports ready (`/readyz` stops waiting for
+/// them after 30 s, [`crate::runtime::READY_GRACE`]).
 pub const READY_WAIT: Duration = Duration::from_secs(60);
 /// Pause between attempts while waiting for the other process.
 const RETRY: Duration = Duration::from_millis(50);
