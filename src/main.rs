@@ -123,6 +123,7 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Run(opts) => {
+            ficus::signals::hold_hangups();
             let cfg = match ficus::config::load(&cli.config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -174,6 +175,7 @@ fn main() -> ExitCode {
                 .and_then(ficus::cli::status::status),
         ),
         Command::Demo(opts) => {
+            ficus::signals::hold_hangups();
             if opts.upgrade_socket.is_some() {
                 eprintln!("error: --upgrade and --upgrade-socket are options of `run`");
                 return ExitCode::from(2);

@@ -25,11 +25,18 @@ const MAX_COALESCE: Duration = Duration::from_secs(1);
 
 pub struct ConfigWatcher {
     shared: Arc<Shared>,
+    /// The file as it was when the running config was read: an edit saved while the
+    /// gateway was still starting (before the watch and the SIGHUP handler were in place)
+    /// is picked up as soon as they are.
+    at_start: Option<Fingerprint>,
 }
+
+type Fingerprint = (PathBuf, u64, u64, Option<std::time::SystemTime>);
 
 impl ConfigWatcher {
     pub fn new(shared: Arc<Shared>) -> Self {
-        ConfigWatcher { shared }
+        let at_start = fingerprint(&shared.config_path);
+        ConfigWatcher { shared, at_start }
     }
 
     fn reload(&self, why: &str) {
@@ -60,7 +67,7 @@ impl ConfigWatcher {
 /// that file's inode, size and modification time. Kubernetes mounts a ConfigMap as
 /// `routes.toml -> ..data/routes.toml` and updates it by swapping the `..data` symlink,
 /// which produces no event naming `routes.toml` at all.
-fn fingerprint(path: &Path) -> Option<(PathBuf, u64, u64, Option<std::time::SystemTime>)> {
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
     use std::os::unix::fs::MetadataExt;
     let target = std::fs::canonicalize(path).ok()?;
     let m = std::fs::metadata(&target).ok()?;
@@ -135,8 +142,11 @@ impl BackgroundService for ConfigWatcher {
             }
         };
         follow_target(&mut watcher);
-        let mut last = fingerprint(&path);
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut last = fingerprint(&path);
+        if last != self.at_start {
+            self.reload("file change during start");
+        }
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,

@@ -20,6 +20,19 @@ use crate::runtime::Shared;
 use crate::server::ServerError;
 use crate::upgrade::HandOver;
 
+/// Ignores SIGHUP from here until the config watcher listens for it (its handler replaces
+/// this one): a reload signal sent while the gateway is still reading its config or
+/// starting (`systemctl reload` right after `start`) must not meet the default action,
+/// which ends the process. A file edited in that window is reloaded once the watcher runs
+/// ([`crate::reload`]). Call first thing, before any thread starts.
+pub fn hold_hangups() {
+    // SAFETY: sets the disposition of one signal to SIG_IGN (no handler code runs), before
+    // the process starts other threads.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+}
+
 /// How often the drain watcher checks the in-flight count after SIGTERM.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 

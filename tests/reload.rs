@@ -251,3 +251,82 @@ fn symlinked_config_follows_the_link_swap() {
     })
     .expect("an in-place edit of the link's target was not applied within 5s");
 }
+
+/// `systemctl reload` (SIGHUP) sent while the gateway is still reading a big config and
+/// starting must not end the process (SIGHUP's default action): it starts and serves.
+#[test]
+fn sighup_during_start_does_not_kill_the_gateway() {
+    let o = Origin::start("o");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = free_addr();
+    let mut cfg = format!(
+        "[gateway]\nlisten = [\"{listen}\"]\nadmin = \"127.0.0.1:0\"\naccess_log = \"off\"\n\n\
+         [services.o]\ninstances = [\"{}\"]\n",
+        o.addr()
+    );
+    // Enough routes that reading them takes a while on a debug build.
+    for i in 0..20_000 {
+        cfg.push_str(&format!(
+            "\n[[routes]]\nname = \"r{i}\"\nmatch = {{ path = \"/r{i}/**\" }}\nservice = \"o\"\n"
+        ));
+    }
+    cfg.push_str("\n[[routes]]\nname = \"all\"\nmatch = { path = \"/**\" }\nservice = \"o\"\n");
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, cfg).expect("write config");
+    let ready = dir.path().join("ready.json");
+    let mut child = std::process::Command::new(common::gateway::bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ficus");
+    let pid = child.id() as i32;
+    // Before `main` runs, any program dies of a SIGHUP: start once ficus has set it aside
+    // (bit 0 of `SigIgn` in /proc/PID/status), which it does first thing.
+    let ignores_hup = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("SigIgn:"))?;
+                u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+            })
+            .is_some_and(|mask| mask & 1 == 1)
+    };
+    let waited = Instant::now();
+    while !ignores_hup() && !ready.exists() && waited.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = Instant::now();
+    let mut sent = 0;
+    while !ready.exists() && start.elapsed() < Duration::from_secs(60) {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("ficus exited during start after {sent} SIGHUPs: {status}");
+        }
+        // SAFETY: signals our own child by pid.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let alive = child.try_wait().expect("try_wait").is_none();
+    let served = alive
+        && try_raw_request(
+            listen,
+            b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        )
+        .is_ok_and(|r| r.status == 200);
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let _ = child.wait();
+    assert!(ready.exists(), "never ready ({sent} SIGHUPs sent)");
+    assert!(
+        sent > 3,
+        "the start was too quick to test anything ({sent} SIGHUPs)"
+    );
+    assert!(
+        alive && served,
+        "after {sent} SIGHUPs during start: alive {alive}, served {served}"
+    );
+}
