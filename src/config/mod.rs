@@ -6,9 +6,9 @@
 //! socket addresses); nothing here is consulted as a string on the request path.
 //!
 //! `compile` reads the top-level sections here and hands each to its own file:
-//! `gateway.rs`, `services.rs` (services and the registry; a service's
-//! `client_credentials` in `credentials.rs`), `routes.rs`; the checks they
-//! share are in `compiler.rs`, duration strings in `duration.rs`.
+//! `gateway.rs`, `services.rs` (services and the registry; a service's health settings in
+//! `service_health.rs`, its `client_credentials` in `credentials.rs`), `routes.rs`; the
+//! checks they share are in `compiler.rs`, duration strings in `duration.rs`.
 
 mod admin;
 pub mod bounds;
@@ -23,6 +23,7 @@ pub mod raw;
 mod raw_routes;
 mod recover;
 mod routes;
+mod service_health;
 mod services;
 mod shadow;
 mod split;
