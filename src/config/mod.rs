@@ -6,9 +6,10 @@
 //! socket addresses); nothing here is consulted as a string on the request path.
 //!
 //! `compile` reads the top-level sections here (`sections.rs` splits the document into
-//! them) and hands each to its own file: `gateway.rs`, `services.rs` (services and the
-//! registry; a service's health settings in `service_health.rs`, its `client_credentials`
-//! in `credentials.rs`), `routes.rs`; the checks they share are in `compiler.rs`, duration
+//! them) and hands each to its own file: `gateway.rs` (its listeners in `listeners.rs`,
+//! `[gateway.limits]` in `limits.rs`), `services.rs` (services and the registry; a
+//! service's health settings in `service_health.rs`, its `client_credentials` in
+//! `credentials.rs`), `routes.rs`; the checks they share are in `compiler.rs`, duration
 //! strings in `duration.rs`.
 
 mod admin;
@@ -19,6 +20,8 @@ pub mod diag;
 mod gateway;
 mod in_flight;
 mod legacy;
+mod limits;
+mod listeners;
 mod policies;
 pub mod raw;
 mod raw_routes;
@@ -55,10 +58,11 @@ pub use crate::duration::{
 };
 pub use compiler::is_hop_by_hop;
 pub use gateway::{
-    read_pem_certs, AccessLog, Certificate, Cidr, GatewaySettings, Limits, Listener, TraceContext,
-    DEFAULT_ADMIN, DEFAULT_GRACE,
+    read_pem_certs, AccessLog, Cidr, GatewaySettings, TraceContext, DEFAULT_ADMIN, DEFAULT_GRACE,
 };
 pub use in_flight::InFlightLimits;
+pub use limits::Limits;
+pub use listeners::{Certificate, Listener};
 
 /// Why a config could not be loaded.
 #[derive(Debug, Error)]
