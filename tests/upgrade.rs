@@ -40,28 +40,16 @@ fn old_gateway(cfg: &str, sock: &Path) -> Gateway {
         .start()
 }
 
-/// What most tests start from: an origin, a directory for the upgrade socket and the ready
-/// files, and the old gateway serving the origin and listening for upgrades at `sock`. A
-/// test binds `origin` too (`origin: _origin`): left out with `..`, it would be dropped,
-/// and stopped, at once.
-struct Setup {
-    origin: Origin,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-    old: Gateway,
-}
-
-fn setup() -> Setup {
+/// What most tests start from: the origin, a directory for the upgrade socket and the
+/// ready files, the socket's path, and the old gateway serving the origin and listening for
+/// upgrades at the socket. Bind the origin to a name (`_origin`, not `_`): it stops when
+/// dropped.
+fn setup() -> (Origin, tempfile::TempDir, PathBuf, Gateway) {
     let origin = Origin::start("o");
     let dir = tempfile::tempdir().unwrap();
     let sock = sock_path(&dir);
     let old = old_gateway(&config(&origin), &sock);
-    Setup {
-        origin,
-        dir,
-        sock,
-        old,
-    }
+    (origin, dir, sock, old)
 }
 
 /// `ficus run` on `config`, listening for upgrades at `sock` and writing its addresses to
@@ -118,12 +106,7 @@ fn sock_path(dir: &tempfile::TempDir) -> PathBuf {
 
 #[test]
 fn upgrade_under_load_refuses_nothing_and_fails_nothing() {
-    let Setup {
-        origin: _origin,
-        dir,
-        sock,
-        mut old,
-    } = setup();
+    let (_origin, dir, sock, mut old) = setup();
     let old_pid = old.pid();
     let load = Load::start(
         old.listen,
@@ -211,12 +194,7 @@ fn upgrade_under_load_refuses_nothing_and_fails_nothing() {
 /// proxy and its admin listener.
 #[test]
 fn a_failed_upgrade_leaves_the_old_process_serving() {
-    let Setup {
-        dir,
-        sock,
-        old: mut gw,
-        origin: _origin,
-    } = setup();
+    let (_origin, dir, sock, mut gw) = setup();
     gw.signal(libc::SIGQUIT);
     assert!(
         poll_until(Duration::from_secs(20), || gw
@@ -249,12 +227,7 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
 /// handlers are in place by then (SIGQUIT's default action ends the process).
 #[test]
 fn sigquit_before_the_new_process_starts_still_hands_over() {
-    let Setup {
-        origin: _origin,
-        dir,
-        sock,
-        mut old,
-    } = setup();
+    let (_origin, dir, sock, mut old) = setup();
     old.signal(libc::SIGQUIT);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(old.get("/before").status, 200);
@@ -274,12 +247,7 @@ fn sigquit_before_the_new_process_starts_still_hands_over() {
 /// others are taken over, and the new process can itself be upgraded again.
 #[test]
 fn an_upgrade_adds_a_listener_and_can_be_upgraded_again() {
-    let Setup {
-        origin: o,
-        dir,
-        sock,
-        mut old,
-    } = setup();
+    let (o, dir, sock, mut old) = setup();
     // The old listener by its real address, and a new one on a free port.
     let two = ConfigBuilder::new()
         .gateway(|g| {
