@@ -1,6 +1,6 @@
 //! Entry points for the fuzz targets in `fuzz/` (see docs/fuzzing.md), and nothing else.
 //!
-//! The request-head layer's scanners are private to `listener::header_deadline` and
+//! The request-head layer's scanners are private to `listener::head` and
 //! `listener::request_end`; this
 //! module hands them to the fuzz crate without making them part of ficus's API. Hidden
 //! from the docs and not covered by any compatibility promise: the signatures follow the
@@ -8,7 +8,7 @@
 
 use bytes::BytesMut;
 
-use crate::listener::header_deadline::{self as head, Head};
+use crate::listener::head::{self, Head};
 use crate::listener::request_end::{self as end_of, Framing};
 use crate::proxy::error::GatewayError;
 

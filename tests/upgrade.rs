@@ -40,23 +40,56 @@ fn old_gateway(cfg: &str, sock: &Path) -> Gateway {
         .start()
 }
 
+/// What most tests start from: the origin, a directory for the upgrade socket and the
+/// ready files, the socket's path, and the old gateway serving the origin and listening for
+/// upgrades at the socket. Bind the origin to a name (`_origin`, not `_`): it stops when
+/// dropped.
+fn setup() -> (Origin, tempfile::TempDir, PathBuf, Gateway) {
+    let origin = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = sock_path(&dir);
+    let old = old_gateway(&config(&origin), &sock);
+    (origin, dir, sock, old)
+}
+
+/// `ficus run` on `config`, listening for upgrades at `sock` and writing its addresses to
+/// `ready`; with `upgrade`, it first takes the listeners over from the process at `sock`.
+/// Not started yet, so that a test can add to it.
+fn ficus_run(
+    name: &str,
+    config: &Path,
+    sock: &Path,
+    ready: &Path,
+    upgrade: bool,
+) -> ProcessBuilder {
+    let mut args = vec![
+        "run".to_string(),
+        "--config".into(),
+        config.display().to_string(),
+        "--upgrade-socket".into(),
+        sock.display().to_string(),
+        "--ready-file".into(),
+        ready.display().to_string(),
+    ];
+    if upgrade {
+        args.push("--upgrade".into());
+    }
+    ProcessBuilder::new(name, bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stop_signal(libc::SIGINT)
+}
+
 /// Starts `ficus run --upgrade` on the old gateway's config; returns at once (it waits at
 /// `sock` for the old process).
 fn start_new(gw: &Gateway, sock: &Path, ready: &Path) -> Process {
-    ProcessBuilder::new("ficus (new)", bin())
-        .args([
-            "run".to_string(),
-            "--config".into(),
-            gw.config_path().display().to_string(),
-            "--upgrade".into(),
-            "--upgrade-socket".into(),
-            sock.display().to_string(),
-            "--ready-file".into(),
-            ready.display().to_string(),
-        ])
-        .env("NO_COLOR", "1")
-        .stop_signal(libc::SIGINT)
-        .start()
+    ficus_run("ficus (new)", gw.config_path(), sock, ready, true).start()
+}
+
+/// Whether a new process opened the upgrade socket within 10 s (it then waits there for
+/// the old process's SIGQUIT).
+fn new_process_waits(sock: &Path) -> bool {
+    poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some()
 }
 
 /// The addresses in a ready file, waiting up to 5 s for it: a process writes it as it
@@ -73,10 +106,7 @@ fn sock_path(dir: &tempfile::TempDir) -> PathBuf {
 
 #[test]
 fn upgrade_under_load_refuses_nothing_and_fails_nothing() {
-    let o = Origin::start("o");
-    let dir = tempfile::tempdir().unwrap();
-    let sock = sock_path(&dir);
-    let mut old = old_gateway(&config(&o), &sock);
+    let (_origin, dir, sock, mut old) = setup();
     let old_pid = old.pid();
     let load = Load::start(
         old.listen,
@@ -91,7 +121,7 @@ fn upgrade_under_load_refuses_nothing_and_fails_nothing() {
     let ready = dir.path().join("new-ready.json");
     let mut new = start_new(&old, &sock, &ready);
     assert!(
-        poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some(),
+        new_process_waits(&sock),
         "the new process never opened {}\n{}",
         sock.display(),
         new.logs_excerpt()
@@ -164,10 +194,7 @@ fn upgrade_under_load_refuses_nothing_and_fails_nothing() {
 /// proxy and its admin listener.
 #[test]
 fn a_failed_upgrade_leaves_the_old_process_serving() {
-    let o = Origin::start("o");
-    let dir = tempfile::tempdir().unwrap();
-    let sock = sock_path(&dir);
-    let mut gw = old_gateway(&config(&o), &sock);
+    let (_origin, dir, sock, mut gw) = setup();
     gw.signal(libc::SIGQUIT);
     assert!(
         poll_until(Duration::from_secs(20), || gw
@@ -184,7 +211,7 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
     // A second attempt can still succeed.
     let ready = dir.path().join("new-ready.json");
     let new = start_new(&gw, &sock, &ready);
-    assert!(poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some());
+    assert!(new_process_waits(&sock));
     gw.signal(libc::SIGQUIT);
     assert!(
         gw.wait_exit(Duration::from_secs(20)).is_some(),
@@ -200,10 +227,7 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
 /// handlers are in place by then (SIGQUIT's default action ends the process).
 #[test]
 fn sigquit_before_the_new_process_starts_still_hands_over() {
-    let o = Origin::start("o");
-    let dir = tempfile::tempdir().unwrap();
-    let sock = sock_path(&dir);
-    let mut old = old_gateway(&config(&o), &sock);
+    let (_origin, dir, sock, mut old) = setup();
     old.signal(libc::SIGQUIT);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(old.get("/before").status, 200);
@@ -223,10 +247,7 @@ fn sigquit_before_the_new_process_starts_still_hands_over() {
 /// others are taken over, and the new process can itself be upgraded again.
 #[test]
 fn an_upgrade_adds_a_listener_and_can_be_upgraded_again() {
-    let o = Origin::start("o");
-    let dir = tempfile::tempdir().unwrap();
-    let sock = sock_path(&dir);
-    let mut old = old_gateway(&config(&o), &sock);
+    let (o, dir, sock, mut old) = setup();
     // The old listener by its real address, and a new one on a free port.
     let two = ConfigBuilder::new()
         .gateway(|g| {
@@ -242,25 +263,10 @@ fn an_upgrade_adds_a_listener_and_can_be_upgraded_again() {
         .build();
     let cfg2 = dir.path().join("two.toml");
     std::fs::write(&cfg2, &two).unwrap();
-    let run_new = |ready: &Path| {
-        ProcessBuilder::new("ficus (new)", bin())
-            .args([
-                "run".to_string(),
-                "--config".into(),
-                cfg2.display().to_string(),
-                "--upgrade".into(),
-                "--upgrade-socket".into(),
-                sock.display().to_string(),
-                "--ready-file".into(),
-                ready.display().to_string(),
-            ])
-            .env("NO_COLOR", "1")
-            .stop_signal(libc::SIGINT)
-            .start()
-    };
+    let run_new = |ready: &Path| ficus_run("ficus (new)", &cfg2, &sock, ready, true).start();
     let ready = dir.path().join("second.json");
     let mut second = run_new(&ready);
-    assert!(poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some());
+    assert!(new_process_waits(&sock));
     old.signal(libc::SIGQUIT);
     assert!(
         old.wait_exit(Duration::from_secs(20)).is_some(),
@@ -278,7 +284,7 @@ fn an_upgrade_adds_a_listener_and_can_be_upgraded_again() {
     // The second process hands everything over in turn.
     let ready3 = dir.path().join("third.json");
     let third = run_new(&ready3);
-    assert!(poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some());
+    assert!(new_process_waits(&sock));
     second.signal(libc::SIGQUIT);
     assert!(
         second.wait_exit(Duration::from_secs(20)).is_some(),
@@ -321,23 +327,8 @@ fn systemd_is_told_ready_and_then_the_new_main_pid() {
     )
     .unwrap();
     let run = |name: &str, ready: &Path, upgrade: bool| {
-        let mut args = vec![
-            "run".to_string(),
-            "--config".into(),
-            cfg.display().to_string(),
-            "--upgrade-socket".into(),
-            sock.display().to_string(),
-            "--ready-file".into(),
-            ready.display().to_string(),
-        ];
-        if upgrade {
-            args.push("--upgrade".into());
-        }
-        ProcessBuilder::new(name, bin())
-            .args(args)
-            .env("NO_COLOR", "1")
+        ficus_run(name, &cfg, &sock, ready, upgrade)
             .env("NOTIFY_SOCKET", notify_path.as_os_str())
-            .stop_signal(libc::SIGINT)
             .start()
     };
     let recv = || {
@@ -352,7 +343,7 @@ fn systemd_is_told_ready_and_then_the_new_main_pid() {
 
     let new_ready = dir.path().join("new.json");
     let new = run("ficus (new)", &new_ready, true);
-    assert!(poll_until(Duration::from_secs(10), || sock.exists().then_some(())).is_some());
+    assert!(new_process_waits(&sock));
     old.signal(libc::SIGQUIT);
     assert_eq!(recv(), format!("MAINPID={}\nREADY=1", new.pid()));
     assert!(

@@ -1,5 +1,5 @@
 //! The request-head layer: the bytes a client sends on an HTTP/1 connection, scanned the
-//! way `listener::header_deadline` scans them (skip empty lines, find the end of the head,
+//! way `listener::head` scans them (skip empty lines, find the end of the head,
 //! refuse oversized heads, split off pipelined requests by their body framing), and each
 //! head then read by pingora's parser and judged by the proxy's admission checks.
 //!

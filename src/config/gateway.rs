@@ -1,16 +1,17 @@
-//! `[gateway]`: the compiled listener, admin and limit settings, and their compilation
-//! (listener collisions, certificates, limits).
+//! `[gateway]`: the compiled gateway-wide settings ([`GatewaySettings`]: admin address,
+//! threads, trusted proxies, access log, trace context...) and their compilation. The
+//! listeners are compiled in `listeners.rs`, `[gateway.limits]` in `limits.rs`.
 //!
 //! This file must not look at services or routes; `mod.rs` passes the gateway's zone on.
 
-use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use super::compiler::{span_of, Compiler};
-use super::raw::{RawGateway, RawLimits, RawListen};
-use super::tls;
+use super::limits::{compile_limits, Limits};
+use super::listeners::{check_listener_collisions, compile_listeners, Listener};
+use super::raw::RawGateway;
 
 /// Access log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,72 +34,6 @@ impl AccessLog {
 
 /// An IP network for `trusted_proxies` (the same type access policies use).
 pub use ficus_plugins::net::Cidr;
-
-/// A certificate for a TLS listener.
-#[derive(Debug, Clone)]
-pub struct Certificate {
-    pub cert_path: PathBuf,
-    pub key_path: PathBuf,
-    /// Lowercase SNI names (exact or `*.suffix`) this certificate serves.
-    pub hosts: Vec<String>,
-}
-
-/// One listening socket.
-#[derive(Debug, Clone)]
-pub struct Listener {
-    pub addr: SocketAddr,
-    /// TLS certificates; the first is the default for unknown or missing SNI.
-    pub tls: Vec<Certificate>,
-    pub http2: bool,
-    pub h2c: bool,
-}
-
-/// Request limits.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_header_bytes: usize,
-    pub max_headers: usize,
-    pub max_uri_bytes: usize,
-    pub max_body_bytes: u64,
-    pub header_read_timeout: Duration,
-    pub body_read_timeout: Duration,
-    /// How long a client connection may sit idle between requests (HTTP/1 keep-alive, and
-    /// HTTP/2 with no stream open).
-    pub keepalive_timeout: Duration,
-    /// The longest a write to the client may wait (a client that stops reading).
-    pub send_timeout: Duration,
-    /// The most connections the admin listener holds open at once; more are closed as
-    /// soon as they are accepted (`src/admin/guard.rs`).
-    pub admin_connections: usize,
-    /// File descriptors the admin listener never takes from the proxy: it refuses
-    /// connections while fewer than this many are left. `None`: a quarter of the limit, at
-    /// most [`crate::admin::guard::DEFAULT_RESERVED_FDS`].
-    pub admin_reserved_fds: Option<usize>,
-    /// How long a client on a TLS listener has to finish the TLS handshake (by default
-    /// `header_read_timeout`).
-    pub tls_handshake_timeout: Duration,
-    /// What requests may hold in flight: HTTP/2 streams, upstream connections, stalls.
-    pub in_flight: super::InFlightLimits,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_header_bytes: 32 * 1024,
-            max_headers: 100,
-            max_uri_bytes: 8 * 1024,
-            max_body_bytes: 10 * 1024 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(60),
-            send_timeout: Duration::from_secs(60),
-            admin_connections: 64,
-            admin_reserved_fds: None,
-            tls_handshake_timeout: Duration::from_secs(10),
-            in_flight: super::InFlightLimits::default(),
-        }
-    }
-}
 
 /// `[gateway]`, compiled.
 #[derive(Debug, Clone)]
@@ -194,68 +129,6 @@ pub(super) fn compile_gateway(c: &mut Compiler<'_>, g: &RawGateway) -> GatewaySe
     }
 }
 
-/// The `listen` entries with the span of each (for collision errors); none listed means
-/// the default `127.0.0.1:8080`.
-fn compile_listeners(c: &mut Compiler<'_>, g: &RawGateway) -> (Vec<Listener>, Vec<Range<usize>>) {
-    let mut listeners = Vec::new();
-    let mut listener_spans = Vec::new();
-    for l in &g.listen {
-        let span = span_of(l);
-        let (addr, tls, http2, h2c) = match l.get_ref() {
-            RawListen::Addr(a) => (a.as_str(), None, None, false),
-            RawListen::Table(t) => (t.addr.as_str(), t.tls.as_ref(), t.http2, t.h2c),
-        };
-        let Some(addr) = c.socket_addr(addr, span.clone(), "gateway.listen") else {
-            continue;
-        };
-        let mut certs = Vec::new();
-        if let Some(tls) = tls {
-            if tls.certificates.is_empty() {
-                c.d.error(
-                    span.clone(),
-                    "gateway.listen.tls.certificates",
-                    "a TLS listener needs at least one certificate",
-                );
-            }
-            certs = tls::compile_certificates(c, &tls.certificates);
-        }
-        if h2c && !certs.is_empty() {
-            c.d.error_hint(
-                span.clone(),
-                "gateway.listen.h2c",
-                "`h2c` is for cleartext listeners",
-                "on a TLS listener HTTP/2 is negotiated by ALPN (`http2`, on by default)",
-            );
-        }
-        if http2 == Some(true) && certs.is_empty() {
-            c.d.error_hint(
-                span.clone(),
-                "gateway.listen.http2",
-                "`http2` needs TLS (ALPN)",
-                "for HTTP/2 without TLS use `h2c = true`",
-            );
-        }
-        listener_spans.push(span.clone());
-        listeners.push(Listener {
-            addr,
-            // Unless a listener says otherwise, HTTP/2 is offered wherever ALPN can offer it.
-            http2: http2.unwrap_or(!certs.is_empty()),
-            tls: certs,
-            h2c,
-        });
-    }
-    if g.listen.is_empty() {
-        listener_spans.push(0..0);
-        listeners.push(Listener {
-            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            tls: Vec::new(),
-            http2: false,
-            h2c: false,
-        });
-    }
-    (listeners, listener_spans)
-}
-
 /// `admin`, or [`DEFAULT_ADMIN`]; a bad address is reported and the default used.
 fn admin_address(c: &mut Compiler<'_>, g: &RawGateway) -> SocketAddr {
     match &g.admin {
@@ -297,106 +170,6 @@ fn compile_trusted_proxies(c: &mut Compiler<'_>, g: &RawGateway) -> Vec<Cidr> {
     trusted
 }
 
-/// `[gateway.limits]`; an absent key keeps its [`Limits::default`] value.
-fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
-    let d = Limits::default();
-    let header_read_timeout = c
-        .positive_duration(
-            &l.header_read_timeout,
-            "gateway.limits.header_read_timeout",
-            "every request would time out before its headers arrive",
-        )
-        .unwrap_or(d.header_read_timeout);
-    Limits {
-        max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
-        max_headers: l.max_headers.unwrap_or(d.max_headers),
-        max_uri_bytes: l.max_uri_bytes.unwrap_or(d.max_uri_bytes),
-        max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
-        header_read_timeout,
-        body_read_timeout: c
-            .positive_duration(
-                &l.body_read_timeout,
-                "gateway.limits.body_read_timeout",
-                "every request body would time out",
-            )
-            .unwrap_or(d.body_read_timeout),
-        keepalive_timeout: c
-            .positive_duration(
-                &l.keepalive_timeout,
-                "gateway.limits.keepalive_timeout",
-                "every connection would be closed as soon as it is idle",
-            )
-            .unwrap_or(d.keepalive_timeout),
-        send_timeout: c
-            .positive_duration(
-                &l.send_timeout,
-                "gateway.limits.send_timeout",
-                "every response would time out as soon as the client's buffers fill",
-            )
-            .unwrap_or(d.send_timeout),
-        admin_connections: super::admin::admin_connections(c, l).unwrap_or(d.admin_connections),
-        admin_reserved_fds: l.admin_reserved_fds.or(d.admin_reserved_fds),
-        tls_handshake_timeout: c
-            .positive_duration(
-                &l.tls_handshake_timeout,
-                "gateway.limits.tls_handshake_timeout",
-                "every TLS client would be cut off before its handshake ends",
-            )
-            .unwrap_or(header_read_timeout),
-        in_flight: super::in_flight::compile(c, l),
-    }
-}
-
-/// Whether two sockets cannot both be bound: the same port on the same address, or on an
-/// address that a wildcard (`0.0.0.0`, `[::]`) already covers. Port 0 asks the system for
-/// a free port, so it never collides.
-fn sockets_collide(a: SocketAddr, b: SocketAddr) -> bool {
-    // `[::]` also takes IPv4 on Linux (dual stack), so it covers every address.
-    let covers = |w: IpAddr, other: IpAddr| w.is_unspecified() && (w.is_ipv6() || other.is_ipv4());
-    // `[::ffff:127.0.0.1]` is 127.0.0.1 to the kernel.
-    let (a_ip, b_ip) = (a.ip().to_canonical(), b.ip().to_canonical());
-    a.port() == b.port()
-        && a.port() != 0
-        && (a_ip == b_ip || covers(a_ip, b_ip) || covers(b_ip, a_ip))
-}
-
-/// Refuses listen addresses that collide with each other or with the admin listener: the
-/// server could not bind them all.
-fn check_listener_collisions(
-    c: &mut Compiler<'_>,
-    g: &RawGateway,
-    listeners: &[Listener],
-    spans: &[Range<usize>],
-    admin: SocketAddr,
-) {
-    for (i, (l, span)) in listeners.iter().zip(spans).enumerate() {
-        let span = span.clone();
-        if let Some(prev) = listeners[..i]
-            .iter()
-            .find(|p| sockets_collide(p.addr, l.addr))
-        {
-            c.d.error_hint(
-                span.clone(),
-                "gateway.listen",
-                format!("listener {} collides with listener {}", l.addr, prev.addr),
-                "each listener needs its own port (or its own address on that port); remove the duplicate",
-            );
-        }
-        if sockets_collide(l.addr, admin) {
-            let admin_span = g.admin.as_ref().map_or(span, span_of);
-            c.d.error_hint(
-                admin_span,
-                "gateway.admin",
-                format!(
-                    "the admin listener {admin} collides with listener {}",
-                    l.addr
-                ),
-                "give the admin listener a port of its own, e.g. \"127.0.0.1:9901\"",
-            );
-        }
-    }
-}
-
 /// Reads every PEM `CERTIFICATE` block of a file as DER.
 pub fn read_pem_certs(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
     use rustls_pki_types::pem::PemObject;
@@ -412,72 +185,8 @@ pub fn read_pem_certs(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::super::compile;
-    use super::super::testing::{errors, messages, BASE, ROUTE};
+    use super::super::testing::{errors, BASE, ROUTE};
     use super::*;
-
-    #[test]
-    fn colliding_listeners_are_errors() {
-        let cases = [
-            (
-                "listen = [\"127.0.0.1:7000\", \"127.0.0.1:7000\"]",
-                "collides with listener",
-            ),
-            (
-                "listen = [\"0.0.0.0:7000\", \"127.0.0.1:7000\"]",
-                "collides with listener",
-            ),
-            (
-                "listen = [\"127.0.0.1:7000\"]\nadmin = \"127.0.0.1:7000\"",
-                "admin listener",
-            ),
-            (
-                "listen = [\"127.0.0.1:7000\"]\nadmin = \"0.0.0.0:7000\"",
-                "admin listener",
-            ),
-            ("admin = \"127.0.0.1:8080\"", "admin listener"),
-            (
-                "listen = [\"[::ffff:127.0.0.1]:7000\", \"127.0.0.1:7000\"]",
-                "collides with listener",
-            ),
-        ];
-        for (gateway, want) in cases {
-            let m = messages(&format!("[gateway]\n{gateway}\n{BASE}{ROUTE}"));
-            assert!(m.iter().any(|m| m.contains(want)), "{gateway}: {m:?}");
-        }
-        for gateway in [
-            "listen = [\"127.0.0.1:7000\", \"127.0.0.2:7000\"]",
-            "listen = [\"127.0.0.1:0\", \"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"",
-            "listen = [\"127.0.0.1:7000\", \"[::1]:7000\"]",
-        ] {
-            let src = format!("[gateway]\n{gateway}\n{BASE}{ROUTE}");
-            assert!(compile(Path::new("routes.toml"), &src).is_ok(), "{gateway}");
-        }
-    }
-
-    /// `listen` entries are strings or tables; a typo inside a table is named (untagged
-    /// serde used to hide it behind "did not match any variant"), and so is a wrong type.
-    #[test]
-    fn listen_entries_report_their_own_errors() {
-        let m = messages(&format!(
-            "[gateway]\nlisten = [{{ addr = \"127.0.0.1:7000\", htp2 = true }}]\n{BASE}{ROUTE}"
-        ));
-        assert!(
-            m.iter().any(|m| m.contains("unknown field `htp2`")),
-            "{m:?}"
-        );
-        let m = messages(&format!("[gateway]\nlisten = [7000]\n{BASE}{ROUTE}"));
-        assert!(m.iter().any(|m| m.contains("an address string")), "{m:?}");
-        let src = format!(
-            "[gateway]\nlisten = [\"127.0.0.1:7000\", {{ addr = \"127.0.0.1:7001\", h2c = true }}]\n{BASE}{ROUTE}"
-        );
-        let cfg = compile(Path::new("routes.toml"), &src).map_err(|e| e.to_string());
-        assert!(
-            cfg.as_ref()
-                .is_ok_and(|c| c.gateway.listeners.len() == 2 && c.gateway.listeners[1].h2c),
-            "{:?}",
-            cfg.err()
-        );
-    }
 
     #[test]
     fn cidrs() {
@@ -488,49 +197,6 @@ mod tests {
             .unwrap()
             .contains("::ffff:127.0.0.1".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_none());
-    }
-
-    #[test]
-    fn keepalive_timeout_is_read_and_zero_is_refused() {
-        let ok = format!("[gateway.limits]\nkeepalive_timeout = \"5s\"\n{BASE}");
-        let cfg = compile(Path::new("routes.toml"), &ok).unwrap();
-        assert_eq!(cfg.gateway.limits.keepalive_timeout, Duration::from_secs(5));
-        let dflt = compile(Path::new("routes.toml"), BASE).unwrap();
-        assert_eq!(
-            dflt.gateway.limits.keepalive_timeout,
-            Duration::from_secs(60)
-        );
-        let zero = format!("[gateway.limits]\nkeepalive_timeout = \"0s\"\n{BASE}");
-        let msgs: Vec<String> = errors(&zero).iter().map(|d| d.to_string()).collect();
-        assert!(
-            msgs.iter()
-                .any(|m| m.contains("keepalive_timeout") && m.contains("at least")),
-            "{msgs:?}"
-        );
-    }
-
-    #[test]
-    fn the_tls_handshake_deadline_defaults_to_the_head_deadline() {
-        let head = format!("[gateway.limits]\nheader_read_timeout = \"3s\"\n{BASE}");
-        let cfg = compile(Path::new("routes.toml"), &head).unwrap();
-        assert_eq!(
-            cfg.gateway.limits.tls_handshake_timeout,
-            Duration::from_secs(3)
-        );
-        let own = format!(
-            "[gateway.limits]\nheader_read_timeout = \"3s\"\ntls_handshake_timeout = \"1s\"\n{BASE}"
-        );
-        let cfg = compile(Path::new("routes.toml"), &own).unwrap();
-        assert_eq!(
-            cfg.gateway.limits.tls_handshake_timeout,
-            Duration::from_secs(1)
-        );
-        let zero = format!("[gateway.limits]\ntls_handshake_timeout = \"0s\"\n{BASE}");
-        let msgs: Vec<String> = errors(&zero).iter().map(|d| d.to_string()).collect();
-        assert!(
-            msgs.iter().any(|m| m.contains("tls_handshake_timeout")),
-            "{msgs:?}"
-        );
     }
 
     #[test]

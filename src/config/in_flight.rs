@@ -2,7 +2,7 @@
 //! connection, requests holding an upstream connection (per client connection and for the
 //! whole gateway), and how long a response may make no progress toward its client.
 //!
-//! Compiled here so `gateway.rs` only places the result; enforced in
+//! Compiled here so `limits.rs` only places the result; enforced in
 //! `src/proxy/in_flight.rs` and `src/server.rs` (the HTTP/2 settings).
 
 use std::time::Duration;

@@ -14,7 +14,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use super::compiler::{span_of, Compiler};
-use super::gateway::Certificate;
+use super::listeners::Certificate;
 use super::raw::RawCertificate;
 use crate::router::pattern::HostPattern;
 

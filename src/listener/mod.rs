@@ -12,6 +12,7 @@ pub mod flush_before_read;
 pub mod h2_cuts;
 pub mod h2_frames;
 pub mod h2_guard;
+pub mod head;
 pub mod header_deadline;
 pub mod hold_next;
 pub mod replay;

@@ -147,7 +147,7 @@ pub(crate) fn chunked_end(body: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::header_deadline::head_end;
+    use crate::listener::head::head_end;
 
     #[test]
     fn pipelined_requests_without_bodies_are_split_off() {
