@@ -504,3 +504,44 @@ fn check_refuses_bad_probe_host_and_jitter() {
         assert_eq!(code, 0, "{health}: stdout {out}\nstderr {err}");
     }
 }
+
+/// `ficus explain` asks for the route's own service and shows the first page of its
+/// instances, counting the rest, however many other services and instances there are.
+#[test]
+fn explain_reads_one_service_and_counts_instances_past_its_first_page() {
+    let up = Origin::start("up");
+    let cfg = ConfigBuilder::new()
+        .service("other", &[up.addr()])
+        .service("orders", &[up.addr()])
+        .route("orders", "/orders/**", "orders")
+        .catch_all("other")
+        .build();
+    let gw = Gateway::builder(&cfg).fixed_ports().start();
+    // 120 registered instances (never contacted: no traffic, no probes) on loopback ports.
+    for i in 0..120u16 {
+        register(
+            &gw,
+            "orders",
+            None,
+            &format!(r#"{{"addr":"127.0.0.1:{}","ttl":"60s"}}"#, 40_000 + i),
+        );
+    }
+    let config = gw.config_path().to_str().unwrap().to_string();
+    let (code, out, err) = ficus(&[
+        "explain",
+        "--config",
+        &config,
+        "GET",
+        "http://test.local/orders/42",
+    ]);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    let listed = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("127.0.0.1:"))
+        .count();
+    assert_eq!(listed, 100, "one page of the 121 instances:\n{out}");
+    assert!(
+        out.contains("... and 21 more (GET /registry?service=orders&offset=100)"),
+        "{out}"
+    );
+}

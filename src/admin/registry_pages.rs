@@ -130,7 +130,7 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Appends `s` with everything but unreserved characters (RFC 3986 §2.3) escaped.
-fn percent_encode(s: &str, out: &mut String) {
+pub(crate) fn percent_encode(s: &str, out: &mut String) {
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));

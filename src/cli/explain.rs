@@ -445,10 +445,13 @@ fn describe_service(
     }
 }
 
-/// Asks a running gateway for a service's live instances. `None` when it is not reachable.
+/// Asks a running gateway for a service's live instances (its first page of them: the
+/// rest is counted). `None` when it is not reachable.
 fn live_instances(admin: std::net::SocketAddr, service: &str) -> Option<Vec<String>> {
     let timeout = std::time::Duration::from_millis(500);
-    let v = super::admin_client::get_json_within(admin, "/registry", timeout).ok()?;
+    let mut path = String::from("/registry?service=");
+    crate::admin::registry_pages::percent_encode(service, &mut path);
+    let v = super::admin_client::get_json_within(admin, &path, timeout).ok()?;
     let svc = v["services"]
         .as_array()?
         .iter()
@@ -479,6 +482,13 @@ fn live_instances(admin: std::net::SocketAddr, service: &str) -> Option<Vec<Stri
             l.push_str(&format!(" last probe: {err}"));
         }
         lines.push(l);
+    }
+    let shown = svc["instances"].as_array().map_or(0, Vec::len);
+    let total = svc["total"].as_u64().and_then(|t| usize::try_from(t).ok());
+    if let Some(more) = total.and_then(|t| t.checked_sub(shown)).filter(|m| *m > 0) {
+        lines.push(format!(
+            "... and {more} more (GET /registry?service={service}&offset={shown})"
+        ));
     }
     Some(lines)
 }
