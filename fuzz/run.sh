@@ -23,7 +23,8 @@ if ! command -v c++ >/dev/null 2>&1; then
 fi
 
 # Only stable Rust is installed: RUSTC_BOOTSTRAP lets it take the -Z flags cargo-fuzz
-# passes for coverage instrumentation. No sanitizer: ficus has no unsafe code of its own,
+# passes for coverage instrumentation. No sanitizer: ficus's few unsafe libc calls are not
+# on the fuzzed paths,
 # and the C in its dependencies (ring) would not be instrumented by rustc's ASan anyway;
 # without it the targets run about twice as fast. `-a` keeps debug assertions and
 # overflow checks on in the optimized build.

@@ -44,6 +44,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
+# The fuzz crate is not in the workspace (cargo fuzz builds it with its own flags): lint
+# and format-check it on its own.
+echo "== fuzz crate: cargo fmt --check, cargo clippy"
+(cd fuzz && cargo fmt -- --check && RUSTC_BOOTSTRAP=1 cargo clippy --all-targets -- -D warnings)
 echo "== tests"
 # Integration tests start real gateways and origins; two cores, so keep parallelism modest.
 cargo nextest run --workspace --no-fail-fast --test-threads 2 --retries 0
