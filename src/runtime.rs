@@ -224,6 +224,9 @@ pub struct Shared {
     /// The migration board's history of the route counters (written by its sampler).
     pub board: crate::board::Board,
     inflight: AtomicUsize,
+    /// Connections accepted whose first request is not finished yet (the TLS handshake,
+    /// the first head on its way): a drain waits for them as for requests in flight.
+    opening: AtomicUsize,
     draining: AtomicBool,
     listening: AtomicBool,
     /// Set the first time the gateway was ready: later reloads (a new policy, new
@@ -259,6 +262,15 @@ impl Drop for InflightGuard {
     }
 }
 
+/// Counts a new connection as opening (see [`Shared::begin_opening`]) until dropped.
+pub struct OpeningGuard(Arc<Shared>);
+
+impl Drop for OpeningGuard {
+    fn drop(&mut self) {
+        self.0.opening.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What a reload did.
 #[derive(Debug)]
 pub enum ReloadOutcome {
@@ -282,6 +294,7 @@ impl Shared {
             registry,
             board,
             inflight: AtomicUsize::new(0),
+            opening: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             ready_once: AtomicBool::new(false),
@@ -315,6 +328,18 @@ impl Shared {
 
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Acquire)
+    }
+
+    /// A connection just accepted: until its first request is done, a drain waits for it
+    /// (a client that connected just before the listener closed is served, not reset).
+    pub fn begin_opening(self: &Arc<Self>) -> OpeningGuard {
+        self.opening.fetch_add(1, Ordering::AcqRel);
+        OpeningGuard(self.clone())
+    }
+
+    /// What a drain waits for: requests in flight and connections still opening.
+    pub fn busy(&self) -> usize {
+        self.inflight() + self.opening.load(Ordering::Acquire)
     }
 
     pub fn set_draining(&self) {

@@ -177,14 +177,16 @@ impl Signals {
             // a request accepted just before the signal is counted.
             std::thread::sleep(DRAIN_POLL * 5);
             loop {
-                let inflight = shared.inflight();
-                if inflight == 0 {
+                // Requests in flight, and connections accepted before the listeners closed
+                // whose first request is still to come (a TLS handshake, a head on its way).
+                if shared.busy() == 0 {
                     tracing::info!("drained: no requests in flight, exiting");
                     break;
                 }
                 if Instant::now() >= deadline {
                     tracing::warn!(
-                        inflight,
+                        inflight = shared.inflight(),
+                        busy = shared.busy(),
                         "grace period over, exiting with requests in flight"
                     );
                     break;

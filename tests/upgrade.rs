@@ -353,3 +353,121 @@ fn systemd_is_told_ready_and_then_the_new_main_pid() {
     );
     assert_eq!(ready_addrs(&new_ready), ready_addrs(&old_ready));
 }
+
+/// Clients over TLS see the upgrade as nothing: an HTTP/2 client on one multiplexed
+/// connection (ALPN h2, the TLS default) and an HTTP/1.1 client opening a new TLS
+/// connection for every request keep getting 200s while the old process hands its TLS
+/// listener over, drains and exits. The HTTP/2 client moves to the new process when the old
+/// one's GOAWAY closes its connection; a request that loses that race is retried once (as
+/// HTTP clients do with a refused or unprocessed stream), and the retries are counted.
+#[test]
+fn tls_and_http2_clients_see_no_failure_across_an_upgrade() {
+    let origin = Origin::start("o");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let cert = ca.issue(dir.path(), "a", &["a.example", "127.0.0.1"]);
+    let cfg = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set(
+                "listen",
+                format!(
+                    r#"[{{ addr = "{{listen}}", tls = {{ certificates = [{{ cert = "{}", key = "{}" }}] }} }}]"#,
+                    cert.cert_path.display(),
+                    cert.key_path.display()
+                ),
+            );
+            g.set_str("grace_period", "5s");
+            g.set("access_log", r#""off""#);
+        })
+        .service("o", &[origin.addr()])
+        .catch_all("o")
+        .build();
+    let sock = sock_path(&dir);
+    let mut old = old_gateway(&cfg, &sock);
+    let tls_addr = old.listen;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = |h2: bool| {
+        let b = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(ca.reqwest_cert())
+            .resolve("a.example", tls_addr)
+            .timeout(Duration::from_secs(10));
+        let b = if h2 {
+            b.http2_prior_knowledge()
+        } else {
+            b.http1_only().pool_max_idle_per_host(0)
+        };
+        b.build().unwrap()
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = format!("https://a.example:{}/x", tls_addr.port());
+    // Each loop returns (ok, retried, failures).
+    let run = |c: reqwest::Client, h2: bool| {
+        let stop = stop.clone();
+        let url = url.clone();
+        rt.spawn(async move {
+            let (mut ok, mut retried, mut failures) = (0u64, 0u64, Vec::<String>::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut outcome = c.get(&url).send().await;
+                if h2 && outcome.is_err() {
+                    retried += 1;
+                    outcome = c.get(&url).send().await;
+                }
+                match outcome {
+                    Ok(r) if r.status() == 200 && r.version() == http_version(h2) => ok += 1,
+                    Ok(r) => failures.push(format!("{:?} {}", r.version(), r.status())),
+                    Err(e) => failures.push(format!("{e:?}")),
+                }
+            }
+            (ok, retried, failures)
+        })
+    };
+    let h2_load = run(client(true), true);
+    let h1_load = run(client(false), false);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let ready = dir.path().join("new-ready.json");
+    let mut new = start_new(&old, &sock, &ready);
+    assert!(new_process_waits(&sock), "{}", new.logs_excerpt());
+    old.signal(libc::SIGQUIT);
+    assert!(
+        poll_until(Duration::from_secs(20), || ready.exists().then_some(())).is_some(),
+        "the new process never became ready\n{}\n{}",
+        new.logs_excerpt(),
+        old.logs()
+    );
+    let status = old.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the old process did not drain and exit: {status:?}\n{}",
+        old.logs()
+    );
+    // Load on the new process alone for a while.
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (h2_ok, h2_retried, h2_failed) = rt.block_on(h2_load).unwrap();
+    let (h1_ok, _, h1_failed) = rt.block_on(h1_load).unwrap();
+    eprintln!("h2: {h2_ok} ok, {h2_retried} retried; h1 over new TLS connections: {h1_ok} ok");
+    assert!(h2_failed.is_empty(), "HTTP/2 failures: {h2_failed:?}");
+    assert!(h1_failed.is_empty(), "HTTP/1.1 failures: {h1_failed:?}");
+    assert!(
+        h2_ok > 100 && h1_ok > 20,
+        "too little load: h2 {h2_ok}, h1 {h1_ok}"
+    );
+    // One connection moved once: at most a handful of requests raced the GOAWAY.
+    assert!(h2_retried <= 4, "{h2_retried} HTTP/2 retries");
+    assert!(new.is_running(), "{}", new.logs_excerpt());
+}
+
+fn http_version(h2: bool) -> reqwest::Version {
+    if h2 {
+        reqwest::Version::HTTP_2
+    } else {
+        reqwest::Version::HTTP_11
+    }
+}

@@ -106,19 +106,26 @@ async fn read_or_timeout<R: AsyncRead + Unpin + ?Sized>(
     }
 }
 
-/// Waits for the first byte of a request: `None` when the idle time runs out, or when the
-/// gateway is shutting down and nothing has arrived (an idle connection is closed then;
-/// no request is lost, none was sent). Bytes that are already there are read first, so a
-/// request that arrived before the shutdown is still served (with `Connection: close`).
+/// Waits for the first byte of a request: `None` when the idle time runs out, or, with a
+/// `shutdown` watch, when the gateway is shutting down and nothing has arrived (an idle
+/// keep-alive connection is closed then; no request is lost, none was sent, and a client
+/// may send it again on a new connection). Bytes that are already there are read first, so
+/// a request that arrived before the shutdown is still served (with `Connection: close`).
+/// Without a watch (a new connection's first request: its client connected to send one,
+/// and closing now would fail it) the wait is bounded by the timer alone.
 async fn read_idle<R: AsyncRead + Unpin + ?Sized>(
     stream: &mut R,
     buf: &mut BytesMut,
     timer: Pin<&mut Sleep>,
-    shutdown: &mut ShutdownWatch,
+    shutdown: Option<&mut ShutdownWatch>,
 ) -> Option<std::io::Result<usize>> {
     let shutting_down = async {
         // A dropped sender is no shutdown: wait on the other branches only.
-        if shutdown.wait_for(|s| *s).await.is_err() {
+        let signalled = match shutdown {
+            Some(w) => w.wait_for(|s| *s).await.is_ok(),
+            None => false,
+        };
+        if !signalled {
             std::future::pending::<()>().await;
         }
     };
@@ -133,6 +140,7 @@ async fn read_idle<R: AsyncRead + Unpin + ?Sized>(
 /// Reads one request head. The connection's single timer is moved forward for each wait
 /// instead of arming a new timer per request: pushing a tokio timer's deadline later is
 /// one atomic update, and the timer wheel only sees it again when the old deadline comes.
+/// `shutdown`: see [`read_idle`] (`None` for a new connection's first request).
 pub(super) async fn read_head<R: AsyncRead + Unpin + ?Sized>(
     stream: &mut R,
     buf: &mut BytesMut,
@@ -140,7 +148,7 @@ pub(super) async fn read_head<R: AsyncRead + Unpin + ?Sized>(
     idle: Duration,
     deadline: Duration,
     max: usize,
-    shutdown: &mut ShutdownWatch,
+    shutdown: Option<&mut ShutdownWatch>,
 ) -> Head {
     // `buf` may already hold the start of a pipelined request (see `split_pipelined`).
     if buf.is_empty() {

@@ -198,6 +198,9 @@ where
         // The limits, refreshed only when a reload applied a new snapshot.
         let mut generation = self.shared.generation();
         let mut limits = self.shared.limits();
+        // A drain waits for this connection until its first request is done (HTTP/1) or
+        // its protocol is known (HTTP/2 streams count as requests in flight themselves).
+        let mut opening = Some(self.shared.begin_opening());
         let stream = self
             .tls
             .handshake(stream, limits.tls_handshake_timeout)
@@ -212,6 +215,7 @@ where
                 // goes (pingora's handshake would otherwise wait for it without a limit).
                 return match read_opening(&mut s, &mut buf, timer.as_mut()).await {
                     Opening::H2 => {
+                        drop(opening);
                         let replay: Stream = Box::new(Replay::new(&buf, s));
                         self.inner
                             .process_new(Box::new(H2Guard::new(replay)), shutdown)
@@ -220,13 +224,17 @@ where
                     Opening::Http1 | Opening::Gone => None,
                 };
             }
-            Accepted::Unknown(s) => return self.inner.process_new(s, shutdown).await,
+            Accepted::Unknown(s) => {
+                drop(opening);
+                return self.inner.process_new(s, shutdown).await;
+            }
         };
         let h2c = self.inner.server_options().is_some_and(|o| o.h2c);
         if h2c && matches!(conn, Conn::Plain(_)) {
             match read_opening(conn.io(), &mut buf, timer.as_mut()).await {
                 // pingora reads the preface again (from the rewind buffer) and speaks h2.
                 Opening::H2 => {
+                    drop(opening);
                     let stream = Box::new(H2Guard::new(conn.hand_over(&buf)));
                     return self.inner.process_new(stream, shutdown).await;
                 }
@@ -254,7 +262,9 @@ where
             // long before pingora's own 1 MiB limit.
             let max = limits.max_header_bytes.saturating_mul(2).max(64 * 1024);
             // While shutting down, an idle keep-alive connection is closed instead of
-            // waiting for another request (see `read_idle`); a request already read is
+            // waiting for another request (see `read_idle`); a request already read, and
+            // the first request of a connection accepted just before the listener closed
+            // (its client is sending it: a TLS client only after the handshake), are
             // served, with `Connection: close`.
             let head = read_head(
                 conn.io(),
@@ -263,7 +273,7 @@ where
                 idle,
                 limits.header_read_timeout,
                 max,
-                &mut watch,
+                (!first).then_some(&mut watch),
             )
             .await;
             if let Some(err) = head_violation(&buf, &head, limits.max_headers, limits.max_uri_bytes)
@@ -304,7 +314,9 @@ where
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
-            let reused = self.inner.process_new_http(session, shutdown).await?;
+            let reused = self.inner.process_new_http(session, shutdown).await;
+            drop(opening.take());
+            let reused = reused?;
             let (stream, settings) = reused.consume();
             persistent = settings;
             first = false;
