@@ -1,4 +1,4 @@
--- GCRA for one request against one or more buckets, all or nothing (ratelimit/redis.rs).
+-- GCRA for one request against one or more buckets, all or nothing (ratelimit/redis/mod.rs).
 --
 -- KEYS[i]     the bucket of limit i (two limits may share a bucket: the second sees the
 --             first's tentative update).
