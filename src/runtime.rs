@@ -256,6 +256,13 @@ pub const READY_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Counts a request as in flight until dropped.
 pub struct InflightGuard(Arc<Shared>);
 
+impl InflightGuard {
+    /// Whether the gateway is draining (its answers then close the connection).
+    pub fn draining(&self) -> bool {
+        self.0.is_draining()
+    }
+}
+
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::AcqRel);

@@ -220,3 +220,43 @@ fn sigint_stops_a_drain_at_once() {
         "SIGINT during a drain took {el:?} (spec: Ctrl-C stops within 1s)"
     );
 }
+
+/// A response finished while the gateway drains says `Connection: close` (RFC 9112 §9.6):
+/// a keep-alive client then opens a new connection (to the next gateway) for its next
+/// request instead of sending it on one that is about to close.
+#[test]
+fn responses_finished_while_draining_say_connection_close() {
+    let o = Origin::builder("o")
+        .fallback(Handler::echo().delay(Duration::from_millis(1500)))
+        .start();
+    let mut gw = Gateway::start(&config(&o, "10s", "30s"));
+    let addr = gw.listen;
+    // A keep-alive request (no `Connection: close`) in flight when the drain starts.
+    let inflight = std::thread::spawn(move || {
+        try_raw_request(
+            addr,
+            b"GET /inflight HTTP/1.1\r\nHost: t\r\n\r\n",
+            Duration::from_secs(15),
+        )
+    });
+    assert!(
+        o.wait_requests(1, Duration::from_secs(5)),
+        "request never reached origin"
+    );
+    gw.signal(libc::SIGTERM);
+    wait_drain_started(&gw);
+    let r = inflight
+        .join()
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("connection")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("close"),
+        "a response sent while draining must close the connection: {:?}",
+        r.headers
+    );
+    assert!(gw.wait_exit(Duration::from_secs(10)).is_some());
+}

@@ -183,6 +183,12 @@ impl RequestCtx {
 
     /// The request id for logs and error bodies. Only ids of visible ASCII are accepted or
     /// generated, so the conversion cannot fail in practice.
+    /// Whether the gateway is draining: an answer then says `Connection: close` (RFC 9112
+    /// §9.6), so a client does not send another request on a connection about to close.
+    pub fn draining(&self) -> bool {
+        self._inflight.draining()
+    }
+
     pub fn request_id(&self) -> &str {
         self.request_id_value.to_str().unwrap_or("-")
     }

@@ -282,6 +282,9 @@ impl ProxyHttp for Gateway {
             let t = in_flight::response_write_timeout(limits.send_timeout, &limits.in_flight);
             session.set_write_timeout(Some(t));
         }
+        if ctx.draining() {
+            session.set_keepalive(None);
+        }
         respond::proxied_head(session, ctx, resp).await;
         Ok(())
     }

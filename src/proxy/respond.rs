@@ -211,7 +211,7 @@ pub async fn send(session: &mut Session, ctx: &mut RequestCtx, reply: Reply) {
     };
     own_edits(&mut head, ctx);
     finish_head(session, ctx, &mut head, Source::Gateway).await;
-    if reply.close {
+    if reply.close || ctx.draining() {
         session.set_keepalive(None);
     }
     let end = reply.body.is_empty();
