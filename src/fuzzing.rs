@@ -28,18 +28,20 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// The refusal the head layer answers itself (414, 431) for `buf`: a complete head that
-/// ends at `end`, or with `end = None` a head with no end within the size limit.
+/// ends at `end`, or with `end = None` a head with no end within the size limit
+/// (`max_head` bytes).
 pub fn head_violation(
     buf: &[u8],
     end: Option<usize>,
     max_headers: usize,
     max_uri: usize,
+    max_head: usize,
 ) -> Option<GatewayError> {
     let h = match end {
         Some(end) => Head::Ready(end),
         None => Head::Oversized,
     };
-    head::head_violation(buf, &h, max_headers, max_uri)
+    head::head_violation(buf, &h, max_headers, max_uri, max_head)
 }
 
 /// How many bytes of `buf` (a complete head ending at `end`, and what followed it) go to

@@ -59,7 +59,8 @@ fuzz_target!(|data: &[u8]| {
         }
         let Some(end) = head_end(&buf) else {
             if buf.len() > max {
-                let refusal = head_violation(&buf, None, limits.max_headers, limits.max_uri_bytes);
+                let refusal =
+                    head_violation(&buf, None, limits.max_headers, limits.max_uri_bytes, max);
                 assert!(refusal.is_some(), "an oversized head was not refused");
                 let _ = client_request_id(&buf);
             }
@@ -71,15 +72,31 @@ fuzz_target!(|data: &[u8]| {
             head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n"),
             "head end {end} is not after an empty line"
         );
-        let verdict = head_violation(&buf, Some(end), limits.max_headers, limits.max_uri_bytes);
+        let verdict = head_violation(
+            &buf,
+            Some(end),
+            limits.max_headers,
+            limits.max_uri_bytes,
+            max,
+        );
         // Packets cut anywhere before the end: a request line judged too long at the cut
         // (the head layer's refusal of an oversized partial head) is too long in the whole.
         for cut in [max + 1, end.saturating_sub(1)] {
             if cut > max && cut < end && head_end(&buf[..cut]).is_none() {
-                let early =
-                    head_violation(&buf[..cut], None, limits.max_headers, limits.max_uri_bytes);
+                let early = head_violation(
+                    &buf[..cut],
+                    None,
+                    limits.max_headers,
+                    limits.max_uri_bytes,
+                    max,
+                );
                 if early == Some(GatewayError::UriTooLong) {
                     assert_eq!(verdict, Some(GatewayError::UriTooLong), "cut at {cut}");
+                }
+                // The same bytes get the same answer whether the size limit or the head's
+                // end came first.
+                if cut == max + 1 {
+                    assert_eq!(early, verdict, "a head over the size limit, cut at {cut}");
                 }
             }
         }

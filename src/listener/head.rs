@@ -60,27 +60,46 @@ pub(crate) fn skip_empty_lines(buf: &mut BytesMut) {
 /// Room for a request line's method, spaces and version around its target.
 const REQUEST_LINE_EXTRA: usize = 64;
 
+/// The target of a complete request line (`GET /x HTTP/1.1`, with or without its `\r`):
+/// what lies between the first and the last space; the whole line when there are not two.
+fn request_target(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match (memchr::memchr(b' ', line), memchr::memrchr(b' ', line)) {
+        (Some(a), Some(b)) if a < b => &line[a + 1..b],
+        _ => line,
+    }
+}
+
 /// What to answer before the proxy sees the request, when the head breaks a limit the
 /// proxy's parser would only report as a generic 400: a request line too long for
 /// `max_uri_bytes` (414), more header lines than allowed, or no end of head within the
 /// size limit (431). Decided from the bytes alone, so the answer to the same bytes does
 /// not depend on how they were split into packets.
+///
+/// A complete request line whose target is over `max_uri` is 414 whatever follows it (the
+/// rule the proxy applies to a head it reads); a head over `max_head` bytes is 431 whether
+/// its end came with it (`Ready`) or not (`Oversized`).
 pub(crate) fn head_violation(
     buf: &[u8],
     head: &Head,
     max_headers: usize,
     max_uri: usize,
+    max_head: usize,
 ) -> Option<GatewayError> {
     let within = match *head {
         Head::Ready(end) => &buf[..end],
         Head::Oversized => buf,
         _ => return None,
     };
-    let line = memchr::memchr(b'\n', within).unwrap_or(within.len());
-    if line > max_uri.saturating_add(REQUEST_LINE_EXTRA) {
+    let line_end = memchr::memchr(b'\n', within);
+    let line = &within[..line_end.unwrap_or(within.len())];
+    if line.len() > max_uri.saturating_add(REQUEST_LINE_EXTRA)
+        || (line_end.is_some() && request_target(line).len() > max_uri)
+    {
         return Some(GatewayError::UriTooLong);
     }
     match *head {
+        Head::Ready(end) if end > max_head => Some(GatewayError::HeadersTooLarge),
         // Each header line is at least 4 bytes (`a:\r\n`), so short heads cannot have
         // too many: the common case costs no count.
         Head::Ready(end) if end > max_headers.saturating_mul(4) => {
@@ -292,38 +311,75 @@ mod tests {
         head.extend_from_slice(b"\r\n");
         let end = head_end(&head).unwrap();
         assert_eq!(
-            head_violation(&head, &Head::Ready(end), 100, 8192),
+            head_violation(&head, &Head::Ready(end), 100, 8192, 65536),
             Some(GatewayError::HeadersTooLarge)
         );
-        assert_eq!(head_violation(&head, &Head::Ready(end), 300, 8192), None);
+        assert_eq!(
+            head_violation(&head, &Head::Ready(end), 300, 8192, 65536),
+            None
+        );
         let short = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(
-            head_violation(short, &Head::Ready(short.len()), 1, 8192),
+            head_violation(short, &Head::Ready(short.len()), 1, 8192, 65536),
             None
         );
         assert_eq!(
-            head_violation(&[b'a'; 100], &Head::Oversized, 100, 8),
+            head_violation(&[b'a'; 100], &Head::Oversized, 100, 8, 65536),
             Some(GatewayError::UriTooLong)
         );
         assert_eq!(
-            head_violation(b"GET / HTTP/1.1\r\nx: aaaa", &Head::Oversized, 100, 8192),
+            head_violation(
+                b"GET / HTTP/1.1\r\nx: aaaa",
+                &Head::Oversized,
+                100,
+                8192,
+                65536
+            ),
             Some(GatewayError::HeadersTooLarge)
         );
         // A request line over the URI limit is 414 whether or not its end arrived with it.
         let long = format!("GET /x?q={} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
         let b = long.as_bytes();
         assert_eq!(
-            head_violation(b, &Head::Ready(b.len()), 100, 8192),
+            head_violation(b, &Head::Ready(b.len()), 100, 8192, 65536),
             Some(GatewayError::UriTooLong)
         );
         assert_eq!(
-            head_violation(b, &Head::Oversized, 100, 8192),
+            head_violation(b, &Head::Oversized, 100, 8192, 65536),
             Some(GatewayError::UriTooLong)
         );
         assert_eq!(
-            head_violation(&b[..5000], &Head::Oversized, 100, 8192),
+            head_violation(&b[..5000], &Head::Oversized, 100, 8192, 65536),
             Some(GatewayError::HeadersTooLarge),
             "a line that may still fit is not judged on its start"
+        );
+        // A target just over the limit with a big header after it: 414 whether the whole
+        // head arrived at once or the size limit was reached first (QA F1).
+        let both = format!(
+            "GET /x?q={} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(8193),
+            "b".repeat(60_000)
+        );
+        let b = both.as_bytes();
+        for (bytes, head) in [(b, Head::Ready(b.len())), (&b[..65_537], Head::Oversized)] {
+            assert_eq!(
+                head_violation(bytes, &head, 100, 8192, 65_536),
+                Some(GatewayError::UriTooLong)
+            );
+        }
+        // A head over the size limit is 431 also when its end arrived with it.
+        let name = format!(
+            "GET /a HTTP/1.1\r\nHost: x\r\n{}: v\r\n\r\n",
+            "n".repeat(71_680)
+        );
+        let b = name.as_bytes();
+        assert_eq!(
+            head_violation(b, &Head::Ready(b.len()), 100, 8192, 65_536),
+            Some(GatewayError::HeadersTooLarge)
+        );
+        assert_eq!(
+            head_violation(&b[..65_537], &Head::Oversized, 100, 8192, 65_536),
+            Some(GatewayError::HeadersTooLarge)
         );
     }
 }

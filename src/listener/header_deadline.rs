@@ -276,7 +276,8 @@ where
                 (!first).then_some(&mut watch),
             )
             .await;
-            if let Some(err) = head_violation(&buf, &head, limits.max_headers, limits.max_uri_bytes)
+            if let Some(err) =
+                head_violation(&buf, &head, limits.max_headers, limits.max_uri_bytes, max)
             {
                 answer_and_close(conn.io(), &buf, err, &self.shared).await;
                 return None;
