@@ -339,8 +339,8 @@ fn heads_over_two_limits_get_one_answer_however_they_arrive() {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
-            let r = read_response(&mut s, Instant::now() + Duration::from_secs(5))
-                .expect("an answer");
+            let r =
+                read_response(&mut s, Instant::now() + Duration::from_secs(5)).expect("an answer");
             assert_eq!(r.status, want, "{packet}-byte packets: {}", r.text());
         }
     }

@@ -86,6 +86,33 @@ fn start_new(gw: &Gateway, sock: &Path, ready: &Path) -> Process {
     ficus_run("ficus (new)", gw.config_path(), sock, ready, true).start()
 }
 
+/// A whole upgrade: starts the new process on `old`'s config, sends the old one SIGQUIT
+/// once the new one waits at `sock`, and returns the new process once it is ready (its
+/// ready file at `ready`) and the old one has drained and exited successfully.
+fn upgrade(old: &mut Gateway, sock: &Path, ready: &Path) -> Process {
+    let new = start_new(old, sock, ready);
+    assert!(
+        new_process_waits(sock),
+        "the new process never opened {}\n{}",
+        sock.display(),
+        new.logs_excerpt()
+    );
+    old.signal(libc::SIGQUIT);
+    assert!(
+        poll_until(Duration::from_secs(20), || ready.exists().then_some(())).is_some(),
+        "the new process never became ready\n{}\n{}",
+        new.logs_excerpt(),
+        old.logs()
+    );
+    let status = old.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the old process did not drain and exit: {status:?}\n{}",
+        old.logs()
+    );
+    new
+}
+
 /// Whether a new process opened the upgrade socket within 10 s (it then waits there for
 /// the old process's SIGQUIT).
 fn new_process_waits(sock: &Path) -> bool {
@@ -119,26 +146,7 @@ fn upgrade_under_load_refuses_nothing_and_fails_nothing() {
     let before = load.snapshot();
 
     let ready = dir.path().join("new-ready.json");
-    let mut new = start_new(&old, &sock, &ready);
-    assert!(
-        new_process_waits(&sock),
-        "the new process never opened {}\n{}",
-        sock.display(),
-        new.logs_excerpt()
-    );
-    old.signal(libc::SIGQUIT);
-    assert!(
-        poll_until(Duration::from_secs(20), || ready.exists().then_some(())).is_some(),
-        "the new process never became ready\n{}\n{}",
-        new.logs_excerpt(),
-        old.logs()
-    );
-    let status = old.wait_exit(Duration::from_secs(10));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "the old process did not drain and exit: {status:?}\n{}",
-        old.logs()
-    );
+    let mut new = upgrade(&mut old, &sock, &ready);
     assert!(
         new.is_running(),
         "the new process died\n{}",
@@ -432,21 +440,7 @@ fn tls_and_http2_clients_see_no_failure_across_an_upgrade() {
     std::thread::sleep(Duration::from_secs(1));
 
     let ready = dir.path().join("new-ready.json");
-    let mut new = start_new(&old, &sock, &ready);
-    assert!(new_process_waits(&sock), "{}", new.logs_excerpt());
-    old.signal(libc::SIGQUIT);
-    assert!(
-        poll_until(Duration::from_secs(20), || ready.exists().then_some(())).is_some(),
-        "the new process never became ready\n{}\n{}",
-        new.logs_excerpt(),
-        old.logs()
-    );
-    let status = old.wait_exit(Duration::from_secs(10));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "the old process did not drain and exit: {status:?}\n{}",
-        old.logs()
-    );
+    let mut new = upgrade(&mut old, &sock, &ready);
     // Load on the new process alone for a while.
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
