@@ -288,9 +288,12 @@ mod tests {
         r.find(&view).map(|i| r.route(i).name.to_string())
     }
 
+    /// A test route: name, host, methods, `x-tenant` value.
+    type Spec<'a> = (&'a str, Option<&'a str>, &'a [Method], Option<&'a str>);
+
     /// The router with and without the index must agree: each case is also checked on a
     /// node small enough to be scanned.
-    fn scanned(routes: &[(&str, Option<&str>, &[Method], Option<&str>)]) -> (Router, Router) {
+    fn scanned(routes: &[Spec<'_>]) -> (Router, Router) {
         let build = |filler: usize| {
             let mut list: Vec<Route> = routes
                 .iter()
