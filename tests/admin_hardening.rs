@@ -432,6 +432,73 @@ fn registry_reads_come_in_pages() {
     assert_eq!(get("/registry?service=nope").0, 404);
 }
 
+/// A read of every service shows at most 500 instances in all, however many services hold
+/// them: the services past the budget show their counts and a `next` link from where they
+/// stop, and following every service's links gives every instance once.
+#[test]
+fn a_read_of_every_service_is_bounded_as_a_whole() {
+    const SERVICES: usize = 6;
+    const EACH: usize = 150;
+    let addrs: Vec<SocketAddr> = (0..EACH as u16)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], 20_000 + i)))
+        .collect();
+    let mut cfg = ConfigBuilder::new();
+    for s in 0..SERVICES {
+        cfg = cfg.service(&format!("s{s}"), &addrs);
+    }
+    let gw = Gateway::start(&cfg.route("s0", "/s0/**", "s0").build());
+    let get = |path: &str| {
+        let r = gw.admin_get(path).expect("admin GET");
+        assert_eq!(r.status, 200, "{path}");
+        r.json()
+    };
+    let shown = |v: &serde_json::Value| -> Vec<usize> {
+        v["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .map(|s| s["instances"].as_array().map_or(0, Vec::len))
+            .collect()
+    };
+
+    // Default limit (100 per service): five services fill the 500.
+    let all = get("/registry");
+    assert_eq!(shown(&all), [100, 100, 100, 100, 100, 0]);
+    assert_eq!(all["services"][5]["total"], EACH);
+    assert_eq!(
+        all["services"][5]["next"],
+        "/registry?service=s5&offset=0&limit=100"
+    );
+    // The largest limit: three whole services and a third of the fourth.
+    let all = get("/registry?limit=500");
+    assert_eq!(shown(&all), [150, 150, 150, 50, 0, 0]);
+    assert!(all["services"][2]["next"].is_null());
+    assert_eq!(
+        all["services"][3]["next"],
+        "/registry?service=s3&offset=50&limit=500"
+    );
+
+    let mut seen = std::collections::BTreeSet::new();
+    for svc in all["services"].as_array().expect("services") {
+        let name = svc["name"].as_str().expect("name").to_string();
+        let mut page = svc.clone();
+        loop {
+            for i in page["instances"].as_array().expect("instances") {
+                let addr = i["addr"].as_str().unwrap_or("");
+                assert!(seen.insert(format!("{name} {addr}")), "{name} {addr} twice");
+            }
+            let Some(next) = page["next"].as_str() else {
+                break;
+            };
+            page = get(next)["services"][0].clone();
+        }
+    }
+    assert_eq!(seen.len(), SERVICES * EACH);
+
+    // The summary the dashboard draws still shows every service.
+    assert_eq!(shown(&get("/registry/summary")), [50; SERVICES]);
+}
+
 const TOKEN_ENV: &str = "FICUS_TEST_ADMIN_READ_TOKEN";
 
 /// With `admin_reads_need_token = true`, every admin read but the probes and the two pages

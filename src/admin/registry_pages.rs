@@ -3,9 +3,11 @@
 //!
 //! A registry can hold thousands of instances with up to 4 KiB of description each, so no
 //! read returns all of them: each service shows at most `limit` instances (at most
-//! [`MAX_LIMIT`]) from `offset`, and its `next` link names the following page. The
-//! dashboard reads `/registry/summary`, which is the first [`SUMMARY_LIMIT`] instances of
-//! each service without their metadata. Nothing here touches the registry itself.
+//! [`MAX_LIMIT`]) from `offset`, a read of every service at most [`MAX_PER_READ`] in all
+//! (whichever services come first), and each service's `next` link names where its
+//! instances continue. The dashboard reads `/registry/summary`, which is the first
+//! [`SUMMARY_LIMIT`] instances of each service without their metadata. Nothing here touches
+//! the registry itself.
 
 use std::fmt::Write;
 use thiserror::Error;
@@ -15,6 +17,10 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// The largest `limit` a read may ask for: 500 instances of at most 4 KiB description each
 /// keeps one page in the low megabytes.
 pub const MAX_LIMIT: usize = 500;
+/// The most instances one read of every service (`/registry` without `service=`) shows, all
+/// services together: as many as one service's largest page, so the whole answer stays in
+/// the low megabytes however many services the registry holds.
+pub const MAX_PER_READ: usize = MAX_LIMIT;
 /// Instances per service in `/registry/summary` (what the dashboard draws every second).
 pub const SUMMARY_LIMIT: usize = 50;
 
@@ -25,6 +31,9 @@ pub struct Page {
     pub service: Option<String>,
     pub offset: usize,
     pub limit: usize,
+    /// The most instances shown across all services; once spent, the remaining services
+    /// show their counts and a `next` link only.
+    pub budget: usize,
     /// Whether instances carry their metadata (the summary leaves it out).
     pub metadata: bool,
 }
@@ -36,6 +45,7 @@ impl Page {
             service: None,
             offset: 0,
             limit: DEFAULT_LIMIT,
+            budget: MAX_PER_READ,
             metadata: true,
         }
     }
@@ -46,6 +56,9 @@ impl Page {
             service: None,
             offset: 0,
             limit: SUMMARY_LIMIT,
+            // Bounded per service only: it carries no metadata, and the dashboard must show
+            // every service.
+            budget: usize::MAX,
             metadata: false,
         }
     }
@@ -78,9 +91,11 @@ impl Page {
         Ok(page)
     }
 
-    /// The link to the page after this one for `service`, when `total` instances leave one.
-    pub fn next_link(&self, service: &str, total: usize) -> Option<String> {
-        let next = self.offset.checked_add(self.limit)?;
+    /// The link to the page after this one for `service`, which showed `shown` instances
+    /// from `offset` (fewer than `limit` when the read's budget ran out), when `total`
+    /// instances leave one.
+    pub fn next_link(&self, service: &str, shown: usize, total: usize) -> Option<String> {
+        let next = self.offset.checked_add(shown)?;
         if next >= total {
             return None;
         }
@@ -165,15 +180,24 @@ mod tests {
     fn next_links_stop_at_the_last_page() {
         let p = Page::from_query(Some("service=a&offset=0&limit=2")).unwrap();
         assert_eq!(
-            p.next_link("a b", 5).as_deref(),
+            p.next_link("a b", 2, 5).as_deref(),
             Some("/registry?service=a%20b&offset=2&limit=2")
         );
         let last = Page::from_query(Some("offset=4&limit=2")).unwrap();
-        assert_eq!(last.next_link("a", 5), None);
-        assert_eq!(last.next_link("a", 6), None);
+        assert_eq!(last.next_link("a", 1, 5), None);
+        assert_eq!(last.next_link("a", 2, 6), None);
         assert_eq!(
-            last.next_link("a", 7).as_deref(),
+            last.next_link("a", 2, 7).as_deref(),
             Some("/registry?service=a&offset=6&limit=2")
+        );
+        // The read's budget ran out after one instance, or before any.
+        assert_eq!(
+            last.next_link("a", 1, 7).as_deref(),
+            Some("/registry?service=a&offset=5&limit=2")
+        );
+        assert_eq!(
+            last.next_link("a", 0, 7).as_deref(),
+            Some("/registry?service=a&offset=4&limit=2")
         );
     }
 }

@@ -106,16 +106,21 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// The JSON view of the registry's services, each with the instances of `page`; `None`
-/// when the page names a service the registry does not have.
+/// The JSON view of the registry's services, each with the instances of `page` while its
+/// budget lasts; `None` when the page names a service the registry does not have.
 pub fn snapshot(registry: &Registry, page: &Page) -> Option<RegistryView> {
     let now = now_ms();
     let settings = registry.settings();
+    let mut budget = page.budget;
     let services: Vec<ServiceView> = registry
         .services()
         .iter()
         .filter(|svc| page.service.as_ref().is_none_or(|name| *name == svc.name))
-        .map(|svc| service_view(svc, settings.registration, now, page))
+        .map(|svc| {
+            let view = service_view(svc, settings.registration, now, page, budget);
+            budget = budget.saturating_sub(view.instances.len());
+            view
+        })
         .collect();
     if page.service.is_some() && services.is_empty() {
         return None;
@@ -134,8 +139,15 @@ fn is_healthy(m: &Member, probed: bool, now: u64) -> bool {
     (!probed || m.live.health() == Health::Healthy) && m.live.ejected_for(now).is_none()
 }
 
-/// One service with the instances of `page`; `registration` is the registry-wide switch.
-fn service_view(svc: &ServiceState, registration: bool, now: u64, page: &Page) -> ServiceView {
+/// One service with the instances of `page`, at most `budget` of them; `registration` is
+/// the registry-wide switch.
+fn service_view(
+    svc: &ServiceState,
+    registration: bool,
+    now: u64,
+    page: &Page,
+    budget: usize,
+) -> ServiceView {
     let spec = svc.spec();
     let members = svc.members();
     let registrations = svc.registrations();
@@ -145,7 +157,7 @@ fn service_view(svc: &ServiceState, registration: bool, now: u64, page: &Page) -
         .instances
         .iter()
         .skip(page.offset)
-        .take(page.limit)
+        .take(page.limit.min(budget))
         .map(|m| instance_view(m, probed, &registrations, now, page.metadata))
         .collect();
     let healthy = members
@@ -192,6 +204,7 @@ fn service_view(svc: &ServiceState, registration: bool, now: u64, page: &Page) -
             next_in_ms: st.next_ms.saturating_sub(now),
         }
     });
+    let instances_len = instances.len();
     ServiceView {
         name: svc.name.clone(),
         lb: spec.lb.label(),
@@ -206,7 +219,7 @@ fn service_view(svc: &ServiceState, registration: bool, now: u64, page: &Page) -
         ejections_total: svc.ejections_total.load(Ordering::Relaxed),
         instances,
         offset: page.offset,
-        next: page.next_link(&svc.name, total),
+        next: page.next_link(&svc.name, instances_len, total),
     }
 }
 
@@ -495,6 +508,51 @@ mod tests {
             registered["metadata"],
             serde_json::json!({}),
             "{registered}"
+        );
+    }
+
+    /// A read of every service shows at most its budget of instances in all; the services
+    /// past it show their counts, and their `next` links say where each one continues.
+    #[test]
+    fn a_read_of_every_service_is_bounded_as_a_whole() {
+        let r = Registry::default();
+        let addrs: Vec<(SocketAddr, u32)> = (1..=4)
+            .map(|p| (SocketAddr::from(([127, 0, 0, 1], p)), 1))
+            .collect();
+        let specs: Vec<ServiceSpec> = ["a", "b", "c"]
+            .iter()
+            .map(|name| ServiceSpec::with_instances(name, &addrs))
+            .collect();
+        r.apply(&specs, RegistrySettings::default());
+        let mut page = Page::from_query(Some("limit=3")).expect("a valid query");
+        page.budget = 5;
+        let v = serde_json::to_value(snapshot(&r, &page)).expect("serializes");
+        let shown: Vec<(usize, u64, &str)> = v["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .map(|s| {
+                (
+                    s["instances"].as_array().map_or(0, Vec::len),
+                    s["total"].as_u64().unwrap_or(0),
+                    s["next"].as_str().unwrap_or("null"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (3, 4, "/registry?service=a&offset=3&limit=3"),
+                (2, 4, "/registry?service=b&offset=2&limit=3"),
+                (0, 4, "/registry?service=c&offset=0&limit=3"),
+            ]
+        );
+        // A named service is one page, whatever the budget of a read of every service.
+        let one = Page::from_query(Some("service=c&limit=3")).expect("a valid query");
+        let v = serde_json::to_value(snapshot(&r, &one)).expect("serializes");
+        assert_eq!(
+            v["services"][0]["instances"].as_array().map(Vec::len),
+            Some(3)
         );
     }
 }

@@ -3,8 +3,9 @@
 //! Routes are sorted once by priority (most specific first, then file order) so a route's
 //! index *is* its rank. Paths are looked up in a segment trie; every route whose pattern
 //! matches is a candidate and the lowest index among candidates whose predicates (host,
-//! methods, headers) hold wins; routes sharing a path are indexed by exact header values
-//! (`candidates.rs`). Matching allocates nothing.
+//! methods, headers) hold wins; routes sharing a path are indexed by exact host and exact
+//! header values (`candidates.rs`). Matching allocates nothing (but for a Host over 256
+//! bytes with upper-case letters on a path with hosts indexed).
 //!
 //! This module knows nothing about pingora or the registry (a route names its service by
 //! index and carries plain attempt settings from `upstream::attempt`); it must stay cheap
