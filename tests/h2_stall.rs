@@ -497,6 +497,14 @@ async fn one_address_cannot_take_every_slot() {
     assert_eq!(served, 10, "{results:?}");
     assert_eq!(refused.len(), 38, "{results:?}");
     assert!(refused.iter().all(|r| r.retry_after && r.request_id));
+    // A refused stream whose client cannot take its body does not linger for the stall
+    // limit (3 s): it is cut after 200 ms (memory must not grow with such streams).
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.ended_after_head.is_some_and(|d| d < Duration::from_secs(1))),
+        "{refused:?}"
+    );
     let m = gw.metrics();
     let by_client = metric_sum(
         &m,

@@ -34,6 +34,13 @@ use crate::metrics::UpstreamLoad;
 /// seconds, so a short wait is honest.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// The longest the refusal's answer (a head and about 150 bytes of JSON) may wait for its
+/// client. A client that reads takes no time for it; one whose stream window is 0 would
+/// otherwise keep the refused stream (about 25 KB) for the stall limit, so that memory grew
+/// with the streams an attacker opens (600 connections × 100 streams: 1.7 GB). The head
+/// is not flow-controlled: even a cut answer tells its status and `Retry-After`.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// A client connection: its two ends are unique among connections open at once.
 type ConnKey = (SocketAddr, SocketAddr);
 
@@ -352,7 +359,7 @@ fn wait_in_line(
 
 /// Makes sure the request holds a slot before an upstream attempt (the first one takes it,
 /// retries keep it). On refusal the client is told when to come back, and its small answer
-/// gets the stall limit too: a refused stalled stream must not linger for `send_timeout`.
+/// gets [`REFUSAL_WRITE_TIMEOUT`]: a refused stalled stream must not linger.
 pub async fn hold(
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -370,7 +377,8 @@ pub async fn hold(
         Err(r) => {
             ctx.upstream.retry_after = Some(r.retry_after);
             let send = ctx.runtime.config.gateway.limits.send_timeout;
-            session.set_write_timeout(Some(response_write_timeout(send, &limits)));
+            let limit = response_write_timeout(send, &limits).min(REFUSAL_WRITE_TIMEOUT);
+            session.set_write_timeout(Some(limit));
             Err(r.error)
         }
     }
