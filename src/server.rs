@@ -115,8 +115,7 @@ pub fn run_upgradable(
         if listeners.is_empty() {
             continue;
         }
-        let mut inner =
-            pingora_proxy::http_proxy(
+        let mut inner = pingora_proxy::http_proxy(
             &server.configuration,
             Gateway::new(shared.clone(), clients.clone()),
         );

@@ -500,9 +500,9 @@ async fn one_address_cannot_take_every_slot() {
     // A refused stream whose client cannot take its body does not linger for the stall
     // limit (3 s): it is cut after 200 ms (memory must not grow with such streams).
     assert!(
-        refused
-            .iter()
-            .all(|r| r.ended_after_head.is_some_and(|d| d < Duration::from_secs(1))),
+        refused.iter().all(|r| r
+            .ended_after_head
+            .is_some_and(|d| d < Duration::from_secs(1))),
         "{refused:?}"
     );
     let m = gw.metrics();

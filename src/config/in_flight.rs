@@ -47,8 +47,8 @@ impl Default for InFlightLimits {
             // read buffer and task pipe) and one upstream socket: 2,048 bound that to about
             // 600 MiB and as many sockets, and stay under a 4,096 descriptor limit.
             max_upstream_requests: 2048,
-            // 120 hostile connections of 16 stay under the gateway-wide cap, so they cannot
-            // take every slot from other clients on their own.
+            // A browser's page load on one connection rarely needs more at once; what one
+            // client may hold over all its connections is `max_upstream_requests_per_client`.
             max_upstream_requests_per_connection: 16,
             max_upstream_requests_per_client: per_client_default(2048),
             // A waiting stream costs about 23 KB (its task, the request head and context):
@@ -162,7 +162,13 @@ mod tests {
         // The per-client cap follows the gateway-wide cap unless it is set.
         let src = format!("[gateway.limits]\nmax_upstream_requests = 100\n{BASE}");
         let cfg = compile(Path::new("routes.toml"), &src).unwrap();
-        assert_eq!(cfg.gateway.limits.in_flight.max_upstream_requests_per_client, 25);
+        assert_eq!(
+            cfg.gateway
+                .limits
+                .in_flight
+                .max_upstream_requests_per_client,
+            25
+        );
         let dflt = compile(Path::new("routes.toml"), BASE).unwrap();
         assert_eq!(dflt.gateway.limits.in_flight, InFlightLimits::default());
     }

@@ -449,7 +449,11 @@ mod tests {
         drop(b);
         assert_eq!(clients.clients(), 0);
         assert!(ClientUse::take(&clients, ip, Use::Holding, 0).is_none());
-        assert_eq!(clients.clients(), 0, "a refused first request leaves no entry");
+        assert_eq!(
+            clients.clients(),
+            0,
+            "a refused first request leaves no entry"
+        );
     }
 
     #[test]
