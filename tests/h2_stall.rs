@@ -522,6 +522,52 @@ async fn one_address_cannot_take_every_slot() {
     );
 }
 
+/// Behind a trusted proxy the per-client cap counts the `X-Forwarded-For` client, not the
+/// proxy: with a cap of 1, a second request of the client holding a slow request gets 503,
+/// a request of another client through the same proxy gets 200 (HTTP/1).
+#[test]
+fn behind_a_trusted_proxy_the_cap_counts_the_forwarded_client() {
+    let o = Origin::builder("o")
+        .route("/slow", Reply::ok().delay(Duration::from_secs(3)))
+        .start();
+    let cfg = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set("trusted_proxies", r#"["127.0.0.1"]"#);
+        })
+        .limits(|l| {
+            l.set("max_upstream_requests_per_client", 1);
+        })
+        .service("o", &[o.addr()])
+        .catch_all("o")
+        .build();
+    let gw = Gateway::start(&cfg);
+    let addr = gw.listen;
+    let holder = std::thread::spawn(move || {
+        get_raw(addr, "/slow", "x", &[("X-Forwarded-For", "198.51.100.1")]).status
+    });
+    let holding = poll_until(Duration::from_secs(5), || {
+        let m = gw.metrics();
+        (metric_sum(&m, "ficus_upstream_requests_in_flight", &[]) == Some(1.0)).then_some(())
+    });
+    assert!(holding.is_some(), "{}", gw.metrics());
+    let same = get_raw(addr, "/x", "x", &[("X-Forwarded-For", "198.51.100.1")]);
+    assert_eq!(same.status, 503);
+    assert_eq!(same.header("retry-after"), Some("1"));
+    assert!(same.header("x-request-id").is_some());
+    let other = get_raw(addr, "/x", "x", &[("X-Forwarded-For", "198.51.100.2")]);
+    assert_eq!(other.status, 200);
+    assert_eq!(holder.join().unwrap(), 200);
+    let m = gw.metrics();
+    assert_eq!(
+        metric_sum(
+            &m,
+            "ficus_upstream_requests_refused_total",
+            &[("cap", "client")]
+        ),
+        Some(1.0)
+    );
+}
+
 /// Requests waiting for a slot of their connection are bounded gateway-wide: with 2 slots
 /// per connection and room for 5 waiting, a connection's 20 stalled streams give 2
 /// holding, 5 waiting and 13 answered 503 at once (not after `client_stall_timeout`),
