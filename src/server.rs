@@ -106,6 +106,8 @@ pub fn run_upgradable(
     }
     // Every listener gets the request-head layer (slowloris guard, head limits, HTTP/2
     // preface deadline); listeners with h2c get a proxy that also speaks cleartext HTTP/2.
+    // One per-client table for both proxy services (see `proxy::in_flight`).
+    let clients = Arc::new(crate::proxy::in_flight::ClientSlots::default());
     for (listeners, h2c, name) in [
         (plain, false, "ficus proxy"),
         (h2c, true, "ficus proxy (h2c)"),
@@ -113,8 +115,10 @@ pub fn run_upgradable(
         if listeners.is_empty() {
             continue;
         }
-        let mut inner =
-            pingora_proxy::http_proxy(&server.configuration, Gateway::new(shared.clone()));
+        let mut inner = pingora_proxy::http_proxy(
+            &server.configuration,
+            Gateway::new(shared.clone(), clients.clone()),
+        );
         let mut opts = pingora_core::apps::HttpServerOptions::default();
         opts.h2c = h2c;
         // An HTTP/2 connection with no stream open is closed after the keep-alive time,

@@ -1,6 +1,7 @@
 //! HTTP/2 clients that stop reading (window 0, never released) cannot multiply the
 //! gateway's upstream connections and memory (issue 13): requests holding an upstream
-//! connection are capped per client connection and for the whole gateway (503 with
+//! connection are capped per client connection, per client address and for the whole
+//! gateway, requests waiting for one are bounded gateway-wide (503 with
 //! `Retry-After` and a request id when full, counted), a response that makes no progress
 //! for `client_stall_timeout` is reset and its upstream connection closed, and the
 //! gateway's memory comes back near where it started once the attack ends.
@@ -12,7 +13,7 @@
 mod common;
 use bytes::Bytes;
 use common::*;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,10 +74,28 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// An HTTP/2 (prior knowledge) connection. `stalled`: the client's stream window is 0 and
-/// it never releases capacity, so no response body byte can ever reach it.
+/// The source address of the attacking clients (the default one of loopback connections).
+const ATTACKER: &str = "127.0.0.1";
+/// The source address of the normal client: another client for the per-address cap.
+const OTHER_CLIENT: &str = "127.0.0.2";
+
+/// An HTTP/2 (prior knowledge) connection from [`ATTACKER`]'s address. `stalled`: the
+/// client's stream window is 0 and it never releases capacity, so no response body byte
+/// can ever reach it.
 async fn h2_conn(addr: SocketAddr, stalled: bool) -> h2::client::SendRequest<Bytes> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    h2_conn_from(ATTACKER, addr, stalled).await
+}
+
+/// [`h2_conn`] from the loopback address `from` (the socket is bound to it first).
+async fn h2_conn_from(
+    from: &str,
+    addr: SocketAddr,
+    stalled: bool,
+) -> h2::client::SendRequest<Bytes> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    let from: IpAddr = from.parse().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
     let mut b = h2::client::Builder::new();
     if stalled {
         b.initial_window_size(0);
@@ -97,6 +116,8 @@ fn get(addr: SocketAddr, path: &str) -> http::Request<()> {
 struct Stalled {
     /// The status of the head, if one came.
     status: Option<u16>,
+    /// From sending the request to its head.
+    head_after: Option<Duration>,
     retry_after: bool,
     request_id: bool,
     /// From the head to the end of the stream (reset, or error), if it ended in time.
@@ -115,8 +136,10 @@ async fn stalled_connection(addr: SocketAddr, streams: usize, give_up: Duration)
             let follow = async {
                 let mut client = client.ready().await.ok()?;
                 let (resp, _) = client.send_request(get(addr, "/big"), true).ok()?;
+                let sent = Instant::now();
                 let resp = resp.await.ok()?;
                 let head_at = Instant::now();
+                out.head_after = Some(head_at - sent);
                 out.status = Some(resp.status().as_u16());
                 out.retry_after = resp.headers().contains_key("retry-after");
                 out.request_id = resp.headers().contains_key("x-request-id");
@@ -139,10 +162,10 @@ async fn stalled_connection(addr: SocketAddr, streams: usize, give_up: Duration)
     out
 }
 
-/// Normal requests from a client that reads: `n` GETs of a small answer, one after the
-/// other, on one HTTP/2 connection; (statuses, slowest).
+/// Normal requests from a client that reads, from [`OTHER_CLIENT`]'s address: `n` GETs
+/// of a small answer, one after the other, on one HTTP/2 connection; (statuses, slowest).
 async fn normal_requests(addr: SocketAddr, n: usize) -> (Vec<u16>, Duration) {
-    let mut client = h2_conn(addr, false).await;
+    let mut client = h2_conn_from(OTHER_CLIENT, addr, false).await;
     let mut statuses = Vec::new();
     let mut slowest = Duration::ZERO;
     for _ in 0..n {
@@ -361,7 +384,9 @@ async fn stalled_readers_are_capped_cut_and_release_memory() {
 async fn a_full_gateway_answers_503_with_retry_after() {
     let o = origin();
     let (gw, _n) = gateway(&o, |l| {
+        // One address plays both the attacker and the client here: no per-client cap.
         l.set("max_upstream_requests", 20)
+            .set("max_upstream_requests_per_client", 0)
             .set("max_upstream_requests_per_connection", 100)
             .set_str("client_stall_timeout", "3s");
     });
@@ -421,6 +446,174 @@ async fn a_full_gateway_answers_503_with_retry_after() {
     assert!(freed.is_some(), "slots not given back");
     let (statuses, _) = normal_requests(addr, 3).await;
     assert_eq!(statuses, [200, 200, 200]);
+}
+
+/// Waits until `gw` reports `want` for the gauge `name`.
+fn gauge_reaches(gw: &Gateway, name: &str, want: f64) -> bool {
+    poll_until(Duration::from_secs(5), || {
+        (metric_sum(&gw.metrics(), name, &[]) == Some(want)).then_some(())
+    })
+    .is_some()
+}
+
+/// One address with more connections than its share needs (12 connections × 4 stalled
+/// streams, 48 requests against a gateway-wide cap of 40) holds its share only (a quarter
+/// of 40 by default): the rest of its requests get 503 at once with `Retry-After` and a
+/// request id, counted as `cap="client"`, and a client from another address is served.
+/// Without the per-client cap the attacker took all 40 slots and the other client got 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_address_cannot_take_every_slot() {
+    let o = origin();
+    let (gw, _n) = gateway(&o, |l| {
+        l.set("max_upstream_requests", 40)
+            .set("max_upstream_requests_per_connection", 4)
+            .set_str("client_stall_timeout", "3s");
+    });
+    let addr = gw.listen;
+    let attackers: Vec<_> = (0..12)
+        .map(|_| tokio::spawn(stalled_connection(addr, 4, Duration::from_secs(10))))
+        .collect();
+    // Every attacking request is decided (holding or refused; they hold until the stall
+    // limit cuts them).
+    let decided = poll_until(Duration::from_secs(5), || {
+        let m = gw.metrics();
+        let holding = metric_sum(&m, "ficus_upstream_requests_in_flight", &[])?;
+        let refused = metric_sum(&m, "ficus_upstream_requests_refused_total", &[])?;
+        (holding + refused >= 48.0).then_some(holding)
+    });
+    let (statuses, slowest) = normal_requests(addr, 10).await;
+    assert!(
+        statuses.iter().all(|&s| s == 200),
+        "the other client during the attack: {statuses:?}"
+    );
+    assert_eq!(decided, Some(10.0), "the attacker's holding requests");
+    assert!(slowest < Duration::from_secs(2), "slowest {slowest:?}");
+    let mut results = Vec::new();
+    for a in attackers {
+        results.extend(a.await.unwrap());
+    }
+    let served = results.iter().filter(|r| r.status == Some(200)).count();
+    let refused: Vec<_> = results.iter().filter(|r| r.status == Some(503)).collect();
+    assert_eq!(served, 10, "{results:?}");
+    assert_eq!(refused.len(), 38, "{results:?}");
+    assert!(refused.iter().all(|r| r.retry_after && r.request_id));
+    // A refused stream whose client cannot take its body does not linger for the stall
+    // limit (3 s): it is cut after 200 ms (memory must not grow with such streams).
+    assert!(
+        refused.iter().all(|r| r
+            .ended_after_head
+            .is_some_and(|d| d < Duration::from_secs(1))),
+        "{refused:?}"
+    );
+    let m = gw.metrics();
+    let by_client = metric_sum(
+        &m,
+        "ficus_upstream_requests_refused_total",
+        &[("cap", "client")],
+    );
+    assert_eq!(by_client, Some(38.0), "{m}");
+    assert_eq!(
+        metric_sum(
+            &m,
+            "ficus_upstream_requests_refused_total",
+            &[("cap", "gateway")]
+        ),
+        Some(0.0)
+    );
+}
+
+/// Behind a trusted proxy the per-client cap counts the `X-Forwarded-For` client, not the
+/// proxy: with a cap of 1, a second request of the client holding a slow request gets 503,
+/// a request of another client through the same proxy gets 200 (HTTP/1).
+#[test]
+fn behind_a_trusted_proxy_the_cap_counts_the_forwarded_client() {
+    let o = Origin::builder("o")
+        .route("/slow", Reply::ok().delay(Duration::from_secs(3)))
+        .start();
+    let cfg = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set("trusted_proxies", r#"["127.0.0.1"]"#);
+        })
+        .limits(|l| {
+            l.set("max_upstream_requests_per_client", 1);
+        })
+        .service("o", &[o.addr()])
+        .catch_all("o")
+        .build();
+    let gw = Gateway::start(&cfg);
+    let addr = gw.listen;
+    let holder = std::thread::spawn(move || {
+        get_raw(addr, "/slow", "x", &[("X-Forwarded-For", "198.51.100.1")]).status
+    });
+    let holding = poll_until(Duration::from_secs(5), || {
+        let m = gw.metrics();
+        (metric_sum(&m, "ficus_upstream_requests_in_flight", &[]) == Some(1.0)).then_some(())
+    });
+    assert!(holding.is_some(), "{}", gw.metrics());
+    let same = get_raw(addr, "/x", "x", &[("X-Forwarded-For", "198.51.100.1")]);
+    assert_eq!(same.status, 503);
+    assert_eq!(same.header("retry-after"), Some("1"));
+    assert!(same.header("x-request-id").is_some());
+    let other = get_raw(addr, "/x", "x", &[("X-Forwarded-For", "198.51.100.2")]);
+    assert_eq!(other.status, 200);
+    assert_eq!(holder.join().unwrap(), 200);
+    let m = gw.metrics();
+    assert_eq!(
+        metric_sum(
+            &m,
+            "ficus_upstream_requests_refused_total",
+            &[("cap", "client")]
+        ),
+        Some(1.0)
+    );
+}
+
+/// Requests waiting for a slot of their connection are bounded gateway-wide: with 2 slots
+/// per connection and room for 5 waiting, a connection's 20 stalled streams give 2
+/// holding, 5 waiting and 13 answered 503 at once (not after `client_stall_timeout`),
+/// counted as `cap="waiting"`; another client is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_beyond_the_bound_is_refused_at_once() {
+    let o = origin();
+    let stall = Duration::from_secs(3);
+    let (gw, _n) = gateway(&o, |l| {
+        l.set("max_upstream_requests_per_connection", 2)
+            .set("max_waiting_upstream_requests", 5)
+            .set_str("client_stall_timeout", "3s");
+    });
+    let addr = gw.listen;
+    let attacker = tokio::spawn(stalled_connection(addr, 20, Duration::from_secs(15)));
+    assert!(
+        gauge_reaches(&gw, "ficus_upstream_requests_waiting", 5.0),
+        "{}",
+        gw.metrics()
+    );
+    let m = gw.metrics();
+    assert_eq!(
+        metric_sum(&m, "ficus_upstream_requests_in_flight", &[]),
+        Some(2.0),
+        "{m}"
+    );
+    let (statuses, _) = normal_requests(addr, 3).await;
+    assert_eq!(statuses, [200, 200, 200]);
+    let results = attacker.await.unwrap();
+    let at_once: Vec<_> = results
+        .iter()
+        .filter(|r| r.status == Some(503) && r.head_after.is_some_and(|d| d < stall / 2))
+        .collect();
+    assert_eq!(at_once.len(), 13, "{results:?}");
+    assert!(at_once.iter().all(|r| r.retry_after && r.request_id));
+    let m = gw.metrics();
+    assert_eq!(
+        metric_sum(
+            &m,
+            "ficus_upstream_requests_refused_total",
+            &[("cap", "waiting")]
+        ),
+        Some(13.0),
+        "{m}"
+    );
+    assert!(gauge_reaches(&gw, "ficus_upstream_requests_waiting", 0.0));
 }
 
 /// A client that reads slowly but steadily (64 KiB, then a pause) is not cut, although the

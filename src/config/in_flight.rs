@@ -1,6 +1,7 @@
 //! `[gateway.limits]` keys that bound what requests may hold at once: HTTP/2 streams per
-//! connection, requests holding an upstream connection (per client connection and for the
-//! whole gateway), and how long a response may make no progress toward its client.
+//! connection, requests holding an upstream connection (per client connection, per client
+//! address and for the whole gateway), requests waiting for one, and how long a response
+//! may make no progress toward its client.
 //!
 //! Compiled here so `limits.rs` only places the result; enforced in
 //! `src/proxy/in_flight.rs` and `src/server.rs` (the HTTP/2 settings).
@@ -23,6 +24,13 @@ pub struct InFlightLimits {
     /// Requests of one client connection (HTTP/2 streams) holding an upstream connection at
     /// once; the others wait for a slot, at most `client_stall_timeout`, then get 503.
     pub max_upstream_requests_per_connection: usize,
+    /// Requests of one client address (the peer, or the address taken from
+    /// `X-Forwarded-For` when the peer is a trusted proxy) holding an upstream connection at
+    /// once, and also waiting for one; over it, 503 at once. 0: no cap per client.
+    pub max_upstream_requests_per_client: usize,
+    /// Requests waiting for a slot of their connection, gateway-wide; one more gets 503 at
+    /// once instead of waiting. 0: a request never waits.
+    pub max_waiting_upstream_requests: usize,
     /// The longest one piece of a proxied response (what one upstream read returned, at
     /// most 64 KiB) may take to reach the client; then the stream is reset and its upstream
     /// connection closed. Never longer than `send_timeout`.
@@ -39,17 +47,39 @@ impl Default for InFlightLimits {
             // read buffer and task pipe) and one upstream socket: 2,048 bound that to about
             // 600 MiB and as many sockets, and stay under a 4,096 descriptor limit.
             max_upstream_requests: 2048,
-            // 120 hostile connections of 16 stay under the gateway-wide cap, so they cannot
-            // take every slot from other clients on their own.
+            // A browser's page load on one connection rarely needs more at once; what one
+            // client may hold over all its connections is `max_upstream_requests_per_client`.
             max_upstream_requests_per_connection: 16,
+            max_upstream_requests_per_client: per_client_default(2048),
+            // A waiting stream costs about 23 KB (its task, the request head and context):
+            // 2,048 of them about 50 MB, whatever the number of connections.
+            max_waiting_upstream_requests: 2048,
             client_stall_timeout: Duration::from_secs(15),
         }
     }
 }
 
-/// Reads the keys of `[gateway.limits]` that belong here; zero is refused for each.
+/// The share of the gateway-wide cap one client address may hold when
+/// `max_upstream_requests_per_client` is not set: a quarter, so that at least four
+/// addresses are needed to take every slot, while one busy address behind a NAT still has
+/// hundreds.
+const PER_CLIENT_SHARE: usize = 4;
+
+fn per_client_default(max_upstream_requests: usize) -> usize {
+    (max_upstream_requests / PER_CLIENT_SHARE).max(1)
+}
+
+/// Reads the keys of `[gateway.limits]` that belong here; zero is refused for each, except
+/// for the per-client cap (0: off) and the waiting bound (0: never wait).
 pub(super) fn compile(c: &mut Compiler<'_>, l: &RawLimits) -> InFlightLimits {
     let d = InFlightLimits::default();
+    let max_upstream_requests = at_least_one(
+        c,
+        &l.max_upstream_requests,
+        "max_upstream_requests",
+        "every proxied request would be refused",
+    )
+    .unwrap_or(d.max_upstream_requests);
     InFlightLimits {
         h2_max_concurrent_streams: at_least_one(
             c,
@@ -58,13 +88,7 @@ pub(super) fn compile(c: &mut Compiler<'_>, l: &RawLimits) -> InFlightLimits {
             "no HTTP/2 client could send a request",
         )
         .unwrap_or(d.h2_max_concurrent_streams),
-        max_upstream_requests: at_least_one(
-            c,
-            &l.max_upstream_requests,
-            "max_upstream_requests",
-            "every proxied request would be refused",
-        )
-        .unwrap_or(d.max_upstream_requests),
+        max_upstream_requests,
         max_upstream_requests_per_connection: at_least_one(
             c,
             &l.max_upstream_requests_per_connection,
@@ -72,6 +96,14 @@ pub(super) fn compile(c: &mut Compiler<'_>, l: &RawLimits) -> InFlightLimits {
             "every proxied request would be refused",
         )
         .unwrap_or(d.max_upstream_requests_per_connection),
+        max_upstream_requests_per_client: l
+            .max_upstream_requests_per_client
+            .as_ref()
+            .map_or(per_client_default(max_upstream_requests), |v| *v.get_ref()),
+        max_waiting_upstream_requests: l
+            .max_waiting_upstream_requests
+            .as_ref()
+            .map_or(d.max_waiting_upstream_requests, |v| *v.get_ref()),
         client_stall_timeout: c
             .positive_duration(
                 &l.client_stall_timeout,
@@ -112,7 +144,8 @@ mod tests {
     fn keys_are_read_and_default() {
         let src = format!(
             "[gateway.limits]\nh2_max_concurrent_streams = 8\nmax_upstream_requests = 50\n\
-             max_upstream_requests_per_connection = 4\nclient_stall_timeout = \"2s\"\n{BASE}"
+             max_upstream_requests_per_connection = 4\nmax_upstream_requests_per_client = 0\n\
+             max_waiting_upstream_requests = 7\nclient_stall_timeout = \"2s\"\n{BASE}"
         );
         let cfg = compile(Path::new("routes.toml"), &src).unwrap();
         assert_eq!(
@@ -121,8 +154,20 @@ mod tests {
                 h2_max_concurrent_streams: 8,
                 max_upstream_requests: 50,
                 max_upstream_requests_per_connection: 4,
+                max_upstream_requests_per_client: 0,
+                max_waiting_upstream_requests: 7,
                 client_stall_timeout: Duration::from_secs(2),
             }
+        );
+        // The per-client cap follows the gateway-wide cap unless it is set.
+        let src = format!("[gateway.limits]\nmax_upstream_requests = 100\n{BASE}");
+        let cfg = compile(Path::new("routes.toml"), &src).unwrap();
+        assert_eq!(
+            cfg.gateway
+                .limits
+                .in_flight
+                .max_upstream_requests_per_client,
+            25
         );
         let dflt = compile(Path::new("routes.toml"), BASE).unwrap();
         assert_eq!(dflt.gateway.limits.in_flight, InFlightLimits::default());

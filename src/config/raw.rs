@@ -202,6 +202,8 @@ pub struct RawLimits {
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
     pub max_upstream_requests: Option<Spanned<usize>>,
     pub max_upstream_requests_per_connection: Option<Spanned<usize>>,
+    pub max_upstream_requests_per_client: Option<Spanned<usize>>,
+    pub max_waiting_upstream_requests: Option<Spanned<usize>>,
     pub client_stall_timeout: Option<Spanned<String>>,
 }
 

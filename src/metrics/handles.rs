@@ -199,6 +199,12 @@ pub struct UpstreamLoad {
     pub refused_gateway: AtomicU64,
     /// Refused after waiting for a slot of their own client connection.
     pub refused_connection: AtomicU64,
+    /// Refused because their client address held its share of slots.
+    pub refused_client: AtomicU64,
+    /// Refused at once because too many requests were waiting for a slot already.
+    pub refused_waiting: AtomicU64,
+    /// Requests waiting for a slot of their client connection now.
+    pub waiting: AtomicUsize,
     /// Proxied responses cut because the client made no progress reading them.
     pub stalled: AtomicU64,
     /// The most requests that held a slot at once since the last memory release.

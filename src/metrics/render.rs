@@ -101,10 +101,18 @@ impl Metrics {
             "ficus_upstream_requests_in_flight {}",
             l.in_flight.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP ficus_upstream_requests_waiting Requests waiting for a slot of their client connection now.\n# TYPE ficus_upstream_requests_waiting gauge\n");
+        let _ = writeln!(
+            out,
+            "ficus_upstream_requests_waiting {}",
+            l.waiting.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP ficus_upstream_requests_refused_total Requests answered 503 because a cap on requests holding an upstream connection was reached, by cap.\n# TYPE ficus_upstream_requests_refused_total counter\n");
         for (cap, n) in [
             ("gateway", &l.refused_gateway),
             ("connection", &l.refused_connection),
+            ("client", &l.refused_client),
+            ("waiting", &l.refused_waiting),
         ] {
             let _ = writeln!(
                 out,

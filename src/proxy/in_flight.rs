@@ -1,7 +1,7 @@
 //! Caps on requests that hold an upstream connection, so that clients who stop reading
 //! cannot multiply the gateway's upstream connections and memory: a slot of the request's
-//! own client connection (HTTP/2 streams share one), then one of the whole gateway.
-//! Also the stall limit on writing proxied responses.
+//! own client connection (HTTP/2 streams share one), then its client address's share, then
+//! one of the whole gateway. Also the stall limit on writing proxied responses.
 //!
 //! A request takes its [`UpstreamSlot`] before its first upstream attempt and keeps it until
 //! its context is dropped (after logging); dropping the slot gives both places back. This
@@ -10,12 +10,15 @@
 //! Per connection, a request waits for a slot (a browser's page load on one HTTP/2
 //! connection queues briefly, as it would on six HTTP/1 connections) for at most
 //! `client_stall_timeout`: by then a stalled holder has been cut, so a longer wait means the
-//! connection's own slots are busy with slow downloads. Gateway-wide, a request is refused
-//! at once: waiting there would let a flood of stalled streams queue everyone else.
+//! connection's own slots are busy with slow downloads. Waiting is bounded too, gateway-wide
+//! and per client address, so that memory does not grow with the connections an attacker
+//! opens: beyond the bound a request is refused at once. Per client address and
+//! gateway-wide, a request is refused at once: waiting there would let a flood of stalled
+//! streams queue everyone else.
 
 use pingora_proxy::Session;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +33,13 @@ use crate::metrics::UpstreamLoad;
 /// What a client told to come back later is told: the stall limit frees slots within
 /// seconds, so a short wait is honest.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The longest the refusal's answer (a head and about 150 bytes of JSON) may wait for its
+/// client. A client that reads takes no time for it; one whose stream window is 0 would
+/// otherwise keep the refused stream (about 25 KB) for the stall limit, so that memory grew
+/// with the streams an attacker opens (600 connections × 100 streams: 1.7 GB). The head
+/// is not flow-controlled: even a cut answer tells its status and `Retry-After`.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// A client connection: its two ends are unique among connections open at once.
 type ConnKey = (SocketAddr, SocketAddr);
@@ -75,6 +85,125 @@ impl ConnectionSlots {
     }
 }
 
+/// What each client address holds and waits for: the per-client cap's table. One for the
+/// whole gateway (shared by its proxy services); an address has an entry only while it has
+/// a request holding or waiting, so the table is no larger than the requests in it.
+/// Sharded so that requests of different clients rarely meet on one lock.
+pub struct ClientSlots {
+    shards: [Mutex<HashMap<IpAddr, ClientEntry>>; CLIENT_SHARDS],
+}
+
+/// Enough shards that the proxy's threads seldom wait on each other.
+const CLIENT_SHARDS: usize = 16;
+
+#[derive(Default)]
+struct ClientEntry {
+    holding: usize,
+    waiting: usize,
+}
+
+/// Which count of a client's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Holding,
+    Waiting,
+}
+
+impl Default for ClientSlots {
+    fn default() -> Self {
+        ClientSlots {
+            shards: std::array::from_fn(|_| Mutex::default()),
+        }
+    }
+}
+
+impl ClientSlots {
+    fn shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, ClientEntry>> {
+        // The low bits of the address: cheap, and clients differ there most.
+        let low = match ip {
+            IpAddr::V4(v4) => v4.octets()[3] as usize ^ v4.octets()[2] as usize,
+            IpAddr::V6(v6) => v6.octets()[15] as usize ^ v6.octets()[7] as usize,
+        };
+        &self.shards[low % CLIENT_SHARDS]
+    }
+
+    /// Counts one more `what` for `ip` unless it has `cap` already.
+    fn try_add(&self, ip: IpAddr, what: Use, cap: usize) -> bool {
+        let mut map = self.shard(ip).lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(ip).or_default();
+        let n = match what {
+            Use::Holding => &mut entry.holding,
+            Use::Waiting => &mut entry.waiting,
+        };
+        let added = *n < cap;
+        if added {
+            *n += 1;
+        } else if entry.holding == 0 && entry.waiting == 0 {
+            // Only with a cap of 0, which the config turns into "no cap": never kept empty.
+            map.remove(&ip);
+        }
+        added
+    }
+
+    fn remove(&self, ip: IpAddr, what: Use) {
+        let mut map = self.shard(ip).lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = map.get_mut(&ip) {
+            let n = match what {
+                Use::Holding => &mut entry.holding,
+                Use::Waiting => &mut entry.waiting,
+            };
+            *n = n.saturating_sub(1);
+            if entry.holding == 0 && entry.waiting == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+
+    /// Client addresses with an entry now (for tests).
+    pub fn clients(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+}
+
+/// A request's count in its client's entry, taken back when dropped.
+struct ClientUse {
+    owner: Arc<ClientSlots>,
+    ip: IpAddr,
+    what: Use,
+}
+
+impl ClientUse {
+    fn take(owner: &Arc<ClientSlots>, ip: IpAddr, what: Use, cap: usize) -> Option<Self> {
+        owner.try_add(ip, what, cap).then(|| ClientUse {
+            owner: owner.clone(),
+            ip,
+            what,
+        })
+    }
+}
+
+impl Drop for ClientUse {
+    fn drop(&mut self) {
+        self.owner.remove(self.ip, self.what);
+    }
+}
+
+/// A request's place among those waiting for a slot (gateway-wide and, with a per-client
+/// cap, its client's), given back when dropped.
+struct Waiting {
+    load: Arc<UpstreamLoad>,
+    _client: Option<ClientUse>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.load.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A request's place in the connection's entry, left when dropped.
 struct Joined {
     owner: Arc<ConnectionSlots>,
@@ -90,6 +219,7 @@ impl Drop for Joined {
 /// A request's right to hold an upstream connection; both caps get it back when dropped.
 pub struct UpstreamSlot {
     load: Arc<UpstreamLoad>,
+    _client: Option<ClientUse>,
     // Field order is drop order: the permit goes back before the entry is left.
     _permit: Option<OwnedSemaphorePermit>,
     _joined: Option<Joined>,
@@ -109,38 +239,67 @@ pub struct Refused {
     pub retry_after: Duration,
 }
 
-/// Takes a slot for the request on `session`: first one of its client connection (HTTP/2
-/// only: an HTTP/1 connection has one request at a time), then one of the gateway.
+/// The tables a request's slot is counted in: its connection's and its client's.
+pub struct Tables<'a> {
+    pub conns: &'a Arc<ConnectionSlots>,
+    pub clients: &'a Arc<ClientSlots>,
+    pub load: &'a Arc<UpstreamLoad>,
+}
+
+/// Takes a slot for the request on `session` from `client` (its address, see
+/// `ctx.client.ip`): first one of its client connection (HTTP/2 only: an HTTP/1 connection
+/// has one request at a time), then one of its client's share, then one of the gateway.
 pub async fn take(
     session: &Session,
-    conns: &Arc<ConnectionSlots>,
-    load: &Arc<UpstreamLoad>,
+    client: Option<IpAddr>,
+    t: &Tables<'_>,
     limits: &InFlightLimits,
 ) -> Result<UpstreamSlot, Refused> {
     let refused = Refused {
         error: GatewayError::Overloaded,
         retry_after: RETRY_AFTER,
     };
+    let load = t.load;
+    let per_client = limits.max_upstream_requests_per_client;
+    let client = client.filter(|_| per_client > 0);
     // Declared in this order so that, dropped on a refusal, the permit goes back before
     // the connection's entry is left.
     let mut joined = None;
     let mut permit = None;
     if let Some(key) = connection_key(session) {
-        let slots = conns.join(key, limits.max_upstream_requests_per_connection);
+        let slots = t
+            .conns
+            .join(key, limits.max_upstream_requests_per_connection);
         joined = Some(Joined {
-            owner: conns.clone(),
+            owner: t.conns.clone(),
             key,
         });
-        let wait = tokio::time::timeout(limits.client_stall_timeout, slots.acquire_owned());
-        match wait.await {
-            Ok(Ok(p)) => permit = Some(p),
-            // Timed out (the semaphore is never closed).
-            _ => {
-                load.refused_connection.fetch_add(1, Ordering::Relaxed);
+        permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let _waiting = wait_in_line(load, t.clients, client, limits).ok_or(refused)?;
+                let wait = tokio::time::timeout(limits.client_stall_timeout, slots.acquire_owned());
+                match wait.await {
+                    Ok(Ok(p)) => Some(p),
+                    // Timed out (the semaphore is never closed).
+                    _ => {
+                        load.refused_connection.fetch_add(1, Ordering::Relaxed);
+                        return Err(refused);
+                    }
+                }
+            }
+        };
+    }
+    let client_use = match client {
+        Some(ip) => match ClientUse::take(t.clients, ip, Use::Holding, per_client) {
+            Some(u) => Some(u),
+            None => {
+                load.refused_client.fetch_add(1, Ordering::Relaxed);
                 return Err(refused);
             }
-        }
-    }
+        },
+        None => None,
+    };
     let cap = limits.max_upstream_requests;
     let taken = load
         .in_flight
@@ -156,25 +315,61 @@ pub async fn take(
     }
     Ok(UpstreamSlot {
         load: load.clone(),
+        _client: client_use,
         _permit: permit,
         _joined: joined,
     })
 }
 
+/// A place among the requests waiting for a slot of their connection: gateway-wide, and
+/// within the client's share (the per-client cap bounds its waiting requests as it bounds
+/// its holding ones). `None` (counted) when either is full: the request is refused at once.
+fn wait_in_line(
+    load: &Arc<UpstreamLoad>,
+    clients: &Arc<ClientSlots>,
+    client: Option<IpAddr>,
+    limits: &InFlightLimits,
+) -> Option<Waiting> {
+    let cap = limits.max_waiting_upstream_requests;
+    let room = load
+        .waiting
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < cap).then_some(n + 1)
+        });
+    if room.is_err() {
+        load.refused_waiting.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    let mut waiting = Waiting {
+        load: load.clone(),
+        _client: None,
+    };
+    if let Some(ip) = client {
+        let share = limits.max_upstream_requests_per_client;
+        match ClientUse::take(clients, ip, Use::Waiting, share) {
+            Some(u) => waiting._client = Some(u),
+            None => {
+                load.refused_client.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+    }
+    Some(waiting)
+}
+
 /// Makes sure the request holds a slot before an upstream attempt (the first one takes it,
 /// retries keep it). On refusal the client is told when to come back, and its small answer
-/// gets the stall limit too: a refused stalled stream must not linger for `send_timeout`.
+/// gets [`REFUSAL_WRITE_TIMEOUT`]: a refused stalled stream must not linger.
 pub async fn hold(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    conns: &Arc<ConnectionSlots>,
-    load: &Arc<UpstreamLoad>,
+    tables: &Tables<'_>,
 ) -> Result<(), GatewayError> {
     if ctx.upstream.slot.is_some() {
         return Ok(());
     }
     let limits = ctx.runtime.config.gateway.limits.in_flight;
-    match take(session, conns, load, &limits).await {
+    match take(session, ctx.client.ip, tables, &limits).await {
         Ok(slot) => {
             ctx.upstream.slot = Some(slot);
             Ok(())
@@ -182,7 +377,8 @@ pub async fn hold(
         Err(r) => {
             ctx.upstream.retry_after = Some(r.retry_after);
             let send = ctx.runtime.config.gateway.limits.send_timeout;
-            session.set_write_timeout(Some(response_write_timeout(send, &limits)));
+            let limit = response_write_timeout(send, &limits).min(REFUSAL_WRITE_TIMEOUT);
+            session.set_write_timeout(Some(limit));
             Err(r.error)
         }
     }
@@ -234,6 +430,48 @@ mod tests {
         assert_eq!(slots.connections(), 1);
         slots.leave(key);
         assert_eq!(slots.connections(), 0);
+    }
+
+    #[test]
+    fn a_client_entry_is_capped_and_removed_at_zero() {
+        let clients = Arc::new(ClientSlots::default());
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let a = ClientUse::take(&clients, ip, Use::Holding, 2).unwrap();
+        let b = ClientUse::take(&clients, ip, Use::Holding, 2).unwrap();
+        assert!(ClientUse::take(&clients, ip, Use::Holding, 2).is_none());
+        // Waiting has its own count in the same entry.
+        let w = ClientUse::take(&clients, ip, Use::Waiting, 2).unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        let c = ClientUse::take(&clients, other, Use::Holding, 2).unwrap();
+        assert_eq!(clients.clients(), 2);
+        drop((a, w, c));
+        assert_eq!(clients.clients(), 1);
+        drop(b);
+        assert_eq!(clients.clients(), 0);
+        assert!(ClientUse::take(&clients, ip, Use::Holding, 0).is_none());
+        assert_eq!(
+            clients.clients(),
+            0,
+            "a refused first request leaves no entry"
+        );
+    }
+
+    #[test]
+    fn waiting_is_bounded_gateway_wide() {
+        let load = Arc::new(UpstreamLoad::default());
+        let clients = Arc::new(ClientSlots::default());
+        let limits = InFlightLimits {
+            max_waiting_upstream_requests: 2,
+            max_upstream_requests_per_client: 0,
+            ..InFlightLimits::default()
+        };
+        let a = wait_in_line(&load, &clients, None, &limits).unwrap();
+        let _b = wait_in_line(&load, &clients, None, &limits).unwrap();
+        assert!(wait_in_line(&load, &clients, None, &limits).is_none());
+        assert_eq!(load.refused_waiting.load(Ordering::Relaxed), 1);
+        drop(a);
+        assert_eq!(load.waiting.load(Ordering::Relaxed), 1);
+        assert!(wait_in_line(&load, &clients, None, &limits).is_some());
     }
 
     #[test]

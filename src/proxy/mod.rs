@@ -60,13 +60,18 @@ pub struct Gateway {
     pub shared: Arc<Shared>,
     /// The upstream slots of this service's client connections ([`in_flight`]).
     conns: Arc<in_flight::ConnectionSlots>,
+    /// The upstream slots of each client address, shared by the gateway's proxy services.
+    clients: Arc<in_flight::ClientSlots>,
 }
 
 impl Gateway {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    /// `clients` is the one per-client table of the whole gateway (every proxy service
+    /// gets the same), so a client cannot double its share by using two listeners.
+    pub fn new(shared: Arc<Shared>, clients: Arc<in_flight::ClientSlots>) -> Self {
         Gateway {
             shared,
             conns: Arc::default(),
+            clients,
         }
     }
 }
@@ -214,8 +219,12 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
-        let load = &self.shared.metrics.upstream_load;
-        in_flight::hold(session, ctx, &self.conns, load)
+        let tables = in_flight::Tables {
+            conns: &self.conns,
+            clients: &self.clients,
+            load: &self.shared.metrics.upstream_load,
+        };
+        in_flight::hold(session, ctx, &tables)
             .await
             .map_err(GatewayError::into_pingora)?;
         match select::choose(ctx, session.req_header()) {
