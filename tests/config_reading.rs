@@ -27,6 +27,8 @@ fn run_measured(args: &[&str], within: Duration) -> Measured {
     let out_path = dir.path().join("out");
     let out_file = std::fs::File::create(&out_path).unwrap();
     let t = Instant::now();
+    // Reaped below with `wait4`, which reports the peak memory `Child::wait` does not.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(bin())
         .args(args)
         .env("NO_COLOR", "1")

@@ -380,7 +380,8 @@ mod tests {
         }
         // Raised past the ceiling, the ceiling judges.
         let file = std::fs::File::create(&path).unwrap();
-        std::io::Write::write_all(&file, b"[gateway]\nmax_config_bytes = 9000000000\n").unwrap();
+        std::io::Write::write_all(&mut &file, b"[gateway]\nmax_config_bytes = 9000000000\n")
+            .unwrap();
         file.set_len(MAX_CONFIG_BYTES_CEILING + 1).unwrap();
         match read_config(&path, None) {
             Err(ConfigError::TooLarge { limit, .. }) => assert_eq!(limit, MAX_CONFIG_BYTES_CEILING),
