@@ -261,3 +261,35 @@ fn a_parse_bomb_is_refused_on_a_live_reload_and_the_gateway_keeps_serving() {
     gw.reload(&base.route("b", "/b/**", "app").build());
     assert_eq!(gw.get("/b/x").origin().as_deref(), Some("app"));
 }
+
+#[test]
+fn a_fifo_renamed_over_the_config_is_refused_on_reload_and_later_edits_still_apply() {
+    let o = Origin::start("app");
+    let base = ConfigBuilder::new()
+        .service("app", &[o.addr()])
+        .route("a", "/a/**", "app");
+    let gw = Gateway::start(&base.clone().build());
+    let fifo = gw.dir().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: plain FFI call with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::fs::rename(&fifo, gw.config_path()).unwrap();
+    // Before, opening it blocked the config watcher for good: no later edit applied.
+    poll_until(Duration::from_secs(10), || {
+        let n = metric_sum(
+            &gw.metrics(),
+            "ficus_config_reload_failures_total",
+            &[("reason", "not_a_file")],
+        );
+        (n.unwrap_or(0.0) >= 1.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no not_a_file reload failure\n{}", gw.logs()));
+    assert!(
+        gw.logs().contains("is a FIFO, not a regular file"),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(gw.get("/a/x").origin().as_deref(), Some("app"));
+    gw.reload(&base.route("b", "/b/**", "app").build());
+    assert_eq!(gw.get("/b/x").origin().as_deref(), Some("app"));
+}
