@@ -15,7 +15,7 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::compiler::{span_of, Compiler};
-use super::ConfigError;
+use super::{value_count, ConfigError};
 use crate::router::HeaderEdits;
 
 /// `[gateway] max_config_bytes` unset. Compiling needs about 60 times the file's size at
@@ -50,49 +50,123 @@ impl Default for ConfigBounds {
     }
 }
 
-/// Reads the file, refusing it when it is larger than `max_bytes` (read no further than
-/// one byte past the limit, so a file that grows while it is read is refused too).
-pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<String, ConfigError> {
-    let io = |source| ConfigError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    let too_large = |bytes| ConfigError::TooLarge {
-        path: path.display().to_string(),
-        bytes,
-        limit: max_bytes,
-    };
-    if size > max_bytes {
-        return Err(too_large(size));
-    }
-    let mut source = String::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(max_bytes.saturating_add(1))
-        .read_to_string(&mut source)
-        .map_err(io)?;
-    if source.len() as u64 > max_bytes {
-        return Err(too_large(source.len() as u64));
-    }
-    Ok(source)
+/// The highest `max_config_bytes` a config may set: at start the file's own `[gateway]`
+/// table decides how much of it is read, so this is the most a load ever reads.
+pub const MAX_CONFIG_BYTES_CEILING: u64 = 1024 * 1024 * 1024;
+/// Each unit of parse tree (see [`value_count::parse_units`]) a file may hold needs this
+/// many bytes of `max_config_bytes`: the TOML parser takes at most about 300 bytes per
+/// unit whatever the content (docs/performance.md, "Config compilation"), so the default
+/// 16 MiB allows 3.4 million units and keeps the parse near 1 GiB at its peak. A file of
+/// 100,000 plain routes holds 1.7 million.
+pub const LIMIT_BYTES_PER_PARSE_UNIT: u64 = 5;
+
+/// The parse units `max_config_bytes` allows.
+pub fn parse_unit_budget(max_config_bytes: u64) -> u64 {
+    max_config_bytes / LIMIT_BYTES_PER_PARSE_UNIT
 }
 
-/// At start and in `ficus check` (no running config to judge by): whether a file larger
-/// than [`DEFAULT_MAX_CONFIG_BYTES`] allows its own size, found without parsing the whole
-/// file: only the text of its `[gateway]` table is parsed, for `max_config_bytes`. A file
-/// over the limit it sets (or the default, when that cannot be found) is refused before
-/// parsing, as a reload would refuse it; the whole file's value is checked again once
-/// parsed.
-pub(super) fn check_unparsed_size(source: &str, path: &str) -> Result<(), ConfigError> {
-    let bytes = source.len() as u64;
-    if bytes <= DEFAULT_MAX_CONFIG_BYTES {
-        return Ok(());
+/// The config file's text, read with a bound: never more than one byte past the limit
+/// (so a file that grows while it is read is refused too), and nothing from what is not a
+/// regular file (a FIFO would block the reader, a device never end).
+///
+/// On a reload `running_limit` is the running config's `max_config_bytes`, and a bigger
+/// file is refused unread. At start (and in `ficus check`) there is no running config:
+/// the limit is the default unless the file raises it in a `[gateway]` table within its
+/// first [`DEFAULT_MAX_CONFIG_BYTES`] (read first), up to [`MAX_CONFIG_BYTES_CEILING`].
+/// The whole file's own value is checked again once parsed.
+pub fn read_config(path: &Path, running_limit: Option<u64>) -> Result<String, ConfigError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let name = || path.display().to_string();
+    let io = |source| ConfigError::Io {
+        path: name(),
+        source,
+    };
+    // Non-blocking, so that opening a FIFO does not wait for a writer; it changes nothing
+    // for a regular file.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(ConfigError::NotAFile { path: name(), what });
     }
-    let limit = declared_max_config_bytes(source).unwrap_or(DEFAULT_MAX_CONFIG_BYTES);
-    if bytes > limit {
-        return Err(ConfigError::TooLarge {
+    let size = meta.len();
+    let too_large = |bytes, limit| ConfigError::TooLarge {
+        path: name(),
+        bytes,
+        limit,
+    };
+    let mut limit = running_limit.unwrap_or(DEFAULT_MAX_CONFIG_BYTES);
+    if running_limit.is_some() && size > limit {
+        return Err(too_large(size, limit));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size.min(limit)).unwrap_or(0));
+    read_up_to(&file, &mut bytes, limit + 1).map_err(io)?;
+    if running_limit.is_none() && (size > limit || bytes.len() as u64 > limit) {
+        limit = declared_in_prefix(&bytes)
+            .unwrap_or(DEFAULT_MAX_CONFIG_BYTES)
+            .min(MAX_CONFIG_BYTES_CEILING);
+        if size > limit {
+            return Err(too_large(size, limit));
+        }
+        read_up_to(&file, &mut bytes, limit + 1).map_err(io)?;
+    }
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64, limit));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is not UTF-8 text",
+        ))
+    })
+}
+
+/// Reads on until `bytes` holds `upto` bytes or the file ends.
+fn read_up_to(mut file: &std::fs::File, bytes: &mut Vec<u8>, upto: u64) -> std::io::Result<()> {
+    let more = upto.saturating_sub(bytes.len() as u64);
+    (&mut file).take(more).read_to_end(bytes).map(|_| ())
+}
+
+/// `max_config_bytes` as the `[gateway]` table in the first part of a file sets it (the
+/// text up to its last complete line).
+fn declared_in_prefix(bytes: &[u8]) -> Option<u64> {
+    let end = bytes.iter().rposition(|&b| b == b'\n')? + 1;
+    declared_max_config_bytes(std::str::from_utf8(&bytes[..end]).ok()?)
+}
+
+/// Before parsing, on every load: a file that holds more parse tree than its
+/// `max_config_bytes` allows (see [`parse_unit_budget`]) is refused unparsed. The limit
+/// is the running config's on a reload, the one the file sets (or the default) at start.
+pub(super) fn check_unparsed_values(
+    source: &str,
+    path: &str,
+    running_limit: Option<u64>,
+) -> Result<(), ConfigError> {
+    let units = value_count::parse_units(source);
+    let mut limit = running_limit.unwrap_or(DEFAULT_MAX_CONFIG_BYTES);
+    if units > parse_unit_budget(limit) && running_limit.is_none() {
+        limit = declared_max_config_bytes(source)
+            .unwrap_or(DEFAULT_MAX_CONFIG_BYTES)
+            .min(MAX_CONFIG_BYTES_CEILING);
+    }
+    if units > parse_unit_budget(limit) {
+        return Err(ConfigError::TooManyValues {
             path: path.to_string(),
-            bytes,
+            units,
+            budget: parse_unit_budget(limit),
             limit,
         });
     }
@@ -166,7 +240,13 @@ fn declared_gateway(source: &str) -> Option<DeclaredGateway> {
         }
         offset += line.len();
     }
-    let table: Doc = toml::from_str(&source[start?..end]).ok()?;
+    let text = &source[start?..end];
+    // The table is parsed before the file's bounds are known: a `[gateway]` stuffed with
+    // values must not cost what the bounds exist to prevent.
+    if value_count::parse_units(text) > parse_unit_budget(DEFAULT_MAX_CONFIG_BYTES) {
+        return None;
+    }
+    let table: Doc = toml::from_str(text).ok()?;
     Some(table.gateway)
 }
 
@@ -190,8 +270,18 @@ pub(super) fn compile_bounds(
             }
         }
     };
-    let bytes = positive(max_config_bytes, "max_config_bytes");
+    let mut bytes = positive(max_config_bytes, "max_config_bytes");
     let routes = positive(max_routes, "max_routes");
+    if let (Some(n), Some(v)) = (bytes, max_config_bytes) {
+        if n > MAX_CONFIG_BYTES_CEILING {
+            c.d.error(
+                span_of(v),
+                "gateway.max_config_bytes",
+                format!("`max_config_bytes` may be at most {MAX_CONFIG_BYTES_CEILING} (1 GiB)"),
+            );
+            bytes = None;
+        }
+    }
     ConfigBounds {
         max_config_bytes: bytes.unwrap_or(DEFAULT_MAX_CONFIG_BYTES),
         max_routes: routes
@@ -243,37 +333,87 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("routes.toml");
         std::fs::write(&path, "x".repeat(100)).unwrap();
-        assert_eq!(read_bounded(&path, 100).unwrap().len(), 100);
-        match read_bounded(&path, 99) {
+        assert_eq!(read_config(&path, Some(100)).unwrap().len(), 100);
+        match read_config(&path, Some(99)) {
             Err(ConfigError::TooLarge { bytes, limit, .. }) => {
                 assert_eq!((bytes, limit), (100, 99))
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            read_bounded(&dir.path().join("missing.toml"), 100),
+            read_config(&dir.path().join("missing.toml"), Some(100)),
             Err(ConfigError::Io { .. })
         ));
+        for (what, path) in [
+            ("a directory", dir.path()),
+            ("a device", Path::new("/dev/zero")),
+        ] {
+            match read_config(path, None) {
+                Err(ConfigError::NotAFile { what: w, .. }) => assert_eq!(w, what),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
     fn a_big_file_is_judged_by_the_limit_its_gateway_table_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("routes.toml");
         let routes = "[[routes]]\nname = \"r\"\n".repeat(DEFAULT_MAX_CONFIG_BYTES as usize / 20);
         let raised =
             format!("[gateway] # big\nmax_config_bytes = 100000000\n[services.a]\n{routes}");
         assert!(raised.len() as u64 > DEFAULT_MAX_CONFIG_BYTES);
-        assert!(check_unparsed_size(&raised, "r.toml").is_ok());
+        std::fs::write(&path, &raised).unwrap();
+        assert_eq!(read_config(&path, None).unwrap().len(), raised.len());
         for text in [
             format!("[gateway]\nmax_config_bytes = 1000\n{routes}"),
             format!("[services.a]\n{routes}"),
             format!("[gateway]\nthreads = 2\n{routes}"),
+            // The table must be in the first part of the file.
+            format!("{routes}[gateway]\nmax_config_bytes = 100000000\n"),
         ] {
-            match check_unparsed_size(&text, "r.toml") {
+            std::fs::write(&path, &text).unwrap();
+            match read_config(&path, None) {
                 Err(ConfigError::TooLarge { bytes, .. }) => assert_eq!(bytes, text.len() as u64),
                 other => panic!("{other:?}"),
             }
         }
-        assert!(check_unparsed_size("[gateway]\nmax_config_bytes = 1\n", "r.toml").is_ok());
+        // Raised past the ceiling, the ceiling judges.
+        let file = std::fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut &file, b"[gateway]\nmax_config_bytes = 9000000000\n")
+            .unwrap();
+        file.set_len(MAX_CONFIG_BYTES_CEILING + 1).unwrap();
+        match read_config(&path, None) {
+            Err(ConfigError::TooLarge { limit, .. }) => assert_eq!(limit, MAX_CONFIG_BYTES_CEILING),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&path, "[gateway]\nmax_config_bytes = 1\n").unwrap();
+        assert!(read_config(&path, None).is_ok());
+    }
+
+    #[test]
+    fn a_file_holding_more_parse_tree_than_its_limit_allows_is_refused() {
+        let budget = parse_unit_budget(DEFAULT_MAX_CONFIG_BYTES);
+        let bomb = format!("[x]\na = [{}]\n", "0,".repeat(budget as usize));
+        match check_unparsed_values(&bomb, "r.toml", None) {
+            Err(ConfigError::TooManyValues {
+                units, budget: b, ..
+            }) => {
+                assert!(units > budget && b == budget, "{units} {b}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A running config's limit judges a reload; at start the file may raise its own.
+        assert!(check_unparsed_values(&bomb, "r.toml", Some(DEFAULT_MAX_CONFIG_BYTES * 2)).is_ok());
+        let raised = format!("[gateway]\nmax_config_bytes = 33554432\n{bomb}");
+        assert!(check_unparsed_values(&raised, "r.toml", None).is_ok());
+        assert!(check_unparsed_values(&raised, "r.toml", Some(DEFAULT_MAX_CONFIG_BYTES)).is_err());
+        // A `[gateway]` table that is itself the bomb is not parsed for its limit.
+        let in_gateway = format!(
+            "[gateway]\nmax_config_bytes = 33554432\na = [{}]\n",
+            "0,".repeat(budget as usize)
+        );
+        assert!(check_unparsed_values(&in_gateway, "r.toml", None).is_err());
     }
 
     #[test]

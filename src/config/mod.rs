@@ -36,6 +36,7 @@ mod split;
 mod testing;
 mod tls;
 mod unreachable;
+pub mod value_count;
 
 use diag::{Diagnostic, Diagnostics, Severity};
 use raw::RawGateway;
@@ -83,6 +84,18 @@ pub enum ConfigError {
         bytes: u64,
         limit: u64,
     },
+    /// Not a regular file (a FIFO, a device, a directory): refused unread.
+    #[error("{path} is {what}, not a regular file; nothing was applied")]
+    NotAFile { path: String, what: &'static str },
+    /// More parse tree (keys, values, tables, array elements) than `max_config_bytes`
+    /// allows: refused before it is parsed.
+    #[error("{path} holds {units} units of keys, values, tables and array elements, more than `max_config_bytes` ({limit}) allows ({budget}: one per {per} bytes); nothing was applied\n  hint: raise `[gateway] max_config_bytes` if the file is meant to hold this much", per = bounds::LIMIT_BYTES_PER_PARSE_UNIT)]
+    TooManyValues {
+        path: String,
+        units: u64,
+        budget: u64,
+        limit: u64,
+    },
     /// More `[[routes]]` than `max_routes`: refused before any route is compiled.
     #[error("{path} has {routes} routes, more than `max_routes` ({limit}); nothing was applied\n  hint: raise `[gateway] max_routes` if the file is meant to hold this many")]
     TooManyRoutes {
@@ -96,13 +109,15 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// Why, as a metric label: `io`, `invalid`, `too_large`, `too_many_routes` or
-    /// `internal`.
+    /// Why, as a metric label: `io`, `not_a_file`, `invalid`, `too_large`,
+    /// `too_many_values`, `too_many_routes` or `internal`.
     pub fn reason(&self) -> &'static str {
         match self {
             ConfigError::Io { .. } => "io",
             ConfigError::Invalid(_) => "invalid",
+            ConfigError::NotAFile { .. } => "not_a_file",
             ConfigError::TooLarge { .. } => "too_large",
+            ConfigError::TooManyValues { .. } => "too_many_values",
             ConfigError::TooManyRoutes { .. } => "too_many_routes",
             ConfigError::Internal { .. } => "internal",
         }
@@ -163,11 +178,12 @@ pub struct Running<'a> {
 
 /// Reads and compiles a config file for a running gateway (see [`Running`]).
 ///
-/// A running gateway refuses a file over its own `max_config_bytes` before parsing it. At
-/// start (and in `ficus check`) a file over the default limit is refused before parsing
-/// unless its `[gateway]` table raises the limit (see `bounds::check_unparsed_size`);
-/// the file's own limit is applied again right after parsing, before any route is
-/// compiled.
+/// A running gateway refuses a file over its own `max_config_bytes` before reading it. At
+/// start (and in `ficus check`) a file over the default limit is refused after reading no
+/// more than that, unless its `[gateway]` table raises the limit (see
+/// `bounds::read_config`); a file holding more keys, values and tables than the limit
+/// allows is refused before parsing (`bounds::check_unparsed_values`); the file's own
+/// limit is applied again right after parsing, before any route is compiled.
 ///
 /// The work runs on a thread of its own that ends with it: the allocator returns what
 /// compiling left behind (the parsed document, every raw route) when that thread exits,
@@ -181,12 +197,10 @@ pub fn load_with(path: &Path, previous: Option<&Running<'_>>) -> Result<Config, 
             .name("ficus-config".into())
             .stack_size(COMPILE_STACK)
             .spawn_scoped(scope, || {
-                let limit = previous.map_or(u64::MAX, |r| r.max_config_bytes);
-                let compiled = bounds::read_bounded(path, limit).and_then(|source| {
+                let limit = previous.map(|r| r.max_config_bytes);
+                let compiled = bounds::read_config(path, limit).and_then(|source| {
                     let file = path.display().to_string();
-                    if previous.is_none() {
-                        bounds::check_unparsed_size(&source, &file)?;
-                    }
+                    bounds::check_unparsed_values(&source, &file, limit)?;
                     bounds::check_unparsed_routes(&source, &file)?;
                     compile_with(path, &source, previous)
                 });

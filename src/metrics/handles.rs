@@ -214,8 +214,15 @@ pub struct UpstreamLoad {
 }
 
 /// The reasons a reload fails (`ConfigError::reason`), as metric labels.
-pub const RELOAD_FAILURE_REASONS: [&str; 5] =
-    ["io", "invalid", "too_large", "too_many_routes", "internal"];
+pub const RELOAD_FAILURE_REASONS: [&str; 7] = [
+    "io",
+    "invalid",
+    "too_large",
+    "too_many_routes",
+    "internal",
+    "not_a_file",
+    "too_many_values",
+];
 
 /// Failed reloads, one counter per [`RELOAD_FAILURE_REASONS`] entry.
 #[derive(Default, Debug)]
