@@ -76,11 +76,12 @@ impl Metrics {
             self.reloads_failed.load(Ordering::Relaxed)
         );
         self.reload_failures.render(&mut out);
-        out.push_str("# HELP ficus_access_log_dropped_total Access log lines dropped because stdout could not keep up.\n# TYPE ficus_access_log_dropped_total counter\n");
-        let _ = writeln!(
-            out,
-            "ficus_access_log_dropped_total {}",
-            crate::access_log::dropped()
+        scalar(
+            &mut out,
+            "ficus_access_log_dropped_total",
+            "Access log lines dropped because stdout could not keep up.",
+            "counter",
+            crate::access_log::dropped(),
         );
         crate::listener::h2_cuts::render(&mut out);
         crate::listener::tls_handshake::render_metrics(&mut out);
@@ -91,21 +92,31 @@ impl Metrics {
     }
 }
 
+/// One unlabelled sample with its `HELP` and `TYPE` lines.
+fn scalar(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
 impl Metrics {
     /// Requests holding an upstream connection, refusals by cap, and stalled responses.
     fn render_upstream_load(&self, out: &mut String) {
         let l = &self.upstream_load;
-        out.push_str("# HELP ficus_upstream_requests_in_flight Requests holding an upstream connection now.\n# TYPE ficus_upstream_requests_in_flight gauge\n");
-        let _ = writeln!(
+        scalar(
             out,
-            "ficus_upstream_requests_in_flight {}",
-            l.in_flight.load(Ordering::Relaxed)
+            "ficus_upstream_requests_in_flight",
+            "Requests holding an upstream connection now.",
+            "gauge",
+            l.in_flight.load(Ordering::Relaxed),
         );
-        out.push_str("# HELP ficus_upstream_requests_waiting Requests waiting for a slot of their client connection now.\n# TYPE ficus_upstream_requests_waiting gauge\n");
-        let _ = writeln!(
+        scalar(
             out,
-            "ficus_upstream_requests_waiting {}",
-            l.waiting.load(Ordering::Relaxed)
+            "ficus_upstream_requests_waiting",
+            "Requests waiting for a slot of their client connection now.",
+            "gauge",
+            l.waiting.load(Ordering::Relaxed),
         );
         out.push_str("# HELP ficus_upstream_requests_refused_total Requests answered 503 because a cap on requests holding an upstream connection was reached, by cap.\n# TYPE ficus_upstream_requests_refused_total counter\n");
         for (cap, n) in [
@@ -120,17 +131,19 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
-        out.push_str("# HELP ficus_client_stalls_total Proxied responses cut because the client read nothing for client_stall_timeout.\n# TYPE ficus_client_stalls_total counter\n");
-        let _ = writeln!(
+        scalar(
             out,
-            "ficus_client_stalls_total {}",
-            l.stalled.load(Ordering::Relaxed)
+            "ficus_client_stalls_total",
+            "Proxied responses cut because the client read nothing for client_stall_timeout.",
+            "counter",
+            l.stalled.load(Ordering::Relaxed),
         );
-        out.push_str("# HELP ficus_memory_releases_total Times freed memory was given back to the system after a burst of requests holding upstream connections.\n# TYPE ficus_memory_releases_total counter\n");
-        let _ = writeln!(
+        scalar(
             out,
-            "ficus_memory_releases_total {}",
-            l.collections.load(Ordering::Relaxed)
+            "ficus_memory_releases_total",
+            "Times freed memory was given back to the system after a burst of requests holding upstream connections.",
+            "counter",
+            l.collections.load(Ordering::Relaxed),
         );
     }
 
