@@ -115,6 +115,15 @@ fn bomb_shapes(head: &str) -> Vec<(&'static str, String)> {
                 s
             }),
         ),
+        (
+            // Every part of a dotted key opens a table of its own (the re-check pass: 10 MB
+            // of these took 3.75 GB while each dot counted as little as a comma).
+            "dotted keys",
+            (0..room / 28).fold(format!("{head}[x]\n"), |mut s, i| {
+                s.push_str(&format!("a{i:07}.b.c.d.e.f.g.h = 1\n"));
+                s
+            }),
+        ),
     ]
 }
 
