@@ -223,6 +223,22 @@ fn service_view(
     }
 }
 
+/// Bytes of a zone or version the summary shows; longer ones end with `…`.
+const SUMMARY_TEXT: usize = 64;
+
+/// `text` as it is, or cut to [`SUMMARY_TEXT`] bytes (at a character boundary) for the
+/// summary.
+fn shown(text: &str, whole: bool) -> String {
+    if whole || text.len() <= SUMMARY_TEXT {
+        return text.to_string();
+    }
+    let mut end = SUMMARY_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// One instance; `probed` is whether the service has health checks.
 fn instance_view(
     m: &Member,
@@ -265,8 +281,11 @@ fn instance_view(
             .unwrap_or_else(|| m.addr.to_string()),
         addr: m.addr.to_string(),
         weight: m.weight,
-        zone: m.zone.clone(),
-        version: m.version.clone(),
+        // The summary (no metadata) shows zone and version cut short: they are a
+        // registrant's text (up to 4 KiB with the metadata), and the summary of every
+        // service is what the dashboard polls.
+        zone: m.zone.as_deref().map(|z| shown(z, with_metadata)),
+        version: m.version.as_deref().map(|v| shown(v, with_metadata)),
         metadata: if with_metadata {
             m.metadata.clone()
         } else {
@@ -474,6 +493,7 @@ mod tests {
         );
         let mut described = NewInstance::new(SocketAddr::from(([127, 0, 0, 1], 9)), None);
         described.metadata.insert("k".into(), "v".into());
+        described.version = Some("é".repeat(1000));
         r.register("orders", described).expect("registers");
         let page = |q: &str| {
             let p = Page::from_query(Some(q)).expect("a valid query");
@@ -508,6 +528,19 @@ mod tests {
             registered["metadata"],
             serde_json::json!({}),
             "{registered}"
+        );
+        // A registrant's long version is cut short in the summary (at a character
+        // boundary), and shown whole in a page of the registry.
+        let cut = registered["version"].as_str().expect("a version");
+        assert!(
+            cut.len() <= SUMMARY_TEXT + '…'.len_utf8() && cut.ends_with('…'),
+            "{cut}"
+        );
+        assert_eq!(
+            last["services"][0]["instances"][1]["version"]
+                .as_str()
+                .map(str::len),
+            Some(2000)
         );
     }
 
