@@ -86,9 +86,13 @@ pub(crate) fn head_violation(
     max_uri: usize,
     max_head: usize,
 ) -> Option<GatewayError> {
+    // A head over the size limit is judged on its first `max_head + 1` bytes only, whether
+    // its end came with them or later: the answer must not depend on where the packets
+    // were cut.
     let within = match *head {
-        Head::Ready(end) => &buf[..end],
-        Head::Oversized => buf,
+        Head::Ready(end) if end <= max_head => &buf[..end],
+        Head::Ready(end) => &buf[..end.min(max_head.saturating_add(1))],
+        Head::Oversized => &buf[..buf.len().min(max_head.saturating_add(1))],
         _ => return None,
     };
     let line_end = memchr::memchr(b'\n', within);
@@ -367,6 +371,14 @@ mod tests {
                 Some(GatewayError::UriTooLong)
             );
         }
+        // A request line longer than the size limit: judged on the same first bytes whether
+        // the end came with them or not (found by the request_head fuzz target).
+        let line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(300));
+        let b = line.as_bytes();
+        assert_eq!(
+            head_violation(b, &Head::Ready(b.len()), 100, 250, 256),
+            head_violation(&b[..257], &Head::Oversized, 100, 250, 256)
+        );
         // A head over the size limit is 431 also when its end arrived with it.
         let name = format!(
             "GET /a HTTP/1.1\r\nHost: x\r\n{}: v\r\n\r\n",
