@@ -384,6 +384,21 @@ fn tcp_probe_only_checks_the_connect() {
     assert_eq!(r.status, 503, "{}", r.text());
 }
 
+/// `ficus explain GET http://test.local/orders/42` on the gateway's config: its output
+/// (the command must succeed).
+fn explain_orders(gw: &Gateway) -> String {
+    let config = gw.config_path().to_str().unwrap().to_string();
+    let (code, out, err) = ficus(&[
+        "explain",
+        "--config",
+        &config,
+        "GET",
+        "http://test.local/orders/42",
+    ]);
+    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    out
+}
+
 #[test]
 fn explain_shows_live_instance_health() {
     let up = Origin::start("up");
@@ -410,14 +425,7 @@ fn explain_shows_live_instance_health() {
     wait_health(&gw, "orders", reg.addr(), "healthy", t);
 
     let config = gw.config_path().to_str().unwrap().to_string();
-    let (code, out, err) = ficus(&[
-        "explain",
-        "--config",
-        &config,
-        "GET",
-        "http://test.local/orders/42",
-    ]);
-    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    let out = explain_orders(&gw);
     assert!(
         out.contains(&format!("live (from {}):", gw.admin)),
         "no live section:\n{out}"
@@ -526,15 +534,7 @@ fn explain_reads_one_service_and_counts_instances_past_its_first_page() {
             &format!(r#"{{"addr":"127.0.0.1:{}","ttl":"60s"}}"#, 40_000 + i),
         );
     }
-    let config = gw.config_path().to_str().unwrap().to_string();
-    let (code, out, err) = ficus(&[
-        "explain",
-        "--config",
-        &config,
-        "GET",
-        "http://test.local/orders/42",
-    ]);
-    assert_eq!(code, 0, "stdout {out}\nstderr {err}");
+    let out = explain_orders(&gw);
     let listed = out
         .lines()
         .filter(|l| l.trim_start().starts_with("127.0.0.1:"))
