@@ -40,55 +40,40 @@ pub async fn run(job: Job) {
         return;
     };
     let record = &job.slot.state().record;
-    let mut head = job.head;
-    // As the client sent them, for a mismatch's sample (sensitive ones are redacted there).
-    let method = head.method.clone();
-    let request_headers = head.headers.clone();
-    head.remove_header(&http::header::EXPECT);
-    // Header values built by the gateway: cannot fail.
-    let _ = head.insert_header(X_FICUS_SHADOW.clone(), HeaderValue::from_static("1"));
-    let _ = head.insert_header(
-        crate::proxy::headers::X_REQUEST_ID.clone(),
-        job.request_id.clone(),
-    );
+    // The upstream request as the primary got it: each copy is made from it, and it is
+    // kept as it is for a mismatch's sample (sensitive headers are redacted there).
+    let head = &job.head;
     // The primary is asked a second time only for requests without side effects: a
     // copied POST must never reach production twice.
-    let learn = method.is_safe()
+    let learn = head.method.is_safe()
         && shadow.compare.noise_sample() > 0.0
         && fastrand::f64() < shadow.compare.noise_sample();
-    let again_head = learn.then(|| head.clone());
-    let mut shadow_head = head;
-    if let Some(target) = &job.shadow_target {
-        if shadow_head.set_raw_path(target.as_bytes()).is_err() {
-            record.shadow_error();
-            return;
-        }
-    }
     let services = &job.runtime.services;
     // A service with client credentials gets its own token, as its primary traffic does.
-    if !Box::pin(authorize(&mut shadow_head, &job.runtime, shadow.service)).await {
+    let Ok(shadow_token) = Box::pin(token(&job.runtime, shadow.service)).await else {
         return record.shadow_error();
-    }
-    let again_head = match again_head {
-        Some(mut h) => Box::pin(authorize(&mut h, &job.runtime, job.primary_service))
-            .await
-            .then_some(h),
-        None => None,
     };
-    // Boxed: the exchange's future holds pingora's client session and is large; inline,
-    // it would make every copy's task as large, and spawning it a large memory copy.
+    let primary_token = match learn {
+        true => Box::pin(token(&job.runtime, job.primary_service))
+            .await
+            .ok(),
+        false => None,
+    };
+    let shadow_target = job.shadow_target.as_deref();
     let to_shadow = Box::pin(exchange(
         &services[shadow.service],
-        shadow_head,
+        head,
+        |h| mark(h, &job.request_id, shadow_token.as_ref(), shadow_target),
         job.request_body.clone(),
         shadow.timeout,
         shadow.max_body,
     ));
-    let (answer, again) = match again_head {
-        Some(h) => {
+    let (answer, again) = match primary_token {
+        Some(token) => {
             let to_primary = Box::pin(exchange(
                 &services[job.primary_service],
-                h,
+                head,
+                |h| mark(h, &job.request_id, token.as_ref(), None),
                 job.request_body.clone(),
                 shadow.timeout,
                 shadow.max_body,
@@ -128,9 +113,9 @@ pub async fn run(job: Job) {
         }
     }
     let request = SampleRequest {
-        method: method.as_str(),
+        method: head.method.as_str(),
         path: &job.path,
-        headers: &request_headers,
+        headers: &head.headers,
     };
     let answer = Response {
         status: answer.status,
@@ -150,14 +135,39 @@ fn readable(a: &Answer, max: usize) -> Option<Cow<'_, [u8]>> {
     }
 }
 
-/// Puts `service`'s own token in place of the client's `Authorization` when the service
-/// has client credentials; `false` when its token cannot be had now.
-async fn authorize(head: &mut RequestHeader, runtime: &Runtime, service: usize) -> bool {
-    let Some(source) = &runtime.credentials[service] else {
-        return true;
-    };
-    match source.authorization().await {
-        Ok(v) => head.insert_header(http::header::AUTHORIZATION, v).is_ok(),
-        Err(_) => false,
+/// Makes a copy's head from the primary's: marked as a copy, with the request's id, the
+/// service's own token in place of the client's `Authorization` when it has one, and the
+/// shadow's own target when its path rules differ. `false` when the target is not a
+/// valid one.
+fn mark(
+    head: &mut RequestHeader,
+    request_id: &HeaderValue,
+    token: Option<&HeaderValue>,
+    target: Option<&str>,
+) -> bool {
+    head.remove_header(&http::header::EXPECT);
+    // Header values built by the gateway: cannot fail.
+    let _ = head.insert_header(X_FICUS_SHADOW.clone(), HeaderValue::from_static("1"));
+    let _ = head.insert_header(
+        crate::proxy::headers::X_REQUEST_ID.clone(),
+        request_id.clone(),
+    );
+    if let Some(token) = token {
+        if head
+            .insert_header(http::header::AUTHORIZATION, token.clone())
+            .is_err()
+        {
+            return false;
+        }
     }
+    target.is_none_or(|t| head.set_raw_path(t.as_bytes()).is_ok())
+}
+
+/// `service`'s own `Authorization` value when it has client credentials (`None` when it
+/// has none: the client's stays); `Err` when its token cannot be had now.
+async fn token(runtime: &Runtime, service: usize) -> Result<Option<HeaderValue>, ()> {
+    let Some(source) = &runtime.credentials[service] else {
+        return Ok(None);
+    };
+    source.authorization().await.map(Some).map_err(|_| ())
 }

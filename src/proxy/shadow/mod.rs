@@ -8,6 +8,7 @@
 
 mod exchange;
 mod job;
+pub mod pool;
 
 use bytes::Bytes;
 use http::HeaderMap;
