@@ -231,7 +231,13 @@ impl Line<'_> {
     fn value(&mut self, v: &[u8], slash: bool) {
         // One pass collects what the bytes need: escapes, quotes in logfmt, `%2F`.
         let need = v.iter().fold(0u8, |acc, b| acc | CLASS[usize::from(*b)]);
-        let need = if slash { need } else { need & !SLASH };
+        // Outside a path a `\0` is a control character like any other (a claim may hold
+        // one): escaped, never written raw.
+        let need = match slash {
+            true => need,
+            false if need & SLASH != 0 => (need & !SLASH) | ESCAPE,
+            false => need,
+        };
         if self.format == Format::Text && need & (ESCAPE | QUOTE) == 0 && !v.is_empty() {
             self.extend_with_slashes(v, need);
             return;
@@ -475,6 +481,18 @@ mod tests {
         assert_eq!(v["fallback"], true);
         assert_eq!(v["detail"], "line\nbreak\t\u{1} and \\");
         assert_eq!(v.as_object().map(|o| o.len()), Some(20));
+    }
+
+    #[test]
+    fn a_nul_outside_the_path_is_escaped_in_both_formats() {
+        let mut f = sample();
+        f.subject = "a\0b";
+        let l = line(Format::Json, &f);
+        assert!(!l.as_bytes().contains(&0), "a raw NUL in {l:?}");
+        let v: serde_json::Value = serde_json::from_str(&l).expect("valid JSON");
+        assert_eq!(v["subject"], "a\0b");
+        let t = line(Format::Text, &f);
+        assert!(t.contains(" subject=\"a\\u0000b\" "), "{t:?}");
     }
 
     #[test]
