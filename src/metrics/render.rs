@@ -124,6 +124,8 @@ impl Metrics {
             ("connection", &l.refused_connection),
             ("client", &l.refused_client),
             ("waiting", &l.refused_waiting),
+            ("fair_share", &l.refused_fair_share),
+            ("reserve", &l.refused_reserve),
         ] {
             let _ = writeln!(
                 out,

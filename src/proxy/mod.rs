@@ -24,6 +24,7 @@ pub mod ctx;
 pub mod error;
 pub mod forward;
 pub mod headers;
+pub mod fair_share;
 pub mod in_flight;
 pub mod log;
 pub mod outcome;
