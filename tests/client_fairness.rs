@@ -61,28 +61,6 @@ fn closed_by_gateway(s: &mut TcpStream, within: Duration) -> Option<Duration> {
     }
 }
 
-/// A TLS client connection (HTTP/1.1, trusting `ca`) over `tcp`.
-fn tls_over(
-    ca: &TestCa,
-    tcp: TcpStream,
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = rustls_pki_types::ServerName::try_from("a.example").unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-    rustls::StreamOwned::new(conn, tcp)
-}
-
 const CLIENT: &str = "127.0.0.3";
 const OTHER: &str = "127.0.0.4";
 
@@ -120,7 +98,7 @@ fn connections_over_the_per_address_cap_are_closed_at_once() {
         let out = keep_alive_get(s, "/held");
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     }
-    let mut held_tls = tls_over(&ca, connect_from(CLIENT, tls));
+    let mut held_tls = ca.client_over(connect_from(CLIENT, tls), b"http/1.1");
     let out = keep_alive_get(&mut held_tls, "/held-tls");
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 

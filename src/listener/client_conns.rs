@@ -82,11 +82,7 @@ impl Drop for Counted {
 
 impl ClientConnections {
     fn shard(&self, ip: IpAddr) -> &Mutex<Counts> {
-        let low = match ip {
-            IpAddr::V4(v4) => v4.octets()[3] as usize ^ v4.octets()[2] as usize,
-            IpAddr::V6(v6) => v6.octets()[15] as usize ^ v6.octets()[7] as usize,
-        };
-        &self.shards[low % SHARDS]
+        &self.shards[crate::proxy::in_flight::address_shard(ip, SHARDS)]
     }
 
     /// Counts a new connection from `ip` unless it has `cap` open already (`cap` 0: no

@@ -131,12 +131,7 @@ impl Default for ClientSlots {
 
 impl ClientSlots {
     fn shard(&self, ip: IpAddr) -> &Mutex<ClientMap> {
-        // The low bits of the address: cheap, and clients differ there most.
-        let low = match ip {
-            IpAddr::V4(v4) => v4.octets()[3] as usize ^ v4.octets()[2] as usize,
-            IpAddr::V6(v6) => v6.octets()[15] as usize ^ v6.octets()[7] as usize,
-        };
-        &self.shards[low % CLIENT_SHARDS]
+        &self.shards[address_shard(ip, CLIENT_SHARDS)]
     }
 
     /// Counts one more `what` for `ip` if `admit` allows it given the count `ip` has;
@@ -193,6 +188,17 @@ impl ClientSlots {
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
             .sum()
     }
+}
+
+/// Which of `shards` tables keyed by client address holds `ip`: the low bits of the
+/// address, cheap, and where clients differ most. Also used by the connection cap's table
+/// (`src/listener/client_conns.rs`).
+pub fn address_shard(ip: IpAddr, shards: usize) -> usize {
+    let low = match ip {
+        IpAddr::V4(v4) => v4.octets()[3] as usize ^ v4.octets()[2] as usize,
+        IpAddr::V6(v6) => v6.octets()[15] as usize ^ v6.octets()[7] as usize,
+    };
+    low % shards
 }
 
 /// A request's count in its client's entry, taken back when dropped.
