@@ -127,7 +127,17 @@ struct Stalled {
 /// Opens `streams` stalled requests for `/big` on one new connection and follows each one
 /// until it ends or `give_up` passes.
 async fn stalled_connection(addr: SocketAddr, streams: usize, give_up: Duration) -> Vec<Stalled> {
-    let client = h2_conn(addr, true).await;
+    stalled_connection_from(ATTACKER, addr, streams, give_up).await
+}
+
+/// [`stalled_connection`] from the loopback address `from`.
+async fn stalled_connection_from(
+    from: &'static str,
+    addr: SocketAddr,
+    streams: usize,
+    give_up: Duration,
+) -> Vec<Stalled> {
+    let client = h2_conn_from(from, addr, true).await;
     let mut tasks = Vec::new();
     for _ in 0..streams {
         let client = client.clone();
@@ -520,6 +530,90 @@ async fn one_address_cannot_take_every_slot() {
         ),
         Some(0.0)
     );
+}
+
+/// Loopback addresses for `n` attacking clients: 127.0.0.10 and up.
+fn attacker_addresses(n: usize) -> Vec<&'static str> {
+    (0..n)
+        .map(|i| &*Box::leak(format!("127.0.0.{}", 10 + i).into_boxed_str()))
+        .collect()
+}
+
+/// `n` attacker addresses, each with enough stalled streams to fill the gateway by itself
+/// (a per-client cap of a quarter used to let 4 of them take every slot), against a
+/// gateway-wide cap of 160 (reserve 40, floor 2: one connection's slots): the attackers
+/// hold at most the 120 unreserved slots, refusals are counted as `fair_share`/`reserve`,
+/// and a normal client on another address gets 200 for every request meanwhile.
+async fn many_addresses_leave_room_for_others(n: usize) {
+    let o = origin();
+    let (gw, _n) = gateway(&o, |l| {
+        l.set("max_upstream_requests", 160)
+            .set("max_upstream_requests_per_connection", 2)
+            .set_str("client_stall_timeout", "8s");
+    });
+    let addr = gw.listen;
+    // Together they ask for more than the whole cap (each address more than its share),
+    // and a stream per connection more than its 2 slots, waiting.
+    let conns = 160 / (2 * n) + 2;
+    let mut attackers = Vec::new();
+    for from in attacker_addresses(n) {
+        for _ in 0..conns {
+            attackers.push(tokio::spawn(stalled_connection_from(
+                from,
+                addr,
+                3,
+                Duration::from_secs(20),
+            )));
+        }
+    }
+    // The attack holds what it can: no refusal counter moves for a while.
+    let held = poll_until(Duration::from_secs(10), || {
+        let m = gw.metrics();
+        let holding = metric_sum(&m, "ficus_upstream_requests_in_flight", &[])?;
+        (holding >= 100.0).then_some(holding)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let holding_then = metric_sum(&gw.metrics(), "ficus_upstream_requests_in_flight", &[]);
+    let (statuses, slowest) = normal_requests(addr, 12).await;
+    let m = gw.metrics();
+    let holding_after = metric_sum(&m, "ficus_upstream_requests_in_flight", &[]);
+    eprintln!(
+        "{n} addresses: holding {held:?} / {holding_then:?} / {holding_after:?}, normal {statuses:?}, slowest {slowest:?}"
+    );
+    assert!(held.is_some(), "the attack never filled the gateway: {m}");
+    assert!(
+        statuses.iter().all(|&s| s == 200),
+        "the other client during the attack of {n} addresses: {statuses:?}\n{m}"
+    );
+    // The attack still held while the normal client was served: the 120 unreserved slots,
+    // plus what addresses holding fewer than the floor (2) took of the reserve.
+    let most = (120 + 2 * n) as f64;
+    assert!(
+        holding_after.is_some_and(|h| (100.0..=most).contains(&h)),
+        "{holding_after:?}"
+    );
+    let refused = |cap| metric_sum(&m, "ficus_upstream_requests_refused_total", &[("cap", cap)]);
+    assert_eq!(refused("gateway"), Some(0.0), "{m}");
+    assert!(
+        refused("reserve").unwrap_or(0.0) + refused("fair_share").unwrap_or(0.0) > 0.0,
+        "{m}"
+    );
+    drop(attackers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_addresses_leave_room_for_others() {
+    many_addresses_leave_room_for_others(4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_addresses_leave_room_for_others() {
+    many_addresses_leave_room_for_others(8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_addresses_leave_room_for_others() {
+    many_addresses_leave_room_for_others(16).await;
 }
 
 /// Behind a trusted proxy the per-client cap counts the `X-Forwarded-For` client, not the

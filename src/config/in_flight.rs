@@ -26,7 +26,9 @@ pub struct InFlightLimits {
     pub max_upstream_requests_per_connection: usize,
     /// Requests of one client address (the peer, or the address taken from
     /// `X-Forwarded-For` when the peer is a trusted proxy) holding an upstream connection at
-    /// once, and also waiting for one; over it, 503 at once. 0: no cap per client.
+    /// once, and also waiting for one; over it, 503 at once. It also turns on the fair
+    /// share and the reserve (`src/proxy/fair_share.rs`). 0: no cap per client, and
+    /// neither of those.
     pub max_upstream_requests_per_client: usize,
     /// Requests waiting for a slot of their connection, gateway-wide; one more gets 503 at
     /// once instead of waiting. 0: a request never waits.

@@ -31,6 +31,10 @@ pub struct Limits {
     /// How long a client on a TLS listener has to finish the TLS handshake (by default
     /// `header_read_timeout`).
     pub tls_handshake_timeout: Duration,
+    /// Connections one client address (the socket's peer; not a trusted proxy) may hold
+    /// open on the proxy listeners; one more is closed as soon as it is accepted
+    /// (`src/listener/client_conns.rs`). 0: no cap.
+    pub max_connections_per_client: usize,
     /// What requests may hold in flight: HTTP/2 streams, upstream connections, stalls.
     pub in_flight: super::InFlightLimits,
 }
@@ -49,10 +53,19 @@ impl Default for Limits {
             admin_connections: 64,
             admin_reserved_fds: None,
             tls_handshake_timeout: Duration::from_secs(10),
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             in_flight: super::InFlightLimits::default(),
         }
     }
 }
+
+/// What `max_connections_per_client` is when not set. An office behind one NAT address
+/// with a few hundred people: a browser holds one HTTP/2 connection per origin, or up to
+/// six HTTP/1 ones while a page loads, and the gateway closes them after
+/// `keepalive_timeout` idle; 1,024 covers about a thousand people on HTTP/2, or 170 using
+/// all six HTTP/1 connections at the same moment. A carrier-grade NAT puts more behind one
+/// address: raise it, or 0 for no cap.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1024;
 
 /// `[gateway.limits]`; an absent key keeps its [`Limits::default`] value.
 pub(super) fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
@@ -100,6 +113,9 @@ pub(super) fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
                 "every TLS client would be cut off before its handshake ends",
             )
             .unwrap_or(header_read_timeout),
+        max_connections_per_client: l
+            .max_connections_per_client
+            .unwrap_or(d.max_connections_per_client),
         in_flight: super::in_flight::compile(c, l),
     }
 }
@@ -152,5 +168,16 @@ mod tests {
             msgs.iter().any(|m| m.contains("tls_handshake_timeout")),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn the_connection_cap_per_client_is_read_and_defaults() {
+        let dflt = compile(Path::new("routes.toml"), BASE).unwrap();
+        assert_eq!(dflt.gateway.limits.max_connections_per_client, 1024);
+        for v in [0, 3] {
+            let src = format!("[gateway.limits]\nmax_connections_per_client = {v}\n{BASE}");
+            let cfg = compile(Path::new("routes.toml"), &src).unwrap();
+            assert_eq!(cfg.gateway.limits.max_connections_per_client, v);
+        }
     }
 }

@@ -198,6 +198,8 @@ pub struct RawLimits {
     /// File descriptors the admin listener leaves to the proxy.
     pub admin_reserved_fds: Option<usize>,
     pub tls_handshake_timeout: Option<Spanned<String>>,
+    /// Connections one client address may hold open on the proxy listeners (0: no cap).
+    pub max_connections_per_client: Option<usize>,
     // What requests may hold in flight (compiled in `in_flight.rs`).
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
     pub max_upstream_requests: Option<Spanned<usize>>,

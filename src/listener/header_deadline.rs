@@ -14,7 +14,8 @@
 //! connection that has had no stream open for `keepalive_timeout`. On an `h2c` listener,
 //! connections that do not start with the preface are HTTP/1 and get everything above.
 //! On a TLS listener the TLS handshake comes first, under its own deadline
-//! ([`TlsListeners`]).
+//! ([`TlsListeners`]). Before anything, a connection over its client address's
+//! `max_connections_per_client` is closed ([`client_conns`]).
 //!
 //! This file holds the layer itself: the per-connection loop, the kinds of connection and
 //! how one is handed to pingora and taken back, and the answers it writes. Reading a head
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
@@ -31,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::client_conns::{self, Counted, Refused};
 use super::flush_before_read::FlushBeforeRead;
 use super::h2_guard::H2Guard;
 use super::head::{client_request_id, head_violation, read_head, read_opening, Head, Opening};
@@ -60,6 +63,32 @@ fn as_l4(stream: Stream) -> Result<Box<L4Stream>, Stream> {
             .map_err(|_| unreachable_stream())
     } else {
         Err(stream)
+    }
+}
+
+impl<A> HeaderDeadline<A> {
+    /// The new connection's place in its client address's count of open connections
+    /// (`None`: not counted, no cap or a trusted proxy); `Err` when the address has its
+    /// `max_connections_per_client` open already and this one must be closed.
+    fn count_connection(&self, stream: &Stream) -> Result<Option<Counted>, Refused> {
+        let rt = self.shared.runtime();
+        let gateway = &rt.config.gateway;
+        let cap = gateway.limits.max_connections_per_client;
+        if cap == 0 {
+            return Ok(None);
+        }
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().cloned());
+        let Some(PingoraAddr::Inet(peer)) = peer else {
+            return Ok(None);
+        };
+        // An IPv4 client of a dual-stack listener is its IPv4 address, as everywhere else.
+        let ip = peer.ip().to_canonical();
+        if crate::proxy::headers::is_trusted(&gateway.trusted_proxies, Some(ip)) {
+            return Ok(None);
+        }
+        client_conns::global().admit(ip, cap)
     }
 }
 
@@ -195,6 +224,9 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // Closed at once (before TLS, before reading) when over its address's cap; counted
+        // until this function ends, however the connection ends.
+        let _counted = self.count_connection(&stream).ok()?;
         // The limits, refreshed only when a reload applied a new snapshot.
         let mut generation = self.shared.generation();
         let mut limits = self.shared.limits();

@@ -5,9 +5,11 @@
 //! waits ([`flush_before_read::FlushBeforeRead`]), keep a pipelined next request for the
 //! head layer ([`hold_next::HoldNext`]), and cut HTTP/2 connections that flood
 //! control frames ([`h2_guard::H2Guard`]). It also finishes TLS handshakes under a deadline
-//! ([`tls_handshake`]). It is about connections: it wraps whatever HTTP app it is given
+//! ([`tls_handshake`]), after the cap on connections per client address
+//! ([`client_conns`]). It is about connections: it wraps whatever HTTP app it is given
 //! and knows nothing about routes or upstreams.
 
+pub mod client_conns;
 pub mod flush_before_read;
 pub mod h2_cuts;
 pub mod h2_frames;

@@ -203,6 +203,11 @@ pub struct UpstreamLoad {
     pub refused_client: AtomicU64,
     /// Refused at once because too many requests were waiting for a slot already.
     pub refused_waiting: AtomicU64,
+    /// Refused because the gateway was contended and their address held its fair share.
+    pub refused_fair_share: AtomicU64,
+    /// Refused because only the reserve was left and their address held too many slots
+    /// for it (`src/proxy/fair_share.rs`).
+    pub refused_reserve: AtomicU64,
     /// Requests waiting for a slot of their client connection now.
     pub waiting: AtomicUsize,
     /// Proxied responses cut because the client made no progress reading them.

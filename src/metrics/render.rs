@@ -85,6 +85,7 @@ impl Metrics {
         );
         crate::listener::h2_cuts::render(&mut out);
         crate::listener::tls_handshake::render_metrics(&mut out);
+        crate::listener::client_conns::render_metrics(&mut out);
         out.push_str("# HELP ficus_requests_in_flight Requests being served now.\n# TYPE ficus_requests_in_flight gauge\n");
         let _ = writeln!(out, "ficus_requests_in_flight {inflight}");
         self.render_upstream_load(&mut out);
@@ -124,6 +125,8 @@ impl Metrics {
             ("connection", &l.refused_connection),
             ("client", &l.refused_client),
             ("waiting", &l.refused_waiting),
+            ("fair_share", &l.refused_fair_share),
+            ("reserve", &l.refused_reserve),
         ] {
             let _ = writeln!(
                 out,

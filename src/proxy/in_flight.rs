@@ -14,18 +14,22 @@
 //! and per client address, so that memory does not grow with the connections an attacker
 //! opens: beyond the bound a request is refused at once. Per client address and
 //! gateway-wide, a request is refused at once: waiting there would let a flood of stalled
-//! streams queue everyone else.
+//! streams queue everyone else. When the gateway's slots are contended, an address also
+//! keeps to its fair share and the last slots are kept for addresses holding few
+//! (`fair_share.rs` says the rules; the count of addresses holding a slot is kept here,
+//! with the table's entries).
 
 use pingora_proxy::Session;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ctx::RequestCtx;
 use super::error::GatewayError;
+use super::fair_share::FairShare;
 use super::release;
 use crate::config::InFlightLimits;
 use crate::metrics::UpstreamLoad;
@@ -91,6 +95,9 @@ impl ConnectionSlots {
 /// Sharded so that requests of different clients rarely meet on one lock.
 pub struct ClientSlots {
     shards: [Mutex<ClientMap>; CLIENT_SHARDS],
+    /// Addresses holding at least one slot: changed with an entry's holding count (under
+    /// its shard's lock), so the fair share is one atomic read, not a scan.
+    holders: AtomicUsize,
 }
 
 /// A shard's entries. foldhash, seeded per process: SipHash cost a few hundred
@@ -117,36 +124,39 @@ impl Default for ClientSlots {
     fn default() -> Self {
         ClientSlots {
             shards: std::array::from_fn(|_| Mutex::default()),
+            holders: AtomicUsize::new(0),
         }
     }
 }
 
 impl ClientSlots {
     fn shard(&self, ip: IpAddr) -> &Mutex<ClientMap> {
-        // The low bits of the address: cheap, and clients differ there most.
-        let low = match ip {
-            IpAddr::V4(v4) => v4.octets()[3] as usize ^ v4.octets()[2] as usize,
-            IpAddr::V6(v6) => v6.octets()[15] as usize ^ v6.octets()[7] as usize,
-        };
-        &self.shards[low % CLIENT_SHARDS]
+        &self.shards[address_shard(ip, CLIENT_SHARDS)]
     }
 
-    /// Counts one more `what` for `ip` unless it has `cap` already.
-    fn try_add(&self, ip: IpAddr, what: Use, cap: usize) -> bool {
+    /// Counts one more `what` for `ip` if `admit` allows it given the count `ip` has;
+    /// returns that count (before this one).
+    fn try_add(&self, ip: IpAddr, what: Use, admit: impl FnOnce(usize) -> bool) -> Option<usize> {
         let mut map = self.shard(ip).lock().unwrap_or_else(|p| p.into_inner());
         let entry = map.entry(ip).or_default();
         let n = match what {
             Use::Holding => &mut entry.holding,
             Use::Waiting => &mut entry.waiting,
         };
-        let added = *n < cap;
-        if added {
+        let before = *n;
+        if admit(before) {
             *n += 1;
-        } else if entry.holding == 0 && entry.waiting == 0 {
-            // Only with a cap of 0, which the config turns into "no cap": never kept empty.
+            if what == Use::Holding && before == 0 {
+                self.holders.fetch_add(1, Ordering::Relaxed);
+            }
+            return Some(before);
+        }
+        if entry.holding == 0 && entry.waiting == 0 {
+            // A refused first request (a cap of 0, or a rule that refuses an empty
+            // entry): never kept empty.
             map.remove(&ip);
         }
-        added
+        None
     }
 
     fn remove(&self, ip: IpAddr, what: Use) {
@@ -156,11 +166,19 @@ impl ClientSlots {
                 Use::Holding => &mut entry.holding,
                 Use::Waiting => &mut entry.waiting,
             };
+            if what == Use::Holding && *n == 1 {
+                self.holders.fetch_sub(1, Ordering::Relaxed);
+            }
             *n = n.saturating_sub(1);
             if entry.holding == 0 && entry.waiting == 0 {
                 map.remove(&ip);
             }
         }
+    }
+
+    /// Addresses holding at least one slot now.
+    pub fn holders(&self) -> usize {
+        self.holders.load(Ordering::Relaxed)
     }
 
     /// Client addresses with an entry now (for tests).
@@ -172,19 +190,43 @@ impl ClientSlots {
     }
 }
 
+/// Which of `shards` tables keyed by client address holds `ip`: the low bits of the
+/// address, cheap, and where clients differ most. Also used by the connection cap's table
+/// (`src/listener/client_conns.rs`).
+pub fn address_shard(ip: IpAddr, shards: usize) -> usize {
+    let low = match ip {
+        IpAddr::V4(v4) => v4.octets()[3] as usize ^ v4.octets()[2] as usize,
+        IpAddr::V6(v6) => v6.octets()[15] as usize ^ v6.octets()[7] as usize,
+    };
+    low % shards
+}
+
 /// A request's count in its client's entry, taken back when dropped.
 struct ClientUse {
     owner: Arc<ClientSlots>,
     ip: IpAddr,
     what: Use,
+    /// What the entry counted before this one.
+    before: usize,
 }
 
 impl ClientUse {
     fn take(owner: &Arc<ClientSlots>, ip: IpAddr, what: Use, cap: usize) -> Option<Self> {
-        owner.try_add(ip, what, cap).then(|| ClientUse {
+        Self::take_if(owner, ip, what, |n| n < cap)
+    }
+
+    fn take_if(
+        owner: &Arc<ClientSlots>,
+        ip: IpAddr,
+        what: Use,
+        admit: impl FnOnce(usize) -> bool,
+    ) -> Option<Self> {
+        let before = owner.try_add(ip, what, admit)?;
+        Some(ClientUse {
             owner: owner.clone(),
             ip,
             what,
+            before,
         })
     }
 }
@@ -294,26 +336,33 @@ pub async fn take(
             }
         };
     }
+    // With no per-client cap the fair-share rules are off too (no address is counted).
+    let fair = FairShare::new(limits);
     let client_use = match client {
-        Some(ip) => match ClientUse::take(t.clients, ip, Use::Holding, per_client) {
-            Some(u) => Some(u),
-            None => {
-                load.refused_client.fetch_add(1, Ordering::Relaxed);
-                return Err(refused);
-            }
-        },
+        Some(ip) => Some(hold_share(t, ip, per_client, &fair).ok_or(refused)?),
         None => None,
     };
+    let holding = client_use.as_ref().map_or(0, |u| u.before);
     let cap = limits.max_upstream_requests;
     let taken = load
         .in_flight
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < cap).then_some(n + 1)
+            let admitted = match client_use {
+                Some(_) => fair.gateway_admits(n, holding),
+                None => n < cap,
+            };
+            admitted.then_some(n + 1)
         });
     match taken {
         Ok(before) => release::note_level(load, before + 1),
-        Err(_) => {
-            load.refused_gateway.fetch_add(1, Ordering::Relaxed);
+        Err(n) => {
+            // Below the cap, only the reserve refused it.
+            let counter = if n < cap {
+                &load.refused_reserve
+            } else {
+                &load.refused_gateway
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             return Err(refused);
         }
     }
@@ -323,6 +372,28 @@ pub async fn take(
         _permit: permit,
         _joined: joined,
     })
+}
+
+/// Counts a slot in `ip`'s entry if it holds fewer than `cap` and, under contention, fewer
+/// than its fair share; `None` (counted) otherwise.
+fn hold_share(t: &Tables<'_>, ip: IpAddr, cap: usize, fair: &FairShare) -> Option<ClientUse> {
+    let load = t.load;
+    let mut over_cap = false;
+    let admit = |n: usize| {
+        over_cap = n >= cap;
+        let in_use = load.in_flight.load(Ordering::Relaxed);
+        !over_cap && fair.within_share(n, in_use, t.clients.holders())
+    };
+    let taken = ClientUse::take_if(t.clients, ip, Use::Holding, admit);
+    if taken.is_none() {
+        let counter = if over_cap {
+            &load.refused_client
+        } else {
+            &load.refused_fair_share
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    taken
 }
 
 /// A place among the requests waiting for a slot of their connection: gateway-wide, and
@@ -448,10 +519,16 @@ mod tests {
         let other: IpAddr = "192.0.2.8".parse().unwrap();
         let c = ClientUse::take(&clients, other, Use::Holding, 2).unwrap();
         assert_eq!(clients.clients(), 2);
+        assert_eq!(clients.holders(), 2);
         drop((a, w, c));
         assert_eq!(clients.clients(), 1);
-        drop(b);
+        assert_eq!(clients.holders(), 1, "one address still holds one");
+        // Waiting alone does not make an address a holder.
+        let w = ClientUse::take(&clients, other, Use::Waiting, 2).unwrap();
+        assert_eq!(clients.holders(), 1);
+        drop((b, w));
         assert_eq!(clients.clients(), 0);
+        assert_eq!(clients.holders(), 0);
         assert!(ClientUse::take(&clients, ip, Use::Holding, 0).is_none());
         assert_eq!(
             clients.clients(),

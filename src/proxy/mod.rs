@@ -22,6 +22,7 @@ pub mod admission;
 pub mod chain;
 pub mod ctx;
 pub mod error;
+pub mod fair_share;
 pub mod forward;
 pub mod headers;
 pub mod in_flight;

@@ -1,0 +1,210 @@
+//! The cap on connections one client address holds open on the proxy listeners
+//! (`max_connections_per_client`), checked as soon as a connection is accepted: before its
+//! TLS handshake, before a byte of it is read.
+//!
+//! Each connection costs the gateway memory for as long as it is open, and each can open
+//! `h2_max_concurrent_streams` streams at once; without a cap per address, one address's
+//! memory grew with the connections it opened (issue 13 re-check: 5 addresses × 600
+//! connections × 100 streams, 2.13 GB). The count is keyed by the socket's peer address: a
+//! connection's `X-Forwarded-For` is not read yet when it is accepted. A peer that is a
+//! configured trusted proxy (a CDN, a load balancer: one address for many clients) is not
+//! capped; its clients are still held to the per-client request caps
+//! (`src/proxy/in_flight.rs`).
+//!
+//! An address has an entry only while it has a connection open. A refused connection is
+//! closed at once, counted in `ficus_connections_refused_total{reason="client_cap"}`, and
+//! logged at most once per [`LOG_EVERY`] with the count since the last line. The table and
+//! its counter are process-wide, like the other connection counters: a reload changes the
+//! cap, never the count of connections already open.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The longest quiet time between two "connections refused" lines while refusals go on.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Enough shards that accepting threads seldom wait on each other.
+const SHARDS: usize = 16;
+
+type Counts = HashMap<IpAddr, usize, foldhash::fast::RandomState>;
+
+/// Open proxy connections by client address.
+pub struct ClientConnections {
+    shards: [Mutex<Counts>; SHARDS],
+    refused: AtomicU64,
+    /// Refusals since the last log line.
+    unlogged: AtomicU64,
+    /// When the last line was written, in ms since the table was made, +1 (0: never).
+    last_line_ms: AtomicU64,
+    made: Instant,
+}
+
+impl Default for ClientConnections {
+    fn default() -> Self {
+        ClientConnections {
+            shards: std::array::from_fn(|_| Mutex::default()),
+            refused: AtomicU64::new(0),
+            unlogged: AtomicU64::new(0),
+            last_line_ms: AtomicU64::new(0),
+            made: Instant::now(),
+        }
+    }
+}
+
+/// The process's table.
+pub fn global() -> &'static ClientConnections {
+    static TABLE: OnceLock<ClientConnections> = OnceLock::new();
+    TABLE.get_or_init(ClientConnections::default)
+}
+
+/// An admitted connection's place in its address's count, given back when dropped (the
+/// connection ended, however it ended).
+pub struct Counted {
+    owner: &'static ClientConnections,
+    ip: IpAddr,
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Counted").field(&self.ip).finish()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.owner.remove(self.ip);
+    }
+}
+
+impl ClientConnections {
+    fn shard(&self, ip: IpAddr) -> &Mutex<Counts> {
+        &self.shards[crate::proxy::in_flight::address_shard(ip, SHARDS)]
+    }
+
+    /// Counts a new connection from `ip` unless it has `cap` open already (`cap` 0: no
+    /// cap, nothing counted: `Ok(None)`). A refusal is counted and logged.
+    pub fn admit(&'static self, ip: IpAddr, cap: usize) -> Result<Option<Counted>, Refused> {
+        if cap == 0 {
+            return Ok(None);
+        }
+        {
+            let mut map = self.shard(ip).lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(ip).or_default();
+            if *n < cap {
+                *n += 1;
+                return Ok(Some(Counted { owner: self, ip }));
+            }
+        }
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        self.log_if_due(ip, cap);
+        Err(Refused)
+    }
+
+    fn remove(&self, ip: IpAddr) {
+        let mut map = self.shard(ip).lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+
+    /// Connections `ip` has open now (counted ones).
+    pub fn open(&self, ip: IpAddr) -> usize {
+        let map = self.shard(ip).lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Connections refused since the process started.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    fn log_if_due(&self, ip: IpAddr, cap: usize) {
+        let now = self.made.elapsed().as_millis() as u64 + 1;
+        let last = self.last_line_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
+        // One thread wins the line; the others' refusals are in the next one.
+        if due
+            && self
+                .last_line_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let refused = self.unlogged.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                refused,
+                last_client = %ip,
+                max_connections_per_client = cap,
+                "connections refused: their client address has max_connections_per_client open \
+                 (counted in ficus_connections_refused_total; at most one line per {}s)",
+                LOG_EVERY.as_secs()
+            );
+        }
+    }
+
+    /// The `ficus_connections_refused_total` family.
+    pub fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP ficus_connections_refused_total Proxy connections closed as soon as they were accepted, by reason.\n# TYPE ficus_connections_refused_total counter\n",
+        );
+        let _ = writeln!(
+            out,
+            "ficus_connections_refused_total{{reason=\"client_cap\"}} {}",
+            self.refused()
+        );
+    }
+}
+
+/// A connection over its address's cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused;
+
+/// The `ficus_connections_refused_total` family of the process's table.
+pub fn render_metrics(out: &mut String) {
+    global().render(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> &'static ClientConnections {
+        Box::leak(Box::default())
+    }
+
+    #[test]
+    fn an_address_is_capped_and_its_count_goes_down_when_a_connection_ends() {
+        let t = table();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = t.admit(a, 2).unwrap();
+        let second = t.admit(a, 2).unwrap();
+        assert_eq!(t.admit(a, 2).unwrap_err(), Refused);
+        assert_eq!(t.refused(), 1);
+        assert!(t.admit(b, 2).unwrap().is_some(), "another address");
+        drop(first);
+        assert_eq!(t.open(a), 1);
+        let third = t.admit(a, 2).unwrap();
+        drop((second, third));
+        assert_eq!(t.open(a), 0);
+        assert!(t.shards.iter().all(|s| s.lock().unwrap().get(&a).is_none()));
+        let mut out = String::new();
+        t.render(&mut out);
+        assert!(out.contains("ficus_connections_refused_total{reason=\"client_cap\"} 1\n"));
+    }
+
+    #[test]
+    fn a_cap_of_zero_counts_nothing() {
+        let t = table();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(t.admit(a, 0).unwrap().is_none());
+        assert_eq!(t.open(a), 0);
+    }
+}
