@@ -98,7 +98,7 @@ impl PolicyKind for Access {
 
     fn build(name: &str, settings: Arc<AccessSettings>) -> Arc<dyn Plugin> {
         Arc::new(AccessPlugin {
-            _name: name.into(),
+            name: name.into(),
             settings,
         })
     }
@@ -160,7 +160,7 @@ fn compile_list(list: &[Spanned<String>], key: &str, cx: &mut CompileContext<'_>
 
 /// An access policy instance.
 pub struct AccessPlugin {
-    _name: Arc<str>,
+    name: Arc<str>,
     settings: Arc<AccessSettings>,
 }
 
@@ -178,7 +178,10 @@ impl Plugin for AccessPlugin {
         if self.settings.admits(req.client_ip) {
             Outcome::Continue
         } else {
-            Outcome::Respond(Response::error(StatusCode::FORBIDDEN, DENIED))
+            Outcome::Respond(
+                Response::error(StatusCode::FORBIDDEN, DENIED)
+                    .with_log_detail(format!("access policy \"{}\"", self.name)),
+            )
         }
     }
 }

@@ -76,6 +76,10 @@ pub struct Response {
     pub status: StatusCode,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Body,
+    /// Which policy answered and why, for the access log's `detail` (never sent to the
+    /// client): `rate limit "per_client": per-user`. The `error` field gets the message
+    /// of a [`Body::Error`].
+    pub log_detail: Option<Cow<'static, str>>,
 }
 
 impl Response {
@@ -86,6 +90,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Body::Error(message.into()),
+            log_detail: None,
         }
     }
 
@@ -98,6 +103,7 @@ impl Response {
                 HeaderValue::from_static("application/json"),
             )],
             body: Body::Bytes(body.into()),
+            log_detail: None,
         }
     }
 
@@ -107,7 +113,14 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Body::Bytes(Bytes::new()),
+            log_detail: None,
         }
+    }
+
+    /// Says, for the access log, which policy answered and why.
+    pub fn with_log_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Response {
+        self.log_detail = Some(detail.into());
+        self
     }
 
     /// Adds a header (kept alongside any of the same name).

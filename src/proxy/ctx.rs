@@ -122,6 +122,9 @@ pub struct Outcome {
     pub error: Option<GatewayError>,
     /// Internal error text: logged, never sent to the client.
     pub detail: Option<String>,
+    /// The message of a policy's refusal (`token expired`, `rate limit exceeded`): the
+    /// access log's `error` when the gateway's own `error` is not set.
+    pub refusal: Option<std::borrow::Cow<'static, str>>,
     /// An upgraded connection ended because its upstream stayed silent (see
     /// [`GatewayError::TunnelIdle`]): says nothing about the instance either way.
     pub idle_tunnel: bool,

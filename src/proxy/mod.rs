@@ -184,7 +184,12 @@ impl ProxyHttp for Gateway {
                 shadow::begin(session.req_header(), ctx);
                 Ok(false)
             }
-            Some(answer) => {
+            Some(mut answer) => {
+                // Why a policy answered, for the access log.
+                if let ficus_plugins::Body::Error(message) = &answer.body {
+                    ctx.outcome.refusal = Some(message.clone());
+                }
+                ctx.outcome.detail = answer.log_detail.take().map(String::from);
                 let reply = Reply::plugin(answer, ctx.request_id());
                 respond::send(session, ctx, reply).await;
                 Ok(true)

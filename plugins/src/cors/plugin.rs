@@ -59,7 +59,8 @@ impl CorsPlugin {
             Err(why) => {
                 self.preflights_refused[why as usize].fetch_add(1, Ordering::Relaxed);
                 return Response::error(StatusCode::FORBIDDEN, why.message())
-                    .with_header(VARY, VARY_PREFLIGHT);
+                    .with_header(VARY, VARY_PREFLIGHT)
+                    .with_log_detail(format!("cors policy \"{}\"", self.name));
             }
         };
         self.preflights_answered.fetch_add(1, Ordering::Relaxed);

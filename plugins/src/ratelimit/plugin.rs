@@ -199,15 +199,34 @@ impl RateLimitPlugin {
             }
             None => Outcome::Respond(
                 Response::error(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
-                    .with_header(http::header::RETRY_AFTER, 1u32.into()),
+                    .with_header(http::header::RETRY_AFTER, 1u32.into())
+                    .with_log_detail(format!(
+                        "rate limit \"{}\": store unavailable (fail-closed)",
+                        self.name
+                    )),
             ),
         }
+    }
+
+    /// The access log's `detail` of a refusal: the policy and the limits that refused, by
+    /// the names `RateLimit-Policy` gives them.
+    fn refused_by(&self, d: &Decision) -> String {
+        let single = self.settings.limits.len() == 1;
+        let refusing: Vec<String> = d
+            .limits
+            .iter()
+            .zip(&self.settings.limits)
+            .filter(|(state, _)| !state.admitted)
+            .map(|(_, limit)| limit.field_name(&self.name, single))
+            .collect();
+        format!("rate limit \"{}\": {}", self.name, refusing.join(", "))
     }
 
     /// The `429` for a refused decision.
     fn refusal(&self, d: &Decision) -> Response {
         let mut r = Response::error(StatusCode::TOO_MANY_REQUESTS, LIMITED)
-            .with_header(http::header::RETRY_AFTER, Fields::retry_after(d));
+            .with_header(http::header::RETRY_AFTER, Fields::retry_after(d))
+            .with_log_detail(self.refused_by(d));
         if self.settings.headers == HeaderMode::Off {
             return r;
         }
