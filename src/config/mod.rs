@@ -16,6 +16,7 @@ mod admin;
 pub mod bounds;
 mod compiler;
 mod credentials;
+mod field_names;
 pub mod diag;
 mod gateway;
 mod in_flight;
