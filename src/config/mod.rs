@@ -19,6 +19,7 @@ mod credentials;
 mod field_names;
 pub mod diag;
 mod gateway;
+mod identity;
 mod in_flight;
 mod legacy;
 mod limits;
