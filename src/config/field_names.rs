@@ -79,7 +79,9 @@ pub(super) fn sections_with_key(key: &str) -> Option<String> {
         .collect();
     match found.as_slice() {
         [] => None,
-        [one] => Some(format!("`{key}` is a key of {one}: put it under that section")),
+        [one] => Some(format!(
+            "`{key}` is a key of {one}: put it under that section"
+        )),
         [first @ .., last] => Some(format!(
             "`{key}` is a key of {} and of {last}: put it under one of them",
             first.join(", ")

@@ -334,16 +334,25 @@ mod tests {
         assert!(hint.starts_with("use `claim:sub`"), "{hint}");
         let (key, message, hint) = &d[1];
         assert_eq!(key, "services.h.hash_on");
-        assert!(message.contains("(every verified claim, as `forward_claims`)"), "{message}");
+        assert!(
+            message.contains("(every verified claim, as `forward_claims`)"),
+            "{message}"
+        );
         assert!(hint.contains("`hash_on` reads no claims"), "{hint}");
         let (key, _, hint) = &d[2];
         assert_eq!(key, "routes[0].sticky.header");
-        assert!(hint.starts_with("use `sticky = { claim = \"sub\" }`"), "{hint}");
+        assert!(
+            hint.starts_with("use `sticky = { claim = \"sub\" }`"),
+            "{hint}"
+        );
     }
 
     #[test]
     fn a_sticky_claim_needs_the_routes_auth() {
-        let d = keyed(&format!("{BASE}{AUTH}{}", split_route("sticky = { claim = \"sub\" }\n")));
+        let d = keyed(&format!(
+            "{BASE}{AUTH}{}",
+            split_route("sticky = { claim = \"sub\" }\n")
+        ));
         assert_eq!(d.len(), 1, "{d:#?}");
         assert_eq!(d[0].0, "routes[0].sticky.claim");
         assert!(d[0].1.contains("on a route without `auth`"), "{d:?}");
@@ -380,10 +389,16 @@ mod tests {
             w[0].hint.as_deref(),
             Some("add \"Authorization\" to `headers` of `[cors.shop]`")
         );
-        let src = format!("{BASE}{}{AUTH}{}", cors("[\"authorization\"]"), route("a", "/a/**"));
+        let src = format!(
+            "{BASE}{}{AUTH}{}",
+            cors("[\"authorization\"]"),
+            route("a", "/a/**")
+        );
         let cfg = compile(Path::new("routes.toml"), &src).expect("warnings only");
         assert!(
-            !cfg.warnings.iter().any(|w| w.message.contains("does not allow")),
+            !cfg.warnings
+                .iter()
+                .any(|w| w.message.contains("does not allow")),
             "{:#?}",
             cfg.warnings
         );

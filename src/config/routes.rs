@@ -12,9 +12,9 @@ use toml::Spanned;
 
 use super::compiler::{span_of, Compiler, HeaderSide};
 use super::diag::{closest_name, did_you_mean, Diagnostics};
+use super::identity::{self, IdentityHeaders};
 use super::raw::{RawMatch, RawRoute};
 use super::sections::Sections;
-use super::identity::{self, IdentityHeaders};
 use super::{policies, raw_routes, shadow, split};
 use crate::registry::spec::ServiceSpec;
 use crate::router::normalize::PathFlags;

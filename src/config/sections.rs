@@ -99,8 +99,9 @@ pub(super) fn read_sections<'i>(
                     .chain(policies::POLICY_SECTIONS.iter().map(|(s, _)| *s));
                 let hint = match did_you_mean(other, known) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => field_names::sections_with_key(other)
-                        .unwrap_or_else(top_level_sections),
+                    None => {
+                        field_names::sections_with_key(other).unwrap_or_else(top_level_sections)
+                    }
                 };
                 c.d.error_hint(
                     kspan,
@@ -265,7 +266,12 @@ mod tests {
         // Anything else lists every section, each policy kind included.
         let d = errors("zzzzzzzz = 1\n");
         let hint = d[0].hint.as_deref().unwrap();
-        for s in ["[access.NAME]", "[auth.NAME]", "[cors.NAME]", "[rate_limits.NAME]"] {
+        for s in [
+            "[access.NAME]",
+            "[auth.NAME]",
+            "[cors.NAME]",
+            "[rate_limits.NAME]",
+        ] {
             assert!(hint.contains(s), "{hint}");
         }
     }
