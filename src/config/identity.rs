@@ -221,8 +221,9 @@ pub(super) fn check_route(
                 );
             }
         }
-        // There is no gateway-wide `auth`: a route's effective auth is its own.
-        if let (Some(claim), None) = (&sticky.claim, &raw.auth) {
+        // There is no gateway-wide `auth`: a route's effective auth is its own. (Without a
+        // split, `sticky` itself is the error.)
+        if let (Some(claim), None, Some(_)) = (&sticky.claim, &raw.auth, &raw.split) {
             c.d.error_hint(
                 span_of(claim),
                 format!("{key}.sticky.claim"),
