@@ -67,10 +67,12 @@ impl IdentityHeaders {
         IdentityHeaders(out)
     }
 
-    /// The identity header `written` names (header names are compared without regard to
-    /// case), if it is one. A name that is not a header name is reported elsewhere.
+    /// The identity header `written` names, if it is one: compared without regard to case
+    /// and with `_` as `-`, as the removal does (`x_user_id` is removed with `X-User-Id`).
+    /// A name that is not a header name is reported elsewhere.
     fn find(&self, written: &str) -> Option<&IdentityHeader> {
-        let name = HeaderName::from_bytes(written.trim().as_bytes()).ok()?;
+        let dashed = written.trim().replace('_', "-");
+        let name = HeaderName::from_bytes(dashed.as_bytes()).ok()?;
         self.0.iter().find(|h| h.header == name)
     }
 }
@@ -324,14 +326,14 @@ mod tests {
     #[test]
     fn keys_that_read_an_identity_header_are_refused_whatever_its_case() {
         let src = format!(
-            "{BASE}{AUTH}[rate_limits.rl]\nlimits = [{{ key = [\"route\", \"header:x-user-ID\"], rate = \"1/s\" }}, {{ key = \"header:X-Api-Key\", rate = \"1/s\" }}]\n[services.h]\ninstances = [\"127.0.0.1:7\"]\nlb = \"hash\"\nhash_on = \"header:X-CLAIMS\"\n{}rate_limit = \"rl\"\nauth = \"corp\"\n[[routes]]\nname = \"h\"\nmatch = {{ path = \"/h/**\" }}\nservice = \"h\"\n",
+            "{BASE}{AUTH}[rate_limits.rl]\nlimits = [{{ key = [\"route\", \"header:x_user-ID\"], rate = \"1/s\" }}, {{ key = \"header:X-Api-Key\", rate = \"1/s\" }}]\n[services.h]\ninstances = [\"127.0.0.1:7\"]\nlb = \"hash\"\nhash_on = \"header:X-CLAIMS\"\n{}rate_limit = \"rl\"\nauth = \"corp\"\n[[routes]]\nname = \"h\"\nmatch = {{ path = \"/h/**\" }}\nservice = \"h\"\n",
             split_route("sticky = { header = \"x-user-id\" }\n")
         );
         let d = keyed(&src);
         assert_eq!(d.len(), 3, "{d:#?}");
         let (key, message, hint) = &d[0];
         assert_eq!(key, "rate_limits.rl.limits[0].key[1]");
-        assert!(message.starts_with("`x-user-ID` is an identity header set by auth policy `corp` (claim `sub`): clients' copies are removed"), "{message}");
+        assert!(message.starts_with("`x_user-ID` is an identity header set by auth policy `corp` (claim `sub`): clients' copies are removed"), "{message}");
         assert!(hint.starts_with("use `claim:sub`"), "{hint}");
         let (key, message, hint) = &d[1];
         assert_eq!(key, "services.h.hash_on");
