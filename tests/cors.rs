@@ -472,9 +472,11 @@ fn the_gateways_own_401_and_502_carry_cors_headers() {
         ["https://shop.example.com"]
     );
     assert_eq!(r.header_all("access-control-allow-credentials"), ["true"]);
+    // The gateway's own answer exposes its refusal and retry fields on top of the policy's
+    // list (proxied responses expose the list alone: see the test above).
     assert_eq!(
         r.header_all("access-control-expose-headers"),
-        ["X-Request-Id"]
+        ["X-Request-Id, Retry-After, RateLimit-Policy, RateLimit, WWW-Authenticate"]
     );
     assert_eq!(vary(&r), ["Origin"]);
     assert_eq!(o.requests(), before);

@@ -87,7 +87,9 @@ fn the_allowed_origin_reads_answers_sends_preflighted_puts_and_reads_the_gateway
                 .header("X-Custom", "custom-value")
                 .header("Content-Type", "application/json")
                 .body(r#"{"qty": 3}"#),
-            FetchCase::get("unauthorized", &f.gw.url("/private/1")).read_header("x-request-id"),
+            FetchCase::get("unauthorized", &f.gw.url("/private/1"))
+                .read_header("x-request-id")
+                .read_header("www-authenticate"),
             FetchCase::new("delete", "DELETE", &f.gw.url("/orders/3")),
         ],
     );
@@ -132,6 +134,14 @@ fn the_allowed_origin_reads_answers_sends_preflighted_puts_and_reads_the_gateway
     assert_eq!(
         body["request_id"].as_str(),
         unauthorized.header("x-request-id")
+    );
+    // Not listed in `expose_headers`, but the gateway's own answer exposes it: the page can
+    // read why it was refused.
+    assert!(
+        unauthorized
+            .header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer")),
+        "{unauthorized:?}"
     );
     assert!(f.api_saw("GET").iter().all(|p| p != "/private/1"));
 
@@ -193,7 +203,10 @@ fn a_429_from_the_rate_limit_is_readable_by_the_page() {
             // the client nothing, the PUT itself takes one unit.
             FetchCase::new("put", "PUT", &f.gw.url("/limited/1")).header("X-Custom", "1"),
             FetchCase::get("second", &f.gw.url("/limited/2")),
-            FetchCase::get("third", &f.gw.url("/limited/3")).read_header("x-request-id"),
+            FetchCase::get("third", &f.gw.url("/limited/3"))
+                .read_header("x-request-id")
+                .read_header("retry-after")
+                .read_header("ratelimit"),
         ],
     );
     assert_eq!(results["put"].status, Some(200), "{:?}", results["put"]);
@@ -209,6 +222,19 @@ fn a_429_from_the_rate_limit_is_readable_by_the_page() {
     let body: serde_json::Value = serde_json::from_str(limited.body.as_deref().unwrap()).unwrap();
     assert_eq!(body["error"], "rate limit exceeded");
     assert_eq!(body["request_id"].as_str(), limited.header("x-request-id"));
+    // How long to wait is readable without listing it in `expose_headers`.
+    assert!(
+        limited
+            .header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)),
+        "{limited:?}"
+    );
+    assert!(
+        limited
+            .header("ratelimit")
+            .is_some_and(|v| v.contains("r=0")),
+        "{limited:?}"
+    );
     assert_eq!(
         f.api_saw("GET"),
         ["/limited/2"],

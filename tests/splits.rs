@@ -450,7 +450,8 @@ fn check_reports_split_mistakes() {
         assert_eq!(code, 2, "{keys}\n{out}");
         assert!(out.contains(want), "{keys}: wanted `{want}` in\n{out}");
     }
-    let (code, out) = check("split = [{ service = \"monolith\", weight = 90 }, { service = \"orders\", weight = 10 }]\nsticky = { claim = \"sub\" }\nfallback = \"monolith\"\n");
+    // (A claim key needs the route's `auth`: tests/identity_keys.rs.)
+    let (code, out) = check("split = [{ service = \"monolith\", weight = 90 }, { service = \"orders\", weight = 10 }]\nsticky = { cookie = \"uid\" }\nfallback = \"monolith\"\n");
     assert_eq!(code, 0, "{out}");
 }
 

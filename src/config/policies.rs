@@ -24,6 +24,7 @@ use toml::Spanned;
 
 use super::compiler::{deserialize, Compiler};
 use super::diag::closest_name;
+use super::identity::{rate_limit_header_keys, HeaderKey};
 use super::raw::{NameList, PolicyRef, RawGateway, RawRoute};
 use super::recover::locate;
 use crate::policy::{instantiate, Chain, Link, Policies, PolicyInstance};
@@ -48,6 +49,9 @@ pub struct PolicySections {
     /// Sections that are not a table of policies at all (reported once, so routes naming
     /// one of their policies are not told "unknown policy" on top).
     pub broken_sections: HashSet<&'static str>,
+    /// The `header:` parts of rate-limit keys, by policy name, with their positions: checked
+    /// against the identity headers once every auth policy is read.
+    pub header_keys: Vec<(String, HeaderKey)>,
 }
 
 /// Reads a policy section if `section` names a policy kind; `false` when it does not.
@@ -75,7 +79,7 @@ pub fn read_policy_section(
             value,
             out,
             previous,
-            read_entry::<RateLimit>,
+            read_rate_limit_entry,
         ),
         _ => return false,
     }
@@ -183,6 +187,22 @@ fn read_auth_entry(
             out.failed.insert((auth::SECTION, name.to_string()));
         }
     }
+}
+
+/// `[rate_limits.NAME]`: its `header:` keys are noted with their positions (see
+/// `identity`), then the policy is read like any other.
+fn read_rate_limit_entry(
+    c: &mut Compiler<'_>,
+    name: &str,
+    name_span: std::ops::Range<usize>,
+    v: Spanned<DeValue<'_>>,
+    out: &mut PolicySections,
+    previous: Option<&Policies>,
+) {
+    for k in rate_limit_header_keys(&v) {
+        out.header_keys.push((name.to_string(), k));
+    }
+    read_entry::<RateLimit>(c, name, name_span, v, out, previous);
 }
 
 /// Deserializes, compiles and instantiates one `[K::SECTION.NAME]` table.

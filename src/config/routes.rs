@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use super::compiler::{span_of, Compiler, HeaderSide};
 use super::diag::{closest_name, did_you_mean, Diagnostics};
+use super::identity::{self, IdentityHeaders};
 use super::raw::{RawMatch, RawRoute};
 use super::sections::Sections;
 use super::{policies, raw_routes, shadow, split};
@@ -102,15 +103,20 @@ pub(super) fn compile_routes(
     );
     let mut routes = Vec::new();
     let mut spans = HashMap::new();
+    let ids = IdentityHeaders::of(&sections.policies.compiled);
+    identity::check_policy_and_service_keys(c, &ids, sections);
+    let mut warned = identity::Warned::new();
     let failed = raw_routes::each_raw_route(c, value, |c, i, span, raw| {
+        let key = format!("routes[{i}]");
         let chain = policies::route_chain(
             c,
             &sections.policies,
             &mut used_policies,
             &defaults,
-            &format!("routes[{i}]"),
+            &key,
             &raw,
         );
+        identity::check_route(c, &ids, &key, &raw, &chain, &mut warned);
         if let Some(mut route) = compile_route(c, &mut names, &mut route_names, i, &span, &raw) {
             route.chain = chain;
             routes.push(route);

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::compiler::{deserialize, Compiler};
 use super::diag::did_you_mean;
 use super::raw::{RawGateway, RawRegistry, RawService};
-use super::{bounds, policies, ConfigError};
+use super::{bounds, field_names, policies, ConfigError};
 use crate::policy::Policies;
 
 /// The top-level sections of the file, each deserialized on its own so that an error in
@@ -100,8 +100,7 @@ pub(super) fn read_sections<'i>(
                 let hint = match did_you_mean(other, known) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => {
-                        "the top-level sections are `[gateway]`, `[registry]`, `[services.NAME]`, `[[routes]]` and the policies `[access.NAME]`"
-                            .into()
+                        field_names::sections_with_key(other).unwrap_or_else(top_level_sections)
                     }
                 };
                 c.d.error_hint(
@@ -114,6 +113,18 @@ pub(super) fn read_sections<'i>(
         }
     }
     Ok(s)
+}
+
+/// Every top-level section, the policy kinds included, for the hint of an unknown key.
+fn top_level_sections() -> String {
+    let policies: Vec<String> = policies::POLICY_SECTIONS
+        .iter()
+        .map(|(s, _)| format!("`[{s}.NAME]`"))
+        .collect();
+    format!(
+        "the top-level sections are `[gateway]`, `[registry]`, `[services.NAME]`, `[[routes]]` and the policies {}",
+        policies.join(", ")
+    )
 }
 
 fn read_services(c: &mut Compiler<'_>, value: Spanned<DeValue<'_>>, s: &mut Sections<'_>) {
@@ -246,5 +257,22 @@ mod tests {
         let d = errors("[gatway]\nlisten = []\n");
         assert!(d[0].message.contains("unknown top-level key `gatway`"));
         assert_eq!(d[0].hint.as_deref(), Some("did you mean `gateway`?"));
+        // A key of a section written at the top says where it belongs.
+        let d = errors("outlier = { consecutive_failures = 5 }\n");
+        assert_eq!(
+            d[0].hint.as_deref(),
+            Some("`outlier` is a key of `[services.NAME]`: put it under that section")
+        );
+        // Anything else lists every section, each policy kind included.
+        let d = errors("zzzzzzzz = 1\n");
+        let hint = d[0].hint.as_deref().unwrap();
+        for s in [
+            "[access.NAME]",
+            "[auth.NAME]",
+            "[cors.NAME]",
+            "[rate_limits.NAME]",
+        ] {
+            assert!(hint.contains(s), "{hint}");
+        }
     }
 }

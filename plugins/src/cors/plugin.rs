@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::settings::{CorsSettings, OriginCheck, PreflightRefusal};
 use super::SECTION;
 use crate::{
-    HeaderEdits, Hooks, MetricSample, Outcome, Plugin, RequestView, Response, ResponseHead,
+    HeaderEdits, Hooks, MetricSample, Outcome, Plugin, RequestView, Response, ResponseHead, Source,
 };
 
 const TRUE: HeaderValue = HeaderValue::from_static("true");
@@ -83,8 +83,15 @@ impl CorsPlugin {
         r
     }
 
-    /// The headers of an actual (non-preflight) response.
-    fn actual_response(&self, response: &HeaderMap, request: &HeaderMap, edits: &mut HeaderEdits) {
+    /// The headers of an actual (non-preflight) response; the gateway's own answers expose
+    /// their retry and refusal fields too.
+    fn actual_response(
+        &self,
+        response: &HeaderMap,
+        request: &HeaderMap,
+        source: Source,
+        edits: &mut HeaderEdits,
+    ) {
         remove_access_control(response, edits);
         let s = &self.settings;
         let origin = match s.check_origin(request) {
@@ -106,8 +113,16 @@ impl CorsPlugin {
         if s.credentials {
             edits.append(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
         }
-        if let Some(expose) = &s.expose_value {
-            edits.append(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
+        match source {
+            Source::Gateway => edits.append(
+                ACCESS_CONTROL_EXPOSE_HEADERS,
+                s.expose_on_gateway_answers.clone(),
+            ),
+            Source::Upstream => {
+                if let Some(expose) = &s.expose_value {
+                    edits.append(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
+                }
+            }
         }
     }
 }
@@ -188,7 +203,7 @@ impl Plugin for CorsPlugin {
         if resp.state.get::<PreflightAnswered>().is_some() {
             return;
         }
-        self.actual_response(resp.headers, resp.request_headers, resp.edits);
+        self.actual_response(resp.headers, resp.request_headers, resp.source, resp.edits);
     }
 
     fn metrics(&self, out: &mut Vec<MetricSample>) {

@@ -28,6 +28,17 @@ pub const SAFELISTED_HEADERS: [&str; 5] = [
     "range",
 ];
 
+/// Response fields the gateway's own answers carry for a page to act on: when to retry a
+/// `429` (or a fail-closed `503`) and how much is left, and why a `401`/`403` was refused.
+/// None is CORS-safelisted, so they are exposed on the gateway's answers whatever
+/// `expose_headers` lists; a proxied response exposes only what the policy lists.
+pub const GATEWAY_ANSWER_FIELDS: [&str; 4] = [
+    "Retry-After",
+    "RateLimit-Policy",
+    "RateLimit",
+    "WWW-Authenticate",
+];
+
 /// A compiled `[cors.NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorsSettings {
@@ -45,6 +56,9 @@ pub struct CorsSettings {
     pub(super) allow_methods: HeaderValue,
     /// `Access-Control-Expose-Headers`, when `expose_headers` is not empty.
     pub(super) expose_value: Option<HeaderValue>,
+    /// `Access-Control-Expose-Headers` on the gateway's own answers: `expose_headers` and
+    /// [`GATEWAY_ANSWER_FIELDS`] (those not listed already).
+    pub(super) expose_on_gateway_answers: HeaderValue,
     /// `Access-Control-Max-Age`.
     pub(super) max_age_value: Option<HeaderValue>,
 }
@@ -66,6 +80,13 @@ impl CorsSettings {
         };
         let expose_value =
             (!expose_headers.is_empty()).then(|| joined(expose_headers.iter().map(String::as_str)));
+        let expose_on_gateway_answers = joined(
+            expose_headers.iter().map(String::as_str).chain(
+                GATEWAY_ANSWER_FIELDS
+                    .into_iter()
+                    .filter(|f| !expose_headers.iter().any(|e| e.eq_ignore_ascii_case(f))),
+            ),
+        );
         let max_age_value = max_age.map(|d| HeaderValue::from(d.as_secs()));
         CorsSettings {
             origins,
@@ -76,6 +97,7 @@ impl CorsSettings {
             max_age,
             allow_methods,
             expose_value,
+            expose_on_gateway_answers,
             max_age_value,
         }
     }

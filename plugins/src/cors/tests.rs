@@ -77,11 +77,22 @@ async fn respond(
     response: &HeaderMap,
     state: &RequestState,
 ) -> HeaderMap {
+    respond_from(p, req, response, state, Source::Upstream).await
+}
+
+/// [`respond`] for a response from `source`.
+async fn respond_from(
+    p: &dyn Plugin,
+    req: &HeaderMap,
+    response: &HeaderMap,
+    state: &RequestState,
+    source: Source,
+) -> HeaderMap {
     let mut edits = HeaderEdits::default();
     let mut head = ResponseHead {
         status: StatusCode::OK,
         headers: response,
-        source: Source::Upstream,
+        source,
         method: &Method::GET,
         request_headers: req,
         route: "orders",
@@ -480,4 +491,30 @@ fn preflight_check_reads_requested_headers_over_several_lines() {
     assert_eq!(s.check_preflight(&req).unwrap().headers, None);
     let req = headers(&[("origin", "https://shop.example.com")]);
     assert_eq!(s.check_preflight(&req), Err(PreflightRefusal::Method));
+}
+
+#[tokio::test]
+async fn the_gateways_own_answers_expose_their_retry_and_refusal_fields() {
+    let p = plugin("origins = [\"*\"]\nexpose_headers = [\"X-Request-Id\", \"retry-after\"]");
+    let req = headers(&[("origin", "https://anyone.example")]);
+    let state = RequestState::new();
+    let own = respond_from(&*p, &req, &HeaderMap::new(), &state, Source::Gateway).await;
+    assert_eq!(
+        get(&own, &ACCESS_CONTROL_EXPOSE_HEADERS),
+        Some("X-Request-Id, retry-after, RateLimit-Policy, RateLimit, WWW-Authenticate")
+    );
+    let proxied = respond_from(&*p, &req, &HeaderMap::new(), &state, Source::Upstream).await;
+    assert_eq!(
+        get(&proxied, &ACCESS_CONTROL_EXPOSE_HEADERS),
+        Some("X-Request-Id, retry-after")
+    );
+    // A policy that lists nothing still exposes them on its own answers, and nothing else.
+    let p = plugin("origins = [\"*\"]");
+    let own = respond_from(&*p, &req, &HeaderMap::new(), &state, Source::Gateway).await;
+    assert_eq!(
+        get(&own, &ACCESS_CONTROL_EXPOSE_HEADERS),
+        Some("Retry-After, RateLimit-Policy, RateLimit, WWW-Authenticate")
+    );
+    let proxied = respond_from(&*p, &req, &HeaderMap::new(), &state, Source::Upstream).await;
+    assert!(proxied.get(ACCESS_CONTROL_EXPOSE_HEADERS).is_none());
 }
