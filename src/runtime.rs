@@ -22,6 +22,10 @@ pub struct Runtime {
     pub config: Config,
     /// Live service states, indexed like `config.services`.
     pub services: Vec<Arc<ServiceState>>,
+    /// The services' names, indexed like `config.services`, shared by the metric handles'
+    /// keys and the migration board's pairs (a name per route and service would cost each
+    /// route two allocations).
+    pub service_names: Vec<Arc<str>>,
     /// Request metrics of each route with its own service; see [`Runtime::route_metrics_for`].
     pub route_metrics: Vec<Arc<RouteMetrics>>,
     /// Request metrics of each route with the other services it can use (split sides,
@@ -72,11 +76,16 @@ impl Runtime {
                 )
             })
             .collect();
+        let service_names: Vec<Arc<str>> = config
+            .services
+            .iter()
+            .map(|s| Arc::from(s.name.as_str()))
+            .collect();
         let route_metrics = config
             .router
             .routes()
             .iter()
-            .map(|r| metrics.route(&r.name, &config.services[r.service].name))
+            .map(|r| metrics.route(&r.name, &service_names[r.service]))
             .collect();
         let route_other_metrics = config
             .router
@@ -93,7 +102,7 @@ impl Runtime {
                 others.dedup();
                 others
                     .into_iter()
-                    .map(|s| (s, metrics.route(&r.name, &config.services[s].name)))
+                    .map(|s| (s, metrics.route(&r.name, &service_names[s])))
                     .collect()
             })
             .collect();
@@ -140,6 +149,7 @@ impl Runtime {
         Runtime {
             config,
             services,
+            service_names,
             route_metrics,
             route_other_metrics,
             split_metrics,

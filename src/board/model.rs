@@ -8,7 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use super::history::{History, Interval, Pair, Stamp, HOUR, RECENT};
 use super::window::{share, Delta, Reading};
@@ -158,7 +157,7 @@ pub struct FieldFacts {
 /// Reads every (route, service) pair's counters from the running config's metric handles:
 /// each route with its own service, the other sides of its split and its fallback.
 pub fn read(rt: &Runtime) -> Vec<(Pair, Reading)> {
-    let services = service_names(rt);
+    let services = &rt.service_names;
     let mut out = Vec::with_capacity(rt.route_metrics.len());
     for (i, route) in rt.config.router.routes().iter().enumerate() {
         let own = std::iter::once((route.service, &rt.route_metrics[i]));
@@ -174,7 +173,7 @@ pub fn read(rt: &Runtime) -> Vec<(Pair, Reading)> {
                     .sum(),
                 _ => 0,
             };
-            let buckets = m.latency.bucket_counts();
+            let buckets = m.bucket_counts();
             out.push((
                 (route.name.clone(), services[service].clone()),
                 Reading {
@@ -187,15 +186,6 @@ pub fn read(rt: &Runtime) -> Vec<(Pair, Reading)> {
         }
     }
     out
-}
-
-/// The services' names, indexed like `rt.config.services`, for the pairs to share.
-fn service_names(rt: &Runtime) -> Vec<Arc<str>> {
-    rt.config
-        .services
-        .iter()
-        .map(|s| Arc::from(s.name.as_str()))
-        .collect()
 }
 
 /// The board now: `current` is [`read`] of `rt` at `now`.
@@ -229,7 +219,7 @@ pub fn build(
     let (mut all_legacy, mut all_new) = (Delta::default(), Delta::default());
     let (mut legacy_1h, mut requests_1h) = (0u64, 0u64);
     let mut routes = Vec::new();
-    let service_arcs = service_names(rt);
+    let service_arcs = &rt.service_names;
     for route in rt.config.router.routes() {
         let service_name = |s: usize| rt.config.services[s].name.clone();
         let pair_of = |s: usize| (route.name.clone(), service_arcs[s].clone());
