@@ -437,13 +437,13 @@ fn memory_case(n: usize, max_started: u64, max_reloaded: u64) {
 
 /// Resident bytes per plain route after a reload, dev build. Before any bound: 8–9 KiB (the
 /// compile's garbage stayed resident); then 2.5–3.3 KiB, of which about 0.5 KiB were the
-/// route's request counters and their map entry (two owned names); with the counters
-/// allocated on a route's first request and the names shared, 1.8–2.0 KiB.
-const MAX_BYTES_PER_ROUTE: u64 = 2560;
+/// route's request counters and their map entry (two owned names). With the counters
+/// allocated on a route's first request, names shared, a 280-byte route and the compile's
+/// freed segments purged at once: 1.1–1.4 KiB.
+const MAX_BYTES_PER_ROUTE: u64 = 2048;
 
-/// After start the allocator holds more of the first compile's pages: measured 3.9–4.3 KiB
-/// a route before the counters were made lazy, 1.9–2.1 KiB after.
-const MAX_BYTES_PER_ROUTE_AT_START: u64 = 3 * 1024;
+/// After start: measured 3.9–4.3 KiB a route before the work above, 1.1–1.2 KiB after.
+const MAX_BYTES_PER_ROUTE_AT_START: u64 = 2048;
 
 #[test]
 fn memory_per_plain_route_is_bounded() {
