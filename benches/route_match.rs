@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ficus::router::normalize::PathFlags;
 use ficus::router::pattern::PathPattern;
-use ficus::router::{HeaderEdits, RequestView, Route, Router, Timeouts};
+use ficus::router::{RequestView, Route, Router};
 use http::{HeaderMap, Method};
 use std::hint::black_box;
 
@@ -15,7 +15,7 @@ fn route(i: usize, path: String) -> Route {
     Route {
         name: format!("r{i}").into(),
         file_order: i,
-        location: String::new(),
+        location: Default::default(),
         pattern: PathPattern::parse(&path).expect("bench patterns are valid"),
         host: None,
         methods: if i.is_multiple_of(3) {
@@ -29,9 +29,7 @@ fn route(i: usize, path: String) -> Route {
         split: None,
         strip_prefix: None,
         rewrite: None,
-        request_headers: HeaderEdits::default(),
-        response_headers: HeaderEdits::default(),
-        timeouts: Timeouts::default(),
+        extras: None,
         fallback: None,
         chain: Default::default(),
         retries: Default::default(),

@@ -16,19 +16,28 @@ use crate::registry::{Registry, ServiceState};
 use crate::shadow::store::ShadowState;
 use crate::upstream::credentials::{OAuth2Endpoint, TokenSource};
 
+/// A route's request metrics with a service other than its own, by service index.
+pub type OtherServiceMetrics = (usize, Arc<RouteMetrics>);
+
 /// One compiled config with its metric handles (indexed like the router's routes and the
 /// config's services).
 pub struct Runtime {
     pub config: Config,
     /// Live service states, indexed like `config.services`.
     pub services: Vec<Arc<ServiceState>>,
+    /// The services' names, indexed like `config.services`, shared by the metric handles'
+    /// keys and the migration board's pairs (a name per route and service would cost each
+    /// route two allocations).
+    pub service_names: Vec<Arc<str>>,
     /// Request metrics of each route with its own service; see [`Runtime::route_metrics_for`].
     pub route_metrics: Vec<Arc<RouteMetrics>>,
     /// Request metrics of each route with the other services it can use (split sides,
     /// fallback): a request is counted under the service that served it.
-    pub route_other_metrics: Vec<Vec<(usize, Arc<RouteMetrics>)>>,
+    /// (Boxed slices, empty for most routes: 16 bytes a route rather than a `Vec`'s 24.)
+    pub route_other_metrics: Vec<Box<[OtherServiceMetrics]>>,
     /// Split routes' side and override counters, indexed like the router's routes.
-    pub split_metrics: Vec<Option<RouteSplitMetrics>>,
+    /// (Boxed: 8 bytes for a route without a split.)
+    pub split_metrics: Vec<Option<Box<RouteSplitMetrics>>>,
     pub service_metrics: Vec<Arc<ServiceMetrics>>,
     /// Shadowed routes' states (record, copies in flight), indexed like the router's
     /// routes.
@@ -72,11 +81,16 @@ impl Runtime {
                 )
             })
             .collect();
+        let service_names: Vec<Arc<str>> = config
+            .services
+            .iter()
+            .map(|s| Arc::from(s.name.as_str()))
+            .collect();
         let route_metrics = config
             .router
             .routes()
             .iter()
-            .map(|r| metrics.route(&r.name, &config.services[r.service].name))
+            .map(|r| metrics.route(&r.name, &service_names[r.service]))
             .collect();
         let route_other_metrics = config
             .router
@@ -93,7 +107,7 @@ impl Runtime {
                 others.dedup();
                 others
                     .into_iter()
-                    .map(|s| (s, metrics.route(&r.name, &config.services[s].name)))
+                    .map(|s| (s, metrics.route(&r.name, &service_names[s])))
                     .collect()
             })
             .collect();
@@ -103,14 +117,14 @@ impl Runtime {
             .iter()
             .map(|r| {
                 let split = r.split.as_ref()?;
-                Some(RouteSplitMetrics {
+                Some(Box::new(RouteSplitMetrics {
                     sides: split
                         .sides
                         .iter()
                         .map(|d| metrics.split_side(&r.name, &config.services[d.service].name))
                         .collect(),
                     override_ignored: metrics.override_ignored(&r.name),
-                })
+                }))
             })
             .collect();
         let service_metrics = config
@@ -140,6 +154,7 @@ impl Runtime {
         Runtime {
             config,
             services,
+            service_names,
             route_metrics,
             route_other_metrics,
             split_metrics,

@@ -79,6 +79,10 @@ pub fn run_upgradable(
     };
     let bound = sockets.addresses();
     let shared = Shared::new(config);
+    // This thread built the first snapshot and the board's first sample (their garbage:
+    // the sample's readings, the tables grown along the way) and from here on mostly waits:
+    // mimalloc would keep what it freed resident until it allocates again.
+    crate::config::return_freed_memory();
 
     let conf = ServerConf {
         threads: gateway.threads,

@@ -221,3 +221,71 @@ fn metrics_escape_odd_service_and_route_names() {
         );
     }
 }
+
+/// A route that has not served a request yet shows its latency series at zero from start
+/// (a `rate()` alert sees the series before the first request) and no status counts; once
+/// it serves, its counts appear, and a reload that keeps the route keeps them.
+#[test]
+fn an_idle_route_s_series_exist_at_zero_and_counts_survive_a_reload() {
+    let o = Origin::start("app");
+    let cfg = |extra: &str| {
+        ConfigBuilder::new()
+            .service("app", &[o.addr()])
+            .route("busy", "/busy/**", "app")
+            .route("idle", "/idle/**", "app")
+            .route(extra, &format!("/{extra}/**"), "app")
+            .build()
+    };
+    let gw = Gateway::start(&cfg("first"));
+    let idle = [("route", "idle"), ("service", "app")];
+    let text = gw.metrics();
+    for (name, want) in [
+        ("ficus_request_duration_seconds_count", Some(0.0)),
+        ("ficus_request_duration_seconds_sum", Some(0.0)),
+        ("ficus_requests_total", None),
+    ] {
+        assert_eq!(metric_sum(&text, name, &idle), want, "{name}\n{text}");
+    }
+    let buckets = parse_metrics(&text)
+        .into_iter()
+        .filter(|(n, l, _)| {
+            n == "ficus_request_duration_seconds_bucket"
+                && l.get("route").map(String::as_str) == Some("idle")
+        })
+        .map(|(_, _, v)| v)
+        .collect::<Vec<_>>();
+    assert_eq!(buckets, vec![0.0; 14], "{text}");
+
+    for _ in 0..3 {
+        assert_eq!(gw.get("/busy/x").status, 200);
+    }
+    let busy = [("route", "busy"), ("service", "app"), ("status", "200")];
+    poll_until(Duration::from_secs(3), || {
+        (metric_sum(&gw.metrics(), "ficus_requests_total", &busy) == Some(3.0)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("busy's requests not counted\n{}", gw.metrics()));
+    gw.reload(&cfg("second"));
+    assert_eq!(gw.get("/busy/x").status, 200);
+    assert_eq!(gw.get("/second/x").status, 200);
+    let text = poll_until(Duration::from_secs(3), || {
+        let t = gw.metrics();
+        (metric_sum(&t, "ficus_requests_total", &busy) == Some(4.0)
+            && metric_sum(&t, "ficus_requests_total", &[("route", "second")]) == Some(1.0))
+        .then_some(t)
+    })
+    .unwrap_or_else(|| panic!("busy's counts lost by the reload\n{}", gw.metrics()));
+    assert_eq!(
+        metric_sum(
+            &text,
+            "ficus_request_duration_seconds_count",
+            &[("route", "busy")]
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_sum(&text, "ficus_request_duration_seconds_count", &idle),
+        Some(0.0),
+        "{text}"
+    );
+}

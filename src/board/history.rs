@@ -6,8 +6,15 @@
 //! sees this module. Memory is bounded: [`HOUR`] of request counts per pair and
 //! [`RECENT`] of latency histograms (only the 5-minute p99 needs them). Pairs whose route
 //! or service left the config are dropped at the next sample.
+//!
+//! Only pairs that served traffic within the hour keep a ring: a pair that never served a
+//! request is one entry of a set, and a ring whose readings stayed the same for the whole
+//! hour is replaced by that one reading. So the history's memory grows with the pairs that
+//! are busy, not with the routes of the config times the time the process has run (20,000
+//! idle routes kept 12 KiB each once the hour was full).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::window::{Delta, Reading, BUCKETS};
@@ -19,8 +26,10 @@ pub const RECENT: Duration = Duration::from_secs(300);
 /// The sample period in production.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
 
-/// A (route, service) pair: requests of `route` served by `service`.
-pub type Pair = (String, String);
+/// A (route, service) pair: requests of `route` served by `service`. The names are shared
+/// with the running config (the route's) and with the other pairs of the sample (the
+/// service's), so a sample allocates no name.
+pub type Pair = (Arc<str>, Arc<str>);
 
 /// When a sample was taken.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +55,7 @@ pub fn unix_ms() -> u64 {
 }
 
 /// The counts kept for the whole hour.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Counts {
     requests: u64,
     server_errors: u64,
@@ -59,6 +68,9 @@ struct Counts {
 struct PairRing {
     counts: VecDeque<Counts>,
     buckets: VecDeque<[u64; BUCKETS]>,
+    /// How many of the newest readings in a row equal the one before them: once every
+    /// reading of a full ring is the same, the ring is replaced by that reading.
+    unchanged: usize,
 }
 
 impl PairRing {
@@ -79,6 +91,33 @@ impl PairRing {
             buckets,
         })
     }
+
+    /// Keeps `r` as the newest reading, within `capacity` counts and `recent_capacity`
+    /// histograms.
+    fn push(&mut self, r: &Reading, capacity: usize, recent_capacity: usize) {
+        let counts = Counts {
+            requests: r.requests,
+            server_errors: r.server_errors,
+            fell_back: r.fell_back,
+        };
+        let same = self.counts.back().is_some_and(|c| *c == counts)
+            && self.buckets.back().is_some_and(|b| *b == r.buckets);
+        self.unchanged = if same { self.unchanged + 1 } else { 0 };
+        self.counts.push_back(counts);
+        self.buckets.push_back(r.buckets);
+        while self.counts.len() > capacity {
+            self.counts.pop_front();
+        }
+        while self.buckets.len() > recent_capacity {
+            self.buckets.pop_front();
+        }
+    }
+
+    /// Whether the ring covers the whole hour with one and the same reading: nothing
+    /// happened in any window, and its newest reading says all the board needs.
+    fn flat(&self, capacity: usize) -> bool {
+        self.counts.len() >= capacity && self.unchanged + 1 >= self.counts.len()
+    }
 }
 
 /// The rings of every pair, and when each sample was taken.
@@ -95,6 +134,18 @@ pub struct History {
     /// served a request keeps nothing (a config of 20,000 routes would otherwise hold an
     /// hour of zeros for each, about 12 KiB a route).
     zero: HashSet<Pair>,
+    /// Pairs without a ring whose counters stood still for at least the whole hour, with
+    /// the reading they stand at (a pair that served traffic once and then went idle).
+    quiet: HashMap<Pair, Reading>,
+}
+
+/// Files a pair without a ring under where it stands: the zero set, or the still ones.
+fn stand(zero: &mut HashSet<Pair>, quiet: &mut HashMap<Pair, Reading>, pair: Pair, at: Reading) {
+    if at == Reading::default() {
+        zero.insert(pair);
+    } else {
+        quiet.insert(pair, at);
+    }
 }
 
 /// A window's deltas per pair, and how much time it actually covers (less than asked while
@@ -130,6 +181,7 @@ impl History {
             stamps: VecDeque::new(),
             pairs: HashMap::new(),
             zero: HashSet::new(),
+            quiet: HashMap::new(),
         }
     }
 
@@ -154,42 +206,57 @@ impl History {
             self.stamps.pop_front();
         }
         let mut next = HashMap::with_capacity(self.pairs.len());
-        let mut zero = HashSet::new();
+        let mut zero = HashSet::with_capacity(self.zero.len());
+        let mut quiet = HashMap::with_capacity(self.quiet.len());
         for (pair, r) in readings {
             let mut ring = match self.pairs.remove(&pair) {
                 Some(ring) => ring,
-                None if r.requests == 0 && r.server_errors == 0 && r.fell_back == 0 => {
-                    zero.insert(pair);
-                    continue;
-                }
                 None => {
+                    // Where it stood one sample ago without a ring: at zero, or still for
+                    // the hour; `None` when it was not read (new to the config).
+                    let before = self.standing(&pair);
+                    let still = match before {
+                        Some(at) => at == r,
+                        None => r == Reading::default(),
+                    };
+                    if still {
+                        stand(&mut zero, &mut quiet, pair, r);
+                        continue;
+                    }
+                    // It moved: it starts from where it stood, so its first requests
+                    // count. (A pair new to the config counts from its first reading: its
+                    // counters may hold an earlier life's requests.)
                     let mut ring = PairRing::default();
-                    // Read at zero one sample ago: it starts from there, so its first
-                    // requests count. (A pair new to the config counts from its first
-                    // reading: its counters may hold an earlier life's requests.)
-                    if self.zero.contains(&pair) {
-                        ring.counts.push_back(Counts::default());
-                        ring.buckets.push_back([0; BUCKETS]);
+                    if let Some(at) = before {
+                        ring.push(&at, self.capacity, self.recent_capacity);
                     }
                     ring
                 }
             };
-            ring.counts.push_back(Counts {
-                requests: r.requests,
-                server_errors: r.server_errors,
-                fell_back: r.fell_back,
-            });
-            ring.buckets.push_back(r.buckets);
-            while ring.counts.len() > self.capacity {
-                ring.counts.pop_front();
-            }
-            while ring.buckets.len() > self.recent_capacity {
-                ring.buckets.pop_front();
+            ring.push(&r, self.capacity, self.recent_capacity);
+            if ring.flat(self.capacity) {
+                stand(&mut zero, &mut quiet, pair, r);
+                continue;
             }
             next.insert(pair, ring);
         }
         self.pairs = next;
         self.zero = zero;
+        self.quiet = quiet;
+    }
+
+    /// Where a pair without a ring stood at the newest sample: zero, or the reading it
+    /// stood still at for the whole hour. `None` for a pair not read then.
+    fn standing(&self, pair: &Pair) -> Option<Reading> {
+        if self.zero.contains(pair) {
+            return Some(Reading::default());
+        }
+        self.quiet.get(pair).copied()
+    }
+
+    /// Number of pairs that keep a ring (served traffic within the hour).
+    pub fn busy_pairs(&self) -> usize {
+        self.pairs.len()
     }
 
     /// How many samples back from the newest is the newest sample taken at or before
@@ -220,10 +287,15 @@ impl History {
         let deltas = current
             .iter()
             .map(|(pair, now_reading)| {
-                let base = self.pairs.get(pair).and_then(|ring| {
-                    let have = ring.counts.len().checked_sub(1)?;
-                    ring.reading(back.unwrap_or(0).min(have))
-                });
+                let base = match self.pairs.get(pair) {
+                    Some(ring) => ring
+                        .counts
+                        .len()
+                        .checked_sub(1)
+                        .and_then(|have| ring.reading(back.unwrap_or(0).min(have))),
+                    // Without a ring it stood still since before the window.
+                    None => self.standing(pair),
+                };
                 (pair.clone(), now_reading.since(&base.unwrap_or_default()))
             })
             .collect();
@@ -268,11 +340,12 @@ impl History {
                         };
                         (start, end)
                     }
-                    // Read at zero in the newest sample: only the last interval has its
+                    // Standing still at the newest sample: only the last interval has
                     // requests.
-                    None if back_end.is_none() && self.zero.contains(pair) => {
-                        (Reading::default(), *now_reading)
-                    }
+                    None if back_end.is_none() => match self.standing(pair) {
+                        Some(at) => (at, *now_reading),
+                        None => continue,
+                    },
                     None => continue,
                 };
                 let d = super::window::increase(start.requests, end.requests);
@@ -292,7 +365,7 @@ mod tests {
     use super::*;
 
     fn pair(r: &str, s: &str) -> Pair {
-        (r.to_string(), s.to_string())
+        (Arc::from(r), Arc::from(s))
     }
 
     fn reading(requests: u64) -> Reading {
@@ -403,6 +476,66 @@ mod tests {
     }
 
     #[test]
+    fn a_ring_that_stood_still_for_the_hour_is_dropped_and_its_next_requests_count() {
+        let t0 = Instant::now();
+        let mut h = History::new(Duration::from_secs(10));
+        let busy = pair("busy", "m");
+        let idle = pair("idle", "m");
+        // Both serve requests in the first minute; then only `busy` does.
+        for i in 0..=6u64 {
+            h.record(
+                stamp(t0, i * 10),
+                vec![(busy.clone(), reading(i)), (idle.clone(), reading(i))],
+            );
+        }
+        let mut at = 60;
+        // Just short of an hour of standing still: the ring still holds the first minute.
+        while at < 60 + 3590 {
+            at += 10;
+            h.record(
+                stamp(t0, at),
+                vec![(busy.clone(), reading(at)), (idle.clone(), reading(6))],
+            );
+        }
+        assert_eq!(h.busy_pairs(), 2);
+        // An hour of readings, all 6: the ring goes, the reading stays.
+        at += 10;
+        h.record(
+            stamp(t0, at),
+            vec![(busy.clone(), reading(at)), (idle.clone(), reading(6))],
+        );
+        assert_eq!(h.busy_pairs(), 1);
+        assert_eq!(h.quiet.get(&idle).map(|r| r.requests), Some(6));
+        // Read now: 3 new requests of `idle` count in both windows and in the last interval.
+        let now = stamp(t0, at + 5);
+        let current = [(busy.clone(), reading(at + 5)), (idle.clone(), reading(9))];
+        for span in [RECENT, HOUR] {
+            let w = h.window(now.at, span, &current);
+            assert_eq!(w.deltas[&idle].requests, 3);
+        }
+        let shares = h.intervals(now, &current, |p| p.0 == idle.0);
+        assert_eq!(shares.iter().map(|i| i.legacy).sum::<u64>(), 3);
+        assert_eq!(shares.last().map(|i| i.legacy), Some(3));
+        // At the next sample it keeps a ring again, starting where it stood.
+        h.record(stamp(t0, at + 10), current.to_vec());
+        assert_eq!(h.busy_pairs(), 2);
+        let w = h.window(t0 + Duration::from_secs(at + 12), RECENT, &current);
+        assert_eq!(w.deltas[&idle].requests, 3);
+        // Back at zero (its counters were reset) and still for an hour: the zero set.
+        for k in 1..=361 {
+            h.record(
+                stamp(t0, at + 10 + k * 10),
+                vec![
+                    (busy.clone(), reading(at + 10 + k)),
+                    (idle.clone(), reading(0)),
+                ],
+            );
+        }
+        assert_eq!(h.busy_pairs(), 1);
+        assert!(h.zero.contains(&idle) && h.quiet.is_empty());
+    }
+
+    #[test]
     fn a_pair_added_later_counts_from_its_first_reading() {
         let t0 = Instant::now();
         let mut h = History::new(Duration::from_secs(10));
@@ -439,7 +572,7 @@ mod tests {
         h.record(stamp(t0, 10), read(9, 1));
         h.record(stamp(t0, 20), read(14, 6));
         let now = stamp(t0, 25);
-        let points = h.intervals(now, &read(14, 8), |p| p.1 == "mono");
+        let points = h.intervals(now, &read(14, 8), |p| &*p.1 == "mono");
         assert_eq!(
             points,
             [

@@ -157,7 +157,8 @@ pub struct FieldFacts {
 /// Reads every (route, service) pair's counters from the running config's metric handles:
 /// each route with its own service, the other sides of its split and its fallback.
 pub fn read(rt: &Runtime) -> Vec<(Pair, Reading)> {
-    let mut out = Vec::new();
+    let services = &rt.service_names;
+    let mut out = Vec::with_capacity(rt.route_metrics.len());
     for (i, route) in rt.config.router.routes().iter().enumerate() {
         let own = std::iter::once((route.service, &rt.route_metrics[i]));
         let others = rt.route_other_metrics[i].iter().map(|(s, m)| (*s, m));
@@ -172,12 +173,9 @@ pub fn read(rt: &Runtime) -> Vec<(Pair, Reading)> {
                     .sum(),
                 _ => 0,
             };
-            let buckets = m.latency.bucket_counts();
+            let buckets = m.bucket_counts();
             out.push((
-                (
-                    route.name.to_string(),
-                    rt.config.services[service].name.clone(),
-                ),
+                (route.name.clone(), services[service].clone()),
                 Reading {
                     requests: buckets.iter().sum(),
                     server_errors: m.server_errors(),
@@ -221,9 +219,10 @@ pub fn build(
     let (mut all_legacy, mut all_new) = (Delta::default(), Delta::default());
     let (mut legacy_1h, mut requests_1h) = (0u64, 0u64);
     let mut routes = Vec::new();
+    let service_arcs = &rt.service_names;
     for route in rt.config.router.routes() {
-        let name = route.name.to_string();
         let service_name = |s: usize| rt.config.services[s].name.clone();
+        let pair_of = |s: usize| (route.name.clone(), service_arcs[s].clone());
         let mut services: Vec<usize> = match &route.split {
             Some(split) => split.sides.iter().map(|d| d.service).collect(),
             None => vec![route.service],
@@ -235,7 +234,7 @@ pub fn build(
         let (mut l60, mut n60) = (0u64, 0u64);
         let (mut fell_back_5m, mut fell_back_1h) = (0u64, 0u64);
         for &s in &services {
-            let pair = (name.clone(), service_name(s));
+            let pair = pair_of(s);
             let d5 = recent.deltas.get(&pair).unwrap_or(&zero);
             let d60 = hour.deltas.get(&pair).unwrap_or(&zero);
             if is_legacy(&pair.1) {
@@ -253,7 +252,7 @@ pub fn build(
         let (fallbacks_5m, fallbacks_1h) = match (&route.split, route.fallback) {
             (Some(_), _) => (fell_back_5m, fell_back_1h),
             (None, Some(f)) if f != route.service => {
-                let pair = (name.clone(), service_name(f));
+                let pair = pair_of(f);
                 (
                     recent.deltas.get(&pair).map_or(0, |d| d.requests),
                     hour.deltas.get(&pair).map_or(0, |d| d.requests),
@@ -311,7 +310,7 @@ pub fn build(
             fallbacks_5m,
             fallbacks_1h,
             shadow,
-            name,
+            name: route.name.to_string(),
         });
         all_legacy.add(&l5);
         all_new.add(&n5);

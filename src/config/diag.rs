@@ -1,5 +1,6 @@
 //! Config diagnostics: errors and warnings that point at `file:line:column` with a hint.
 
+use crate::router::Location;
 use std::fmt;
 use std::ops::Range;
 
@@ -45,7 +46,8 @@ impl fmt::Display for Diagnostic {
 
 /// Collects diagnostics for one file, turning byte spans into line and column.
 pub struct Diagnostics<'a> {
-    file: String,
+    /// The file's name, shared with every compiled route's [`Location`].
+    file: std::sync::Arc<str>,
     source: &'a str,
     /// Byte offset where each line starts, so a position is a binary search rather than a
     /// scan from the top of the file (a file with 20,000 routes asks for one per route).
@@ -74,7 +76,7 @@ impl<'a> Diagnostics<'a> {
             })
             .collect();
         Diagnostics {
-            file: file.to_string(),
+            file: file.into(),
             source,
             line_starts,
             ascii_lines,
@@ -107,6 +109,16 @@ impl<'a> Diagnostics<'a> {
         format!("{}:{l}:{c}", self.file)
     }
 
+    /// Where `span` starts, as a compiled route keeps it (the file name shared).
+    pub fn place(&self, span: &Range<usize>) -> Location {
+        let (line, column) = self.line_col(span.start);
+        Location {
+            file: self.file.clone(),
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+        }
+    }
+
     pub fn push(
         &mut self,
         severity: Severity,
@@ -118,7 +130,7 @@ impl<'a> Diagnostics<'a> {
         let (line, column) = self.line_col(span.start);
         self.items.push(Diagnostic {
             severity,
-            file: self.file.clone(),
+            file: self.file.to_string(),
             line,
             column,
             key: key.into(),

@@ -194,6 +194,7 @@ pub fn load_with(path: &Path, previous: Option<&Running<'_>>) -> Result<Config, 
     let internal = || ConfigError::Internal {
         path: path.display().to_string(),
     };
+    let _prompt = PromptPurge::begin();
     std::thread::scope(|scope| {
         let compiling = std::thread::Builder::new()
             .name("ficus-config".into())
@@ -228,6 +229,58 @@ pub fn return_freed_memory() {
     // SAFETY: `mi_collect` only walks the calling thread's own heap; it is safe to call at
     // any time, also when mimalloc is linked but not the global allocator (test builds).
     unsafe { mi_collect(true) }
+}
+
+/// While one is alive, memory that goes back to mimalloc's arenas (whole segments: most of
+/// what compiling frees) is handed to the system at once instead of after mimalloc's
+/// arena purge delay (10 × `purge_delay`, 100 ms). A purge that is due only runs when a
+/// thread later allocates a segment or collects, which an idle gateway does not do: after
+/// a start or a reload of 20,000 routes about 0.3 KiB a route stayed resident that way.
+/// Compiling is rare and its frees come in a burst, so purging them at once costs little;
+/// the request path's threads see the setting too, but only for the length of a compile.
+/// The setting in force before (`MIMALLOC_ARENA_PURGE_MULT` or mimalloc's default) is put
+/// back when the last guard is dropped.
+struct PromptPurge;
+
+/// Guards alive, and the multiplier to restore when the last one goes.
+static PROMPT_PURGE: std::sync::Mutex<(usize, std::ffi::c_long)> = std::sync::Mutex::new((0, 0));
+
+/// mimalloc's `mi_option_arena_purge_mult` (mimalloc.h, v2).
+const MI_OPTION_ARENA_PURGE_MULT: std::ffi::c_int = 24;
+
+extern "C" {
+    fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+impl PromptPurge {
+    fn begin() -> PromptPurge {
+        let mut g = PROMPT_PURGE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g.0 == 0 {
+            // SAFETY: mimalloc's options are plain integers it reads on its slow paths; both
+            // calls take no pointers and are valid at any time, also when mimalloc is linked
+            // but not the global allocator (test builds).
+            g.1 = unsafe { mi_option_get(MI_OPTION_ARENA_PURGE_MULT) };
+            unsafe { mi_option_set(MI_OPTION_ARENA_PURGE_MULT, 0) };
+        }
+        g.0 += 1;
+        PromptPurge
+    }
+}
+
+impl Drop for PromptPurge {
+    fn drop(&mut self) {
+        let mut g = PROMPT_PURGE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.0 -= 1;
+        if g.0 == 0 {
+            // SAFETY: as in `begin`.
+            unsafe { mi_option_set(MI_OPTION_ARENA_PURGE_MULT, g.1) };
+        }
+    }
 }
 
 /// The compiling thread's stack: as much as a main thread gets (the TOML parser and serde
@@ -336,6 +389,25 @@ fn finish(d: Diagnostics<'_>) -> Result<Vec<Diagnostic>, ConfigError> {
 mod tests {
     use super::testing::{errors, BASE};
     use super::*;
+
+    #[test]
+    fn prompt_purge_holds_while_any_guard_lives_and_puts_the_setting_back() {
+        // SAFETY: as in `PromptPurge::begin`.
+        let mult = || unsafe { mi_option_get(MI_OPTION_ARENA_PURGE_MULT) };
+        let before = mult();
+        assert_ne!(
+            before, 0,
+            "mimalloc's default (or the environment's) is not 0"
+        );
+        let a = PromptPurge::begin();
+        assert_eq!(mult(), 0);
+        let b = PromptPurge::begin();
+        drop(a);
+        assert_eq!(mult(), 0, "a compile still runs");
+        drop(b);
+        assert_eq!(mult(), before);
+    }
+
     #[test]
     fn all_errors_are_reported_at_once() {
         let src = format!(

@@ -19,7 +19,7 @@ use super::{policies, raw_routes, shadow, split};
 use crate::registry::spec::ServiceSpec;
 use crate::router::normalize::PathFlags;
 use crate::router::pattern::{HostPattern, PathPattern};
-use crate::router::{Rewrite, Route};
+use crate::router::{Rewrite, Route, RouteExtras};
 use crate::upstream::RetryPolicy;
 
 /// The services routes can name, for lookups and "did you mean" hints.
@@ -185,7 +185,7 @@ fn compile_route(
     Some(Route {
         name: name.as_str().into(),
         file_order: i,
-        location: c.d.location(span),
+        location: c.d.place(span),
         pattern: pattern?,
         host,
         methods,
@@ -195,9 +195,12 @@ fn compile_route(
         split: split.map(Box::new),
         strip_prefix,
         rewrite: rewrite.map(Box::new),
-        request_headers,
-        response_headers,
-        timeouts,
+        extras: RouteExtras {
+            request_headers,
+            response_headers,
+            timeouts,
+        }
+        .boxed(),
         fallback,
         retries,
         shadow: shadow.map(Box::new),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Status codes counted without a lock; anything else goes to a locked overflow map.
@@ -59,26 +59,45 @@ impl Histogram {
 }
 
 /// Counters of one route (label pair route + service).
+///
+/// A config may hold 100,000 routes of which most never see a request, so the handle is
+/// small (32 bytes with its `Arc`) until the route's first request allocates its counters
+/// (about 350 bytes). Until then it reads as zero everywhere: a scrape still shows the
+/// route's latency series at zero from start, as before, so a `rate()` alert sees the
+/// series before the first request.
 #[derive(Default, Debug)]
 pub struct RouteMetrics {
+    counts: OnceLock<Box<RouteCounts>>,
+}
+
+/// The counters of a route that has served a request.
+#[derive(Default, Debug)]
+struct RouteCounts {
     common: [AtomicU64; COMMON_STATUSES.len()],
     other: Mutex<BTreeMap<u16, u64>>,
-    pub latency: Histogram,
+    latency: Histogram,
 }
 
 impl RouteMetrics {
     pub fn record(&self, status: u16, elapsed: Duration) {
+        // One atomic load once the counters exist; the first request allocates them.
+        let c = self.counts.get_or_init(Box::default);
         match COMMON_STATUSES.iter().position(|&s| s == status) {
             Some(i) => {
-                self.common[i].fetch_add(1, Ordering::Relaxed);
+                c.common[i].fetch_add(1, Ordering::Relaxed);
             }
             None => {
-                if let Ok(mut m) = self.other.lock() {
+                if let Ok(mut m) = c.other.lock() {
                     *m.entry(status).or_default() += 1;
                 }
             }
         }
-        self.latency.observe(elapsed);
+        c.latency.observe(elapsed);
+    }
+
+    /// Whether the route has served a request (its counters exist).
+    pub fn used(&self) -> bool {
+        self.counts.get().is_some()
     }
 
     /// Requests answered with a 5xx status, for the migration board's sampler.
@@ -86,20 +105,41 @@ impl RouteMetrics {
         self.statuses().range(500..600).map(|(_, n)| n).sum()
     }
 
+    /// The count of each latency bucket (non-cumulative, the last one `+Inf`), for the
+    /// migration board's sampler.
+    pub fn bucket_counts(&self) -> [u64; LATENCY_BUCKETS.len() + 1] {
+        self.counts
+            .get()
+            .map_or([0; LATENCY_BUCKETS.len() + 1], |c| {
+                c.latency.bucket_counts()
+            })
+    }
+
     pub(super) fn statuses(&self) -> BTreeMap<u16, u64> {
         let mut out = BTreeMap::new();
+        let Some(c) = self.counts.get() else {
+            return out;
+        };
         for (i, s) in COMMON_STATUSES.iter().enumerate() {
-            let v = self.common[i].load(Ordering::Relaxed);
+            let v = c.common[i].load(Ordering::Relaxed);
             if v > 0 {
                 out.insert(*s, v);
             }
         }
-        if let Ok(m) = self.other.lock() {
+        if let Ok(m) = c.other.lock() {
             for (s, v) in m.iter() {
                 out.insert(*s, *v);
             }
         }
         out
+    }
+
+    /// The latency histogram's lines (all zero before the first request).
+    pub(super) fn render_latency(&self, name: &str, labels: &str, out: &mut String) {
+        match self.counts.get() {
+            Some(c) => c.latency.render(name, labels, out),
+            None => Histogram::default().render(name, labels, out),
+        }
     }
 }
 
@@ -260,6 +300,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_idle_route_s_handle_is_small_and_reads_as_zero() {
+        let m = RouteMetrics::default();
+        assert!(std::mem::size_of::<RouteMetrics>() <= 16);
+        assert!(!m.used());
+        assert_eq!(m.bucket_counts(), [0; LATENCY_BUCKETS.len() + 1]);
+        assert!(m.statuses().is_empty());
+        let mut idle = String::new();
+        m.render_latency("x", "route=\"r\"", &mut idle);
+        let mut zero = String::new();
+        Histogram::default().render("x", "route=\"r\"", &mut zero);
+        assert_eq!(idle, zero);
+        m.record(200, Duration::from_micros(100));
+        assert!(m.used());
+        assert_eq!(m.statuses().get(&200), Some(&1));
+    }
+
+    #[test]
     fn board_readings() {
         let m = RouteMetrics::default();
         m.record(200, Duration::from_micros(100));
@@ -267,7 +324,7 @@ mod tests {
         m.record(599, Duration::from_millis(30));
         m.record(404, Duration::from_millis(30));
         assert_eq!(m.server_errors(), 2);
-        let b = m.latency.bucket_counts();
+        let b = m.bucket_counts();
         assert_eq!(b.iter().sum::<u64>(), 4);
         assert_eq!((b[0], b[6]), (1, 3));
     }

@@ -21,10 +21,14 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+/// A route's handle key: (route, service).
+type RouteKey = (Arc<str>, Arc<str>);
+
 /// All metrics of the process.
 #[derive(Default, Debug)]
 pub struct Metrics {
-    routes: Mutex<HashMap<(String, String), Arc<RouteMetrics>>>,
+    /// By (route, service), the names shared with the running config (see [`Metrics::route`]).
+    routes: Mutex<HashMap<RouteKey, Arc<RouteMetrics>>>,
     services: Mutex<HashMap<String, Arc<ServiceMetrics>>>,
     /// Sides of split routes, by (route, service).
     split_sides: Mutex<HashMap<(String, String), Arc<SplitSideMetrics>>>,
@@ -44,11 +48,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn route(&self, route: &str, service: &str) -> Arc<RouteMetrics> {
+    /// The handle of `route` served by `service`: the one counting since the route first
+    /// appeared, or a new one. The key takes the caller's names (those of the config being
+    /// applied), so the names of a config that was replaced are not kept alive by the map.
+    pub fn route(&self, route: &Arc<str>, service: &Arc<str>) -> Arc<RouteMetrics> {
         let mut m = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry((route.to_string(), service.to_string()))
-            .or_default()
-            .clone()
+        let key = (route.clone(), service.clone());
+        let handle = m.remove(&key).unwrap_or_default();
+        m.insert(key, handle.clone());
+        handle
     }
 
     pub fn service(&self, service: &str) -> Arc<ServiceMetrics> {

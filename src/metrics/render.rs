@@ -16,7 +16,7 @@ impl Metrics {
         let routes = sorted(&self.routes);
         let all = routes
             .iter()
-            .map(|((r, s), m)| (r.as_str(), s.as_str(), m.as_ref()))
+            .map(|((r, s), m)| (&**r, &**s, m.as_ref()))
             .chain(std::iter::once(("", "", self.unrouted.as_ref())));
         let all: Vec<_> = all.collect();
         for (r, s, m) in &all {
@@ -32,8 +32,7 @@ impl Metrics {
         out.push_str("# HELP ficus_request_duration_seconds Time from request start to the end of logging.\n# TYPE ficus_request_duration_seconds histogram\n");
         for (r, s, m) in &all {
             let labels = format!("route=\"{}\",service=\"{}\"", LabelValue(r), LabelValue(s));
-            m.latency
-                .render("ficus_request_duration_seconds", &labels, &mut out);
+            m.render_latency("ficus_request_duration_seconds", &labels, &mut out);
         }
         out.push_str("# HELP ficus_upstream_errors_total Failed upstream attempts by service and kind.\n# TYPE ficus_upstream_errors_total counter\n");
         let services = sorted(&self.services);
@@ -272,7 +271,7 @@ mod tests {
     #[test]
     fn renders_counters_and_histogram() {
         let m = Metrics::default();
-        let r = m.route("orders", "orders");
+        let r = m.route(&"orders".into(), &"orders".into());
         r.record(200, Duration::from_millis(3));
         r.record(200, Duration::from_millis(30));
         r.record(418, Duration::from_millis(1));
@@ -291,7 +290,10 @@ mod tests {
             "ficus_upstream_errors_total{service=\"orders\",kind=\"connect_refused\"} 1"
         ));
         // The same name returns the same counters (they survive a reload).
-        assert!(Arc::ptr_eq(&r, &m.route("orders", "orders")));
+        assert!(Arc::ptr_eq(
+            &r,
+            &m.route(&"orders".into(), &"orders".into())
+        ));
         // Token requests appear only for services with client credentials.
         assert!(!text.contains("ficus_client_credentials_fetches_total"));
         m.client_credentials("orders")
@@ -326,7 +328,7 @@ mod tests {
         assert_eq!(LabelValue("orders").to_string(), "orders");
         assert_eq!(LabelValue("a\"b\\c\nd é").to_string(), "a\\\"b\\\\c\\nd é");
         let m = Metrics::default();
-        m.route("r\"", "s\\\n")
+        m.route(&"r\"".into(), &"s\\\n".into())
             .record(200, Duration::from_millis(1));
         m.service("s\\\n").upstream_error(UpstreamErrorKind::Tls);
         let text = m.render(0);

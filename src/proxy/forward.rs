@@ -30,7 +30,7 @@ pub fn upstream_headers(
     headers::strip_hop_by_hop_request(h, websocket, !ctx.client.peer_trusted);
     headers::strip_identity_headers(h, &ctx.runtime.config.identity_headers);
     let route = ctx.runtime.config.router.route(route);
-    h.reserve(UPSTREAM_ADDED + route.request_headers.additions());
+    h.reserve(UPSTREAM_ADDED + route.request_headers().additions());
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     let host = headers::forwarded_host(session.req_header());
     headers::set_forwarded(h, ctx.client.peer_ip, ctx.client.peer_trusted, tls, host);
@@ -69,8 +69,8 @@ pub fn upstream_headers(
         }
         None => {}
     }
-    if !route.request_headers.is_empty() {
-        headers::edit(h, &route.request_headers);
+    if !route.request_headers().is_empty() {
+        headers::edit(h, route.request_headers());
     }
 }
 

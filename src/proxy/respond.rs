@@ -151,7 +151,7 @@ pub fn own_edits(h: &mut impl HeaderSink, ctx: &RequestCtx) {
     // One reservation grows a map at most once.
     h.reserve(
         2 + route.map_or(0, |r| {
-            r.response_headers.additions() + ROOM_PER_RESPONSE_HOOK * r.chain.response.len()
+            r.response_headers().additions() + ROOM_PER_RESPONSE_HOOK * r.chain.response.len()
         }),
     );
     h.put(
@@ -160,8 +160,8 @@ pub fn own_edits(h: &mut impl HeaderSink, ctx: &RequestCtx) {
         ctx.request_id_value.clone(),
     );
     if let Some(route) = route {
-        if !route.response_headers.is_empty() {
-            headers::edit(h, &route.response_headers);
+        if !route.response_headers().is_empty() {
+            headers::edit(h, route.response_headers());
         }
     }
 }

@@ -133,7 +133,7 @@ pub fn choose(ctx: &mut RequestCtx, req: &RequestHeader) -> Result<Box<HttpPeer>
             Ok((member, permit)) => {
                 ctx.upstream.tried.push(member.addr);
                 ctx.upstream.instance = Some(member.addr);
-                let timeouts = route.timeouts.or(spec.timeouts);
+                let timeouts = route.timeouts().or(spec.timeouts);
                 let peer = peer_with_timeouts(&member.peer, timeouts, ctx.timing.start);
                 let trial = std::mem::take(&mut ctx.upstream.breaker_trial);
                 ctx.upstream.current = Some(Attempt {
