@@ -8,7 +8,7 @@
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics, ServiceMetrics, SplitSideMetrics};
@@ -35,6 +35,11 @@ pub struct Runtime {
     /// fallback): a request is counted under the service that served it.
     /// (Boxed slices, empty for most routes: 16 bytes a route rather than a `Vec`'s 24.)
     pub route_other_metrics: Vec<Box<[OtherServiceMetrics]>>,
+    /// Request metrics of each route's requests that the gateway answered itself (a
+    /// policy's refusal, a preflight, a route rule's 4xx): no service served them, so they
+    /// are counted under `service=""` and never in a service's share. Made on a route's
+    /// first such answer (most routes never have one in a snapshot's life).
+    pub route_gateway_metrics: Box<[OnceLock<Arc<RouteMetrics>>]>,
     /// Split routes' side and override counters, indexed like the router's routes.
     /// (Boxed: 8 bytes for a route without a split.)
     pub split_metrics: Vec<Option<Box<RouteSplitMetrics>>>,
@@ -149,12 +154,14 @@ impl Runtime {
                 )
             })
             .collect();
+        let route_count = config.router.routes().len();
         let shadowed: Vec<&str> = shadows.iter().flatten().map(|s| s.route.as_str()).collect();
         metrics.shadows.retain(&shadowed);
         Runtime {
             config,
             services,
             service_names,
+            route_gateway_metrics: (0..route_count).map(|_| OnceLock::new()).collect(),
             route_metrics,
             route_other_metrics,
             split_metrics,
@@ -166,16 +173,24 @@ impl Runtime {
     }
 
     /// The request metrics of route `route` served by `service`.
-    pub fn route_metrics_for(&self, route: usize, service: Option<usize>) -> &RouteMetrics {
+    pub fn route_metrics_for(&self, route: usize, service: usize) -> &RouteMetrics {
         let own = &self.route_metrics[route];
-        match service {
-            Some(s) if s != self.config.router.route(route).service => self.route_other_metrics
-                [route]
-                .iter()
-                .find(|(i, _)| *i == s)
-                .map_or(own, |(_, m)| m),
-            _ => own,
+        if service == self.config.router.route(route).service {
+            return own;
         }
+        self.route_other_metrics[route]
+            .iter()
+            .find(|(i, _)| *i == service)
+            .map_or(own, |(_, m)| m)
+    }
+
+    /// The request metrics of route `route`'s requests answered by the gateway itself
+    /// (`service=""`), made from `metrics` on the first one.
+    pub fn route_gateway_metrics(&self, route: usize, metrics: &Metrics) -> &RouteMetrics {
+        self.route_gateway_metrics[route].get_or_init(|| {
+            let name = &self.config.router.route(route).name;
+            metrics.route(name, &Arc::from(""))
+        })
     }
 
     /// The token source of the service named `name`, if it has client credentials.

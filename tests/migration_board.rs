@@ -801,3 +801,69 @@ fn fallbacks_and_the_new_side_s_failures_show_on_the_board() {
         Some(orders["fallbacks_5m"].as_u64().unwrap() + 3)
     );
 }
+
+/// Answers the gateway gives itself on a route (CORS preflights, refused ones) are no
+/// service's traffic: on a split whose first side is the legacy they used to count as
+/// legacy traffic, so the headline share followed the order of the sides in the file.
+#[test]
+fn gateway_answers_are_no_sides_traffic() {
+    sample_fast();
+    let (mono, catalog) = origins();
+    let cfg = board_config(&mono, &catalog)
+        .table("cors.app", |t| {
+            t.set("origins", r#"["https://app.example"]"#);
+        })
+        .edit_route("orders", |r| {
+            r.set_str("cors", "app");
+        })
+        .build();
+    let gw = Gateway::start(&cfg);
+    let preflight = |origin: &str| {
+        raw_request(
+            gw.listen,
+            format!(
+                "OPTIONS /orders/1 HTTP/1.1\r\nHost: test.local\r\nOrigin: {origin}\r\n\
+                 Access-Control-Request-Method: GET\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(preflight("https://app.example").status, 204);
+    }
+    for _ in 0..2 {
+        assert_eq!(preflight("https://evil.example").status, 403);
+    }
+    for i in 0..4 {
+        let r = get_raw(
+            gw.listen,
+            &format!("/orders/{i}"),
+            "test.local",
+            &[("X-Ficus-Target", "catalog")],
+        );
+        assert_eq!(r.status, 200);
+    }
+    let mut last = Value::Null;
+    let ok = poll_until(Duration::from_secs(10), || {
+        last = board(&gw);
+        (last["total"]["requests_5m"] == 4).then_some(())
+    });
+    assert!(ok.is_some(), "the board counts 4 served requests:\n{last:#}");
+    assert!(
+        approx(&last["total"]["legacy_share_5m"], 0.0),
+        "the monolith served none of them:\n{last:#}"
+    );
+    let m = gw.metrics();
+    for line in [
+        "ficus_requests_total{route=\"orders\",service=\"\",status=\"204\"} 3",
+        "ficus_requests_total{route=\"orders\",service=\"\",status=\"403\"} 2",
+        "ficus_requests_total{route=\"orders\",service=\"catalog\",status=\"200\"} 4",
+    ] {
+        assert!(m.contains(line), "no `{line}` in\n{m}");
+    }
+    assert!(
+        !m.contains("ficus_requests_total{route=\"orders\",service=\"monolith\""),
+        "the monolith served nothing on `orders`:\n{m}"
+    );
+    assert_eq!(mono.requests(), 0);
+}

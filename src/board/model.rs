@@ -468,7 +468,7 @@ service = "orders"
             .unwrap();
         let s = rt.config.service_index(service).unwrap();
         for _ in 0..n {
-            rt.route_metrics_for(r, Some(s))
+            rt.route_metrics_for(r, s)
                 .record(status, Duration::from_millis(ms));
         }
     }

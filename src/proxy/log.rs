@@ -22,14 +22,18 @@ pub fn access_log(
     let (route, service, side) = match &ctx.routed {
         Some(r) => {
             let route = rt.config.router.route(r.index);
-            let svc = ctx.upstream.service.unwrap_or(route.service);
+            // Empty when no service served it: the gateway answered.
+            let service = ctx
+                .upstream
+                .service
+                .map_or("", |s| rt.config.services[s].name.as_str());
             let side = route
                 .split
                 .as_ref()
                 .zip(ctx.upstream.split)
                 .and_then(|(s, c)| s.sides.get(c.side))
                 .map_or("", |d| rt.config.services[d.service].name.as_str());
-            (&*route.name, rt.config.services[svc].name.as_str(), side)
+            (&*route.name, service, side)
         }
         None => ("", "", ""),
     };

@@ -452,8 +452,13 @@ impl ProxyHttp for Gateway {
         let rt = &ctx.runtime;
         match &ctx.routed {
             Some(r) => {
-                rt.route_metrics_for(r.index, ctx.upstream.service)
-                    .record(status, elapsed);
+                // Counted under the service that served it; a request no service
+                // served (the gateway answered it) under `service=""`.
+                match ctx.upstream.service {
+                    Some(s) => rt.route_metrics_for(r.index, s),
+                    None => rt.route_gateway_metrics(r.index, &self.shared.metrics),
+                }
+                .record(status, elapsed);
                 split::record(ctx, r.index);
             }
             None => self.shared.metrics.unrouted.record(status, elapsed),
