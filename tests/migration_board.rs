@@ -848,7 +848,10 @@ fn gateway_answers_are_no_sides_traffic() {
         last = board(&gw);
         (last["total"]["requests_5m"] == 4).then_some(())
     });
-    assert!(ok.is_some(), "the board counts 4 served requests:\n{last:#}");
+    assert!(
+        ok.is_some(),
+        "the board counts 4 served requests:\n{last:#}"
+    );
     assert!(
         approx(&last["total"]["legacy_share_5m"], 0.0),
         "the monolith served none of them:\n{last:#}"

@@ -6,41 +6,10 @@
 
 mod common;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn report(gw: &Gateway) -> Value {
-    let r = gw.admin_get("/shadow/orders").expect("admin answers");
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-/// Waits until the route's record has `n` outcomes (compared, errors, timeouts, dropped,
-/// too large): copies are compared after the client has its answer.
-fn wait_outcomes(gw: &Gateway, n: u64) -> Value {
-    let mut last = Value::Null;
-    let done = poll_until(Duration::from_secs(10), || {
-        last = report(gw);
-        let total: u64 = [
-            "compared",
-            "shadow_errors",
-            "shadow_timeouts",
-            "dropped",
-            "too_large_answers",
-        ]
-        .iter()
-        .map(|k| last[k].as_u64().unwrap_or(0))
-        .sum();
-        (total >= n).then_some(())
-    });
-    assert!(
-        done.is_some(),
-        "the record never reached {n} outcomes: {last:#}"
-    );
-    last
-}
 
 fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> RawResponse {
     get_raw(gw.listen, path, "test.local", headers)

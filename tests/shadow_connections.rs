@@ -4,33 +4,11 @@
 
 mod common;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-fn report(gw: &Gateway) -> Value {
-    let r = gw.admin_get("/shadow/orders").expect("admin answers");
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
-}
-
-/// Waits until the route's record has `n` outcomes.
-fn wait_outcomes(gw: &Gateway, n: u64) -> Value {
-    let mut last = Value::Null;
-    let done = poll_until(Duration::from_secs(10), || {
-        last = report(gw);
-        let total: u64 = ["compared", "shadow_errors", "shadow_timeouts", "dropped"]
-            .iter()
-            .map(|k| last[k].as_u64().unwrap_or(0))
-            .sum();
-        (total >= n).then_some(())
-    });
-    assert!(done.is_some(), "never {n} outcomes: {last:#}");
-    last
-}
 
 fn config(mono: SocketAddr, v2: SocketAddr) -> String {
     ConfigBuilder::new()

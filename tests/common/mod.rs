@@ -93,6 +93,38 @@ pub fn check_text(text: &str) -> (i32, String) {
     (code, format!("{out}\n{err}"))
 }
 
+/// The `orders` route's shadow record (`GET /shadow/orders`).
+pub fn report(gw: &Gateway) -> serde_json::Value {
+    let r = gw.admin_get("/shadow/orders").expect("admin answers");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Waits until the route's record has `n` outcomes (compared, errors, timeouts, dropped,
+/// too large): copies are compared after the client has its answer.
+pub fn wait_outcomes(gw: &Gateway, n: u64) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let done = poll_until(Duration::from_secs(10), || {
+        last = report(gw);
+        let total: u64 = [
+            "compared",
+            "shadow_errors",
+            "shadow_timeouts",
+            "dropped",
+            "too_large_answers",
+        ]
+        .iter()
+        .map(|k| last[k].as_u64().unwrap_or(0))
+        .sum();
+        (total >= n).then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "the record never reached {n} outcomes: {last:#}"
+    );
+    last
+}
+
 /// Services `monolith` (primary) and `orders-v2` (shadow), a route `orders` on
 /// `/orders/**` served by the monolith with `shadow = SHADOW`.
 pub fn shadow_config(mono: &Origin, v2: &Origin, shadow: &str) -> String {
