@@ -178,3 +178,51 @@ fn a_trusted_proxy_is_not_capped() {
     let mut second = connect_from(CLIENT, gw.listen);
     assert!(closed_by_gateway(&mut second, Duration::from_secs(5)).is_some());
 }
+
+/// With `new_connections_per_client_per_second = 20`: an address that reconnects as fast
+/// as it can gets a burst of 20 and then about 20 a second; the rest are closed at once
+/// and counted as `reason="client_rate"`; another address is served all the while.
+#[test]
+fn an_address_reconnecting_in_a_loop_is_held_to_its_connection_rate() {
+    let o = Origin::start("o");
+    let cfg = ConfigBuilder::new()
+        .limits(|l| {
+            l.set("new_connections_per_client_per_second", 20);
+        })
+        .service("o", &[o.addr()])
+        .catch_all("o")
+        .build();
+    let gw = Gateway::start(&cfg);
+    let started = Instant::now();
+    let (mut served, mut closed) = (0u32, 0u32);
+    while started.elapsed() < Duration::from_millis(1500) {
+        let mut s = connect_from(CLIENT, gw.listen);
+        let out = keep_alive_get(&mut s, "/loop");
+        if out.starts_with("HTTP/1.1 200") {
+            served += 1;
+        } else {
+            closed += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // The burst, plus the rate over the time taken, plus one for rounding.
+    let most = 20 + (20.0 * elapsed).ceil() as u32 + 1;
+    assert!(
+        (20..=most).contains(&served),
+        "{served} served in {elapsed:.2} s (at most {most}), {closed} closed"
+    );
+    assert!(closed > 0, "the loop was never held back");
+    let refused = metric_sum(
+        &gw.metrics(),
+        "ficus_connections_refused_total",
+        &[("reason", "client_rate")],
+    );
+    assert_eq!(refused, Some(f64::from(closed)), "{}", gw.metrics());
+    // Another address has its own bucket.
+    let other = send_from(
+        OTHER.parse().unwrap(),
+        gw.listen,
+        b"GET /other HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(other.status, 200);
+}

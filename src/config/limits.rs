@@ -35,6 +35,10 @@ pub struct Limits {
     /// open on the proxy listeners; one more is closed as soon as it is accepted
     /// (`src/listener/client_conns.rs`). 0: no cap.
     pub max_connections_per_client: usize,
+    /// New connections a second one client address (not a trusted proxy) may open on the
+    /// proxy listeners, with a burst of as many; a faster one's are closed as soon as they
+    /// are accepted (`src/listener/client_conns.rs`). 0: no limit (the default).
+    pub new_connections_per_client_per_second: u32,
     /// What requests may hold in flight: HTTP/2 streams, upstream connections, stalls.
     pub in_flight: super::InFlightLimits,
 }
@@ -54,6 +58,7 @@ impl Default for Limits {
             admin_reserved_fds: None,
             tls_handshake_timeout: Duration::from_secs(10),
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            new_connections_per_client_per_second: 0,
             in_flight: super::InFlightLimits::default(),
         }
     }
@@ -116,6 +121,9 @@ pub(super) fn compile_limits(c: &mut Compiler<'_>, l: &RawLimits) -> Limits {
         max_connections_per_client: l
             .max_connections_per_client
             .unwrap_or(d.max_connections_per_client),
+        new_connections_per_client_per_second: l
+            .new_connections_per_client_per_second
+            .unwrap_or(d.new_connections_per_client_per_second),
         in_flight: super::in_flight::compile(c, l),
     }
 }

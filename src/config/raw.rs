@@ -200,6 +200,7 @@ pub struct RawLimits {
     pub tls_handshake_timeout: Option<Spanned<String>>,
     /// Connections one client address may hold open on the proxy listeners (0: no cap).
     pub max_connections_per_client: Option<usize>,
+    pub new_connections_per_client_per_second: Option<u32>,
     // What requests may hold in flight (compiled in `in_flight.rs`).
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
     pub max_upstream_requests: Option<Spanned<usize>>,

@@ -1,6 +1,14 @@
 //! The cap on connections one client address holds open on the proxy listeners
-//! (`max_connections_per_client`), checked as soon as a connection is accepted: before its
-//! TLS handshake, before a byte of it is read.
+//! (`max_connections_per_client`) and on how fast it may open new ones
+//! (`new_connections_per_client_per_second`), both checked as soon as a connection is
+//! accepted: before its TLS handshake, before a byte of it is read.
+//!
+//! The rate is a GCRA bucket per address (a burst of one second's worth): a client that
+//! reconnects as fast as it can (a flood cut by the HTTP/2 guard comes straight back) costs
+//! the gateway an accept and a close per refused connection instead of a TLS and HTTP/2
+//! handshake. An address's bucket is kept only while it is not full again (at most a
+//! second after its last connection), so the table is as large as the addresses that
+//! connected in the last second.
 //!
 //! Each connection costs the gateway memory for as long as it is open, and each can open
 //! `h2_max_concurrent_streams` streams at once; without a cap per address, one address's
@@ -35,21 +43,69 @@ type Counts = HashMap<IpAddr, usize, foldhash::fast::RandomState>;
 /// Open proxy connections by client address.
 pub struct ClientConnections {
     shards: [Mutex<Counts>; SHARDS],
-    refused: AtomicU64,
+    /// New-connection buckets by address (the rate).
+    rates: [Mutex<Rates>; SHARDS],
+    refused: Refusals,
+    rate_refused: Refusals,
+    made: Instant,
+}
+
+/// A shard of the rate buckets: each address's theoretical arrival time (ns since the
+/// table was made); entries whose time has passed (full buckets) are swept out when the
+/// shard reaches `sweep_at` entries.
+struct Rates {
+    tats: HashMap<IpAddr, u64, foldhash::fast::RandomState>,
+    sweep_at: usize,
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Rates {
+            tats: HashMap::default(),
+            sweep_at: SWEEP_AT,
+        }
+    }
+}
+
+/// Entries a rate shard holds before it sweeps out full buckets; after a sweep, twice what
+/// is left (so a shard full of live buckets is not swept on every connection).
+const SWEEP_AT: usize = 1024;
+
+/// Refusals of one kind: counted, and logged at most once per [`LOG_EVERY`].
+#[derive(Default)]
+struct Refusals {
+    total: AtomicU64,
     /// Refusals since the last log line.
     unlogged: AtomicU64,
     /// When the last line was written, in ms since the table was made, +1 (0: never).
     last_line_ms: AtomicU64,
-    made: Instant,
+}
+
+impl Refusals {
+    /// Counts one; `Some(refusals since the last line)` when a line is due now.
+    fn count(&self, made: Instant) -> Option<u64> {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let now = made.elapsed().as_millis() as u64 + 1;
+        let last = self.last_line_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
+        // One thread wins the line; the others' refusals are in the next one.
+        let won = due
+            && self
+                .last_line_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        won.then(|| self.unlogged.swap(0, Ordering::Relaxed))
+    }
 }
 
 impl Default for ClientConnections {
     fn default() -> Self {
         ClientConnections {
             shards: std::array::from_fn(|_| Mutex::default()),
-            refused: AtomicU64::new(0),
-            unlogged: AtomicU64::new(0),
-            last_line_ms: AtomicU64::new(0),
+            rates: std::array::from_fn(|_| Mutex::default()),
+            refused: Refusals::default(),
+            rate_refused: Refusals::default(),
             made: Instant::now(),
         }
     }
@@ -99,9 +155,54 @@ impl ClientConnections {
                 return Ok(Some(Counted { owner: self, ip }));
             }
         }
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        self.unlogged.fetch_add(1, Ordering::Relaxed);
-        self.log_if_due(ip, cap);
+        if let Some(refused) = self.refused.count(self.made) {
+            tracing::warn!(
+                refused,
+                last_client = %ip,
+                max_connections_per_client = cap,
+                "connections refused: their client address has max_connections_per_client open \
+                 (counted in ficus_connections_refused_total; at most one line per {}s)",
+                LOG_EVERY.as_secs()
+            );
+        }
+        Err(Refused)
+    }
+
+    /// Whether `ip` may open another connection now at `per_second` new connections a
+    /// second (with a burst of as many); `0`: no limit. A refusal is counted and logged.
+    pub fn admit_rate(&self, ip: IpAddr, per_second: u32) -> Result<(), Refused> {
+        if per_second == 0 {
+            return Ok(());
+        }
+        let interval = 1_000_000_000 / u64::from(per_second);
+        // A full bucket admits `per_second` at once: the last of them may come while the
+        // time is up to (per_second - 1) intervals ahead.
+        let tolerance = interval * (u64::from(per_second) - 1);
+        let now = self.made.elapsed().as_nanos() as u64;
+        {
+            let shard = &self.rates[crate::proxy::in_flight::address_shard(ip, SHARDS)];
+            let mut rates = shard.lock().unwrap_or_else(|p| p.into_inner());
+            if rates.tats.len() >= rates.sweep_at {
+                rates.tats.retain(|_, tat| *tat > now);
+                rates.sweep_at = (rates.tats.len() * 2).max(SWEEP_AT);
+            }
+            let tat = rates.tats.get(&ip).copied().unwrap_or(0).max(now);
+            if tat - now <= tolerance {
+                rates.tats.insert(ip, tat + interval);
+                return Ok(());
+            }
+        }
+        if let Some(refused) = self.rate_refused.count(self.made) {
+            tracing::warn!(
+                refused,
+                last_client = %ip,
+                new_connections_per_client_per_second = per_second,
+                "connections refused: their client address opens connections faster than \
+                 new_connections_per_client_per_second (counted in \
+                 ficus_connections_refused_total; at most one line per {}s)",
+                LOG_EVERY.as_secs()
+            );
+        }
         Err(Refused)
     }
 
@@ -121,32 +222,14 @@ impl ClientConnections {
         map.get(&ip).copied().unwrap_or(0)
     }
 
-    /// Connections refused since the process started.
+    /// Connections refused for the cap since the process started.
     pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        self.refused.total.load(Ordering::Relaxed)
     }
 
-    fn log_if_due(&self, ip: IpAddr, cap: usize) {
-        let now = self.made.elapsed().as_millis() as u64 + 1;
-        let last = self.last_line_ms.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
-        // One thread wins the line; the others' refusals are in the next one.
-        if due
-            && self
-                .last_line_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let refused = self.unlogged.swap(0, Ordering::Relaxed);
-            tracing::warn!(
-                refused,
-                last_client = %ip,
-                max_connections_per_client = cap,
-                "connections refused: their client address has max_connections_per_client open \
-                 (counted in ficus_connections_refused_total; at most one line per {}s)",
-                LOG_EVERY.as_secs()
-            );
-        }
+    /// Connections refused for the rate since the process started.
+    pub fn rate_refused(&self) -> u64 {
+        self.rate_refused.total.load(Ordering::Relaxed)
     }
 
     /// The `ficus_connections_refused_total` family.
@@ -159,10 +242,15 @@ impl ClientConnections {
             "ficus_connections_refused_total{{reason=\"client_cap\"}} {}",
             self.refused()
         );
+        let _ = writeln!(
+            out,
+            "ficus_connections_refused_total{{reason=\"client_rate\"}} {}",
+            self.rate_refused()
+        );
     }
 }
 
-/// A connection over its address's cap.
+/// A connection over its address's cap or rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused;
 
@@ -198,6 +286,51 @@ mod tests {
         let mut out = String::new();
         t.render(&mut out);
         assert!(out.contains("ficus_connections_refused_total{reason=\"client_cap\"} 1\n"));
+    }
+
+    #[test]
+    fn an_address_opens_a_burst_then_at_the_rate() {
+        let t = table();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        // A burst of one second's worth at once, then nothing until time passes.
+        let admitted = (0..25).filter(|_| t.admit_rate(a, 10).is_ok()).count();
+        assert_eq!(admitted, 10);
+        assert_eq!(t.rate_refused(), 15);
+        assert!(
+            t.admit_rate(b, 10).is_ok(),
+            "another address has its own bucket"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        let later = (0..10).filter(|_| t.admit_rate(a, 10).is_ok()).count();
+        assert!(
+            (2..=5).contains(&later),
+            "{later} admitted after 250 ms at 10/s"
+        );
+        assert!(t.admit_rate(a, 0).is_ok(), "0: no limit");
+        let mut out = String::new();
+        t.render(&mut out);
+        assert!(out.contains("ficus_connections_refused_total{reason=\"client_rate\"} "));
+    }
+
+    #[test]
+    fn full_buckets_are_swept_out() {
+        let t = table();
+        let total = 20 * SWEEP_AT * SHARDS;
+        for i in 0..total as u32 {
+            // One connection at 1,000/s fills 1 ms of a bucket: pausing now and then lets
+            // the earlier buckets fill up again, so sweeps find them.
+            if i % SWEEP_AT as u32 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(t.admit_rate(ip, 1000).is_ok());
+        }
+        let kept: usize = t.rates.iter().map(|r| r.lock().unwrap().tats.len()).sum();
+        assert!(
+            kept <= 4 * SWEEP_AT * SHARDS,
+            "{kept} buckets kept for {total} addresses"
+        );
     }
 
     #[test]

@@ -69,12 +69,14 @@ fn as_l4(stream: Stream) -> Result<Box<L4Stream>, Stream> {
 impl<A> HeaderDeadline<A> {
     /// The new connection's place in its client address's count of open connections
     /// (`None`: not counted, no cap or a trusted proxy); `Err` when the address has its
-    /// `max_connections_per_client` open already and this one must be closed.
+    /// `max_connections_per_client` open already, or opens connections faster than
+    /// `new_connections_per_client_per_second`, and this one must be closed.
     fn count_connection(&self, stream: &Stream) -> Result<Option<Counted>, Refused> {
         let rt = self.shared.runtime();
         let gateway = &rt.config.gateway;
         let cap = gateway.limits.max_connections_per_client;
-        if cap == 0 {
+        let rate = gateway.limits.new_connections_per_client_per_second;
+        if cap == 0 && rate == 0 {
             return Ok(None);
         }
         let peer = stream
@@ -88,7 +90,9 @@ impl<A> HeaderDeadline<A> {
         if crate::proxy::headers::is_trusted(&gateway.trusted_proxies, Some(ip)) {
             return Ok(None);
         }
-        client_conns::global().admit(ip, cap)
+        let table = client_conns::global();
+        table.admit_rate(ip, rate)?;
+        table.admit(ip, cap)
     }
 }
 
