@@ -7,8 +7,10 @@
 //! and so would every request with a Host nobody routes. Once a node holds more than
 //! [`INDEX_FROM`] routes, each route that requires an exact host is filed under that host,
 //! and each other route that requires an exact header value under that header's name and
-//! value; a request then looks up the host and the header values it actually sends, and
-//! only routes without such a predicate (methods, wildcard hosts, presence-only headers)
+//! value; the rest are filed under their wildcard host's suffix (`*.t42.example`: a
+//! request looks up each suffix of its Host, one per label) or under the name of a header
+//! they only need present (`"*"`). A request then looks up the host, its suffixes and the
+//! headers it actually sends, and only routes told apart by methods alone (or by nothing)
 //! are still scanned. The index only narrows the candidates: every candidate's predicates
 //! are still checked in full, so the index can never pick a route the scan would not have
 //! picked.
@@ -50,6 +52,14 @@ struct Index {
     longest_host: usize,
     /// Header name → exact value → the routes requiring that value, by rank.
     by_header: HeaderIndex,
+    /// Wildcard host suffix (`.t42.example`, lower case, as [`HostPattern::Suffix`] keeps
+    /// it) → the routes requiring it, by rank.
+    by_suffix: HashMap<Box<str>, Vec<usize>>,
+    /// The longest key of `by_suffix`.
+    longest_suffix: usize,
+    /// Header name → the routes that only need it present (and no exact value or host),
+    /// by rank.
+    by_present: HashMap<HeaderName, Vec<usize>>,
 }
 
 type HeaderIndex = HashMap<HeaderName, HashMap<HeaderValue, Vec<usize>>>;
@@ -108,10 +118,20 @@ impl Candidates {
                     .entry(value.clone())
                     .or_default()
                     .push(r),
-                (None, None) => scan.push(r),
+                (None, None) => match (suffix(&routes[r]), present_header(&routes[r])) {
+                    (Some(suffix), _) => {
+                        index.longest_suffix = index.longest_suffix.max(suffix.len());
+                        index.by_suffix.entry(suffix.into()).or_default().push(r);
+                    }
+                    (None, Some(name)) => index.by_present.entry(name.clone()).or_default().push(r),
+                    (None, None) => scan.push(r),
+                },
             }
         }
-        let indexed = !index.by_host.is_empty() || !index.by_header.is_empty();
+        let indexed = !index.by_host.is_empty()
+            || !index.by_header.is_empty()
+            || !index.by_suffix.is_empty()
+            || !index.by_present.is_empty();
         Candidates {
             scan: scan.into_boxed_slice(),
             index: indexed.then(|| Box::new(index)),
@@ -126,6 +146,14 @@ impl Candidates {
         };
         if let Some(host) = req.host {
             if let Some(list) = index.host_routes(host) {
+                first_holding(list, routes, req, best);
+            }
+            if !index.by_suffix.is_empty() {
+                index.suffix_routes(host, |list| first_holding(list, routes, req, best));
+            }
+        }
+        for (name, list) in &index.by_present {
+            if req.headers.contains_key(name) {
                 first_holding(list, routes, req, best);
             }
         }
@@ -182,6 +210,52 @@ impl Index {
     }
 }
 
+impl Index {
+    /// Calls `found` with the routes filed under each suffix of the request's host that
+    /// starts at a dot after its first byte (`a.t42.example` looks up `.t42.example` and
+    /// `.example`), compared as [`HostPattern::matches`] does: any ASCII case, a trailing
+    /// dot ignored, at least one byte before the suffix.
+    fn suffix_routes(&self, host: &str, mut found: impl FnMut(&[usize])) {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let mut buf = [0u8; HOST_BUF];
+        let lower = match buf.get_mut(..host.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(host.as_bytes());
+                lower.make_ascii_lowercase();
+                std::borrow::Cow::Borrowed(&*lower)
+            }
+            None => std::borrow::Cow::Owned(host.to_ascii_lowercase().into_bytes()),
+        };
+        // ASCII lower-casing keeps UTF-8 valid.
+        let Ok(lower) = std::str::from_utf8(&lower) else {
+            return;
+        };
+        let from = lower.len().saturating_sub(self.longest_suffix).max(1);
+        for (i, _) in lower.match_indices('.').filter(|(i, _)| *i >= from) {
+            if let Some(list) = self.by_suffix.get(&lower[i..]) {
+                found(list);
+            }
+        }
+    }
+}
+
+/// The route's wildcard host suffix (`.t42.example`), if it has one.
+fn suffix(route: &Route) -> Option<&str> {
+    match &route.host {
+        Some(HostPattern::Suffix(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A header the route only needs present (its first), when it has no exact-value header.
+fn present_header(route: &Route) -> Option<&HeaderName> {
+    route
+        .headers
+        .iter()
+        .find(|(_, value)| value.is_none())
+        .map(|(name, _)| name)
+}
+
 /// The route's host when it is an exact one (stored lower case, without a trailing dot).
 fn exact_host(route: &Route) -> Option<&str> {
     match &route.host {
@@ -229,6 +303,72 @@ mod tests {
             headers,
         };
         r.find(&view).map(|i| r.route(i).name.to_string())
+    }
+
+    /// The best route by brute force: routes are in rank order, and all of these share
+    /// one path.
+    fn brute(r: &Router, view: &RequestView<'_>) -> Option<String> {
+        r.routes()
+            .iter()
+            .find(|route| route.predicates_hold(view))
+            .map(|route| route.name.to_string())
+    }
+
+    #[test]
+    fn wildcard_hosts_and_present_headers_are_indexed_and_pick_what_a_scan_would() {
+        let mut routes: Vec<Route> = Vec::new();
+        for i in 0..200 {
+            routes.push(hosted(&format!("w{i}"), &format!("*.t{i}.example"), i));
+        }
+        routes.push(hosted("deep", "*.b.t7.example", 200));
+        routes.push(hosted("exact", "a.t5.example", 201));
+        let mut present = route("has-beta", "/shared/**", 202);
+        present.headers = vec![(HeaderName::from_static("x-beta"), None)];
+        routes.push(present);
+        let mut wild_beta = hosted("w9-beta", "*.t9.example", 203);
+        wild_beta.headers = vec![(HeaderName::from_static("x-beta"), None)];
+        routes.push(wild_beta);
+        routes.push(route("default", "/shared/**", 204));
+        let r = Router::new(routes);
+        let empty = HeaderMap::new();
+        let mut beta = HeaderMap::new();
+        beta.insert("x-beta", HeaderValue::from_static("1"));
+        let long = format!("{}.t3.example", "x".repeat(300));
+        for host in [
+            "a.t5.example",
+            "b.t5.example",
+            "A.T5.EXAMPLE.",
+            "t5.example",
+            "x.b.t7.example",
+            "b.t7.example",
+            "a.t199.example",
+            "ü.t3.example",
+            "a.t9.example",
+            "x.unknown",
+            ".t4.example",
+            long.as_str(),
+        ] {
+            for headers in [&empty, &beta] {
+                let view = RequestView {
+                    method: &Method::GET,
+                    host: Some(host),
+                    path: "/shared/a",
+                    headers,
+                };
+                let got = r.find(&view).map(|i| r.route(i).name.to_string());
+                assert_eq!(got, brute(&r, &view), "host {host}, headers {headers:?}");
+            }
+        }
+        let pick = |host: &str, headers: &HeaderMap| {
+            find_host(&r, Some(host), headers).unwrap_or_default()
+        };
+        assert_eq!(pick("a.t5.example", &empty), "exact");
+        assert_eq!(pick("B.T5.Example.", &empty), "w5");
+        assert_eq!(pick("t5.example", &empty), "default");
+        // Two wildcards weigh the same whatever their length: file order.
+        assert_eq!(pick("x.b.t7.example", &empty), "w7");
+        assert_eq!(pick("a.t9.example", &beta), "w9-beta");
+        assert_eq!(pick("x.unknown", &beta), "has-beta");
     }
 
     #[test]
@@ -523,5 +663,36 @@ mod tests {
             per_request < Duration::from_micros(50),
             "{per_request:?} per lookup"
         );
+    }
+
+    #[test]
+    fn the_last_of_many_wildcard_host_routes_is_found_without_a_scan() {
+        const N: usize = 20_000;
+        let mut routes: Vec<Route> = (0..N)
+            .map(|i| hosted(&format!("w{i}"), &format!("*.t{i}.example"), i))
+            .collect();
+        routes.push(route("default", "/shared/**", N));
+        let r = Router::new(routes);
+        let h = HeaderMap::new();
+        let last = format!("www.T{}.Example", N - 1);
+        assert_eq!(find_host(&r, Some(&last), &h), Some(format!("w{}", N - 1)));
+        const ROUNDS: u32 = 2_000;
+        for (host, want) in [(last.as_str(), N - 1), ("www.nobody.example", N)] {
+            let view = RequestView {
+                method: &Method::GET,
+                host: Some(host),
+                path: "/shared/a",
+                headers: &h,
+            };
+            let start = Instant::now();
+            for _ in 0..ROUNDS {
+                assert_eq!(r.find(&view), Some(want));
+            }
+            let per_request = start.elapsed() / ROUNDS;
+            assert!(
+                per_request < Duration::from_micros(50),
+                "{host}: {per_request:?} per lookup"
+            );
+        }
     }
 }
