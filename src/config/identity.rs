@@ -33,7 +33,9 @@ enum Carries {
 
 /// One header an auth policy sets from the verified identity.
 struct IdentityHeader {
-    header: HeaderName,
+    /// The header's name as compared: lower case, `_` as `-` (a policy may write it with
+    /// `_`; the removal treats both spellings as one).
+    dashed: String,
     policy: String,
     carries: Carries,
 }
@@ -51,14 +53,14 @@ impl IdentityHeaders {
             let common = a.common();
             for (claim, header) in &common.claims_to_headers {
                 out.push(IdentityHeader {
-                    header: header.clone(),
+                    dashed: dashed(header.as_str()),
                     policy: p.name.to_string(),
                     carries: Carries::Claim(claim.clone()),
                 });
             }
             if let Some(h) = &common.forward_claims {
                 out.push(IdentityHeader {
-                    header: h.clone(),
+                    dashed: dashed(h.as_str()),
                     policy: p.name.to_string(),
                     carries: Carries::AllClaims,
                 });
@@ -71,10 +73,14 @@ impl IdentityHeaders {
     /// and with `_` as `-`, as the removal does (`x_user_id` is removed with `X-User-Id`).
     /// A name that is not a header name is reported elsewhere.
     fn find(&self, written: &str) -> Option<&IdentityHeader> {
-        let dashed = written.trim().replace('_', "-");
-        let name = HeaderName::from_bytes(dashed.as_bytes()).ok()?;
-        self.0.iter().find(|h| h.header == name)
+        let written = dashed(written.trim());
+        self.0.iter().find(|h| h.dashed == written)
     }
+}
+
+/// A header name as the identity-header removal compares it: lower case, `_` as `-`.
+fn dashed(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
 }
 
 impl IdentityHeader {
@@ -347,6 +353,27 @@ mod tests {
         assert!(
             hint.starts_with("use `sticky = { claim = \"sub\" }`"),
             "{hint}"
+        );
+    }
+
+    #[test]
+    fn an_identity_header_written_with_underscores_is_one_too() {
+        // The policy writes the header with `_`; keys name it either way.
+        let auth = AUTH.replace("X-User-Id", "X_User_Id");
+        let src = format!(
+            "{BASE}{auth}[rate_limits.rl]\nlimits = [{{ key = \"header:X_User_Id\", rate = \"1/s\" }}, {{ key = \"header:x-user-id\", rate = \"1/s\" }}]\n{}rate_limit = \"rl\"\nauth = \"corp\"\n",
+            split_route("sticky = { header = \"X_USER_ID\" }\n")
+        );
+        let d = keyed(&src);
+        let keys: Vec<&str> = d.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "rate_limits.rl.limits[0].key",
+                "rate_limits.rl.limits[1].key",
+                "routes[0].sticky.header"
+            ],
+            "{d:#?}"
         );
     }
 
