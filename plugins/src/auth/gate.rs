@@ -125,7 +125,8 @@ impl Plugin for AuthGate {
                                     .with_header(
                                         http::header::WWW_AUTHENTICATE,
                                         self.scope_challenge.clone(),
-                                    ),
+                                    )
+                                    .with_log_detail(accepted_by(p.as_ref())),
                             )
                         }
                         Err(Unmet::Claim) => {
@@ -141,7 +142,8 @@ impl Plugin for AuthGate {
                                     HeaderValue::from_static(
                                         "Bearer realm=\"ficus\", error=\"insufficient_scope\", error_description=\"required claim not satisfied\"",
                                     ),
-                                ),
+                                )
+                                .with_log_detail(accepted_by(p.as_ref())),
                             )
                         }
                     };
@@ -150,12 +152,37 @@ impl Plugin for AuthGate {
         }
         // Unavailable outranks a refusal: the policy that could not answer might have
         // accepted the token, and a client should retry rather than drop its credential.
-        Outcome::Respond(if provider_down {
+        let answer = if provider_down {
             unavailable()
         } else {
             challenge(refusal)
-        })
+        };
+        Outcome::Respond(answer.with_log_detail(self.asked()))
     }
+}
+
+impl AuthGate {
+    /// The access log's `detail` of a `401`/`503`: the policies that were asked.
+    fn asked(&self) -> String {
+        let names: Vec<String> = self
+            .policies
+            .iter()
+            .map(|p| format!("\"{}\"", p.name()))
+            .collect();
+        match names.len() {
+            1 => format!("auth policy {}", names[0]),
+            _ => format!("auth policies {}", names.join(", ")),
+        }
+    }
+}
+
+/// The access log's `detail` of a `403`: the policy that verified the token whose scopes
+/// or claims fell short.
+fn accepted_by(policy: &dyn Authenticator) -> String {
+    format!(
+        "auth policy \"{}\": token verified, requirements not met",
+        policy.name()
+    )
 }
 
 #[cfg(test)]
@@ -243,6 +270,38 @@ mod tests {
             ),
             Outcome::Continue => (0, String::new()),
         }
+    }
+
+    #[tokio::test]
+    async fn refusals_say_which_policies_for_the_access_log() {
+        let detail = |out: &Outcome| match out {
+            Outcome::Respond(r) => r.log_detail.as_deref().unwrap_or_default().to_string(),
+            Outcome::Continue => String::new(),
+        };
+        let gate = AuthGate::new(
+            vec![
+                fixed("corp", Verdict::Refused(Refusal::Expired)),
+                fixed("partners", Verdict::Refused(Refusal::WrongIssuer)),
+            ],
+            Requirements::default(),
+        );
+        let (out, _) = run(&gate, Some("t"), false).await;
+        assert_eq!(detail(&out), "auth policies \"corp\", \"partners\"");
+        let (out, _) = run(&gate, None, false).await;
+        assert_eq!(detail(&out), "auth policies \"corp\", \"partners\"");
+        let one = AuthGate::new(
+            vec![fixed("corp", accepted("orders:read"))],
+            Requirements {
+                scopes: vec!["orders:write".into()],
+                claims: Vec::new(),
+            },
+        );
+        let (out, _) = run(&one, Some("t"), false).await;
+        assert_eq!(status_and_challenge(&out).0, 403);
+        assert_eq!(
+            detail(&out),
+            "auth policy \"corp\": token verified, requirements not met"
+        );
     }
 
     #[tokio::test]
