@@ -28,7 +28,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -71,7 +71,9 @@ impl Default for Rates {
 /// is left (so a shard full of live buckets is not swept on every connection).
 const SWEEP_AT: usize = 1024;
 
-/// Refusals of one kind: counted, and logged at most once per [`LOG_EVERY`].
+/// Refusals of one kind: counted, and logged at most once per [`LOG_EVERY`]: the first
+/// at once, those that come while a line would be too soon in one line when the window
+/// ends (a flush task waits for it), with the last refused address.
 #[derive(Default)]
 struct Refusals {
     total: AtomicU64,
@@ -79,23 +81,99 @@ struct Refusals {
     unlogged: AtomicU64,
     /// When the last line was written, in ms since the table was made, +1 (0: never).
     last_line_ms: AtomicU64,
+    /// The address refused last (for the line).
+    last_client: Mutex<Option<IpAddr>>,
+    /// A flush task is waiting for the window's end.
+    flush_pending: AtomicBool,
+}
+
+/// Which limit refused: for the log line.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    Cap(usize),
+    Rate(u32),
+}
+
+impl Limit {
+    fn warn(self, refused: u64, last_client: Option<IpAddr>) {
+        let last_client = last_client.map(|ip| ip.to_string()).unwrap_or_default();
+        match self {
+            Limit::Cap(cap) => tracing::warn!(
+                refused,
+                last_client,
+                max_connections_per_client = cap,
+                "connections refused: their client address has max_connections_per_client open \
+                 (counted in ficus_connections_refused_total; at most one line per {}s)",
+                LOG_EVERY.as_secs()
+            ),
+            Limit::Rate(per_second) => tracing::warn!(
+                refused,
+                last_client,
+                new_connections_per_client_per_second = per_second,
+                "connections refused: their client address opens connections faster than \
+                 new_connections_per_client_per_second (counted in \
+                 ficus_connections_refused_total; at most one line per {}s)",
+                LOG_EVERY.as_secs()
+            ),
+        }
+    }
 }
 
 impl Refusals {
-    /// Counts one; `Some(refusals since the last line)` when a line is due now.
-    fn count(&self, made: Instant) -> Option<u64> {
+    /// Counts a refusal of `ip` by `limit`, and writes its line now or when the window ends.
+    fn count(&'static self, made: Instant, ip: IpAddr, limit: Limit) {
         self.total.fetch_add(1, Ordering::Relaxed);
         self.unlogged.fetch_add(1, Ordering::Relaxed);
+        *self.last_client.lock().unwrap_or_else(|p| p.into_inner()) = Some(ip);
+        match self.due_in(made) {
+            None => self.write(made, limit),
+            Some(wait) => self.flush_after(wait, made, limit),
+        }
+    }
+
+    /// `None` when a line may be written now, else how long until it may.
+    fn due_in(&self, made: Instant) -> Option<Duration> {
         let now = made.elapsed().as_millis() as u64 + 1;
         let last = self.last_line_ms.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
-        // One thread wins the line; the others' refusals are in the next one.
-        let won = due
-            && self
-                .last_line_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok();
-        won.then(|| self.unlogged.swap(0, Ordering::Relaxed))
+        let every = LOG_EVERY.as_millis() as u64;
+        let since = now.saturating_sub(last);
+        (last != 0 && since < every).then(|| Duration::from_millis(every - since))
+    }
+
+    /// Writes the refusals since the last line, if there are any and no other thread has
+    /// just written them.
+    fn write(&self, made: Instant, limit: Limit) {
+        let now = made.elapsed().as_millis() as u64 + 1;
+        let last = self.last_line_ms.load(Ordering::Relaxed);
+        // One thread wins the line; the others' refusals are in it or in the next one.
+        if self
+            .last_line_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let refused = self.unlogged.swap(0, Ordering::Relaxed);
+        if refused > 0 {
+            let ip = *self.last_client.lock().unwrap_or_else(|p| p.into_inner());
+            limit.warn(refused, ip);
+        }
+    }
+
+    /// One task per window writes what the window held once it ends (outside a runtime,
+    /// in unit tests, the next refusal after the window does).
+    fn flush_after(&'static self, wait: Duration, made: Instant, limit: Limit) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.flush_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        rt.spawn(async move {
+            tokio::time::sleep(wait).await;
+            self.flush_pending.store(false, Ordering::Release);
+            self.write(made, limit);
+        });
     }
 }
 
@@ -155,22 +233,13 @@ impl ClientConnections {
                 return Ok(Some(Counted { owner: self, ip }));
             }
         }
-        if let Some(refused) = self.refused.count(self.made) {
-            tracing::warn!(
-                refused,
-                last_client = %ip,
-                max_connections_per_client = cap,
-                "connections refused: their client address has max_connections_per_client open \
-                 (counted in ficus_connections_refused_total; at most one line per {}s)",
-                LOG_EVERY.as_secs()
-            );
-        }
+        self.refused.count(self.made, ip, Limit::Cap(cap));
         Err(Refused)
     }
 
     /// Whether `ip` may open another connection now at `per_second` new connections a
     /// second (with a burst of as many); `0`: no limit. A refusal is counted and logged.
-    pub fn admit_rate(&self, ip: IpAddr, per_second: u32) -> Result<(), Refused> {
+    pub fn admit_rate(&'static self, ip: IpAddr, per_second: u32) -> Result<(), Refused> {
         if per_second == 0 {
             return Ok(());
         }
@@ -192,17 +261,8 @@ impl ClientConnections {
                 return Ok(());
             }
         }
-        if let Some(refused) = self.rate_refused.count(self.made) {
-            tracing::warn!(
-                refused,
-                last_client = %ip,
-                new_connections_per_client_per_second = per_second,
-                "connections refused: their client address opens connections faster than \
-                 new_connections_per_client_per_second (counted in \
-                 ficus_connections_refused_total; at most one line per {}s)",
-                LOG_EVERY.as_secs()
-            );
-        }
+        self.rate_refused
+            .count(self.made, ip, Limit::Rate(per_second));
         Err(Refused)
     }
 
@@ -331,6 +391,27 @@ mod tests {
             kept <= 4 * SWEEP_AT * SHARDS,
             "{kept} buckets kept for {total} addresses"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_held_back_by_the_log_window_are_written_when_it_ends() {
+        let t = table();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let _held = t.admit(a, 1).unwrap();
+        assert!(t.admit(a, 1).is_err());
+        // The first refusal is written at once.
+        assert_eq!(t.refused.unlogged.load(Ordering::Relaxed), 0);
+        for _ in 0..5 {
+            assert!(t.admit(a, 1).is_err());
+        }
+        assert_eq!(t.refused.unlogged.load(Ordering::Relaxed), 5);
+        assert!(t.refused.flush_pending.load(Ordering::Relaxed));
+        // When the window ends, without another refusal, they are written.
+        tokio::time::sleep(LOG_EVERY + Duration::from_millis(10)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(t.refused.unlogged.load(Ordering::Relaxed), 0);
+        assert!(!t.refused.flush_pending.load(Ordering::Relaxed));
+        assert_eq!(t.refused(), 6);
     }
 
     #[test]
