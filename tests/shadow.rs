@@ -194,9 +194,7 @@ fn noise_is_learned_from_a_second_primary_answer_and_excused() {
 
 #[test]
 fn a_slow_failing_or_resetting_shadow_never_reaches_the_client() {
-    let mono = Origin::builder("monolith")
-        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
-        .start();
+    let mono = ok_origin("monolith");
     let v2 = Origin::builder("v2")
         .route(
             "/orders/slow",
@@ -255,9 +253,7 @@ fn p99(gw: &Gateway, path: &str, n: usize) -> Duration {
 
 #[test]
 fn a_shadow_sleeping_two_seconds_adds_no_client_latency() {
-    let mono = Origin::builder("monolith")
-        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
-        .start();
+    let mono = ok_origin("monolith");
     let v2 = Origin::builder("v2")
         .fallback(Handler::new(|_| {
             Reply::json(json!({"ok": true})).delay(Duration::from_secs(2))
@@ -293,9 +289,7 @@ fn a_shadow_sleeping_two_seconds_adds_no_client_latency() {
 
 #[test]
 fn the_queue_bound_drops_and_counts_copies() {
-    let mono = Origin::builder("monolith")
-        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
-        .start();
+    let mono = ok_origin("monolith");
     let v2 = Origin::builder("v2")
         .fallback(Handler::new(|_| {
             Reply::json(json!({"ok": true})).delay(Duration::from_secs(1))
@@ -485,12 +479,8 @@ fn captures_in_progress_share_the_routes_memory_budget() {
 /// never reaches production twice.
 #[test]
 fn a_copied_post_is_never_sent_to_the_primary_twice() {
-    let mono = Origin::builder("monolith")
-        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
-        .start();
-    let v2 = Origin::builder("v2")
-        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
-        .start();
+    let mono = ok_origin("monolith");
+    let v2 = ok_origin("v2");
     let gw = Gateway::start(&shadow_config(
         &mono,
         &v2,
@@ -519,9 +509,7 @@ fn a_copied_post_is_never_sent_to_the_primary_twice() {
 /// A shadow that answers with a flood of interim answers is an error like any other.
 #[test]
 fn a_flood_of_interim_answers_is_a_shadow_error() {
-    let mono = Origin::builder("monolith")
-        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
-        .start();
+    let mono = ok_origin("monolith");
     let flood = "HTTP/1.1 100 Continue\r\n\r\n".repeat(50)
         + "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
     let v2 = Origin::builder("v2")

@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,12 +70,8 @@ fn closing_server() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
 
 #[test]
 fn copies_reuse_kept_connections() {
-    let mono = Origin::builder("monolith")
-        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
-        .start();
-    let v2 = Origin::builder("v2")
-        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
-        .start();
+    let mono = ok_origin("monolith");
+    let v2 = ok_origin("v2");
     let gw = Gateway::start(&config(mono.addr(), v2.addr()));
     for i in 0..20u64 {
         let r = get_raw(gw.listen, "/orders/1", "test.local", &[]);
@@ -97,9 +92,7 @@ fn copies_reuse_kept_connections() {
 
 #[test]
 fn a_kept_connection_closed_by_its_server_is_no_shadow_error() {
-    let mono = Origin::builder("monolith")
-        .fallback(Handler::new(|_| Reply::json(json!({"ok": true}))))
-        .start();
+    let mono = ok_origin("monolith");
     let (v2, conns, requests) = closing_server();
     let gw = Gateway::start(&config(mono.addr(), v2));
     for i in 0..6u64 {

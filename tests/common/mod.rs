@@ -125,6 +125,15 @@ pub fn wait_outcomes(gw: &Gateway, n: u64) -> serde_json::Value {
     last
 }
 
+/// An origin that answers every request `{"ok": true}`.
+pub fn ok_origin(name: &str) -> Origin {
+    Origin::builder(name)
+        .fallback(Handler::new(|_| {
+            Reply::json(serde_json::json!({"ok": true}))
+        }))
+        .start()
+}
+
 /// Services `monolith` (primary) and `orders-v2` (shadow), a route `orders` on
 /// `/orders/**` served by the monolith with `shadow = SHADOW`.
 pub fn shadow_config(mono: &Origin, v2: &Origin, shadow: &str) -> String {
