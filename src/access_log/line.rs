@@ -240,7 +240,7 @@ impl Line<'_> {
         };
         // Only a value with a non-ASCII byte is looked at character by character, for
         // the C1 and bidi controls a terminal would act on.
-        let need = if need & WIDE != 0 && (0..v.len()).any(|i| control_at(v, i).is_some()) {
+        let need = if need & WIDE != 0 && has_control(v) {
             need | ESCAPE
         } else {
             need
@@ -253,28 +253,7 @@ impl Line<'_> {
         if need & ESCAPE == 0 {
             self.extend_with_slashes(v, need);
         } else {
-            let mut i = 0;
-            while i < v.len() {
-                let b = v[i];
-                i += 1;
-                match b {
-                    b'"' => self.out.extend_from_slice(b"\\\""),
-                    b'\\' => self.out.extend_from_slice(b"\\\\"),
-                    b'\n' => self.out.extend_from_slice(b"\\n"),
-                    b'\r' => self.out.extend_from_slice(b"\\r"),
-                    b'\t' => self.out.extend_from_slice(b"\\t"),
-                    0 if slash => self.out.extend_from_slice(b"%2F"),
-                    b if b < 0x20 || b == 0x7f => push_unicode_escape(self.out, u32::from(b)),
-                    b if b >= 0x80 => match control_at(v, i - 1) {
-                        Some((c, len)) => {
-                            push_unicode_escape(self.out, c);
-                            i += len - 1;
-                        }
-                        None => self.out.push(b),
-                    },
-                    b => self.out.push(b),
-                }
-            }
+            escape(self.out, v, slash);
         }
         self.out.push(b'"');
     }
@@ -341,6 +320,41 @@ fn control_at(v: &[u8], i: usize) -> Option<(u32, usize)> {
         [0xe2, 0x81, b @ 0xa6..=0xa9, ..] => Some((0x2040 + u32::from(b - 0x80), 3)),
         _ => None,
     }
+}
+
+/// `v` with JSON's escapes (`slash`: `\0` stands for `%2F`): quotes, backslashes and
+/// every control character [`CLASS`] and [`control_at`] name.
+fn escape(out: &mut Vec<u8>, v: &[u8], slash: bool) {
+    let mut i = 0;
+    while i < v.len() {
+        let b = v[i];
+        i += 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0 if slash => out.extend_from_slice(b"%2F"),
+            b if b < 0x20 || b == 0x7f => push_unicode_escape(out, u32::from(b)),
+            b if b >= 0x80 => match control_at(v, i - 1) {
+                Some((c, len)) => {
+                    push_unicode_escape(out, c);
+                    i += len - 1;
+                }
+                None => out.push(b),
+            },
+            b => out.push(b),
+        }
+    }
+}
+
+/// Whether `v` holds a character [`control_at`] escapes: only the three lead bytes such a
+/// character can start with are looked at further.
+fn has_control(v: &[u8]) -> bool {
+    v.iter()
+        .enumerate()
+        .any(|(i, b)| matches!(b, 0xc2 | 0xd8 | 0xe2) && control_at(v, i).is_some())
 }
 
 /// `\uXXXX`, a JSON escape that logfmt readers of ficus's lines also understand.
