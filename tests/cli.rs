@@ -603,3 +603,55 @@ fn check_listener_hosts_that_can_never_match() {
         "{out}"
     );
 }
+
+/// A wrong value in a `[header]` table (whose span is the header's, not the body's) is
+/// reported under its full key, every one of them, in plain words rather than Rust type
+/// names (QA15 #6).
+#[test]
+fn check_names_the_full_key_of_a_bad_number_in_plain_words() {
+    let cfg = format!(
+        "{BASE}\n[gateway.limits]\nmax_connections_per_client = -1\n\
+         new_connections_per_client_per_second = 1.5\nmax_body_bytes = \"many\"\n\
+         h2_max_concurrent_streams = 99999999999999\n"
+    );
+    let (code, out, path, _d) = check(&cfg);
+    assert_eq!(code, 2, "{out}");
+    for (key, line, words) in [
+        (
+            "max_connections_per_client",
+            "max_connections_per_client = -1",
+            "integer `-1`, expected a whole number, 0 or more",
+        ),
+        (
+            "new_connections_per_client_per_second",
+            "= 1.5",
+            "decimal number `1.5`, expected a whole number from 0 to 4294967295",
+        ),
+        (
+            "max_body_bytes",
+            "\"many\"",
+            "string \"many\", expected a whole number, 0 or more",
+        ),
+        (
+            "h2_max_concurrent_streams",
+            "99999999999999",
+            "expected a whole number from 0 to 4294967295",
+        ),
+    ] {
+        let at = format!("{}:{}:", path.display(), line_of(&cfg, line));
+        let diag = out
+            .lines()
+            .find(|l| l.starts_with(&at))
+            .unwrap_or_else(|| panic!("no diagnostic at {at} in:\n{out}"));
+        assert!(
+            diag.contains(&format!("(key `gateway.limits.{key}`)")),
+            "{diag}"
+        );
+        assert!(diag.contains(words), "{diag}");
+    }
+    assert!(
+        !out.contains("usize") && !out.contains("u32") && !out.contains("u64"),
+        "{out}"
+    );
+    assert!(out.contains("hint: write digits only"), "{out}");
+}

@@ -289,3 +289,71 @@ fn an_idle_route_s_series_exist_at_zero_and_counts_survive_a_reload() {
         "{text}"
     );
 }
+
+/// Every metric family `/metrics` exposes, with splits, a shadow, a rate limit and the
+/// per-address connection limits configured, has a row in configuration.md's metric
+/// tables (the reference a dashboard is built from; QA15 #7 found nine missing).
+#[test]
+fn every_exposed_metric_has_a_row_in_the_reference() {
+    let mono = Origin::start("monolith");
+    let orders = Origin::start("orders");
+    let cfg = ConfigBuilder::new()
+        .gateway(|g| {
+            g.set("legacy", r#""monolith""#);
+        })
+        .limits(|l| {
+            l.set("max_connections_per_client", 64)
+                .set("new_connections_per_client_per_second", 100);
+        })
+        .service("monolith", &[mono.addr()])
+        .service("orders", &[orders.addr()])
+        .route_with("split", "/s/**", "monolith", |r| {
+            r.remove("service");
+            r.set(
+                "split",
+                r#"[{ service = "monolith", weight = 50 }, { service = "orders", weight = 50 }]"#,
+            )
+            .set_str("rate_limit", "per_client");
+        })
+        .route_with("shadowed", "/sh/**", "monolith", |r| {
+            r.set("shadow", r#"{ service = "orders", timeout = "2s" }"#);
+        })
+        .raw("[rate_limits.per_client]\nlimits = [{ key = \"client_ip\", rate = \"100/s\", burst = 200 }]")
+        .build();
+    let gw = Gateway::start(&cfg);
+    assert_eq!(gw.get("/s/x").status, 200);
+    assert_eq!(gw.get("/sh/x").status, 200);
+    let text = gw.metrics();
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for expected in [
+        "ficus_connections_refused_total",
+        "ficus_split_requests_total",
+        "ficus_shadow_requests_total",
+        "ficus_rate_limit_requests_total",
+    ] {
+        assert!(families.contains(&expected), "no {expected} in\n{text}");
+    }
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .expect("docs/configuration.md");
+    // A row names its metric(s) in backquotes in its first cell.
+    let rows: Vec<&str> = doc
+        .lines()
+        .filter(|l| l.starts_with("| `ficus_"))
+        .filter_map(|l| l.split(" | ").next())
+        .collect();
+    let missing: Vec<&&str> = families
+        .iter()
+        .filter(|f| !rows.iter().any(|r| r.contains(&format!("`{f}`"))))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics without a row in configuration.md: {missing:?}"
+    );
+}

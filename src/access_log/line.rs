@@ -238,6 +238,13 @@ impl Line<'_> {
             false if need & SLASH != 0 => (need & !SLASH) | ESCAPE,
             false => need,
         };
+        // Only a value with a non-ASCII byte is looked at character by character, for
+        // the C1 and bidi controls a terminal would act on.
+        let need = if need & WIDE != 0 && has_control(v) {
+            need | ESCAPE
+        } else {
+            need
+        };
         if self.format == Format::Text && need & (ESCAPE | QUOTE) == 0 && !v.is_empty() {
             self.extend_with_slashes(v, need);
             return;
@@ -246,23 +253,7 @@ impl Line<'_> {
         if need & ESCAPE == 0 {
             self.extend_with_slashes(v, need);
         } else {
-            for &b in v {
-                match b {
-                    b'"' => self.out.extend_from_slice(b"\\\""),
-                    b'\\' => self.out.extend_from_slice(b"\\\\"),
-                    b'\n' => self.out.extend_from_slice(b"\\n"),
-                    b'\r' => self.out.extend_from_slice(b"\\r"),
-                    b'\t' => self.out.extend_from_slice(b"\\t"),
-                    0 if slash => self.out.extend_from_slice(b"%2F"),
-                    b if b < 0x20 => {
-                        const HEX: &[u8; 16] = b"0123456789abcdef";
-                        self.out.extend_from_slice(b"\\u00");
-                        self.out.push(HEX[usize::from(b >> 4)]);
-                        self.out.push(HEX[usize::from(b & 15)]);
-                    }
-                    b => self.out.push(b),
-                }
-            }
+            escape(self.out, v, slash);
         }
         self.out.push(b'"');
     }
@@ -283,12 +274,15 @@ impl Line<'_> {
 
 /// JSON must escape the byte (and so must logfmt, which then quotes).
 const ESCAPE: u8 = 1;
-/// logfmt must quote a value with this byte (space, `=`, non-ASCII, DEL).
+/// logfmt must quote a value with this byte (space, `=`, non-ASCII).
 const QUOTE: u8 = 2;
 /// The byte is `\0`, which a path writes as `%2F` (and which JSON would escape).
 const SLASH: u8 = 4;
+/// The byte is part of a non-ASCII character, which may be a control ([`control_at`]).
+const WIDE: u8 = 8;
 
-/// What each byte needs, by value.
+/// What each byte needs, by value. DEL is escaped like the C0 controls: a terminal
+/// acts on it.
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -296,9 +290,11 @@ static CLASS: [u8; 256] = {
         let b = i as u8;
         t[i] = if b == 0 {
             SLASH
-        } else if b < 0x20 || b == b'"' || b == b'\\' {
+        } else if b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f {
             ESCAPE
-        } else if b == b' ' || b == b'=' || b >= 0x7f {
+        } else if b >= 0x80 {
+            QUOTE | WIDE
+        } else if b == b' ' || b == b'=' {
             QUOTE
         } else {
             0
@@ -307,6 +303,68 @@ static CLASS: [u8; 256] = {
     }
     t
 };
+
+/// The control character starting at `v[i]`, if any, with its length in bytes: a C1
+/// control (U+0080–U+009F, e.g. U+0085 NEL, a line break for some viewers), a bidi
+/// mark, embedding, override or isolate (U+061C, U+200E/F, U+202A–U+202E,
+/// U+2066–U+2069: they reorder the rest of a line on screen, a log-spoofing trick) or
+/// the line and paragraph separators U+2028/U+2029. Matched on the UTF-8 bytes, no
+/// decoding; `v` is valid UTF-8, so a lead byte is never mistaken for a continuation.
+fn control_at(v: &[u8], i: usize) -> Option<(u32, usize)> {
+    match *v.get(i..)? {
+        [0xc2, b @ 0x80..=0x9f, ..] => Some((u32::from(b), 2)),
+        [0xd8, 0x9c, ..] => Some((0x061c, 2)),
+        [0xe2, 0x80, b @ (0x8e | 0x8f | 0xa8..=0xae), ..] => {
+            Some((0x2000 + u32::from(b - 0x80), 3))
+        }
+        [0xe2, 0x81, b @ 0xa6..=0xa9, ..] => Some((0x2040 + u32::from(b - 0x80), 3)),
+        _ => None,
+    }
+}
+
+/// `v` with JSON's escapes (`slash`: `\0` stands for `%2F`): quotes, backslashes and
+/// every control character [`CLASS`] and [`control_at`] name.
+fn escape(out: &mut Vec<u8>, v: &[u8], slash: bool) {
+    let mut i = 0;
+    while i < v.len() {
+        let b = v[i];
+        i += 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0 if slash => out.extend_from_slice(b"%2F"),
+            b if b < 0x20 || b == 0x7f => push_unicode_escape(out, u32::from(b)),
+            b if b >= 0x80 => match control_at(v, i - 1) {
+                Some((c, len)) => {
+                    push_unicode_escape(out, c);
+                    i += len - 1;
+                }
+                None => out.push(b),
+            },
+            b => out.push(b),
+        }
+    }
+}
+
+/// Whether `v` holds a character [`control_at`] escapes: only the three lead bytes such a
+/// character can start with are looked at further.
+fn has_control(v: &[u8]) -> bool {
+    v.iter()
+        .enumerate()
+        .any(|(i, b)| matches!(b, 0xc2 | 0xd8 | 0xe2) && control_at(v, i).is_some())
+}
+
+/// `\uXXXX`, a JSON escape that logfmt readers of ficus's lines also understand.
+fn push_unicode_escape(out: &mut Vec<u8>, c: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(b"\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[(c >> shift & 15) as usize]);
+    }
+}
 
 fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut buf = [0u8; 20];
@@ -493,6 +551,63 @@ mod tests {
         assert_eq!(v["subject"], "a\0b");
         let t = line(Format::Text, &f);
         assert!(t.contains(" subject=\"a\\u0000b\" "), "{t:?}");
+    }
+
+    #[test]
+    fn del_c1_and_bidi_controls_are_escaped_in_both_formats() {
+        for (value, escaped) in [
+            ("a\u{7f}b", "a\\u007fb"),
+            ("a\u{85}b", "a\\u0085b"),
+            ("a\u{80}\u{9f}b", "a\\u0080\\u009fb"),
+            ("a\u{202e}b", "a\\u202eb"),
+            (
+                "a\u{202a}\u{202b}\u{202c}\u{202d}b",
+                "a\\u202a\\u202b\\u202c\\u202db",
+            ),
+            (
+                "\u{2066}\u{2067}\u{2068}\u{2069}",
+                "\\u2066\\u2067\\u2068\\u2069",
+            ),
+            ("a\u{2028}b\u{2029}", "a\\u2028b\\u2029"),
+            ("\u{200e}\u{200f}\u{61c}", "\\u200e\\u200f\\u061c"),
+            // Printable non-ASCII around a control stays as it is.
+            (
+                "caf\u{e9} \u{202e}\u{2027}\u{a0}",
+                "caf\u{e9} \\u202e\u{2027}\u{a0}",
+            ),
+        ] {
+            let mut f = sample();
+            f.subject = value;
+            f.path = value.as_bytes();
+            let l = line(Format::Json, &f);
+            let v: serde_json::Value = serde_json::from_str(&l).expect("valid JSON");
+            assert_eq!(v["subject"], value, "{l:?}");
+            assert_eq!(v["path"], value, "{l:?}");
+            let t = line(Format::Text, &f);
+            for line in [&l, &t] {
+                assert!(
+                    !line.chars().any(|c| c == '\u{7f}'
+                        || ('\u{80}'..='\u{9f}').contains(&c)
+                        || ('\u{2028}'..='\u{202e}').contains(&c)
+                        || ('\u{2066}'..='\u{2069}').contains(&c)
+                        || ['\u{200e}', '\u{200f}', '\u{61c}'].contains(&c)),
+                    "a raw control in {line:?}"
+                );
+            }
+            assert!(t.contains(&format!(" subject=\"{escaped}\" ")), "{t:?}");
+            assert!(t.contains(&format!(" path=\"{escaped}\" ")), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn printable_non_ascii_is_quoted_but_not_escaped() {
+        let mut f = sample();
+        f.subject = "caf\u{e9}\u{2027}\u{a0}\u{2070}";
+        let t = line(Format::Text, &f);
+        assert!(
+            t.contains(" subject=\"caf\u{e9}\u{2027}\u{a0}\u{2070}\" "),
+            "{t:?}"
+        );
     }
 
     #[test]

@@ -178,13 +178,13 @@ impl<'a> Diagnostics<'a> {
         fallback: Range<usize>,
     ) {
         let span = err.span().unwrap_or(fallback);
-        let msg = err.message().trim().to_string();
+        let (msg, number_hint) = plain_words(err.message().trim());
         let hint = if msg.contains("unknown field") {
             Some(unknown_field_hint(&msg))
         } else if msg.contains("did not match any variant") {
             Some("expected an address string like \"127.0.0.1:8080\" or a table with `addr`".into())
         } else {
-            hint
+            hint.or(number_hint.map(String::from))
         };
         self.push(Severity::Error, span, key, msg, hint);
     }
@@ -200,6 +200,28 @@ impl<'a> Diagnostics<'a> {
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }
+}
+
+/// serde's message with the Rust type it expected said in plain words ("expected usize"
+/// → "expected a whole number, 0 or more"), and for a whole number a hint on writing one.
+fn plain_words(msg: &str) -> (String, Option<&'static str>) {
+    const UNSIGNED: &str = "write digits only: no quotes, sign or decimal point, e.g. `10`";
+    const SIGNED: &str = "write a whole number without quotes or a decimal point, e.g. `10`";
+    let Some((head, ty)) = msg.rsplit_once(", expected ") else {
+        return (msg.to_string(), None);
+    };
+    let (words, hint) = match ty {
+        "usize" | "u64" | "u128" => ("a whole number, 0 or more", Some(UNSIGNED)),
+        "u32" => ("a whole number from 0 to 4294967295", Some(UNSIGNED)),
+        "u16" => ("a whole number from 0 to 65535", Some(UNSIGNED)),
+        "u8" => ("a whole number from 0 to 255", Some(UNSIGNED)),
+        "i64" | "i32" | "isize" | "i128" => ("a whole number", Some(SIGNED)),
+        "f64" | "f32" => ("a number", None),
+        "a boolean" => ("`true` or `false`", None),
+        _ => return (msg.to_string(), None),
+    };
+    let head = head.replacen("floating point", "decimal number", 1);
+    (format!("{head}, expected {words}"), hint)
 }
 
 /// "unknown field `servce`, expected one of `name`, `service`" → a did-you-mean hint.
@@ -282,6 +304,27 @@ mod tests {
         let d = Diagnostics::new("f", "\u{feff}a = 1");
         assert_eq!(d.line_col(3), (1, 1));
         assert_eq!(d.line_col(7), (1, 5));
+    }
+
+    #[test]
+    fn rust_type_names_become_plain_words() {
+        assert_eq!(
+            plain_words("invalid value: integer `-1`, expected usize"),
+            (
+                "invalid value: integer `-1`, expected a whole number, 0 or more".into(),
+                Some("write digits only: no quotes, sign or decimal point, e.g. `10`")
+            )
+        );
+        assert_eq!(
+            plain_words("invalid type: floating point `1.5`, expected u32").0,
+            "invalid type: decimal number `1.5`, expected a whole number from 0 to 4294967295"
+        );
+        assert_eq!(
+            plain_words("invalid type: string \"x\", expected a boolean").0,
+            "invalid type: string \"x\", expected `true` or `false`"
+        );
+        let other = "invalid type: integer `1`, expected a string";
+        assert_eq!(plain_words(other), (other.to_string(), None));
     }
 
     #[test]

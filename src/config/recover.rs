@@ -98,113 +98,102 @@ fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
     outer.start <= inner.start && inner.end <= outer.end
 }
 
+/// One step of the path to an entry: a table's key or an array's index.
+enum Step<'i> {
+    Key(Spanned<toml::de::DeString<'i>>),
+    Index(usize),
+}
+
+/// The path to the innermost entry of `value` whose key or value holds `target`. A table
+/// written with a `[header]` has the header's span, not its body's, so a table's entries
+/// are searched whether or not its own span holds the target.
+fn find<'i>(value: &Spanned<DeValue<'i>>, target: &Range<usize>) -> Option<Vec<Step<'i>>> {
+    // `v` holds the target: deeper if one of its entries does, else `v` itself.
+    let inside = |v: &Spanned<DeValue<'i>>, step: Step<'i>| {
+        let container = matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_));
+        if container && v.span() != *target {
+            if let Some(mut inner) = find(v, target) {
+                inner.insert(0, step);
+                return Some(inner);
+            }
+        }
+        contains(&v.span(), target).then(|| vec![step])
+    };
+    match value.get_ref() {
+        DeValue::Table(t) => t.iter().find_map(|(k, v)| {
+            if contains(&k.span(), target) {
+                return Some(vec![Step::Key(k.clone())]);
+            }
+            inside(v, Step::Key(k.clone()))
+        }),
+        DeValue::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| inside(v, Step::Index(i))),
+        _ => None,
+    }
+}
+
+/// `timeouts.read`, `instances[1]`, `[0].name`.
+fn path_text(steps: &[Step<'_>]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step {
+            Step::Key(k) if out.is_empty() => out.push_str(k.get_ref()),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k.get_ref());
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
 /// Removes the innermost entry of `value` whose key or value holds `target`. `None` when
 /// the error is about `value` itself (a missing field, or a wrong type for the whole
 /// section), which nothing inside can fix.
 fn remove_offending(value: &mut Spanned<DeValue<'_>>, target: &Range<usize>) -> Option<Removed> {
-    let table_span = value.span();
-    // A container that holds the target strictly inside: the error is deeper.
-    let deeper = |v: &Spanned<DeValue<'_>>| {
-        v.span() != *target && matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_))
-    };
-    match value.get_mut() {
-        DeValue::Table(t) => {
-            let mut hit = None;
-            for (k, v) in t.iter_mut() {
-                if contains(&k.span(), target) {
-                    hit = Some(k.clone());
-                    break;
-                }
-                if contains(&v.span(), target) {
-                    if deeper(v) {
-                        if let Some(mut r) = remove_offending(v, target) {
-                            r.path = if r.path.starts_with('[') {
-                                format!("{}{}", k.get_ref(), r.path)
-                            } else {
-                                format!("{}.{}", k.get_ref(), r.path)
-                            };
-                            return Some(r);
-                        }
-                    }
-                    hit = Some(k.clone());
-                    break;
-                }
-            }
-            let key = hit?;
-            t.remove(&key);
-            let name = key.into_inner().into_owned();
-            Some(Removed {
-                path: name.clone(),
-                key: name,
-                table: table_span,
-            })
+    let steps = find(value, target)?;
+    let path = path_text(&steps);
+    let (last, parents) = steps.split_last()?;
+    let mut table = value;
+    for step in parents {
+        table = match (table.get_mut(), step) {
+            (DeValue::Table(t), Step::Key(k)) => t.get_mut(k)?,
+            (DeValue::Array(a), Step::Index(i)) => a.as_mut().get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    let table_span = table.span();
+    let key = match (table.get_mut(), last) {
+        (DeValue::Table(t), Step::Key(k)) => {
+            t.remove(k);
+            k.get_ref().to_string()
         }
-        DeValue::Array(a) => {
-            let i = a.iter().position(|v| contains(&v.span(), target))?;
-            if deeper(&a[i]) {
-                if let Some(mut r) = remove_offending(&mut a.as_mut()[i], target) {
-                    r.path = if r.path.starts_with('[') {
-                        format!("[{i}]{}", r.path)
-                    } else {
-                        format!("[{i}].{}", r.path)
-                    };
-                    return Some(r);
-                }
-            }
+        (DeValue::Array(a), Step::Index(i)) => {
             let mut kept = DeArray::new();
             for (j, v) in std::mem::replace(a, DeArray::new()).into_iter().enumerate() {
-                if j != i {
+                if j != *i {
                     kept.push(v);
                 }
             }
             *a = kept;
-            Some(Removed {
-                path: format!("[{i}]"),
-                key: String::new(),
-                table: table_span,
-            })
+            String::new()
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(Removed {
+        path,
+        key,
+        table: table_span,
+    })
 }
 
 /// The path of the entry [`remove_offending`] would remove, in `value` as it is (the
 /// section as written, for the index of an array element).
 pub fn locate(value: &Spanned<DeValue<'_>>, target: &Range<usize>) -> Option<String> {
-    let deeper = |v: &Spanned<DeValue<'_>>| {
-        v.span() != *target && matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_))
-    };
-    let join = |head: String, inner: String| {
-        if inner.starts_with('[') {
-            format!("{head}{inner}")
-        } else {
-            format!("{head}.{inner}")
-        }
-    };
-    match value.get_ref() {
-        DeValue::Table(t) => t.iter().find_map(|(k, v)| {
-            if contains(&k.span(), target) {
-                return Some(k.get_ref().to_string());
-            }
-            if !contains(&v.span(), target) {
-                return None;
-            }
-            let inner = deeper(v).then(|| locate(v, target)).flatten();
-            Some(match inner {
-                Some(inner) => join(k.get_ref().to_string(), inner),
-                None => k.get_ref().to_string(),
-            })
-        }),
-        DeValue::Array(a) => {
-            let i = a.iter().position(|v| contains(&v.span(), target))?;
-            let inner = deeper(&a[i]).then(|| locate(&a[i], target)).flatten();
-            Some(match inner {
-                Some(inner) => join(format!("[{i}]"), inner),
-                None => format!("[{i}]"),
-            })
-        }
-        _ => None,
-    }
+    find(value, target).map(|steps| path_text(&steps))
 }
 
 /// Keys whose values are durations, for a hint when one is written as a number.
