@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 fn config(mono: SocketAddr, v2: SocketAddr) -> String {
+    config_with(mono, v2, r#"{ service = "orders-v2", timeout = "2s" }"#)
+}
+
+fn config_with(mono: SocketAddr, v2: SocketAddr, shadow: &str) -> String {
     ConfigBuilder::new()
         .gateway(|g| {
             g.set("access_log", r#""off""#);
@@ -17,7 +21,7 @@ fn config(mono: SocketAddr, v2: SocketAddr) -> String {
         .service("monolith", &[mono])
         .service("orders-v2", &[v2])
         .route_with("orders", "/orders/**", "monolith", |r| {
-            r.set("shadow", r#"{ service = "orders-v2", timeout = "2s" }"#);
+            r.set("shadow", shadow);
         })
         .build()
 }
@@ -111,5 +115,37 @@ fn a_kept_connection_closed_by_its_server_is_no_shadow_error() {
         requests.load(Ordering::SeqCst) > 6,
         "no copy was sent on a kept connection: {} requests",
         requests.load(Ordering::SeqCst)
+    );
+}
+
+/// A copied `POST` is never sent on a kept connection: if the server closed it at that
+/// moment the copy could not be sent again (it may have side effects), so it would be a
+/// shadow error. Each goes on a new connection, and each reaches the server once.
+#[test]
+fn a_copied_post_never_risks_a_kept_connection() {
+    let mono = ok_origin("monolith");
+    let (v2, conns, requests) = closing_server();
+    let gw = Gateway::start(&config_with(
+        mono.addr(),
+        v2,
+        r#"{ service = "orders-v2", timeout = "2s", methods = ["POST"] }"#,
+    ));
+    for i in 0..6u64 {
+        let r = raw_request(
+            gw.listen,
+            b"POST /orders/1 HTTP/1.1\r\nHost: test.local\r\nContent-Length: 0\r\n\
+              Connection: close\r\n\r\n",
+        );
+        assert_eq!(r.status, 200);
+        wait_outcomes(&gw, i + 1);
+    }
+    let rep = report(&gw);
+    assert_eq!(rep["shadow_errors"], 0, "{rep:#}");
+    assert_eq!(rep["compared"], 6, "{rep:#}");
+    assert_eq!(conns.load(Ordering::SeqCst), 6);
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        6,
+        "a copy reached the server twice"
     );
 }

@@ -79,10 +79,16 @@ where
     peer.options.total_connection_timeout = Some(timeout);
     let run = async {
         // A kept connection that its server closes just as it is taken fails before any
-        // answer: a request without side effects is sent again on a new connection.
-        if let Some(session) = pool::pool().take(&peer) {
+        // answer: a request without side effects is sent again on a new connection. One
+        // with side effects (a copied `POST`) cannot be sent twice, so it never takes that
+        // risk: it goes on a new connection (its connection is kept afterwards).
+        let reused = match base.method.is_safe() {
+            true => pool::pool().take(&peer),
+            false => None,
+        };
+        if let Some(session) = reused {
             match once(HttpSession::H1(session), copy()?, &body, max_body, &peer).await {
-                Err(Attempt::Unanswered(e)) if base.method.is_safe() => {
+                Err(Attempt::Unanswered(e)) => {
                     tracing::debug!(error = %e, "kept shadow connection unusable");
                 }
                 done => return done.map_err(Attempt::into_error),
