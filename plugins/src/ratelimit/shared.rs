@@ -16,8 +16,8 @@ use std::time::Duration;
 use super::config::Limit;
 use super::key::BucketKey;
 use super::local::LocalStore;
-use super::redis::{self, RedisLimit, RedisStore};
-use super::store::{Decision, LimitState, StoreError};
+use super::redis::{RedisLimit, RedisStore};
+use super::store::{Decision, StoreError};
 
 /// A policy's buckets in Redis, with local ones to fall back on.
 pub struct SharedStore {
@@ -69,7 +69,7 @@ impl SharedStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Decision {
             admitted: d.admitted,
-            limits: d.limits.iter().map(state).collect(),
+            limits: d.limits.iter().copied().collect(),
         })
     }
 
@@ -99,15 +99,6 @@ impl SharedStore {
             let _ = write!(name, "{b:02x}");
         }
         name
-    }
-}
-
-fn state(s: &redis::LimitState) -> LimitState {
-    LimitState {
-        admitted: s.admitted,
-        remaining: s.remaining,
-        reset: s.reset,
-        retry_after: s.retry_after,
     }
 }
 

@@ -63,19 +63,10 @@ pub struct RedisLimit<'a> {
     pub burst: u32,
 }
 
-/// One limit's state after a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitState {
-    /// Whether this limit had room for the request (the request itself is admitted only
-    /// when every limit had: [`RedisDecision::admitted`]).
-    pub admitted: bool,
-    /// Further requests this limit would admit right now; 0 when it had no room.
-    pub remaining: u64,
-    /// Until the bucket is full again.
-    pub reset: Duration,
-    /// Until this limit would admit one request; zero when it had room.
-    pub retry_after: Duration,
-}
+/// One limit's state after a decision: the same fields the local store reports, so the
+/// rate-limit headers mean the same whichever store decided. With several limits the
+/// request is admitted only when every limit had room ([`RedisDecision::admitted`]).
+pub use super::store::LimitState;
 
 /// The decision on one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
